@@ -1,0 +1,23 @@
+"""The action registry: every action, by its stable name. Complete by construction."""
+
+from __future__ import annotations
+
+from chalicelib.actions.base import Action
+from chalicelib.actions.k8s.capture_pod import CapturePod
+from chalicelib.actions.k8s.cordon_node import CordonNode
+from chalicelib.actions.k8s.delete_pod import DeletePod
+from chalicelib.actions.k8s.isolate_pod import IsolatePod
+from chalicelib.actions.k8s.label_node import LabelNode
+from chalicelib.actions.k8s.label_pod import LabelPod
+
+_ACTIONS: tuple[type[Action], ...] = (LabelPod, IsolatePod, CapturePod, DeletePod, CordonNode, LabelNode)
+
+REGISTRY: dict[str, Action] = {cls.name: cls() for cls in _ACTIONS}
+
+
+def get(name: str) -> Action:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise KeyError(f"unknown action {name!r} (known: {known})") from None

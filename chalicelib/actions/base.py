@@ -1,0 +1,189 @@
+"""What every action is: a name, the permissions it needs, a plan and a run."""
+
+from __future__ import annotations
+
+import enum
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from chalicelib.settings import MANAGED_BY
+
+if TYPE_CHECKING:
+    from chalicelib.incident import Incident
+    from chalicelib.settings import Settings
+
+TargetKind = Literal["pod", "node"]
+
+# Labels and annotations the responder writes. Every object it touches carries them.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+INCIDENT_LABEL = "eks-responder.io/incident"
+INCIDENT_ANNOTATION = "eks-responder.io/incident-id"
+QUARANTINE_LABEL = "eks-responder.io/quarantine"
+INVESTIGATION_LABEL = "eks-responder.io/under-investigation"
+CORDONED_AT_ANNOTATION = "eks-responder.io/cordoned-at"
+PRIOR_ANNOTATION_PREFIX = "eks-responder.io/prior-"
+QUARANTINE_TAINT = "eks-responder.io/quarantine"
+QUARANTINE_POLICY = "eks-responder-quarantine"
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def label_value(text: str) -> str:
+    """A Kubernetes label value for `text`: itself when valid, else a readable, valid cut."""
+    if len(text) <= 63 and _LABEL_VALUE.match(text):  # noqa: PLR2004
+        return text
+    cleaned = re.sub(r"[^-A-Za-z0-9_.]", "-", text)[:63].strip("-_.")
+    return cleaned or "unknown"
+
+
+def responder_marks(incident_id: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The labels and annotations that say "the responder did this, for this incident"."""
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, INCIDENT_LABEL: label_value(incident_id)}
+    annotations = {INCIDENT_ANNOTATION: incident_id}
+    return labels, annotations
+
+
+@dataclass(frozen=True)
+class IAMStatement:
+    """An IAM permission an action needs. `{account}`, `{region}`, ... are filled per stage."""
+
+    actions: tuple[str, ...]
+    resources: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True)
+class RBACRule:
+    """A Kubernetes permission an action needs (one resource, its verbs)."""
+
+    api_group: str
+    resource: str
+    verbs: tuple[str, ...]
+
+
+class Status(enum.StrEnum):
+    PLANNED = "planned"
+    SUCCEEDED = "succeeded"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one action runs on: a pod or a node. `exists` is False for a pod already gone."""
+
+    kind: TargetKind
+    name: str
+    namespace: str | None = None
+    resolved: bool = True  # False in an offline plan, where the name only describes the target
+    exists: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an action reports back: the responder adds timing and names."""
+
+    status: Status
+    detail: str
+    prior: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: str
+    target: str
+    status: Status
+    detail: str
+    duration_ms: float = 0.0
+    prior: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "target": self.target,
+            "status": self.status.value,
+            "detail": self.detail,
+            "duration_ms": round(self.duration_ms, 1),
+            "prior": self.prior,
+        }
+
+
+class KubeAPI(Protocol):
+    """The Kubernetes calls actions make. Objects are plain dicts, as the API returns them.
+
+    The implementation (executors.kube) applies server-side dry-run to every write when the
+    responder runs in dry-run mode, so a dry run is authorised exactly like the real one.
+    """
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def list_pods(self, namespace: str) -> list[dict[str, Any]]: ...
+    def list_replicasets(self, namespace: str) -> list[dict[str, Any]]: ...
+    def list_jobs(self, namespace: str) -> list[dict[str, Any]]: ...
+    def patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
+    def delete_pod(self, namespace: str, name: str, grace_period_seconds: int | None) -> None: ...
+    def pod_events(self, namespace: str, name: str) -> list[dict[str, Any]]: ...
+    def pod_log(self, namespace: str, name: str, container: str, tail_lines: int) -> str: ...
+    def get_node(self, name: str) -> dict[str, Any] | None: ...
+    def list_nodes(self) -> list[dict[str, Any]]: ...
+    def patch_node(self, name: str, patch: dict[str, Any]) -> None: ...
+    def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None: ...
+
+
+class EvidenceSink(Protocol):
+    """Where captured evidence goes: a local folder or an S3 prefix."""
+
+    def exists(self, key: str) -> bool: ...
+    def put(self, key: str, data: bytes, content_type: str) -> str: ...
+    def location(self, key: str) -> str: ...
+
+
+@dataclass
+class ActionContext:
+    incident: Incident
+    settings: Settings
+    kube: KubeAPI
+    now: datetime
+    dry_run: bool
+    evidence: EvidenceSink | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+class Params(BaseModel):
+    """Parameters of an action, as written in a rule's `params:`. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    pass
+
+
+class Action(ABC):
+    """One response step. Subclasses are registered in chalicelib.actions.REGISTRY."""
+
+    name: ClassVar[str]
+    target_kind: ClassVar[TargetKind]
+    summary: ClassVar[str]
+    params_model: ClassVar[type[Params]] = NoParams
+    rbac: ClassVar[tuple[RBACRule, ...]] = ()
+    iam: ClassVar[tuple[IAMStatement, ...]] = ()
+    # Actions that disrupt a workload are never run in a protected namespace.
+    disrupts_workload: ClassVar[bool] = False
+    # Actions that take a node out of service count against the per-cluster hourly cap.
+    counts_against_node_cap: ClassVar[bool] = False
+
+    @abstractmethod
+    def describe(self, target: Target, params: Params) -> str:
+        """One sentence: what running on `target` would change."""
+
+    @abstractmethod
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        """Do it (or, with ctx.dry_run, have the API server validate it). Idempotent."""

@@ -1,0 +1,89 @@
+"""k8s:capture-pod: the pod's manifest, its events and log tails, with a SHA-256 manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target
+from chalicelib.actions.k8s.common import missing_pod
+from chalicelib.settings import MANAGED_BY
+
+
+class CapturePodParams(Params):
+    tail_lines: int | None = Field(None, ge=1, le=100_000)
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, indent=2, sort_keys=True, default=str).encode()
+
+
+class CapturePod(Action):
+    """Write the pod's evidence to the evidence store (S3 in AWS, a folder locally).
+
+    Files: `pod.json`, `events.json`, `logs/<container>.log` (last lines of each container,
+    previous instance included when it restarted) and `MANIFEST.json` with the SHA-256 of each.
+
+    Example::
+
+        - action: k8s:capture-pod
+          params: {tail_lines: 500}
+    """
+
+    name = "k8s:capture-pod"
+    target_kind = "pod"
+    summary = "save the pod's manifest, events and log tails to the evidence store, with SHA-256 hashes"
+    params_model = CapturePodParams
+    rbac: ClassVar[tuple[RBACRule, ...]] = (
+        RBACRule("", "pods", ("get",)),
+        RBACRule("", "pods/log", ("get",)),
+        RBACRule("", "events", ("list",)),
+    )
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"capture manifest, events and log tails of pod {target} to the evidence store"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        assert target.namespace is not None
+        assert isinstance(params, CapturePodParams)
+        if ctx.evidence is None:
+            return Outcome(Status.SKIPPED, "no evidence store configured (set EVIDENCE_BUCKET or EVIDENCE_DIR)")
+        base = f"{ctx.incident.id}/pods/{target.namespace}/{target.name}"
+        if ctx.evidence.exists(f"{base}/MANIFEST.json"):
+            return Outcome(Status.SKIPPED, f"pod {target} already captured at {ctx.evidence.location(base)}")
+        pod = ctx.kube.get_pod(target.namespace, target.name)
+        if pod is None:
+            return missing_pod(target)
+        if ctx.dry_run:
+            # Reading is harmless, but a dry run writes nothing anywhere.
+            return Outcome(Status.PLANNED, f"would capture pod {target} to {ctx.evidence.location(base)}")
+        files: dict[str, bytes] = {"pod.json": _json(pod), "events.json": _json(ctx.kube.pod_events(target.namespace, target.name))}
+        tail = params.tail_lines or ctx.settings.log_tail_lines
+        spec = pod.get("spec") or {}
+        containers = [c.get("name") for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
+        for container in filter(None, containers):
+            try:
+                text = ctx.kube.pod_log(target.namespace, target.name, str(container), tail)
+            except Exception as exc:  # noqa: BLE001 - a missing log is recorded, not fatal
+                text = f"[log unavailable: {exc}]\n"
+            files[f"logs/{container}.log"] = text.encode()
+        entries = []
+        for rel, data in files.items():
+            ctx.evidence.put(f"{base}/{rel}", data, "application/json" if rel.endswith(".json") else "text/plain")
+            entries.append({"file": rel, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+        manifest = {
+            "incident_id": ctx.incident.id,
+            "finding_type": ctx.incident.type,
+            "cluster": ctx.incident.cluster,
+            "pod": str(target),
+            "node": spec.get("nodeName"),
+            "captured_at": ctx.now.isoformat(),
+            "captured_by": os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or f"{MANAGED_BY}/{ctx.settings.stage}",
+            "files": entries,
+        }
+        where = ctx.evidence.put(f"{base}/MANIFEST.json", _json(manifest), "application/json")
+        return Outcome(Status.SUCCEEDED, f"captured {len(entries)} files of pod {target} to {where}", {"location": where})

@@ -1,0 +1,59 @@
+"""k8s:cordon-node: mark the node unschedulable and taint it; never drain."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from chalicelib.actions.base import (
+    CORDONED_AT_ANNOTATION,
+    QUARANTINE_TAINT,
+    Action,
+    ActionContext,
+    Outcome,
+    Params,
+    RBACRule,
+    Status,
+    Target,
+    responder_marks,
+)
+from chalicelib.actions.k8s.common import missing_node
+
+
+class CordonNode(Action):
+    """Stop new pods landing on the node. Running pods stay, with their evidence.
+
+    The NoSchedule taint tells schedulers and people why; draining is left to a human.
+
+    Example::
+
+        - action: k8s:cordon-node
+    """
+
+    name = "k8s:cordon-node"
+    target_kind = "node"
+    summary = "mark the node unschedulable and taint it NoSchedule (no drain)"
+    counts_against_node_cap = True
+    rbac: ClassVar[tuple[RBACRule, ...]] = (RBACRule("", "nodes", ("get", "list", "patch")),)
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"cordon node {target} (unschedulable, taint {QUARANTINE_TAINT}:NoSchedule)"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        node = ctx.kube.get_node(target.name)
+        if node is None:
+            return missing_node(target)
+        spec = node.get("spec") or {}
+        taints: list[dict[str, Any]] = list(spec.get("taints") or [])
+        if spec.get("unschedulable") and any(t.get("key") == QUARANTINE_TAINT for t in taints):
+            return Outcome(Status.SKIPPED, f"node {target} is already cordoned")
+        prior = {"unschedulable": bool(spec.get("unschedulable")), "taints": [dict(t) for t in taints]}
+        labels, annotations = responder_marks(ctx.incident.id)
+        annotations[CORDONED_AT_ANNOTATION] = ctx.now.isoformat()
+        if not any(t.get("key") == QUARANTINE_TAINT for t in taints):
+            taints.append({"key": QUARANTINE_TAINT, "value": labels["eks-responder.io/incident"], "effect": "NoSchedule"})
+        patch = {
+            "metadata": {"labels": labels, "annotations": annotations},
+            "spec": {"unschedulable": True, "taints": taints},
+        }
+        ctx.kube.patch_node(target.name, patch)
+        return Outcome(Status.SUCCEEDED, f"cordoned node {target} and tainted it {QUARANTINE_TAINT}:NoSchedule", prior)

@@ -1,0 +1,46 @@
+"""k8s:delete-pod: delete the pod. Destroys evidence: never in the default rules."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target
+from chalicelib.actions.k8s.common import missing_pod
+
+
+class DeletePodParams(Params):
+    grace_period_seconds: int | None = Field(None, ge=0, le=3600)
+
+
+class DeletePod(Action):
+    """Delete the pod; its controller, if any, starts a clean one. Run k8s:capture-pod first.
+
+    Example::
+
+        - action: k8s:delete-pod
+          params: {grace_period_seconds: 0}
+    """
+
+    name = "k8s:delete-pod"
+    target_kind = "pod"
+    summary = "delete the pod (destroys evidence: capture first; never in default rules)"
+    params_model = DeletePodParams
+    disrupts_workload = True
+    rbac: ClassVar[tuple[RBACRule, ...]] = (RBACRule("", "pods", ("get", "delete")),)
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"delete pod {target}"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        assert target.namespace is not None
+        assert isinstance(params, DeletePodParams)
+        pod = ctx.kube.get_pod(target.namespace, target.name)
+        if pod is None:
+            return missing_pod(target)
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            return Outcome(Status.SKIPPED, f"pod {target} is already being deleted")
+        ctx.kube.delete_pod(target.namespace, target.name, params.grace_period_seconds)
+        spec = pod.get("spec") or {}
+        return Outcome(Status.SUCCEEDED, f"deleted pod {target}", {"node": spec.get("nodeName")})

@@ -1,0 +1,35 @@
+"""The audit trail: one structured log record per incident and per action."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chalicelib.responder import Report
+
+logger = logging.getLogger("eks_responder")
+
+
+def record(report: Report, event_ref: str | None = None) -> None:
+    incident = report.incident
+    logger.info(
+        "incident",
+        extra={
+            "incident_id": incident.id,
+            "event": event_ref,
+            "source": incident.source,
+            "finding_type": incident.type,
+            "severity": incident.severity.label,
+            "cluster": incident.cluster,
+            "rule": report.rule,
+            "reason": report.reason,
+            "mode": report.mode.value,
+            "sample": incident.sample,
+        },
+    )
+    for result in report.actions:
+        logger.info(
+            "action",
+            extra={"incident_id": incident.id, "rule": report.rule, "mode": report.mode.value, **result.to_dict()},
+        )

@@ -1,0 +1,173 @@
+"""`eks-responder`: replay events locally, check a rules file, regenerate permissions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from chalicelib.errors import EventError, ResponderError
+from chalicelib.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from chalicelib.responder import Mode, Responder
+
+MAX_EVENT_BYTES = 10 * 1024 * 1024  # far above EventBridge's 256 KiB; anything larger is a mistake
+EXIT_NOT_UNDERSTOOD = 2
+EXIT_ACTION_FAILED = 1
+
+
+def _inputs(paths: list[str]) -> Iterator[Path]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*.json") if p.is_file())
+        else:
+            yield path
+
+
+def _read(path: Path) -> Any:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise EventError(f"cannot read: {exc.strerror or exc}") from None
+    if size == 0:
+        raise EventError("empty file")
+    if size > MAX_EVENT_BYTES:
+        raise EventError(f"file is {size} bytes, more than the {MAX_EVENT_BYTES} a single event may be")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise EventError("not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise EventError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def _human(result: dict[str, Any], out: TextIO) -> None:
+    out.write(f"\n{result['event']}\n")
+    if "error" in result:
+        out.write(f"  ERROR: {result['error']}\n")
+        return
+    inc = result["incident"]
+    out.write(f"  {inc['type']}  severity {inc['severity']} ({inc['score']})  mode {result['mode']}\n")
+    where = [f"{k} {inc[k]}" for k in ("cluster", "namespace", "workload", "node", "instance_id") if inc.get(k)]
+    if inc["pods"]:
+        where.append("pods " + ", ".join(inc["pods"]))
+    out.write(f"  {'  '.join(where) or 'no cluster resource named'}\n")
+    if inc["sample"]:
+        out.write("  sample finding: nothing will be changed\n")
+    out.write(f"  rule: {result['rule'] or '(none)'}\n")
+    if result.get("reason"):
+        out.write(f"  no action: {result['reason']}\n")
+    for note in result.get("notes", []):
+        out.write(f"  note: {note}\n")
+    for action in result["actions"]:
+        out.write(f"    {action['status']:<9} {action['action']:<16} {action['target']}: {action['detail']}\n")
+
+
+def replay(args: argparse.Namespace, out: TextIO) -> int:
+    from chalicelib import intake, wiring  # noqa: PLC0415
+    from chalicelib.policy.loader import load_rules  # noqa: PLC0415
+    from chalicelib.responder import Mode  # noqa: PLC0415
+    from chalicelib.sources.envelope import split_document  # noqa: PLC0415
+
+    settings = Settings.from_env()
+    if args.rules:
+        settings = replace(settings, rules_file=Path(args.rules))
+    if args.kubeconfig:
+        settings = replace(settings, kubeconfig=Path(args.kubeconfig))
+    rules = load_rules(settings.rules_file)
+    mode = _mode(args)
+    responder: Responder = wiring.build_responder(settings, rules)
+
+    worst = 0
+    for path in _inputs(args.paths):
+        try:
+            events = split_document(_read(path))
+        except EventError as exc:
+            _emit(args, out, {"event": str(path), "error": str(exc)})
+            worst = EXIT_NOT_UNDERSTOOD
+            continue
+        for index, event in enumerate(events):
+            ref = str(path) if len(events) == 1 else f"{path}#{index}"
+            result = intake.handle(event, responder, mode, raw_ref=ref)
+            result.pop("event_id", None)
+            if "error" in result:
+                result = {"error": result["error"]}
+                worst = EXIT_NOT_UNDERSTOOD
+            elif any(a["status"] == "failed" for a in result["actions"]):
+                worst = max(worst, EXIT_ACTION_FAILED)
+            _emit(args, out, {"event": ref, **result})
+    return worst
+
+
+def _mode(args: argparse.Namespace) -> Mode:
+    from chalicelib.responder import Mode  # noqa: PLC0415
+
+    if not args.live:
+        return Mode.PLAN
+    # --live still honours a dry-run switch the user set explicitly.
+    return Mode.DRY_RUN if Settings.from_env().dry_run and os.environ.get("DRY_RUN") else Mode.LIVE
+
+
+def _emit(args: argparse.Namespace, out: TextIO, result: dict[str, Any]) -> None:
+    if args.json:
+        out.write(json.dumps(result, sort_keys=False) + "\n")
+    else:
+        _human(result, out)
+    out.flush()
+
+
+def check_rules(args: argparse.Namespace, out: TextIO) -> int:
+    from chalicelib.policy.loader import load_rules  # noqa: PLC0415
+
+    path = Path(args.file) if args.file else Settings.from_env().rules_file
+    rules = load_rules(path)
+    out.write(f"{path}: {len(rules.rules)} rules, valid\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    parser = argparse.ArgumentParser(prog="eks-responder", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rp = sub.add_parser("replay", help="run events through the rules: plan by default, --live to act")
+    rp.add_argument("paths", nargs="+", metavar="PATH", help="event files or folders (searched recursively)")
+    rp.add_argument("--live", action="store_true", help="execute against the configured cluster and AWS endpoints")
+    rp.add_argument("--json", action="store_true", help="one JSON object per input on stdout")
+    rp.add_argument("--rules", metavar="FILE", help="rules file (default: RULES_FILE or the packaged rules)")
+    rp.add_argument("--kubeconfig", metavar="FILE", help="use this kubeconfig for every cluster")
+    rp.add_argument("-v", "--verbose", action="store_true", help="log every action as JSON on stderr")
+    rp.set_defaults(func=replay)
+
+    cr = sub.add_parser("check-rules", help="validate a rules file")
+    cr.add_argument("file", nargs="?", help="rules file (default: RULES_FILE or the packaged rules)")
+    cr.set_defaults(func=check_rules)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.CRITICAL,
+        stream=sys.stderr,
+        format="%(levelname)s %(message)s",
+    )
+    try:
+        code: int = args.func(args, sys.stdout)
+    except ResponderError as exc:
+        sys.stderr.write(f"eks-responder: {exc}\n")
+        return EXIT_NOT_UNDERSTOOD
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

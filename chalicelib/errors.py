@@ -1,0 +1,23 @@
+"""Errors the responder raises on purpose; each says what is wrong in words a user can act on."""
+
+from __future__ import annotations
+
+
+class ResponderError(Exception):
+    """Base class for every error raised on purpose."""
+
+
+class EventError(ResponderError):
+    """An input event that cannot be understood: malformed, incomplete or of an unknown kind."""
+
+
+class RulesError(ResponderError):
+    """A rules file that does not load or validate; the message names the file and the rule."""
+
+
+class ConfigError(ResponderError):
+    """A setting that is missing or invalid."""
+
+
+class ClusterAccessError(ResponderError):
+    """The cluster could not be reached or authenticated to."""

@@ -1,0 +1,63 @@
+"""Evidence stores: an S3 prefix in AWS (Object Lock applies when the bucket has it), a folder locally."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from chalicelib.actions.base import IAMStatement
+
+# HeadObject needs s3:GetObject, and answers 404 (not 403) for a missing key only with ListBucket.
+IAM_S3: tuple[IAMStatement, ...] = (
+    IAMStatement(("s3:GetObject", "s3:PutObject"), ("arn:aws:s3:::{evidence_bucket}/*",)),
+    IAMStatement(("s3:ListBucket",), ("arn:aws:s3:::{evidence_bucket}",)),
+)
+
+
+class FolderEvidence:
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def _path(self, key: str) -> Path:
+        path = (self._root / key).resolve()
+        if not path.is_relative_to(self._root.resolve()):
+            raise ValueError(f"evidence key {key!r} leaves the evidence folder")
+        return path
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:  # noqa: ARG002 - files have no content type
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return str(path)
+
+    def location(self, key: str) -> str:
+        return str(self._path(key))
+
+
+class S3Evidence:
+    def __init__(self, s3_client: Any, bucket: str, prefix: str) -> None:
+        self._s3 = s3_client
+        self._bucket = bucket
+        self._prefix = prefix.strip("/")
+
+    def _key(self, key: str) -> str:
+        return f"{self._prefix}/{key}" if self._prefix else key
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self._bucket, Key=self._key(key))
+        except self._s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise
+        return True
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        self._s3.put_object(Bucket=self._bucket, Key=self._key(key), Body=data, ContentType=content_type)
+        return self.location(key)
+
+    def location(self, key: str) -> str:
+        return f"s3://{self._bucket}/{self._key(key)}"

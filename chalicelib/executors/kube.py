@@ -1,0 +1,146 @@
+"""The Kubernetes executor: the only module that imports lightkube.
+
+Every write goes out with server-side dry-run when the responder is in dry-run mode, so a
+dry run is validated and authorised by the API server exactly like the real request.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lightkube import ApiError, Client, KubeConfig
+from lightkube.codecs import from_dict
+from lightkube.resources.apps_v1 import ReplicaSet
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Event, Node, Pod
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.types import PatchType
+
+from chalicelib.actions.base import RBACRule
+from chalicelib.errors import ClusterAccessError
+from chalicelib.executors.eks_auth import eks_kubeconfig
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+# What resolving targets needs (owners of pods, nodes by provider id), beyond the actions.
+RBAC: tuple[RBACRule, ...] = (
+    RBACRule("", "pods", ("get", "list")),
+    RBACRule("", "nodes", ("get", "list")),
+    RBACRule("apps", "replicasets", ("list",)),
+    RBACRule("batch", "jobs", ("list",)),
+)
+
+_NOT_FOUND = 404
+_TIMEOUT_SECONDS = 10.0
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    data: dict[str, Any] = obj.to_dict()
+    return data
+
+
+class KubeGateway:
+    """lightkube behind the small KubeAPI protocol the actions use."""
+
+    def __init__(self, client: Client, *, dry_run: bool) -> None:
+        self._client = client
+        self._dry_run = dry_run
+
+    def _get(self, res: Any, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            return _to_dict(self._client.get(res, name, namespace=namespace))
+        except ApiError as exc:
+            if exc.status.code == _NOT_FOUND:
+                return None
+            raise
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(Pod, name, namespace)
+
+    def list_pods(self, namespace: str) -> list[dict[str, Any]]:
+        return [_to_dict(p) for p in self._client.list(Pod, namespace=namespace)]
+
+    def list_replicasets(self, namespace: str) -> list[dict[str, Any]]:
+        return [_to_dict(p) for p in self._client.list(ReplicaSet, namespace=namespace)]
+
+    def list_jobs(self, namespace: str) -> list[dict[str, Any]]:
+        return [_to_dict(p) for p in self._client.list(Job, namespace=namespace)]
+
+    def patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self._client.patch(Pod, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=self._dry_run)
+
+    def delete_pod(self, namespace: str, name: str, grace_period_seconds: int | None) -> None:
+        self._client.delete(Pod, name, namespace=namespace, grace_period=grace_period_seconds, dry_run=self._dry_run)
+
+    def pod_events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        events = self._client.list(Event, namespace=namespace, fields={"involvedObject.name": name})
+        return [_to_dict(e) for e in events]
+
+    def pod_log(self, namespace: str, name: str, container: str, tail_lines: int) -> str:
+        return "".join(self._client.log(name, namespace=namespace, container=container, tail_lines=tail_lines))
+
+    def get_node(self, name: str) -> dict[str, Any] | None:
+        return self._get(Node, name)
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return [_to_dict(n) for n in self._client.list(Node)]
+
+    def patch_node(self, name: str, patch: dict[str, Any]) -> None:
+        self._client.patch(Node, name, patch, patch_type=PatchType.MERGE, dry_run=self._dry_run)
+
+    def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(NetworkPolicy, name, namespace)
+
+    def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None:
+        self._client.create(from_dict(body), namespace=namespace, dry_run=self._dry_run)
+
+
+class ClusterConnector:
+    """Builds (and caches per container) a gateway for a cluster name.
+
+    With a kubeconfig, its context named like the cluster is used, else its current context;
+    without one, the cluster is looked up with eks:DescribeCluster and a token is signed.
+    """
+
+    def __init__(
+        self,
+        *,
+        kubeconfig: Path | None,
+        aws_session: Callable[[], Any],
+        region: str | None,
+    ) -> None:
+        self._kubeconfig = kubeconfig
+        self._aws_session = aws_session
+        self._region = region
+        self._clients: dict[str, tuple[Client, float]] = {}
+
+    def gateway(self, cluster: str, region: str | None, *, dry_run: bool) -> KubeGateway:
+        return KubeGateway(self._client(cluster, region), dry_run=dry_run)
+
+    def _client(self, cluster: str, region: str | None) -> Client:
+        cached = self._clients.get(cluster)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            if self._kubeconfig is not None:
+                kc = KubeConfig.from_file(self._kubeconfig)
+                names = {c for c in (kc.contexts or {})}
+                config = kc.get(context_name=cluster) if cluster in names else kc.get()
+                client, expires = Client(config, timeout=_TIMEOUT_SECONDS, field_manager="eks-responder"), float("inf")
+            else:
+                where = region or self._region
+                if not where:
+                    raise ClusterAccessError(f"no region known for cluster {cluster}")
+                built = eks_kubeconfig(self._aws_session(), cluster, where)
+                kc = KubeConfig.from_dict(built.kubeconfig)
+                client = Client(kc, timeout=_TIMEOUT_SECONDS, field_manager="eks-responder")
+                expires = built.expires_at
+        except ClusterAccessError:
+            raise
+        except Exception as exc:
+            raise ClusterAccessError(f"cannot reach cluster {cluster}: {exc}") from exc
+        self._clients[cluster] = (client, expires)
+        return client

@@ -1,0 +1,160 @@
+"""The source-independent description of something that happened: what rules match on."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Severity(enum.IntEnum):
+    """GuardDuty's severity bands; other sources map onto the same four."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @classmethod
+    def from_score(cls, score: float) -> Severity:
+        # Bands from the GuardDuty user guide; anything at or above 9.0 is Critical.
+        if score >= 9.0:  # noqa: PLR2004
+            return cls.CRITICAL
+        if score >= 7.0:  # noqa: PLR2004
+            return cls.HIGH
+        if score >= 4.0:  # noqa: PLR2004
+            return cls.MEDIUM
+        return cls.LOW
+
+    @classmethod
+    def parse(cls, name: str) -> Severity:
+        try:
+            return cls[name.strip().upper()]
+        except KeyError:
+            allowed = ", ".join(s.label for s in cls)
+            raise ValueError(f"unknown severity {name!r} (one of: {allowed})") from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class ResourceKind(enum.StrEnum):
+    """What the finding is about, as far as containment is concerned."""
+
+    POD = "pod"  # a single pod is named
+    WORKLOAD = "workload"  # a Deployment, DaemonSet, ...: resolved to its pods at run time
+    NODE = "node"  # an EC2 worker node
+    CLUSTER = "cluster"  # the cluster itself (API access, configuration)
+    ACCESS_KEY = "access-key"  # IAM credentials
+    OTHER = "other"
+
+
+class PrincipalKind(enum.StrEnum):
+    IAM_ROLE = "iam-role"
+    IAM_USER = "iam-user"
+    SERVICE_ACCOUNT = "service-account"
+    KUBERNETES_USER = "kubernetes-user"
+    ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True)
+class WorkloadRef:
+    kind: str  # Kubernetes kind: Pod, Deployment, DaemonSet, ...
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class PodRef:
+    namespace: str
+    name: str
+    node: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: PrincipalKind
+    name: str
+    arn: str | None = None
+    groups: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "name": self.name, "arn": self.arn, "groups": list(self.groups)}
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One finding, normalised. Nothing downstream of a source reads the raw event."""
+
+    id: str
+    source: str
+    type: str
+    title: str
+    severity: Severity
+    score: float
+    account: str
+    region: str
+    resource_kind: ResourceKind
+    cluster: str | None = None
+    namespace: str | None = None
+    workloads: tuple[WorkloadRef, ...] = ()
+    pods: tuple[PodRef, ...] = ()
+    nodes: tuple[str, ...] = ()
+    instance_ids: tuple[str, ...] = ()
+    principals: tuple[Principal, ...] = ()
+    images: tuple[str, ...] = ()
+    remote_ips: tuple[str, ...] = ()
+    privileged: bool = False  # a privileged container, host namespaces or a host path mount
+    sample: bool = False  # a generated sample finding: planned and reported, never acted on
+    event_id: str | None = None
+    raw_ref: str | None = None  # where the original event can be found (path, event id, finding ARN)
+    count: int = 1
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def tactic(self) -> str:
+        """`Execution` from `Execution:Kubernetes/ExecInKubeSystemPod`."""
+        return self.type.split(":", 1)[0]
+
+    @property
+    def resource_type(self) -> str:
+        """`Kubernetes` from `Execution:Kubernetes/ExecInKubeSystemPod`."""
+        rest = self.type.split(":", 1)[-1]
+        return rest.split("/", 1)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "title": self.title,
+            "severity": self.severity.label,
+            "score": self.score,
+            "account": self.account,
+            "region": self.region,
+            "resource_kind": self.resource_kind.value,
+            "cluster": self.cluster,
+            "namespace": self.namespace,
+            "workload": str(self.workloads[0]) if self.workloads else None,
+            "workloads": [str(w) for w in self.workloads],
+            "pods": [str(p) for p in self.pods],
+            "node": self.nodes[0] if self.nodes else None,
+            "nodes": list(self.nodes),
+            "instance_id": self.instance_ids[0] if self.instance_ids else None,
+            "instance_ids": list(self.instance_ids),
+            "principals": [p.to_dict() for p in self.principals],
+            "images": list(self.images),
+            "remote_ips": list(self.remote_ips),
+            "privileged": self.privileged,
+            "sample": self.sample,
+            "count": self.count,
+            "event_id": self.event_id,
+            "raw_ref": self.raw_ref,
+        }

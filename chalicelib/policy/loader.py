@@ -1,0 +1,72 @@
+"""Load and validate a rules file once; errors name the file, the rule and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from chalicelib import actions
+from chalicelib.errors import RulesError
+from chalicelib.policy.model import RulesFile
+
+
+def load_rules(path: Path) -> RulesFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RulesError(f"{path}: not valid YAML: {exc}") from None
+    return parse_rules(doc, str(path))
+
+
+def parse_rules(doc: Any, origin: str) -> RulesFile:
+    if not isinstance(doc, dict):
+        raise RulesError(f"{origin}: expected a mapping with `version` and `rules`")
+    try:
+        rules = RulesFile.model_validate(doc)
+    except ValidationError as exc:
+        raise RulesError(f"{origin}: {_explain(exc, doc)}") from None
+    for rule in rules.rules:
+        for index, step in enumerate(rule.actions):
+            where = f"{origin}: rule {rule.name!r}, action #{index + 1}"
+            try:
+                action = actions.get(step.action)
+            except KeyError as exc:
+                raise RulesError(f"{where}: {exc.args[0]}") from None
+            try:
+                action.params_model.model_validate(step.params)
+            except ValidationError as exc:
+                raise RulesError(f"{where} ({step.action}) params: {_plain(exc)}") from None
+    return rules
+
+
+def _rule_name(doc: dict[str, Any], index: Any) -> str:
+    rules = doc.get("rules")
+    if isinstance(index, int) and isinstance(rules, list) and index < len(rules):
+        entry = rules[index]
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            return f"rule {entry['name']!r}"
+    return f"rule #{index + 1}" if isinstance(index, int) else "rules"
+
+
+def _explain(exc: ValidationError, doc: dict[str, Any]) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = list(err["loc"])
+        if len(loc) >= 2 and loc[0] == "rules":  # noqa: PLR2004
+            head = _rule_name(doc, loc[1])
+            field = ".".join(str(p) for p in loc[2:]) or "rule"
+            parts.append(f"{head}: {field}: {err['msg']}")
+        else:
+            parts.append(f"{'.'.join(str(p) for p in loc) or 'file'}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _plain(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()[:5])

@@ -1,0 +1,57 @@
+"""Pick the rule for an incident. Pure: it decides, it never acts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from chalicelib.incident import Incident, Severity
+from chalicelib.policy.model import Match, Rule, RulesFile
+
+
+@dataclass(frozen=True)
+class Decision:
+    rule: Rule | None
+    reason: str | None  # why nothing is done, when nothing is
+
+
+def _any(patterns: tuple[str, ...], value: str | None) -> bool:
+    return value is not None and any(fnmatchcase(value, p) for p in patterns)
+
+
+def matches(match: Match, incident: Incident) -> bool:  # noqa: C901, PLR0911 - one check per field reads best
+    if match.sources and incident.source not in match.sources:
+        return False
+    if match.finding_types and not _any(match.finding_types, incident.type):
+        return False
+    if _any(match.exclude_finding_types, incident.type):
+        return False
+    if match.tactics and incident.tactic not in match.tactics:
+        return False
+    if match.min_severity and incident.severity < Severity.parse(match.min_severity):
+        return False
+    if match.max_severity and incident.severity > Severity.parse(match.max_severity):
+        return False
+    if match.resource_kinds and incident.resource_kind not in match.resource_kinds:
+        return False
+    if match.privileged is not None and incident.privileged != match.privileged:
+        return False
+    if match.accounts and not _any(match.accounts, incident.account):
+        return False
+    if _any(match.exclude_accounts, incident.account):
+        return False
+    if match.clusters and not _any(match.clusters, incident.cluster):
+        return False
+    if _any(match.exclude_clusters, incident.cluster):
+        return False
+    if match.namespaces and not _any(match.namespaces, incident.namespace):
+        return False
+    return not _any(match.exclude_namespaces, incident.namespace)
+
+
+def decide(incident: Incident, rules: RulesFile) -> Decision:
+    """The first rule that matches wins; rules are read top to bottom."""
+    for rule in rules.rules:
+        if matches(rule.match, incident):
+            return Decision(rule, None if rule.actions else rule.reason)
+    return Decision(None, "no rule matches this finding")

@@ -1,0 +1,77 @@
+"""The rules file's schema. Strict: unknown keys and wrong types are errors."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from chalicelib.incident import ResourceKind, Severity
+
+SeverityName = Literal["low", "medium", "high", "critical"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Match(_Strict):
+    """Every condition given must hold; a list matches when any entry matches (globs allowed)."""
+
+    sources: tuple[str, ...] = ()
+    finding_types: tuple[str, ...] = ()
+    exclude_finding_types: tuple[str, ...] = ()
+    tactics: tuple[str, ...] = ()
+    min_severity: SeverityName | None = None
+    max_severity: SeverityName | None = None
+    resource_kinds: tuple[ResourceKind, ...] = ()
+    privileged: bool | None = None
+    accounts: tuple[str, ...] = ()
+    exclude_accounts: tuple[str, ...] = ()
+    clusters: tuple[str, ...] = ()
+    exclude_clusters: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    exclude_namespaces: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _severity_range(self) -> Match:
+        if self.min_severity and self.max_severity:
+            low, high = Severity.parse(self.min_severity), Severity.parse(self.max_severity)
+            if low > high:
+                raise ValueError(f"min_severity {self.min_severity} is above max_severity {self.max_severity}")
+        return self
+
+
+class Step(_Strict):
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Rule(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    description: str = ""
+    match: Match = Field(default_factory=Match)
+    actions: tuple[Step, ...] = ()
+    reason: str | None = None  # said when a rule deliberately does nothing
+    dry_run: bool = False  # plan only, whatever the global switch says
+
+    @model_validator(mode="after")
+    def _reason_for_no_action(self) -> Rule:
+        if not self.actions and not self.reason:
+            raise ValueError("a rule with no actions needs a `reason` saying why nothing is done")
+        return self
+
+
+class RulesFile(_Strict):
+    version: Literal[1]
+    rules: tuple[Rule, ...] = Field(min_length=1)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice")
+            seen.add(rule.name)
+        return rules

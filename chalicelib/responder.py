@@ -1,0 +1,174 @@
+"""Orchestration: incident -> rule -> targets -> guarded actions -> report."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from chalicelib import actions, guardrails, targets
+from chalicelib.actions.base import ActionContext, ActionResult, EvidenceSink, KubeAPI, Status, Target
+from chalicelib.errors import ClusterAccessError
+from chalicelib.policy.matcher import decide
+
+if TYPE_CHECKING:
+    from chalicelib.incident import Incident
+    from chalicelib.policy.model import RulesFile, Step
+    from chalicelib.settings import Settings
+
+logger = logging.getLogger("eks_responder")
+
+
+class Mode(enum.StrEnum):
+    PLAN = "plan"  # decide and describe only; nothing is contacted
+    DRY_RUN = "dry-run"  # read the cluster, send every write with server-side dry-run
+    LIVE = "live"  # change things
+
+
+class KubeConnector(Protocol):
+    def gateway(self, cluster: str, region: str | None, *, dry_run: bool) -> KubeAPI: ...
+
+
+@dataclass(frozen=True)
+class Report:
+    incident: Incident
+    rule: str | None
+    reason: str | None
+    mode: Mode
+    actions: tuple[ActionResult, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status is Status.FAILED for r in self.actions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.incident.source,
+            "incident": self.incident.to_dict(),
+            "rule": self.rule,
+            "reason": self.reason,
+            "mode": self.mode.value,
+            "actions": [r.to_dict() for r in self.actions],
+            "notes": list(self.notes),
+        }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Responder:
+    def __init__(
+        self,
+        rules: RulesFile,
+        settings: Settings,
+        connector: KubeConnector | None = None,
+        evidence: EvidenceSink | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._rules = rules
+        self._settings = settings
+        self._connector = connector
+        self._evidence = evidence
+        self._clock = clock
+
+    def handle(self, incident: Incident, mode: Mode) -> Report:
+        decision = decide(incident, self._rules)
+        rule = decision.rule
+        if rule is None or not rule.actions:
+            return Report(incident, rule.name if rule else None, decision.reason, mode, ())
+        if rule.dry_run and mode is Mode.LIVE:
+            mode = Mode.DRY_RUN
+        if incident.sample:
+            return self._plan(incident, rule.name, rule.actions, mode, "GuardDuty sample finding: planned only, nothing changed")
+        if mode is Mode.PLAN:
+            return self._plan(incident, rule.name, rule.actions, mode, None)
+        return self._execute(incident, rule.name, rule.actions, mode)
+
+    def _plan(self, incident: Incident, rule: str, steps: tuple[Step, ...], mode: Mode, why: str | None) -> Report:
+        found = targets.offline(incident)
+        results: list[ActionResult] = []
+        for step in steps:
+            action = actions.get(step.action)
+            params = action.params_model.model_validate(step.params)
+            chosen = found.of_kind(action.target_kind)
+            if not chosen:
+                results.append(_nothing_to_do(step.action, action.target_kind))
+                continue
+            for target in chosen:
+                detail = action.describe(target, params)
+                results.append(ActionResult(step.action, str(target), Status.PLANNED, f"{why}: {detail}" if why else detail))
+        notes = (why,) if why else ()
+        return Report(incident, rule, None, mode, tuple(results), notes)
+
+    def _execute(self, incident: Incident, rule: str, steps: tuple[Step, ...], mode: Mode) -> Report:
+        blocked = guardrails.cluster_block(incident.cluster, self._settings.protected_clusters)
+        if blocked is None and self._connector is None:
+            blocked = "no Kubernetes access configured"
+        if blocked is not None:
+            return self._all(incident, rule, steps, mode, Status.SKIPPED, blocked)
+        assert self._connector is not None
+        assert incident.cluster is not None
+        dry_run = mode is Mode.DRY_RUN
+        try:
+            kube = self._connector.gateway(incident.cluster, incident.region, dry_run=dry_run)
+            found = targets.resolve(incident, kube)
+        except ClusterAccessError as exc:
+            return self._all(incident, rule, steps, mode, Status.FAILED, str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported, never raised: the batch goes on
+            return self._all(incident, rule, steps, mode, Status.FAILED, f"resolving targets failed: {_brief(exc)}")
+        ctx = ActionContext(incident, self._settings, kube, self._clock(), dry_run, self._evidence)
+        results: list[ActionResult] = []
+        for step in steps:
+            action = actions.get(step.action)
+            params = action.params_model.model_validate(step.params)
+            chosen = found.of_kind(action.target_kind)
+            if not chosen:
+                results.append(_nothing_to_do(step.action, action.target_kind))
+            for target in chosen:
+                results.append(self._run_one(action, target, params, ctx))
+        report = Report(incident, rule, None, mode, tuple(results), tuple(found.notes))
+        return report
+
+    def _run_one(self, action: actions.Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:
+        started = time.perf_counter()
+
+        def result(status: Status, detail: str, prior: dict[str, Any] | None = None) -> ActionResult:
+            elapsed = (time.perf_counter() - started) * 1000
+            return ActionResult(action.name, str(target), status, detail, elapsed, prior)
+
+        if not target.exists:
+            return result(Status.SKIPPED, f"{target.kind} {target} no longer exists")
+        try:
+            reason = guardrails.block(action, target, ctx)
+            if reason:
+                return result(Status.SKIPPED, reason)
+            outcome = action.run(ctx, target, params)
+        except Exception as exc:  # noqa: BLE001 - one failing action never hides the others
+            logger.warning("action failed", extra={"action": action.name, "target": str(target), "error": _brief(exc)})
+            return result(Status.FAILED, _brief(exc))
+        if outcome.status is Status.SUCCEEDED and action.counts_against_node_cap:
+            guardrails.note_cordon(ctx)
+        if ctx.dry_run and outcome.status is Status.SUCCEEDED:
+            return result(Status.PLANNED, f"server-side dry run accepted: {outcome.detail}", outcome.prior)
+        return result(outcome.status, outcome.detail, outcome.prior)
+
+    def _all(
+        self, incident: Incident, rule: str, steps: tuple[Step, ...], mode: Mode, status: Status, detail: str
+    ) -> Report:
+        results = tuple(ActionResult(s.action, incident.cluster or "-", status, detail) for s in steps)
+        return Report(incident, rule, None, mode, results)
+
+
+def _nothing_to_do(action: str, kind: str) -> ActionResult:
+    return ActionResult(action, "-", Status.SKIPPED, f"the finding names no {kind} to act on")
+
+
+def _brief(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."  # noqa: PLR2004

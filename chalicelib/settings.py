@@ -1,0 +1,96 @@
+"""Configuration, read once from the environment (the stage's `environment_variables`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chalicelib.errors import ConfigError
+
+DEFAULT_RULES_FILE = Path(__file__).parent / "policy" / "rules.yaml"
+DEFAULT_PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "amazon-guardduty")
+MANAGED_BY = "eks-responder"
+
+
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _bool(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob the responder has. See the README's Configuration section."""
+
+    stage: str = "local"
+    dry_run: bool = True
+    rules_file: Path = DEFAULT_RULES_FILE
+    responder_namespace: str = "eks-responder"
+    protected_namespaces: tuple[str, ...] = DEFAULT_PROTECTED_NAMESPACES
+    protected_node_labels: tuple[str, ...] = ()  # "key" or "key=value"
+    protected_nodes: tuple[str, ...] = ()
+    protected_clusters: tuple[str, ...] = ()
+    max_nodes_cordoned_per_hour: int = 3
+    evidence_bucket: str | None = None
+    evidence_prefix: str = "evidence"
+    evidence_dir: Path | None = None
+    kubeconfig: Path | None = None
+    log_tail_lines: int = 200
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def all_protected_namespaces(self) -> tuple[str, ...]:
+        """The configured list plus the responder's own namespace, always."""
+        if self.responder_namespace in self.protected_namespaces:
+            return self.protected_namespaces
+        return (*self.protected_namespaces, self.responder_namespace)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        kubeconfig = env.get("KUBECONFIG") or None
+        evidence_dir = env.get("EVIDENCE_DIR") or None
+        return cls(
+            stage=env.get("STAGE", "local"),
+            dry_run=_bool(env, "DRY_RUN", default=True),
+            rules_file=Path(env.get("RULES_FILE") or DEFAULT_RULES_FILE),
+            responder_namespace=env.get("RESPONDER_NAMESPACE", "eks-responder"),
+            protected_namespaces=_list(env, "PROTECTED_NAMESPACES", DEFAULT_PROTECTED_NAMESPACES),
+            protected_node_labels=_list(env, "PROTECTED_NODE_LABELS"),
+            protected_nodes=_list(env, "PROTECTED_NODES"),
+            protected_clusters=_list(env, "PROTECTED_CLUSTERS"),
+            max_nodes_cordoned_per_hour=_int(env, "MAX_NODES_CORDONED_PER_HOUR", 3),
+            evidence_bucket=env.get("EVIDENCE_BUCKET") or None,
+            evidence_prefix=env.get("EVIDENCE_PREFIX", "evidence").strip("/") or "evidence",
+            evidence_dir=Path(evidence_dir) if evidence_dir else None,
+            kubeconfig=Path(kubeconfig) if kubeconfig else None,
+            log_tail_lines=_int(env, "LOG_TAIL_LINES", 200),
+        )

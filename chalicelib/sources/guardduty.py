@@ -1,0 +1,441 @@
+"""GuardDuty findings for EKS: EventBridge "GuardDuty Finding" events -> Incident.
+
+Formats: https://docs.aws.amazon.com/guardduty/latest/ug/guardduty_findings.html and the
+GuardDuty API model. Every field is optional here because GuardDuty leaves out or nulls
+whatever does not apply; only the fields an incident cannot do without are required.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib.errors import EventError
+from chalicelib.incident import (
+    Incident,
+    PodRef,
+    Principal,
+    PrincipalKind,
+    ResourceKind,
+    Severity,
+    WorkloadRef,
+)
+
+SOURCE = "guardduty"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class TagModel(_Model):
+    key: str | None = None
+    value: str | None = None
+
+
+class EKSClusterDetailsModel(_Model):
+    name: str | None = None
+    arn: str | None = None
+    vpc_id: str | None = Field(None, alias="vpcId")
+    tags: list[TagModel] | None = None
+
+
+class SecurityContextModel(_Model):
+    privileged: bool | None = None
+    allow_privilege_escalation: bool | None = Field(None, alias="allowPrivilegeEscalation")
+
+
+class VolumeMountModel(_Model):
+    name: str | None = None
+    mount_path: str | None = Field(None, alias="mountPath")
+
+
+class ContainerModel(_Model):
+    id: str | None = None
+    name: str | None = None
+    image: str | None = None
+    image_prefix: str | None = Field(None, alias="imagePrefix")
+    security_context: SecurityContextModel | None = Field(None, alias="securityContext")
+    volume_mounts: list[VolumeMountModel] | None = Field(None, alias="volumeMounts")
+
+
+class HostPathModel(_Model):
+    path: str | None = None
+
+
+class VolumeModel(_Model):
+    name: str | None = None
+    host_path: HostPathModel | None = Field(None, alias="hostPath")
+
+
+class KubernetesWorkloadDetailsModel(_Model):
+    name: str | None = None
+    type: str | None = None
+    uid: str | None = None
+    namespace: str | None = None
+    host_network: bool | None = Field(None, alias="hostNetwork")
+    host_ipc: bool | None = Field(None, alias="hostIPC")
+    host_pid: bool | None = Field(None, alias="hostPID")
+    service_account_name: str | None = Field(None, alias="serviceAccountName")
+    containers: list[ContainerModel] | None = None
+    volumes: list[VolumeModel] | None = None
+
+
+class KubernetesUserDetailsModel(_Model):
+    username: str | None = None
+    uid: str | None = None
+    groups: list[str] | None = None
+
+
+class KubernetesDetailsModel(_Model):
+    user: KubernetesUserDetailsModel | None = Field(None, alias="kubernetesUserDetails")
+    workload: KubernetesWorkloadDetailsModel | None = Field(None, alias="kubernetesWorkloadDetails")
+
+
+class AccessKeyDetailsModel(_Model):
+    access_key_id: str | None = Field(None, alias="accessKeyId")
+    principal_id: str | None = Field(None, alias="principalId")
+    user_type: str | None = Field(None, alias="userType")
+    user_name: str | None = Field(None, alias="userName")
+
+
+class InstanceProfileModel(_Model):
+    arn: str | None = None
+    id: str | None = None
+
+
+class InstanceDetailsModel(_Model):
+    instance_id: str | None = Field(None, alias="instanceId")
+    iam_instance_profile: InstanceProfileModel | None = Field(None, alias="iamInstanceProfile")
+    tags: list[TagModel] | None = None
+
+
+class ResourceModel(_Model):
+    resource_type: str = Field(alias="resourceType")
+    eks_cluster_details: EKSClusterDetailsModel | None = Field(None, alias="eksClusterDetails")
+    kubernetes_details: KubernetesDetailsModel | None = Field(None, alias="kubernetesDetails")
+    access_key_details: AccessKeyDetailsModel | None = Field(None, alias="accessKeyDetails")
+    instance_details: InstanceDetailsModel | None = Field(None, alias="instanceDetails")
+    container_details: ContainerModel | None = Field(None, alias="containerDetails")
+
+
+class RemoteIpDetailsModel(_Model):
+    ip_address_v4: str | None = Field(None, alias="ipAddressV4")
+    ip_address_v6: str | None = Field(None, alias="ipAddressV6")
+
+
+class KubernetesApiCallActionModel(_Model):
+    verb: str | None = None
+    request_uri: str | None = Field(None, alias="requestUri")
+    namespace: str | None = None
+    resource: str | None = None
+    resource_name: str | None = Field(None, alias="resourceName")
+    source_ips: list[str] | None = Field(None, alias="sourceIPs")
+    remote_ip_details: RemoteIpDetailsModel | None = Field(None, alias="remoteIpDetails")
+
+
+class NetworkConnectionActionModel(_Model):
+    remote_ip_details: RemoteIpDetailsModel | None = Field(None, alias="remoteIpDetails")
+
+
+class AwsApiCallActionModel(_Model):
+    api: str | None = None
+    remote_ip_details: RemoteIpDetailsModel | None = Field(None, alias="remoteIpDetails")
+
+
+class ActionModel(_Model):
+    action_type: str | None = Field(None, alias="actionType")
+    kubernetes_api_call: KubernetesApiCallActionModel | None = Field(None, alias="kubernetesApiCallAction")
+    network_connection: NetworkConnectionActionModel | None = Field(None, alias="networkConnectionAction")
+    aws_api_call: AwsApiCallActionModel | None = Field(None, alias="awsApiCallAction")
+
+
+class SequenceWorkloadModel(_Model):
+    namespace: str | None = None
+    type: str | None = None
+
+
+class SequenceResourceDataModel(_Model):
+    kubernetes_workload: SequenceWorkloadModel | None = Field(None, alias="kubernetesWorkload")
+
+
+class SequenceResourceModel(_Model):
+    uid: str | None = None
+    name: str | None = None
+    resource_type: str | None = Field(None, alias="resourceType")
+    data: SequenceResourceDataModel | None = None
+
+
+class SequenceModel(_Model):
+    uid: str | None = None
+    description: str | None = None
+    resources: list[SequenceResourceModel] | None = None
+
+
+class DetectionModel(_Model):
+    sequence: SequenceModel | None = None
+
+
+class ServiceModel(_Model):
+    action: ActionModel | None = None
+    additional_info: dict[str, Any] | None = Field(None, alias="additionalInfo")
+    count: int | None = None
+    archived: bool | None = None
+    feature_name: str | None = Field(None, alias="featureName")
+    detection: DetectionModel | None = None
+
+
+class GuardDutyFindingModel(_Model):
+    """The `detail` of a "GuardDuty Finding" event (camelCase, as EventBridge sends it)."""
+
+    id: str = Field(min_length=1)
+    type: str = Field(min_length=3)
+    account_id: str = Field(alias="accountId")
+    region: str
+    severity: float = Field(ge=0, le=10)
+    arn: str | None = None
+    title: str | None = None
+    description: str | None = None
+    updated_at: str | None = Field(None, alias="updatedAt")
+    resource: ResourceModel
+    service: ServiceModel | None = None
+
+
+class GuardDutyEventModel(_Model):
+    """The EventBridge envelope around a GuardDuty finding."""
+
+    id: str | None = None
+    source: str
+    detail_type: str = Field(alias="detail-type")
+    account: str | None = None
+    region: str | None = None
+    detail: GuardDutyFindingModel
+
+
+# GuardDuty names workloads by their API resource (plural, lower case).
+_WORKLOAD_KINDS = {
+    "pods": "Pod",
+    "pod": "Pod",
+    "deployments": "Deployment",
+    "deployment": "Deployment",
+    "replicasets": "ReplicaSet",
+    "replicaset": "ReplicaSet",
+    "daemonsets": "DaemonSet",
+    "daemonset": "DaemonSet",
+    "statefulsets": "StatefulSet",
+    "statefulset": "StatefulSet",
+    "jobs": "Job",
+    "job": "Job",
+    "cronjobs": "CronJob",
+    "cronjob": "CronJob",
+    "replicationcontrollers": "ReplicationController",
+}
+
+# Host paths whose mount gives a container the node (GuardDuty's ContainerWithSensitiveMount).
+_SENSITIVE_HOST_PATHS = ("/", "/etc", "/var/run/docker.sock", "/run/containerd", "/proc", "/root", "/var/lib/kubelet")
+
+
+def parse_event(event: dict[str, Any]) -> GuardDutyEventModel:
+    """Validate an EventBridge GuardDuty event; raise EventError saying what is wrong."""
+    try:
+        return GuardDutyEventModel.model_validate(event)
+    except ValidationError as exc:
+        raise EventError(f"not a valid GuardDuty finding event: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "event"
+        parts.append(f"{where}: {err['msg']}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
+    """Parse and normalise one GuardDuty EventBridge event."""
+    model = parse_event(event)
+    if model.source != "aws.guardduty" or model.detail_type != "GuardDuty Finding":
+        raise EventError(f"not a GuardDuty finding: source={model.source!r} detail-type={model.detail_type!r}")
+    finding = model.detail
+    resource = finding.resource
+    kube = resource.kubernetes_details
+    workload = kube.workload if kube else None
+    instance = resource.instance_details
+
+    workloads, pods = _workloads(workload, finding)
+    namespace = workloads[0].namespace if workloads else _api_namespace(finding)
+    instance_ids = _instance_ids(instance, finding)
+    cluster = _cluster(resource)
+    additional = finding.service.additional_info if finding.service and finding.service.additional_info else {}
+
+    return Incident(
+        id=finding.id,
+        source=SOURCE,
+        type=finding.type,
+        title=finding.title or finding.type,
+        severity=Severity.from_score(finding.severity),
+        score=finding.severity,
+        account=finding.account_id,
+        region=finding.region,
+        resource_kind=_resource_kind(resource, workloads, pods, instance_ids),
+        cluster=cluster,
+        namespace=namespace,
+        workloads=tuple(workloads),
+        pods=tuple(pods),
+        nodes=(),
+        instance_ids=tuple(instance_ids),
+        principals=tuple(_principals(resource)),
+        images=tuple(_images(resource)),
+        remote_ips=tuple(_remote_ips(finding)),
+        privileged=_privileged(finding.type, workload, resource.container_details),
+        sample=additional.get("sample") is True,
+        event_id=model.id,
+        raw_ref=raw_ref or finding.arn,
+        count=(finding.service.count if finding.service and finding.service.count else 1),
+    )
+
+
+def _workloads(
+    workload: KubernetesWorkloadDetailsModel | None, finding: GuardDutyFindingModel
+) -> tuple[list[WorkloadRef], list[PodRef]]:
+    refs: list[WorkloadRef] = []
+    if workload and workload.name and workload.namespace:
+        kind = _WORKLOAD_KINDS.get((workload.type or "").lower(), "Pod" if not workload.type else "")
+        refs.append(WorkloadRef(kind or workload.type or "Pod", workload.namespace, workload.name))
+    sequence = finding.service.detection.sequence if finding.service and finding.service.detection else None
+    for res in (sequence.resources or []) if sequence else []:
+        data = res.data.kubernetes_workload if res.data else None
+        if data and data.namespace and res.name:
+            kind = _WORKLOAD_KINDS.get((data.type or "").lower(), data.type or "Pod")
+            ref = WorkloadRef(kind, data.namespace, res.name)
+            if ref not in refs:
+                refs.append(ref)
+    pods = [PodRef(w.namespace, w.name) for w in refs if w.kind == "Pod"]
+    return refs, pods
+
+
+def _api_namespace(finding: GuardDutyFindingModel) -> str | None:
+    action = finding.service.action if finding.service else None
+    call = action.kubernetes_api_call if action else None
+    return call.namespace if call else None
+
+
+def _instance_ids(instance: InstanceDetailsModel | None, finding: GuardDutyFindingModel) -> list[str]:
+    ids: list[str] = []
+    if instance and instance.instance_id:
+        ids.append(instance.instance_id)
+    sequence = finding.service.detection.sequence if finding.service and finding.service.detection else None
+    for res in (sequence.resources or []) if sequence else []:
+        if (res.resource_type or "").lower() in {"ec2instance", "instance"} and res.uid and res.uid not in ids:
+            ids.append(res.uid)
+    return ids
+
+
+def _cluster(resource: ResourceModel) -> str | None:
+    if resource.eks_cluster_details and resource.eks_cluster_details.name:
+        return resource.eks_cluster_details.name
+    # A worker node names its cluster in its tags (EKS conventions, not the finding schema).
+    tags = resource.instance_details.tags if resource.instance_details else None
+    for tag in tags or []:
+        if tag.key == "eks:cluster-name" and tag.value:
+            return tag.value
+        if tag.key and tag.key.startswith("kubernetes.io/cluster/"):
+            return tag.key.removeprefix("kubernetes.io/cluster/")
+    return None
+
+
+def _resource_kind(
+    resource: ResourceModel, workloads: list[WorkloadRef], pods: list[PodRef], instance_ids: list[str]
+) -> ResourceKind:
+    rtype = resource.resource_type
+    if rtype == "AccessKey":
+        return ResourceKind.ACCESS_KEY
+    if rtype == "Instance":
+        return ResourceKind.NODE
+    if rtype in {"EKSCluster", "Container"}:
+        if pods:
+            return ResourceKind.POD
+        if workloads:
+            return ResourceKind.WORKLOAD
+        if instance_ids:
+            return ResourceKind.NODE
+        return ResourceKind.CLUSTER
+    return ResourceKind.OTHER
+
+
+def _principals(resource: ResourceModel) -> list[Principal]:
+    found: list[Principal] = []
+    user = resource.kubernetes_details.user if resource.kubernetes_details else None
+    if user and user.username:
+        groups = tuple(user.groups or ())
+        name = user.username
+        if name in {"system:anonymous"} or "system:unauthenticated" in groups:
+            found.append(Principal(PrincipalKind.ANONYMOUS, name, groups=groups))
+        elif name.startswith("system:serviceaccount:"):
+            found.append(Principal(PrincipalKind.SERVICE_ACCOUNT, name, groups=groups))
+        elif name.startswith("arn:aws:"):
+            kind = PrincipalKind.IAM_USER if ":user/" in name else PrincipalKind.IAM_ROLE
+            found.append(Principal(kind, name, arn=name, groups=groups))
+        else:
+            found.append(Principal(PrincipalKind.KUBERNETES_USER, name, groups=groups))
+    key = resource.access_key_details
+    if key and key.user_name:
+        kind = PrincipalKind.IAM_USER if key.user_type == "IAMUser" and not resource.instance_details else PrincipalKind.IAM_ROLE
+        found.append(Principal(kind, key.user_name))
+    profile = resource.instance_details.iam_instance_profile if resource.instance_details else None
+    if profile and profile.arn and resource.resource_type == "Instance":
+        found.append(Principal(PrincipalKind.IAM_ROLE, profile.arn.rsplit("/", 1)[-1], arn=profile.arn))
+    return found
+
+
+def _images(resource: ResourceModel) -> list[str]:
+    containers = list(resource.kubernetes_details.workload.containers or []) if (
+        resource.kubernetes_details and resource.kubernetes_details.workload
+    ) else []
+    if resource.container_details:
+        containers.append(resource.container_details)
+    images: list[str] = []
+    for c in containers:
+        if c.image and c.image not in images:
+            images.append(c.image)
+    return images
+
+
+def _remote_ips(finding: GuardDutyFindingModel) -> list[str]:
+    action = finding.service.action if finding.service else None
+    if not action:
+        return []
+    details = [
+        a.remote_ip_details
+        for a in (action.kubernetes_api_call, action.network_connection, action.aws_api_call)
+        if a is not None and a.remote_ip_details is not None
+    ]
+    ips: list[str] = []
+    for d in details:
+        for ip in (d.ip_address_v4, d.ip_address_v6):
+            if ip and ip not in ips:
+                ips.append(ip)
+    return ips
+
+
+# GuardDuty's own verdict that the workload reaches the node.
+_NODE_LEVEL_TYPES = ("PrivilegedContainer", "ContainerWithSensitiveMount", "ContainerMountsHostDirectory")
+
+
+def _privileged(
+    finding_type: str, workload: KubernetesWorkloadDetailsModel | None, container: ContainerModel | None
+) -> bool:
+    if any(marker in finding_type for marker in _NODE_LEVEL_TYPES):
+        return True
+    containers = list(workload.containers or []) if workload else []
+    if container:
+        containers.append(container)
+    if any(c.security_context and c.security_context.privileged for c in containers):
+        return True
+    if workload and (workload.host_pid or workload.host_ipc):
+        return True
+    sensitive = {p.rstrip("/") for p in _SENSITIVE_HOST_PATHS}
+    volumes = (workload.volumes or []) if workload else []
+    return any(v.host_path and v.host_path.path and v.host_path.path.rstrip("/") in sensitive for v in volumes)

@@ -1,0 +1,18 @@
+"""Which parser handles which event: the one place that knows every source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.errors import EventError
+from chalicelib.incident import Incident
+from chalicelib.sources import guardduty
+
+
+def to_incident(event: Any, raw_ref: str | None = None) -> Incident:
+    if not isinstance(event, dict):
+        raise EventError(f"expected an EventBridge event (a JSON object), got {type(event).__name__}")
+    source = event.get("source")
+    if source == "aws.guardduty":
+        return guardduty.to_incident(event, raw_ref)
+    raise EventError(f"unsupported event source {source!r} (detail-type {event.get('detail-type')!r})")

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Build a real kube-apiserver (v1.20.2) from Debian bookworm's kubernetes source package
+# and cache it outside the clone. Debian's Go 1.19 builds it offline from the vendored tree.
+# Usage: devstack/build-kube-apiserver.sh   (prints the binary's path; a no-op when cached)
+set -euo pipefail
+
+cache="${EKS_RESPONDER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/eks-responder}"
+bin="$cache/bin/kube-apiserver-v1.20.2"
+if [[ -x "$bin" ]]; then
+  echo "$bin"
+  exit 0
+fi
+
+log() { printf '[devstack] %s\n' "$*" >&2; }
+need_apt=()
+command -v go >/dev/null || need_apt+=(golang-go)
+command -v rsync >/dev/null || need_apt+=(rsync)
+command -v openssl >/dev/null || need_apt+=(openssl)
+if ((${#need_apt[@]})); then
+  log "installing build tools from Debian: ${need_apt[*]}"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/eks-responder-build.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+apt_dir="$work/apt"
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/parts"
+# A private deb-src list, so the machine's apt configuration is never touched.
+sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources > "$apt_dir/parts/src.sources"
+apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/parts"
+          -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
+log "fetching the kubernetes source package (about 34 MB)"
+apt-get "${apt_opts[@]}" update -qq >&2
+(cd "$work" && apt-get "${apt_opts[@]}" source --download-only -qq kubernetes >&2)
+tarball="$(ls "$work"/kubernetes_*.orig.tar.gz | head -n1)"
+log "unpacking $(basename "$tarball")"
+tar -C "$work" -xzf "$tarball"
+src="$(ls -d "$work"/kubernetes-1.20.* | head -n1)"
+
+log "building kube-apiserver (about 7 minutes on 2 cores; done once, then cached in $cache)"
+mkdir -p "$work/home"
+(
+  cd "$src"
+  env -u GOPATH GOPROXY=off CGO_ENABLED=0 GOFLAGS= HOME="$work/home" GOCACHE="$work/gocache" \
+    make WHAT=cmd/kube-apiserver GOLDFLAGS="-s -w" >"$work/build.log" 2>&1 &
+  pid=$!
+  start=$SECONDS
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 15
+    kill -0 "$pid" 2>/dev/null && log "still building... $((SECONDS - start))s"
+  done
+  if ! wait "$pid"; then
+    tail -n 40 "$work/build.log" >&2
+    log "build failed"
+    exit 1
+  fi
+)
+mkdir -p "$cache/bin"
+install -m 0755 "$src/_output/bin/kube-apiserver" "$bin.tmp"
+mv "$bin.tmp" "$bin"
+log "cached $bin"
+echo "$bin"
