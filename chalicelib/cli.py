@@ -73,10 +73,9 @@ def _human(result: dict[str, Any], out: TextIO) -> None:
 
 
 def replay(args: argparse.Namespace, out: TextIO) -> int:
-    from chalicelib import intake, wiring  # noqa: PLC0415
-    from chalicelib.policy.loader import load_rules  # noqa: PLC0415
-    from chalicelib.responder import Mode  # noqa: PLC0415
-    from chalicelib.sources.envelope import split_document  # noqa: PLC0415
+    from chalicelib import intake, wiring
+    from chalicelib.policy.loader import load_rules
+    from chalicelib.sources.envelope import split_document
 
     settings = Settings.from_env()
     if args.rules:
@@ -109,7 +108,7 @@ def replay(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _mode(args: argparse.Namespace) -> Mode:
-    from chalicelib.responder import Mode  # noqa: PLC0415
+    from chalicelib.responder import Mode
 
     if not args.live:
         return Mode.PLAN
@@ -126,7 +125,7 @@ def _emit(args: argparse.Namespace, out: TextIO, result: dict[str, Any]) -> None
 
 
 def check_rules(args: argparse.Namespace, out: TextIO) -> int:
-    from chalicelib.policy.loader import load_rules  # noqa: PLC0415
+    from chalicelib.policy.loader import load_rules
 
     path = Path(args.file) if args.file else Settings.from_env().rules_file
     rules = load_rules(path)

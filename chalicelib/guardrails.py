@@ -7,6 +7,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from chalicelib.actions.base import CORDONED_AT_ANNOTATION, Action, ActionContext, Target
+from chalicelib.settings import Settings
 
 
 def cluster_block(cluster: str | None, protected: tuple[str, ...]) -> str | None:
@@ -55,14 +56,22 @@ def note_cordon(ctx: ActionContext) -> None:
     ctx.cache["cordon-count"] = int(ctx.cache.get("cordon-count", 0)) + 1
 
 
-def block(action: Action, target: Target, ctx: ActionContext) -> str | None:
-    settings = ctx.settings
+def static_block(action: Action, target: Target, settings: Settings) -> str | None:
+    """The checks that need nothing but the target's name."""
     if target.kind == "pod":
         if action.disrupts_workload and target.namespace in settings.all_protected_namespaces:
             return f"namespace {target.namespace} is protected (PROTECTED_NAMESPACES); {action.name} never runs there"
         return None
-    if any(fnmatchcase(target.name, p) for p in settings.protected_nodes):
+    if target.resolved and any(fnmatchcase(target.name, p) for p in settings.protected_nodes):
         return f"node {target.name} is protected (PROTECTED_NODES)"
+    return None
+
+
+def block(action: Action, target: Target, ctx: ActionContext) -> str | None:
+    settings = ctx.settings
+    static = static_block(action, target, settings)
+    if static or target.kind == "pod":
+        return static
     node = _node(ctx, target.name)
     labels = ((node or {}).get("metadata") or {}).get("labels") or {}
     for selector in settings.protected_node_labels:

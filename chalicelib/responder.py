@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib import actions, guardrails, targets
-from chalicelib.actions.base import ActionContext, ActionResult, EvidenceSink, KubeAPI, Status, Target
+from chalicelib.actions.base import Action, ActionContext, ActionResult, EvidenceSink, KubeAPI, Status, Target
 from chalicelib.errors import ClusterAccessError
 from chalicelib.policy.matcher import decide
 
@@ -85,14 +85,16 @@ class Responder:
         if rule.dry_run and mode is Mode.LIVE:
             mode = Mode.DRY_RUN
         if incident.sample:
-            return self._plan(incident, rule.name, rule.actions, mode, "GuardDuty sample finding: planned only, nothing changed")
+            return self._plan(incident, rule.name, rule.actions, mode, "sample finding, planned only")
         if mode is Mode.PLAN:
             return self._plan(incident, rule.name, rule.actions, mode, None)
         return self._execute(incident, rule.name, rule.actions, mode)
 
     def _plan(self, incident: Incident, rule: str, steps: tuple[Step, ...], mode: Mode, why: str | None) -> Report:
+        """Describe what would run, applying every guardrail that needs no cluster."""
         found = targets.offline(incident)
         results: list[ActionResult] = []
+        blocked = guardrails.cluster_block(incident.cluster, self._settings.protected_clusters)
         for step in steps:
             action = actions.get(step.action)
             params = action.params_model.model_validate(step.params)
@@ -101,8 +103,14 @@ class Responder:
                 results.append(_nothing_to_do(step.action, action.target_kind))
                 continue
             for target in chosen:
+                reason = blocked or guardrails.static_block(action, target, self._settings)
+                if reason:
+                    results.append(ActionResult(step.action, str(target), Status.SKIPPED, reason))
+                    continue
                 detail = action.describe(target, params)
-                results.append(ActionResult(step.action, str(target), Status.PLANNED, f"{why}: {detail}" if why else detail))
+                results.append(
+                    ActionResult(step.action, str(target), Status.PLANNED, f"{why}: {detail}" if why else detail)
+                )
         notes = (why,) if why else ()
         return Report(incident, rule, None, mode, tuple(results), notes)
 
@@ -132,10 +140,9 @@ class Responder:
                 results.append(_nothing_to_do(step.action, action.target_kind))
             for target in chosen:
                 results.append(self._run_one(action, target, params, ctx))
-        report = Report(incident, rule, None, mode, tuple(results), tuple(found.notes))
-        return report
+        return Report(incident, rule, None, mode, tuple(results), tuple(found.notes))
 
-    def _run_one(self, action: actions.Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:
+    def _run_one(self, action: Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:
         started = time.perf_counter()
 
         def result(status: Status, detail: str, prior: dict[str, Any] | None = None) -> ActionResult:

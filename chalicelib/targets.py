@@ -30,14 +30,16 @@ def offline(incident: Incident) -> Targets:
         found.pods.append(Target("pod", pod.name, pod.namespace))
     for workload in incident.workloads:
         if workload.kind != "Pod":
-            found.pods.append(Target("pod", f"<pods of {workload.kind} {workload.name}>", workload.namespace, resolved=False))
+            found.pods.append(
+                Target("pod", f"<pods of {workload.kind} {workload.name}>", workload.namespace, resolved=False)
+            )
     for node in incident.nodes:
         found.nodes.append(Target("node", node))
     for instance in incident.instance_ids:
         found.nodes.append(Target("node", f"<node of instance {instance}>", resolved=False))
     if not found.nodes:
-        for pod in found.pods:
-            found.nodes.append(Target("node", f"<node running pod {pod}>", resolved=False))
+        for pod_target in found.pods:
+            found.nodes.append(Target("node", f"<node running pod {pod_target}>", resolved=False))
     return found
 
 

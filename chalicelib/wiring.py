@@ -30,20 +30,20 @@ def rules() -> RulesFile:
 
 @functools.cache
 def aws_session() -> Any:
-    import boto3  # noqa: PLC0415
+    import boto3
 
     return boto3.session.Session()
 
 
 def build_connector(current: Settings) -> KubeConnector:
-    from chalicelib.executors.kube import ClusterConnector  # noqa: PLC0415 - lightkube only when needed
+    from chalicelib.executors.kube import ClusterConnector
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     return ClusterConnector(kubeconfig=current.kubeconfig, aws_session=aws_session, region=region)
 
 
 def build_evidence(current: Settings) -> EvidenceSink | None:
-    from chalicelib.executors.evidence import FolderEvidence, S3Evidence  # noqa: PLC0415
+    from chalicelib.executors.evidence import FolderEvidence, S3Evidence
 
     if current.evidence_bucket:
         return S3Evidence(aws_session().client("s3"), current.evidence_bucket, current.evidence_prefix)
@@ -53,7 +53,7 @@ def build_evidence(current: Settings) -> EvidenceSink | None:
 
 
 def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
-    from chalicelib.responder import Responder  # noqa: PLC0415
+    from chalicelib.responder import Responder
 
     return Responder(current_rules, current, build_connector(current), build_evidence(current))
 
@@ -64,13 +64,13 @@ def responder() -> Responder:
 
 
 def lambda_mode() -> Mode:
-    from chalicelib.responder import Mode  # noqa: PLC0415
+    from chalicelib.responder import Mode
 
     return Mode.DRY_RUN if settings().dry_run else Mode.LIVE
 
 
 def handle_event(event: dict[str, Any]) -> dict[str, Any]:
     """The Lambda path: one EventBridge event in, one report (or error) out."""
-    from chalicelib import intake  # noqa: PLC0415
+    from chalicelib import intake
 
     return intake.handle(event, responder(), lambda_mode())

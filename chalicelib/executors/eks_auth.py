@@ -15,14 +15,12 @@ from chalicelib.actions.base import IAMStatement
 # EKS accepts a token for 15 minutes after signing; refresh well before that.
 TOKEN_TTL_SECONDS = 14 * 60
 
-IAM: tuple[IAMStatement, ...] = (
-    IAMStatement(("eks:DescribeCluster",), ("arn:aws:eks:{region}:{account}:cluster/*",)),
-)
+IAM: tuple[IAMStatement, ...] = (IAMStatement(("eks:DescribeCluster",), ("arn:aws:eks:{region}:{account}:cluster/*",)),)
 
 
 def bearer_token(session: Any, cluster: str, region: str) -> str:
     """A Kubernetes bearer token for `cluster`, signed with the session's credentials."""
-    from botocore.signers import RequestSigner  # noqa: PLC0415 - botocore stays off the cold-start path
+    from botocore.signers import RequestSigner
 
     sts = session.client("sts", region_name=region)
     signer = RequestSigner(

@@ -27,7 +27,7 @@ class FolderEvidence:
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
-    def put(self, key: str, data: bytes, content_type: str) -> str:  # noqa: ARG002 - files have no content type
+    def put(self, key: str, data: bytes, content_type: str) -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)

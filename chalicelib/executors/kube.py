@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import httpx2
 from lightkube import ApiError, Client, KubeConfig
-from lightkube.codecs import from_dict
 from lightkube.resources.apps_v1 import ReplicaSet
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Event, Node, Pod
@@ -34,7 +34,7 @@ RBAC: tuple[RBACRule, ...] = (
 )
 
 _NOT_FOUND = 404
-_TIMEOUT_SECONDS = 10.0
+_TIMEOUT = httpx2.Timeout(10.0)
 
 
 def _to_dict(obj: Any) -> dict[str, Any]:
@@ -95,7 +95,8 @@ class KubeGateway:
         return self._get(NetworkPolicy, name, namespace)
 
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None:
-        self._client.create(from_dict(body), namespace=namespace, dry_run=self._dry_run)
+        policy = cast("NetworkPolicy", NetworkPolicy.from_dict(body))
+        self._client.create(policy, namespace=namespace, dry_run=self._dry_run)
 
 
 class ClusterConnector:
@@ -127,16 +128,16 @@ class ClusterConnector:
         try:
             if self._kubeconfig is not None:
                 kc = KubeConfig.from_file(self._kubeconfig)
-                names = {c for c in (kc.contexts or {})}
+                names = set(kc.contexts or {})
                 config = kc.get(context_name=cluster) if cluster in names else kc.get()
-                client, expires = Client(config, timeout=_TIMEOUT_SECONDS, field_manager="eks-responder"), float("inf")
+                client, expires = Client(config, timeout=_TIMEOUT, field_manager="eks-responder"), float("inf")
             else:
                 where = region or self._region
                 if not where:
                     raise ClusterAccessError(f"no region known for cluster {cluster}")
                 built = eks_kubeconfig(self._aws_session(), cluster, where)
                 kc = KubeConfig.from_dict(built.kubeconfig)
-                client = Client(kc, timeout=_TIMEOUT_SECONDS, field_manager="eks-responder")
+                client = Client(kc, timeout=_TIMEOUT, field_manager="eks-responder")
                 expires = built.expires_at
         except ClusterAccessError:
             raise

@@ -19,7 +19,7 @@ def _any(patterns: tuple[str, ...], value: str | None) -> bool:
     return value is not None and any(fnmatchcase(value, p) for p in patterns)
 
 
-def matches(match: Match, incident: Incident) -> bool:  # noqa: C901, PLR0911 - one check per field reads best
+def matches(match: Match, incident: Incident) -> bool:  # noqa: PLR0911 - one check per field reads best
     if match.sources and incident.source not in match.sources:
         return False
     if match.finding_types and not _any(match.finding_types, incident.type):

@@ -65,7 +65,4 @@ def split_document(doc: Any) -> list[dict[str, Any]]:
     if "SchemaVersion" in doc and "Type" in doc and "Resource" in doc:
         return [wrap_finding(camelize_keys(doc))]
     keys = ", ".join(sorted(map(str, doc))[:6]) or "none"
-    raise EventError(
-        "not an EventBridge event, a GuardDuty finding or get-findings output "
-        f"(top-level keys: {keys})"
-    )
+    raise EventError(f"not an EventBridge event, a GuardDuty finding or get-findings output (top-level keys: {keys})")

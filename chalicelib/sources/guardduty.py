@@ -346,7 +346,7 @@ def _cluster(resource: ResourceModel) -> str | None:
     return None
 
 
-def _resource_kind(
+def _resource_kind(  # noqa: PLR0911 - one return per kind reads best
     resource: ResourceModel, workloads: list[WorkloadRef], pods: list[PodRef], instance_ids: list[str]
 ) -> ResourceKind:
     rtype = resource.resource_type
@@ -382,7 +382,11 @@ def _principals(resource: ResourceModel) -> list[Principal]:
             found.append(Principal(PrincipalKind.KUBERNETES_USER, name, groups=groups))
     key = resource.access_key_details
     if key and key.user_name:
-        kind = PrincipalKind.IAM_USER if key.user_type == "IAMUser" and not resource.instance_details else PrincipalKind.IAM_ROLE
+        kind = (
+            PrincipalKind.IAM_USER
+            if key.user_type == "IAMUser" and not resource.instance_details
+            else PrincipalKind.IAM_ROLE
+        )
         found.append(Principal(kind, key.user_name))
     profile = resource.instance_details.iam_instance_profile if resource.instance_details else None
     if profile and profile.arn and resource.resource_type == "Instance":
@@ -391,9 +395,11 @@ def _principals(resource: ResourceModel) -> list[Principal]:
 
 
 def _images(resource: ResourceModel) -> list[str]:
-    containers = list(resource.kubernetes_details.workload.containers or []) if (
-        resource.kubernetes_details and resource.kubernetes_details.workload
-    ) else []
+    containers = (
+        list(resource.kubernetes_details.workload.containers or [])
+        if (resource.kubernetes_details and resource.kubernetes_details.workload)
+        else []
+    )
     if resource.container_details:
         containers.append(resource.container_details)
     images: list[str] = []

@@ -61,7 +61,10 @@ class CapturePod(Action):
         if ctx.dry_run:
             # Reading is harmless, but a dry run writes nothing anywhere.
             return Outcome(Status.PLANNED, f"would capture pod {target} to {ctx.evidence.location(base)}")
-        files: dict[str, bytes] = {"pod.json": _json(pod), "events.json": _json(ctx.kube.pod_events(target.namespace, target.name))}
+        files: dict[str, bytes] = {
+            "pod.json": _json(pod),
+            "events.json": _json(ctx.kube.pod_events(target.namespace, target.name)),
+        }
         tail = params.tail_lines or ctx.settings.log_tail_lines
         spec = pod.get("spec") or {}
         containers = [c.get("name") for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
@@ -86,4 +89,6 @@ class CapturePod(Action):
             "files": entries,
         }
         where = ctx.evidence.put(f"{base}/MANIFEST.json", _json(manifest), "application/json")
-        return Outcome(Status.SUCCEEDED, f"captured {len(entries)} files of pod {target} to {where}", {"location": where})
+        return Outcome(
+            Status.SUCCEEDED, f"captured {len(entries)} files of pod {target} to {where}", {"location": where}
+        )

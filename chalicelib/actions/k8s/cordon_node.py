@@ -50,7 +50,9 @@ class CordonNode(Action):
         labels, annotations = responder_marks(ctx.incident.id)
         annotations[CORDONED_AT_ANNOTATION] = ctx.now.isoformat()
         if not any(t.get("key") == QUARANTINE_TAINT for t in taints):
-            taints.append({"key": QUARANTINE_TAINT, "value": labels["eks-responder.io/incident"], "effect": "NoSchedule"})
+            taints.append(
+                {"key": QUARANTINE_TAINT, "value": labels["eks-responder.io/incident"], "effect": "NoSchedule"}
+            )
         patch = {
             "metadata": {"labels": labels, "annotations": annotations},
             "spec": {"unschedulable": True, "taints": taints},

@@ -1,0 +1,55 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: help venv apiserver demo test lint typecheck unit permissions check-permissions bench clean
+
+help:
+	@echo "make demo    run the responder end to end on the embedded local stack"
+	@echo "make test    lint, type-check, check generated permissions, run every test (unit + integration)"
+	@echo "make permissions   regenerate .chalice/policy-*.json and deploy/rbac/clusterrole.yaml"
+	@echo "make bench   measure cold-start import time"
+
+$(STAMP):
+	@echo "==> Installing pinned dependencies into $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Builds a real kube-apiserver once (about 7 minutes) and caches it in ~/.cache/eks-responder.
+apiserver:
+	@bash devstack/build-kube-apiserver.sh >/dev/null
+
+demo: venv apiserver
+	$(PY) -m devstack.demo
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+check-permissions: venv
+	$(PY) -m chalicelib.permissions --check
+
+permissions: venv
+	$(PY) -m chalicelib.permissions
+
+test: venv apiserver lint typecheck check-permissions
+	$(VENV)/bin/pytest
+
+unit: venv
+	$(VENV)/bin/pytest tests/unit
+
+bench: venv
+	$(PY) bench/import_time.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .demo

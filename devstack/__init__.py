@@ -1,0 +1,1 @@
+"""The embedded local stack: a real kube-apiserver + etcd and a moto server, on loopback."""

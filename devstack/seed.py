@@ -1,0 +1,245 @@
+"""Seed the local stack with a small EKS-like cluster named `demo`.
+
+Four worker nodes whose providerIDs are EC2 instances created in moto (tagged as EKS nodes),
+a Deployment with its ReplicaSet and pods, a DaemonSet, a bare pod, a kube-system pod, and
+the responder's generated ClusterRole. moto's random generator is seeded, so instance ids are
+the same on every run: the project's events/ name them.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import yaml
+from lightkube import Client, KubeConfig
+from lightkube.codecs import from_dict
+
+from chalicelib.permissions import CLUSTER_ROLE_FILE
+
+if TYPE_CHECKING:
+    from devstack.stack import LocalStack
+
+CLUSTER = "demo"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+MOTO_SEED = 42
+# What moto (pinned) hands out after seeding with MOTO_SEED; events/ refer to these.
+EXPECTED_NODES = (
+    ("i-cd9226b0ed9ce5ec6", "ip-10-55-144-105.ec2.internal"),
+    ("i-6f3abc05c946c59a9", "ip-10-182-96-189.ec2.internal"),
+    ("i-7733adfa936a8baee", "ip-10-163-206-7.ec2.internal"),
+    ("i-8230151cfc191d475", "ip-10-24-214-92.ec2.internal"),
+)
+EVIDENCE_BUCKET = "eks-responder-evidence-demo"
+
+
+@dataclass(frozen=True)
+class SeededCluster:
+    nodes: dict[str, str]  # instance id -> node name
+    evidence_bucket: str
+
+
+def admin_client(stack: LocalStack) -> Client:
+    return Client(KubeConfig.from_file(stack.admin_kubeconfig), field_manager="devstack")
+
+
+def _uid(obj: Any) -> str:
+    uid: str = obj.metadata.uid
+    return uid
+
+
+def _apply(client: Client, obj: dict[str, Any]) -> None:
+    client.apply(from_dict(obj), field_manager="devstack", force=True)
+
+
+def _pod(
+    namespace: str,
+    name: str,
+    node: str,
+    labels: dict[str, str],
+    owner: dict[str, Any] | None = None,
+    image: str = "public.ecr.aws/nginx/nginx:1.27",
+    privileged: bool = False,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    if owner:
+        meta["ownerReferences"] = [{**owner, "controller": True, "blockOwnerDeletion": True}]
+    container: dict[str, Any] = {"name": "main", "image": image}
+    if privileged:
+        container["securityContext"] = {"privileged": True}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"nodeName": node, "containers": [container]}}
+
+
+def _template(labels: dict[str, str], image: str) -> dict[str, Any]:
+    return {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "main", "image": image}]}}
+
+
+def _aws(stack: LocalStack) -> dict[str, str]:
+    for path in ("/moto-api/reset", f"/moto-api/seed?a={MOTO_SEED}"):
+        request = urllib.request.Request(f"{stack.moto_url}{path}", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    ec2 = session.client("ec2", endpoint_url=stack.moto_url)
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    tags = [
+        {"Key": "eks:cluster-name", "Value": CLUSTER},
+        {"Key": f"kubernetes.io/cluster/{CLUSTER}", "Value": "owned"},
+        {"Key": "eks:nodegroup-name", "Value": "general"},
+    ]
+    reservation = ec2.run_instances(
+        ImageId=image,
+        MinCount=3,
+        MaxCount=3,
+        InstanceType="m5.large",
+        Placement={"AvailabilityZone": f"{REGION}a"},
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )
+    more = ec2.run_instances(
+        ImageId=image,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="m5.large",
+        Placement={"AvailabilityZone": f"{REGION}a"},
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )
+    found = tuple((i["InstanceId"], i["PrivateDnsName"]) for i in reservation["Instances"] + more["Instances"])
+    if found != EXPECTED_NODES:
+        raise RuntimeError(
+            f"moto handed out different instances than events/ expect: {found}; "
+            "update EXPECTED_NODES in devstack/seed.py and the instance ids in events/"
+        )
+    s3 = session.client("s3", endpoint_url=stack.moto_url)
+    s3.create_bucket(Bucket=EVIDENCE_BUCKET)
+    return dict(found)
+
+
+def seed(stack: LocalStack) -> SeededCluster:
+    nodes = _aws(stack)
+    client = admin_client(stack)
+    for doc in yaml.safe_load_all(CLUSTER_ROLE_FILE.read_text()):
+        _apply(client, doc)
+    for namespace in ("payments", "tools", "monitoring", "eks-responder"):
+        _apply(client, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    names = list(nodes.values())
+    for instance, node in nodes.items():
+        _apply(
+            client,
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": node,
+                    "labels": {
+                        "kubernetes.io/hostname": node,
+                        "eks.amazonaws.com/nodegroup": "general",
+                        "topology.kubernetes.io/zone": f"{REGION}a",
+                    },
+                },
+                "spec": {"providerID": f"aws:///{REGION}a/{instance}"},
+            },
+        )
+
+    web = {"app": "web"}
+    deployment = client.create(
+        from_dict(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "payments"},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": web},
+                    "template": _template(web, "public.ecr.aws/nginx/nginx:1.27"),
+                },
+            }
+        )
+    )
+    rs_labels = {**web, "pod-template-hash": "5d9c7b8f6"}
+    replicaset = client.create(
+        from_dict(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {
+                    "name": "web-5d9c7b8f6",
+                    "namespace": "payments",
+                    "labels": rs_labels,
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "name": "web",
+                            "uid": _uid(deployment),
+                            "controller": True,
+                        }
+                    ],
+                },
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": rs_labels},
+                    "template": _template(rs_labels, "public.ecr.aws/nginx/nginx:1.27"),
+                },
+            }
+        )
+    )
+    rs_owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d9c7b8f6", "uid": _uid(replicaset)}
+    for index, suffix in enumerate(("x7k2p", "q9m4t")):
+        client.create(from_dict(_pod("payments", f"web-5d9c7b8f6-{suffix}", names[index], rs_labels, rs_owner)))
+
+    agent = {"app": "node-agent"}
+    daemonset = client.create(
+        from_dict(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "DaemonSet",
+                "metadata": {"name": "node-agent", "namespace": "monitoring"},
+                "spec": {
+                    "selector": {"matchLabels": agent},
+                    "template": _template(agent, "public.ecr.aws/docker/library/busybox:1.36"),
+                },
+            }
+        )
+    )
+    ds_owner = {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "node-agent", "uid": _uid(daemonset)}
+    for index, node in enumerate(names[:3]):
+        client.create(
+            from_dict(
+                _pod(
+                    "monitoring",
+                    f"node-agent-{'abc'[index]}4f9z",
+                    node,
+                    agent,
+                    ds_owner,
+                    image="public.ecr.aws/docker/library/busybox:1.36",
+                )
+            )
+        )
+
+    client.create(
+        from_dict(
+            _pod(
+                "tools",
+                "debug-shell",
+                names[0],
+                {"app": "debug-shell"},
+                image="public.ecr.aws/docker/library/alpine:3.20",
+                privileged=True,
+            )
+        )
+    )
+    client.create(
+        from_dict(
+            _pod(
+                "kube-system",
+                "aws-node-7xk2m",
+                names[1],
+                {"k8s-app": "aws-node"},
+                image="602401143452.dkr.ecr.us-east-1.amazonaws.com/amazon-k8s-cni:v1.18.0",
+            )
+        )
+    )
+    return SeededCluster(nodes, EVIDENCE_BUCKET)
