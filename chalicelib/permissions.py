@@ -24,6 +24,7 @@ from chalicelib.actions.base import IAMStatement, RBACRule
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_DIR = ROOT / ".chalice"
 CLUSTER_ROLE_FILE = ROOT / "deploy" / "rbac" / "clusterrole.yaml"
+RULES_SCHEMA_FILE = ROOT / "chalicelib" / "policy" / "rules.schema.json"
 CLUSTER_ROLE_NAME = "eks-responder"
 RESPONDER_GROUP = "eks-responders"
 
@@ -123,6 +124,10 @@ def rendered() -> dict[Path, str]:
         "# Bind the Lambda's IAM role to the group below with an EKS access entry or aws-auth (see README).\n"
     )
     files[CLUSTER_ROLE_FILE] = header + yaml.safe_dump_all(cluster_role_documents(), sort_keys=False)
+    # Not a permission, but generated the same way: editors validate rules files against it.
+    from chalicelib.policy.model import RulesFile
+
+    files[RULES_SCHEMA_FILE] = json.dumps(RulesFile.model_json_schema(), indent=2) + "\n"
     return files
 
 

@@ -74,3 +74,9 @@ def handle_event(event: dict[str, Any]) -> dict[str, Any]:
     from chalicelib import intake
 
     return intake.handle(event, responder(), lambda_mode())
+
+
+def reset() -> None:
+    """Forget everything built so far (tests, or a changed environment)."""
+    for cached in (settings, rules, aws_session, responder):
+        cached.cache_clear()

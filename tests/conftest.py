@@ -1,0 +1,42 @@
+"""Shared helpers: where events live, and how to load them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+# The public samples are used by path, never copied into the repository.
+SAMPLES = ROOT.parent / "shared" / "samples"
+GUARDDUTY_SAMPLES = SAMPLES / "guardduty"
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """An event from the project's events/guardduty folder, by file stem."""
+    data: dict[str, Any] = load_json(EVENTS / "guardduty" / f"{name}.json")
+    return data
+
+
+def sample_files() -> list[Path]:
+    files = sorted(GUARDDUTY_SAMPLES.rglob("*.json"))
+    assert files, f"no GuardDuty samples found under {GUARDDUTY_SAMPLES}"
+    return files
+
+
+def event_files() -> list[Path]:
+    files = sorted((EVENTS / "guardduty").glob("*.json"))
+    assert files, "events/guardduty is empty"
+    return files
+
+
+@pytest.fixture(autouse=True)
+def _quiet_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")

@@ -1,0 +1,74 @@
+"""The Lambda handler, through Chalice's test client (offline: no cluster is configured)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from chalicelib import wiring
+from chalicelib.sources import patterns
+from tests.conftest import event_files, load_event, load_json
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    wiring.reset()
+    import app
+
+    with Client(app.app, stage_name="dev") as test_client:
+        yield test_client
+    wiring.reset()
+
+
+def _matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    # The subset of EventBridge pattern syntax the app uses: exact values per top-level key.
+    return all(event.get(key) in values for key, values in pattern.items())
+
+
+def test_every_project_event_matches_the_subscription() -> None:
+    for path in event_files():
+        assert _matches(patterns.GUARDDUTY_FINDING, load_json(path)), path.name
+
+
+def test_other_sources_do_not_match() -> None:
+    event = {**load_event("execution-runtime-reverse-shell"), "detail-type": "GuardDuty Runtime Protection Unhealthy"}
+    assert not _matches(patterns.GUARDDUTY_FINDING, event)
+
+
+def test_handler_returns_a_report(client: Client) -> None:
+    # dev stage: DRY_RUN=true; cluster "demo" has no kubeconfig and no EKS here, so it fails cleanly.
+    response = client.lambda_.invoke("on_guardduty_finding", load_event("policy-kubernetes-anonymous-access-granted"))
+    assert response.payload["rule"] == "configuration-issue"
+    assert response.payload["mode"] == "dry-run"
+
+
+def test_sample_finding_is_planned_only(client: Client) -> None:
+    response = client.lambda_.invoke(
+        "on_guardduty_finding", load_event("sample-privilege-escalation-privileged-container")
+    )
+    assert {a["status"] for a in response.payload["actions"]} == {"planned"}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        "junk",
+        [1, 2],
+        {"id": "e-1", "source": "aws.guardduty", "detail-type": "GuardDuty Finding", "detail": {}},
+        {"id": "e-2", "source": "aws.guardduty", "detail-type": "GuardDuty Finding", "detail": {"type": ["x"]}},
+        {"id": "e-3", "source": "aws.ecr", "detail-type": "ECR Image Scan", "detail": {}},
+    ],
+)
+def test_malformed_events_return_an_error_and_do_not_raise(
+    client: Client, event: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = client.lambda_.invoke("on_guardduty_finding", event)
+    assert "error" in response.payload
+    if isinstance(event, dict) and "id" in event:
+        assert response.payload["event_id"] == event["id"]

@@ -1,0 +1,56 @@
+"""One direction of flow: only executors talk to AWS or Kubernetes; app.py stays cheap to import."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SDKS = {"boto3", "botocore", "lightkube", "kubernetes", "httpx", "httpx2"}
+PURE = [
+    "chalicelib/incident.py",
+    "chalicelib/sources",
+    "chalicelib/policy",
+    "chalicelib/actions",
+    "chalicelib/targets.py",
+    "chalicelib/guardrails.py",
+    "chalicelib/responder.py",
+]
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_pure_layers_import_no_sdk() -> None:
+    for entry in PURE:
+        base = ROOT / entry
+        files = sorted(base.rglob("*.py")) if base.is_dir() else [base]
+        for path in files:
+            assert not (_imports(path) & SDKS), f"{path.relative_to(ROOT)} imports an SDK"
+
+
+def test_importing_app_loads_no_sdk() -> None:
+    code = (
+        "import json, sys, app; "
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(SDKS)!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"POWERTOOLS_TRACE_DISABLED": "true", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    # Powertools imports the bare botocore package (for its user agent): cheap, and no client code.
+    assert [m for m in json.loads(out) if m != "botocore"] == []

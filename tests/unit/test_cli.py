@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.cli import main
+from tests.conftest import EVENTS, GUARDDUTY_SAMPLES, sample_files
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict[str, Any]], str]:
+    code = main(["replay", "--json", *args])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines()], err
+
+
+def test_replay_samples_folder_prints_one_object_per_file(capsys: pytest.CaptureFixture[str]) -> None:
+    code, results, _ = _run(capsys, str(GUARDDUTY_SAMPLES))
+    assert code == 0
+    assert len(results) == len(sample_files())
+    assert [r["event"] for r in results] == [str(p) for p in sample_files()]
+    for result in results:
+        assert result["source"] == "guardduty"
+        assert set(result["incident"]) >= {
+            "id",
+            "type",
+            "severity",
+            "cluster",
+            "namespace",
+            "pods",
+            "node",
+            "instance_id",
+        }
+        assert result["rule"] or result["reason"]
+        assert result["mode"] == "plan"
+
+
+def test_replay_events_folder_plans_actions(capsys: pytest.CaptureFixture[str]) -> None:
+    code, results, _ = _run(capsys, str(EVENTS))
+    assert code == 0
+    planned = [a for r in results for a in r["actions"]]
+    assert {a["action"] for a in planned} >= {"k8s:isolate-pod", "k8s:cordon-node", "k8s:capture-pod"}
+    assert all(set(a) >= {"action", "target", "status", "detail"} for a in planned)
+
+
+def test_bad_inputs_give_errors_and_the_rest_still_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-empty.json").write_text("")
+    (tmp_path / "b-not-json.json").write_text("{oops")
+    (tmp_path / "c-list.json").write_text("[1, 2]")
+    (tmp_path / "d-wrong-types.json").write_text(
+        json.dumps(
+            {
+                "schemaVersion": "2.0",
+                "type": 5,
+                "resource": [],
+                "id": "x",
+                "accountId": 1,
+                "region": "r",
+                "severity": "x",
+            }
+        )
+    )
+    (tmp_path / "e-huge.json").write_bytes(b"{" + b" " * (11 * 1024 * 1024) + b"}")
+    (tmp_path / "f-binary.json").write_bytes(b"\xff\xfe\x00")
+    good = GUARDDUTY_SAMPLES / "bare" / "Execution_Kubernetes_ExecInKubeSystemPod.json"
+    (tmp_path / "g-good.json").write_text(good.read_text())
+    code, results, err = _run(capsys, str(tmp_path))
+    assert code == 2
+    assert err == ""  # no traceback
+    errors = {Path(str(r["event"])).name: str(r.get("error")) for r in results}
+    assert errors["a-empty.json"] == "empty file"
+    assert errors["b-not-json.json"].startswith("not JSON")
+    assert "expected a JSON object" in errors["c-list.json"]
+    assert "not a valid GuardDuty finding event" in errors["d-wrong-types.json"]
+    assert "more than the" in errors["e-huge.json"]
+    assert errors["f-binary.json"] == "not UTF-8 text"
+    assert errors["g-good.json"] == "None"
+    assert results[-1]["rule"] == "compromised-pod"
+
+
+def test_missing_path_is_an_error_not_a_crash(capsys: pytest.CaptureFixture[str]) -> None:
+    code, results, _ = _run(capsys, "/nonexistent/event.json")
+    assert code == 2
+    assert "cannot read" in str(results[0]["error"])
+
+
+def test_invalid_rules_file_stops_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - name: broken\n    actions: [{action: k8s:nope}]\n")
+    code = main(["replay", "--rules", str(rules), str(EVENTS)])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "rule 'broken', action #1: unknown action 'k8s:nope'" in err
+
+
+def test_human_output_names_rule_and_actions(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["replay", str(EVENTS / "guardduty" / "execution-kubernetes-exec-in-kube-system-pod.json")])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert "rule: compromised-pod" in out
+    assert "skipped   k8s:isolate-pod" in out
+
+
+def test_check_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-rules"]) == 0
+    assert "valid" in capsys.readouterr().out

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.policy.loader import load_rules, parse_rules
+from chalicelib.policy.matcher import decide, matches
+from chalicelib.policy.model import Match
+from chalicelib.settings import DEFAULT_RULES_FILE
+from chalicelib.sources import guardduty
+from chalicelib.sources.envelope import split_document
+from tests.conftest import load_json, sample_files
+
+BASE = Incident(
+    id="i1",
+    source="guardduty",
+    type="Execution:Runtime/ReverseShell",
+    title="t",
+    severity=Severity.HIGH,
+    score=8.0,
+    account="111122223333",
+    region="eu-west-1",
+    resource_kind=ResourceKind.POD,
+    cluster="prod-eu",
+    namespace="payments",
+)
+
+
+@pytest.mark.parametrize(
+    ("match", "expected"),
+    [
+        (Match(), True),
+        (Match(sources=("guardduty",)), True),
+        (Match(sources=("ecr",)), False),
+        (Match(finding_types=("*:Runtime/*",)), True),
+        (Match(finding_types=("*:Kubernetes/*",)), False),
+        (Match(exclude_finding_types=("Execution:*",)), False),
+        (Match(tactics=("Execution",)), True),
+        (Match(tactics=("Impact",)), False),
+        (Match(min_severity="high"), True),
+        (Match(min_severity="critical"), False),
+        (Match(max_severity="medium"), False),
+        (Match(resource_kinds=(ResourceKind.POD, ResourceKind.WORKLOAD)), True),
+        (Match(resource_kinds=(ResourceKind.NODE,)), False),
+        (Match(privileged=True), False),
+        (Match(privileged=False), True),
+        (Match(accounts=("1111*",)), True),
+        (Match(exclude_accounts=("111122223333",)), False),
+        (Match(clusters=("prod-*",)), True),
+        (Match(clusters=("dev-*",)), False),
+        (Match(exclude_clusters=("prod-eu",)), False),
+        (Match(namespaces=("pay*",)), True),
+        (Match(namespaces=("kube-system",)), False),
+        (Match(exclude_namespaces=("payments",)), False),
+    ],
+)
+def test_each_condition(match: Match, expected: bool) -> None:
+    assert matches(match, BASE) is expected
+
+
+def test_include_lists_need_the_field_present() -> None:
+    no_cluster = replace(BASE, cluster=None, namespace=None)
+    assert matches(Match(clusters=("*",)), no_cluster) is False
+    assert matches(Match(namespaces=("*",)), no_cluster) is False
+    assert matches(Match(exclude_clusters=("*",)), no_cluster) is True
+
+
+def test_first_matching_rule_wins_and_a_miss_says_so() -> None:
+    rules = parse_rules(
+        {
+            "version": 1,
+            "rules": [
+                {"name": "first", "match": {"namespaces": ["payments"]}, "reason": "first"},
+                {"name": "second", "actions": [{"action": "k8s:label-pod"}]},
+            ],
+        },
+        "t",
+    )
+    assert decide(BASE, rules).rule.name == "first"  # type: ignore[union-attr]
+    other = replace(BASE, namespace="web")
+    assert decide(other, rules).rule.name == "second"  # type: ignore[union-attr]
+    only_first = parse_rules({"version": 1, "rules": [rules.rules[0].model_dump()]}, "t")
+    miss = decide(other, only_first)
+    assert miss.rule is None
+    assert miss.reason == "no rule matches this finding"
+
+
+DEFAULT = load_rules(DEFAULT_RULES_FILE)
+
+EXPECTED_RULES = {
+    "attack-sequence-eks-compromised-cluster": "attack-sequence",
+    "backdoor-runtime-c2-activity-dns-daemonset": "compromised-pod",
+    "credential-access-kubernetes-malicious-ip-caller": "compromised-kubernetes-user",
+    "cryptocurrency-ec2-bitcoin-tool-dns-worker-node": "compromised-node",
+    "defense-evasion-unknown-future-type-on-pod": "unknown-type-on-pod",
+    "execution-kubernetes-exec-in-kube-system-pod": "compromised-pod",
+    "execution-kubernetes-malicious-file-worker-node": "compromised-node",
+    "execution-runtime-reverse-shell": "compromised-pod",
+    "execution-runtime-suspicious-shell-created-low": "report-low-severity",
+    "impact-runtime-crypto-miner-executed-deployment": "compromised-pod",
+    "policy-kubernetes-anonymous-access-granted": "configuration-issue",
+    "privilege-escalation-kubernetes-privileged-container": "privileged-pod",
+    "privilege-escalation-runtime-runc-container-escape-node": "compromised-node",
+    "sample-privilege-escalation-privileged-container": "privileged-pod",
+    "unauthorized-access-instance-credential-exfiltration-outside-aws": "compromised-credentials",
+}
+
+
+def test_every_project_event_has_an_expected_playbook() -> None:
+    names = {p.stem for p in (Path(__file__).parents[2] / "events" / "guardduty").glob("*.json")}
+    assert names == set(EXPECTED_RULES), "add the new event to EXPECTED_RULES"
+
+
+@pytest.mark.parametrize(("name", "rule"), sorted(EXPECTED_RULES.items()))
+def test_default_playbook_per_event(name: str, rule: str) -> None:
+    from tests.conftest import load_event
+
+    decision = decide(guardduty.to_incident(load_event(name)), DEFAULT)
+    assert decision.rule is not None
+    assert decision.rule.name == rule
+
+
+@pytest.mark.parametrize("path", sample_files(), ids=lambda p: p.name)
+def test_every_sample_gets_a_rule_or_a_reason(path: Path) -> None:
+    for event in split_document(load_json(path)):
+        decision = decide(guardduty.to_incident(event), DEFAULT)
+        assert decision.rule is not None
+        assert decision.rule.actions or decision.reason
+
+
+def test_low_severity_is_reported_not_contained() -> None:
+    low = replace(BASE, severity=Severity.LOW, score=2.0)
+    decision = decide(low, DEFAULT)
+    assert decision.rule is not None
+    assert decision.rule.name == "report-low-severity"
+    assert not decision.rule.actions
+
+
+def test_unknown_types_fall_back_on_tactic_and_resource_kind() -> None:
+    future_pod = replace(BASE, type="Impact:Container/SomethingNew")
+    future_node = replace(BASE, type="Backdoor:Host/SomethingNew", resource_kind=ResourceKind.NODE)
+    assert decide(future_pod, DEFAULT).rule.name == "unknown-type-on-pod"  # type: ignore[union-attr]
+    assert decide(future_node, DEFAULT).rule.name == "unknown-type-on-node"  # type: ignore[union-attr]
+    assert decide(replace(BASE, type="Recon:Thing/New", resource_kind=ResourceKind.OTHER), DEFAULT).rule.name == (  # type: ignore[union-attr]
+        "report-everything-else"
+    )

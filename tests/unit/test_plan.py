@@ -1,0 +1,74 @@
+"""The offline plan: what replay prints without --live. Nothing is contacted."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from chalicelib.policy.loader import load_rules
+from chalicelib.responder import Mode, Responder
+from chalicelib.settings import DEFAULT_RULES_FILE, Settings
+from chalicelib.sources import guardduty
+from tests.conftest import load_event
+
+RULES = load_rules(DEFAULT_RULES_FILE)
+
+
+def _plan(name: str, settings: Settings | None = None) -> dict[str, object]:
+    responder = Responder(RULES, settings or Settings(), connector=None)
+    return responder.handle(guardduty.to_incident(load_event(name)), Mode.PLAN).to_dict()
+
+
+def test_pod_finding_plans_label_capture_isolate_in_order() -> None:
+    report = _plan("execution-runtime-reverse-shell")
+    assert report["rule"] == "compromised-pod"
+    actions = report["actions"]
+    assert isinstance(actions, list)
+    assert [(a["action"], a["target"], a["status"]) for a in actions] == [
+        ("k8s:label-pod", "payments/web-5d9c7b8f6-x7k2p", "planned"),
+        ("k8s:capture-pod", "payments/web-5d9c7b8f6-x7k2p", "planned"),
+        ("k8s:isolate-pod", "payments/web-5d9c7b8f6-x7k2p", "planned"),
+    ]
+
+
+def test_protected_namespace_is_skipped_in_the_plan_too() -> None:
+    report = _plan("execution-kubernetes-exec-in-kube-system-pod")
+    statuses = {a["action"]: (a["status"], a["detail"]) for a in report["actions"]}  # type: ignore[attr-defined]
+    assert statuses["k8s:label-pod"][0] == "planned"
+    assert statuses["k8s:isolate-pod"][0] == "skipped"
+    assert "namespace kube-system is protected" in statuses["k8s:isolate-pod"][1]
+
+
+def test_sample_findings_are_planned_only_even_live() -> None:
+    responder = Responder(RULES, Settings(), connector=None)
+    incident = guardduty.to_incident(load_event("sample-privilege-escalation-privileged-container"))
+    report = responder.handle(incident, Mode.LIVE)
+    assert report.actions
+    assert {a.status.value for a in report.actions} == {"planned"}
+    assert all("sample finding" in a.detail for a in report.actions)
+
+
+def test_protected_cluster_skips_everything() -> None:
+    report = _plan("execution-runtime-reverse-shell", Settings(protected_clusters=("de*",)))
+    assert {a["status"] for a in report["actions"]} == {"skipped"}  # type: ignore[attr-defined]
+
+
+def test_live_without_a_cluster_skips_with_the_reason() -> None:
+    responder = Responder(RULES, Settings(), connector=None)
+    incident = replace(guardduty.to_incident(load_event("execution-runtime-reverse-shell")), cluster=None)
+    report = responder.handle(incident, Mode.LIVE)
+    assert {a.status.value for a in report.actions} == {"skipped"}
+    assert "names no EKS cluster" in report.actions[0].detail
+
+
+def test_workloads_and_nodes_are_described_until_resolved() -> None:
+    report = _plan("privilege-escalation-kubernetes-privileged-container")
+    targets = [a["target"] for a in report["actions"]]  # type: ignore[attr-defined]
+    assert "tools/debug-shell" in targets
+    assert "<node running pod tools/debug-shell>" in targets
+
+
+def test_no_action_rules_give_their_reason() -> None:
+    report = _plan("policy-kubernetes-anonymous-access-granted")
+    assert report["actions"] == []
+    assert report["rule"] == "configuration-issue"
+    assert "Configuration issue" in str(report["reason"])

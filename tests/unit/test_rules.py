@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chalicelib.errors import RulesError
+from chalicelib.policy.loader import load_rules, parse_rules
+from chalicelib.settings import DEFAULT_RULES_FILE
+
+
+def test_default_rules_load() -> None:
+    rules = load_rules(DEFAULT_RULES_FILE)
+    names = [r.name for r in rules.rules]
+    assert names[0] == "report-low-severity"
+    assert names[-1] == "report-everything-else"
+
+
+def test_default_rules_never_delete_pods() -> None:
+    rules = load_rules(DEFAULT_RULES_FILE)
+    assert all(step.action != "k8s:delete-pod" for rule in rules.rules for step in rule.actions)
+
+
+def _doc(**rule: object) -> dict[str, object]:
+    base: dict[str, object] = {"name": "my-rule", "actions": [{"action": "k8s:label-pod"}]}
+    base.update(rule)
+    return {"version": 1, "rules": [base]}
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (_doc(colour="red"), "rule 'my-rule': colour: Extra inputs are not permitted"),
+        (_doc(match={"severity": "high"}), "rule 'my-rule': match.severity: Extra inputs are not permitted"),
+        (_doc(match={"min_severity": "urgent"}), "rule 'my-rule': match.min_severity"),
+        (_doc(match={"min_severity": "high", "max_severity": "low"}), "min_severity high is above max_severity low"),
+        (_doc(match={"resource_kinds": ["planet"]}), "rule 'my-rule': match.resource_kinds.0"),
+        (_doc(match={"privileged": "sometimes"}), "match.privileged"),
+        (_doc(actions=[{"action": "k8s:explode-pod"}]), "rule 'my-rule', action #1: unknown action 'k8s:explode-pod'"),
+        (
+            _doc(actions=[{"action": "k8s:delete-pod", "params": {"grace": 1}}]),
+            "rule 'my-rule', action #1 (k8s:delete-pod) params: grace: Extra inputs",
+        ),
+        (
+            _doc(actions=[{"action": "k8s:delete-pod", "params": {"grace_period_seconds": -1}}]),
+            "grace_period_seconds: Input should be greater than or equal to 0",
+        ),
+        (_doc(actions=[]), "rule 'my-rule': rule: Value error, a rule with no actions needs a `reason`"),
+        (_doc(name="Bad Name"), "rule 'Bad Name': name: String should match pattern"),
+        ({"version": 2, "rules": []}, "version: Input should be 1"),
+        ({"version": 1, "rules": []}, "rules: Tuple should have at least 1 item"),
+        ([1], "expected a mapping"),
+    ],
+)
+def test_invalid_rules_name_the_rule_and_the_problem(doc: object, message: str) -> None:
+    with pytest.raises(RulesError) as err:
+        parse_rules(doc, "my-rules.yaml")
+    assert str(err.value).startswith("my-rules.yaml: ")
+    assert message in str(err.value)
+
+
+def test_duplicate_rule_names_are_rejected() -> None:
+    doc = {"version": 1, "rules": [{"name": "a", "reason": "x"}, {"name": "a", "reason": "y"}]}
+    with pytest.raises(RulesError, match="rule name 'a' is used twice"):
+        parse_rules(doc, "f")
+
+
+def test_unreadable_and_invalid_yaml_files(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="cannot read rules file"):
+        load_rules(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules: [unclosed")
+    with pytest.raises(RulesError, match="not valid YAML"):
+        load_rules(bad)
+
+
+def test_a_valid_custom_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(_doc(match={"namespaces": ["prod-*"], "min_severity": "high"})))
+    rules = load_rules(path)
+    assert rules.rules[0].match.namespaces == ("prod-*",)

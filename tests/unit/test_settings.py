@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.errors import ConfigError
+from chalicelib.settings import DEFAULT_PROTECTED_NAMESPACES, Settings
+
+
+def test_defaults_are_safe() -> None:
+    settings = Settings.from_env({})
+    assert settings.dry_run is True
+    assert settings.protected_namespaces == DEFAULT_PROTECTED_NAMESPACES
+    assert "eks-responder" in settings.all_protected_namespaces
+    assert settings.max_nodes_cordoned_per_hour == 3
+
+
+def test_lists_booleans_and_numbers_are_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            "DRY_RUN": "false",
+            "PROTECTED_NAMESPACES": "a, b,,",
+            "PROTECTED_NODE_LABELS": "critical=true,gpu",
+            "MAX_NODES_CORDONED_PER_HOUR": "0",
+            "RESPONDER_NAMESPACE": "security",
+        }
+    )
+    assert settings.dry_run is False
+    assert settings.protected_namespaces == ("a", "b")
+    assert settings.all_protected_namespaces == ("a", "b", "security")
+    assert settings.protected_node_labels == ("critical=true", "gpu")
+    assert settings.max_nodes_cordoned_per_hour == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DRY_RUN": "maybe"}, "DRY_RUN='maybe' is not a boolean"),
+        ({"MAX_NODES_CORDONED_PER_HOUR": "three"}, "not a whole number"),
+        ({"MAX_NODES_CORDONED_PER_HOUR": "-1"}, "must not be negative"),
+    ],
+)
+def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
