@@ -86,6 +86,16 @@ def replay(args: argparse.Namespace, out: TextIO) -> int:
     mode = _mode(args)
     responder: Responder = wiring.build_responder(settings, rules)
 
+    try:
+        return _replay_all(args, out, responder, mode)
+    finally:
+        responder.close()
+
+
+def _replay_all(args: argparse.Namespace, out: TextIO, responder: Responder, mode: Mode) -> int:
+    from chalicelib import intake  # noqa: PLC0415
+    from chalicelib.sources.envelope import split_document  # noqa: PLC0415
+
     worst = 0
     for path in _inputs(args.paths):
         try:

@@ -31,6 +31,7 @@ class Mode(enum.StrEnum):
 
 class KubeConnector(Protocol):
     def gateway(self, cluster: str, region: str | None, *, dry_run: bool) -> KubeAPI: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,11 @@ class Responder:
         self._connector = connector
         self._evidence = evidence
         self._clock = clock
+
+    def close(self) -> None:
+        """Release connections (a Lambda keeps them for the container's life)."""
+        if self._connector is not None:
+            self._connector.close()
 
     def handle(self, incident: Incident, mode: Mode) -> Report:
         decision = decide(incident, self._rules)

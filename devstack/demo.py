@@ -73,8 +73,8 @@ def main() -> int:
         say("Replaying events/ live, as the responder identity (RBAC: the generated ClusterRole only)")
         cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", str(ROOT / "events")]
         code = subprocess.run(cmd, env=env, check=False).returncode
-        client = seed.admin_client(running)
-        _show_cluster(client)
+        with seed.admin_client(running) as client:
+            _show_cluster(client)
         _show_evidence(env, seeded.evidence_bucket)
         say("Stopping everything the demo started")
     say(f"Done in {time.monotonic() - started:.0f} s (replay exit code {code})")

@@ -119,7 +119,12 @@ def _aws(stack: LocalStack) -> dict[str, str]:
 
 def seed(stack: LocalStack) -> SeededCluster:
     nodes = _aws(stack)
-    client = admin_client(stack)
+    with admin_client(stack) as client:
+        _kubernetes(client, nodes)
+    return SeededCluster(nodes, EVIDENCE_BUCKET)
+
+
+def _kubernetes(client: Client, nodes: dict[str, str]) -> None:
     for doc in yaml.safe_load_all(CLUSTER_ROLE_FILE.read_text()):
         _apply(client, doc)
     for namespace in ("payments", "tools", "monitoring", "eks-responder"):
@@ -242,4 +247,3 @@ def seed(stack: LocalStack) -> SeededCluster:
             )
         )
     )
-    return SeededCluster(nodes, EVIDENCE_BUCKET)

@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build-kube-apiserver.sh"
@@ -145,6 +145,9 @@ def _https_ok(url: str, ca_file: Path, token: str) -> bool:
     try:
         with urllib.request.urlopen(request, context=context, timeout=2) as response:
             return bool(response.status == 200)
+    except urllib.error.HTTPError as exc:  # not ready yet (500): the error holds the open response
+        exc.close()
+        return False
     except (urllib.error.URLError, OSError, ssl.SSLError):
         return False
 
@@ -153,12 +156,16 @@ def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return False
     except (urllib.error.URLError, OSError):
         return False
 
 
-def _spawn(args: list[str], logfile: IO[bytes], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, stdout=logfile, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+def _spawn(args: list[str], logfile: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    with logfile.open("wb") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 def start(workdir: Path | None = None, log: Log = _quiet) -> LocalStack:
@@ -203,7 +210,7 @@ def start(workdir: Path | None = None, log: Log = _quiet) -> LocalStack:
                 "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}",
                 "--unsafe-no-fsync",
             ],
-            (logs / "etcd.log").open("wb"),
+            logs / "etcd.log",
         )  # fmt: skip
         stack.processes.append(("etcd", etcd))
         _wait("etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd_client}/health"), etcd)
@@ -227,7 +234,7 @@ def start(workdir: Path | None = None, log: Log = _quiet) -> LocalStack:
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
             ],
-            (logs / "kube-apiserver.log").open("wb"),
+            logs / "kube-apiserver.log",
         )
         stack.processes.append(("kube-apiserver", api))
         _wait("kube-apiserver", lambda: _https_ok(f"{stack.apiserver_url}/readyz", stack.ca_file, ADMIN_TOKEN), api)
@@ -236,7 +243,7 @@ def start(workdir: Path | None = None, log: Log = _quiet) -> LocalStack:
         moto_bin = Path(sys.executable).parent / "moto_server"
         moto = _spawn(
             [str(moto_bin), "-H", "127.0.0.1", "-p", str(moto_port)],
-            (logs / "moto.log").open("wb"),
+            logs / "moto.log",
             env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
         )
         stack.processes.append(("moto", moto))

@@ -118,6 +118,11 @@ class ClusterConnector:
         self._region = region
         self._clients: dict[str, tuple[Client, float]] = {}
 
+    def close(self) -> None:
+        for client, _ in self._clients.values():
+            client.close()
+        self._clients.clear()
+
     def gateway(self, cluster: str, region: str | None, *, dry_run: bool) -> KubeGateway:
         return KubeGateway(self._client(cluster, region), dry_run=dry_run)
 
@@ -125,6 +130,8 @@ class ClusterConnector:
         cached = self._clients.get(cluster)
         if cached and cached[1] > time.monotonic():
             return cached[0]
+        if cached:
+            cached[0].close()  # its token expired
         try:
             if self._kubeconfig is not None:
                 kc = KubeConfig.from_file(self._kubeconfig)

@@ -1,0 +1,171 @@
+"""The real local stack for integration tests: started once per session, never skipped."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lightkube import Client, KubeConfig
+from lightkube.codecs import from_dict
+from lightkube.resources.core_v1 import Node
+
+from chalicelib.executors.kube import ClusterConnector
+from chalicelib.incident import Incident, PodRef, ResourceKind, Severity, WorkloadRef
+from chalicelib.permissions import CLUSTER_ROLE_FILE
+from chalicelib.policy.loader import load_rules, parse_rules
+from chalicelib.responder import Responder
+from chalicelib.settings import DEFAULT_RULES_FILE, Settings
+from devstack import stack as devstack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[devstack.LocalStack]:
+    with devstack.start() as running:
+        admin = Client(KubeConfig.from_file(running.admin_kubeconfig), field_manager="tests")
+        with admin:
+            for doc in yaml.safe_load_all(CLUSTER_ROLE_FILE.read_text()):
+                admin.apply(from_dict(doc), force=True)
+        yield running
+
+
+@pytest.fixture(scope="session")
+def admin(local_stack: devstack.LocalStack) -> Iterator[Client]:
+    with Client(KubeConfig.from_file(local_stack.admin_kubeconfig), field_manager="tests") as client:
+        yield client
+
+
+@dataclass
+class Cluster:
+    """Objects for one test, in a namespace of its own. Nodes are cluster-wide: cleared per test."""
+
+    admin: Client
+    namespace: str
+    created: list[str] = field(default_factory=list)
+
+    def create(self, obj: dict[str, Any]) -> Any:
+        return self.admin.create(from_dict(obj))
+
+    def node(self, name: str, instance_id: str | None = None, labels: dict[str, str] | None = None) -> str:
+        spec = {"providerID": f"aws:///us-east-1a/{instance_id}"} if instance_id else {}
+        self.create(
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels or {}}, "spec": spec}
+        )
+        return name
+
+    def pod(
+        self,
+        name: str,
+        node: str | None = None,
+        labels: dict[str, str] | None = None,
+        owner: Any = None,
+        namespace: str | None = None,
+    ) -> str:
+        meta: dict[str, Any] = {
+            "name": name,
+            "namespace": namespace or self.namespace,
+            "labels": labels or {"app": name},
+        }
+        if owner is not None:
+            meta["ownerReferences"] = [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": owner.kind,
+                    "name": owner.metadata.name,
+                    "uid": owner.metadata.uid,
+                    "controller": True,
+                }
+            ]
+        spec: dict[str, Any] = {"containers": [{"name": "main", "image": "public.ecr.aws/nginx/nginx:1.27"}]}
+        if node:
+            spec["nodeName"] = node
+        self.create({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
+        return name
+
+    def deployment(self, name: str, nodes: list[str]) -> list[str]:
+        labels = {"app": name}
+        template = {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "main", "image": "nginx"}]}}
+        deployment = self.create({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {"replicas": len(nodes), "selector": {"matchLabels": labels}, "template": template},
+        })  # fmt: skip
+        rs_labels = {**labels, "pod-template-hash": "abc123"}
+        rs = self.create({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": f"{name}-abc123", "namespace": self.namespace, "labels": rs_labels,
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+                                              "uid": deployment.metadata.uid, "controller": True}]},
+            "spec": {"replicas": len(nodes), "selector": {"matchLabels": rs_labels},
+                     "template": {**template, "metadata": {"labels": rs_labels}}},
+        })  # fmt: skip
+        return [self.pod(f"{name}-abc123-{i}", node, rs_labels, owner=rs) for i, node in enumerate(nodes)]
+
+
+@pytest.fixture
+def cluster(admin: Client) -> Cluster:
+    for node in admin.list(Node):
+        admin.delete(Node, node.metadata.name)  # type: ignore[union-attr, arg-type]
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    admin.create(from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+    return Cluster(admin, namespace)
+
+
+def incident(
+    *,
+    namespace: str | None = None,
+    pods: tuple[str, ...] = (),
+    workload: tuple[str, str] | None = None,
+    instance_ids: tuple[str, ...] = (),
+    kind: ResourceKind = ResourceKind.POD,
+    type_: str = "Execution:Runtime/ReverseShell",
+    severity: float = 8.0,
+    privileged: bool = False,
+    incident_id: str | None = None,
+) -> Incident:
+    workloads = tuple(WorkloadRef("Pod", namespace or "", p) for p in pods)
+    if workload:
+        workloads += (WorkloadRef(workload[0], namespace or "", workload[1]),)
+    return Incident(
+        id=incident_id or uuid.uuid4().hex,
+        source="guardduty",
+        type=type_,
+        title="test",
+        severity=Severity.from_score(severity),
+        score=severity,
+        account="123456789012",
+        region="us-east-1",
+        resource_kind=kind,
+        cluster="local",
+        namespace=namespace,
+        workloads=workloads,
+        pods=tuple(PodRef(namespace or "", p) for p in pods),
+        instance_ids=instance_ids,
+        privileged=privileged,
+    )
+
+
+def rules_with(*actions: str | dict[str, Any]) -> Any:
+    steps = [a if isinstance(a, dict) else {"action": a} for a in actions]
+    return parse_rules({"version": 1, "rules": [{"name": "test-rule", "actions": steps}]}, "test")
+
+
+@pytest.fixture
+def make_responder(local_stack: devstack.LocalStack, tmp_path: Path) -> Iterator[Any]:
+    built: list[Responder] = []
+
+    def build(rules: Any = None, **settings: Any) -> Responder:
+        current = Settings(kubeconfig=local_stack.responder_kubeconfig, evidence_dir=tmp_path / "evidence", **settings)
+        connector = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=lambda: None, region="us-east-1")
+        from chalicelib.executors.evidence import FolderEvidence
+
+        return Responder(
+            rules or load_rules(DEFAULT_RULES_FILE), current, connector, FolderEvidence(current.evidence_dir)
+        )  # type: ignore[arg-type]
+
+    return build
