@@ -73,9 +73,8 @@ def _human(result: dict[str, Any], out: TextIO) -> None:
 
 
 def replay(args: argparse.Namespace, out: TextIO) -> int:
-    from chalicelib import intake, wiring
+    from chalicelib import wiring
     from chalicelib.policy.loader import load_rules
-    from chalicelib.sources.envelope import split_document
 
     settings = Settings.from_env()
     if args.rules:
@@ -93,8 +92,8 @@ def replay(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _replay_all(args: argparse.Namespace, out: TextIO, responder: Responder, mode: Mode) -> int:
-    from chalicelib import intake  # noqa: PLC0415
-    from chalicelib.sources.envelope import split_document  # noqa: PLC0415
+    from chalicelib import intake
+    from chalicelib.sources.envelope import split_document
 
     worst = 0
     for path in _inputs(args.paths):

@@ -14,6 +14,7 @@ from lightkube import Client, KubeConfig
 from lightkube.codecs import from_dict
 from lightkube.resources.core_v1 import Node
 
+from chalicelib.executors.evidence import FolderEvidence
 from chalicelib.executors.kube import ClusterConnector
 from chalicelib.incident import Incident, PodRef, ResourceKind, Severity, WorkloadRef
 from chalicelib.permissions import CLUSTER_ROLE_FILE
@@ -162,10 +163,11 @@ def make_responder(local_stack: devstack.LocalStack, tmp_path: Path) -> Iterator
     def build(rules: Any = None, **settings: Any) -> Responder:
         current = Settings(kubeconfig=local_stack.responder_kubeconfig, evidence_dir=tmp_path / "evidence", **settings)
         connector = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=lambda: None, region="us-east-1")
-        from chalicelib.executors.evidence import FolderEvidence
+        assert current.evidence_dir is not None
+        evidence = FolderEvidence(current.evidence_dir)
+        built.append(Responder(rules or load_rules(DEFAULT_RULES_FILE), current, connector, evidence))
+        return built[-1]
 
-        return Responder(
-            rules or load_rules(DEFAULT_RULES_FILE), current, connector, FolderEvidence(current.evidence_dir)
-        )  # type: ignore[arg-type]
-
-    return build
+    yield build
+    for responder in built:
+        responder.close()

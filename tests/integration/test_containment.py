@@ -49,7 +49,8 @@ def test_isolate_pod_quarantines_only_that_pod(cluster: Cluster, admin: Client, 
     ]
     policy = admin.get(NetworkPolicy, QUARANTINE_POLICY, namespace=cluster.namespace)
     assert policy.spec.policyTypes == ["Ingress", "Egress"]  # type: ignore[union-attr]
-    assert not policy.spec.ingress and not policy.spec.egress  # type: ignore[union-attr]
+    assert not policy.spec.ingress  # type: ignore[union-attr]
+    assert not policy.spec.egress  # type: ignore[union-attr]
     selector = policy.spec.podSelector.matchLabels  # type: ignore[union-attr]
     assert selector == {QUARANTINE_LABEL: "true"}
     assert policy.metadata.labels[MANAGED_BY_LABEL] == "eks-responder"  # type: ignore[index, union-attr]
@@ -136,11 +137,15 @@ def test_deployment_resolves_to_its_own_pods_only(cluster: Cluster, admin: Clien
 
 def test_daemonset_and_bare_pods_resolve(cluster: Cluster, make_responder: Any) -> None:
     node = cluster.node("node-a", "i-0aaa")
-    ds = cluster.create({
-        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": cluster.namespace},
-        "spec": {"selector": {"matchLabels": {"app": "agent"}},
-                 "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "a", "image": "busybox"}]}}},
-    })  # fmt: skip
+    template = {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "a", "image": "busybox"}]}}
+    ds = cluster.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": cluster.namespace},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": template},
+        }
+    )
     pod = cluster.pod("agent-x1", node, {"app": "agent"}, owner=ds)
     cluster.pod("bare", node)
     report = make_responder(rules_with("k8s:label-pod")).handle(
@@ -287,7 +292,7 @@ def test_one_failing_action_never_hides_the_others(cluster: Cluster, make_respon
     # A quarantine policy that exists but is not ours cannot be created again: the patch fails?
     # Simpler and real: an invalid evidence folder makes capture fail; the other actions still run.
     responder = make_responder(rules_with("k8s:capture-pod", "k8s:label-pod"))
-    responder._evidence = _BrokenEvidence()  # type: ignore[attr-defined]
+    responder._evidence = _BrokenEvidence()
     report = responder.handle(incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE)
     assert [r.status.value for r in report.actions] == ["failed", "succeeded"]
     assert "disk full" in report.actions[0].detail
