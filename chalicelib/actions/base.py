@@ -22,7 +22,7 @@ TargetKind = Literal["pod", "node"]
 # Labels and annotations the responder writes. Every object it touches carries them.
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 INCIDENT_LABEL = "eks-responder.io/incident"
-INCIDENT_ANNOTATION = "eks-responder.io/incident-id"
+INCIDENT_ANNOTATION = "eks-responder.io/incident-ids"  # every incident that touched it, oldest first
 QUARANTINE_LABEL = "eks-responder.io/quarantine"
 INVESTIGATION_LABEL = "eks-responder.io/under-investigation"
 CORDONED_AT_ANNOTATION = "eks-responder.io/cordoned-at"
@@ -41,10 +41,20 @@ def label_value(text: str) -> str:
     return cleaned or "unknown"
 
 
-def responder_marks(incident_id: str) -> tuple[dict[str, str], dict[str, str]]:
-    """The labels and annotations that say "the responder did this, for this incident"."""
-    labels = {MANAGED_BY_LABEL: MANAGED_BY, INCIDENT_LABEL: label_value(incident_id)}
-    annotations = {INCIDENT_ANNOTATION: incident_id}
+def responder_marks(incident_id: str, current: dict[str, Any] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """The labels and annotations that say "the responder did this, for this incident".
+
+    On an object another incident already marked, the incident label keeps the first incident
+    (so findings about the same pod do not relabel it back and forth) and the annotation lists
+    every incident.
+    """
+    meta = (current or {}).get("metadata") or {}
+    first = (meta.get("labels") or {}).get(INCIDENT_LABEL)
+    seen = [i for i in ((meta.get("annotations") or {}).get(INCIDENT_ANNOTATION) or "").split(",") if i]
+    if incident_id not in seen:
+        seen.append(incident_id)
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, INCIDENT_LABEL: first or label_value(incident_id)}
+    annotations = {INCIDENT_ANNOTATION: ",".join(seen)}
     return labels, annotations
 
 

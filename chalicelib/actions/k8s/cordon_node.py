@@ -47,7 +47,7 @@ class CordonNode(Action):
         if spec.get("unschedulable") and any(t.get("key") == QUARANTINE_TAINT for t in taints):
             return Outcome(Status.SKIPPED, f"node {target} is already cordoned")
         prior = {"unschedulable": bool(spec.get("unschedulable")), "taints": [dict(t) for t in taints]}
-        labels, annotations = responder_marks(ctx.incident.id)
+        labels, annotations = responder_marks(ctx.incident.id, node)
         annotations[CORDONED_AT_ANNOTATION] = ctx.now.isoformat()
         if not any(t.get("key") == QUARANTINE_TAINT for t in taints):
             taints.append(

@@ -27,7 +27,6 @@ def quarantine_policy(namespace: str, incident_id: str) -> dict[str, Any]:
     workload serving: only the labelled pod loses its network.
     """
     labels, annotations = responder_marks(incident_id)
-    labels.pop("eks-responder.io/incident")  # the policy serves every incident in the namespace
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -35,7 +34,7 @@ def quarantine_policy(namespace: str, incident_id: str) -> dict[str, Any]:
             "name": QUARANTINE_POLICY,
             "namespace": namespace,
             "labels": {**labels, "app.kubernetes.io/name": MANAGED_BY},
-            "annotations": {"eks-responder.io/first-incident-id": annotations["eks-responder.io/incident-id"]},
+            "annotations": annotations,
         },
         "spec": {
             "podSelector": {"matchLabels": {QUARANTINE_LABEL: "true"}},
@@ -82,7 +81,7 @@ class IsolatePod(Action):
             ctx.kube.create_network_policy(target.namespace, quarantine_policy(target.namespace, ctx.incident.id))
             done.append(f"created NetworkPolicy {target.namespace}/{QUARANTINE_POLICY}")
             prior["network_policy_created"] = f"{target.namespace}/{QUARANTINE_POLICY}"
-        labels, annotations = responder_marks(ctx.incident.id)
+        labels, annotations = responder_marks(ctx.incident.id, pod)
         labels[QUARANTINE_LABEL] = "true"
         if changed_metadata(pod, labels, annotations):
             prior.update(prior_metadata(pod, labels, annotations))

@@ -38,7 +38,7 @@ class LabelNode(Action):
         node = ctx.kube.get_node(target.name)
         if node is None:
             return missing_node(target)
-        labels, annotations = responder_marks(ctx.incident.id)
+        labels, annotations = responder_marks(ctx.incident.id, node)
         labels[INVESTIGATION_LABEL] = "true"
         if not changed_metadata(node, labels, annotations):
             return Outcome(Status.SKIPPED, f"node {target} is already labelled for this incident")

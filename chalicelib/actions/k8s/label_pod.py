@@ -39,7 +39,7 @@ class LabelPod(Action):
         pod = ctx.kube.get_pod(target.namespace, target.name)
         if pod is None:
             return missing_pod(target)
-        labels, annotations = responder_marks(ctx.incident.id)
+        labels, annotations = responder_marks(ctx.incident.id, pod)
         labels[INVESTIGATION_LABEL] = "true"
         if not changed_metadata(pod, labels, annotations):
             return Outcome(Status.SKIPPED, f"pod {target} is already labelled for this incident")
