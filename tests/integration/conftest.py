@@ -111,7 +111,7 @@ class Cluster:
 @pytest.fixture
 def cluster(admin: Client) -> Cluster:
     for node in admin.list(Node):
-        admin.delete(Node, node.metadata.name)  # type: ignore[union-attr, arg-type]
+        admin.delete(Node, node.metadata.name)  # type: ignore[arg-type]
     namespace = f"t-{uuid.uuid4().hex[:8]}"
     admin.create(from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
     return Cluster(admin, namespace)

@@ -31,7 +31,7 @@ def _statuses(report: Any) -> list[tuple[str, str, str]]:
 
 
 def _labels(admin: Client, namespace: str, name: str) -> dict[str, str]:
-    return dict(admin.get(Pod, name, namespace=namespace).metadata.labels or {})  # type: ignore[union-attr]
+    return dict(admin.get(Pod, name, namespace=namespace).metadata.labels or {})
 
 
 def test_isolate_pod_quarantines_only_that_pod(cluster: Cluster, admin: Client, make_responder: Any) -> None:
@@ -48,16 +48,16 @@ def test_isolate_pod_quarantines_only_that_pod(cluster: Cluster, admin: Client, 
         ("k8s:isolate-pod", f"{cluster.namespace}/{bad}", "succeeded"),
     ]
     policy = admin.get(NetworkPolicy, QUARANTINE_POLICY, namespace=cluster.namespace)
-    assert policy.spec.policyTypes == ["Ingress", "Egress"]  # type: ignore[union-attr]
-    assert not policy.spec.ingress  # type: ignore[union-attr]
-    assert not policy.spec.egress  # type: ignore[union-attr]
-    selector = policy.spec.podSelector.matchLabels  # type: ignore[union-attr]
+    assert policy.spec.policyTypes == ["Ingress", "Egress"]
+    assert not policy.spec.ingress
+    assert not policy.spec.egress
+    selector = policy.spec.podSelector.matchLabels
     assert selector == {QUARANTINE_LABEL: "true"}
-    assert policy.metadata.labels[MANAGED_BY_LABEL] == "eks-responder"  # type: ignore[index, union-attr]
+    assert policy.metadata.labels[MANAGED_BY_LABEL] == "eks-responder"
     selected = [
-        p.metadata.name  # type: ignore[union-attr]
+        p.metadata.name
         for p in admin.list(Pod, namespace=cluster.namespace)
-        if all((p.metadata.labels or {}).get(k) == v for k, v in selector.items())  # type: ignore[union-attr]
+        if all((p.metadata.labels or {}).get(k) == v for k, v in selector.items())
     ]
     assert selected == [bad]
     labels = _labels(admin, cluster.namespace, bad)
@@ -66,13 +66,13 @@ def test_isolate_pod_quarantines_only_that_pod(cluster: Cluster, admin: Client, 
     assert labels[INVESTIGATION_LABEL] == "true"
     assert labels["app"] == "web"  # the workload's own labels are kept
     pod = admin.get(Pod, bad, namespace=cluster.namespace)
-    assert pod.metadata.annotations[INCIDENT_ANNOTATION] == found.id  # type: ignore[index, union-attr]
+    assert pod.metadata.annotations[INCIDENT_ANNOTATION] == found.id
     assert QUARANTINE_LABEL not in _labels(admin, cluster.namespace, good)
 
 
 def test_undo_information_is_recorded(cluster: Cluster, admin: Client, make_responder: Any) -> None:
     node = cluster.node("node-a", "i-0aaa")
-    taints_before = [t.to_dict() for t in admin.get(Node, node).spec.taints or []]  # type: ignore[union-attr]
+    taints_before = [t.to_dict() for t in admin.get(Node, node).spec.taints or []]
     pod = cluster.pod("api", node, labels={"app": "api", MANAGED_BY_LABEL: "Helm"})
     report = make_responder(rules_with("k8s:isolate-pod", "k8s:cordon-node")).handle(
         incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE
@@ -99,11 +99,11 @@ def test_privileged_pod_also_contains_its_node(cluster: Cluster, admin: Client, 
     assert report.rule == "privileged-pod"
     assert ("k8s:cordon-node", node, "succeeded") in _statuses(report)
     spec = admin.get(Node, node).spec
-    assert spec.unschedulable is True  # type: ignore[union-attr]
-    assert any(t.key == QUARANTINE_TAINT and t.effect == "NoSchedule" for t in spec.taints or [])  # type: ignore[union-attr]
+    assert spec.unschedulable is True
+    assert any(t.key == QUARANTINE_TAINT and t.effect == "NoSchedule" for t in spec.taints or [])
     meta = admin.get(Node, node).metadata
-    assert meta.labels[INCIDENT_LABEL] == found.id  # type: ignore[index, union-attr]
-    assert meta.labels[INVESTIGATION_LABEL] == "true"  # type: ignore[index, union-attr]
+    assert meta.labels[INCIDENT_LABEL] == found.id
+    assert meta.labels[INVESTIGATION_LABEL] == "true"
 
 
 def test_node_finding_resolves_the_instance_to_its_node(cluster: Cluster, admin: Client, make_responder: Any) -> None:
@@ -112,8 +112,8 @@ def test_node_finding_resolves_the_instance_to_its_node(cluster: Cluster, admin:
     found = incident(instance_ids=("i-0bbb",), kind=ResourceKind.NODE, type_="CryptoCurrency:EC2/BitcoinTool.B!DNS")
     report = make_responder().handle(found, Mode.LIVE)
     assert _statuses(report) == [("k8s:label-node", target, "succeeded"), ("k8s:cordon-node", target, "succeeded")]
-    assert admin.get(Node, "node-b").spec.unschedulable is True  # type: ignore[union-attr]
-    assert not admin.get(Node, "node-a").spec.unschedulable  # type: ignore[union-attr]
+    assert admin.get(Node, "node-b").spec.unschedulable is True
+    assert not admin.get(Node, "node-a").spec.unschedulable
 
 
 def test_unknown_instance_is_noted_not_failed(cluster: Cluster, make_responder: Any) -> None:
@@ -158,14 +158,14 @@ def test_daemonset_and_bare_pods_resolve(cluster: Cluster, make_responder: Any) 
 def test_protected_namespace_is_untouched(cluster: Cluster, admin: Client, make_responder: Any) -> None:
     node = cluster.node("node-a", "i-0aaa")
     cluster.pod("coredns-x", node, namespace="kube-system")
-    before = admin.get(Pod, "coredns-x", namespace="kube-system").metadata.resourceVersion  # type: ignore[union-attr]
+    before = admin.get(Pod, "coredns-x", namespace="kube-system").metadata.resourceVersion
     report = make_responder(rules_with("k8s:isolate-pod", "k8s:delete-pod")).handle(
         incident(namespace="kube-system", pods=("coredns-x",)), Mode.LIVE
     )
     assert {r.status.value for r in report.actions} == {"skipped"}
     assert all("namespace kube-system is protected" in r.detail for r in report.actions)
     after = admin.get(Pod, "coredns-x", namespace="kube-system")
-    assert after.metadata.resourceVersion == before  # type: ignore[union-attr]
+    assert after.metadata.resourceVersion == before
     assert not list(admin.list(NetworkPolicy, namespace="kube-system"))
     admin.delete(Pod, "coredns-x", namespace="kube-system", grace_period=0)
 
@@ -209,7 +209,7 @@ def test_server_side_dry_run_changes_nothing(cluster: Cluster, admin: Client, ma
     assert {r.status.value for r in report.actions} == {"planned"}
     assert any("server-side dry run accepted" in r.detail for r in report.actions)
     assert QUARANTINE_LABEL not in _labels(admin, cluster.namespace, pod)
-    assert not admin.get(Node, node).spec.unschedulable  # type: ignore[union-attr]
+    assert not admin.get(Node, node).spec.unschedulable
     assert not list(admin.list(NetworkPolicy, namespace=cluster.namespace))
 
 
@@ -220,7 +220,7 @@ def test_rule_dry_run_overrides_live(cluster: Cluster, admin: Client, make_respo
     rules = rules.model_copy(update={"rules": (rule,)})
     report = make_responder(rules).handle(incident(instance_ids=("i-0aaa",), kind=ResourceKind.NODE), Mode.LIVE)
     assert report.mode is Mode.DRY_RUN
-    assert not admin.get(Node, node).spec.unschedulable  # type: ignore[union-attr]
+    assert not admin.get(Node, node).spec.unschedulable
 
 
 def test_cordon_cap_limits_the_blast_radius(cluster: Cluster, admin: Client, make_responder: Any) -> None:
@@ -231,7 +231,7 @@ def test_cordon_cap_limits_the_blast_radius(cluster: Cluster, admin: Client, mak
     report = responder.handle(found, Mode.LIVE)
     assert [r.status.value for r in report.actions] == ["succeeded", "succeeded", "skipped"]
     assert "blast-radius cap reached: 2 node(s)" in report.actions[2].detail
-    assert not admin.get(Node, "node-2").spec.unschedulable  # type: ignore[union-attr]
+    assert not admin.get(Node, "node-2").spec.unschedulable
     # A later incident in the same hour is held by what was done before.
     again = responder.handle(incident(instance_ids=("i-02",), kind=ResourceKind.NODE), Mode.LIVE)
     assert again.actions[0].status.value == "skipped"
@@ -247,7 +247,7 @@ def test_protected_nodes_by_label_and_name(cluster: Cluster, admin: Client, make
     details = [r.detail for r in report.actions]
     assert "protected by label critical=true" in details[0]
     assert "node infra-1 is protected (PROTECTED_NODES)" in details[1]
-    assert not admin.get(Node, "gpu-1").spec.unschedulable  # type: ignore[union-attr]
+    assert not admin.get(Node, "gpu-1").spec.unschedulable
 
 
 def test_capture_writes_evidence_with_a_hash_manifest(cluster: Cluster, make_responder: Any, tmp_path: Any) -> None:
@@ -280,7 +280,7 @@ def test_delete_pod_and_a_pod_already_gone(cluster: Cluster, admin: Client, make
     )
     report = responder.handle(incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE)
     assert report.actions[0].status.value == "succeeded"
-    assert not [p for p in admin.list(Pod, namespace=cluster.namespace) if p.metadata.name == pod]  # type: ignore[union-attr]
+    assert not [p for p in admin.list(Pod, namespace=cluster.namespace) if p.metadata.name == pod]
     # The next action still runs, and reports the pod gone rather than failing.
     assert report.actions[1].status.value == "skipped"
     assert "no longer exists" in report.actions[1].detail

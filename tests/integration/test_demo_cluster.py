@@ -68,7 +68,7 @@ def test_replaying_events_live_contains_the_demo_cluster(
     cordoned = [t for r in results.values() for a, t, s in _statuses(r) if a == "k8s:cordon-node" and s == "succeeded"]
     assert len(cordoned) == 3
     capped = results["execution-kubernetes-malicious-file-worker-node.json"]["actions"]
-    assert "blast-radius cap reached" in capped[1]["detail"]  # type: ignore[index]
+    assert "blast-radius cap reached" in capped[1]["detail"]
 
     # The sample finding changed nothing; low severity and configuration issues only report.
     assert {s for _, _, s in _statuses(results["sample-privilege-escalation-privileged-container.json"])} == {"planned"}
@@ -78,16 +78,16 @@ def test_replaying_events_live_contains_the_demo_cluster(
     with seed.admin_client(running) as admin:
         pods = {
             f"{p.metadata.namespace}/{p.metadata.name}": p.metadata.labels or {} for p in admin.list(Pod, namespace="*")
-        }  # type: ignore[union-attr]
+        }
         assert pods["tools/debug-shell"].get(QUARANTINE_LABEL) == "true"
         assert QUARANTINE_LABEL not in pods["kube-system/aws-node-7xk2m"]
-        unschedulable = sorted(n.metadata.name for n in admin.list(Node) if n.spec.unschedulable)  # type: ignore[union-attr]
+        unschedulable = sorted(n.metadata.name for n in admin.list(Node) if n.spec.unschedulable)
         assert unschedulable == sorted(cordoned)
         assert {p.metadata.namespace for p in admin.list(NetworkPolicy, namespace="*")} == {
             "payments",
             "monitoring",
             "tools",
-        }  # type: ignore[union-attr]
+        }
 
     # Replaying everything again changes nothing.
     code, again = _replay(monkeypatch, capsys, running, "--live")

@@ -70,7 +70,7 @@ def test_handler_contains_in_prod_and_only_plans_in_dev(
     payload = response.payload
     assert payload["rule"] == "compromised-pod"
     assert payload["mode"] == ("live" if isolated else "dry-run")
-    labels = admin.get(Pod, pod, namespace=cluster.namespace).metadata.labels or {}  # type: ignore[union-attr]
+    labels = admin.get(Pod, pod, namespace=cluster.namespace).metadata.labels or {}
     assert (labels.get(QUARANTINE_LABEL) == "true") is isolated
     keys = [o["Key"] for o in lambda_env.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
     manifest = f"evidence/handler-{cluster.namespace}/pods/{cluster.namespace}/{pod}/MANIFEST.json"

@@ -79,9 +79,9 @@ def test_first_matching_rule_wins_and_a_miss_says_so() -> None:
         },
         "t",
     )
-    assert decide(BASE, rules).rule.name == "first"  # type: ignore[union-attr]
+    assert decide(BASE, rules).rule.name == "first"
     other = replace(BASE, namespace="web")
-    assert decide(other, rules).rule.name == "second"  # type: ignore[union-attr]
+    assert decide(other, rules).rule.name == "second"
     only_first = parse_rules({"version": 1, "rules": [rules.rules[0].model_dump()]}, "t")
     miss = decide(other, only_first)
     assert miss.rule is None
@@ -142,8 +142,8 @@ def test_low_severity_is_reported_not_contained() -> None:
 def test_unknown_types_fall_back_on_tactic_and_resource_kind() -> None:
     future_pod = replace(BASE, type="Impact:Container/SomethingNew")
     future_node = replace(BASE, type="Backdoor:Host/SomethingNew", resource_kind=ResourceKind.NODE)
-    assert decide(future_pod, DEFAULT).rule.name == "unknown-type-on-pod"  # type: ignore[union-attr]
-    assert decide(future_node, DEFAULT).rule.name == "unknown-type-on-node"  # type: ignore[union-attr]
-    assert decide(replace(BASE, type="Recon:Thing/New", resource_kind=ResourceKind.OTHER), DEFAULT).rule.name == (  # type: ignore[union-attr]
+    assert decide(future_pod, DEFAULT).rule.name == "unknown-type-on-pod"
+    assert decide(future_node, DEFAULT).rule.name == "unknown-type-on-node"
+    assert decide(replace(BASE, type="Recon:Thing/New", resource_kind=ResourceKind.OTHER), DEFAULT).rule.name == (
         "report-everything-else"
     )
