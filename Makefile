@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help venv apiserver demo test lint typecheck unit permissions check-permissions bench clean
+.PHONY: help venv apiserver demo test lint typecheck unit permissions check-permissions bench lock clean
 
 help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
@@ -15,7 +15,7 @@ help:
 $(STAMP):
 	@echo "==> Installing pinned dependencies into $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
@@ -50,6 +50,11 @@ unit: venv
 
 bench: venv
 	$(PY) bench/import_time.py
+
+# Re-pin every transitive dependency after changing requirements*.txt.
+lock: venv
+	@echo "# Every package in the development environment, pinned (pip freeze). Regenerate with: make lock" > constraints.txt
+	$(PY) -m pip freeze --exclude-editable | grep -v '^eks-responder' >> constraints.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .demo
