@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +13,7 @@ from chalice.test import Client
 
 from chalicelib import wiring
 from chalicelib.sources import patterns
-from tests.conftest import event_files, load_event, load_json
+from tests.conftest import ROOT, event_files, load_event, load_json
 
 
 @pytest.fixture
@@ -72,3 +75,22 @@ def test_malformed_events_return_an_error_and_do_not_raise(
     assert "error" in response.payload
     if isinstance(event, dict) and "id" in event:
         assert response.payload["event_id"] == event["id"]
+
+
+def test_an_invalid_rules_file_fails_the_cold_start(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - name: contain-prod\n    match: {min_severity: urgent}\n    reason: x\n")
+    env = {"POWERTOOLS_TRACE_DISABLED": "true", "RULES_FILE": str(rules), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import app"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode != 0
+    assert "rule 'contain-prod': match.min_severity" in proc.stderr
+
+
+def test_a_huge_event_is_rejected_cleanly(client: Client) -> None:
+    event = {**load_event("execution-runtime-reverse-shell")}
+    event["detail"] = {**event["detail"], "title": "x" * 5_000_000, "severity": "high"}
+    response = client.lambda_.invoke("on_guardduty_finding", event)
+    assert "detail.severity" in response.payload["error"]
+    assert len(response.payload["error"]) < 2000
