@@ -5,13 +5,22 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib import actions, guardrails, targets
-from chalicelib.actions.base import Action, ActionContext, ActionResult, EvidenceSink, KubeAPI, Status, Target
+from chalicelib.actions.base import (
+    Action,
+    ActionContext,
+    ActionResult,
+    EvidenceSink,
+    KubeAPI,
+    Params,
+    Status,
+    Target,
+)
 from chalicelib.errors import ClusterAccessError
 from chalicelib.policy.matcher import decide
 
@@ -101,22 +110,18 @@ class Responder:
         found = targets.offline(incident)
         results: list[ActionResult] = []
         blocked = guardrails.cluster_block(incident.cluster, self._settings.protected_clusters)
-        for step in steps:
-            action = actions.get(step.action)
-            params = action.params_model.model_validate(step.params)
-            chosen = found.of_kind(action.target_kind)
-            if not chosen:
-                results.append(_nothing_to_do(step.action, action.target_kind))
+        for action, params, target in _each_target(steps, found):
+            if target is None:
+                results.append(_nothing_to_do(action))
                 continue
-            for target in chosen:
-                reason = blocked or guardrails.static_block(action, target, self._settings)
-                if reason:
-                    results.append(ActionResult(step.action, str(target), Status.SKIPPED, reason))
-                    continue
-                detail = action.describe(target, params)
-                results.append(
-                    ActionResult(step.action, str(target), Status.PLANNED, f"{why}: {detail}" if why else detail)
-                )
+            reason = blocked or guardrails.static_block(action, target, self._settings)
+            if reason:
+                results.append(ActionResult(action.name, str(target), Status.SKIPPED, reason))
+                continue
+            detail = action.describe(target, params)
+            results.append(
+                ActionResult(action.name, str(target), Status.PLANNED, f"{why}: {detail}" if why else detail)
+            )
         notes = (why,) if why else ()
         return Report(incident, rule, None, mode, tuple(results), notes)
 
@@ -137,15 +142,10 @@ class Responder:
         except Exception as exc:  # noqa: BLE001 - reported, never raised: the batch goes on
             return self._all(incident, rule, steps, mode, Status.FAILED, f"resolving targets failed: {_brief(exc)}")
         ctx = ActionContext(incident, self._settings, kube, self._clock(), dry_run, self._evidence)
-        results: list[ActionResult] = []
-        for step in steps:
-            action = actions.get(step.action)
-            params = action.params_model.model_validate(step.params)
-            chosen = found.of_kind(action.target_kind)
-            if not chosen:
-                results.append(_nothing_to_do(step.action, action.target_kind))
-            for target in chosen:
-                results.append(self._run_one(action, target, params, ctx))
+        results = [
+            self._run_one(action, target, params, ctx) if target else _nothing_to_do(action)
+            for action, params, target in _each_target(steps, found)
+        ]
         return Report(incident, rule, None, mode, tuple(results), tuple(found.notes))
 
     def _run_one(self, action: Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:
@@ -178,8 +178,20 @@ class Responder:
         return Report(incident, rule, None, mode, results)
 
 
-def _nothing_to_do(action: str, kind: str) -> ActionResult:
-    return ActionResult(action, "-", Status.SKIPPED, f"the finding names no {kind} to act on")
+def _each_target(steps: tuple[Step, ...], found: targets.Targets) -> Iterator[tuple[Action, Params, Target | None]]:
+    """Every (action, parameters, target) in rule order; target None when the action has none."""
+    for step in steps:
+        action = actions.get(step.action)
+        params = action.params_model.model_validate(step.params)
+        chosen = found.of_kind(action.target_kind)
+        if not chosen:
+            yield action, params, None
+        for target in chosen:
+            yield action, params, target
+
+
+def _nothing_to_do(action: Action) -> ActionResult:
+    return ActionResult(action.name, "-", Status.SKIPPED, f"the finding names no {action.target_kind} to act on")
 
 
 def _brief(exc: Exception) -> str:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target
-from chalicelib.actions.k8s.common import missing_pod
+from chalicelib.actions.k8s.common import missing
 from chalicelib.settings import MANAGED_BY
 
 
@@ -57,7 +57,7 @@ class CapturePod(Action):
             return Outcome(Status.SKIPPED, f"pod {target} already captured at {ctx.evidence.location(base)}")
         pod = ctx.kube.get_pod(target.namespace, target.name)
         if pod is None:
-            return missing_pod(target)
+            return missing(target)
         if ctx.dry_run:
             # Reading is harmless, but a dry run writes nothing anywhere.
             return Outcome(Status.PLANNED, f"would capture pod {target} to {ctx.evidence.location(base)}")

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
-from chalicelib.actions.base import Outcome, Status, Target
+from chalicelib.actions.base import (
+    INVESTIGATION_LABEL,
+    Action,
+    ActionContext,
+    Outcome,
+    Params,
+    Status,
+    Target,
+    responder_marks,
+)
 
 
-def missing_pod(target: Target) -> Outcome:
+def missing(target: Target) -> Outcome:
     # Gone already: nothing to contain, and not an error (the finding may be hours old).
-    return Outcome(Status.SKIPPED, f"pod {target} no longer exists")
-
-
-def missing_node(target: Target) -> Outcome:
-    return Outcome(Status.SKIPPED, f"node {target} no longer exists")
+    return Outcome(Status.SKIPPED, f"{target.kind} {target} no longer exists")
 
 
 def changed_metadata(obj: dict[str, Any], labels: dict[str, str], annotations: dict[str, str]) -> bool:
@@ -35,3 +41,28 @@ def prior_metadata(obj: dict[str, Any], labels: dict[str, str], annotations: dic
         "labels": {k: have_labels.get(k) for k in labels},
         "annotations": {k: have_annotations.get(k) for k in annotations},
     }
+
+
+class LabelForInvestigation(Action):
+    """Label and annotate a pod or node as under investigation, with the incident id."""
+
+    @abstractmethod
+    def _get(self, ctx: ActionContext, target: Target) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def _patch(self, ctx: ActionContext, target: Target, patch: dict[str, Any]) -> None: ...
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"label {target.kind} {target} {INVESTIGATION_LABEL}=true with the incident id"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        obj = self._get(ctx, target)
+        if obj is None:
+            return missing(target)
+        labels, annotations = responder_marks(ctx.incident.id, obj)
+        labels[INVESTIGATION_LABEL] = "true"
+        if not changed_metadata(obj, labels, annotations):
+            return Outcome(Status.SKIPPED, f"{target.kind} {target} is already labelled for this incident")
+        prior = prior_metadata(obj, labels, annotations)
+        self._patch(ctx, target, {"metadata": {"labels": labels, "annotations": annotations}})
+        return Outcome(Status.SUCCEEDED, f"labelled {target.kind} {target} {INVESTIGATION_LABEL}=true", prior)

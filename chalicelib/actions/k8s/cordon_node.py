@@ -16,7 +16,7 @@ from chalicelib.actions.base import (
     Target,
     responder_marks,
 )
-from chalicelib.actions.k8s.common import missing_node
+from chalicelib.actions.k8s.common import missing
 
 
 class CordonNode(Action):
@@ -41,7 +41,7 @@ class CordonNode(Action):
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
         node = ctx.kube.get_node(target.name)
         if node is None:
-            return missing_node(target)
+            return missing(target)
         spec = node.get("spec") or {}
         taints: list[dict[str, Any]] = list(spec.get("taints") or [])
         if spec.get("unschedulable") and any(t.get("key") == QUARANTINE_TAINT for t in taints):

@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target
-from chalicelib.actions.k8s.common import missing_pod
+from chalicelib.actions.k8s.common import missing
 
 
 class DeletePodParams(Params):
@@ -38,7 +38,7 @@ class DeletePod(Action):
         assert isinstance(params, DeletePodParams)
         pod = ctx.kube.get_pod(target.namespace, target.name)
         if pod is None:
-            return missing_pod(target)
+            return missing(target)
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
             return Outcome(Status.SKIPPED, f"pod {target} is already being deleted")
         ctx.kube.delete_pod(target.namespace, target.name, params.grace_period_seconds)

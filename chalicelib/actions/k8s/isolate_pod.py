@@ -16,7 +16,7 @@ from chalicelib.actions.base import (
     Target,
     responder_marks,
 )
-from chalicelib.actions.k8s.common import changed_metadata, missing_pod, prior_metadata
+from chalicelib.actions.k8s.common import changed_metadata, missing, prior_metadata
 from chalicelib.settings import MANAGED_BY
 
 
@@ -72,7 +72,7 @@ class IsolatePod(Action):
         assert target.namespace is not None
         pod = ctx.kube.get_pod(target.namespace, target.name)
         if pod is None:
-            return missing_pod(target)
+            return missing(target)
         done: list[str] = []
         prior: dict[str, Any] = {}
         policy = ctx.kube.get_network_policy(target.namespace, QUARANTINE_POLICY)

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from chalicelib.actions.base import (
-    INVESTIGATION_LABEL,
-    Action,
-    ActionContext,
-    Outcome,
-    Params,
-    RBACRule,
-    Status,
-    Target,
-    responder_marks,
-)
-from chalicelib.actions.k8s.common import changed_metadata, missing_pod, prior_metadata
+from chalicelib.actions.base import ActionContext, RBACRule, Target
+from chalicelib.actions.k8s.common import LabelForInvestigation
 
 
-class LabelPod(Action):
+class LabelPod(LabelForInvestigation):
     """Label and annotate the pod so it can be found and is known to be under investigation.
 
     Example::
@@ -31,18 +21,10 @@ class LabelPod(Action):
     summary = "label and annotate the pod as under investigation, with the incident id"
     rbac: ClassVar[tuple[RBACRule, ...]] = (RBACRule("", "pods", ("get", "patch")),)
 
-    def describe(self, target: Target, params: Params) -> str:
-        return f"label pod {target} {INVESTIGATION_LABEL}=true with the incident id"
-
-    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+    def _get(self, ctx: ActionContext, target: Target) -> dict[str, Any] | None:
         assert target.namespace is not None
-        pod = ctx.kube.get_pod(target.namespace, target.name)
-        if pod is None:
-            return missing_pod(target)
-        labels, annotations = responder_marks(ctx.incident.id, pod)
-        labels[INVESTIGATION_LABEL] = "true"
-        if not changed_metadata(pod, labels, annotations):
-            return Outcome(Status.SKIPPED, f"pod {target} is already labelled for this incident")
-        prior = prior_metadata(pod, labels, annotations)
-        ctx.kube.patch_pod(target.namespace, target.name, {"metadata": {"labels": labels, "annotations": annotations}})
-        return Outcome(Status.SUCCEEDED, f"labelled pod {target} {INVESTIGATION_LABEL}=true", prior)
+        return ctx.kube.get_pod(target.namespace, target.name)
+
+    def _patch(self, ctx: ActionContext, target: Target, patch: dict[str, Any]) -> None:
+        assert target.namespace is not None
+        ctx.kube.patch_pod(target.namespace, target.name, patch)
