@@ -7,7 +7,13 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from chalicelib.actions.base import CORDONED_AT_ANNOTATION, Action, ActionContext, Target
+from chalicelib.actions.ec2.common import CLUSTER_TAG, ISOLATED_AT_TAG, PROTECTED_TAG
+from chalicelib.actions.ec2.common import instance as cached_instance
 from chalicelib.settings import Settings
+
+CLUSTER_TAG_FILTER = f"tag:{CLUSTER_TAG}"
+# Where an instance says which node group it belongs to (managed node groups, then any ASG).
+NODE_GROUP_TAGS = ("eks:nodegroup-name", "aws:autoscaling:groupName")
 
 
 def cluster_block(cluster: str | None, protected: tuple[str, ...]) -> str | None:
@@ -56,8 +62,14 @@ def note_cordon(ctx: ActionContext) -> None:
     ctx.cache["cordon-count"] = int(ctx.cache.get("cordon-count", 0)) + 1
 
 
-def static_block(action: Action, target: Target, settings: Settings) -> str | None:
+def static_block(action: Action, target: Target, settings: Settings) -> str | None:  # noqa: PLR0911
     """The checks that need nothing but the target's name."""
+    if target.skip_reason:
+        return target.skip_reason
+    if target.kind == "instance":
+        if target.resolved and any(fnmatchcase(target.name, p) for p in settings.protected_instances):
+            return f"instance {target.name} is protected (PROTECTED_INSTANCES)"
+        return None
     if target.kind == "pod":
         if action.disrupts_workload and target.namespace in settings.all_protected_namespaces:
             return f"namespace {target.namespace} is protected (PROTECTED_NAMESPACES); {action.name} never runs there"
@@ -72,6 +84,8 @@ def block(action: Action, target: Target, ctx: ActionContext) -> str | None:
     static = static_block(action, target, settings)
     if static or target.kind == "pod":
         return static
+    if target.kind == "instance":
+        return instance_block(action, target, ctx)
     node = _node(ctx, target.name)
     labels = ((node or {}).get("metadata") or {}).get("labels") or {}
     for selector in settings.protected_node_labels:
@@ -87,4 +101,80 @@ def block(action: Action, target: Target, ctx: ActionContext) -> str | None:
                     f"blast-radius cap reached: {count} node(s) of cluster {ctx.incident.cluster} cordoned "
                     f"in the last hour (MAX_NODES_CORDONED_PER_HOUR={cap})"
                 )
+    return None
+
+
+def _tags(instance: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in instance.get("Tags") or []}
+
+
+def instance_block(action: Action, target: Target, ctx: ActionContext) -> str | None:
+    if ctx.aws is None:
+        return "no AWS access configured"
+    instance = cached_instance(ctx, target)
+    if instance is None:
+        return None  # the action reports the instance gone
+    tags = _tags(instance)
+    if tags.get(PROTECTED_TAG, "").lower() == "true":
+        return f"instance {target.name} is protected by its tag {PROTECTED_TAG}=true"
+    if not action.counts_against_instance_cap or ISOLATED_AT_TAG in tags:
+        return None
+    return _instance_cap(ctx, target) or _last_ready_node(ctx, target, tags)
+
+
+def _instance_cap(ctx: ActionContext, target: Target) -> str | None:
+    assert ctx.aws is not None
+    if "isolated-count" not in ctx.cache:
+        since = ctx.now - timedelta(hours=1)
+        isolated = ctx.aws.describe_instances(
+            {CLUSTER_TAG_FILTER: [ctx.incident.cluster or ""], "tag-key": [ISOLATED_AT_TAG]}
+        )
+        count = 0
+        for other in isolated:
+            stamp = _tags(other).get(ISOLATED_AT_TAG, "")
+            try:
+                if other.get("InstanceId") != target.name and datetime.fromisoformat(stamp) >= since:
+                    count += 1
+            except ValueError:
+                continue
+        ctx.cache["isolated-count"] = count
+    count = int(ctx.cache["isolated-count"])
+    cap = ctx.settings.max_instances_isolated_per_hour
+    if count >= cap:
+        return (
+            f"blast-radius cap reached: {count} instance(s) of cluster {ctx.incident.cluster} isolated "
+            f"in the last hour (MAX_INSTANCES_ISOLATED_PER_HOUR={cap})"
+        )
+    return None
+
+
+def note_isolation(ctx: ActionContext) -> None:
+    ctx.cache["isolated-count"] = int(ctx.cache.get("isolated-count", 0)) + 1
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _last_ready_node(ctx: ActionContext, target: Target, tags: dict[str, str]) -> str | None:
+    """Never isolate the last Ready node of a node group: that would take the group's workloads down."""
+    assert ctx.aws is not None
+    key = next((k for k in NODE_GROUP_TAGS if tags.get(k)), None)
+    if key is None:
+        return None
+    group = tags[key]
+    peers = [
+        i
+        for i in ctx.aws.describe_instances({f"tag:{key}": [group], "instance-state-name": ["running"]})
+        if i.get("InstanceId") != target.name and ISOLATED_AT_TAG not in _tags(i)
+    ]
+    ready_instances = {
+        (n.get("spec") or {}).get("providerID", "").rsplit("/", 1)[-1] for n in ctx.kube.list_nodes() if _ready(n)
+    }
+    if not any(p.get("InstanceId") in ready_instances for p in peers):
+        return (
+            f"instance {target.name} runs the last Ready node of node group {group}; "
+            "isolating it would take the group down"
+        )
     return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -55,10 +56,13 @@ def iam_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
     return statements
 
 
-def _sid(actions_: tuple[str, ...]) -> str:
+def _sid(actions_: tuple[str, ...], resources: tuple[str, ...]) -> str:
     # Deterministic, readable ids keep regenerated diffs reviewable.
     words = [a.replace(":", " ").replace("*", "").title().replace(" ", "") for a in actions_[:2]]
-    return "".join(words)[:100]
+    parts = resources[0].split(":", 5)
+    kind = re.split("[:/]", parts[5])[0] if len(parts) == 6 else "Any"  # noqa: PLR2004 - arn:partition:service:region:account:resource
+    on = "".join(part.title() for part in kind.replace("-", " ").split())
+    return "".join(words)[:90] + "On" + on
 
 
 def iam_policy(stage_env: dict[str, str]) -> dict[str, Any]:
@@ -67,18 +71,28 @@ def iam_policy(stage_env: dict[str, str]) -> dict[str, Any]:
         "region": stage_env.get("POLICY_REGION") or "*",
         "evidence_bucket": stage_env.get("EVIDENCE_BUCKET") or "",
     }
-    merged: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    merged: dict[tuple[tuple[str, ...], str], set[str]] = defaultdict(set)
     for stmt in iam_statements(stage_env):
-        merged[tuple(r.format(**values) for r in stmt.resources)].update(stmt.actions)
+        resources = tuple(r.format(**values) for r in stmt.resources)
+        merged[(resources, json.dumps(stmt.conditions, sort_keys=True))].update(stmt.actions)
     body = []
     seen: set[str] = set()
-    for resources, acts in sorted(merged.items(), key=lambda kv: sorted(kv[1])):
+    for (resources, conditions), acts in sorted(merged.items(), key=lambda kv: (sorted(kv[1]), kv[0])):
         ordered = tuple(sorted(acts))
-        sid = _sid(ordered)
+        sid = _sid(ordered, resources)
         while sid in seen:
             sid += "X"
         seen.add(sid)
-        body.append({"Sid": sid, "Effect": "Allow", "Action": list(ordered), "Resource": list(resources)})
+        statement: dict[str, Any] = {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Action": list(ordered),
+            "Resource": list(resources),
+        }
+        condition = json.loads(conditions)
+        if condition:
+            statement["Condition"] = condition
+        body.append(statement)
     return {"Version": "2012-10-17", "Statement": body}
 
 

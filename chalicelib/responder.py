@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from chalicelib import actions, guardrails, targets
 from chalicelib.actions.base import (
+    EC2API,
     Action,
     ActionContext,
     ActionResult,
@@ -43,6 +44,23 @@ class KubeConnector(Protocol):
     def close(self) -> None: ...
 
 
+class AWSConnector(Protocol):
+    def gateway(self, region: str, *, dry_run: bool) -> EC2API: ...
+
+
+class UnreachableKube:
+    """Stands in for a cluster that could not be reached: every call fails with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*_: Any, **__: Any) -> Any:
+            raise ClusterAccessError(self.reason)
+
+        return fail
+
+
 @dataclass(frozen=True)
 class Report:
     incident: Incident
@@ -51,6 +69,7 @@ class Report:
     mode: Mode
     actions: tuple[ActionResult, ...]
     notes: tuple[str, ...] = ()
+    evidence: str | None = None  # where this incident's evidence is, when any was written
 
     @property
     def failed(self) -> bool:
@@ -65,6 +84,7 @@ class Report:
             "mode": self.mode.value,
             "actions": [r.to_dict() for r in self.actions],
             "notes": list(self.notes),
+            "evidence": self.evidence,
         }
 
 
@@ -80,12 +100,14 @@ class Responder:
         connector: KubeConnector | None = None,
         evidence: EvidenceSink | None = None,
         clock: Callable[[], datetime] = _now,
+        aws: AWSConnector | None = None,
     ) -> None:
         self._rules = rules
         self._settings = settings
         self._connector = connector
         self._evidence = evidence
         self._clock = clock
+        self._aws = aws
 
     def close(self) -> None:
         """Release connections (a Lambda keeps them for the container's life)."""
@@ -134,19 +156,34 @@ class Responder:
         assert self._connector is not None
         assert incident.cluster is not None
         dry_run = mode is Mode.DRY_RUN
+        unreachable: str | None = None
+        kube: KubeAPI
         try:
             kube = self._connector.gateway(incident.cluster, incident.region, dry_run=dry_run)
             found = targets.resolve(incident, kube)
         except ClusterAccessError as exc:
-            return self._all(incident, rule, steps, mode, Status.FAILED, str(exc))
+            unreachable = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported, never raised: the batch goes on
-            return self._all(incident, rule, steps, mode, Status.FAILED, f"resolving targets failed: {_brief(exc)}")
-        ctx = ActionContext(incident, self._settings, kube, self._clock(), dry_run, self._evidence)
-        results = [
-            self._run_one(action, target, params, ctx) if target else _nothing_to_do(action)
-            for action, params, target in _each_target(steps, found)
-        ]
-        return Report(incident, rule, None, mode, tuple(results), tuple(found.notes))
+            unreachable = f"resolving targets failed: {_brief(exc)}"
+        if unreachable is not None:
+            # AWS-side containment must not depend on the Kubernetes API the attacker may be attacking.
+            kube = cast("KubeAPI", UnreachableKube(unreachable))
+            found = targets.aws_only(incident, unreachable)
+        aws = None
+        if self._aws is not None and any(actions.get(s.action).target_kind == "instance" for s in steps):
+            aws = self._aws.gateway(incident.region, dry_run=dry_run)
+        ctx = ActionContext(incident, self._settings, kube, self._clock(), dry_run, self._evidence, aws)
+        results = []
+        for action, params, target in _each_target(steps, found):
+            if unreachable is not None and action.target_kind != "instance":
+                results.append(ActionResult(action.name, incident.cluster, Status.FAILED, unreachable))
+            elif target is None:
+                results.append(_nothing_to_do(action))
+            else:
+                results.append(self._run_one(action, target, params, ctx))
+        wrote = any(actions.get(r.action).writes_evidence and r.status is Status.SUCCEEDED for r in results)
+        evidence = self._evidence.location(incident.id) if wrote and self._evidence else None
+        return Report(incident, rule, None, mode, tuple(results), tuple(found.notes), evidence)
 
     def _run_one(self, action: Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:
         started = time.perf_counter()
@@ -157,6 +194,8 @@ class Responder:
 
         if not target.exists:
             return result(Status.SKIPPED, f"{target.kind} {target} no longer exists")
+        if target.skip_reason:
+            return result(Status.SKIPPED, target.skip_reason)
         try:
             reason = guardrails.block(action, target, ctx)
             if reason:
@@ -167,8 +206,10 @@ class Responder:
             return result(Status.FAILED, _brief(exc))
         if outcome.status is Status.SUCCEEDED and action.counts_against_node_cap:
             guardrails.note_cordon(ctx)
+        if outcome.status is Status.SUCCEEDED and action.counts_against_instance_cap:
+            guardrails.note_isolation(ctx)
         if ctx.dry_run and outcome.status is Status.SUCCEEDED:
-            return result(Status.PLANNED, f"server-side dry run accepted: {outcome.detail}", outcome.prior)
+            return result(Status.PLANNED, f"dry run accepted by the API: {outcome.detail}", outcome.prior)
         return result(outcome.status, outcome.detail, outcome.prior)
 
     def _all(

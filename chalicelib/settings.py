@@ -59,6 +59,8 @@ class Settings:
     protected_nodes: tuple[str, ...] = ()
     protected_clusters: tuple[str, ...] = ()
     max_nodes_cordoned_per_hour: int = 3
+    protected_instances: tuple[str, ...] = ()
+    max_instances_isolated_per_hour: int = 3
     evidence_bucket: str | None = None
     evidence_prefix: str = "evidence"
     evidence_dir: Path | None = None
@@ -88,6 +90,8 @@ class Settings:
             protected_nodes=_list(env, "PROTECTED_NODES"),
             protected_clusters=_list(env, "PROTECTED_CLUSTERS"),
             max_nodes_cordoned_per_hour=_int(env, "MAX_NODES_CORDONED_PER_HOUR", 3),
+            protected_instances=_list(env, "PROTECTED_INSTANCES"),
+            max_instances_isolated_per_hour=_int(env, "MAX_INSTANCES_ISOLATED_PER_HOUR", 3),
             evidence_bucket=env.get("EVIDENCE_BUCKET") or None,
             evidence_prefix=env.get("EVIDENCE_PREFIX", "evidence").strip("/") or "evidence",
             evidence_dir=Path(evidence_dir) if evidence_dir else None,

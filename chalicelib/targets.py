@@ -13,15 +13,23 @@ from typing import Any
 from chalicelib.actions.base import KubeAPI, Target
 from chalicelib.incident import Incident
 
+FARGATE_LABEL = "eks.amazonaws.com/compute-type"
+FARGATE_REASON = "a Fargate pod has no node to cordon or EC2 instance to isolate"
+
 
 @dataclass
 class Targets:
     pods: list[Target] = field(default_factory=list)
     nodes: list[Target] = field(default_factory=list)
+    instances: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[Target]:
-        return self.pods if kind == "pod" else self.nodes
+        return {"pod": self.pods, "node": self.nodes, "instance": self.instances}[kind]
+
+    def add_instance(self, instance_id: str, skip_reason: str | None = None) -> None:
+        if instance_id not in {t.name for t in self.instances}:
+            self.instances.append(Target("instance", instance_id, skip_reason=skip_reason))
 
 
 def offline(incident: Incident) -> Targets:
@@ -40,6 +48,19 @@ def offline(incident: Incident) -> Targets:
     if not found.nodes:
         for pod_target in found.pods:
             found.nodes.append(Target("node", f"<node running pod {pod_target}>", resolved=False))
+    for instance_id in incident.instance_ids:
+        found.add_instance(instance_id)
+    if not found.instances:
+        for node_target in found.nodes:
+            found.instances.append(Target("instance", f"<instance of node {node_target}>", resolved=False))
+    return found
+
+
+def aws_only(incident: Incident, why: str) -> Targets:
+    """When the cluster cannot be reached: the instances the finding names, and why."""
+    found = Targets(notes=[f"cluster unreachable ({why}); acting on the instances the finding names"])
+    for instance_id in incident.instance_ids:
+        found.add_instance(instance_id)
     return found
 
 
@@ -76,17 +97,21 @@ def _instance_of(node: dict[str, Any]) -> str | None:
 
 
 def resolve(incident: Incident, kube: KubeAPI) -> Targets:
+    """Pods of the finding (workloads expanded), then its nodes and their EC2 instances.
+
+    Node actions go to the nodes the finding names (by name or instance); only when it names
+    none do they go to the nodes running its pods (a privileged pod escalates to its node).
+    """
     found = Targets()
-    seen_pods: set[tuple[str, str]] = set()
+    pod_nodes: list[str] = []
 
     def add_pod(namespace: str, name: str, pod: dict[str, Any] | None) -> None:
-        if (namespace, name) in seen_pods:
+        if any(p.namespace == namespace and p.name == name for p in found.pods):
             return
-        seen_pods.add((namespace, name))
         found.pods.append(Target("pod", name, namespace, exists=pod is not None))
         node = ((pod or {}).get("spec") or {}).get("nodeName")
-        if node and node not in {n.name for n in found.nodes}:
-            found.nodes.append(Target("node", str(node)))
+        if node and node not in pod_nodes:
+            pod_nodes.append(str(node))
 
     for ref in incident.pods:
         add_pod(ref.namespace, ref.name, kube.get_pod(ref.namespace, ref.name))
@@ -99,14 +124,32 @@ def resolve(incident: Incident, kube: KubeAPI) -> Targets:
             add_pod(workload.namespace, str(pod["metadata"]["name"]), pod)
 
     for name in incident.nodes:
-        if name not in {n.name for n in found.nodes}:
-            found.nodes.append(Target("node", name, exists=kube.get_node(name) is not None))
-    if incident.instance_ids:
-        by_instance = {_instance_of(n): str(n["metadata"]["name"]) for n in kube.list_nodes()}
-        for instance in incident.instance_ids:
-            node_name = by_instance.get(instance)
-            if node_name is None:
-                found.notes.append(f"instance {instance} is not a node of cluster {incident.cluster}")
-            elif node_name not in {n.name for n in found.nodes}:
-                found.nodes.append(Target("node", node_name))
+        found.nodes.append(Target("node", name, exists=kube.get_node(name) is not None))
+    if found.nodes or incident.instance_ids or pod_nodes:
+        _map_nodes_and_instances(incident, kube, found, pod_nodes)
     return found
+
+
+def _map_nodes_and_instances(incident: Incident, kube: KubeAPI, found: Targets, pod_nodes: list[str]) -> None:
+    """Instance ids to nodes (providerID), nodes to instances; Fargate nodes have neither."""
+    nodes = {str(n["metadata"]["name"]): n for n in kube.list_nodes()}
+    by_instance = {_instance_of(n): name for name, n in nodes.items()}
+    for instance_id in incident.instance_ids:
+        node_name = by_instance.get(instance_id)
+        if node_name is None:
+            found.notes.append(f"instance {instance_id} is not a node of cluster {incident.cluster}")
+        elif node_name not in {n.name for n in found.nodes}:
+            found.nodes.append(Target("node", node_name))
+        found.add_instance(instance_id)
+    if not found.nodes:
+        found.nodes.extend(Target("node", name) for name in pod_nodes)
+    for index, target in enumerate(found.nodes):
+        node = nodes.get(target.name) or {}
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        if labels.get(FARGATE_LABEL) == "fargate":
+            found.nodes[index] = Target("node", target.name, skip_reason=FARGATE_REASON)
+            found.notes.append(f"node {target.name} is a Fargate node: nothing to cordon or isolate")
+            continue
+        node_instance = _instance_of(node)
+        if node_instance:
+            found.add_instance(node_instance)

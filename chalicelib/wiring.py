@@ -53,9 +53,16 @@ def build_evidence(current: Settings) -> EvidenceSink | None:
 
 
 def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
+    from chalicelib.executors.aws import AwsConnector
     from chalicelib.responder import Responder
 
-    return Responder(current_rules, current, build_connector(current), build_evidence(current))
+    return Responder(
+        current_rules,
+        current,
+        build_connector(current),
+        build_evidence(current),
+        aws=AwsConnector(aws_session),
+    )
 
 
 @functools.cache

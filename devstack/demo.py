@@ -46,15 +46,46 @@ def _show_cluster(client: Any) -> None:
         )
 
 
-def _show_evidence(env: dict[str, str], bucket: str) -> None:
-    say(f"Evidence in s3://{bucket} (moto)")
-    s3 = boto3.client(
-        "s3",
+def _client(env: dict[str, str], service: str) -> Any:
+    return boto3.client(
+        service,
         endpoint_url=env["AWS_ENDPOINT_URL"],
         region_name="us-east-1",
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+def _show_instances(env: dict[str, str], seeded: seed.SeededCluster) -> None:
+    say("What changed in AWS (moto)")
+    ec2, autoscaling = _client(env, "ec2"), _client(env, "autoscaling")
+    names = {g["GroupId"]: g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]}
+    for instance_id, node in seeded.nodes.items():
+        found = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+        groups = sorted(
+            {names.get(g["GroupId"], g["GroupId"]) for e in found["NetworkInterfaces"] for g in e["Groups"]}
+        )
+        protected = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="disableApiTermination")
+        scaling = autoscaling.describe_auto_scaling_instances(InstanceIds=[instance_id])["AutoScalingInstances"]
+        tagged = [{"Name": "volume-id", "Values": [m["Ebs"]["VolumeId"] for m in found["BlockDeviceMappings"]]},
+                  {"Name": "tag-key", "Values": ["eks-responder:incident"]}]  # fmt: skip
+        snapshots = ec2.describe_snapshots(OwnerIds=["self"], Filters=tagged)["Snapshots"]
+        print(
+            f"  {instance_id} ({node}): {len(found['NetworkInterfaces'])} ENIs in {', '.join(groups)}; "
+            f"termination protection {'on' if protected['DisableApiTermination']['Value'] else 'off'}; "
+            f"scale-in protection {'on' if scaling and scaling[0]['ProtectedFromScaleIn'] else 'off'}; "
+            f"{len(snapshots)} snapshot(s)"
+        )
+    for acl in ec2.describe_network_acls()["NetworkAcls"]:
+        for entry in acl["Entries"]:
+            if entry["RuleAction"] == "deny" and entry["RuleNumber"] < 32767:
+                direction = "outbound" if entry["Egress"] else "inbound"
+                print(f"  {acl['NetworkAclId']} rule {entry['RuleNumber']}: deny {direction} {entry.get('CidrBlock')}")
+
+
+def _show_evidence(env: dict[str, str], bucket: str) -> None:
+    say(f"Evidence in s3://{bucket} (moto)")
+    s3 = _client(env, "s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     manifests = [k for k in keys if k.endswith("MANIFEST.json")]
     for key in manifests:
@@ -75,6 +106,7 @@ def main() -> int:
         code = subprocess.run(cmd, env=env, check=False).returncode
         with seed.admin_client(running) as client:
             _show_cluster(client)
+        _show_instances(env, seeded)
         _show_evidence(env, seeded.evidence_bucket)
         say("Stopping everything the demo started")
     say(f"Done in {time.monotonic() - started:.0f} s (replay exit code {code})")

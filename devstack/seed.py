@@ -16,6 +16,8 @@ import boto3
 import yaml
 from lightkube import Client, KubeConfig
 from lightkube.codecs import from_dict
+from lightkube.resources.core_v1 import Node
+from lightkube.types import PatchType
 
 from chalicelib.permissions import CLUSTER_ROLE_FILE
 
@@ -34,6 +36,7 @@ EXPECTED_NODES = (
     ("i-8230151cfc191d475", "ip-10-24-214-92.ec2.internal"),
 )
 EVIDENCE_BUCKET = "eks-responder-evidence-demo"
+NODE_GROUP_ASG = "eks-general-demo"
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,31 @@ def _aws(stack: LocalStack) -> dict[str, str]:
             f"moto handed out different instances than events/ expect: {found}; "
             "update EXPECTED_NODES in devstack/seed.py and the instance ids in events/"
         )
+    _node_group(session, stack, ec2, image, [instance for instance, _ in found])
     s3 = session.client("s3", endpoint_url=stack.moto_url)
     s3.create_bucket(Bucket=EVIDENCE_BUCKET)
     return dict(found)
+
+
+def _node_group(session: Any, stack: LocalStack, ec2: Any, image: str, instances: list[str]) -> None:
+    """The Auto Scaling group of node group `general`, and a VPC CNI secondary ENI on the first node."""
+    autoscaling = session.client("autoscaling", endpoint_url=stack.moto_url)
+    ec2.create_launch_template(LaunchTemplateName="eks-demo-general", LaunchTemplateData={"ImageId": image})
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=NODE_GROUP_ASG,
+        LaunchTemplate={"LaunchTemplateName": "eks-demo-general"},
+        MinSize=0,
+        MaxSize=8,
+        DesiredCapacity=0,
+        AvailabilityZones=[f"{REGION}a"],
+        Tags=[{"Key": "eks:cluster-name", "Value": CLUSTER, "PropagateAtLaunch": True}],
+    )
+    autoscaling.attach_instances(InstanceIds=instances, AutoScalingGroupName=NODE_GROUP_ASG)
+    first = ec2.describe_instances(InstanceIds=instances[:1])["Reservations"][0]["Instances"][0]
+    secondary = ec2.create_network_interface(SubnetId=first["SubnetId"], Description="aws-K8S-" + instances[0])
+    ec2.attach_network_interface(
+        NetworkInterfaceId=secondary["NetworkInterface"]["NetworkInterfaceId"], InstanceId=instances[0], DeviceIndex=1
+    )
 
 
 def seed(stack: LocalStack) -> SeededCluster:
@@ -147,6 +172,9 @@ def _kubernetes(client: Client, nodes: dict[str, str]) -> None:
                 "spec": {"providerID": f"aws:///{REGION}a/{instance}"},
             },
         )
+        # No kubelet reports it here; the responder never isolates a group's last Ready node.
+        ready = {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}}
+        client.patch(Node.Status, node, ready, patch_type=PatchType.MERGE)
 
     web = {"app": "web"}
     deployment = client.create(

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from chalicelib.actions.base import Action
+from chalicelib.actions.ec2.block_ip import BlockIP
+from chalicelib.actions.ec2.isolate_instance import IsolateInstance
+from chalicelib.actions.ec2.protect_instance import ProtectInstance
+from chalicelib.actions.ec2.snapshot_volumes import SnapshotVolumes
 from chalicelib.actions.k8s.capture_pod import CapturePod
 from chalicelib.actions.k8s.cordon_node import CordonNode
 from chalicelib.actions.k8s.delete_pod import DeletePod
@@ -10,7 +14,18 @@ from chalicelib.actions.k8s.isolate_pod import IsolatePod
 from chalicelib.actions.k8s.label_node import LabelNode
 from chalicelib.actions.k8s.label_pod import LabelPod
 
-_ACTIONS: tuple[type[Action], ...] = (LabelPod, IsolatePod, CapturePod, DeletePod, CordonNode, LabelNode)
+_ACTIONS: tuple[type[Action], ...] = (
+    LabelPod,
+    IsolatePod,
+    CapturePod,
+    DeletePod,
+    CordonNode,
+    LabelNode,
+    ProtectInstance,
+    SnapshotVolumes,
+    IsolateInstance,
+    BlockIP,
+)
 
 REGISTRY: dict[str, Action] = {cls.name: cls() for cls in _ACTIONS}
 

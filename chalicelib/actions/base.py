@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from chalicelib.incident import Incident
     from chalicelib.settings import Settings
 
-TargetKind = Literal["pod", "node"]
+TargetKind = Literal["pod", "node", "instance"]
 
 # Labels and annotations the responder writes. Every object it touches carries them.
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -60,10 +60,14 @@ def responder_marks(incident_id: str, current: dict[str, Any] | None = None) -> 
 
 @dataclass(frozen=True)
 class IAMStatement:
-    """An IAM permission an action needs. `{account}`, `{region}`, ... are filled per stage."""
+    """An IAM permission an action needs. `{account}`, `{region}`, ... are filled per stage.
+
+    `conditions` is an IAM Condition block, e.g. {"Null": {"aws:ResourceTag/eks:cluster-name": "false"}}.
+    """
 
     actions: tuple[str, ...]
     resources: tuple[str, ...] = ("*",)
+    conditions: dict[str, dict[str, str]] | None = field(default=None, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Target:
     namespace: str | None = None
     resolved: bool = True  # False in an offline plan, where the name only describes the target
     exists: bool = True
+    skip_reason: str | None = None  # known not to be actionable (a Fargate node, ...)
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
@@ -147,6 +152,34 @@ class KubeAPI(Protocol):
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None: ...
 
 
+class EC2API(Protocol):
+    """The EC2 and Auto Scaling calls actions make. Objects are dicts, as boto3 returns them.
+
+    In dry-run mode the implementation (executors.aws) sends every EC2 write with DryRun=True
+    and treats "would have succeeded" as success, so a dry run proves the IAM permissions too.
+    Auto Scaling has no dry run: its writes are skipped in dry-run mode.
+    """
+
+    dry_run: bool
+
+    def describe_instance(self, instance_id: str) -> dict[str, Any] | None: ...
+    def describe_instances(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]: ...
+    def find_security_group(self, vpc_id: str, tags: dict[str, str]) -> str | None: ...
+    def create_security_group(self, vpc_id: str, name: str, description: str, tags: dict[str, str]) -> str: ...
+    def revoke_all_egress(self, group_id: str) -> None: ...
+    def set_interface_groups(self, interface_id: str, group_ids: list[str]) -> None: ...
+    def instance_attribute(self, instance_id: str, attribute: str) -> Any: ...
+    def set_instance_attribute(self, instance_id: str, attribute: str, value: Any) -> None: ...
+    def tag(self, resource_ids: list[str], tags: dict[str, str]) -> None: ...
+    def auto_scaling_of(self, instance_id: str) -> dict[str, Any] | None: ...
+    def set_scale_in_protection(self, group: str, instance_id: str, *, protected: bool) -> None: ...
+    def detach_from_group(self, group: str, instance_id: str) -> None: ...
+    def snapshots_of(self, volume_id: str, tags: dict[str, str]) -> list[dict[str, Any]]: ...
+    def create_snapshot(self, volume_id: str, description: str, tags: dict[str, str]) -> str: ...
+    def network_acl_of(self, subnet_id: str) -> dict[str, Any] | None: ...
+    def add_acl_deny(self, acl_id: str, rule_number: int, cidr: str, *, egress: bool) -> None: ...
+
+
 class EvidenceSink(Protocol):
     """Where captured evidence goes: a local folder or an S3 prefix."""
 
@@ -163,6 +196,7 @@ class ActionContext:
     now: datetime
     dry_run: bool
     evidence: EvidenceSink | None = None
+    aws: EC2API | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
 
@@ -189,6 +223,11 @@ class Action(ABC):
     disrupts_workload: ClassVar[bool] = False
     # Actions that take a node out of service count against the per-cluster hourly cap.
     counts_against_node_cap: ClassVar[bool] = False
+    # Actions that cut an instance off count against the per-cluster hourly instance cap, and
+    # never take the last Ready node of a node group.
+    counts_against_instance_cap: ClassVar[bool] = False
+    # Actions that write to the evidence store: the report links to the incident's evidence.
+    writes_evidence: ClassVar[bool] = False
 
     @abstractmethod
     def describe(self, target: Target, params: Params) -> str:

@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 from lightkube import Client, KubeConfig
 from lightkube.codecs import from_dict
 from lightkube.resources.core_v1 import Node
+from lightkube.types import PatchType
 
+from chalicelib.executors.aws import AwsConnector
 from chalicelib.executors.evidence import FolderEvidence
 from chalicelib.executors.kube import ClusterConnector
 from chalicelib.incident import Incident, PodRef, ResourceKind, Severity, WorkloadRef
@@ -53,11 +56,16 @@ class Cluster:
     def create(self, obj: dict[str, Any]) -> Any:
         return self.admin.create(from_dict(obj))
 
-    def node(self, name: str, instance_id: str | None = None, labels: dict[str, str] | None = None) -> str:
+    def node(
+        self, name: str, instance_id: str | None = None, labels: dict[str, str] | None = None, *, ready: bool = True
+    ) -> str:
         spec = {"providerID": f"aws:///us-east-1a/{instance_id}"} if instance_id else {}
         self.create(
             {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels or {}}, "spec": spec}
         )
+        if ready:  # no kubelet here to report it
+            status = {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}}
+            self.admin.patch(Node.Status, name, status, patch_type=PatchType.MERGE)
         return name
 
     def pod(
@@ -157,7 +165,17 @@ def rules_with(*actions: str | dict[str, Any]) -> Any:
 
 
 @pytest.fixture
-def make_responder(local_stack: devstack.LocalStack, tmp_path: Path) -> Iterator[Any]:
+def aws_session(local_stack: devstack.LocalStack, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A boto3 session whose clients talk to the stack's moto server (fresh for every test)."""
+    local_stack.moto_reset()
+    for key, value in local_stack.env().items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    return boto3.session.Session(region_name="us-east-1")
+
+
+@pytest.fixture
+def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session: Any) -> Iterator[Any]:
     built: list[Responder] = []
 
     def build(rules: Any = None, **settings: Any) -> Responder:
@@ -165,7 +183,8 @@ def make_responder(local_stack: devstack.LocalStack, tmp_path: Path) -> Iterator
         connector = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=lambda: None, region="us-east-1")
         assert current.evidence_dir is not None
         evidence = FolderEvidence(current.evidence_dir)
-        built.append(Responder(rules or load_rules(DEFAULT_RULES_FILE), current, connector, evidence))
+        aws = AwsConnector(lambda: aws_session)
+        built.append(Responder(rules or load_rules(DEFAULT_RULES_FILE), current, connector, evidence, aws=aws))
         return built[-1]
 
     yield build

@@ -24,6 +24,8 @@ from chalicelib.responder import Mode
 from tests.integration.conftest import Cluster, incident, rules_with
 
 pytestmark = pytest.mark.integration
+# The Kubernetes half of the privileged-pod playbook (the EC2 half is tested in test_node_aws).
+POD_AND_NODE = rules_with("k8s:label-pod", "k8s:capture-pod", "k8s:isolate-pod", "k8s:label-node", "k8s:cordon-node")
 
 
 def _statuses(report: Any) -> list[tuple[str, str, str]]:
@@ -110,7 +112,7 @@ def test_node_finding_resolves_the_instance_to_its_node(cluster: Cluster, admin:
     cluster.node("node-a", "i-0aaa")
     target = cluster.node("node-b", "i-0bbb")
     found = incident(instance_ids=("i-0bbb",), kind=ResourceKind.NODE, type_="CryptoCurrency:EC2/BitcoinTool.B!DNS")
-    report = make_responder().handle(found, Mode.LIVE)
+    report = make_responder(rules_with("k8s:label-node", "k8s:cordon-node")).handle(found, Mode.LIVE)
     assert _statuses(report) == [("k8s:label-node", target, "succeeded"), ("k8s:cordon-node", target, "succeeded")]
     assert admin.get(Node, "node-b").spec.unschedulable is True
     assert not admin.get(Node, "node-a").spec.unschedulable
@@ -119,7 +121,7 @@ def test_node_finding_resolves_the_instance_to_its_node(cluster: Cluster, admin:
 def test_unknown_instance_is_noted_not_failed(cluster: Cluster, make_responder: Any) -> None:
     cluster.node("node-a", "i-0aaa")
     found = incident(instance_ids=("i-0zzz",), kind=ResourceKind.NODE, type_="CryptoCurrency:EC2/BitcoinTool.B!DNS")
-    report = make_responder().handle(found, Mode.LIVE)
+    report = make_responder(rules_with("k8s:label-node", "k8s:cordon-node")).handle(found, Mode.LIVE)
     assert "instance i-0zzz is not a node of cluster local" in report.notes
     assert {r.status.value for r in report.actions} == {"skipped"}
 
@@ -181,7 +183,7 @@ def test_replaying_the_same_incident_changes_nothing_the_second_time(
         privileged=True,
         type_="PrivilegeEscalation:Kubernetes/PrivilegedContainer",
     )
-    responder = make_responder()
+    responder = make_responder(POD_AND_NODE)
     first = responder.handle(found, Mode.LIVE)
     assert {r.status.value for r in first.actions} == {"succeeded"}
 
@@ -205,9 +207,9 @@ def test_server_side_dry_run_changes_nothing(cluster: Cluster, admin: Client, ma
         privileged=True,
         type_="PrivilegeEscalation:Kubernetes/PrivilegedContainer",
     )
-    report = make_responder().handle(found, Mode.DRY_RUN)
+    report = make_responder(POD_AND_NODE).handle(found, Mode.DRY_RUN)
     assert {r.status.value for r in report.actions} == {"planned"}
-    assert any("server-side dry run accepted" in r.detail for r in report.actions)
+    assert any("dry run accepted by the API" in r.detail for r in report.actions)
     assert QUARANTINE_LABEL not in _labels(admin, cluster.namespace, pod)
     assert not admin.get(Node, node).spec.unschedulable
     assert not list(admin.list(NetworkPolicy, namespace=cluster.namespace))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
+import boto3
 import pytest
 from lightkube.resources.core_v1 import Node, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
@@ -25,7 +27,7 @@ def demo_stack() -> Iterator[tuple[stack.LocalStack, seed.SeededCluster]]:
 
 def _replay(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], running: stack.LocalStack, *args: str
-) -> tuple[int, dict[str, dict[str, object]]]:
+) -> tuple[int, dict[str, dict[str, Any]]]:
     for key, value in {**running.env(), "EVIDENCE_BUCKET": seed.EVIDENCE_BUCKET, "DRY_RUN": "false"}.items():
         monkeypatch.setenv(key, value)
     code = main(["replay", "--json", *args, str(EVENTS)])
@@ -33,8 +35,18 @@ def _replay(
     return code, {json.loads(line)["event"].rsplit("/", 1)[-1]: json.loads(line) for line in lines}
 
 
-def _statuses(result: dict[str, object]) -> list[tuple[str, str, str]]:
-    return [(a["action"], a["target"], a["status"]) for a in result["actions"]]  # type: ignore[attr-defined]
+def running_client(running: stack.LocalStack, service: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=running.moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _statuses(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(a["action"], a["target"], a["status"]) for a in result["actions"]]
 
 
 def test_replaying_events_live_contains_the_demo_cluster(
@@ -67,8 +79,31 @@ def test_replaying_events_live_contains_the_demo_cluster(
     assert ("k8s:isolate-pod", "kube-system/aws-node-7xk2m", "skipped") in kube_system
     cordoned = [t for r in results.values() for a, t, s in _statuses(r) if a == "k8s:cordon-node" and s == "succeeded"]
     assert len(cordoned) == 3
-    capped = results["execution-kubernetes-malicious-file-worker-node.json"]["actions"]
-    assert "blast-radius cap reached" in capped[1]["detail"]
+    capped = {
+        a["action"]: a for a in results["privilege-escalation-runtime-runc-container-escape-node.json"]["actions"]
+    }
+    assert "MAX_NODES_CORDONED_PER_HOUR=3" in capped["k8s:cordon-node"]["detail"]
+    assert "MAX_INSTANCES_ISOLATED_PER_HOUR=3" in capped["ec2:isolate-instance"]["detail"]
+    assert capped["ec2:protect-instance"]["status"] == "succeeded"  # protection and evidence are never capped
+    assert capped["ec2:snapshot-volumes"]["status"] == "succeeded"
+
+    # On the AWS side: three instances isolated (every ENI), protected, snapshotted; the miner's pool denied.
+    isolated = [
+        t for r in results.values() for a, t, s in _statuses(r) if a == "ec2:isolate-instance" and s == "succeeded"
+    ]
+    assert sorted(isolated) == sorted(i for i, n in nodes.items() if n in cordoned)
+    ec2 = running_client(running, "ec2")
+    first = ec2.describe_instances(InstanceIds=["i-cd9226b0ed9ce5ec6"])["Reservations"][0]["Instances"][0]
+    groups = {g["GroupName"] for e in first["NetworkInterfaces"] for g in e["Groups"]}
+    assert len(first["NetworkInterfaces"]) == 2
+    assert groups == {f"eks-responder-isolation-{first['VpcId']}"}
+    denied = {
+        (e["CidrBlock"], e["Egress"])
+        for acl in ec2.describe_network_acls()["NetworkAcls"]
+        for e in acl["Entries"]
+        if e["RuleAction"] == "deny" and e["RuleNumber"] < 32767
+    }
+    assert denied == {("81.2.69.192/32", False), ("81.2.69.192/32", True)}
 
     # The sample finding changed nothing; low severity and configuration issues only report.
     assert {s for _, _, s in _statuses(results["sample-privilege-escalation-privileged-container.json"])} == {"planned"}

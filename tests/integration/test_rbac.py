@@ -31,7 +31,8 @@ def responder_client(local_stack: LocalStack) -> Iterator[Client]:
 
 
 def test_every_registered_action_runs_as_the_responder(cluster: Cluster, make_responder: Any) -> None:
-    assert sorted(ORDER) == sorted(actions.REGISTRY), "add the new action to ORDER"
+    kubernetes_actions = [name for name, action in actions.REGISTRY.items() if action.rbac]
+    assert sorted(ORDER) == sorted(kubernetes_actions), "add the new Kubernetes action to ORDER"
     node = cluster.node("node-a", "i-0aaa")
     pod = cluster.pod("api", node)
     steps = [

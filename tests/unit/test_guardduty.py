@@ -81,7 +81,7 @@ def test_runtime_finding_on_a_pod() -> None:
     assert incident.resource_kind is ResourceKind.POD
     assert [str(p) for p in incident.pods] == ["payments/web-5d9c7b8f6-x7k2p"]
     assert incident.instance_ids == ("i-cd9226b0ed9ce5ec6",)
-    assert incident.remote_ips == ("203.0.113.66",)
+    assert incident.remote_ips == ("81.2.69.144",)
 
 
 def test_workload_named_by_kind_is_kept_for_resolution() -> None:
@@ -99,7 +99,7 @@ def test_runtime_finding_on_the_node_itself() -> None:
 
 
 def test_ec2_finding_on_a_worker_node_gets_its_cluster_from_tags() -> None:
-    incident = guardduty.to_incident(load_event("cryptocurrency-ec2-bitcoin-tool-dns-worker-node"))
+    incident = guardduty.to_incident(load_event("cryptocurrency-ec2-bitcoin-tool-worker-node"))
     assert incident.resource_kind is ResourceKind.NODE
     assert incident.cluster == "demo"
 

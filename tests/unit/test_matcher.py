@@ -94,7 +94,7 @@ EXPECTED_RULES = {
     "attack-sequence-eks-compromised-cluster": "attack-sequence",
     "backdoor-runtime-c2-activity-dns-daemonset": "compromised-pod",
     "credential-access-kubernetes-malicious-ip-caller": "compromised-kubernetes-user",
-    "cryptocurrency-ec2-bitcoin-tool-dns-worker-node": "compromised-node",
+    "cryptocurrency-ec2-bitcoin-tool-worker-node": "compromised-node",
     "defense-evasion-unknown-future-type-on-pod": "unknown-type-on-pod",
     "execution-kubernetes-exec-in-kube-system-pod": "compromised-pod",
     "execution-kubernetes-malicious-file-worker-node": "compromised-node",

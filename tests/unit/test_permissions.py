@@ -12,7 +12,15 @@ from chalicelib import actions, permissions
 KNOWN_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 # IAM actions that are not API operations of the same name.
 IAM_ONLY_ACTIONS = {"s3:ListBucket"}
-SERVICE_MODELS = {"eks": "eks", "logs": "logs", "s3": "s3", "ec2": "ec2", "iam": "iam", "sts": "sts"}
+SERVICE_MODELS = {
+    "eks": "eks",
+    "logs": "logs",
+    "s3": "s3",
+    "ec2": "ec2",
+    "iam": "iam",
+    "sts": "sts",
+    "autoscaling": "autoscaling",
+}
 
 
 def test_committed_generated_files_are_current() -> None:

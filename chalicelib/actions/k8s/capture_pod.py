@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
+from chalicelib.actions import evidence_bundle
 from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target
 from chalicelib.actions.k8s.common import missing
-from chalicelib.settings import MANAGED_BY
 
 
 class CapturePodParams(Params):
     tail_lines: int | None = Field(None, ge=1, le=100_000)
 
 
-def _json(value: Any) -> bytes:
-    return json.dumps(value, indent=2, sort_keys=True, default=str).encode()
-
-
 class CapturePod(Action):
     """Write the pod's evidence to the evidence store (S3 in AWS, a folder locally).
 
-    Files: `pod.json`, `events.json`, `logs/<container>.log` (last lines of each container,
-    previous instance included when it restarted) and `MANIFEST.json` with the SHA-256 of each.
+    Files: `pod.json`, `events.json`, `logs/<container>.log` (the last lines of each container)
+    and `MANIFEST.json` with the SHA-256 of each, who captured them and when.
 
     Example::
 
@@ -35,6 +28,7 @@ class CapturePod(Action):
     """
 
     name = "k8s:capture-pod"
+    writes_evidence = True
     target_kind = "pod"
     summary = "save the pod's manifest, events and log tails to the evidence store, with SHA-256 hashes"
     params_model = CapturePodParams
@@ -53,7 +47,7 @@ class CapturePod(Action):
         if ctx.evidence is None:
             return Outcome(Status.SKIPPED, "no evidence store configured (set EVIDENCE_BUCKET or EVIDENCE_DIR)")
         base = f"{ctx.incident.id}/pods/{target.namespace}/{target.name}"
-        if ctx.evidence.exists(f"{base}/MANIFEST.json"):
+        if ctx.evidence.exists(f"{base}/{evidence_bundle.MANIFEST}"):
             return Outcome(Status.SKIPPED, f"pod {target} already captured at {ctx.evidence.location(base)}")
         pod = ctx.kube.get_pod(target.namespace, target.name)
         if pod is None:
@@ -61,9 +55,9 @@ class CapturePod(Action):
         if ctx.dry_run:
             # Reading is harmless, but a dry run writes nothing anywhere.
             return Outcome(Status.PLANNED, f"would capture pod {target} to {ctx.evidence.location(base)}")
-        files: dict[str, bytes] = {
-            "pod.json": _json(pod),
-            "events.json": _json(ctx.kube.pod_events(target.namespace, target.name)),
+        files = {
+            "pod.json": evidence_bundle.as_json(pod),
+            "events.json": evidence_bundle.as_json(ctx.kube.pod_events(target.namespace, target.name)),
         }
         tail = params.tail_lines or ctx.settings.log_tail_lines
         spec = pod.get("spec") or {}
@@ -74,21 +68,5 @@ class CapturePod(Action):
             except Exception as exc:  # noqa: BLE001 - a missing log is recorded, not fatal
                 text = f"[log unavailable: {exc}]\n"
             files[f"logs/{container}.log"] = text.encode()
-        entries = []
-        for rel, data in files.items():
-            ctx.evidence.put(f"{base}/{rel}", data, "application/json" if rel.endswith(".json") else "text/plain")
-            entries.append({"file": rel, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
-        manifest = {
-            "incident_id": ctx.incident.id,
-            "finding_type": ctx.incident.type,
-            "cluster": ctx.incident.cluster,
-            "pod": str(target),
-            "node": spec.get("nodeName"),
-            "captured_at": ctx.now.isoformat(),
-            "captured_by": os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or f"{MANAGED_BY}/{ctx.settings.stage}",
-            "files": entries,
-        }
-        where = ctx.evidence.put(f"{base}/MANIFEST.json", _json(manifest), "application/json")
-        return Outcome(
-            Status.SUCCEEDED, f"captured {len(entries)} files of pod {target} to {where}", {"location": where}
-        )
+        where = evidence_bundle.write(ctx, base, files, {"pod": str(target), "node": spec.get("nodeName")})
+        return Outcome(Status.SUCCEEDED, f"captured {len(files)} files of pod {target} to {where}", {"location": where})

@@ -1,0 +1,96 @@
+"""ec2:block-ip: deny the finding's remote address in the network ACL of the node's subnet."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, ClassVar
+
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.ec2.common import aws, instance, missing
+
+# Network ACL rules are evaluated from the lowest number up; ours must come before the allows.
+_LOWEST_RULE = 1
+
+
+def _cidr(address: str) -> str:
+    ip = ipaddress.ip_address(address)
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+def free_rule_number(entries: list[dict[str, Any]], *, egress: bool) -> int | None:
+    """The first unused rule number below every allow rule in that direction, or None."""
+    mine = [e for e in entries if bool(e.get("Egress")) == egress]
+    used = {int(e["RuleNumber"]) for e in mine}
+    allows = [int(e["RuleNumber"]) for e in mine if e.get("RuleAction") == "allow"]
+    ceiling = min(allows) if allows else 32767
+    return next((n for n in range(_LOWEST_RULE, ceiling) if n not in used), None)
+
+
+class BlockIP(Action):
+    """Add deny entries (inbound and outbound) for each public remote address the finding names.
+
+    Network ACLs are stateless, so, unlike a security group change, this also cuts connections
+    that were already established. Private and reserved addresses are never blocked.
+
+    Example::
+
+        - action: ec2:block-ip
+    """
+
+    name = "ec2:block-ip"
+    target_kind = "instance"
+    summary = "deny the finding's remote address in the network ACL of the node's subnet"
+    iam: ClassVar[tuple[IAMStatement, ...]] = (
+        IAMStatement(("ec2:DescribeInstances", "ec2:DescribeNetworkAcls")),
+        IAMStatement(("ec2:CreateNetworkAclEntry",), ("arn:aws:ec2:{region}:{account}:network-acl/*",)),
+    )
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"deny remote address(es) of the finding in the network ACL of instance {target}'s subnet"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        addresses = [a for a in ctx.incident.remote_ips if _is_public(a)]
+        if not addresses:
+            named = ", ".join(ctx.incident.remote_ips)
+            why = f"only private or reserved addresses ({named})" if named else "no remote address"
+            return Outcome(Status.SKIPPED, f"the finding names {why}; nothing to block")
+        ec2 = aws(ctx)
+        found = instance(ctx, target)
+        if found is None:
+            return missing(target)
+        acl = ec2.network_acl_of(str(found["SubnetId"]))
+        if acl is None:
+            return Outcome(Status.FAILED, f"no network ACL found for subnet {found['SubnetId']}")
+        entries: list[dict[str, Any]] = list(acl.get("Entries", []))
+        added: list[dict[str, Any]] = []
+        for address in addresses:
+            cidr = _cidr(address)
+            for egress in (False, True):
+                if any(
+                    bool(e.get("Egress")) == egress
+                    and e.get("RuleAction") == "deny"
+                    and cidr in {e.get("CidrBlock"), e.get("Ipv6CidrBlock")}
+                    for e in entries
+                ):
+                    continue
+                number = free_rule_number(entries, egress=egress)
+                if number is None:
+                    return Outcome(
+                        Status.FAILED, f"no free rule number before the allow rules of {acl['NetworkAclId']}"
+                    )
+                ec2.add_acl_deny(str(acl["NetworkAclId"]), number, cidr, egress=egress)
+                entry = {"RuleNumber": number, "Egress": egress, "RuleAction": "deny", "CidrBlock": cidr}
+                entries.append(entry)
+                added.append(entry)
+        if not added:
+            return Outcome(Status.SKIPPED, f"{', '.join(addresses)} already denied in {acl['NetworkAclId']}")
+        listed = ", ".join(f"#{e['RuleNumber']} {'out' if e['Egress'] else 'in'} {e['CidrBlock']}" for e in added)
+        prior = {"network_acl": acl["NetworkAclId"], "entries_added": added}
+        return Outcome(Status.SUCCEEDED, f"denied in {acl['NetworkAclId']}: {listed}", prior)
+
+
+def _is_public(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_global
+    except ValueError:
+        return False

@@ -1,0 +1,78 @@
+"""ec2:protect-instance: keep the node (and its evidence) from being terminated or scaled in."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.ec2.common import INSTANCE_ARN, NODE_CONDITION, aws, instance, missing, terminated
+
+ASG_ARN = "arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/*"
+
+
+class ProtectInstanceParams(Params):
+    # Detaching lets the group start a replacement, while the suspect instance stays for forensics.
+    detach_from_group: bool = False
+
+
+class ProtectInstance(Action):
+    """Termination protection, shutdown behaviour "stop", and Auto Scaling scale-in protection;
+    optionally detach the instance from its group so a replacement starts. Prior values are kept.
+
+    Example::
+
+        - action: ec2:protect-instance
+          params: {detach_from_group: false}
+    """
+
+    name = "ec2:protect-instance"
+    target_kind = "instance"
+    summary = "termination protection, shutdown behaviour stop, scale-in protection (or detach from the group)"
+    params_model = ProtectInstanceParams
+    iam: ClassVar[tuple[IAMStatement, ...]] = (
+        IAMStatement(("ec2:DescribeInstances", "autoscaling:DescribeAutoScalingInstances")),
+        IAMStatement(("ec2:DescribeInstanceAttribute",), (INSTANCE_ARN,)),
+        IAMStatement(("ec2:ModifyInstanceAttribute",), (INSTANCE_ARN,), NODE_CONDITION),
+        IAMStatement(("autoscaling:SetInstanceProtection", "autoscaling:DetachInstances"), (ASG_ARN,), NODE_CONDITION),
+    )
+
+    def describe(self, target: Target, params: Params) -> str:
+        assert isinstance(params, ProtectInstanceParams)
+        asg = "detach it from its Auto Scaling group" if params.detach_from_group else "protect it from scale-in"
+        return f"turn on termination protection for instance {target}, set shutdown behaviour to stop, {asg}"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        assert isinstance(params, ProtectInstanceParams)
+        ec2 = aws(ctx)
+        found = instance(ctx, target)
+        if found is None or terminated(found):
+            return missing(target)
+        termination = bool(ec2.instance_attribute(target.name, "disableApiTermination"))
+        shutdown = ec2.instance_attribute(target.name, "instanceInitiatedShutdownBehavior")
+        group = ec2.auto_scaling_of(target.name)
+        prior: dict[str, Any] = {
+            "disableApiTermination": termination,
+            "instanceInitiatedShutdownBehavior": shutdown,
+            "auto_scaling_group": group["AutoScalingGroupName"] if group else None,
+            "protected_from_scale_in": bool(group and group.get("ProtectedFromScaleIn")),
+        }
+        done: list[str] = []
+        if not termination:
+            ec2.set_instance_attribute(target.name, "disableApiTermination", True)
+            done.append("termination protection on")
+        if shutdown != "stop":
+            ec2.set_instance_attribute(target.name, "instanceInitiatedShutdownBehavior", "stop")
+            done.append("shutdown behaviour stop")
+        if group:
+            name = str(group["AutoScalingGroupName"])
+            if params.detach_from_group:
+                ec2.detach_from_group(name, target.name)
+                done.append(f"detached from {name} (a replacement will start)")
+            elif not group.get("ProtectedFromScaleIn"):
+                ec2.set_scale_in_protection(name, target.name, protected=True)
+                done.append(f"scale-in protection in {name}")
+            if ec2.dry_run and done and done[-1].startswith(("detached", "scale-in")):
+                done[-1] += " (Auto Scaling has no dry run: not sent)"
+        if not done:
+            return Outcome(Status.SKIPPED, f"instance {target} is already protected")
+        return Outcome(Status.SUCCEEDED, f"instance {target}: {', '.join(done)}", prior)

@@ -1,0 +1,157 @@
+"""The EC2 and Auto Scaling executor: the only module that calls those APIs.
+
+Every EC2 write carries DryRun=True in dry-run mode; "DryRunOperation" (the request would have
+succeeded) counts as success, so a dry run proves permissions without changing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_DRY_RUN_OK = "DryRunOperation"
+
+
+def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def _filters(filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+    return [{"Name": k, "Values": v} for k, v in filters.items()]
+
+
+class EC2Gateway:
+    def __init__(self, ec2: Any, autoscaling: Any, *, dry_run: bool) -> None:
+        self._ec2 = ec2
+        self._asg = autoscaling
+        self.dry_run = dry_run
+
+    def _write(self, call: Callable[..., Any], **kwargs: Any) -> Any:
+        if not self.dry_run:
+            return call(**kwargs)
+        try:
+            call(DryRun=True, **kwargs)
+        except self._ec2.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != _DRY_RUN_OK:
+                raise
+        return None
+
+    def describe_instance(self, instance_id: str) -> dict[str, Any] | None:
+        try:
+            reservations = self._ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        except self._ec2.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {
+                "InvalidInstanceID.NotFound",
+                "InvalidInstanceID.Malformed",
+            }:
+                return None
+            raise
+        instances = [i for r in reservations for i in r.get("Instances", [])]
+        return instances[0] if instances else None
+
+    def describe_instances(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        pages = self._ec2.get_paginator("describe_instances").paginate(Filters=_filters(filters))
+        return [i for page in pages for r in page["Reservations"] for i in r.get("Instances", [])]
+
+    def find_security_group(self, vpc_id: str, tags: dict[str, str]) -> str | None:
+        wanted = {"vpc-id": [vpc_id], **{f"tag:{k}": [v] for k, v in tags.items()}}
+        groups = self._ec2.describe_security_groups(Filters=_filters(wanted))["SecurityGroups"]
+        return str(groups[0]["GroupId"]) if groups else None
+
+    def create_security_group(self, vpc_id: str, name: str, description: str, tags: dict[str, str]) -> str:
+        created = self._write(
+            self._ec2.create_security_group,
+            GroupName=name,
+            Description=description,
+            VpcId=vpc_id,
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": _tag_list(tags)}],
+        )
+        return str(created["GroupId"]) if created else ""
+
+    def revoke_all_egress(self, group_id: str) -> None:
+        group = self._ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+        if group.get("IpPermissionsEgress"):
+            self._write(
+                self._ec2.revoke_security_group_egress, GroupId=group_id, IpPermissions=group["IpPermissionsEgress"]
+            )
+
+    def set_interface_groups(self, interface_id: str, group_ids: list[str]) -> None:
+        self._write(self._ec2.modify_network_interface_attribute, NetworkInterfaceId=interface_id, Groups=group_ids)
+
+    def instance_attribute(self, instance_id: str, attribute: str) -> Any:
+        answer = self._ec2.describe_instance_attribute(InstanceId=instance_id, Attribute=attribute)
+        key = attribute[0].upper() + attribute[1:]
+        return (answer.get(key) or {}).get("Value")
+
+    def set_instance_attribute(self, instance_id: str, attribute: str, value: Any) -> None:
+        key = attribute[0].upper() + attribute[1:]
+        self._write(self._ec2.modify_instance_attribute, InstanceId=instance_id, **{key: {"Value": value}})
+
+    def tag(self, resource_ids: list[str], tags: dict[str, str]) -> None:
+        self._write(self._ec2.create_tags, Resources=resource_ids, Tags=_tag_list(tags))
+
+    def auto_scaling_of(self, instance_id: str) -> dict[str, Any] | None:
+        found = self._asg.describe_auto_scaling_instances(InstanceIds=[instance_id])["AutoScalingInstances"]
+        return dict(found[0]) if found else None
+
+    def set_scale_in_protection(self, group: str, instance_id: str, *, protected: bool) -> None:
+        if not self.dry_run:
+            self._asg.set_instance_protection(
+                InstanceIds=[instance_id], AutoScalingGroupName=group, ProtectedFromScaleIn=protected
+            )
+
+    def detach_from_group(self, group: str, instance_id: str) -> None:
+        if not self.dry_run:
+            self._asg.detach_instances(
+                InstanceIds=[instance_id], AutoScalingGroupName=group, ShouldDecrementDesiredCapacity=False
+            )
+
+    def snapshots_of(self, volume_id: str, tags: dict[str, str]) -> list[dict[str, Any]]:
+        wanted = {"volume-id": [volume_id], **{f"tag:{k}": [v] for k, v in tags.items()}}
+        return list(self._ec2.describe_snapshots(OwnerIds=["self"], Filters=_filters(wanted))["Snapshots"])
+
+    def create_snapshot(self, volume_id: str, description: str, tags: dict[str, str]) -> str:
+        created = self._write(
+            self._ec2.create_snapshot,
+            VolumeId=volume_id,
+            Description=description,
+            TagSpecifications=[{"ResourceType": "snapshot", "Tags": _tag_list(tags)}],
+        )
+        return str(created["SnapshotId"]) if created else ""
+
+    def network_acl_of(self, subnet_id: str) -> dict[str, Any] | None:
+        acls = self._ec2.describe_network_acls(Filters=_filters({"association.subnet-id": [subnet_id]}))["NetworkAcls"]
+        return dict(acls[0]) if acls else None
+
+    def add_acl_deny(self, acl_id: str, rule_number: int, cidr: str, *, egress: bool) -> None:
+        family = {"Ipv6CidrBlock": cidr} if ":" in cidr else {"CidrBlock": cidr}
+        self._write(
+            self._ec2.create_network_acl_entry,
+            NetworkAclId=acl_id,
+            RuleNumber=rule_number,
+            Protocol="-1",
+            RuleAction="deny",
+            Egress=egress,
+            **family,
+        )
+
+
+class AwsConnector:
+    """Builds EC2/Auto Scaling gateways per region, with clients cached per container."""
+
+    def __init__(self, session: Callable[[], Any]) -> None:
+        self._session = session
+        self._clients: dict[str, tuple[Any, Any]] = {}
+
+    def gateway(self, region: str, *, dry_run: bool) -> EC2Gateway:
+        if region not in self._clients:
+            from botocore.config import Config
+
+            config = Config(retries={"max_attempts": 5, "mode": "standard"})
+            session = self._session()
+            self._clients[region] = (
+                session.client("ec2", region_name=region, config=config),
+                session.client("autoscaling", region_name=region, config=config),
+            )
+        ec2, autoscaling = self._clients[region]
+        return EC2Gateway(ec2, autoscaling, dry_run=dry_run)
