@@ -52,7 +52,8 @@ def offline(incident: Incident) -> Targets:
         found.add_instance(instance_id)
     if not found.instances:
         for node_target in found.nodes:
-            found.instances.append(Target("instance", f"<instance of node {node_target}>", resolved=False))
+            described = node_target.name.strip("<>") if not node_target.resolved else f"node {node_target}"
+            found.instances.append(Target("instance", f"<instance of {described}>", resolved=False))
     return found
 
 

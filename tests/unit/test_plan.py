@@ -62,9 +62,29 @@ def test_live_without_a_cluster_skips_with_the_reason() -> None:
 
 def test_workloads_and_nodes_are_described_until_resolved() -> None:
     report = _plan("privilege-escalation-kubernetes-privileged-container")
-    targets = [a["target"] for a in report["actions"]]  # type: ignore[attr-defined]
-    assert "tools/debug-shell" in targets
-    assert "<node running pod tools/debug-shell>" in targets
+    targets = {a["action"]: a["target"] for a in report["actions"]}  # type: ignore[attr-defined]
+    assert targets["k8s:isolate-pod"] == "tools/debug-shell"
+    assert targets["k8s:cordon-node"] == "<node running pod tools/debug-shell>"
+    assert targets["ec2:isolate-instance"] == "<instance of node running pod tools/debug-shell>"
+
+
+def test_node_finding_plans_the_node_playbook_on_the_instance() -> None:
+    report = _plan("cryptocurrency-ec2-bitcoin-tool-worker-node")
+    assert [(a["action"], a["target"], a["status"]) for a in report["actions"]] == [  # type: ignore[attr-defined]
+        ("ec2:protect-instance", "i-7733adfa936a8baee", "planned"),
+        ("ec2:snapshot-volumes", "i-7733adfa936a8baee", "planned"),
+        ("k8s:label-node", "<node of instance i-7733adfa936a8baee>", "planned"),
+        ("k8s:cordon-node", "<node of instance i-7733adfa936a8baee>", "planned"),
+        ("ec2:isolate-instance", "i-7733adfa936a8baee", "planned"),
+        ("ec2:block-ip", "i-7733adfa936a8baee", "planned"),
+    ]
+
+
+def test_protected_instances_are_skipped_in_the_plan() -> None:
+    report = _plan("cryptocurrency-ec2-bitcoin-tool-worker-node", Settings(protected_instances=("i-7733*",)))
+    statuses = {a["action"]: a["status"] for a in report["actions"]}  # type: ignore[attr-defined]
+    assert statuses["ec2:isolate-instance"] == "skipped"
+    assert statuses["k8s:cordon-node"] == "planned"
 
 
 def test_no_action_rules_give_their_reason() -> None:
