@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -116,7 +116,6 @@ class Incident:
     event_id: str | None = None
     raw_ref: str | None = None  # where the original event can be found (path, event id, finding ARN)
     count: int = 1
-    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def tactic(self) -> str:

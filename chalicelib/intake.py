@@ -31,6 +31,10 @@ def handle(event: Any, responder: Responder, mode: Mode, raw_ref: str | None = N
     except EventError as exc:
         logger.error("rejected event", extra={"event_id": eid, "error": str(exc), "event_ref": raw_ref})
         return {"event_id": eid, "error": str(exc)}
-    report = responder.handle(incident, mode)
+    try:
+        report = responder.handle(incident, mode)
+    except Exception as exc:  # a bug, not bad input: logged with the event, never retried in a loop
+        logger.exception("responder failed", extra={"event_id": eid, "incident_id": incident.id})
+        return {"event_id": eid, "error": f"internal error while responding to {incident.id}: {exc}"}
     audit.record(report, eid)
     return {"event_id": eid, **report.to_dict()}

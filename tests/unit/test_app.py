@@ -94,3 +94,17 @@ def test_a_huge_event_is_rejected_cleanly(client: Client) -> None:
     response = client.lambda_.invoke("on_guardduty_finding", event)
     assert "detail.severity" in response.payload["error"]
     assert len(response.payload["error"]) < 2000
+
+
+def test_an_unexpected_error_is_logged_and_returned_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import intake
+    from chalicelib.responder import Mode
+
+    class Broken:
+        def handle(self, incident: Any, mode: Any) -> Any:
+            raise RuntimeError("boom")
+
+    result = intake.handle(load_event("execution-runtime-reverse-shell"), Broken(), Mode.PLAN)  # type: ignore[arg-type]
+    assert result["error"].startswith("internal error while responding to")
+    assert "boom" in result["error"]
+    assert result["event_id"] == load_event("execution-runtime-reverse-shell")["id"]
