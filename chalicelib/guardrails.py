@@ -9,9 +9,13 @@ from typing import Any
 from chalicelib.actions.base import CORDONED_AT_ANNOTATION, Action, ActionContext, Target
 from chalicelib.actions.ec2.common import CLUSTER_TAG, ISOLATED_AT_TAG, PROTECTED_TAG
 from chalicelib.actions.ec2.common import instance as cached_instance
+from chalicelib.actions.iam.common import account_of, name_of
+from chalicelib.incident import PrincipalRole, principal_from_arn
 from chalicelib.settings import Settings
 
 CLUSTER_TAG_FILTER = f"tag:{CLUSTER_TAG}"
+IDENTITY_KINDS = {"role", "user", "principal"}
+SERVICE_LINKED_PATH = "/aws-service-role/"
 # Where an instance says which node group it belongs to (managed node groups, then any ASG).
 NODE_GROUP_TAGS = ("eks:nodegroup-name", "aws:autoscaling:groupName")
 
@@ -62,10 +66,14 @@ def note_cordon(ctx: ActionContext) -> None:
     ctx.cache["cordon-count"] = int(ctx.cache.get("cordon-count", 0)) + 1
 
 
-def static_block(action: Action, target: Target, settings: Settings) -> str | None:  # noqa: PLR0911
+def static_block(  # noqa: PLR0911
+    action: Action, target: Target, settings: Settings, incident_account: str = ""
+) -> str | None:
     """The checks that need nothing but the target's name."""
     if target.skip_reason:
         return target.skip_reason
+    if target.kind in IDENTITY_KINDS:
+        return identity_static_block(target, settings, incident_account) if target.resolved else None
     if target.kind == "instance":
         if target.resolved and any(fnmatchcase(target.name, p) for p in settings.protected_instances):
             return f"instance {target.name} is protected (PROTECTED_INSTANCES)"
@@ -81,9 +89,11 @@ def static_block(action: Action, target: Target, settings: Settings) -> str | No
 
 def block(action: Action, target: Target, ctx: ActionContext) -> str | None:
     settings = ctx.settings
-    static = static_block(action, target, settings)
-    if static or target.kind == "pod":
+    static = static_block(action, target, settings, ctx.incident.account)
+    if static or target.kind in {"pod", "binding"}:
         return static
+    if target.kind in IDENTITY_KINDS:
+        return identity_block(target, ctx)
     if target.kind == "instance":
         return instance_block(action, target, ctx)
     node = _node(ctx, target.name)
@@ -177,4 +187,35 @@ def _last_ready_node(ctx: ActionContext, target: Target, tags: dict[str, str]) -
             f"instance {target.name} runs the last Ready node of node group {group}; "
             "isolating it would take the group down"
         )
+    return None
+
+
+def identity_static_block(target: Target, settings: Settings, incident_account: str) -> str | None:
+    arn = target.name
+    name = name_of(arn)
+    if any(fnmatchcase(arn, p) or fnmatchcase(name, p) for p in settings.protected_principals):
+        return f"{arn} is protected (PROTECTED_PRINCIPALS)"
+    if f":role{SERVICE_LINKED_PATH}" in arn or name.startswith("AWSServiceRoleFor"):
+        return f"{arn} is an AWS service-linked role; never revoked"
+    account = account_of(arn)
+    allowed = {incident_account, *settings.allowed_accounts}
+    if account and account not in allowed:
+        return f"{arn} is in account {account}, not the finding's account or ALLOWED_ACCOUNTS"
+    return None
+
+
+def identity_block(target: Target, ctx: ActionContext) -> str | None:
+    if ctx.identity is None:
+        return "no AWS access configured"
+    own = ctx.cache.get("own-identity")
+    if own is None:
+        caller = ctx.identity.caller_arn()
+        parsed = principal_from_arn(caller, PrincipalRole.CALLER)
+        own = ctx.cache["own-identity"] = parsed.arn if parsed and parsed.arn else caller
+    if account_of(own) == account_of(target.name) and name_of(own) == name_of(target.name):
+        return f"{target.name} is the responder's own identity; never revoked"
+    if target.kind == "role":
+        role = ctx.identity.get_role(name_of(target.name))
+        if role and str(role.get("Path", "")).startswith(SERVICE_LINKED_PATH):
+            return f"{target.name} is an AWS service-linked role; never revoked"
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,16 @@ class PrincipalKind(enum.StrEnum):
     SERVICE_ACCOUNT = "service-account"
     KUBERNETES_USER = "kubernetes-user"
     ANONYMOUS = "anonymous"
+    INSTANCE_PROFILE = "instance-profile"
+
+
+class PrincipalRole(enum.StrEnum):
+    """How an identity is involved in the finding."""
+
+    CALLER = "caller"  # made the Kubernetes API call
+    CREDENTIALS = "credentials"  # its AWS credentials were used (IAM findings)
+    WORKLOAD = "workload"  # the pod's service account
+    NODE = "node"  # the node's instance profile
 
 
 @dataclass(frozen=True)
@@ -84,9 +95,45 @@ class Principal:
     name: str
     arn: str | None = None
     groups: tuple[str, ...] = ()
+    involved_as: PrincipalRole = PrincipalRole.CALLER
+    access_key_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, "name": self.name, "arn": self.arn, "groups": list(self.groups)}
+        return {
+            "kind": self.kind.value,
+            "name": self.name,
+            "arn": self.arn,
+            "groups": list(self.groups),
+            "involved_as": self.involved_as.value,
+            "access_key_id": self.access_key_id,
+        }
+
+
+_IAM_ARN = re.compile(r"^arn:aws[a-z-]*:(?:iam|sts)::(\d{12}):(role|user|assumed-role)/(.+)$")
+
+
+def principal_from_arn(arn: str, involved_as: PrincipalRole, groups: tuple[str, ...] = ()) -> Principal | None:
+    """An IAM role or user from an IAM or STS ARN (an assumed-role session becomes its role)."""
+    match = _IAM_ARN.match(arn)
+    if not match:
+        return None
+    account, kind, rest = match.groups()
+    if kind == "assumed-role":
+        role = rest.split("/", 1)[0]
+        return Principal(PrincipalKind.IAM_ROLE, role, f"arn:aws:iam::{account}:role/{role}", groups, involved_as)
+    name = rest.rsplit("/", 1)[-1]
+    principal_kind = PrincipalKind.IAM_USER if kind == "user" else PrincipalKind.IAM_ROLE
+    return Principal(principal_kind, name, arn, groups, involved_as)
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """The Kubernetes API request an audit-log finding is about."""
+
+    verb: str | None
+    resource: str | None
+    name: str | None
+    namespace: str | None
 
 
 @dataclass(frozen=True)
@@ -116,6 +163,7 @@ class Incident:
     event_id: str | None = None
     raw_ref: str | None = None  # where the original event can be found (path, event id, finding ARN)
     count: int = 1
+    api_call: ApiCall | None = None
 
     @property
     def tactic(self) -> str:

@@ -40,10 +40,13 @@ LOGS: tuple[IAMStatement, ...] = (
 def rbac_rules() -> list[RBACRule]:
     from chalicelib.executors.kube import RBAC as RESOLVE
 
-    merged: dict[tuple[str, str], set[str]] = defaultdict(set)
+    merged: dict[tuple[str, str, tuple[str, ...]], set[str]] = defaultdict(set)
     for rule in [*RESOLVE, *(r for a in actions.REGISTRY.values() for r in a.rbac)]:
-        merged[(rule.api_group, rule.resource)].update(rule.verbs)
-    return [RBACRule(group, resource, tuple(sorted(verbs))) for (group, resource), verbs in sorted(merged.items())]
+        merged[(rule.api_group, rule.resource, rule.resource_names)].update(rule.verbs)
+    return [
+        RBACRule(group, resource, tuple(sorted(verbs)), names)
+        for (group, resource, names), verbs in sorted(merged.items())
+    ]
 
 
 def iam_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
@@ -96,15 +99,21 @@ def iam_policy(stage_env: dict[str, str]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": body}
 
 
+def _rbac_rule(rule: RBACRule) -> dict[str, Any]:
+    body: dict[str, Any] = {"apiGroups": [rule.api_group], "resources": [rule.resource]}
+    if rule.resource_names:
+        body["resourceNames"] = list(rule.resource_names)
+    body["verbs"] = list(rule.verbs)
+    return body
+
+
 def cluster_role_documents() -> list[dict[str, Any]]:
     labels = {"app.kubernetes.io/name": "eks-responder", "app.kubernetes.io/managed-by": "eks-responder"}
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
         "metadata": {"name": CLUSTER_ROLE_NAME, "labels": labels},
-        "rules": [
-            {"apiGroups": [r.api_group], "resources": [r.resource], "verbs": list(r.verbs)} for r in rbac_rules()
-        ],
+        "rules": [_rbac_rule(r) for r in rbac_rules()],
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -17,6 +17,7 @@ from chalicelib.actions.base import (
     ActionContext,
     ActionResult,
     EvidenceSink,
+    IdentityAPI,
     KubeAPI,
     Params,
     Status,
@@ -46,6 +47,13 @@ class KubeConnector(Protocol):
 
 class AWSConnector(Protocol):
     def gateway(self, region: str, *, dry_run: bool) -> EC2API: ...
+
+
+class IdentityConnector(Protocol):
+    def gateway(self, region: str, *, dry_run: bool) -> IdentityAPI: ...
+
+
+IDENTITY_KINDS = {"role", "user", "principal"}
 
 
 class UnreachableKube:
@@ -101,6 +109,7 @@ class Responder:
         evidence: EvidenceSink | None = None,
         clock: Callable[[], datetime] = _now,
         aws: AWSConnector | None = None,
+        identity: IdentityConnector | None = None,
     ) -> None:
         self._rules = rules
         self._settings = settings
@@ -108,6 +117,7 @@ class Responder:
         self._evidence = evidence
         self._clock = clock
         self._aws = aws
+        self._identity = identity
 
     def close(self) -> None:
         """Release connections (a Lambda keeps them for the container's life)."""
@@ -136,7 +146,7 @@ class Responder:
             if target is None:
                 results.append(_nothing_to_do(action))
                 continue
-            reason = blocked or guardrails.static_block(action, target, self._settings)
+            reason = blocked or guardrails.static_block(action, target, self._settings, incident.account)
             if reason:
                 results.append(ActionResult(action.name, str(target), Status.SKIPPED, reason))
                 continue
@@ -169,13 +179,16 @@ class Responder:
             # AWS-side containment must not depend on the Kubernetes API the attacker may be attacking.
             kube = cast("KubeAPI", UnreachableKube(unreachable))
             found = targets.aws_only(incident, unreachable)
-        aws = None
-        if self._aws is not None and any(actions.get(s.action).target_kind == "instance" for s in steps):
-            aws = self._aws.gateway(incident.region, dry_run=dry_run)
-        ctx = ActionContext(incident, self._settings, kube, self._clock(), dry_run, self._evidence, aws)
+        kinds = {actions.get(s.action).target_kind for s in steps}
+        aws = self._aws.gateway(incident.region, dry_run=dry_run) if self._aws and "instance" in kinds else None
+        identity = None
+        if self._identity and kinds & IDENTITY_KINDS:
+            identity = self._identity.gateway(incident.region, dry_run=dry_run)
+        found.look_up_identities(incident, None if unreachable else kube, identity)
+        ctx = ActionContext(incident, self._settings, kube, self._clock(), dry_run, self._evidence, aws, identity)
         results = []
         for action, params, target in _each_target(steps, found):
-            if unreachable is not None and action.target_kind != "instance":
+            if unreachable is not None and action.target_kind in {"pod", "node", "binding"}:
                 results.append(ActionResult(action.name, incident.cluster, Status.FAILED, unreachable))
             elif target is None:
                 results.append(_nothing_to_do(action))

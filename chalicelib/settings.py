@@ -12,6 +12,8 @@ from chalicelib.errors import ConfigError
 DEFAULT_RULES_FILE = Path(__file__).parent / "policy" / "rules.yaml"
 DEFAULT_PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "amazon-guardduty")
 MANAGED_BY = "eks-responder"
+# Identities never revoked: examples a team adapts (break-glass roles; add the cluster creator's).
+DEFAULT_PROTECTED_PRINCIPALS = ("*break-glass*", "*BreakGlass*", "*breakglass*")
 
 
 def _list(env: Mapping[str, str], name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -60,6 +62,8 @@ class Settings:
     protected_clusters: tuple[str, ...] = ()
     max_nodes_cordoned_per_hour: int = 3
     protected_instances: tuple[str, ...] = ()
+    protected_principals: tuple[str, ...] = DEFAULT_PROTECTED_PRINCIPALS
+    allowed_accounts: tuple[str, ...] = ()
     max_instances_isolated_per_hour: int = 3
     evidence_bucket: str | None = None
     evidence_prefix: str = "evidence"
@@ -91,6 +95,8 @@ class Settings:
             protected_clusters=_list(env, "PROTECTED_CLUSTERS"),
             max_nodes_cordoned_per_hour=_int(env, "MAX_NODES_CORDONED_PER_HOUR", 3),
             protected_instances=_list(env, "PROTECTED_INSTANCES"),
+            protected_principals=_list(env, "PROTECTED_PRINCIPALS", DEFAULT_PROTECTED_PRINCIPALS),
+            allowed_accounts=_list(env, "ALLOWED_ACCOUNTS"),
             max_instances_isolated_per_hour=_int(env, "MAX_INSTANCES_ISOLATED_PER_HOUR", 3),
             evidence_bucket=env.get("EVIDENCE_BUCKET") or None,
             evidence_prefix=env.get("EVIDENCE_PREFIX", "evidence").strip("/") or "evidence",

@@ -7,10 +7,12 @@ instances to nodes by `spec.providerID` (`aws:///<az>/<instance-id>`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.actions.base import KubeAPI, Target
+from chalicelib import identities
+from chalicelib.actions.base import IdentityAPI, KubeAPI, Target
 from chalicelib.incident import Incident
 
 FARGATE_LABEL = "eks.amazonaws.com/compute-type"
@@ -23,9 +25,25 @@ class Targets:
     nodes: list[Target] = field(default_factory=list)
     instances: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Identities and bindings are looked up only when a rule has an action for them.
+    lazy: dict[str, Callable[[], list[Target]]] = field(default_factory=dict)
+    _resolved: dict[str, list[Target]] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Target]:
-        return {"pod": self.pods, "node": self.nodes, "instance": self.instances}[kind]
+        eager = {"pod": self.pods, "node": self.nodes, "instance": self.instances}
+        if kind in eager:
+            return eager[kind]
+        if kind not in self._resolved:
+            self._resolved[kind] = self.lazy[kind]() if kind in self.lazy else []
+        return self._resolved[kind]
+
+    def look_up_identities(self, incident: Incident, kube: KubeAPI | None, identity: IdentityAPI | None) -> None:
+        self.lazy = {
+            "role": lambda: identities.roles(incident, kube, identity, self.notes),
+            "user": lambda: identities.users(incident),
+            "principal": lambda: identities.eks_principals(incident),
+            "binding": lambda: identities.bindings(incident, kube),
+        }
 
     def add_instance(self, instance_id: str, skip_reason: str | None = None) -> None:
         if instance_id not in {t.name for t in self.instances}:
@@ -54,6 +72,7 @@ def offline(incident: Incident) -> Targets:
         for node_target in found.nodes:
             described = node_target.name.strip("<>") if not node_target.resolved else f"node {node_target}"
             found.instances.append(Target("instance", f"<instance of {described}>", resolved=False))
+    found.look_up_identities(incident, None, None)
     return found
 
 

@@ -54,6 +54,7 @@ def build_evidence(current: Settings) -> EvidenceSink | None:
 
 def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
     from chalicelib.executors.aws import AwsConnector
+    from chalicelib.executors.identity import IdentityConnector
     from chalicelib.responder import Responder
 
     return Responder(
@@ -62,6 +63,7 @@ def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
         build_connector(current),
         build_evidence(current),
         aws=AwsConnector(aws_session),
+        identity=IdentityConnector(aws_session),
     )
 
 

@@ -7,9 +7,13 @@ from chalicelib.actions.ec2.block_ip import BlockIP
 from chalicelib.actions.ec2.isolate_instance import IsolateInstance
 from chalicelib.actions.ec2.protect_instance import ProtectInstance
 from chalicelib.actions.ec2.snapshot_volumes import SnapshotVolumes
+from chalicelib.actions.eks.delete_access_entry import DeleteAccessEntry
+from chalicelib.actions.iam.deactivate_access_keys import DeactivateAccessKeys
+from chalicelib.actions.iam.revoke_role_sessions import RevokeRoleSessions
 from chalicelib.actions.k8s.capture_pod import CapturePod
 from chalicelib.actions.k8s.cordon_node import CordonNode
 from chalicelib.actions.k8s.delete_pod import DeletePod
+from chalicelib.actions.k8s.delete_rolebinding import DeleteRoleBinding
 from chalicelib.actions.k8s.isolate_pod import IsolatePod
 from chalicelib.actions.k8s.label_node import LabelNode
 from chalicelib.actions.k8s.label_pod import LabelPod
@@ -25,6 +29,10 @@ _ACTIONS: tuple[type[Action], ...] = (
     SnapshotVolumes,
     IsolateInstance,
     BlockIP,
+    RevokeRoleSessions,
+    DeactivateAccessKeys,
+    DeleteAccessEntry,
+    DeleteRoleBinding,
 )
 
 REGISTRY: dict[str, Action] = {cls.name: cls() for cls in _ACTIONS}

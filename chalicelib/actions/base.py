@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from chalicelib.incident import Incident
     from chalicelib.settings import Settings
 
-TargetKind = Literal["pod", "node", "instance"]
+TargetKind = Literal["pod", "node", "instance", "role", "user", "principal", "binding"]
 
 # Labels and annotations the responder writes. Every object it touches carries them.
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -77,6 +77,7 @@ class RBACRule:
     api_group: str
     resource: str
     verbs: tuple[str, ...]
+    resource_names: tuple[str, ...] = ()  # empty: every object of the resource
 
 
 class Status(enum.StrEnum):
@@ -96,6 +97,7 @@ class Target:
     resolved: bool = True  # False in an offline plan, where the name only describes the target
     exists: bool = True
     skip_reason: str | None = None  # known not to be actionable (a Fargate node, ...)
+    attributes: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
@@ -150,6 +152,14 @@ class KubeAPI(Protocol):
     def patch_node(self, name: str, patch: dict[str, Any]) -> None: ...
     def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None: ...
+    def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def list_bindings(self) -> list[dict[str, Any]]: ...
+    def get_binding(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
+    def delete_binding(self, kind: str, namespace: str | None, name: str) -> None: ...
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def replace_config_map_data(
+        self, namespace: str, name: str, data: dict[str, str], resource_version: str
+    ) -> None: ...
 
 
 class EC2API(Protocol):
@@ -180,6 +190,24 @@ class EC2API(Protocol):
     def add_acl_deny(self, acl_id: str, rule_number: int, cidr: str, *, egress: bool) -> None: ...
 
 
+class IdentityAPI(Protocol):
+    """The IAM, STS and EKS calls the identity actions make. IAM and EKS have no dry run: in
+    dry-run mode the implementation reads but sends no write."""
+
+    dry_run: bool
+
+    def caller_arn(self) -> str: ...
+    def get_role(self, name: str) -> dict[str, Any] | None: ...
+    def role_policy(self, role: str, policy: str) -> dict[str, Any] | None: ...
+    def put_role_policy(self, role: str, policy: str, document: dict[str, Any]) -> None: ...
+    def access_keys(self, user: str) -> list[dict[str, Any]]: ...
+    def set_access_key_status(self, user: str, key_id: str, status: str) -> None: ...
+    def instance_profile_roles(self, profile: str) -> list[str]: ...
+    def pod_identity_roles(self, cluster: str, namespace: str, service_account: str) -> list[str]: ...
+    def access_entry(self, cluster: str, principal_arn: str) -> dict[str, Any] | None: ...
+    def delete_access_entry(self, cluster: str, principal_arn: str) -> None: ...
+
+
 class EvidenceSink(Protocol):
     """Where captured evidence goes: a local folder or an S3 prefix."""
 
@@ -197,6 +225,7 @@ class ActionContext:
     dry_run: bool
     evidence: EvidenceSink | None = None
     aws: EC2API | None = None
+    identity: IdentityAPI | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
 

@@ -14,8 +14,9 @@ import httpx2
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.resources.apps_v1 import ReplicaSet
 from lightkube.resources.batch_v1 import Job
-from lightkube.resources.core_v1 import Event, Node, Pod
+from lightkube.resources.core_v1 import ConfigMap, Event, Node, Pod, ServiceAccount
 from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
 from lightkube.types import PatchType
 
 from chalicelib.actions.base import RBACRule
@@ -31,6 +32,7 @@ RBAC: tuple[RBACRule, ...] = (
     RBACRule("", "nodes", ("get", "list")),
     RBACRule("apps", "replicasets", ("list",)),
     RBACRule("batch", "jobs", ("list",)),
+    RBACRule("", "serviceaccounts", ("get",)),  # a pod's IRSA role is an annotation of its service account
 )
 
 _NOT_FOUND = 404
@@ -93,6 +95,39 @@ class KubeGateway:
 
     def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(NetworkPolicy, name, namespace)
+
+    def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(ServiceAccount, name, namespace)
+
+    def list_bindings(self) -> list[dict[str, Any]]:
+        cluster_wide = [_to_dict(b) for b in self._client.list(ClusterRoleBinding)]
+        namespaced = [_to_dict(b) for b in self._client.list(RoleBinding, namespace="*")]
+        for binding in cluster_wide:
+            binding["kind"] = "ClusterRoleBinding"
+        for binding in namespaced:
+            binding["kind"] = "RoleBinding"
+        return cluster_wide + namespaced
+
+    def get_binding(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        if kind == "ClusterRoleBinding":
+            return self._get(ClusterRoleBinding, name)
+        return self._get(RoleBinding, name, namespace)
+
+    def delete_binding(self, kind: str, namespace: str | None, name: str) -> None:
+        if kind == "ClusterRoleBinding":
+            self._client.delete(ClusterRoleBinding, name, dry_run=self._dry_run)
+        else:
+            self._client.delete(RoleBinding, name, namespace=namespace, dry_run=self._dry_run)
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(ConfigMap, name, namespace)
+
+    def replace_config_map_data(self, namespace: str, name: str, data: dict[str, str], resource_version: str) -> None:
+        # The resourceVersion makes the write fail, rather than lose an edit made since we read it.
+        patch = {"metadata": {"resourceVersion": resource_version}, "data": data}
+        self._client.patch(
+            ConfigMap, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=self._dry_run
+        )
 
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None:
         policy = cast("NetworkPolicy", NetworkPolicy.from_dict(body))

@@ -13,13 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib.errors import EventError
 from chalicelib.incident import (
+    ApiCall,
     Incident,
     PodRef,
     Principal,
     PrincipalKind,
+    PrincipalRole,
     ResourceKind,
     Severity,
     WorkloadRef,
+    principal_from_arn,
 )
 
 SOURCE = "guardduty"
@@ -286,7 +289,7 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
         pods=tuple(pods),
         nodes=(),
         instance_ids=tuple(instance_ids),
-        principals=tuple(_principals(resource)),
+        principals=tuple(_principals(resource, finding.account_id)),
         images=tuple(_images(resource)),
         remote_ips=tuple(_remote_ips(finding)),
         privileged=_privileged(finding.type, workload, resource.container_details),
@@ -294,6 +297,7 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
         event_id=model.id,
         raw_ref=raw_ref or finding.arn,
         count=(finding.service.count if finding.service and finding.service.count else 1),
+        api_call=_api_call(finding),
     )
 
 
@@ -314,6 +318,24 @@ def _workloads(
                 refs.append(ref)
     pods = [PodRef(w.namespace, w.name) for w in refs if w.kind == "Pod"]
     return refs, pods
+
+
+def _api_call(finding: GuardDutyFindingModel) -> ApiCall | None:
+    action = finding.service.action if finding.service else None
+    call = action.kubernetes_api_call if action else None
+    if call is None:
+        return None
+    resource, name, namespace = call.resource, call.resource_name, call.namespace
+    # Older findings carry only the request URI: /apis/<group>/<version>/[namespaces/<ns>/]<resource>[/<name>]
+    parts = [p for p in (call.request_uri or "").split("?", 1)[0].split("/") if p]
+    if resource is None and len(parts) >= 3:  # noqa: PLR2004
+        rest = parts[2:] if parts[0] == "api" else parts[3:]
+        if len(rest) >= 2 and rest[0] == "namespaces":  # noqa: PLR2004
+            namespace, rest = rest[1], rest[2:]
+        if rest:
+            resource = rest[0]
+            name = rest[1] if len(rest) > 1 else None
+    return ApiCall(call.verb, resource, name, namespace)
 
 
 def _api_namespace(finding: GuardDutyFindingModel) -> str | None:
@@ -365,32 +387,39 @@ def _resource_kind(  # noqa: PLR0911 - one return per kind reads best
     return ResourceKind.OTHER
 
 
-def _principals(resource: ResourceModel) -> list[Principal]:
+def _principals(resource: ResourceModel, account: str) -> list[Principal]:
     found: list[Principal] = []
     user = resource.kubernetes_details.user if resource.kubernetes_details else None
     if user and user.username:
         groups = tuple(user.groups or ())
         name = user.username
-        if name in {"system:anonymous"} or "system:unauthenticated" in groups:
+        from_arn = principal_from_arn(name, PrincipalRole.CALLER, groups) if name.startswith("arn:aws") else None
+        if name == "system:anonymous" or "system:unauthenticated" in groups:
             found.append(Principal(PrincipalKind.ANONYMOUS, name, groups=groups))
         elif name.startswith("system:serviceaccount:"):
             found.append(Principal(PrincipalKind.SERVICE_ACCOUNT, name, groups=groups))
-        elif name.startswith("arn:aws:"):
-            kind = PrincipalKind.IAM_USER if ":user/" in name else PrincipalKind.IAM_ROLE
-            found.append(Principal(kind, name, arn=name, groups=groups))
+        elif from_arn is not None:
+            found.append(from_arn)
         else:
             found.append(Principal(PrincipalKind.KUBERNETES_USER, name, groups=groups))
     key = resource.access_key_details
     if key and key.user_name:
-        kind = (
-            PrincipalKind.IAM_USER
-            if key.user_type == "IAMUser" and not resource.instance_details
-            else PrincipalKind.IAM_ROLE
-        )
-        found.append(Principal(kind, key.user_name))
+        # Instance credentials are role credentials, whatever the sample's userType says.
+        is_user = key.user_type == "IAMUser" and not resource.instance_details
+        involved = PrincipalRole.CALLER if resource.resource_type == "EKSCluster" else PrincipalRole.CREDENTIALS
+        kind = PrincipalKind.IAM_USER if is_user else PrincipalKind.IAM_ROLE
+        arn = f"arn:aws:iam::{account}:{'user' if is_user else 'role'}/{key.user_name}"
+        principal = Principal(kind, key.user_name, arn, (), involved, key.access_key_id)
+        if not any(p.arn == arn for p in found):
+            found.append(principal)
+    workload = resource.kubernetes_details.workload if resource.kubernetes_details else None
+    if workload and workload.namespace and workload.service_account_name:
+        account_name = f"system:serviceaccount:{workload.namespace}:{workload.service_account_name}"
+        found.append(Principal(PrincipalKind.SERVICE_ACCOUNT, account_name, involved_as=PrincipalRole.WORKLOAD))
     profile = resource.instance_details.iam_instance_profile if resource.instance_details else None
     if profile and profile.arn and resource.resource_type == "Instance":
-        found.append(Principal(PrincipalKind.IAM_ROLE, profile.arn.rsplit("/", 1)[-1], arn=profile.arn))
+        profile_name = profile.arn.rsplit("/", 1)[-1]
+        found.append(Principal(PrincipalKind.INSTANCE_PROFILE, profile_name, profile.arn, (), PrincipalRole.NODE))
     return found
 
 

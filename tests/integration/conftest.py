@@ -18,6 +18,7 @@ from lightkube.types import PatchType
 
 from chalicelib.executors.aws import AwsConnector
 from chalicelib.executors.evidence import FolderEvidence
+from chalicelib.executors.identity import IdentityConnector
 from chalicelib.executors.kube import ClusterConnector
 from chalicelib.incident import Incident, PodRef, ResourceKind, Severity, WorkloadRef
 from chalicelib.permissions import CLUSTER_ROLE_FILE
@@ -184,7 +185,9 @@ def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session
         assert current.evidence_dir is not None
         evidence = FolderEvidence(current.evidence_dir)
         aws = AwsConnector(lambda: aws_session)
-        built.append(Responder(rules or load_rules(DEFAULT_RULES_FILE), current, connector, evidence, aws=aws))
+        identity = IdentityConnector(lambda: aws_session)
+        rules = rules or load_rules(DEFAULT_RULES_FILE)
+        built.append(Responder(rules, current, connector, evidence, aws=aws, identity=identity))
         return built[-1]
 
     yield build

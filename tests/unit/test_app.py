@@ -45,8 +45,10 @@ def test_other_sources_do_not_match() -> None:
 
 def test_handler_returns_a_report(client: Client) -> None:
     # dev stage: DRY_RUN=true; cluster "demo" has no kubeconfig and no EKS here, so it fails cleanly.
-    response = client.lambda_.invoke("on_guardduty_finding", load_event("policy-kubernetes-anonymous-access-granted"))
-    assert response.payload["rule"] == "configuration-issue"
+    response = client.lambda_.invoke(
+        "on_guardduty_finding", load_event("execution-runtime-suspicious-shell-created-low")
+    )
+    assert response.payload["rule"] == "report-low-severity"
     assert response.payload["mode"] == "dry-run"
 
 

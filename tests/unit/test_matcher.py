@@ -101,7 +101,7 @@ EXPECTED_RULES = {
     "execution-runtime-reverse-shell": "compromised-pod",
     "execution-runtime-suspicious-shell-created-low": "report-low-severity",
     "impact-runtime-crypto-miner-executed-deployment": "compromised-pod",
-    "policy-kubernetes-anonymous-access-granted": "configuration-issue",
+    "policy-kubernetes-anonymous-access-granted": "dangerous-binding",
     "privilege-escalation-kubernetes-privileged-container": "privileged-pod",
     "privilege-escalation-runtime-runc-container-escape-node": "compromised-node",
     "sample-privilege-escalation-privileged-container": "privileged-pod",

@@ -88,7 +88,24 @@ def test_protected_instances_are_skipped_in_the_plan() -> None:
 
 
 def test_no_action_rules_give_their_reason() -> None:
-    report = _plan("policy-kubernetes-anonymous-access-granted")
+    report = _plan("execution-runtime-suspicious-shell-created-low")
     assert report["actions"] == []
-    assert report["rule"] == "configuration-issue"
-    assert "Configuration issue" in str(report["reason"])
+    assert report["rule"] == "report-low-severity"
+    assert "Low-severity" in str(report["reason"])
+
+
+def test_identity_targets_are_described_from_the_finding() -> None:
+    caller = _plan("credential-access-kubernetes-malicious-ip-caller")
+    assert [(a["action"], a["target"]) for a in caller["actions"]] == [  # type: ignore[attr-defined]
+        ("iam:revoke-role-sessions", "arn:aws:iam::123456789012:role/developer"),
+        ("iam:deactivate-access-keys", "-"),
+        ("eks:delete-access-entry", "arn:aws:iam::123456789012:role/developer"),
+    ]
+    exfiltration = _plan("unauthorized-access-instance-credential-exfiltration-outside-aws")
+    first = exfiltration["actions"][0]
+    assert (first["action"], first["target"]) == (
+        "iam:revoke-role-sessions",
+        "arn:aws:iam::123456789012:role/eks-demo-general-node",
+    )
+    binding = _plan("policy-kubernetes-anonymous-access-granted")
+    assert [(a["action"], a["target"]) for a in binding["actions"]] == [("k8s:delete-rolebinding", "anonymous-view")]  # type: ignore[attr-defined]

@@ -1,0 +1,85 @@
+"""eks:delete-access-entry: remove an IAM principal's access to the cluster (access entry or aws-auth)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import yaml
+
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, RBACRule, Status, Target
+from chalicelib.actions.iam.common import account_of, identity, name_of
+
+AWS_AUTH = ("kube-system", "aws-auth")
+
+
+class DeleteAccessEntryParams(Params):
+    # auto: the access entry if there is one, else the aws-auth mapping.
+    mode: Literal["auto", "access-entry", "aws-auth"] = "auto"
+
+
+def _same_principal(mapped: str, arn: str) -> bool:
+    # aws-auth may name a role with its path; an assumed-role ARN resolves to the role without it.
+    return mapped == arn or (account_of(mapped) == account_of(arn) and name_of(mapped) == name_of(arn))
+
+
+class DeleteAccessEntry(Action):
+    """Remove the principal's EKS access entry (its access policies are recorded), or, for a
+    cluster that still maps IAM identities in the `aws-auth` ConfigMap, remove its lines there
+    (kept in the result for undo).
+
+    Example::
+
+        - action: eks:delete-access-entry
+          params: {mode: auto}
+    """
+
+    name = "eks:delete-access-entry"
+    target_kind = "principal"
+    summary = "remove the IAM principal's EKS access entry, or its aws-auth mapping"
+    params_model = DeleteAccessEntryParams
+    iam: ClassVar[tuple[IAMStatement, ...]] = (
+        IAMStatement(
+            ("eks:DeleteAccessEntry", "eks:DescribeAccessEntry", "eks:ListAssociatedAccessPolicies"),
+            ("arn:aws:eks:{region}:{account}:access-entry/*",),
+        ),
+    )
+    rbac: ClassVar[tuple[RBACRule, ...]] = (RBACRule("", "configmaps", ("get", "patch"), ("aws-auth",)),)
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"remove the EKS access entry (or aws-auth mapping) of {target}"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        assert isinstance(params, DeleteAccessEntryParams)
+        cluster = ctx.incident.cluster or ""
+        if params.mode != "aws-auth":
+            entry = identity(ctx).access_entry(cluster, target.name)
+            if entry is not None:
+                identity(ctx).delete_access_entry(cluster, target.name)
+                return Outcome(
+                    Status.SUCCEEDED, f"deleted the access entry of {target} in {cluster}", {"access_entry": entry}
+                )
+            if params.mode == "access-entry":
+                return Outcome(Status.SKIPPED, f"{target} has no access entry in {cluster}")
+        return self._aws_auth(ctx, target)
+
+    def _aws_auth(self, ctx: ActionContext, target: Target) -> Outcome:
+        config = ctx.kube.get_config_map(*AWS_AUTH)
+        if config is None:
+            return Outcome(Status.SKIPPED, f"{target} has no access entry and the cluster has no aws-auth ConfigMap")
+        data: dict[str, str] = dict(config.get("data") or {})
+        removed: dict[str, list[dict[str, Any]]] = {}
+        updated: dict[str, str] = {}
+        for key, field in (("mapRoles", "rolearn"), ("mapUsers", "userarn")):
+            entries = yaml.safe_load(data.get(key) or "[]") or []
+            kept = [e for e in entries if not _same_principal(str(e.get(field, "")), target.name)]
+            if len(kept) != len(entries):
+                removed[key] = [e for e in entries if e not in kept]
+                updated[key] = yaml.safe_dump(kept, sort_keys=False)
+        if not removed:
+            return Outcome(Status.SKIPPED, f"{target} has no access entry and no aws-auth mapping")
+        version = str((config.get("metadata") or {}).get("resourceVersion", ""))
+        ctx.kube.replace_config_map_data(*AWS_AUTH, updated, version)
+        lines = sum(len(v) for v in removed.values())
+        return Outcome(
+            Status.SUCCEEDED, f"removed {lines} aws-auth mapping(s) of {target}", {"aws_auth_removed": removed}
+        )

@@ -1,0 +1,69 @@
+"""iam:revoke-role-sessions: deny every session of the role issued before now."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.iam.common import identity, name_of
+
+POLICY_NAME = "eks-responder-revoke-older-sessions"
+ROLE_ARN = "arn:aws:iam::{account}:role/*"
+
+
+def revoke_document(incident_id: str, cutoff: str) -> dict[str, Any]:
+    """AWS's "revoke older sessions" policy: deny everything to tokens issued before the cut-off."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "RevokeOlderSessions" + re.sub(r"[^A-Za-z0-9]", "", incident_id)[:80],
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": {"DateLessThan": {"aws:TokenIssueTime": cutoff}},
+            }
+        ],
+    }
+
+
+class RevokeRoleSessions(Action):
+    """Attach one inline policy that denies every session issued before now: running sessions
+    (stolen node, IRSA or caller credentials) stop working, new ones keep working.
+
+    A later incident moves the cut-off in the same policy; nothing piles up. The policy it
+    replaced is recorded, so it can be undone.
+
+    Example::
+
+        - action: iam:revoke-role-sessions
+    """
+
+    name = "iam:revoke-role-sessions"
+    target_kind = "role"
+    summary = "deny every session of the role issued before now (aws:TokenIssueTime)"
+    iam: ClassVar[tuple[IAMStatement, ...]] = (
+        IAMStatement(("iam:GetRole", "iam:GetRolePolicy", "iam:PutRolePolicy"), (ROLE_ARN,)),
+    )
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"attach {POLICY_NAME} to role {target}: deny sessions issued before now"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        api = identity(ctx)
+        role = name_of(target.name)
+        if api.get_role(role) is None:
+            return Outcome(Status.SKIPPED, f"role {target} no longer exists")
+        existing = api.role_policy(role, POLICY_NAME)
+        wanted_sid = revoke_document(ctx.incident.id, "")["Statement"][0]["Sid"]
+        if existing and any(s.get("Sid") == wanted_sid for s in existing.get("Statement", [])):
+            cutoff = existing["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+            return Outcome(
+                Status.SKIPPED, f"sessions of role {role} already revoked for this incident (before {cutoff})"
+            )
+        cutoff = ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        api.put_role_policy(role, POLICY_NAME, revoke_document(ctx.incident.id, cutoff))
+        moved = " (moved the earlier cut-off)" if existing else ""
+        detail = f"role {role}: sessions issued before {cutoff} denied by inline policy {POLICY_NAME}{moved}"
+        return Outcome(Status.SUCCEEDED, detail, {"role": role, "policy": POLICY_NAME, "previous_document": existing})

@@ -1,0 +1,107 @@
+"""The IAM, STS and EKS executor for identity actions. IAM and EKS have no dry run: in dry-run
+mode reads happen and writes are not sent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+_MISSING = {"NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException"}
+
+
+def _code(exc: Any) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+class IdentityGateway:
+    def __init__(self, iam: Any, sts: Any, eks: Any, *, dry_run: bool) -> None:
+        self._iam = iam
+        self._sts = sts
+        self._eks = eks
+        self.dry_run = dry_run
+        self._caller: str | None = None
+
+    def caller_arn(self) -> str:
+        if self._caller is None:
+            self._caller = str(self._sts.get_caller_identity()["Arn"])
+        return self._caller
+
+    def get_role(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._iam.get_role(RoleName=name)["Role"])
+        except self._iam.exceptions.NoSuchEntityException:
+            return None
+
+    def role_policy(self, role: str, policy: str) -> dict[str, Any] | None:
+        try:
+            document = self._iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+        except self._iam.exceptions.NoSuchEntityException:
+            return None
+        return dict(json.loads(document) if isinstance(document, str) else document)
+
+    def put_role_policy(self, role: str, policy: str, document: dict[str, Any]) -> None:
+        if not self.dry_run:
+            self._iam.put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(document))
+
+    def access_keys(self, user: str) -> list[dict[str, Any]]:
+        return [dict(k) for k in self._iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
+
+    def set_access_key_status(self, user: str, key_id: str, status: str) -> None:
+        if not self.dry_run:
+            self._iam.update_access_key(UserName=user, AccessKeyId=key_id, Status=status)
+
+    def instance_profile_roles(self, profile: str) -> list[str]:
+        try:
+            roles = self._iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"]
+        except self._iam.exceptions.NoSuchEntityException:
+            return []
+        return [str(r["Arn"]) for r in roles]
+
+    def pod_identity_roles(self, cluster: str, namespace: str, service_account: str) -> list[str]:
+        listed = self._eks.list_pod_identity_associations(
+            clusterName=cluster, namespace=namespace, serviceAccount=service_account
+        )["associations"]
+        roles = []
+        for association in listed:
+            described = self._eks.describe_pod_identity_association(
+                clusterName=cluster, associationId=association["associationId"]
+            )["association"]
+            roles.append(str(described["roleArn"]))
+        return roles
+
+    def access_entry(self, cluster: str, principal_arn: str) -> dict[str, Any] | None:
+        try:
+            entry = dict(
+                self._eks.describe_access_entry(clusterName=cluster, principalArn=principal_arn)["accessEntry"]
+            )
+        except self._eks.exceptions.ClientError as exc:
+            # No such entry, or no such cluster in EKS (a self-managed one): both mean "no entry".
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if _code(exc) in _MISSING or status == 404:  # noqa: PLR2004
+                return None
+            raise
+        policies = self._eks.list_associated_access_policies(clusterName=cluster, principalArn=principal_arn)
+        entry["associatedAccessPolicies"] = policies.get("associatedAccessPolicies", [])
+        return entry
+
+    def delete_access_entry(self, cluster: str, principal_arn: str) -> None:
+        if not self.dry_run:
+            self._eks.delete_access_entry(clusterName=cluster, principalArn=principal_arn)
+
+
+class IdentityConnector:
+    def __init__(self, session: Callable[[], Any]) -> None:
+        self._session = session
+        self._clients: dict[str, tuple[Any, Any, Any]] = {}
+
+    def gateway(self, region: str, *, dry_run: bool) -> IdentityGateway:
+        if region not in self._clients:
+            session = self._session()
+            self._clients[region] = (
+                session.client("iam", region_name=region),
+                session.client("sts", region_name=region),
+                session.client("eks", region_name=region),
+            )
+        iam, sts, eks = self._clients[region]
+        return IdentityGateway(iam, sts, eks, dry_run=dry_run)
