@@ -97,17 +97,26 @@ def is_system_binding(binding: dict[str, Any]) -> bool:
     )
 
 
-def dangerous_grant(binding: dict[str, Any]) -> str | None:
-    """Why this binding is dangerous, or None: anonymous access, or cluster-admin to a default service account."""
+ANONYMOUS = "anonymous"
+DEFAULT_ADMIN = "default-admin"
+
+
+def grant_kind(binding: dict[str, Any]) -> tuple[str, str] | None:
+    """(kind, why) when the binding is dangerous: anonymous access, or cluster-admin to a default SA."""
     subjects = binding.get("subjects") or []
     for subject in subjects:
         if (subject.get("kind"), subject.get("name")) in ANONYMOUS_SUBJECTS:
-            return f"grants {(binding.get('roleRef') or {}).get('name')} to {subject.get('name')}"
+            return ANONYMOUS, f"grants {(binding.get('roleRef') or {}).get('name')} to {subject.get('name')}"
     if (binding.get("roleRef") or {}).get("name") == "cluster-admin":
         for subject in subjects:
             if subject.get("kind") == "ServiceAccount" and subject.get("name") == "default":
-                return f"grants cluster-admin to service account {subject.get('namespace')}/default"
+                return DEFAULT_ADMIN, f"grants cluster-admin to service account {subject.get('namespace')}/default"
     return None
+
+
+def dangerous_grant(binding: dict[str, Any]) -> str | None:
+    found = grant_kind(binding)
+    return found[1] if found else None
 
 
 def binding_target(binding: dict[str, Any]) -> Target:
@@ -130,9 +139,16 @@ def bindings(incident: Incident, kube: KubeAPI | None) -> list[Target]:
         return named or [
             Target("binding", "<bindings granting anonymous or default-service-account admin access>", resolved=False)
         ]
+    # Search for the kind of grant the finding is about (both when it does not say).
+    wanted = {ANONYMOUS, DEFAULT_ADMIN}
+    if "AdminAccessToDefaultServiceAccount" in incident.type:
+        wanted = {DEFAULT_ADMIN}
+    elif "Anonymous" in incident.type:
+        wanted = {ANONYMOUS}
     found = {(t.attributes["kind"], t.namespace, t.name): t for t in named}
     for binding in kube.list_bindings():
-        if dangerous_grant(binding) and not is_system_binding(binding):
+        grant = grant_kind(binding)
+        if grant and grant[0] in wanted and not is_system_binding(binding):
             target = binding_target(binding)
             found.setdefault((target.attributes["kind"], target.namespace, target.name), target)
     return list(found.values())

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from chalicelib import actions, guardrails, targets
@@ -54,6 +55,8 @@ class IdentityConnector(Protocol):
 
 
 IDENTITY_KINDS = {"role", "user", "principal"}
+# Target kinds that only exist inside (or as part of) a cluster.
+CLUSTER_KINDS = {"pod", "node", "binding", "principal", "instance"}
 
 
 class UnreachableKube:
@@ -146,7 +149,10 @@ class Responder:
             if target is None:
                 results.append(_nothing_to_do(action))
                 continue
-            reason = blocked or guardrails.static_block(action, target, self._settings, incident.account)
+            applies = blocked and (incident.cluster is not None or action.target_kind in CLUSTER_KINDS)
+            reason = (blocked if applies else None) or guardrails.static_block(
+                action, target, self._settings, incident.account
+            )
             if reason:
                 results.append(ActionResult(action.name, str(target), Status.SKIPPED, reason))
                 continue
@@ -158,17 +164,17 @@ class Responder:
         return Report(incident, rule, None, mode, tuple(results), notes)
 
     def _execute(self, incident: Incident, rule: str, steps: tuple[Step, ...], mode: Mode) -> Report:
-        blocked = guardrails.cluster_block(incident.cluster, self._settings.protected_clusters)
-        if blocked is None and self._connector is None:
-            blocked = "no Kubernetes access configured"
-        if blocked is not None:
-            return self._all(incident, rule, steps, mode, Status.SKIPPED, blocked)
-        assert self._connector is not None
-        assert incident.cluster is not None
+        if incident.cluster and any(fnmatchcase(incident.cluster, p) for p in self._settings.protected_clusters):
+            reason = guardrails.cluster_block(incident.cluster, self._settings.protected_clusters) or ""
+            return self._all(incident, rule, steps, mode, Status.SKIPPED, reason)
         dry_run = mode is Mode.DRY_RUN
+        # Without a cluster (an IAM finding about a plain instance), only IAM actions can run.
+        no_cluster = guardrails.cluster_block(None, ()) if incident.cluster is None else None
         unreachable: str | None = None
         kube: KubeAPI
         try:
+            if incident.cluster is None or self._connector is None:
+                raise ClusterAccessError(no_cluster or "no Kubernetes access configured")
             kube = self._connector.gateway(incident.cluster, incident.region, dry_run=dry_run)
             found = targets.resolve(incident, kube)
         except ClusterAccessError as exc:
@@ -178,7 +184,7 @@ class Responder:
         if unreachable is not None:
             # AWS-side containment must not depend on the Kubernetes API the attacker may be attacking.
             kube = cast("KubeAPI", UnreachableKube(unreachable))
-            found = targets.aws_only(incident, unreachable)
+            found = targets.aws_only(incident, unreachable) if not no_cluster else targets.Targets()
         kinds = {actions.get(s.action).target_kind for s in steps}
         aws = self._aws.gateway(incident.region, dry_run=dry_run) if self._aws and "instance" in kinds else None
         identity = None
@@ -188,8 +194,11 @@ class Responder:
         ctx = ActionContext(incident, self._settings, kube, self._clock(), dry_run, self._evidence, aws, identity)
         results = []
         for action, params, target in _each_target(steps, found):
-            if unreachable is not None and action.target_kind in {"pod", "node", "binding"}:
-                results.append(ActionResult(action.name, incident.cluster, Status.FAILED, unreachable))
+            where = incident.cluster or "-"
+            if no_cluster and action.target_kind in CLUSTER_KINDS:
+                results.append(ActionResult(action.name, where, Status.SKIPPED, no_cluster))
+            elif unreachable is not None and action.target_kind in {"pod", "node", "binding"}:
+                results.append(ActionResult(action.name, where, Status.FAILED, unreachable))
             elif target is None:
                 results.append(_nothing_to_do(action))
             else:

@@ -8,6 +8,7 @@ the same on every run: the project's events/ name them.
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,9 @@ EXPECTED_NODES = (
 )
 EVIDENCE_BUCKET = "eks-responder-evidence-demo"
 NODE_GROUP_ASG = "eks-general-demo"
+DEVELOPER_ROLE = "developer"
+NODE_ROLE = "eks-demo-general-node"
+NODE_PROFILE = "eks-demo-general-node"
 
 
 @dataclass(frozen=True)
@@ -116,9 +120,20 @@ def _aws(stack: LocalStack) -> dict[str, str]:
             "update EXPECTED_NODES in devstack/seed.py and the instance ids in events/"
         )
     _node_group(session, stack, ec2, image, [instance for instance, _ in found])
+    _identities(session, stack)
     s3 = session.client("s3", endpoint_url=stack.moto_url)
     s3.create_bucket(Bucket=EVIDENCE_BUCKET)
     return dict(found)
+
+
+def _identities(session: Any, stack: LocalStack) -> None:
+    """The IAM roles the events name: a developer (mapped in aws-auth) and the nodes' role."""
+    iam = session.client("iam", endpoint_url=stack.moto_url)
+    trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+    for role in (DEVELOPER_ROLE, NODE_ROLE):
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
+    iam.create_instance_profile(InstanceProfileName=NODE_PROFILE)
+    iam.add_role_to_instance_profile(InstanceProfileName=NODE_PROFILE, RoleName=NODE_ROLE)
 
 
 def _node_group(session: Any, stack: LocalStack, ec2: Any, image: str, instances: list[str]) -> None:
@@ -273,5 +288,35 @@ def _kubernetes(client: Client, nodes: dict[str, str]) -> None:
                 {"k8s-app": "aws-node"},
                 image="602401143452.dkr.ecr.us-east-1.amazonaws.com/amazon-k8s-cni:v1.18.0",
             )
+        )
+    )
+    _rbac_and_aws_auth(client)
+
+
+def _rbac_and_aws_auth(client: Client) -> None:
+    """What identity findings act on: two dangerous bindings and the aws-auth mappings."""
+    rbac = "rbac.authorization.k8s.io"
+    anonymous = {"apiGroup": rbac, "kind": "User", "name": "system:anonymous"}
+    default_sa = {"kind": "ServiceAccount", "name": "default", "namespace": "tools"}
+    for kind, meta, role, subject in (
+        ("ClusterRoleBinding", {"name": "anonymous-view"}, "view", anonymous),
+        ("RoleBinding", {"name": "default-admin", "namespace": "tools"}, "cluster-admin", default_sa),
+    ):
+        role_ref = {"apiGroup": rbac, "kind": "ClusterRole", "name": role}
+        client.create(
+            from_dict(
+                {"apiVersion": f"{rbac}/v1", "kind": kind, "metadata": meta, "roleRef": role_ref, "subjects": [subject]}
+            )
+        )
+    developer = {"username": "developer:{{SessionName}}", "groups": ["developers"]}
+    nodes = {"username": "system:node:{{EC2PrivateDNSName}}", "groups": ["system:bootstrappers", "system:nodes"]}
+    roles = [
+        {"rolearn": f"arn:aws:iam::{ACCOUNT}:role/{DEVELOPER_ROLE}", **developer},
+        {"rolearn": f"arn:aws:iam::{ACCOUNT}:role/{NODE_ROLE}", **nodes},
+    ]
+    aws_auth = {"name": "aws-auth", "namespace": "kube-system"}
+    client.create(
+        from_dict(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": aws_auth, "data": {"mapRoles": yaml.safe_dump(roles)}}
         )
     )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
-from lightkube.resources.core_v1 import Node, Pod
+import yaml
+from lightkube.resources.core_v1 import ConfigMap, Node, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from chalicelib.actions.base import QUARANTINE_LABEL
@@ -19,20 +23,32 @@ from tests.conftest import EVENTS
 pytestmark = pytest.mark.integration
 
 
+@dataclass
+class Demo:
+    running: stack.LocalStack
+    nodes: dict[str, str]
+    code: int
+    results: dict[str, dict[str, Any]]
+
+    def replay(self) -> tuple[int, dict[str, dict[str, Any]]]:
+        env = {**self.running.env(), "EVIDENCE_BUCKET": seed.EVIDENCE_BUCKET, "DRY_RUN": "false"}
+        out = io.StringIO()
+        with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+            for key, value in env.items():
+                patch.setenv(key, value)
+            code = main(["replay", "--json", "--live", str(EVENTS)])
+        rows = [json.loads(line) for line in out.getvalue().splitlines()]
+        return code, {row["event"].rsplit("/", 1)[-1]: row for row in rows}
+
+
 @pytest.fixture(scope="module")
-def demo_stack() -> Iterator[tuple[stack.LocalStack, seed.SeededCluster]]:
+def demo() -> Iterator[Demo]:
+    """`make demo`, once per module: the seeded stack and the live replay of events/."""
     with stack.start() as running:
-        yield running, seed.seed(running)
-
-
-def _replay(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], running: stack.LocalStack, *args: str
-) -> tuple[int, dict[str, dict[str, Any]]]:
-    for key, value in {**running.env(), "EVIDENCE_BUCKET": seed.EVIDENCE_BUCKET, "DRY_RUN": "false"}.items():
-        monkeypatch.setenv(key, value)
-    code = main(["replay", "--json", *args, str(EVENTS)])
-    lines = capsys.readouterr().out.splitlines()
-    return code, {json.loads(line)["event"].rsplit("/", 1)[-1]: json.loads(line) for line in lines}
+        seeded = seed.seed(running)
+        found = Demo(running, seeded.nodes, 0, {})
+        found.code, found.results = found.replay()
+        yield found
 
 
 def running_client(running: stack.LocalStack, service: str) -> Any:
@@ -49,16 +65,13 @@ def _statuses(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(a["action"], a["target"], a["status"]) for a in result["actions"]]
 
 
-def test_replaying_events_live_contains_the_demo_cluster(
-    demo_stack: tuple[stack.LocalStack, seed.SeededCluster],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    running, seeded = demo_stack
-    nodes = seeded.nodes
-    code, results = _replay(monkeypatch, capsys, running, "--live")
-    assert code == 0
+def _cordoned(results: dict[str, dict[str, Any]]) -> list[str]:
+    return [t for r in results.values() for a, t, s in _statuses(r) if a == "k8s:cordon-node" and s == "succeeded"]
 
+
+def test_pods_and_nodes_are_contained(demo: Demo) -> None:
+    results, nodes = demo.results, demo.nodes
+    assert demo.code == 0
     # A pod finding isolates that pod; its Deployment sibling is left serving until its own finding.
     shell = results["execution-runtime-reverse-shell.json"]
     assert shell["mode"] == "live"
@@ -77,7 +90,7 @@ def test_replaying_events_live_contains_the_demo_cluster(
     # kube-system is protected; the cordon cap (3 an hour) holds back the fourth node.
     kube_system = _statuses(results["execution-kubernetes-exec-in-kube-system-pod.json"])
     assert ("k8s:isolate-pod", "kube-system/aws-node-7xk2m", "skipped") in kube_system
-    cordoned = [t for r in results.values() for a, t, s in _statuses(r) if a == "k8s:cordon-node" and s == "succeeded"]
+    cordoned = _cordoned(results)
     assert len(cordoned) == 3
     capped = {
         a["action"]: a for a in results["privilege-escalation-runtime-runc-container-escape-node.json"]["actions"]
@@ -87,6 +100,10 @@ def test_replaying_events_live_contains_the_demo_cluster(
     assert capped["ec2:protect-instance"]["status"] == "succeeded"  # protection and evidence are never capped
     assert capped["ec2:snapshot-volumes"]["status"] == "succeeded"
 
+
+def test_the_node_playbook_runs_on_the_aws_side(demo: Demo) -> None:
+    results, nodes, running = demo.results, demo.nodes, demo.running
+    cordoned = _cordoned(results)
     # On the AWS side: three instances isolated (every ENI), protected, snapshotted; the miner's pool denied.
     isolated = [
         t for r in results.values() for a, t, s in _statuses(r) if a == "ec2:isolate-instance" and s == "succeeded"
@@ -105,17 +122,42 @@ def test_replaying_events_live_contains_the_demo_cluster(
     }
     assert denied == {("81.2.69.192/32", False), ("81.2.69.192/32", True)}
 
+
+def test_reports_and_identities(demo: Demo) -> None:
+    results, running = demo.results, demo.running
     # The sample finding changed nothing; low severity and configuration issues only report.
     assert {s for _, _, s in _statuses(results["sample-privilege-escalation-privileged-container.json"])} == {"planned"}
     assert results["execution-runtime-suspicious-shell-created-low.json"]["actions"] == []
-    assert results["policy-kubernetes-anonymous-access-granted.json"]["reason"]
+    assert results["policy-kubernetes-anonymous-access-granted.json"]["rule"] == "dangerous-binding"
 
+    # Identities: the caller's role revoked and unmapped; the dangerous bindings gone; the node role revoked.
+    caller = {a: (t, st) for a, t, st in _statuses(results["credential-access-kubernetes-malicious-ip-caller.json"])}
+    assert caller["iam:revoke-role-sessions"] == ("arn:aws:iam::123456789012:role/developer", "succeeded")
+    assert caller["eks:delete-access-entry"] == ("arn:aws:iam::123456789012:role/developer", "succeeded")
+    bindings = _statuses(results["policy-kubernetes-anonymous-access-granted.json"])
+    assert bindings == [("k8s:delete-rolebinding", "anonymous-view", "succeeded")]
+    admin_binding = _statuses(results["policy-kubernetes-admin-access-to-default-service-account.json"])
+    assert admin_binding == [("k8s:delete-rolebinding", "tools/default-admin", "succeeded")]
+    exfiltration = results["unauthorized-access-instance-credential-exfiltration-outside-aws.json"]["actions"][0]
+    assert (exfiltration["target"], exfiltration["status"]) == (
+        "arn:aws:iam::123456789012:role/eks-demo-general-node",
+        "succeeded",
+    )
+    iam = running_client(running, "iam")
+    for role in ("developer", "eks-demo-general-node"):
+        assert iam.list_role_policies(RoleName=role)["PolicyNames"] == ["eks-responder-revoke-older-sessions"]
+
+
+def test_cluster_state_after_the_replay(demo: Demo) -> None:
+    running, cordoned = demo.running, _cordoned(demo.results)
     with seed.admin_client(running) as admin:
         pods = {
             f"{p.metadata.namespace}/{p.metadata.name}": p.metadata.labels or {} for p in admin.list(Pod, namespace="*")
         }
         assert pods["tools/debug-shell"].get(QUARANTINE_LABEL) == "true"
         assert QUARANTINE_LABEL not in pods["kube-system/aws-node-7xk2m"]
+        mapped = yaml.safe_load(admin.get(ConfigMap, "aws-auth", namespace="kube-system").data["mapRoles"])
+        assert [m["rolearn"].rsplit("/", 1)[-1] for m in mapped] == ["eks-demo-general-node"]
         unschedulable = sorted(n.metadata.name for n in admin.list(Node) if n.spec.unschedulable)
         assert unschedulable == sorted(cordoned)
         assert {p.metadata.namespace for p in admin.list(NetworkPolicy, namespace="*")} == {
@@ -124,8 +166,9 @@ def test_replaying_events_live_contains_the_demo_cluster(
             "tools",
         }
 
-    # Replaying everything again changes nothing.
-    code, again = _replay(monkeypatch, capsys, running, "--live")
+
+def test_replaying_everything_again_changes_nothing(demo: Demo) -> None:
+    code, again = demo.replay()
     assert code == 0
     changed = [(name, a, t) for name, r in again.items() for a, t, s in _statuses(r) if s == "succeeded"]
     assert changed == []

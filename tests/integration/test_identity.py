@@ -159,12 +159,14 @@ def test_dangerous_bindings_are_deleted_and_system_ones_kept(
     cluster.create(_binding("ClusterRoleBinding", f"anon-view-{cluster.namespace}", "view", anonymous))
     cluster.create(_binding("RoleBinding", "default-admin", "cluster-admin", default_sa, cluster.namespace))
     cluster.create(_binding("RoleBinding", "default-view", "view", default_sa, cluster.namespace))
-    found = replace(
-        incident(kind=ResourceKind.CLUSTER, type_="Policy:Kubernetes/AnonymousAccessGranted"), principals=()
-    )
-    report = make_responder(rules_with("k8s:delete-rolebinding")).handle(found, Mode.LIVE)
+    responder = make_responder(rules_with("k8s:delete-rolebinding"))
+    anonymous_finding = incident(kind=ResourceKind.CLUSTER, type_="Policy:Kubernetes/AnonymousAccessGranted")
+    report = responder.handle(anonymous_finding, Mode.LIVE)
     deleted = {r.target: r for r in report.actions if r.status.value == "succeeded"}
-    assert set(deleted) == {f"anon-view-{cluster.namespace}", f"{cluster.namespace}/default-admin"}
+    assert set(deleted) == {f"anon-view-{cluster.namespace}"}  # only the kind of grant the finding is about
+    admin_finding = incident(kind=ResourceKind.CLUSTER, type_="Policy:Kubernetes/AdminAccessToDefaultServiceAccount")
+    second = responder.handle(admin_finding, Mode.LIVE)
+    assert [r.target for r in second.actions if r.status.value == "succeeded"] == [f"{cluster.namespace}/default-admin"]
     assert deleted[f"anon-view-{cluster.namespace}"].prior["deleted"]["subjects"][0]["name"] == "system:anonymous"
     with pytest.raises(ApiError):
         admin.get(ClusterRoleBinding, f"anon-view-{cluster.namespace}")

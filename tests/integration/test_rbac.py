@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import yaml
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.codecs import from_dict
-from lightkube.resources.core_v1 import Node, Secret
+from lightkube.resources.core_v1 import ConfigMap, Node, Secret
 from lightkube.resources.rbac_authorization_v1 import ClusterRole
 
 from chalicelib import actions
+from chalicelib.incident import Principal, PrincipalKind
 from chalicelib.permissions import CLUSTER_ROLE_FILE, CLUSTER_ROLE_NAME
 from chalicelib.responder import Mode
 from devstack.stack import LocalStack
@@ -21,7 +24,16 @@ from tests.integration.conftest import Cluster, incident, rules_with
 pytestmark = pytest.mark.integration
 
 # Pod actions first, the pod's deletion last: every action gets a live target.
-ORDER = ["k8s:label-pod", "k8s:capture-pod", "k8s:isolate-pod", "k8s:label-node", "k8s:cordon-node", "k8s:delete-pod"]
+ORDER = [
+    "k8s:label-pod",
+    "k8s:capture-pod",
+    "k8s:isolate-pod",
+    "k8s:label-node",
+    "k8s:cordon-node",
+    "k8s:delete-rolebinding",
+    "eks:delete-access-entry",
+    "k8s:delete-pod",
+]
 
 
 @pytest.fixture
@@ -30,18 +42,37 @@ def responder_client(local_stack: LocalStack) -> Iterator[Client]:
         yield client
 
 
-def test_every_registered_action_runs_as_the_responder(cluster: Cluster, make_responder: Any) -> None:
+def test_every_registered_action_runs_as_the_responder(cluster: Cluster, admin: Client, make_responder: Any) -> None:
     kubernetes_actions = [name for name, action in actions.REGISTRY.items() if action.rbac]
     assert sorted(ORDER) == sorted(kubernetes_actions), "add the new Kubernetes action to ORDER"
     node = cluster.node("node-a", "i-0aaa")
     pod = cluster.pod("api", node)
+    # Something for every action: a dangerous binding, and an aws-auth mapping for the caller.
+    subject = {"kind": "ServiceAccount", "name": "default", "namespace": cluster.namespace}
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"}
+    metadata = {"name": "default-admin", "namespace": cluster.namespace}
+    binding = {"roleRef": role_ref, "subjects": [subject], "metadata": metadata}
+    cluster.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", **binding})
+    caller = "arn:aws:iam::123456789012:role/rbac-test-caller"
+    mapping = yaml.safe_dump([{"rolearn": caller, "username": "caller", "groups": ["devs"]}])
+    with contextlib.suppress(ApiError):
+        admin.delete(ConfigMap, "aws-auth", namespace="kube-system")
+    aws_auth = {"name": "aws-auth", "namespace": "kube-system"}
+    cluster.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": aws_auth, "data": {"mapRoles": mapping}})
+    found = replace(
+        incident(namespace=cluster.namespace, pods=(pod,)),
+        principals=(Principal(PrincipalKind.IAM_ROLE, "rbac-test-caller", caller),),
+    )
     steps = [
         {"action": name, "params": {"grace_period_seconds": 0}} if name == "k8s:delete-pod" else name for name in ORDER
     ]
-    report = make_responder(rules_with(*steps)).handle(incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE)
-    assert [(r.action, r.status.value) for r in report.actions] == [(name, "succeeded") for name in ORDER], [
-        r.detail for r in report.actions
-    ]
+    report = make_responder(rules_with(*steps)).handle(found, Mode.LIVE)
+    ran = [(r.action, r.status.value, r.detail) for r in report.actions]
+    assert [a for a, _, _ in ran if a in ORDER] == [a for a, _, _ in ran]
+    for name in ORDER:
+        mine = [(status, detail) for action, status, detail in ran if action == name]
+        assert mine, name
+        assert all(status == "succeeded" for status, _ in mine), (name, mine)
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,7 @@ EXPECTED_RULES = {
     "execution-runtime-suspicious-shell-created-low": "report-low-severity",
     "impact-runtime-crypto-miner-executed-deployment": "compromised-pod",
     "policy-kubernetes-anonymous-access-granted": "dangerous-binding",
+    "policy-kubernetes-admin-access-to-default-service-account": "dangerous-binding",
     "privilege-escalation-kubernetes-privileged-container": "privileged-pod",
     "privilege-escalation-runtime-runc-container-escape-node": "compromised-node",
     "sample-privilege-escalation-privileged-container": "privileged-pod",
