@@ -11,9 +11,9 @@ from typing import Any
 
 from chalicelib.actions.base import IdentityAPI, KubeAPI, Target
 from chalicelib.incident import Incident, PrincipalKind, PrincipalRole
+from chalicelib.rbac_grants import ANONYMOUS, DEFAULT_ADMIN, grant_kind, is_system_binding
 
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
-ANONYMOUS_SUBJECTS = {("User", "system:anonymous"), ("Group", "system:unauthenticated")}
 BINDING_RESOURCES = {"clusterrolebindings": "ClusterRoleBinding", "rolebindings": "RoleBinding"}
 
 
@@ -87,36 +87,6 @@ def eks_principals(incident: Incident) -> list[Target]:
         and p.arn
         and p.involved_as is PrincipalRole.CALLER
     ]
-
-
-def is_system_binding(binding: dict[str, Any]) -> bool:
-    meta = binding.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    return (
-        str(meta.get("name", "")).startswith("system:") or labels.get("kubernetes.io/bootstrapping") == "rbac-defaults"
-    )
-
-
-ANONYMOUS = "anonymous"
-DEFAULT_ADMIN = "default-admin"
-
-
-def grant_kind(binding: dict[str, Any]) -> tuple[str, str] | None:
-    """(kind, why) when the binding is dangerous: anonymous access, or cluster-admin to a default SA."""
-    subjects = binding.get("subjects") or []
-    for subject in subjects:
-        if (subject.get("kind"), subject.get("name")) in ANONYMOUS_SUBJECTS:
-            return ANONYMOUS, f"grants {(binding.get('roleRef') or {}).get('name')} to {subject.get('name')}"
-    if (binding.get("roleRef") or {}).get("name") == "cluster-admin":
-        for subject in subjects:
-            if subject.get("kind") == "ServiceAccount" and subject.get("name") == "default":
-                return DEFAULT_ADMIN, f"grants cluster-admin to service account {subject.get('namespace')}/default"
-    return None
-
-
-def dangerous_grant(binding: dict[str, Any]) -> str | None:
-    found = grant_kind(binding)
-    return found[1] if found else None
 
 
 def binding_target(binding: dict[str, Any]) -> Target:

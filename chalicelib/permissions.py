@@ -52,8 +52,9 @@ def rbac_rules() -> list[RBACRule]:
 def iam_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
     from chalicelib.executors.eks_auth import IAM as EKS_AUTH
     from chalicelib.executors.evidence import IAM_S3
+    from chalicelib.executors.identity import IAM as IDENTITY
 
-    statements = [*LOGS, *EKS_AUTH, *(s for a in actions.REGISTRY.values() for s in a.iam)]
+    statements = [*LOGS, *EKS_AUTH, *IDENTITY, *(s for a in actions.REGISTRY.values() for s in a.iam)]
     if stage_env.get("EVIDENCE_BUCKET"):
         statements.extend(IAM_S3)
     return statements

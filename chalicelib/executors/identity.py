@@ -7,7 +7,18 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.actions.base import IAMStatement
+
 _MISSING = {"NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException"}
+
+# What resolving identities needs, beyond the actions: instance profile -> role, Pod Identity -> role.
+IAM: tuple[IAMStatement, ...] = (
+    IAMStatement(("iam:GetInstanceProfile",), ("arn:aws:iam::{account}:instance-profile/*",)),
+    IAMStatement(("eks:ListPodIdentityAssociations",), ("arn:aws:eks:{region}:{account}:cluster/*",)),
+    IAMStatement(
+        ("eks:DescribePodIdentityAssociation",), ("arn:aws:eks:{region}:{account}:podidentityassociation/*/*",)
+    ),
+)
 
 
 def _code(exc: Any) -> str:

@@ -18,6 +18,8 @@ PURE = [
     "chalicelib/targets.py",
     "chalicelib/guardrails.py",
     "chalicelib/responder.py",
+    "chalicelib/identities.py",
+    "chalicelib/rbac_grants.py",
 ]
 
 
