@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from lightkube.resources.core_v1 import Node, Pod
+import yaml
+from lightkube.resources.core_v1 import ConfigMap, Node, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
 
 from chalicelib.actions.base import INCIDENT_LABEL, INVESTIGATION_LABEL, QUARANTINE_LABEL
 from devstack import seed, stack
@@ -83,6 +85,21 @@ def _show_instances(env: dict[str, str], seeded: seed.SeededCluster) -> None:
                 print(f"  {acl['NetworkAclId']} rule {entry['RuleNumber']}: deny {direction} {entry.get('CidrBlock')}")
 
 
+def _show_identities(env: dict[str, str], client: Any) -> None:
+    say("What changed for identities")
+    iam = _client(env, "iam")
+    for role in iam.list_roles()["Roles"]:
+        if "eks-responder-revoke-older-sessions" in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
+            print(f"  role {role['RoleName']}: sessions issued before the incident are denied")
+    mapped = yaml.safe_load(client.get(ConfigMap, "aws-auth", namespace="kube-system").data.get("mapRoles") or "[]")
+    print(f"  aws-auth still maps: {', '.join(m['rolearn'].rsplit('/', 1)[-1] for m in mapped) or 'nothing'}")
+    names = {b.metadata.name for b in client.list(ClusterRoleBinding)} | {
+        f"{b.metadata.namespace}/{b.metadata.name}" for b in client.list(RoleBinding, namespace="*")
+    }
+    for binding in ("anonymous-view", "tools/default-admin"):
+        print(f"  binding {binding}: {'still there' if binding in names else 'deleted'}")
+
+
 def _show_evidence(env: dict[str, str], bucket: str) -> None:
     say(f"Evidence in s3://{bucket} (moto)")
     s3 = _client(env, "s3")
@@ -90,7 +107,7 @@ def _show_evidence(env: dict[str, str], bucket: str) -> None:
     manifests = [k for k in keys if k.endswith("MANIFEST.json")]
     for key in manifests:
         print(f"  {key}")
-    print(f"  {len(keys)} objects, {len(manifests)} pod captures with SHA-256 manifests")
+    print(f"  {len(keys)} objects in {len(manifests)} bundles, each with a SHA-256 MANIFEST.json")
 
 
 def main() -> int:
@@ -106,6 +123,7 @@ def main() -> int:
         code = subprocess.run(cmd, env=env, check=False).returncode
         with seed.admin_client(running) as client:
             _show_cluster(client)
+            _show_identities(env, client)
         _show_instances(env, seeded)
         _show_evidence(env, seeded.evidence_bucket)
         say("Stopping everything the demo started")
