@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -48,6 +48,7 @@ class ResourceKind(enum.StrEnum):
     NODE = "node"  # an EC2 worker node
     CLUSTER = "cluster"  # the cluster itself (API access, configuration)
     ACCESS_KEY = "access-key"  # IAM credentials
+    KMS_KEY = "kms-key"  # a KMS key (CloudTrail and KMS events)
     OTHER = "other"
 
 
@@ -164,6 +165,9 @@ class Incident:
     raw_ref: str | None = None  # where the original event can be found (path, event id, finding ARN)
     count: int = 1
     api_call: ApiCall | None = None
+    key_arns: tuple[str, ...] = ()  # KMS keys the event is about
+    failed: bool = False  # the API call the event records failed: nothing changed
+    details: dict[str, str] = field(default_factory=dict, compare=False, hash=False)  # source-specific facts
 
     @property
     def tactic(self) -> str:
@@ -202,6 +206,9 @@ class Incident:
             "privileged": self.privileged,
             "sample": self.sample,
             "count": self.count,
+            "key_arns": list(self.key_arns),
+            "failed": self.failed,
+            "details": dict(self.details),
             "event_id": self.event_id,
             "raw_ref": self.raw_ref,
         }

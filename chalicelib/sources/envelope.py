@@ -38,6 +38,23 @@ def wrap_finding(finding: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def wrap_cloudtrail(record: dict[str, Any]) -> dict[str, Any]:
+    """An EventBridge "AWS API Call via CloudTrail" event around a bare CloudTrail record."""
+    service = str(record.get("eventSource", "")).split(".", 1)[0]
+    event_id = record.get("eventID")
+    return {
+        "version": "0",
+        "id": f"replay-{event_id}" if isinstance(event_id, str) else "replay",
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": f"aws.{service}",
+        "account": record.get("recipientAccountId", ""),
+        "time": record.get("eventTime", ""),
+        "region": record.get("awsRegion", ""),
+        "resources": [],
+        "detail": record,
+    }
+
+
 def _is_bare_finding(doc: dict[str, Any]) -> bool:
     return "schemaVersion" in doc and "type" in doc and "resource" in doc
 
@@ -62,7 +79,11 @@ def split_document(doc: Any) -> list[dict[str, Any]]:
         return [wrap_finding(camelize_keys(f)) for f in findings]
     if _is_bare_finding(doc):
         return [wrap_finding(doc)]
+    if "eventSource" in doc and "eventName" in doc:
+        return [wrap_cloudtrail(doc)]
     if "SchemaVersion" in doc and "Type" in doc and "Resource" in doc:
         return [wrap_finding(camelize_keys(doc))]
     keys = ", ".join(sorted(map(str, doc))[:6]) or "none"
-    raise EventError(f"not an EventBridge event, a GuardDuty finding or get-findings output (top-level keys: {keys})")
+    raise EventError(
+        f"not an EventBridge event, a GuardDuty finding, get-findings output or a CloudTrail record (top-level keys: {keys})"
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 from chalicelib.errors import EventError
 from chalicelib.incident import Incident
-from chalicelib.sources import guardduty
+from chalicelib.sources import guardduty, kms
 
 
 def to_incident(event: Any, raw_ref: str | None = None) -> Incident:
@@ -15,4 +15,6 @@ def to_incident(event: Any, raw_ref: str | None = None) -> Incident:
     source = event.get("source")
     if source == "aws.guardduty":
         return guardduty.to_incident(event, raw_ref)
+    if source == "aws.kms":
+        return kms.to_incident(event, raw_ref)
     raise EventError(f"unsupported event source {source!r} (detail-type {event.get('detail-type')!r})")
