@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from chalice.app import Chalice, CloudWatchEvent, ConvertToMiddleware
+from chalice.app import Chalice, CloudWatchEvent, ConvertToMiddleware, Rate
 
 from chalicelib import wiring
 from chalicelib.lambda_events import TolerantCloudWatchEvent
@@ -24,5 +24,21 @@ def on_guardduty_finding(event: CloudWatchEvent) -> dict[str, Any]:
     return wiring.handle_event(event.to_dict())
 
 
+@app.on_cw_event(patterns.KMS_API_CALL, name="on_kms_api_call")
+def on_kms_api_call(event: CloudWatchEvent) -> dict[str, Any]:
+    return wiring.handle_event(event.to_dict())
+
+
+@app.on_cw_event(patterns.KMS_KEY_EVENT, name="on_kms_key_event")
+def on_kms_key_event(event: CloudWatchEvent) -> dict[str, Any]:
+    return wiring.handle_event(event.to_dict())
+
+
+@app.schedule(Rate(1, unit=Rate.HOURS), name="refresh_key_policies")
+def refresh_key_policies(event: CloudWatchEvent) -> dict[str, Any]:  # noqa: ARG001 - a schedule has no payload
+    return wiring.refresh_key_policies()
+
+
 # Malformed events must reach intake (which logs them with their id) instead of failing in Chalice.
-on_guardduty_finding.event_class = TolerantCloudWatchEvent
+for _handler in (on_guardduty_finding, on_kms_api_call, on_kms_key_event):
+    _handler.event_class = TolerantCloudWatchEvent

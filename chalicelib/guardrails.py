@@ -74,6 +74,8 @@ def static_block(  # noqa: PLR0911
         return target.skip_reason
     if target.kind in IDENTITY_KINDS:
         return identity_static_block(target, settings, incident_account) if target.resolved else None
+    if target.kind == "key":
+        return None  # see key_static_block and key_block
     if target.kind == "instance":
         if target.resolved and any(fnmatchcase(target.name, p) for p in settings.protected_instances):
             return f"instance {target.name} is protected (PROTECTED_INSTANCES)"
@@ -87,13 +89,15 @@ def static_block(  # noqa: PLR0911
     return None
 
 
-def block(action: Action, target: Target, ctx: ActionContext) -> str | None:
+def block(action: Action, target: Target, ctx: ActionContext) -> str | None:  # noqa: PLR0911 - one branch per kind
     settings = ctx.settings
     static = static_block(action, target, settings, ctx.incident.account)
     if static or target.kind in {"pod", "binding"}:
         return static
     if target.kind in IDENTITY_KINDS:
         return identity_block(target, ctx)
+    if target.kind == "key":
+        return key_block(target, ctx)
     if target.kind == "instance":
         return instance_block(action, target, ctx)
     node = _node(ctx, target.name)
@@ -190,11 +194,17 @@ def _last_ready_node(ctx: ActionContext, target: Target, tags: dict[str, str]) -
     return None
 
 
+def _matches(arn: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatchcase(arn, p) or fnmatchcase(name_of(arn), p) for p in patterns)
+
+
 def identity_static_block(target: Target, settings: Settings, incident_account: str) -> str | None:
     arn = target.name
     name = name_of(arn)
-    if any(fnmatchcase(arn, p) or fnmatchcase(name, p) for p in settings.protected_principals):
+    if _matches(arn, settings.protected_principals):
         return f"{arn} is protected (PROTECTED_PRINCIPALS)"
+    if _matches(arn, settings.kms_admin_principals):
+        return f"{arn} is a key administrator (KMS_ADMIN_PRINCIPALS); never revoked"
     if f":role{SERVICE_LINKED_PATH}" in arn or name.startswith("AWSServiceRoleFor"):
         return f"{arn} is an AWS service-linked role; never revoked"
     account = account_of(arn)
@@ -204,18 +214,57 @@ def identity_static_block(target: Target, settings: Settings, incident_account: 
     return None
 
 
-def identity_block(target: Target, ctx: ActionContext) -> str | None:
-    if ctx.identity is None:
-        return "no AWS access configured"
+def _own_identity(ctx: ActionContext) -> str:
+    assert ctx.identity is not None
     own = ctx.cache.get("own-identity")
     if own is None:
         caller = ctx.identity.caller_arn()
         parsed = principal_from_arn(caller, PrincipalRole.CALLER)
         own = ctx.cache["own-identity"] = parsed.arn if parsed and parsed.arn else caller
-    if account_of(own) == account_of(target.name) and name_of(own) == name_of(target.name):
+    return str(own)
+
+
+def _same_identity(a: str, b: str) -> bool:
+    return account_of(a) == account_of(b) and name_of(a) == name_of(b)
+
+
+def identity_block(target: Target, ctx: ActionContext) -> str | None:
+    if ctx.identity is None:
+        return "no AWS access configured"
+    if _same_identity(_own_identity(ctx), target.name):
         return f"{target.name} is the responder's own identity; never revoked"
     if target.kind == "role":
         role = ctx.identity.get_role(name_of(target.name))
         if role and str(role.get("Path", "")).startswith(SERVICE_LINKED_PATH):
             return f"{target.name} is an AWS service-linked role; never revoked"
+    return None
+
+
+def _callers(ctx: ActionContext) -> list[str]:
+    return [p.arn for p in ctx.incident.principals if p.arn and p.involved_as is PrincipalRole.CALLER]
+
+
+def key_static_block(target: Target, settings: Settings, callers: list[str]) -> str | None:
+    """What a plan can tell about a key without AWS: admin callers, and keys that cannot be protected."""
+    admins = [c for c in callers if _matches(c, settings.kms_admin_principals)]
+    if admins:
+        return f"made by a key administrator ({admins[0]}, KMS_ADMIN_PRINCIPALS): alerted, not reversed"
+    listed = _matches(target.name, settings.protected_keys)
+    if not listed and not settings.protected_key_tag and not settings.clusters:
+        return f"key {target.name} is not protected (alert only): list it in PROTECTED_KEYS, tag it or name its cluster"
+    return None
+
+
+def key_block(target: Target, ctx: ActionContext) -> str | None:
+    if ctx.keys is None or ctx.identity is None:
+        return "no AWS access configured"
+    callers = _callers(ctx)
+    own = _own_identity(ctx)
+    if any(_same_identity(own, c) for c in callers):
+        return "caused by the responder's own role: ignored, so the responder never fights itself"
+    static = key_static_block(target, ctx.settings, callers)
+    if static:
+        return static
+    if ctx.keys.why_protected(target.name) is None:
+        return f"key {target.name} is not protected (alert only): list it in PROTECTED_KEYS, tag it or name its cluster"
     return None

@@ -19,6 +19,7 @@ from chalicelib.actions.base import (
     ActionResult,
     EvidenceSink,
     IdentityAPI,
+    KeysAPI,
     KubeAPI,
     Params,
     Status,
@@ -113,6 +114,7 @@ class Responder:
         clock: Callable[[], datetime] = _now,
         aws: AWSConnector | None = None,
         identity: IdentityConnector | None = None,
+        keys: Callable[..., KeysAPI] | None = None,
     ) -> None:
         self._rules = rules
         self._settings = settings
@@ -121,6 +123,7 @@ class Responder:
         self._clock = clock
         self._aws = aws
         self._identity = identity
+        self._keys = keys
 
     def close(self) -> None:
         """Release connections (a Lambda keeps them for the container's life)."""
@@ -153,6 +156,9 @@ class Responder:
             reason = (blocked if applies else None) or guardrails.static_block(
                 action, target, self._settings, incident.account
             )
+            if not reason and target.kind == "key":
+                callers = [p.arn for p in incident.principals if p.arn and p.involved_as.value == "caller"]
+                reason = guardrails.key_static_block(target, self._settings, callers)
             if reason:
                 results.append(ActionResult(action.name, str(target), Status.SKIPPED, reason))
                 continue
@@ -188,10 +194,11 @@ class Responder:
         kinds = {actions.get(s.action).target_kind for s in steps}
         aws = self._aws.gateway(incident.region, dry_run=dry_run) if self._aws and "instance" in kinds else None
         identity = None
-        if self._identity and kinds & IDENTITY_KINDS:
+        if self._identity and kinds & (IDENTITY_KINDS | {"key"}):
             identity = self._identity.gateway(incident.region, dry_run=dry_run)
+        keys = self._keys(incident.region, dry_run=dry_run) if self._keys and "key" in kinds else None
         found.look_up_identities(incident, None if unreachable else kube, identity)
-        ctx = ActionContext(incident, self._settings, kube, self._clock(), dry_run, self._evidence, aws, identity)
+        ctx = ActionContext(incident, self._settings, kube, self._clock(), dry_run, self._evidence, aws, identity, keys)
         results = []
         for action, params, target in _each_target(steps, found):
             where = incident.cluster or "-"

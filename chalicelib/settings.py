@@ -64,6 +64,11 @@ class Settings:
     protected_instances: tuple[str, ...] = ()
     protected_principals: tuple[str, ...] = DEFAULT_PROTECTED_PRINCIPALS
     allowed_accounts: tuple[str, ...] = ()
+    clusters: tuple[str, ...] = ()  # whose secrets keys and node volume keys are protected
+    protected_keys: tuple[str, ...] = ()
+    protected_key_tag: str | None = None
+    kms_admin_principals: tuple[str, ...] = ()
+    key_policy_bucket: str | None = None
     max_instances_isolated_per_hour: int = 3
     evidence_bucket: str | None = None
     evidence_prefix: str = "evidence"
@@ -97,6 +102,11 @@ class Settings:
             protected_instances=_list(env, "PROTECTED_INSTANCES"),
             protected_principals=_list(env, "PROTECTED_PRINCIPALS", DEFAULT_PROTECTED_PRINCIPALS),
             allowed_accounts=_list(env, "ALLOWED_ACCOUNTS"),
+            clusters=_list(env, "CLUSTERS"),
+            protected_keys=_list(env, "PROTECTED_KEYS"),
+            protected_key_tag=env.get("PROTECTED_KEY_TAG") or None,
+            kms_admin_principals=_list(env, "KMS_ADMIN_PRINCIPALS"),
+            key_policy_bucket=env.get("KEY_POLICY_BUCKET") or env.get("EVIDENCE_BUCKET") or None,
             max_instances_isolated_per_hour=_int(env, "MAX_INSTANCES_ISOLATED_PER_HOUR", 3),
             evidence_bucket=env.get("EVIDENCE_BUCKET") or None,
             evidence_prefix=env.get("EVIDENCE_PREFIX", "evidence").strip("/") or "evidence",

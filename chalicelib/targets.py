@@ -43,6 +43,7 @@ class Targets:
             "user": lambda: identities.users(incident),
             "principal": lambda: identities.eks_principals(incident),
             "binding": lambda: identities.bindings(incident, kube),
+            "key": lambda: [Target("key", arn) for arn in incident.key_arns],
         }
 
     def add_instance(self, instance_id: str, skip_reason: str | None = None) -> None:

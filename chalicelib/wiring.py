@@ -13,7 +13,10 @@ from chalicelib.policy.loader import load_rules
 from chalicelib.settings import Settings
 
 if TYPE_CHECKING:
-    from chalicelib.actions.base import EvidenceSink
+    from collections.abc import Callable
+
+    from chalicelib.actions.base import EvidenceSink, KeysAPI
+    from chalicelib.executors.kms import KeyRegistry, KMSGateway, PolicyStore
     from chalicelib.policy.model import RulesFile
     from chalicelib.responder import KubeConnector, Mode, Responder
 
@@ -64,7 +67,62 @@ def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
         build_evidence(current),
         aws=AwsConnector(aws_session),
         identity=IdentityConnector(aws_session),
+        keys=build_keys(current),
     )
+
+
+def build_policy_store(current: Settings) -> PolicyStore | None:
+    from chalicelib.executors.kms import PolicyStore
+
+    if current.key_policy_bucket:
+        return PolicyStore(
+            s3=aws_session().client("s3"), bucket=current.key_policy_bucket, prefix=current.evidence_prefix
+        )
+    if current.evidence_dir:
+        return PolicyStore(folder=current.evidence_dir)
+    return None
+
+
+def key_registry(current: Settings, gateway: KMSGateway, region: str) -> KeyRegistry:
+    from chalicelib.executors.kms import KeyRegistry
+
+    session = aws_session()
+    return KeyRegistry(
+        gateway,
+        listed=current.protected_keys,
+        tag=current.protected_key_tag,
+        clusters=current.clusters,
+        eks=session.client("eks", region_name=region) if current.clusters else None,
+        ec2=session.client("ec2", region_name=region) if current.clusters else None,
+    )
+
+
+def build_keys(current: Settings) -> Callable[..., KeysAPI]:
+    """A factory of KMS access per region: gateway, key registry and policy store."""
+    from chalicelib.executors.kms import Keys, KMSConnector
+
+    connector = KMSConnector(aws_session)
+
+    def make(region: str, *, dry_run: bool) -> KeysAPI:
+        gateway = connector.gateway(region, dry_run=dry_run)
+        registry = key_registry(current, gateway, region)
+        return Keys(gateway, registry, build_policy_store(current))
+
+    return make
+
+
+def refresh_key_policies(region: str | None = None) -> dict[str, Any]:
+    """The scheduled job: store the current policy of every protected key as the last known good one."""
+    from chalicelib.executors.kms import KMSConnector, snapshot_policies
+
+    current = settings()
+    where = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    store = build_policy_store(current)
+    if store is None:
+        return {"stored": [], "error": "no policy store: set KEY_POLICY_BUCKET, EVIDENCE_BUCKET or EVIDENCE_DIR"}
+    gateway = KMSConnector(aws_session).gateway(where, dry_run=False)
+    registry = key_registry(current, gateway, where)
+    return {"stored": snapshot_policies(registry, gateway, store)}
 
 
 @functools.cache

@@ -17,6 +17,11 @@ from chalicelib.actions.k8s.delete_rolebinding import DeleteRoleBinding
 from chalicelib.actions.k8s.isolate_pod import IsolatePod
 from chalicelib.actions.k8s.label_node import LabelNode
 from chalicelib.actions.k8s.label_pod import LabelPod
+from chalicelib.actions.kms.cancel_key_deletion import CancelKeyDeletion
+from chalicelib.actions.kms.enable_key import EnableKey
+from chalicelib.actions.kms.enable_key_rotation import EnableKeyRotation
+from chalicelib.actions.kms.restore_key_policy import RestoreKeyPolicy
+from chalicelib.actions.kms.revoke_grant import RevokeGrant
 
 _ACTIONS: tuple[type[Action], ...] = (
     LabelPod,
@@ -33,6 +38,11 @@ _ACTIONS: tuple[type[Action], ...] = (
     DeactivateAccessKeys,
     DeleteAccessEntry,
     DeleteRoleBinding,
+    CancelKeyDeletion,
+    EnableKey,
+    EnableKeyRotation,
+    RestoreKeyPolicy,
+    RevokeGrant,
 )
 
 REGISTRY: dict[str, Action] = {cls.name: cls() for cls in _ACTIONS}

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from chalicelib.incident import Incident
     from chalicelib.settings import Settings
 
-TargetKind = Literal["pod", "node", "instance", "role", "user", "principal", "binding"]
+TargetKind = Literal["pod", "node", "instance", "role", "user", "principal", "binding", "key"]
 
 # Labels and annotations the responder writes. Every object it touches carries them.
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -208,6 +208,25 @@ class IdentityAPI(Protocol):
     def delete_access_entry(self, cluster: str, principal_arn: str) -> None: ...
 
 
+class KeysAPI(Protocol):
+    """The KMS calls key actions make, which keys are protected, and their last known good policy.
+    KMS has no dry run for these calls: in dry-run mode writes are not sent."""
+
+    dry_run: bool
+
+    def describe_key(self, key: str) -> dict[str, Any] | None: ...
+    def cancel_key_deletion(self, key: str) -> None: ...
+    def enable_key(self, key: str) -> None: ...
+    def rotation_enabled(self, key: str) -> bool: ...
+    def enable_key_rotation(self, key: str) -> None: ...
+    def key_policy(self, key: str) -> str: ...
+    def put_key_policy(self, key: str, policy: str) -> None: ...
+    def grants(self, key: str) -> list[dict[str, Any]]: ...
+    def revoke_grant(self, key: str, grant_id: str) -> None: ...
+    def why_protected(self, arn: str) -> str | None: ...
+    def last_good_policy(self, ident: str) -> dict[str, str] | None: ...
+
+
 class EvidenceSink(Protocol):
     """Where captured evidence goes: a local folder or an S3 prefix."""
 
@@ -226,6 +245,7 @@ class ActionContext:
     evidence: EvidenceSink | None = None
     aws: EC2API | None = None
     identity: IdentityAPI | None = None
+    keys: KeysAPI | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
 

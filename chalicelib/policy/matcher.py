@@ -36,6 +36,8 @@ def matches(match: Match, incident: Incident) -> bool:  # noqa: PLR0911 - one ch
         return False
     if match.privileged is not None and incident.privileged != match.privileged:
         return False
+    if match.failed is not None and incident.failed != match.failed:
+        return False
     if match.accounts and not _any(match.accounts, incident.account):
         return False
     if _any(match.exclude_accounts, incident.account):

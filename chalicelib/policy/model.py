@@ -26,6 +26,7 @@ class Match(_Strict):
     max_severity: SeverityName | None = None
     resource_kinds: tuple[ResourceKind, ...] = ()
     privileged: bool | None = None
+    failed: bool | None = None  # the recorded API call failed (CloudTrail errorCode)
     accounts: tuple[str, ...] = ()
     exclude_accounts: tuple[str, ...] = ()
     clusters: tuple[str, ...] = ()

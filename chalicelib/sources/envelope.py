@@ -85,5 +85,6 @@ def split_document(doc: Any) -> list[dict[str, Any]]:
         return [wrap_finding(camelize_keys(doc))]
     keys = ", ".join(sorted(map(str, doc))[:6]) or "none"
     raise EventError(
-        f"not an EventBridge event, a GuardDuty finding, get-findings output or a CloudTrail record (top-level keys: {keys})"
+        "not an EventBridge event, a GuardDuty finding, get-findings output or a CloudTrail record "
+        f"(top-level keys: {keys})"
     )

@@ -8,3 +8,28 @@ GUARDDUTY_FINDING: dict[str, Any] = {
     "source": ["aws.guardduty"],
     "detail-type": ["GuardDuty Finding"],
 }
+
+# KMS calls that can take a key (and the cluster it protects) down or hand it to someone else.
+KMS_TAMPERING_CALLS = [
+    "ScheduleKeyDeletion",
+    "DisableKey",
+    "PutKeyPolicy",
+    "CreateGrant",
+    "DisableKeyRotation",
+    "DeleteImportedKeyMaterial",
+    "UpdatePrimaryRegion",
+    "ReplicateKey",
+    "UpdateAlias",
+    "DeleteAlias",
+]
+
+KMS_API_CALL: dict[str, Any] = {
+    "source": ["aws.kms"],
+    "detail-type": ["AWS API Call via CloudTrail"],
+    "detail": {"eventSource": ["kms.amazonaws.com"], "eventName": KMS_TAMPERING_CALLS},
+}
+
+KMS_KEY_EVENT: dict[str, Any] = {
+    "source": ["aws.kms"],
+    "detail-type": ["KMS CMK Deletion", "KMS Imported Key Material Expiration"],
+}

@@ -16,6 +16,7 @@ from lightkube.codecs import from_dict
 from lightkube.resources.core_v1 import Node
 from lightkube.types import PatchType
 
+from chalicelib import wiring
 from chalicelib.executors.aws import AwsConnector
 from chalicelib.executors.evidence import FolderEvidence
 from chalicelib.executors.identity import IdentityConnector
@@ -172,6 +173,7 @@ def aws_session(local_stack: devstack.LocalStack, monkeypatch: pytest.MonkeyPatc
     for key, value in local_stack.env().items():
         if key.startswith("AWS_"):
             monkeypatch.setenv(key, value)
+    wiring.reset()  # its cached session must see this environment
     return boto3.session.Session(region_name="us-east-1")
 
 
@@ -187,7 +189,8 @@ def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session
         aws = AwsConnector(lambda: aws_session)
         identity = IdentityConnector(lambda: aws_session)
         rules = rules or load_rules(DEFAULT_RULES_FILE)
-        built.append(Responder(rules, current, connector, evidence, aws=aws, identity=identity))
+        keys = wiring.build_keys(current)
+        built.append(Responder(rules, current, connector, evidence, aws=aws, identity=identity, keys=keys))
         return built[-1]
 
     yield build

@@ -1,0 +1,27 @@
+"""What the KMS actions share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.actions.base import ActionContext, KeysAPI, Outcome, Status, Target
+
+KEY_ARN = "arn:aws:kms:{region}:{account}:key/*"
+PENDING = {"PendingDeletion", "PendingReplicaDeletion"}
+
+
+def key_id(arn_or_id: str) -> str:
+    return arn_or_id.rsplit("/", 1)[-1]
+
+
+def keys(ctx: ActionContext) -> KeysAPI:
+    if ctx.keys is None:
+        raise RuntimeError("no AWS access configured")
+    return ctx.keys
+
+
+def key_or_missing(ctx: ActionContext, target: Target) -> tuple[dict[str, Any] | None, Outcome | None]:
+    metadata = keys(ctx).describe_key(target.name)
+    if metadata is None:
+        return None, Outcome(Status.SKIPPED, f"key {target} no longer exists")
+    return metadata, None

@@ -1,0 +1,39 @@
+"""kms:enable-key: re-enable a protected key that was disabled (or whose deletion was cancelled)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.kms.common import KEY_ARN, PENDING, key_or_missing, keys
+
+
+class EnableKey(Action):
+    """Enable the key again.
+
+    Example::
+
+        - action: kms:enable-key
+    """
+
+    name = "kms:enable-key"
+    target_kind = "key"
+    summary = "enable the key"
+    iam: ClassVar[tuple[IAMStatement, ...]] = (IAMStatement(("kms:DescribeKey", "kms:EnableKey"), (KEY_ARN,)),)
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"enable key {target}"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        metadata, missing = key_or_missing(ctx, target)
+        if metadata is None:
+            assert missing is not None
+            return missing
+        state = str(metadata.get("KeyState"))
+        # After a cancel in this same run the key is Disabled, but a dry run never sent the cancel.
+        if state in PENDING and not keys(ctx).dry_run:
+            return Outcome(Status.SKIPPED, f"key {target} is pending deletion: cancel the deletion first")
+        if state == "Enabled":
+            return Outcome(Status.SKIPPED, f"key {target} is already enabled")
+        keys(ctx).enable_key(target.name)
+        return Outcome(Status.SUCCEEDED, f"enabled key {target} (was {state})", {"KeyState": state})

@@ -1,0 +1,40 @@
+"""kms:enable-key-rotation: turn automatic rotation back on."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.kms.common import KEY_ARN, key_or_missing, keys
+
+
+class EnableKeyRotation(Action):
+    """Enable automatic rotation (symmetric keys with key material from KMS only).
+
+    Example::
+
+        - action: kms:enable-key-rotation
+    """
+
+    name = "kms:enable-key-rotation"
+    target_kind = "key"
+    summary = "turn automatic key rotation back on"
+    iam: ClassVar[tuple[IAMStatement, ...]] = (
+        IAMStatement(("kms:DescribeKey", "kms:EnableKeyRotation", "kms:GetKeyRotationStatus"), (KEY_ARN,)),
+    )
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"enable automatic rotation of key {target}"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        metadata, missing = key_or_missing(ctx, target)
+        if metadata is None:
+            assert missing is not None
+            return missing
+        spec = metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec")
+        if spec != "SYMMETRIC_DEFAULT" or metadata.get("Origin") != "AWS_KMS":
+            return Outcome(Status.SKIPPED, f"key {target} ({spec}, {metadata.get('Origin')}) does not support rotation")
+        if keys(ctx).rotation_enabled(target.name):
+            return Outcome(Status.SKIPPED, f"rotation of key {target} is already enabled")
+        keys(ctx).enable_key_rotation(target.name)
+        return Outcome(Status.SUCCEEDED, f"enabled rotation of key {target}", {"KeyRotationEnabled": False})

@@ -1,0 +1,49 @@
+"""kms:revoke-grant: revoke the key's grants to principals outside the allowed accounts."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.iam.common import account_of
+from chalicelib.actions.kms.common import KEY_ARN, key_or_missing, keys
+
+
+def outside(grant: dict[str, Any], allowed: set[str]) -> bool:
+    """A grant to an IAM principal of another account. Service principals are left alone."""
+    principal = str(grant.get("GranteePrincipal", ""))
+    return principal.startswith("arn:") and account_of(principal) not in allowed
+
+
+class RevokeGrant(Action):
+    """Revoke every grant on the key whose grantee is an IAM principal outside the finding's
+    account and ALLOWED_ACCOUNTS; the revoked grants are recorded.
+
+    Example::
+
+        - action: kms:revoke-grant
+    """
+
+    name = "kms:revoke-grant"
+    target_kind = "key"
+    summary = "revoke the key's grants to principals outside the allowed accounts"
+    iam: ClassVar[tuple[IAMStatement, ...]] = (
+        IAMStatement(("kms:DescribeKey", "kms:ListGrants", "kms:RevokeGrant"), (KEY_ARN,)),
+    )
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"revoke grants on key {target} to principals outside the allowed accounts"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        metadata, missing = key_or_missing(ctx, target)
+        if metadata is None:
+            assert missing is not None
+            return missing
+        allowed = {ctx.incident.account, str(metadata.get("AWSAccountId", "")), *ctx.settings.allowed_accounts}
+        foreign = [g for g in keys(ctx).grants(target.name) if outside(g, allowed)]
+        if not foreign:
+            return Outcome(Status.SKIPPED, f"key {target} has no grant to a principal outside the allowed accounts")
+        for grant in foreign:
+            keys(ctx).revoke_grant(target.name, str(grant["GrantId"]))
+        listed = ", ".join(f"{g['GrantId']} ({g.get('GranteePrincipal')})" for g in foreign)
+        return Outcome(Status.SUCCEEDED, f"revoked grants on key {target}: {listed}", {"revoked_grants": foreign})

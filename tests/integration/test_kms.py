@@ -1,0 +1,200 @@
+"""Reversing tampering with protected KMS keys, against moto in server mode."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from chalicelib import wiring
+from chalicelib.responder import Mode
+from chalicelib.sources import kms as kms_source
+from chalicelib.sources.envelope import wrap_cloudtrail
+from tests.conftest import SAMPLES, load_json
+
+pytestmark = pytest.mark.integration
+ACCOUNT = "123456789012"
+ISSUER = {"sessionIssuer": {"type": "Role", "arn": f"arn:aws:iam::{ACCOUNT}:role/intruder"}}
+ATTACKER = {
+    "type": "AssumedRole",
+    "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/intruder/s",
+    "accountId": ACCOUNT,
+    "sessionContext": ISSUER,
+}
+
+
+def event(sample: str, key_arn: str, identity: dict[str, Any] | None = None, **changes: Any) -> Any:
+    """A KMS sample record, aimed at `key_arn` in us-east-1, made by `identity`."""
+    record = copy.deepcopy(load_json(SAMPLES / "kms" / "bare" / f"CloudTrail_{sample}.json"))
+    record["awsRegion"] = "us-east-1"
+    record["recipientAccountId"] = ACCOUNT
+    record["userIdentity"] = identity or ATTACKER
+    record["resources"] = [{"accountId": ACCOUNT, "type": "AWS::KMS::Key", "ARN": key_arn}]
+    record["eventID"] = f"{sample}-{key_arn[-6:]}"
+    record.update(changes)
+    return kms_source.to_incident(wrap_cloudtrail(record))
+
+
+@pytest.fixture
+def kms(aws_session: Any) -> Any:
+    return aws_session.client("kms")
+
+
+@pytest.fixture
+def key(kms: Any) -> str:
+    return str(kms.create_key(Description="cluster secrets")["KeyMetadata"]["Arn"])
+
+
+def kid(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+def state(kms: Any, key: str) -> dict[str, Any]:
+    metadata = kms.describe_key(KeyId=kid(key))["KeyMetadata"]
+    return {
+        "KeyState": metadata["KeyState"],
+        "rotation": kms.get_key_rotation_status(KeyId=kid(key))["KeyRotationEnabled"],
+        "policy": kms.get_key_policy(KeyId=kid(key), PolicyName="default")["Policy"],
+        "grants": sorted(g["GrantId"] for g in kms.list_grants(KeyId=kid(key))["Grants"]),
+    }
+
+
+def responder(make_responder: Any, key: str, **settings: Any) -> Any:
+    return make_responder(protected_keys=(key.rsplit("/", 1)[-1],), **settings)
+
+
+def test_scheduled_deletion_is_cancelled_and_the_key_enabled(kms: Any, key: str, make_responder: Any) -> None:
+    kms.schedule_key_deletion(KeyId=kid(key), PendingWindowInDays=7)
+    report = responder(make_responder, key).handle(event("ScheduleKeyDeletion", key), Mode.LIVE)
+    statuses = {r.action: r.status.value for r in report.actions}
+    assert statuses["kms:cancel-key-deletion"] == "succeeded"
+    assert statuses["kms:enable-key"] == "succeeded"
+    metadata = kms.describe_key(KeyId=kid(key))["KeyMetadata"]
+    assert metadata["KeyState"] == "Enabled"
+    assert "DeletionDate" not in metadata
+
+
+def test_a_disabled_key_is_enabled_and_the_callers_role_revoked(
+    kms: Any, key: str, make_responder: Any, aws_session: Any
+) -> None:
+    iam = aws_session.client("iam")
+    iam.create_role(
+        RoleName="intruder", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )
+    kms.disable_key(KeyId=kid(key))
+    report = responder(make_responder, key).handle(event("DisableKey", key), Mode.LIVE)
+    assert kms.describe_key(KeyId=kid(key))["KeyMetadata"]["KeyState"] == "Enabled"
+    revoke = next(r for r in report.actions if r.action == "iam:revoke-role-sessions")
+    assert (revoke.target, revoke.status.value) == (f"arn:aws:iam::{ACCOUNT}:role/intruder", "succeeded")
+
+
+def test_a_replaced_policy_is_restored_to_the_last_known_good(
+    kms: Any, key: str, make_responder: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # GIVEN the scheduled snapshot stored the policy
+    monkeypatch.setenv("PROTECTED_KEYS", key.rsplit("/", 1)[-1])
+    monkeypatch.setenv("EVIDENCE_DIR", str(tmp_path / "evidence"))
+    wiring.reset()
+    assert wiring.refresh_key_policies("us-east-1")["stored"] == [key.rsplit("/", 1)[-1]]
+    good = kms.get_key_policy(KeyId=kid(key), PolicyName="default")["Policy"]
+    # WHEN an attacker hands the key to another account
+    outsider = {"AWS": "arn:aws:iam::999999999999:root"}
+    evil = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": outsider, "Action": "kms:*", "Resource": "*"}],
+    }
+    kms.put_key_policy(KeyId=kid(key), PolicyName="default", Policy=json.dumps(evil))
+    report = responder(make_responder, key).handle(event("PutKeyPolicy", key), Mode.LIVE)
+    # THEN the stored policy is back, and the replaced one is recorded
+    restore = next(r for r in report.actions if r.action == "kms:restore-key-policy")
+    assert restore.status.value == "succeeded", restore.detail
+    assert json.loads(kms.get_key_policy(KeyId=kid(key), PolicyName="default")["Policy"]) == json.loads(good)
+    assert json.loads(restore.prior["replaced_policy"]) == evil
+
+
+def test_rotation_is_turned_back_on(kms: Any, key: str, make_responder: Any) -> None:
+    kms.enable_key_rotation(KeyId=kid(key))
+    kms.disable_key_rotation(KeyId=kid(key))
+    responder(make_responder, key).handle(event("DisableKeyRotation", key), Mode.LIVE)
+    assert kms.get_key_rotation_status(KeyId=kid(key))["KeyRotationEnabled"] is True
+
+
+def test_grants_to_other_accounts_are_revoked(kms: Any, key: str, make_responder: Any) -> None:
+    foreign = kms.create_grant(
+        KeyId=kid(key), GranteePrincipal="arn:aws:iam::999999999999:role/x", Operations=["Decrypt"]
+    )
+    local = kms.create_grant(
+        KeyId=kid(key), GranteePrincipal=f"arn:aws:iam::{ACCOUNT}:role/app", Operations=["Decrypt"]
+    )
+    report = responder(make_responder, key).handle(event("CreateGrant", key), Mode.LIVE)
+    assert report.actions[0].status.value == "succeeded"
+    assert state(kms, key)["grants"] == [local["GrantId"]]
+    assert foreign["GrantId"] in report.actions[0].detail
+
+
+@pytest.mark.parametrize(
+    ("sample", "changes"),
+    [
+        ("Decrypt", {}),
+        ("DisableKey", {"errorCode": "AccessDeniedException", "errorMessage": "denied"}),
+        ("ScheduleKeyDeletion", {"errorCode": "KMSInvalidStateException"}),
+    ],
+)
+def test_read_only_and_failed_calls_change_nothing(
+    kms: Any, key: str, make_responder: Any, sample: str, changes: dict[str, Any]
+) -> None:
+    kms.disable_key(KeyId=kid(key))
+    before = state(kms, key)
+    report = responder(make_responder, key).handle(event(sample, key, **changes), Mode.LIVE)
+    assert report.actions == ()
+    assert report.reason
+    assert state(kms, key) == before
+
+
+def test_the_responders_own_calls_are_ignored(kms: Any, key: str, make_responder: Any) -> None:
+    kms.disable_key(KeyId=kid(key))
+    own = {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/moto", "accountId": ACCOUNT}  # moto's caller
+    report = responder(make_responder, key).handle(event("DisableKey", key, own), Mode.LIVE)
+    enable = report.actions[0]
+    assert enable.status.value == "skipped"
+    assert "responder's own role" in enable.detail
+    assert kms.describe_key(KeyId=kid(key))["KeyMetadata"]["KeyState"] == "Disabled"
+
+
+def test_key_administrators_are_alerted_on_not_reversed(kms: Any, key: str, make_responder: Any) -> None:
+    kms.disable_key(KeyId=kid(key))
+    report = responder(make_responder, key, kms_admin_principals=("intruder",)).handle(
+        event("DisableKey", key), Mode.LIVE
+    )
+    assert {r.status.value for r in report.actions} == {"skipped"}
+    assert "key administrator" in report.actions[0].detail
+    assert kms.describe_key(KeyId=kid(key))["KeyMetadata"]["KeyState"] == "Disabled"
+
+
+def test_unprotected_keys_are_only_reported(kms: Any, key: str, make_responder: Any) -> None:
+    kms.disable_key(KeyId=kid(key))
+    report = make_responder(protected_key_tag="protect=true").handle(event("DisableKey", key), Mode.LIVE)
+    assert "is not protected" in report.actions[0].detail
+    kms.tag_resource(KeyId=kid(key), Tags=[{"TagKey": "protect", "TagValue": "true"}])
+    make_responder(protected_key_tag="protect=true").handle(event("DisableKey", key), Mode.LIVE)
+    assert kms.describe_key(KeyId=kid(key))["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+def test_a_clusters_secrets_key_is_protected_through_eks(
+    kms: Any, key: str, make_responder: Any, aws_session: Any
+) -> None:
+    iam = aws_session.client("iam")
+    role = iam.create_role(RoleName="eks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    eks = aws_session.client("eks")
+    eks.create_cluster(
+        name="prod",
+        roleArn=role,
+        resourcesVpcConfig={"subnetIds": []},
+        encryptionConfig=[{"resources": ["secrets"], "provider": {"keyArn": key}}],
+    )
+    kms.disable_key(KeyId=kid(key))
+    report = make_responder(clusters=("prod",)).handle(event("DisableKey", key), Mode.LIVE)
+    assert report.actions[0].status.value == "succeeded", report.actions[0].detail
+    assert kms.describe_key(KeyId=kid(key))["KeyMetadata"]["KeyState"] == "Enabled"
