@@ -51,13 +51,20 @@ def rbac_rules() -> list[RBACRule]:
 
 def iam_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
     from chalicelib.executors.eks_auth import IAM as EKS_AUTH
-    from chalicelib.executors.evidence import IAM_S3
     from chalicelib.executors.identity import IAM as IDENTITY
+    from chalicelib.executors.kms import IAM as KEYS
 
-    statements = [*LOGS, *EKS_AUTH, *IDENTITY, *(s for a in actions.REGISTRY.values() for s in a.iam)]
-    if stage_env.get("EVIDENCE_BUCKET"):
-        statements.extend(IAM_S3)
+    statements = [*LOGS, *EKS_AUTH, *IDENTITY, *KEYS, *(s for a in actions.REGISTRY.values() for s in a.iam)]
+    buckets = {stage_env.get("EVIDENCE_BUCKET") or "", stage_env.get("KEY_POLICY_BUCKET") or ""} - {""}
+    for bucket in sorted(buckets):
+        statements.extend(_bucket_statements(bucket))
     return statements
+
+
+def _bucket_statements(bucket: str) -> list[IAMStatement]:
+    from chalicelib.executors.evidence import IAM_S3
+
+    return [IAMStatement(s.actions, tuple(r.replace("{evidence_bucket}", bucket) for r in s.resources)) for s in IAM_S3]
 
 
 def _sid(actions_: tuple[str, ...], resources: tuple[str, ...]) -> str:

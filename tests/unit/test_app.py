@@ -28,9 +28,34 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
     wiring.reset()
 
 
-def _matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
-    # The subset of EventBridge pattern syntax the app uses: exact values per top-level key.
-    return all(event.get(key) in values for key, values in pattern.items())
+def _matches(pattern: dict[str, Any], event: Any) -> bool:
+    # The subset of EventBridge pattern syntax the app uses: nested keys, lists of exact values.
+    if not isinstance(event, dict):
+        return False
+    for key, wanted in pattern.items():
+        if isinstance(wanted, dict):
+            if not _matches(wanted, event.get(key)):
+                return False
+        elif event.get(key) not in wanted:
+            return False
+    return True
+
+
+def test_kms_patterns_take_tampering_and_key_events_only() -> None:
+    from chalicelib.sources.envelope import split_document
+    from tests.conftest import SAMPLES
+
+    def bare(name: str) -> dict[str, Any]:
+        (wrapped,) = split_document(load_json(SAMPLES / "kms" / "bare" / f"CloudTrail_{name}.json"))
+        return wrapped
+
+    for name in ("ScheduleKeyDeletion", "DisableKey", "PutKeyPolicy", "CreateGrant", "DisableKeyRotation"):
+        assert _matches(patterns.KMS_API_CALL, bare(name)), name
+    for name in ("Decrypt", "GetKeyPolicy", "EnableKey", "CreateKey"):
+        assert not _matches(patterns.KMS_API_CALL, bare(name)), name
+    assert _matches(patterns.KMS_KEY_EVENT, load_json(SAMPLES / "kms" / "KMS_CMK_Deletion.json"))
+    assert not _matches(patterns.KMS_KEY_EVENT, load_json(SAMPLES / "kms" / "KMS_CMK_Rotation.json"))
+    assert not _matches(patterns.GUARDDUTY_FINDING, bare("DisableKey"))
 
 
 def test_every_project_event_matches_the_subscription() -> None:

@@ -20,6 +20,7 @@ SERVICE_MODELS = {
     "iam": "iam",
     "sts": "sts",
     "autoscaling": "autoscaling",
+    "kms": "kms",
 }
 
 

@@ -13,7 +13,8 @@ from chalicelib.settings import DEFAULT_RULES_FILE
 def test_default_rules_load() -> None:
     rules = load_rules(DEFAULT_RULES_FILE)
     names = [r.name for r in rules.rules]
-    assert names[0] == "report-low-severity"
+    assert names[0] == "kms-failed-call"
+    assert names.index("kms-no-change") < names.index("report-low-severity")
     assert names[-1] == "report-everything-else"
 
 
