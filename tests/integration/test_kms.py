@@ -198,3 +198,25 @@ def test_a_clusters_secrets_key_is_protected_through_eks(
     report = make_responder(clusters=("prod",)).handle(event("DisableKey", key), Mode.LIVE)
     assert report.actions[0].status.value == "succeeded", report.actions[0].detail
     assert kms.describe_key(KeyId=kid(key))["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+def test_live_replay_of_a_cloudtrail_record_restores_the_key(
+    kms: Any, key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chalicelib.cli import main
+
+    record = copy.deepcopy(load_json(SAMPLES / "kms" / "bare" / "CloudTrail_ScheduleKeyDeletion.json"))
+    record.update(awsRegion="us-east-1", recipientAccountId=ACCOUNT, userIdentity=ATTACKER)
+    record["resources"] = [{"accountId": ACCOUNT, "type": "AWS::KMS::Key", "ARN": key}]
+    path = tmp_path / "schedule-key-deletion.json"
+    path.write_text(json.dumps(record))
+    kms.schedule_key_deletion(KeyId=kid(key), PendingWindowInDays=7)
+    monkeypatch.setenv("PROTECTED_KEYS", kid(key))
+    monkeypatch.delenv("DRY_RUN", raising=False)
+    assert main(["replay", "--live", "--json", str(path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [(a["action"], a["status"]) for a in result["actions"]][:2] == [
+        ("kms:cancel-key-deletion", "succeeded"),
+        ("kms:enable-key", "succeeded"),
+    ]
+    assert kms.describe_key(KeyId=kid(key))["KeyMetadata"]["KeyState"] == "Enabled"

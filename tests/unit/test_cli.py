@@ -106,3 +106,26 @@ def test_human_output_names_rule_and_actions(capsys: pytest.CaptureFixture[str])
 def test_check_rules(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-rules"]) == 0
     assert "valid" in capsys.readouterr().out
+
+
+def test_kms_samples_plan_reversals_for_a_protected_key(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import SAMPLES
+
+    monkeypatch.setenv("PROTECTED_KEYS", "1234abcd-12ab-34cd-56ef-1234567890ab")
+    code, results, _ = _run(capsys, str(SAMPLES / "kms"))
+    assert code == 0
+    assert len(results) == len(list((SAMPLES / "kms").rglob("*.json")))
+    by_name = {Path(str(r["event"])).name: r for r in results}
+    planned = {
+        a["action"] for a in by_name["CloudTrail_ScheduleKeyDeletion.json"]["actions"] if a["status"] == "planned"
+    }
+    assert planned == {"kms:cancel-key-deletion", "kms:enable-key"}
+    other_key = by_name["CloudTrail_ScheduleKeyDeletion.3.json"]["actions"][0]
+    assert other_key["status"] == "skipped"
+    assert "not protected" in other_key["detail"]
+    for name in ("CloudTrail_Decrypt.json", "CloudTrail_GetKeyPolicy.json", "CloudTrail_Decrypt.4.json"):
+        assert by_name[name]["actions"] == []
+        assert by_name[name]["reason"]
+    assert "failed" in by_name["CloudTrail_Decrypt.4.json"]["reason"]
