@@ -17,6 +17,7 @@ from chalicelib.settings import Settings
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from chalicelib.notifiers.base import Notifier
     from chalicelib.responder import Mode, Responder
 
 MAX_EVENT_BYTES = 10 * 1024 * 1024  # far above EventBridge's 256 KiB; anything larger is a mistake
@@ -54,6 +55,7 @@ def _human(result: dict[str, Any], out: TextIO) -> None:
     out.write(f"\n{result['event']}\n")
     if "error" in result:
         out.write(f"  ERROR: {result['error']}\n")
+        _human_extras(result, out)
         return
     inc = result["incident"]
     out.write(f"  {inc['type']}  severity {inc['severity']} ({inc['score']})  mode {result['mode']}\n")
@@ -70,6 +72,18 @@ def _human(result: dict[str, Any], out: TextIO) -> None:
         out.write(f"  note: {note}\n")
     for action in result["actions"]:
         out.write(f"    {action['status']:<9} {action['action']:<16} {action['target']}: {action['detail']}\n")
+    _human_extras(result, out)
+
+
+def _human_extras(result: dict[str, Any], out: TextIO) -> None:
+    from chalicelib.notifiers import slack_message
+
+    for delivery in result.get("notifications", []):
+        state = "sent" if delivery["delivered"] else f"FAILED ({delivery['error']})"
+        out.write(f"  notified {delivery['notifier']}: {state}\n")
+    if "message" in result:
+        text = slack_message.render_text(result["message"])
+        out.write("  slack message:\n" + "".join(f"  | {line}\n" for line in text.splitlines()))
 
 
 def replay(args: argparse.Namespace, out: TextIO) -> int:
@@ -84,15 +98,21 @@ def replay(args: argparse.Namespace, out: TextIO) -> int:
     rules = load_rules(settings.rules_file)
     mode = _mode(args)
     responder: Responder = wiring.build_responder(settings, rules)
+    # Messages are sent only by a live replay; a plan can still show them (--show-messages).
+    notifiers = wiring.build_notifiers(settings, args.slack_webhook) if args.live else []
 
     try:
-        return _replay_all(args, out, responder, mode)
+        return _replay_all(args, out, responder, mode, notifiers)
     finally:
         responder.close()
 
 
-def _replay_all(args: argparse.Namespace, out: TextIO, responder: Responder, mode: Mode) -> int:
+def _replay_all(
+    args: argparse.Namespace, out: TextIO, responder: Responder, mode: Mode, notifiers: list[Notifier]
+) -> int:
     from chalicelib import intake
+    from chalicelib.notifiers import slack_message
+    from chalicelib.notifiers.base import notify
     from chalicelib.sources.envelope import split_document
 
     worst = 0
@@ -106,9 +126,13 @@ def _replay_all(args: argparse.Namespace, out: TextIO, responder: Responder, mod
         for index, event in enumerate(events):
             ref = str(path) if len(events) == 1 else f"{path}#{index}"
             result = intake.handle(event, responder, mode, raw_ref=ref)
+            if notifiers:
+                result["notifications"] = [d.to_dict() for d in notify(result, notifiers)]
+            if args.show_messages:
+                result["message"] = slack_message.build(result)
             result.pop("event_id", None)
             if "error" in result:
-                result = {"error": result["error"]}
+                result = {k: v for k, v in result.items() if k in {"error", "notifications", "message"}}
                 worst = EXIT_NOT_UNDERSTOOD
             elif any(a["status"] == "failed" for a in result["actions"]):
                 worst = max(worst, EXIT_ACTION_FAILED)
@@ -154,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--rules", metavar="FILE", help="rules file (default: RULES_FILE or the packaged rules)")
     rp.add_argument("--kubeconfig", metavar="FILE", help="use this kubeconfig for every cluster")
     rp.add_argument("-v", "--verbose", action="store_true", help="log every action as JSON on stderr")
+    rp.add_argument("--show-messages", action="store_true", help="render the Slack message of each incident")
+    rp.add_argument(
+        "--slack-webhook", metavar="URL", help="with --live, post the messages to this webhook (a local test hook)"
+    )
     rp.set_defaults(func=replay)
 
     cr = sub.add_parser("check-rules", help="validate a rules file")

@@ -69,6 +69,9 @@ class Settings:
     protected_key_tag: str | None = None
     kms_admin_principals: tuple[str, ...] = ()
     key_policy_bucket: str | None = None
+    slack_webhook_secret: str | None = None  # Secrets Manager secret holding the webhook URL
+    slack_webhook_parameter: str | None = None  # or an SSM SecureString
+    sns_topic_arn: str | None = None
     max_instances_isolated_per_hour: int = 3
     evidence_bucket: str | None = None
     evidence_prefix: str = "evidence"
@@ -107,6 +110,9 @@ class Settings:
             protected_key_tag=env.get("PROTECTED_KEY_TAG") or None,
             kms_admin_principals=_list(env, "KMS_ADMIN_PRINCIPALS"),
             key_policy_bucket=env.get("KEY_POLICY_BUCKET") or env.get("EVIDENCE_BUCKET") or None,
+            slack_webhook_secret=env.get("SLACK_WEBHOOK_SECRET") or None,
+            slack_webhook_parameter=env.get("SLACK_WEBHOOK_PARAMETER") or None,
+            sns_topic_arn=env.get("SNS_TOPIC_ARN") or None,
             max_instances_isolated_per_hour=_int(env, "MAX_INSTANCES_ISOLATED_PER_HOUR", 3),
             evidence_bucket=env.get("EVIDENCE_BUCKET") or None,
             evidence_prefix=env.get("EVIDENCE_PREFIX", "evidence").strip("/") or "evidence",

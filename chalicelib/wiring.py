@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from chalicelib.actions.base import EvidenceSink, KeysAPI
     from chalicelib.executors.kms import KeyRegistry, KMSGateway, PolicyStore
+    from chalicelib.notifiers.base import Notifier
     from chalicelib.policy.model import RulesFile
     from chalicelib.responder import KubeConnector, Mode, Responder
 
@@ -136,14 +137,37 @@ def lambda_mode() -> Mode:
     return Mode.DRY_RUN if settings().dry_run else Mode.LIVE
 
 
-def handle_event(event: dict[str, Any]) -> dict[str, Any]:
-    """The Lambda path: one EventBridge event in, one report (or error) out."""
-    from chalicelib import intake
+def build_notifiers(current: Settings, slack_url: str | None = None) -> list[Notifier]:
+    """Slack when a webhook secret (or, locally, a URL) is configured; SNS when a topic is."""
+    from chalicelib.notifiers.slack import SlackNotifier, secret_webhook
+    from chalicelib.notifiers.sns import SNSNotifier
 
-    return intake.handle(event, responder(), lambda_mode())
+    found: list[Notifier] = []
+    if slack_url:
+        found.append(SlackNotifier(lambda: slack_url))
+    elif current.slack_webhook_secret or current.slack_webhook_parameter:
+        found.append(SlackNotifier(secret_webhook(current.slack_webhook_secret, current.slack_webhook_parameter)))
+    if current.sns_topic_arn:
+        found.append(SNSNotifier(aws_session().client("sns"), current.sns_topic_arn))
+    return found
+
+
+@functools.cache
+def notifiers() -> list[Notifier]:
+    return build_notifiers(settings())
+
+
+def handle_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The Lambda path: one EventBridge event in, one report (or error) out, then told."""
+    from chalicelib import intake
+    from chalicelib.notifiers.base import notify
+
+    result = intake.handle(event, responder(), lambda_mode())
+    result["notifications"] = [d.to_dict() for d in notify(result, notifiers())]
+    return result
 
 
 def reset() -> None:
     """Forget everything built so far (tests, or a changed environment)."""
-    for cached in (settings, rules, aws_session, responder):
+    for cached in (settings, rules, aws_session, responder, notifiers):
         cached.cache_clear()

@@ -1,0 +1,44 @@
+"""Slack through an incoming webhook. The URL is a secret: it comes from Secrets Manager or an SSM
+SecureString (cached by Powertools parameters), never from a plain variable or a log line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from chalicelib.notifiers import slack_message
+
+TIMEOUT_SECONDS = 5
+
+
+class SlackNotifier:
+    name = "slack"
+
+    def __init__(self, webhook_url: Callable[[], str]) -> None:
+        self._webhook_url = webhook_url
+
+    def send(self, report: dict[str, Any]) -> None:
+        from slack_sdk.webhook import WebhookClient
+
+        message = slack_message.build(report)
+        response = WebhookClient(self._webhook_url(), timeout=TIMEOUT_SECONDS).send(
+            text=message["text"], attachments=message["attachments"]
+        )
+        if response.status_code != 200:  # noqa: PLR2004
+            raise RuntimeError(f"Slack answered {response.status_code}: {response.body[:200]}")
+
+
+def secret_webhook(secret_name: str | None, parameter_name: str | None) -> Callable[[], str]:
+    """The webhook URL, read (and cached for 5 minutes) from Secrets Manager or SSM."""
+
+    def read() -> str:
+        from aws_lambda_powertools.utilities import parameters
+
+        if secret_name:
+            value = parameters.get_secret(secret_name, max_age=300)
+        else:
+            assert parameter_name is not None
+            value = parameters.get_parameter(parameter_name, decrypt=True, max_age=300)
+        return str(value).strip()
+
+    return read

@@ -1,0 +1,144 @@
+"""The Slack message for an incident: Block Kit, with every value from an event escaped.
+
+Pure: a report in, a message out. Escaping `&`, `<` and `>` is what Slack asks for, and it is
+enough to turn `<!channel>`, `<@U123>` and `<https://evil|click>` into harmless text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SEVERITY_STYLE = {
+    "critical": ("#7b0000", ":rotating_light:"),
+    "high": ("#d50200", ":red_circle:"),
+    "medium": ("#ff9900", ":large_orange_circle:"),
+    "low": ("#2a7ab0", ":large_blue_circle:"),
+}
+STATUS_MARK = {"succeeded": ":white_check_mark:", "planned": ":memo:", "skipped": ":fast_forward:", "failed": ":x:"}
+
+# Slack's limits (Block Kit reference): header text 150, section text 3000, field 2000, 10 fields, 50 blocks.
+HEADER_LIMIT = 150
+TEXT_LIMIT = 3000
+FIELD_LIMIT = 2000
+MAX_FIELDS = 10
+MAX_ACTION_LINES = 25
+
+
+def escape(value: Any) -> str:
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def console_link(incident: dict[str, Any]) -> str | None:
+    region = incident.get("region")
+    if incident.get("source") == "guardduty" and region:
+        return (
+            f"https://{region}.console.aws.amazon.com/guardduty/home?region={region}"
+            f"#/findings?macros=current&fId={incident['id']}"
+        )
+    if incident.get("source") == "kms" and region:
+        return f"https://{region}.console.aws.amazon.com/cloudtrailv2/home?region={region}#/events"
+    return None
+
+
+def _workloads(incident: dict[str, Any]) -> list[str]:
+    # A Pod "workload" is already listed among the pods.
+    return [w for w in incident.get("workloads") or [] if not str(w).startswith("Pod/")]
+
+
+def _fields(incident: dict[str, Any]) -> list[dict[str, str]]:
+    principals = ", ".join(p.get("arn") or p.get("name") or "" for p in incident.get("principals", []))
+    facts = [
+        ("Account", incident.get("account")),
+        ("Region", incident.get("region")),
+        ("Cluster", incident.get("cluster")),
+        ("Namespace", incident.get("namespace")),
+        ("Workload / pods", ", ".join([*_workloads(incident), *(incident.get("pods") or [])])),
+        ("Node / instance", ", ".join([*(incident.get("nodes") or []), *(incident.get("instance_ids") or [])])),
+        ("Principal", principals),
+        ("Image", ", ".join(incident.get("images") or [])),
+        ("Key", ", ".join(incident.get("key_arns") or [])),
+    ]
+    fields = [
+        {"type": "mrkdwn", "text": cut(f"*{name}*\n{escape(value)}", FIELD_LIMIT)} for name, value in facts if value
+    ]
+    return fields[:MAX_FIELDS]
+
+
+def _action_lines(actions: list[dict[str, Any]]) -> str:
+    lines = [
+        f"{STATUS_MARK.get(a['status'], '')} `{escape(a['action'])}` {escape(a['target'])}: {escape(a['detail'])}"
+        for a in actions[:MAX_ACTION_LINES]
+    ]
+    if len(actions) > MAX_ACTION_LINES:
+        lines.append(f"… and {len(actions) - MAX_ACTION_LINES} more")
+    return "\n".join(lines)
+
+
+def changed_nothing(report: dict[str, Any]) -> bool:
+    return not any(a["status"] == "succeeded" for a in report.get("actions", []))
+
+
+def rejected(report: dict[str, Any]) -> dict[str, Any]:
+    """An event the responder could not understand: said, with its id, so it is not lost."""
+    text = f":warning: Rejected event `{escape(report.get('event_id') or 'no id')}`: {escape(report['error'])}"
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": cut(text, TEXT_LIMIT)}}]
+    return {"text": cut(text, TEXT_LIMIT), "attachments": [{"color": "#808080", "blocks": blocks}]}
+
+
+def build(report: dict[str, Any]) -> dict[str, Any]:
+    """The webhook payload: `text` (notifications, screen readers) and a coloured attachment."""
+    if "error" in report:
+        return rejected(report)
+    incident = report["incident"]
+    severity = str(incident.get("severity", "low"))
+    colour, emoji = SEVERITY_STYLE.get(severity, SEVERITY_STYLE["low"])
+    dry = report.get("mode") != "live" or incident.get("sample")
+    marker = "DRY-RUN: nothing was changed. " if dry and changed_nothing(report) else ""
+    title = cut(f"{severity.upper()} {incident['type']}", HEADER_LIMIT)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": cut(f"{emoji} {escape(incident.get('title', ''))}", TEXT_LIMIT)},
+        },
+    ]
+    fields = _fields(incident)
+    if fields:
+        blocks.append({"type": "section", "fields": fields})
+    if report.get("actions"):
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": cut(_action_lines(report["actions"]), TEXT_LIMIT)}}
+        )
+    else:
+        why = report.get("reason") or "no action"
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": cut(f"No action: {escape(why)}", TEXT_LIMIT)}}
+        )
+    context = [f"{marker}Rule `{escape(report.get('rule') or 'none')}`", f"incident `{escape(incident['id'])}`"]
+    if report.get("evidence"):
+        context.append(f"evidence {escape(report['evidence'])}")
+    link = console_link(incident)
+    if link:
+        context.append(f"<{link}|open in the AWS console>")  # built by us, not from the event
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": cut(t, FIELD_LIMIT)} for t in context]})
+    summary = f"{marker}{severity.upper()} {incident['type']} in {incident.get('cluster') or incident.get('account')}"
+    return {"text": cut(escape(summary), TEXT_LIMIT), "attachments": [{"color": colour, "blocks": blocks}]}
+
+
+def render_text(message: dict[str, Any]) -> str:
+    """The message as a terminal would show it (replay, demo)."""
+    lines = [message["text"]]
+    for block in message["attachments"][0]["blocks"]:
+        if block["type"] == "header":
+            lines.append(f"== {block['text']['text']} ==")
+        elif block["type"] == "section" and "text" in block:
+            lines.append(block["text"]["text"])
+        elif block["type"] == "section":
+            lines.extend(f.get("text", "").replace("\n", ": ", 1) for f in block["fields"])
+        elif block["type"] == "context":
+            lines.append(" · ".join(e["text"] for e in block["elements"]))
+    return "\n".join(lines)

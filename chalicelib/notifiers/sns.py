@@ -1,0 +1,45 @@
+"""SNS: the incident as structured JSON, with attributes subscribers can filter on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SUBJECT_LIMIT = 100  # SNS: printable ASCII, no line breaks, at most 100 characters
+
+
+def subject(report: dict[str, Any]) -> str:
+    if "error" in report:
+        return f"[REJECTED EVENT] {report.get('event_id') or ''}"[:SUBJECT_LIMIT]
+    incident = report["incident"]
+    dry = "[DRY-RUN] " if report.get("mode") != "live" else ""
+    text = f"{dry}[{str(incident.get('severity', '')).upper()}] {incident['type']} {incident.get('cluster') or ''}"
+    clean = "".join(c if 32 <= ord(c) < 127 else "?" for c in text).strip()  # noqa: PLR2004
+    return clean[:SUBJECT_LIMIT]
+
+
+def attributes(report: dict[str, Any]) -> dict[str, dict[str, str]]:
+    incident = report.get("incident") or {"severity": "unknown", "source": "unknown"}
+    values = {
+        "severity": str(incident.get("severity", "")),
+        "source": str(incident.get("source", "")),
+        "cluster": str(incident.get("cluster") or "none"),
+        "dry_run": "true" if report.get("mode") != "live" else "false",
+    }
+    return {k: {"DataType": "String", "StringValue": v} for k, v in values.items()}
+
+
+class SNSNotifier:
+    name = "sns"
+
+    def __init__(self, sns_client: Any, topic_arn: str) -> None:
+        self._sns = sns_client
+        self._topic = topic_arn
+
+    def send(self, report: dict[str, Any]) -> None:
+        self._sns.publish(
+            TopicArn=self._topic,
+            Subject=subject(report),
+            Message=json.dumps(report, default=str),
+            MessageAttributes=attributes(report),
+        )

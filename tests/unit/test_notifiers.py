@@ -1,0 +1,118 @@
+"""Messages: what Slack and SNS receive for an incident."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from chalicelib.notifiers import slack_message, sns
+from chalicelib.notifiers.base import notify
+from chalicelib.policy.loader import load_rules
+from chalicelib.responder import Mode, Responder
+from chalicelib.settings import DEFAULT_RULES_FILE, Settings
+from chalicelib.sources import guardduty
+from tests.conftest import load_event
+
+RULES = load_rules(DEFAULT_RULES_FILE)
+
+
+def _report(name: str = "execution-runtime-reverse-shell", mode: Mode = Mode.PLAN, **detail: Any) -> dict[str, Any]:
+    event = load_event(name)
+    event["detail"].update(detail)
+    incident = guardduty.to_incident(event)
+    return Responder(RULES, Settings()).handle(incident, mode).to_dict()
+
+
+def _all_text(message: dict[str, Any]) -> str:
+    return json.dumps(message)
+
+
+def test_message_says_what_was_found_and_done() -> None:
+    message = slack_message.build(_report())
+    blocks = message["attachments"][0]["blocks"]
+    assert blocks[0]["text"]["text"] == "HIGH Execution:Runtime/ReverseShell"
+    assert message["attachments"][0]["color"] == slack_message.SEVERITY_STYLE["high"][0]
+    text = _all_text(message)
+    for expected in (
+        "*Cluster*\\ndemo",
+        "payments/web-5d9c7b8f6-x7k2p",
+        "k8s:isolate-pod",
+        "i-cd9226b0ed9ce5ec6",
+        "fId=",
+    ):
+        assert expected in text, expected
+    assert message["text"].startswith("DRY-RUN: nothing was changed.")
+
+
+def test_control_sequences_from_the_event_are_shown_as_text() -> None:
+    hostile = "<!channel> <@U024BE7LH> <https://evil.example|click me> & <!here>"
+    message = slack_message.build(_report(title=hostile))
+    text = _all_text(message)
+    assert "<!channel>" not in text
+    assert "<@U024BE7LH>" not in text
+    assert "<https://evil.example" not in text
+    assert "&lt;!channel&gt; &lt;@U024BE7LH&gt; &lt;https://evil.example|click me&gt; &amp; &lt;!here&gt;" in text
+
+
+def test_long_values_are_cut_to_slacks_limits() -> None:
+    message = slack_message.build(_report(title="x" * 10_000, type="Execution:Runtime/" + "Y" * 500))
+    blocks = message["attachments"][0]["blocks"]
+    assert len(blocks[0]["text"]["text"]) <= slack_message.HEADER_LIMIT
+    for block in blocks:
+        if block["type"] == "section" and "text" in block:
+            assert len(block["text"]["text"]) <= slack_message.TEXT_LIMIT
+        for field in block.get("fields", []):
+            assert len(field["text"]) <= slack_message.FIELD_LIMIT
+    assert len(blocks) <= 50
+
+
+def test_a_live_change_has_no_dry_run_marker() -> None:
+    report = _report()
+    report["mode"] = "live"
+    report["actions"][0]["status"] = "succeeded"
+    assert "DRY-RUN" not in _all_text(slack_message.build(report))
+
+
+def test_sns_subject_and_filterable_attributes() -> None:
+    report = _report(title="multi\nline")
+    assert sns.subject(report) == "[DRY-RUN] [HIGH] Execution:Runtime/ReverseShell demo"
+    assert sns.attributes(report) == {
+        "severity": {"DataType": "String", "StringValue": "high"},
+        "source": {"DataType": "String", "StringValue": "guardduty"},
+        "cluster": {"DataType": "String", "StringValue": "demo"},
+        "dry_run": {"DataType": "String", "StringValue": "true"},
+    }
+    long = _report(type="Execution:Runtime/" + "Z" * 200)
+    assert len(sns.subject(long)) <= sns.SUBJECT_LIMIT
+
+
+def test_rejected_events_are_told_with_their_id() -> None:
+    message = slack_message.build({"event_id": "e-1", "error": "not JSON <here>"})
+    assert "Rejected event `e-1`" in message["text"]
+    assert "&lt;here&gt;" in message["text"]
+    assert sns.subject({"event_id": "e-1", "error": "x"}) == "[REJECTED EVENT] e-1"
+
+
+class _Flaky:
+    name = "flaky"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def send(self, report: dict[str, Any]) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError("down")
+
+
+@pytest.mark.parametrize(("failures", "delivered", "calls"), [(0, True, 1), (1, True, 2), (5, False, 2)])
+def test_a_failed_notifier_is_retried_once_then_reported(failures: int, delivered: bool, calls: int) -> None:
+    flaky = _Flaky(failures)
+    (delivery,) = notify(_report(), [flaky])
+    assert delivery.delivered is delivered
+    assert flaky.calls == calls
+    if not delivered:
+        assert delivery.error == "ConnectionError: down"
