@@ -171,3 +171,6 @@ def reset() -> None:
     """Forget everything built so far (tests, or a changed environment)."""
     for cached in (settings, rules, aws_session, responder, notifiers):
         cached.cache_clear()
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()  # type: ignore[no-untyped-call]  # the webhook secret is cached for five minutes

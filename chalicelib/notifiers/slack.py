@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.actions.base import IAMStatement
 from chalicelib.notifiers import slack_message
 
 TIMEOUT_SECONDS = 5
@@ -42,3 +43,21 @@ def secret_webhook(secret_name: str | None, parameter_name: str | None) -> Calla
         return str(value).strip()
 
     return read
+
+
+def permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
+    secret = stage_env.get("SLACK_WEBHOOK_SECRET")
+    parameter = (stage_env.get("SLACK_WEBHOOK_PARAMETER") or "").lstrip("/")
+    found = []
+    if secret:
+        found.append(
+            IAMStatement(
+                ("secretsmanager:GetSecretValue",),
+                (f"arn:aws:secretsmanager:{{region}}:{{account}}:secret:{secret}-*",),
+            )
+        )
+    if parameter:
+        found.append(
+            IAMStatement(("ssm:GetParameter",), (f"arn:aws:ssm:{{region}}:{{account}}:parameter/{parameter}",))
+        )
+    return found

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chalicelib.actions.base import IAMStatement
+
 SUBJECT_LIMIT = 100  # SNS: printable ASCII, no line breaks, at most 100 characters
 
 
@@ -43,3 +45,8 @@ class SNSNotifier:
             Message=json.dumps(report, default=str),
             MessageAttributes=attributes(report),
         )
+
+
+def permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
+    topic = stage_env.get("SNS_TOPIC_ARN")
+    return [IAMStatement(("sns:Publish",), (topic,))] if topic else []

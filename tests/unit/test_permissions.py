@@ -91,3 +91,17 @@ def test_chalice_config_uses_committed_policies_in_every_stage() -> None:
         assert (permissions.CHALICE_DIR / stage["iam_policy_file"]).exists(), name
         assert stage.get("autogen_policy", False) is False
     assert config["stages"]["dev"]["environment_variables"]["DRY_RUN"] == "true"
+
+
+def test_notifier_permissions_follow_the_stage() -> None:
+    env = {
+        "SNS_TOPIC_ARN": "arn:aws:sns:eu-west-1:111122223333:incidents",
+        "SLACK_WEBHOOK_SECRET": "eks-responder/slack",
+    }
+    policy = json.dumps(permissions.iam_policy(env))
+    assert '"sns:Publish"' in policy
+    assert "arn:aws:sns:eu-west-1:111122223333:incidents" in policy
+    assert "secret:eks-responder/slack-*" in policy
+    quiet = json.dumps(permissions.iam_policy({}))
+    assert "sns:Publish" not in quiet
+    assert "secretsmanager" not in quiet

@@ -1,0 +1,129 @@
+"""Telling people: one Slack message (through a webhook on loopback) and one SNS message (moto) per event."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chalice.test import Client as ChaliceClient
+
+import app
+from chalicelib import wiring
+from devstack.stack import LocalStack
+from tests.conftest import ROOT, load_event
+
+pytestmark = pytest.mark.integration
+
+
+class Webhook:
+    """A Slack incoming webhook stand-in on loopback: it records what it is sent."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/XXX"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+@pytest.fixture
+def wired(local_stack: LocalStack, aws_session: Any, webhook: Webhook, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A deployed-like stage: the webhook URL in Secrets Manager, an SNS topic with an SQS subscriber."""
+    secrets = aws_session.client("secretsmanager")
+    secrets.create_secret(Name="eks-responder/slack", SecretString=webhook.url)
+    sns, sqs = aws_session.client("sns"), aws_session.client("sqs")
+    topic = sns.create_topic(Name="incidents")["TopicArn"]
+    queue = sqs.create_queue(QueueName="incidents")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    config["stages"]["dev"]["environment_variables"].update(
+        {"SLACK_WEBHOOK_SECRET": "eks-responder/slack", "SNS_TOPIC_ARN": topic}
+    )
+    (tmp_path / ".chalice").mkdir()
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
+    wiring.reset()
+    yield {"project": tmp_path, "sqs": sqs, "queue": queue}
+    wiring.reset()
+
+
+def _sns_messages(sqs: Any, queue: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not batch:
+            return found
+        for message in batch:
+            found.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_one_slack_and_one_sns_message_per_event(wired: dict[str, Any], webhook: Webhook) -> None:
+    event = load_event("execution-runtime-suspicious-shell-created-low")
+    event["detail"]["title"] = "shell <!channel> <@U024BE7LH> <https://evil.example|click>"
+    with ChaliceClient(app.app, stage_name="dev", project_dir=str(wired["project"])) as client:
+        response = client.lambda_.invoke("on_guardduty_finding", event)
+    assert response.payload["notifications"] == [
+        {"notifier": "slack", "delivered": True, "error": None, "attempts": 1},
+        {"notifier": "sns", "delivered": True, "error": None, "attempts": 1},
+    ]
+    (slack,) = webhook.received
+    body = json.dumps(slack)
+    assert "<!channel>" not in body
+    assert "&lt;!channel&gt; &lt;@U024BE7LH&gt; &lt;https://evil.example|click&gt;" in body
+    (sns,) = _sns_messages(wired["sqs"], wired["queue"])
+    assert sns["Subject"] == "[DRY-RUN] [LOW] Execution:Runtime/SuspiciousShellCreated demo"
+    assert sns["MessageAttributes"]["severity"]["Value"] == "low"
+    assert sns["MessageAttributes"]["dry_run"]["Value"] == "true"
+    assert json.loads(sns["Message"])["incident"]["id"] == event["detail"]["id"]
+
+
+def test_a_rejected_event_is_alerted_on(wired: dict[str, Any], webhook: Webhook) -> None:
+    bad = {"id": "e-broken", "source": "aws.guardduty", "detail-type": "GuardDuty Finding", "detail": {"type": 1}}
+    with ChaliceClient(app.app, stage_name="dev", project_dir=str(wired["project"])) as client:
+        response = client.lambda_.invoke("on_guardduty_finding", bad)
+    assert "error" in response.payload
+    assert "Rejected event `e-broken`" in webhook.received[0]["text"]
+    (sns,) = _sns_messages(wired["sqs"], wired["queue"])
+    assert sns["Subject"] == "[REJECTED EVENT] e-broken"
+
+
+def test_an_unreachable_webhook_is_retried_once_and_sns_still_sent(wired: dict[str, Any], webhook: Webhook) -> None:
+    webhook.close()  # nothing listens any more
+    with ChaliceClient(app.app, stage_name="dev", project_dir=str(wired["project"])) as client:
+        response = client.lambda_.invoke(
+            "on_guardduty_finding", load_event("execution-runtime-suspicious-shell-created-low")
+        )
+    slack, sns = response.payload["notifications"]
+    assert (slack["delivered"], slack["attempts"]) == (False, 2)
+    assert sns["delivered"] is True
+    assert len(_sns_messages(wired["sqs"], wired["queue"])) == 1
