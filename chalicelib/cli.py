@@ -17,6 +17,7 @@ from chalicelib.settings import Settings
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from chalicelib.intake import Ledger
     from chalicelib.notifiers.base import Notifier
     from chalicelib.responder import Mode, Responder
 
@@ -100,19 +101,24 @@ def replay(args: argparse.Namespace, out: TextIO) -> int:
     responder: Responder = wiring.build_responder(settings, rules)
     # Messages are sent only by a live replay; a plan can still show them (--show-messages).
     notifiers = wiring.build_notifiers(settings, args.slack_webhook) if args.live else []
+    ledger = wiring.build_ledger(settings) if args.live else None
 
     try:
-        return _replay_all(args, out, responder, mode, notifiers)
+        return _replay_all(args, out, responder, mode, notifiers, ledger)
     finally:
         responder.close()
 
 
 def _replay_all(
-    args: argparse.Namespace, out: TextIO, responder: Responder, mode: Mode, notifiers: list[Notifier]
+    args: argparse.Namespace,
+    out: TextIO,
+    responder: Responder,
+    mode: Mode,
+    notifiers: list[Notifier],
+    ledger: Ledger | None,
 ) -> int:
     from chalicelib import intake
     from chalicelib.notifiers import slack_message
-    from chalicelib.notifiers.base import notify
     from chalicelib.sources.envelope import split_document
 
     worst = 0
@@ -125,10 +131,8 @@ def _replay_all(
             continue
         for index, event in enumerate(events):
             ref = str(path) if len(events) == 1 else f"{path}#{index}"
-            result = intake.handle(event, responder, mode, raw_ref=ref)
-            if notifiers:
-                result["notifications"] = [d.to_dict() for d in notify(result, notifiers)]
-            if args.show_messages:
+            result = intake.handle(event, responder, mode, raw_ref=ref, ledger=ledger, notifiers=notifiers)
+            if args.show_messages and "duplicate" not in result:
                 result["message"] = slack_message.build(result)
             result.pop("event_id", None)
             if "error" in result:

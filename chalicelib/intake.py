@@ -7,13 +7,17 @@ and block nothing but itself.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib import audit
 from chalicelib.errors import EventError
 from chalicelib.sources import registry
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from chalicelib.incident import Incident
+    from chalicelib.notifiers.base import Notifier
     from chalicelib.responder import Mode, Responder
 
 logger = logging.getLogger("eks_responder")
@@ -24,17 +28,87 @@ def event_id(event: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def handle(event: Any, responder: Responder, mode: Mode, raw_ref: str | None = None) -> dict[str, Any]:
+class Ledger(Protocol):
+    def previous(self, incident_id: str) -> dict[str, Any] | None: ...
+    def record(self, report: dict[str, Any]) -> None: ...
+    def once(self, incident: Incident, work: Callable[[], dict[str, Any]]) -> dict[str, Any]: ...
+
+
+def handle(
+    event: Any,
+    responder: Responder,
+    mode: Mode,
+    raw_ref: str | None = None,
+    *,
+    ledger: Ledger | None = None,
+    notifiers: Sequence[Notifier] = (),
+) -> dict[str, Any]:
+    """One event: parse, respond (once), record, tell. Never raises for bad input."""
     eid = event_id(event)
     try:
         incident = registry.to_incident(event, raw_ref)
     except EventError as exc:
         logger.error("rejected event", extra={"event_id": eid, "error": str(exc), "event_ref": raw_ref})
-        return {"event_id": eid, "error": str(exc)}
+        rejected: dict[str, Any] = {"event_id": eid, "error": str(exc)}
+        return _told(rejected, notifiers)
+
+    def work() -> dict[str, Any]:
+        return _respond(incident, eid, responder, mode, ledger, notifiers)
+
+    if ledger is None:
+        return work()
+    try:
+        previous = ledger.previous(incident.id)
+        if previous and previous["rank"] >= incident.severity.value:
+            logger.info("duplicate incident", extra={"event_id": eid, "incident_id": incident.id, **previous})
+            reason = (
+                f"already handled at severity {previous['severity']} ({previous['updated_at']}): "
+                "nothing done, nothing sent"
+            )
+            return {"event_id": eid, "incident_id": incident.id, "duplicate": True, "reason": reason}
+        return ledger.once(incident, work)
+    except Exception as exc:  # noqa: BLE001 - any storage failure: act without exactly-once, and say so
+        if type(exc).__name__ == "IdempotencyAlreadyInProgressError":
+            return {
+                "event_id": eid,
+                "incident_id": incident.id,
+                "duplicate": True,
+                "reason": "being handled by another invocation",
+            }
+        # Acting matters more than deduplicating: without the table, act (actions skip what is done) and say so.
+        logger.warning("exactly-once unavailable", extra={"event_id": eid, "error": f"{type(exc).__name__}: {exc}"})
+        result = work()
+        result["exactly_once"] = False
+        return result
+
+
+def _respond(
+    incident: Incident,
+    eid: str | None,
+    responder: Responder,
+    mode: Mode,
+    ledger: Ledger | None,
+    notifiers: Sequence[Notifier],
+) -> dict[str, Any]:
     try:
         report = responder.handle(incident, mode)
     except Exception as exc:  # a bug, not bad input: logged with the event, never retried in a loop
         logger.exception("responder failed", extra={"event_id": eid, "incident_id": incident.id})
-        return {"event_id": eid, "error": f"internal error while responding to {incident.id}: {exc}"}
+        failed: dict[str, Any] = {"event_id": eid, "error": f"internal error while responding to {incident.id}: {exc}"}
+        return _told(failed, notifiers)
     audit.record(report, eid)
-    return {"event_id": eid, **report.to_dict()}
+    result = {"event_id": eid, **report.to_dict()}
+    if ledger is not None:
+        try:
+            ledger.record(result)  # before any notification: a failed notifier never loses the incident
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("incident record not written", extra={"incident_id": incident.id, "error": str(exc)})
+    return _told(result, notifiers)
+
+
+def _told(result: dict[str, Any], notifiers: Sequence[Notifier]) -> dict[str, Any]:
+    from chalicelib.notifiers.base import notify
+
+    if notifiers:
+        result["notifications"] = [d.to_dict() for d in notify(result, list(notifiers))]
+    return result

@@ -55,9 +55,10 @@ def iam_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
     from chalicelib.executors.kms import IAM as KEYS
 
     statements = [*LOGS, *EKS_AUTH, *IDENTITY, *KEYS, *(s for a in actions.REGISTRY.values() for s in a.iam)]
+    from chalicelib.executors import ledger
     from chalicelib.notifiers import slack, sns
 
-    statements.extend([*slack.permissions(stage_env), *sns.permissions(stage_env)])
+    statements.extend([*slack.permissions(stage_env), *sns.permissions(stage_env), *ledger.permissions(stage_env)])
     buckets = {stage_env.get("EVIDENCE_BUCKET") or "", stage_env.get("KEY_POLICY_BUCKET") or ""} - {""}
     for bucket in sorted(buckets):
         statements.extend(_bucket_statements(bucket))

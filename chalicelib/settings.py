@@ -72,6 +72,7 @@ class Settings:
     slack_webhook_secret: str | None = None  # Secrets Manager secret holding the webhook URL
     slack_webhook_parameter: str | None = None  # or an SSM SecureString
     sns_topic_arn: str | None = None
+    incidents_table: str | None = None  # DynamoDB: exactly-once and incident records
     max_instances_isolated_per_hour: int = 3
     evidence_bucket: str | None = None
     evidence_prefix: str = "evidence"
@@ -113,6 +114,7 @@ class Settings:
             slack_webhook_secret=env.get("SLACK_WEBHOOK_SECRET") or None,
             slack_webhook_parameter=env.get("SLACK_WEBHOOK_PARAMETER") or None,
             sns_topic_arn=env.get("SNS_TOPIC_ARN") or None,
+            incidents_table=env.get("INCIDENTS_TABLE") or None,
             max_instances_isolated_per_hour=_int(env, "MAX_INSTANCES_ISOLATED_PER_HOUR", 3),
             evidence_bucket=env.get("EVIDENCE_BUCKET") or None,
             evidence_prefix=env.get("EVIDENCE_PREFIX", "evidence").strip("/") or "evidence",

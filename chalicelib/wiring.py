@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from chalicelib.actions.base import EvidenceSink, KeysAPI
     from chalicelib.executors.kms import KeyRegistry, KMSGateway, PolicyStore
+    from chalicelib.executors.ledger import IncidentLedger
     from chalicelib.notifiers.base import Notifier
     from chalicelib.policy.model import RulesFile
     from chalicelib.responder import KubeConnector, Mode, Responder
@@ -160,16 +161,25 @@ def notifiers() -> list[Notifier]:
 def handle_event(event: dict[str, Any]) -> dict[str, Any]:
     """The Lambda path: one EventBridge event in, one report (or error) out, then told."""
     from chalicelib import intake
-    from chalicelib.notifiers.base import notify
 
-    result = intake.handle(event, responder(), lambda_mode())
-    result["notifications"] = [d.to_dict() for d in notify(result, notifiers())]
-    return result
+    return intake.handle(event, responder(), lambda_mode(), ledger=ledger(), notifiers=notifiers())
+
+
+def build_ledger(current: Settings) -> IncidentLedger | None:
+    from chalicelib.executors.ledger import IncidentLedger
+
+    table = current.incidents_table
+    return IncidentLedger(table, aws_session().client("dynamodb")) if table else None
+
+
+@functools.cache
+def ledger() -> IncidentLedger | None:
+    return build_ledger(settings())
 
 
 def reset() -> None:
     """Forget everything built so far (tests, or a changed environment)."""
-    for cached in (settings, rules, aws_session, responder, notifiers):
+    for cached in (settings, rules, aws_session, responder, notifiers, ledger):
         cached.cache_clear()
     from aws_lambda_powertools.utilities import parameters
 

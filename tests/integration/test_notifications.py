@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import Iterator
@@ -127,3 +128,72 @@ def test_an_unreachable_webhook_is_retried_once_and_sns_still_sent(wired: dict[s
     assert (slack["delivered"], slack["attempts"]) == (False, 2)
     assert sns["delivered"] is True
     assert len(_sns_messages(wired["sqs"], wired["queue"])) == 1
+
+
+@pytest.fixture
+def with_table(wired: dict[str, Any], aws_session: Any) -> dict[str, Any]:
+    dynamodb = aws_session.client("dynamodb")
+    dynamodb.create_table(
+        TableName="eks-responder-incidents",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    config_path = wired["project"] / ".chalice" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["stages"]["dev"]["environment_variables"]["INCIDENTS_TABLE"] = "eks-responder-incidents"
+    config_path.write_text(json.dumps(config))
+    wiring.reset()
+    return {**wired, "dynamodb": dynamodb}
+
+
+def _invoke(project: Path, event: dict[str, Any]) -> dict[str, Any]:
+    with ChaliceClient(app.app, stage_name="dev", project_dir=str(project)) as client:
+        payload: dict[str, Any] = client.lambda_.invoke("on_guardduty_finding", event).payload
+        return payload
+
+
+def test_the_same_finding_three_times_acts_and_tells_once(with_table: dict[str, Any], webhook: Webhook) -> None:
+    event = load_event("execution-runtime-suspicious-shell-created-low")
+    first = _invoke(with_table["project"], event)
+    assert first["rule"] == "report-low-severity"
+    # EventBridge redelivers, and GuardDuty re-publishes with a higher count and the same severity.
+    again = _invoke(with_table["project"], event)
+    republished = copy.deepcopy(event)
+    republished["id"] = "another-delivery"
+    republished["detail"]["service"]["count"] = 7
+    third = _invoke(with_table["project"], republished)
+    assert again["duplicate"] is True
+    assert third["duplicate"] is True
+    assert "already handled at severity low" in third["reason"]
+    assert len(webhook.received) == 1
+    assert len(_sns_messages(with_table["sqs"], with_table["queue"])) == 1
+    record = with_table["dynamodb"].get_item(
+        TableName="eks-responder-incidents", Key={"id": {"S": f"incident#{event['detail']['id']}"}}
+    )["Item"]
+    assert json.loads(record["report"]["S"])["rule"] == "report-low-severity"
+
+
+def test_a_higher_severity_re_evaluates_and_a_lower_one_does_not(with_table: dict[str, Any], webhook: Webhook) -> None:
+    event = load_event("execution-runtime-suspicious-shell-created-low")
+    _invoke(with_table["project"], event)
+    higher = copy.deepcopy(event)
+    higher["detail"]["severity"] = 8
+    escalated = _invoke(with_table["project"], higher)
+    assert escalated["rule"] == "compromised-pod"  # re-evaluated: no longer report-only
+    lower = copy.deepcopy(event)
+    lower["detail"]["severity"] = 5
+    assert _invoke(with_table["project"], lower)["duplicate"] is True
+    assert len(webhook.received) == 2
+
+
+def test_without_the_table_it_still_acts_and_says_so(wired: dict[str, Any], webhook: Webhook) -> None:
+    config_path = wired["project"] / ".chalice" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["stages"]["dev"]["environment_variables"]["INCIDENTS_TABLE"] = "no-such-table"
+    config_path.write_text(json.dumps(config))
+    wiring.reset()
+    result = _invoke(wired["project"], load_event("execution-runtime-suspicious-shell-created-low"))
+    assert result["exactly_once"] is False
+    assert result["rule"] == "report-low-severity"
+    assert len(webhook.received) == 1
