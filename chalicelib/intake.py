@@ -107,8 +107,10 @@ def _respond(
 
 
 def _told(result: dict[str, Any], notifiers: Sequence[Notifier]) -> dict[str, Any]:
+    from chalicelib import metrics
     from chalicelib.notifiers.base import notify
 
+    metrics.report(result)
     if notifiers:
         result["notifications"] = [d.to_dict() for d in notify(result, list(notifiers))]
     return result

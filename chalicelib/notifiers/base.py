@@ -40,6 +40,9 @@ def notify(report: dict[str, Any], notifiers: list[Notifier]) -> list[Delivery]:
             deliveries.append(Delivery(notifier.name, delivered=True, attempts=attempt))
             break
         else:
+            from chalicelib import metrics
+
+            metrics.notifier_failure(notifier.name)
             logger.error(
                 "notifier failed",
                 extra={

@@ -197,3 +197,17 @@ def test_without_the_table_it_still_acts_and_says_so(wired: dict[str, Any], webh
     assert result["exactly_once"] is False
     assert result["rule"] == "report-low-severity"
     assert len(webhook.received) == 1
+
+
+def test_emf_metrics_count_incidents_actions_and_notifier_failures(
+    wired: dict[str, Any], webhook: Webhook, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EKS_RESPONDER_METRICS", "on")
+    webhook.close()
+    _invoke(wired["project"], load_event("execution-runtime-reverse-shell"))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    names = {m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] for m in lines}
+    assert names >= {"Incidents", "Actions", "NotifierFailures"}
+    incident = next(m for m in lines if "Incidents" in m)
+    assert (incident["source"], incident["severity"]) == ("guardduty", "high")
+    assert incident["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "EKSResponder"

@@ -1,0 +1,41 @@
+"""EMF metrics (CloudWatch embedded metric format), written as log lines by Powertools.
+
+Only inside Lambda (or with EKS_RESPONDER_METRICS=on): a local replay keeps its output clean.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+NAMESPACE = "EKSResponder"
+
+
+def enabled() -> bool:
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) or os.environ.get("EKS_RESPONDER_METRICS") == "on"
+
+
+def _count(name: str, dimensions: dict[str, str]) -> None:
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        for key, value in dimensions.items():
+            metric.add_dimension(name=key, value=value or "none")
+
+
+def report(result: dict[str, Any]) -> None:
+    """Incidents by source and severity; actions by name and status; rejected events."""
+    if not enabled():
+        return
+    if "error" in result:
+        _count("RejectedEvents", {"service": "eks_responder"})
+        return
+    incident = result["incident"]
+    _count("Incidents", {"source": incident["source"], "severity": incident["severity"]})
+    for action in result.get("actions", []):
+        _count("Actions", {"action": action["action"], "status": action["status"]})
+
+
+def notifier_failure(notifier: str) -> None:
+    if enabled():
+        _count("NotifierFailures", {"notifier": notifier})
