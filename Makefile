@@ -2,15 +2,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+STAGE ?= dev
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help venv apiserver demo test lint typecheck unit permissions check-permissions bench lock clean
+.PHONY: help venv apiserver demo test lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy
 
 help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
 	@echo "make test    lint, type-check, check generated permissions, run every test (unit + integration)"
 	@echo "make permissions   regenerate .chalice/policy-*.json and deploy/rbac/clusterrole.yaml"
 	@echo "make bench   measure cold-start import time"
+	@echo "make prerequisites STAGE=prod; make deploy STAGE=prod   deploy to AWS (see README)"
 
 $(STAMP):
 	@echo "==> Installing pinned dependencies into $(VENV)"
@@ -50,6 +52,13 @@ unit: venv
 
 bench: venv
 	$(PY) bench/import_time.py
+
+# Create a stage's table, bucket, topic and secret, and point .chalice/config.json at them.
+prerequisites: venv
+	$(PY) -m deploy.prerequisites --stage $(STAGE)
+
+deploy: venv check-permissions
+	POWERTOOLS_TRACE_DISABLED=true $(VENV)/bin/chalice deploy --stage $(STAGE)
 
 # Re-pin every transitive dependency after changing requirements*.txt.
 lock: venv

@@ -1,0 +1,111 @@
+"""Create what a stage needs before `chalice deploy`, and point the stage's configuration at it.
+
+    python -m deploy.prerequisites --stage dev [--account-id 111122223333] [--region eu-west-1]
+
+Idempotent: existing resources are kept. Creates the DynamoDB table (exactly-once and incident
+records, TTL on `expiration`), the evidence bucket (versioned, S3 Object Lock in governance mode,
+90 days), the SNS topic and a Secrets Manager secret for the Slack webhook URL (set its value
+with `aws secretsmanager put-secret-value`). Then writes their names into the stage's
+`environment_variables` in .chalice/config.json and regenerates the IAM policies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+ROOT = Path(__file__).resolve().parent.parent
+RETENTION_DAYS = 90
+
+
+def _exists(call: Any, *missing: str) -> bool:
+    try:
+        call()
+    except Exception as exc:
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") in missing:
+            return False
+        raise
+    return True
+
+
+def create(session: Any, stage: str, account: str) -> dict[str, str]:
+    region = session.region_name
+    names = {
+        "INCIDENTS_TABLE": f"eks-responder-{stage}-incidents",
+        "EVIDENCE_BUCKET": f"eks-responder-{stage}-evidence-{account}-{region}",
+        "SLACK_WEBHOOK_SECRET": f"eks-responder/{stage}/slack-webhook",
+    }
+    dynamodb = session.client("dynamodb")
+    table = names["INCIDENTS_TABLE"]
+    if not _exists(lambda: dynamodb.describe_table(TableName=table), "ResourceNotFoundException"):
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.get_waiter("table_exists").wait(TableName=table)
+        dynamodb.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+        )
+    s3 = session.client("s3")
+    bucket = names["EVIDENCE_BUCKET"]
+    if not _exists(lambda: s3.head_bucket(Bucket=bucket), "404", "NoSuchBucket", "NotFound"):
+        location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True, **location)
+        s3.put_object_lock_configuration(
+            Bucket=bucket,
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": RETENTION_DAYS}},
+            },
+        )
+        blocked = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=dict.fromkeys(blocked, True))
+    names["SNS_TOPIC_ARN"] = session.client("sns").create_topic(Name=f"eks-responder-{stage}-incidents")["TopicArn"]
+    secrets = session.client("secretsmanager")
+    secret = names["SLACK_WEBHOOK_SECRET"]
+    if not _exists(lambda: secrets.describe_secret(SecretId=secret), "ResourceNotFoundException"):
+        secrets.create_secret(Name=secret, Description="Slack incoming webhook URL for eks-responder")
+    names["POLICY_ACCOUNT_ID"] = account
+    names["POLICY_REGION"] = region
+    return names
+
+
+def configure(config_file: Path, stage: str, names: dict[str, str]) -> None:
+    config = json.loads(config_file.read_text())
+    config["stages"].setdefault(stage, {"iam_policy_file": f"policy-{stage}.json", "environment_variables": {}})
+    config["stages"][stage].setdefault("environment_variables", {}).update(names)
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.prerequisites", description=__doc__)
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--region", help="default: your AWS configuration's region")
+    parser.add_argument("--account-id", help="default: the account of your credentials")
+    parser.add_argument("--config", type=Path, default=ROOT / ".chalice" / "config.json")
+    args = parser.parse_args(argv)
+    session = boto3.session.Session(region_name=args.region)
+    if not session.region_name:
+        sys.stderr.write("no region: pass --region or configure one\n")
+        return 2
+    account = args.account_id or session.client("sts").get_caller_identity()["Account"]
+    names = create(session, args.stage, account)
+    configure(args.config, args.stage, names)
+    for key, value in names.items():
+        sys.stdout.write(f"{key}={value}\n")
+    if args.config == ROOT / ".chalice" / "config.json":
+        from chalicelib import permissions
+
+        permissions.main([])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

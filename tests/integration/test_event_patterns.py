@@ -1,0 +1,70 @@
+"""The EventBridge patterns the app subscribes with, run through moto's real pattern matcher."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from chalicelib.sources import patterns
+from chalicelib.sources.envelope import split_document
+from tests.conftest import EVENTS, GUARDDUTY_SAMPLES, SAMPLES, load_json
+
+pytestmark = pytest.mark.integration
+SUBSCRIPTIONS = {
+    "guardduty": patterns.GUARDDUTY_FINDING,
+    "kms-api-call": patterns.KMS_API_CALL,
+    "kms-key-event": patterns.KMS_KEY_EVENT,
+}
+
+
+def _route(aws_session: Any, events: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Put every event on a bus whose rules target one SQS queue per subscription; return ids per queue."""
+    bridge, sqs = aws_session.client("events"), aws_session.client("sqs")
+    queues = {}
+    for name, pattern in SUBSCRIPTIONS.items():
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        bridge.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED")
+        bridge.put_targets(Rule=name, Targets=[{"Id": name, "Arn": arn}])
+        queues[name] = url
+    for event in events:
+        entry = {
+            "Source": event["source"],
+            "DetailType": event["detail-type"],
+            "Detail": json.dumps(event["detail"]),
+            "Resources": event.get("resources", []),
+        }
+        assert bridge.put_events(Entries=[entry])["FailedEntryCount"] == 0
+    routed: dict[str, list[str]] = {}
+    for name, url in queues.items():
+        bodies = []
+        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in batch:
+                body = json.loads(message["Body"])
+                detail = body["detail"]
+                bodies.append(str(detail.get("id") or detail.get("eventName") or detail.get("key-id")))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        routed[name] = bodies
+    return routed
+
+
+def test_guardduty_findings_reach_only_the_guardduty_function(aws_session: Any) -> None:
+    events = [e for p in sorted((EVENTS / "guardduty").glob("*.json")) for e in split_document(load_json(p))]
+    events += split_document(load_json(GUARDDUTY_SAMPLES / "Backdoor_EC2_CandCActivity.B_DNS.eventbridge.json"))
+    routed = _route(aws_session, events)
+    assert sorted(routed["guardduty"]) == sorted(e["detail"]["id"] for e in events)
+    assert routed["kms-api-call"] == []
+    assert routed["kms-key-event"] == []
+
+
+def test_kms_tampering_and_key_events_reach_the_kms_functions(aws_session: Any) -> None:
+    bare = SAMPLES / "kms" / "bare"
+    names = ["ScheduleKeyDeletion", "DisableKey", "PutKeyPolicy", "CreateGrant", "Decrypt", "GetKeyPolicy", "EnableKey"]
+    events = [split_document(load_json(bare / f"CloudTrail_{n}.json"))[0] for n in names]
+    events += [load_json(SAMPLES / "kms" / n) for n in ("KMS_CMK_Deletion.json", "KMS_CMK_Rotation.json")]
+    routed = _route(aws_session, events)
+    assert sorted(routed["kms-api-call"]) == ["CreateGrant", "DisableKey", "PutKeyPolicy", "ScheduleKeyDeletion"]
+    assert routed["kms-key-event"] == ["1234abcd-12ab-34cd-56ef-1234567890ab"]
+    assert routed["guardduty"] == []
