@@ -154,9 +154,10 @@ def _invoke(project: Path, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_same_finding_three_times_acts_and_tells_once(with_table: dict[str, Any], webhook: Webhook) -> None:
-    event = load_event("execution-runtime-suspicious-shell-created-low")
+    event = load_event("execution-runtime-reverse-shell")
     first = _invoke(with_table["project"], event)
-    assert first["rule"] == "report-low-severity"
+    assert first["rule"] == "compromised-pod"
+    assert [a["action"] for a in first["actions"]] == ["k8s:label-pod", "k8s:capture-pod", "k8s:isolate-pod"]
     # EventBridge redelivers, and GuardDuty re-publishes with a higher count and the same severity.
     again = _invoke(with_table["project"], event)
     republished = copy.deepcopy(event)
@@ -165,13 +166,15 @@ def test_the_same_finding_three_times_acts_and_tells_once(with_table: dict[str, 
     third = _invoke(with_table["project"], republished)
     assert again["duplicate"] is True
     assert third["duplicate"] is True
-    assert "already handled at severity low" in third["reason"]
+    assert "already handled at severity high" in third["reason"]
+    assert "actions" not in again
+    assert "actions" not in third
     assert len(webhook.received) == 1
     assert len(_sns_messages(with_table["sqs"], with_table["queue"])) == 1
     record = with_table["dynamodb"].get_item(
         TableName="eks-responder-incidents", Key={"id": {"S": f"incident#{event['detail']['id']}"}}
     )["Item"]
-    assert json.loads(record["report"]["S"])["rule"] == "report-low-severity"
+    assert json.loads(record["report"]["S"])["rule"] == "compromised-pod"
 
 
 def test_a_higher_severity_re_evaluates_and_a_lower_one_does_not(with_table: dict[str, Any], webhook: Webhook) -> None:
