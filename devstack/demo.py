@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -100,6 +101,19 @@ def _show_identities(env: dict[str, str], client: Any) -> None:
         print(f"  binding {binding}: {'still there' if binding in names else 'deleted'}")
 
 
+def _show_sns(env: dict[str, str], queue_url: str) -> None:
+    say("Messages published to SNS (moto), read back from its SQS subscriber")
+    sqs = _client(env, "sqs")
+    subjects = []
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in batch:
+            subjects.append(json.loads(message["Body"])["Subject"])
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    for subject in subjects:
+        print(f"  {subject}")
+    print(f"  {len(subjects)} messages")
+
+
 def _show_evidence(env: dict[str, str], bucket: str) -> None:
     say(f"Evidence in s3://{bucket} (moto)")
     s3 = _client(env, "s3")
@@ -117,15 +131,16 @@ def main() -> int:
         say("Seeding cluster 'demo': 4 worker nodes (EC2 instances in moto), a Deployment, a DaemonSet, pods")
         seeded = seed.seed(running)
         env = {**os.environ, **running.env(), "EVIDENCE_BUCKET": seeded.evidence_bucket, "DRY_RUN": "false",
-               "MAX_NODES_CORDONED_PER_HOUR": "3"}  # fmt: skip
+               "MAX_NODES_CORDONED_PER_HOUR": "3", "SNS_TOPIC_ARN": seeded.topic_arn}  # fmt: skip
         say("Replaying events/ live, as the responder identity (RBAC: the generated ClusterRole only)")
-        cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", str(ROOT / "events")]
+        cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--show-messages", str(ROOT / "events")]
         code = subprocess.run(cmd, env=env, check=False).returncode
         with seed.admin_client(running) as client:
             _show_cluster(client)
             _show_identities(env, client)
         _show_instances(env, seeded)
         _show_evidence(env, seeded.evidence_bucket)
+        _show_sns(env, seeded.queue_url)
         say("Stopping everything the demo started")
     say(f"Done in {time.monotonic() - started:.0f} s (replay exit code {code})")
     return code

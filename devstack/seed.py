@@ -47,6 +47,8 @@ NODE_PROFILE = "eks-demo-general-node"
 class SeededCluster:
     nodes: dict[str, str]  # instance id -> node name
     evidence_bucket: str
+    topic_arn: str = ""
+    queue_url: str = ""
 
 
 def admin_client(stack: LocalStack) -> Client:
@@ -161,7 +163,19 @@ def seed(stack: LocalStack) -> SeededCluster:
     nodes = _aws(stack)
     with admin_client(stack) as client:
         _kubernetes(client, nodes)
-    return SeededCluster(nodes, EVIDENCE_BUCKET)
+    topic, queue = _notifications(stack)
+    return SeededCluster(nodes, EVIDENCE_BUCKET, topic, queue)
+
+
+def _notifications(stack: LocalStack) -> tuple[str, str]:
+    """An SNS topic for incident reports, with an SQS subscriber to read them back."""
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    sns, sqs = session.client("sns", endpoint_url=stack.moto_url), session.client("sqs", endpoint_url=stack.moto_url)
+    topic = sns.create_topic(Name="eks-responder-demo-incidents")["TopicArn"]
+    queue = sqs.create_queue(QueueName="incidents")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    return str(topic), str(queue)
 
 
 def _kubernetes(client: Client, nodes: dict[str, str]) -> None:

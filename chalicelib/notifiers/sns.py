@@ -10,11 +10,16 @@ from chalicelib.actions.base import IAMStatement
 SUBJECT_LIMIT = 100  # SNS: printable ASCII, no line breaks, at most 100 characters
 
 
+def changed_nothing(report: dict[str, Any]) -> bool:
+    """Planned, dry-run, or a GuardDuty sample finding: nothing was changed."""
+    return report.get("mode") != "live" or bool((report.get("incident") or {}).get("sample"))
+
+
 def subject(report: dict[str, Any]) -> str:
     if "error" in report:
         return f"[REJECTED EVENT] {report.get('event_id') or ''}"[:SUBJECT_LIMIT]
     incident = report["incident"]
-    dry = "[DRY-RUN] " if report.get("mode") != "live" else ""
+    dry = "[DRY-RUN] " if changed_nothing(report) else ""
     text = f"{dry}[{str(incident.get('severity', '')).upper()}] {incident['type']} {incident.get('cluster') or ''}"
     clean = "".join(c if 32 <= ord(c) < 127 else "?" for c in text).strip()  # noqa: PLR2004
     return clean[:SUBJECT_LIMIT]
@@ -26,7 +31,7 @@ def attributes(report: dict[str, Any]) -> dict[str, dict[str, str]]:
         "severity": str(incident.get("severity", "")),
         "source": str(incident.get("source", "")),
         "cluster": str(incident.get("cluster") or "none"),
-        "dry_run": "true" if report.get("mode") != "live" else "false",
+        "dry_run": "true" if changed_nothing(report) else "false",
     }
     return {k: {"DataType": "String", "StringValue": v} for k, v in values.items()}
 
