@@ -34,11 +34,21 @@ def on_kms_key_event(event: CloudWatchEvent) -> dict[str, Any]:
     return wiring.handle_event(event.to_dict())
 
 
+@app.on_cw_event(patterns.ECR_IMAGE_SCAN, name="on_ecr_image_scan")
+def on_ecr_image_scan(event: CloudWatchEvent) -> dict[str, Any]:
+    return wiring.handle_event(event.to_dict())
+
+
+@app.on_cw_event(patterns.INSPECTOR_IMAGE_FINDING, name="on_inspector_finding")
+def on_inspector_finding(event: CloudWatchEvent) -> dict[str, Any]:
+    return wiring.handle_event(event.to_dict())
+
+
 @app.schedule(Rate(1, unit=Rate.HOURS), name="refresh_key_policies")
 def refresh_key_policies(event: CloudWatchEvent) -> dict[str, Any]:  # noqa: ARG001 - a schedule has no payload
     return wiring.refresh_key_policies()
 
 
 # Malformed events must reach intake (which logs them with their id) instead of failing in Chalice.
-for _handler in (on_guardduty_finding, on_kms_api_call, on_kms_key_event):
+for _handler in (on_guardduty_finding, on_kms_api_call, on_kms_key_event, on_ecr_image_scan, on_inspector_finding):
     _handler.event_class = TolerantCloudWatchEvent

@@ -49,6 +49,7 @@ class ResourceKind(enum.StrEnum):
     CLUSTER = "cluster"  # the cluster itself (API access, configuration)
     ACCESS_KEY = "access-key"  # IAM credentials
     KMS_KEY = "kms-key"  # a KMS key (CloudTrail and KMS events)
+    IMAGE = "image"  # a container image digest (ECR and Inspector scan results)
     OTHER = "other"
 
 

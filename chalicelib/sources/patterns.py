@@ -33,3 +33,11 @@ KMS_KEY_EVENT: dict[str, Any] = {
     "source": ["aws.kms"],
     "detail-type": ["KMS CMK Deletion", "KMS Imported Key Material Expiration"],
 }
+
+ECR_IMAGE_SCAN: dict[str, Any] = {"source": ["aws.ecr"], "detail-type": ["ECR Image Scan"]}
+
+INSPECTOR_IMAGE_FINDING: dict[str, Any] = {
+    "source": ["aws.inspector2"],
+    "detail-type": ["Inspector2 Finding"],
+    "detail": {"resources": {"type": ["AWS_ECR_CONTAINER_IMAGE"]}},
+}

@@ -6,7 +6,7 @@ from typing import Any
 
 from chalicelib.errors import EventError
 from chalicelib.incident import Incident
-from chalicelib.sources import guardduty, kms
+from chalicelib.sources import ecr, guardduty, kms
 
 
 def to_incident(event: Any, raw_ref: str | None = None) -> Incident:
@@ -17,4 +17,6 @@ def to_incident(event: Any, raw_ref: str | None = None) -> Incident:
         return guardduty.to_incident(event, raw_ref)
     if source == "aws.kms":
         return kms.to_incident(event, raw_ref)
+    if source in {"aws.ecr", "aws.inspector2"}:
+        return ecr.to_incident(event, raw_ref)
     raise EventError(f"unsupported event source {source!r} (detail-type {event.get('detail-type')!r})")

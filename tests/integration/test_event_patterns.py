@@ -16,6 +16,7 @@ SUBSCRIPTIONS = {
     "guardduty": patterns.GUARDDUTY_FINDING,
     "kms-api-call": patterns.KMS_API_CALL,
     "kms-key-event": patterns.KMS_KEY_EVENT,
+    "ecr-image-scan": patterns.ECR_IMAGE_SCAN,
 }
 
 
@@ -44,7 +45,7 @@ def _route(aws_session: Any, events: list[dict[str, Any]]) -> dict[str, list[str
             for message in batch:
                 body = json.loads(message["Body"])
                 detail = body["detail"]
-                bodies.append(str(detail.get("id") or detail.get("eventName") or detail.get("key-id")))
+                bodies.append(str(detail.get("id") or detail.get("eventName") or detail.get("key-id") or detail))
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         routed[name] = bodies
     return routed
@@ -57,6 +58,7 @@ def test_guardduty_findings_reach_only_the_guardduty_function(aws_session: Any) 
     assert sorted(routed["guardduty"]) == sorted(e["detail"]["id"] for e in events)
     assert routed["kms-api-call"] == []
     assert routed["kms-key-event"] == []
+    assert routed["ecr-image-scan"] == []
 
 
 def test_kms_tampering_and_key_events_reach_the_kms_functions(aws_session: Any) -> None:
@@ -68,3 +70,15 @@ def test_kms_tampering_and_key_events_reach_the_kms_functions(aws_session: Any) 
     assert sorted(routed["kms-api-call"]) == ["CreateGrant", "DisableKey", "PutKeyPolicy", "ScheduleKeyDeletion"]
     assert routed["kms-key-event"] == ["1234abcd-12ab-34cd-56ef-1234567890ab"]
     assert routed["guardduty"] == []
+
+
+def test_basic_scan_results_reach_the_image_function_only(aws_session: Any) -> None:
+    names = (
+        "ECR_Image_Scan_basic_COMPLETE.json",
+        "ECR_Image_Action_PUSH.json",
+        "Inspector2_Scan_ECR_INITIAL_SCAN_COMPLETE.json",
+    )
+    events = [load_json(SAMPLES / "ecr" / name) for name in names]
+    routed = _route(aws_session, events)
+    assert len(routed["ecr-image-scan"]) == 1
+    assert routed["guardduty"] == routed["kms-api-call"] == []

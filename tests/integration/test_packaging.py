@@ -38,10 +38,18 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
     )  # fmt: skip
     assert lint.returncode == 0, lint.stdout + lint.stderr
     functions = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
-    assert set(functions) == {"OnGuarddutyFinding", "OnKmsApiCall", "OnKmsKeyEvent", "RefreshKeyPolicies"}
+    assert set(functions) == {
+        "OnGuarddutyFinding",
+        "OnKmsApiCall",
+        "OnKmsKeyEvent",
+        "OnEcrImageScan",
+        "OnInspectorFinding",
+        "RefreshKeyPolicies",
+    }
     events = {name: next(iter(f["Properties"]["Events"].values()))["Properties"] for name, f in functions.items()}
     assert events["OnGuarddutyFinding"]["Pattern"] == patterns.GUARDDUTY_FINDING
     assert events["OnKmsApiCall"]["Pattern"] == patterns.KMS_API_CALL
+    assert events["OnInspectorFinding"]["Pattern"] == patterns.INSPECTOR_IMAGE_FINDING
     assert events["RefreshKeyPolicies"]["Schedule"] == "rate(1 hour)"
     policy = json.loads((ROOT / ".chalice" / "policy-prod.json").read_text())
     for function in functions.values():

@@ -1,0 +1,186 @@
+"""Image scan results: ECR basic scanning ("ECR Image Scan") and Amazon Inspector ("Inspector2 Finding").
+
+Formats: the ECR user guide's EventBridge examples and the Inspector2 finding schema. Both become
+incidents about one image digest (`<registry>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:...`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib.errors import EventError
+from chalicelib.incident import Incident, ResourceKind, Severity
+
+ORDER = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
+_BAND = {"CRITICAL": Severity.CRITICAL, "HIGH": Severity.HIGH, "MEDIUM": Severity.MEDIUM}
+_SCORE = {Severity.CRITICAL: 9.0, Severity.HIGH: 7.0, Severity.MEDIUM: 4.0, Severity.LOW: 1.0}
+# ECR / Inspector events that carry no vulnerability: understood, reported, never acted on.
+NO_VULNERABILITY = {"ECR Image Action": "ImageAction", "ECR Scan Resource Change": "ScanResourceChange",
+                    "Inspector2 Coverage": "Coverage"}  # fmt: skip
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class ECRScanModel(_Model):
+    scan_status: str = Field(alias="scan-status")
+    repository_name: str = Field(alias="repository-name", min_length=1)
+    image_digest: str = Field(alias="image-digest", pattern=r"^sha256:[0-9A-Za-z]+$")
+    image_tags: list[str] = Field(default_factory=list, alias="image-tags")
+    counts: dict[str, int] = Field(default_factory=dict, alias="finding-severity-counts")
+
+
+class InspectorImageModel(_Model):
+    repository_name: str = Field(alias="repositoryName")
+    registry: str | None = None
+    image_hash: str = Field(alias="imageHash", pattern=r"^sha256:[0-9A-Za-z]+$")
+    image_tags: list[str] = Field(default_factory=list, alias="imageTags")
+
+
+class InspectorResourceDetailsModel(_Model):
+    image: InspectorImageModel = Field(alias="awsEcrContainerImage")
+
+
+class InspectorResourceModel(_Model):
+    type: str
+    id: str
+    region: str | None = None
+    details: InspectorResourceDetailsModel
+
+
+class InspectorFindingModel(_Model):
+    finding_arn: str = Field(alias="findingArn", min_length=1)
+    account: str = Field(alias="awsAccountId")
+    type: str
+    title: str = ""
+    severity: str
+    status: str = "ACTIVE"
+    fix_available: str | None = Field(None, alias="fixAvailable")
+    exploit_available: str | None = Field(None, alias="exploitAvailable")
+    inspector_score: float | None = Field(None, alias="inspectorScore")
+    epss: dict[str, float] | None = None
+    package_details: dict[str, Any] | None = Field(None, alias="packageVulnerabilityDetails")
+    resources: list[InspectorResourceModel] = Field(min_length=1)
+
+
+class ImageEventModel(_Model):
+    id: str | None = None
+    source: str
+    detail_type: str = Field(alias="detail-type")
+    account: str | None = None
+    region: str | None = None
+    detail: dict[str, Any]
+
+
+def _explain(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def image_ref(registry: str | None, region: str | None, repository: str, digest: str) -> str:
+    host = f"{registry}.dkr.ecr.{region}.amazonaws.com/" if registry and region else ""
+    return f"{host}{repository}@{digest}"
+
+
+def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
+    try:
+        envelope = ImageEventModel.model_validate(event)
+    except ValidationError as exc:
+        raise EventError(f"not a valid image scan event: {_explain(exc)}") from None
+    if envelope.detail_type in NO_VULNERABILITY:
+        return _informational(envelope, raw_ref)
+    try:
+        if envelope.detail_type in {"ECR Image Scan", "Inspector2 Scan"}:
+            return _basic(envelope, ECRScanModel.model_validate(envelope.detail), raw_ref)
+        if envelope.detail_type == "Inspector2 Finding":
+            return _inspector(envelope, InspectorFindingModel.model_validate(envelope.detail), raw_ref)
+    except ValidationError as exc:
+        raise EventError(f"not a valid {envelope.detail_type} event: {_explain(exc)}") from None
+    raise EventError(f"unsupported image event detail-type {envelope.detail_type!r}")
+
+
+def _informational(envelope: ImageEventModel, raw_ref: str | None) -> Incident:
+    kind = NO_VULNERABILITY[envelope.detail_type]
+    return Incident(
+        id=f"ecr-{kind}-{envelope.id or ''}",
+        source="ecr" if envelope.source == "aws.ecr" else "inspector",
+        type=f"ECR:{kind}",
+        title=envelope.detail_type,
+        severity=Severity.LOW,
+        score=0.0,
+        account=envelope.account or "",
+        region=envelope.region or "",
+        resource_kind=ResourceKind.OTHER,
+        details={k: str(v) for k, v in envelope.detail.items() if isinstance(v, str)},
+        event_id=envelope.id,
+        raw_ref=raw_ref,
+    )
+
+
+def _basic(envelope: ImageEventModel, scan: ECRScanModel, raw_ref: str | None) -> Incident:
+    # Inspector's scan summary names the repository by ARN; ECR's by name.
+    repository = scan.repository_name.split(":repository/", 1)[-1]
+    scan = scan.model_copy(update={"repository_name": repository})
+    enhanced = envelope.detail_type == "Inspector2 Scan"
+    worst = next((level for level in ORDER if scan.counts.get(level)), None)
+    severity = _BAND.get(worst or "", Severity.LOW)
+    counts = ", ".join(f"{level} {scan.counts[level]}" for level in ORDER if scan.counts.get(level)) or "no findings"
+    details = {"repository": scan.repository_name, "digest": scan.image_digest, "scan_status": scan.scan_status,
+               "severity_counts": counts, "tags": ",".join(scan.image_tags)}  # fmt: skip
+    return Incident(
+        id=f"{'inspector' if enhanced else 'ecr'}-scan-{scan.repository_name}@{scan.image_digest}",
+        source="inspector" if enhanced else "ecr",
+        type="Inspector2:Scan" if enhanced else "ECR:ImageScan",
+        title=f"ECR scan of {scan.repository_name}: {counts}",
+        severity=severity,
+        score=_SCORE[severity],
+        account=envelope.account or "",
+        region=envelope.region or "",
+        resource_kind=ResourceKind.IMAGE,
+        images=(image_ref(envelope.account, envelope.region, scan.repository_name, scan.image_digest),),
+        details=details,
+        event_id=envelope.id,
+        raw_ref=raw_ref,
+    )
+
+
+def _inspector(envelope: ImageEventModel, finding: InspectorFindingModel, raw_ref: str | None) -> Incident:
+    resource = next((r for r in finding.resources if r.type == "AWS_ECR_CONTAINER_IMAGE"), None)
+    if resource is None:
+        raise EventError("Inspector2 finding is not about an ECR container image")
+    image = resource.details.image
+    severity = _BAND.get(finding.severity.upper(), Severity.LOW)
+    package = finding.package_details or {}
+    cve = str(package.get("vulnerabilityId") or finding.title.split(" ", 1)[0])
+    details = {
+        "repository": image.repository_name,
+        "digest": image.image_hash,
+        "cve": cve,
+        "status": finding.status,
+        "fix_available": (finding.fix_available or "").lower(),
+        "exploit_available": (finding.exploit_available or "").lower(),
+        "inspector_score": "" if finding.inspector_score is None else str(finding.inspector_score),
+        "epss": str((finding.epss or {}).get("score", "")),
+        "tags": ",".join(image.image_tags),
+    }
+    return Incident(
+        # One incident per image: many CVE events for one image are one incident.
+        id=f"inspector-{image.repository_name}@{image.image_hash}",
+        source="inspector",
+        type=f"Inspector2:{finding.type}",
+        title=finding.title,
+        severity=severity,
+        score=finding.inspector_score if finding.inspector_score is not None else _SCORE[severity],
+        account=finding.account,
+        region=resource.region or envelope.region or "",
+        resource_kind=ResourceKind.IMAGE,
+        images=(
+            image_ref(image.registry, resource.region or envelope.region, image.repository_name, image.image_hash),
+        ),
+        details=details,
+        failed=finding.status == "CLOSED",
+        event_id=envelope.id,
+        raw_ref=raw_ref or finding.finding_arn,
+    )
