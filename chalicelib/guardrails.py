@@ -92,7 +92,7 @@ def static_block(  # noqa: PLR0911
 def block(action: Action, target: Target, ctx: ActionContext) -> str | None:  # noqa: PLR0911 - one branch per kind
     settings = ctx.settings
     static = static_block(action, target, settings, ctx.incident.account)
-    if static or target.kind in {"pod", "binding"}:
+    if static or target.kind in {"pod", "binding", "image"}:
         return static
     if target.kind in IDENTITY_KINDS:
         return identity_block(target, ctx)

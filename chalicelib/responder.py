@@ -6,7 +6,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -26,6 +26,7 @@ from chalicelib.actions.base import (
     Target,
 )
 from chalicelib.errors import ClusterAccessError
+from chalicelib.incident import ResourceKind
 from chalicelib.policy.matcher import decide
 
 if TYPE_CHECKING:
@@ -139,9 +140,30 @@ class Responder:
             mode = Mode.DRY_RUN
         if incident.sample:
             return self._plan(incident, rule.name, rule.actions, mode, "sample finding, planned only")
+        if incident.resource_kind is ResourceKind.IMAGE and incident.cluster is None:
+            return self._each_cluster(incident, rule.name, rule.actions, mode)
         if mode is Mode.PLAN:
             return self._plan(incident, rule.name, rule.actions, mode, None)
         return self._execute(incident, rule.name, rule.actions, mode)
+
+    def _each_cluster(self, incident: Incident, rule: str, steps: tuple[Step, ...], mode: Mode) -> Report:
+        """An image can run anywhere: look for it in every configured cluster."""
+        if not self._settings.clusters:
+            why = "no clusters configured (CLUSTERS): nowhere to look for the image"
+            return self._all(incident, rule, steps, mode, Status.SKIPPED, why)
+        results: list[ActionResult] = []
+        notes: list[str] = []
+        evidence = None
+        for cluster in self._settings.clusters:
+            scoped = replace(incident, cluster=cluster)
+            if mode is Mode.PLAN:
+                report = self._plan(scoped, rule, steps, mode, None)
+            else:
+                report = self._execute(scoped, rule, steps, mode)
+            results.extend(replace(r, target=f"{cluster}:{r.target}") for r in report.actions)
+            notes.extend(f"{cluster}: {note}" for note in report.notes)
+            evidence = evidence or report.evidence
+        return Report(incident, rule, None, mode, tuple(results), tuple(notes), evidence)
 
     def _plan(self, incident: Incident, rule: str, steps: tuple[Step, ...], mode: Mode, why: str | None) -> Report:
         """Describe what would run, applying every guardrail that needs no cluster."""

@@ -64,7 +64,7 @@ class Settings:
     protected_instances: tuple[str, ...] = ()
     protected_principals: tuple[str, ...] = DEFAULT_PROTECTED_PRINCIPALS
     allowed_accounts: tuple[str, ...] = ()
-    clusters: tuple[str, ...] = ()  # whose secrets keys and node volume keys are protected
+    clusters: tuple[str, ...] = ()  # the clusters this responder serves: key protection, image lookups
     protected_keys: tuple[str, ...] = ()
     protected_key_tag: str | None = None
     kms_admin_principals: tuple[str, ...] = ()

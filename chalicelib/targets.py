@@ -13,7 +13,7 @@ from typing import Any
 
 from chalicelib import identities
 from chalicelib.actions.base import IdentityAPI, KubeAPI, Target
-from chalicelib.incident import Incident
+from chalicelib.incident import Incident, ResourceKind
 
 FARGATE_LABEL = "eks.amazonaws.com/compute-type"
 FARGATE_REASON = "a Fargate pod has no node to cordon or EC2 instance to isolate"
@@ -44,6 +44,7 @@ class Targets:
             "principal": lambda: identities.eks_principals(incident),
             "binding": lambda: identities.bindings(incident, kube),
             "key": lambda: [Target("key", arn) for arn in incident.key_arns],
+            "image": lambda: [Target("image", image) for image in incident.images],
         }
 
     def add_instance(self, instance_id: str, skip_reason: str | None = None) -> None:
@@ -55,6 +56,9 @@ def offline(incident: Incident) -> Targets:
     found = Targets()
     for pod in incident.pods:
         found.pods.append(Target("pod", pod.name, pod.namespace))
+    if incident.resource_kind is ResourceKind.IMAGE:
+        for image in incident.images:
+            found.pods.append(Target("pod", f"<pods running {digest_of(image)}>", resolved=False))
     for workload in incident.workloads:
         if workload.kind != "Pod":
             found.pods.append(
@@ -111,6 +115,29 @@ def _pods_of(kube: KubeAPI, kind: str, namespace: str, name: str) -> list[dict[s
     return [p for p in pods if _owner(p) in owners]
 
 
+def digest_of(image: str) -> str:
+    return image.rsplit("@", 1)[-1] if "@" in image else image
+
+
+def owner_of(pod: dict[str, Any]) -> str:
+    owner = _owner(pod)
+    return f"{owner[0]}/{owner[1]}" if owner else "no owner"
+
+
+def pods_running(kube: KubeAPI, digest: str) -> list[dict[str, Any]]:
+    """Pods (all namespaces) whose running image (status imageID) or requested image is the digest."""
+    found = []
+    for pod in kube.list_pods("*"):
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        spec = pod.get("spec") or {}
+        images = [str(s.get("imageID", "")) for s in statuses] + [
+            str(c.get("image", "")) for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+        ]
+        if any(image.endswith(digest) for image in images):
+            found.append(pod)
+    return found
+
+
 def _instance_of(node: dict[str, Any]) -> str | None:
     provider = (node.get("spec") or {}).get("providerID") or ""
     tail = provider.rsplit("/", 1)[-1]
@@ -136,6 +163,15 @@ def resolve(incident: Incident, kube: KubeAPI) -> Targets:
 
     for ref in incident.pods:
         add_pod(ref.namespace, ref.name, kube.get_pod(ref.namespace, ref.name))
+    if incident.resource_kind is ResourceKind.IMAGE:
+        for image in incident.images:
+            running = pods_running(kube, digest_of(image))
+            described = ", ".join(
+                f"{p['metadata']['namespace']}/{p['metadata']['name']} ({owner_of(p)})" for p in running
+            )
+            found.notes.append(f"{len(running)} pod(s) run {digest_of(image)}" + (f": {described}" if running else ""))
+            for pod in running:
+                add_pod(str(pod["metadata"]["namespace"]), str(pod["metadata"]["name"]), pod)
     for workload in incident.workloads:
         if workload.kind == "Pod":
             continue

@@ -10,6 +10,7 @@ from chalicelib.actions.ec2.snapshot_volumes import SnapshotVolumes
 from chalicelib.actions.eks.delete_access_entry import DeleteAccessEntry
 from chalicelib.actions.iam.deactivate_access_keys import DeactivateAccessKeys
 from chalicelib.actions.iam.revoke_role_sessions import RevokeRoleSessions
+from chalicelib.actions.k8s.block_image import BlockImage
 from chalicelib.actions.k8s.capture_pod import CapturePod
 from chalicelib.actions.k8s.cordon_node import CordonNode
 from chalicelib.actions.k8s.delete_pod import DeletePod
@@ -43,6 +44,7 @@ _ACTIONS: tuple[type[Action], ...] = (
     EnableKeyRotation,
     RestoreKeyPolicy,
     RevokeGrant,
+    BlockImage,
 )
 
 REGISTRY: dict[str, Action] = {cls.name: cls() for cls in _ACTIONS}

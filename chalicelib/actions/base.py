@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from chalicelib.incident import Incident
     from chalicelib.settings import Settings
 
-TargetKind = Literal["pod", "node", "instance", "role", "user", "principal", "binding", "key"]
+TargetKind = Literal["pod", "node", "instance", "role", "user", "principal", "binding", "key", "image"]
 
 # Labels and annotations the responder writes. Every object it touches carries them.
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -157,6 +157,7 @@ class KubeAPI(Protocol):
     def get_binding(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
     def delete_binding(self, kind: str, namespace: str | None, name: str) -> None: ...
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def create_cluster_object(self, body: dict[str, Any]) -> str: ...  # "created", "exists" or "unsupported"
     def replace_config_map_data(
         self, namespace: str, name: str, data: dict[str, str], resource_version: str
     ) -> None: ...

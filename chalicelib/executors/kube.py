@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httpx2
 from lightkube import ApiError, Client, KubeConfig
+from lightkube.generic_resource import create_global_resource
 from lightkube.resources.apps_v1 import ReplicaSet
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Event, Node, Pod, ServiceAccount
@@ -128,6 +129,27 @@ class KubeGateway:
         self._client.patch(
             ConfigMap, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=self._dry_run
         )
+
+    def create_cluster_object(self, body: dict[str, Any]) -> str:
+        """Create a cluster-scoped object of any API; "unsupported" when the cluster does not serve its API."""
+        group, _, version = str(body["apiVersion"]).rpartition("/")
+        kind = str(body["kind"])
+        resource = create_global_resource(
+            group, version, kind, kind.lower()[:-1] + "ies" if kind.endswith("y") else kind.lower() + "s"
+        )
+        try:
+            self._client.create(resource.from_dict(body), dry_run=self._dry_run)
+        except ApiError as exc:
+            if exc.status.code == 409:  # noqa: PLR2004
+                return "exists"
+            if exc.status.code == _NOT_FOUND:
+                return "unsupported"
+            raise
+        except httpx2.HTTPStatusError as exc:  # an API group nobody serves answers in plain text
+            if exc.response.status_code == _NOT_FOUND:
+                return "unsupported"
+            raise
+        return "created"
 
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None:
         policy = cast("NetworkPolicy", NetworkPolicy.from_dict(body))

@@ -38,6 +38,11 @@ def matches(match: Match, incident: Incident) -> bool:  # noqa: PLR0911 - one ch
         return False
     if match.failed is not None and incident.failed != match.failed:
         return False
+    return _scope_matches(match, incident) and _image_matches(match, incident)
+
+
+def _scope_matches(match: Match, incident: Incident) -> bool:
+    """Where the incident happened: account, cluster, namespace."""
     if match.accounts and not _any(match.accounts, incident.account):
         return False
     if _any(match.exclude_accounts, incident.account):
@@ -49,6 +54,31 @@ def matches(match: Match, incident: Incident) -> bool:  # noqa: PLR0911 - one ch
     if match.namespaces and not _any(match.namespaces, incident.namespace):
         return False
     return not _any(match.exclude_namespaces, incident.namespace)
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _image_matches(match: Match, incident: Incident) -> bool:
+    """Scan conditions read the incident's details: a missing score never reaches a floor, a missing yes/no is no."""
+    details = incident.details
+    repository = details.get("repository")
+    if match.repositories and not _any(match.repositories, repository):
+        return False
+    if _any(match.exclude_repositories, repository):
+        return False
+    for wanted, key in ((match.exploit_available, "exploit_available"), (match.fix_available, "fix_available")):
+        if wanted is not None and (details.get(key) == "yes") != wanted:
+            return False
+    for floor, key in ((match.min_cvss, "inspector_score"), (match.min_epss, "epss")):
+        value = _number(details.get(key))
+        if floor is not None and (value is None or value < floor):
+            return False
+    return True
 
 
 def decide(incident: Incident, rules: RulesFile) -> Decision:

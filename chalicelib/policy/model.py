@@ -33,6 +33,13 @@ class Match(_Strict):
     exclude_clusters: tuple[str, ...] = ()
     namespaces: tuple[str, ...] = ()
     exclude_namespaces: tuple[str, ...] = ()
+    # Image scans (ECR, Inspector)
+    repositories: tuple[str, ...] = ()
+    exclude_repositories: tuple[str, ...] = ()
+    exploit_available: bool | None = None
+    fix_available: bool | None = None
+    min_cvss: float | None = Field(default=None, ge=0, le=10)
+    min_epss: float | None = Field(default=None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _severity_range(self) -> Match:

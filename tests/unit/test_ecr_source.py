@@ -23,7 +23,30 @@ def test_every_ecr_and_inspector_sample_parses_and_gets_a_rule(path: Path) -> No
     incident = ecr.to_incident(load_json(path))
     decision = decide(incident, RULES)
     assert decision.rule is not None
-    assert decision.reason
+    if incident.severity is Severity.CRITICAL:
+        assert [step.action for step in decision.rule.actions] == ["k8s:label-pod", "k8s:block-image"]
+    else:
+        assert decision.reason
+        assert not decision.rule.actions
+
+
+def test_a_low_only_scan_does_nothing_and_a_critical_with_a_fix_blocks() -> None:
+    low = _finding()
+    low["detail"]["severity"] = "LOW"
+    assert decide(ecr.to_incident(low), RULES).rule.name == "image-low-or-clean"
+    critical = _finding()
+    critical["detail"]["severity"] = "CRITICAL"
+    decision = decide(ecr.to_incident(critical), RULES)
+    assert decision.rule.name == "block-critical-image"
+    assert ecr.to_incident(critical).details["fix_available"] == "yes"
+
+
+@pytest.mark.parametrize(("exploit", "rule"), [("YES", "block-exploitable-image"), ("NO", "vulnerable-image")])
+def test_a_high_finding_blocks_only_with_a_known_exploit(exploit: str, rule: str) -> None:
+    high = _finding()
+    high["detail"]["severity"] = "HIGH"
+    high["detail"]["exploitAvailable"] = exploit
+    assert decide(ecr.to_incident(high), RULES).rule.name == rule
 
 
 def test_basic_scan_takes_the_worst_count() -> None:

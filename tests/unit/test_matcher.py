@@ -148,3 +148,39 @@ def test_unknown_types_fall_back_on_tactic_and_resource_kind() -> None:
     assert decide(replace(BASE, type="Recon:Thing/New", resource_kind=ResourceKind.OTHER), DEFAULT).rule.name == (
         "report-everything-else"
     )
+
+
+SCANNED = replace(
+    BASE,
+    source="inspector",
+    resource_kind=ResourceKind.IMAGE,
+    details={"repository": "team/payments", "exploit_available": "yes", "fix_available": "no",
+             "inspector_score": "8.1", "epss": "0.02"},
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("match", "expected"),
+    [
+        (Match(repositories=("team/*",)), True),
+        (Match(repositories=("other/*",)), False),
+        (Match(exclude_repositories=("team/pay*",)), False),
+        (Match(exploit_available=True), True),
+        (Match(exploit_available=False), False),
+        (Match(fix_available=True), False),
+        (Match(fix_available=False), True),
+        (Match(min_cvss=8.0), True),
+        (Match(min_cvss=9.0), False),
+        (Match(min_epss=0.01), True),
+        (Match(min_epss=0.5), False),
+    ],
+)
+def test_each_image_condition(match: Match, expected: bool) -> None:
+    assert matches(match, SCANNED) is expected
+
+
+def test_image_conditions_need_the_value_present() -> None:
+    # A GuardDuty finding carries no scan data: a CVSS floor never matches it.
+    assert matches(Match(min_cvss=0.0), BASE) is False
+    assert matches(Match(repositories=("*",)), BASE) is False
+    assert matches(Match(exploit_available=False), BASE) is True

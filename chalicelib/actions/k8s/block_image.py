@@ -1,0 +1,148 @@
+"""k8s:block-image: keep pods that use the image from being admitted again."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from chalicelib.actions import evidence_bundle
+from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target, responder_marks
+
+ADMISSION = "admissionregistration.k8s.io"
+
+
+def _digest(image: str) -> str:
+    return image.rsplit("@", 1)[-1]
+
+
+def policy_name(image: str) -> str:
+    return f"eks-responder-block-{_digest(image).removeprefix('sha256:')[:16]}"
+
+
+def references(image: str, tags: list[str]) -> list[str]:
+    """What a pod spec may say to run this image: the digest, or a tag of the same repository."""
+    repository = image.rsplit("@", 1)[0]
+    return [f"@{_digest(image)}", *(f"{repository}:{tag}" for tag in tags if tag)]
+
+
+def _cel(refs: list[str]) -> str:
+    tests = " || ".join(f"c.image.endsWith('{ref}')" if ref.startswith("@") else f"c.image == '{ref}'" for ref in refs)
+    kinds = ("containers", "initContainers", "ephemeralContainers")
+    return " && ".join(f"(!has(object.spec.{k}) || !object.spec.{k}.exists(c, {tests}))" for k in kinds)
+
+
+def admission_policy(image: str, tags: list[str], incident_id: str) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy (Kubernetes 1.30+) and its binding that deny pods using the image."""
+    labels, annotations = responder_marks(incident_id)
+    name = policy_name(image)
+    meta = {"name": name, "labels": labels, "annotations": {**annotations, "eks-responder.io/image": image}}
+    policy = {
+        "apiVersion": f"{ADMISSION}/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": meta,
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["pods"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": _cel(references(image, tags)),
+                    "message": f"image {image} is blocked by eks-responder (incident {incident_id})",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": f"{ADMISSION}/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name, "labels": labels, "annotations": meta["annotations"]},
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
+    }
+    return [policy, binding]
+
+
+def kyverno_policy(image: str, tags: list[str], incident_id: str) -> dict[str, Any]:
+    """The same rule for clusters that run Kyverno instead."""
+    labels, annotations = responder_marks(incident_id)
+    patterns = [f"*{ref}" if ref.startswith("@") else ref for ref in references(image, tags)]
+    deny = {"conditions": {"any": [{"key": "{{ images.*.*.reference }}", "operator": "AnyIn", "value": patterns}]}}
+    return {
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": policy_name(image), "labels": labels, "annotations": annotations},
+        "spec": {
+            "validationFailureAction": "Enforce",
+            "background": False,
+            "rules": [
+                {
+                    "name": "block-image",
+                    "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                    "validate": {"message": f"image {image} is blocked by eks-responder", "deny": deny},
+                }
+            ],
+        },
+    }
+
+
+class BlockImage(Action):
+    """Deny new pods that use the image: a ValidatingAdmissionPolicy where the cluster serves the
+    API (Kubernetes 1.30+), else a Kyverno ClusterPolicy where Kyverno runs; otherwise both
+    manifests are written to the evidence store for a human to apply. The image is matched by
+    digest and by the repository tags the scan named (a pod spec only shows what it asks for).
+
+    Example::
+
+        - action: k8s:block-image
+    """
+
+    name = "k8s:block-image"
+    target_kind = "image"
+    summary = "deny new pods that use the image (ValidatingAdmissionPolicy, or a Kyverno policy)"
+    rbac: ClassVar[tuple[RBACRule, ...]] = (
+        RBACRule(ADMISSION, "validatingadmissionpolicies", ("create",)),
+        RBACRule(ADMISSION, "validatingadmissionpolicybindings", ("create",)),
+        RBACRule("kyverno.io", "clusterpolicies", ("create",)),
+    )
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"deny new pods that use image {target} (admission policy {policy_name(target.name)})"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        tags = [t for t in ctx.incident.details.get("tags", "").split(",") if t]
+        name = policy_name(target.name)
+        native = admission_policy(target.name, tags, ctx.incident.id)
+        outcomes = [ctx.kube.create_cluster_object(doc) for doc in native]
+        if "unsupported" not in outcomes:
+            if outcomes == ["exists", "exists"]:
+                return Outcome(Status.SKIPPED, f"image {target} is already blocked by {name}")
+            created = [f"ValidatingAdmissionPolicy/{name}", f"ValidatingAdmissionPolicyBinding/{name}"]
+            return Outcome(
+                Status.SUCCEEDED, f"blocked image {target}: ValidatingAdmissionPolicy {name}", {"created": created}
+            )
+        kyverno = kyverno_policy(target.name, tags, ctx.incident.id)
+        result = ctx.kube.create_cluster_object(kyverno)
+        if result == "exists":
+            return Outcome(Status.SKIPPED, f"image {target} is already blocked by Kyverno ClusterPolicy {name}")
+        if result == "created":
+            message = f"blocked image {target}: Kyverno ClusterPolicy {name}"
+            return Outcome(Status.SUCCEEDED, message, {"created": [f"ClusterPolicy/{name}"]})
+        where = "dry run: nothing written" if ctx.dry_run else "no evidence store configured"
+        if ctx.evidence is not None and not ctx.dry_run:
+            files = {
+                "validating-admission-policy.json": evidence_bundle.as_json(native),
+                "kyverno-clusterpolicy.json": evidence_bundle.as_json(kyverno),
+            }
+            base = f"{ctx.incident.id}/admission/{ctx.incident.cluster}/{name}"
+            where = evidence_bundle.write(ctx, base, files, {"image": target.name})
+        return Outcome(
+            Status.SKIPPED,
+            f"NOT BLOCKED: cluster {ctx.incident.cluster} serves neither ValidatingAdmissionPolicy "
+            f"(Kubernetes 1.30+) nor Kyverno: apply the generated policy by hand ({where})",
+        )

@@ -1,0 +1,98 @@
+"""An image scan finds the pods that run the digest, labels them, and blocks the image."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lightkube.resources.core_v1 import Pod
+from lightkube.types import PatchType
+
+from chalicelib.actions.k8s.block_image import kyverno_policy, policy_name
+from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.responder import Mode
+from tests.integration.conftest import Cluster
+
+pytestmark = pytest.mark.integration
+
+REPOSITORY = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments"
+
+
+def scan(digest: str) -> Incident:
+    return Incident(
+        id=f"ecr-scan-payments@{digest}",
+        source="ecr",
+        type="ECR:ImageScan",
+        title="ECR scan of payments: CRITICAL 1",
+        severity=Severity.CRITICAL,
+        score=9.0,
+        account="123456789012",
+        region="us-east-1",
+        resource_kind=ResourceKind.IMAGE,
+        images=(f"{REPOSITORY}@{digest}",),
+        details={"repository": "payments", "digest": digest, "tags": "1.4"},
+    )
+
+
+def run_pod(cluster: Cluster, name: str, image: str, namespace: str, image_id: str | None = None) -> None:
+    meta = {"name": name, "namespace": namespace, "labels": {"app": name}}
+    cluster.create({"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+                    "spec": {"containers": [{"name": "main", "image": image}]}})  # fmt: skip
+    if image_id:  # what the kubelet reports once the tag was pulled
+        status = {"status": {"containerStatuses": [{
+            "name": "main", "image": image, "imageID": image_id, "ready": True, "restartCount": 0,
+            "state": {"running": {}},
+        }]}}  # fmt: skip
+        cluster.admin.patch(Pod.Status, name, status, namespace=namespace, patch_type=PatchType.MERGE)
+
+
+def labels(cluster: Cluster, namespace: str, name: str) -> dict[str, str]:
+    return dict(cluster.admin.get(Pod, name, namespace=namespace).metadata.labels or {})
+
+
+def test_a_critical_scan_labels_every_pod_running_the_digest_and_blocks_the_image(
+    cluster: Cluster, make_responder: Any, tmp_path: Path
+) -> None:
+    digest = f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    other = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
+    run_pod(cluster, "by-digest", f"{REPOSITORY}@{digest}", cluster.namespace)
+    run_pod(cluster, "by-tag", f"{REPOSITORY}:1.4", other, image_id=f"docker-pullable://{REPOSITORY}@{digest}")
+    run_pod(cluster, "bystander", f"{REPOSITORY}:1.3", cluster.namespace, image_id=f"{REPOSITORY}@sha256:{'0' * 64}")
+
+    evidence = tmp_path / "evidence"
+    responder = make_responder(clusters=("local",))
+    report = responder.handle(scan(digest), Mode.LIVE)
+
+    assert report.rule == "block-critical-image"
+    labelled = sorted(r.target for r in report.actions if r.action == "k8s:label-pod")
+    assert labelled == sorted([f"local:{cluster.namespace}/by-digest", f"local:{other}/by-tag"])
+    assert all(r.status.value == "succeeded" for r in report.actions if r.action == "k8s:label-pod")
+    assert any("2 pod(s) run" in note and "by-tag" in note for note in report.notes)
+    assert labels(cluster, cluster.namespace, "by-digest").get("eks-responder.io/under-investigation") == "true"
+    assert labels(cluster, other, "by-tag").get("eks-responder.io/under-investigation") == "true"
+    assert "eks-responder.io/under-investigation" not in labels(cluster, cluster.namespace, "bystander")
+
+    # The local Kubernetes 1.20 serves neither ValidatingAdmissionPolicy nor Kyverno (both real
+    # 404s): the policies are written to the evidence store for a human to apply.
+    (block,) = [r for r in report.actions if r.action == "k8s:block-image"]
+    assert block.status.value == "skipped"
+    assert block.detail.startswith("NOT BLOCKED")
+    folder = evidence / report.incident.id / "admission" / "local" / policy_name(f"{REPOSITORY}@{digest}")
+    assert str(folder / "MANIFEST.json") in block.detail
+    written = json.loads((folder / "kyverno-clusterpolicy.json").read_text())
+    assert written == kyverno_policy(f"{REPOSITORY}@{digest}", ["1.4"], report.incident.id)
+    native = json.loads((folder / "validating-admission-policy.json").read_text())
+    assert [doc["kind"] for doc in native] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+
+
+def test_an_image_scan_without_configured_clusters_changes_nothing(cluster: Cluster, make_responder: Any) -> None:
+    digest = f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    run_pod(cluster, "by-digest", f"{REPOSITORY}@{digest}", cluster.namespace)
+    report = make_responder().handle(scan(digest), Mode.LIVE)
+    assert {r.status.value for r in report.actions} == {"skipped"}
+    assert all("CLUSTERS" in r.detail for r in report.actions)
+    assert "eks-responder.io/under-investigation" not in labels(cluster, cluster.namespace, "by-digest")
