@@ -55,8 +55,11 @@ def handle(
     def work() -> dict[str, Any]:
         return _respond(incident, eid, responder, mode, ledger, notifiers)
 
-    if ledger is None:
-        return work()
+    accepted = responder.accepted_risk(incident)
+    if ledger is None or accepted:
+        # An accepted risk is neither recorded nor sent: recording would mark the image handled, and a
+        # later CVE of the same image that nobody accepted would be dropped as a repeat. The audit log keeps it.
+        return _respond(incident, eid, responder, mode, None, () if accepted else notifiers)
     try:
         previous = ledger.previous(incident.id)
         if previous and previous["rank"] >= incident.severity.value:

@@ -27,7 +27,7 @@ from chalicelib.actions.base import (
 )
 from chalicelib.errors import ClusterAccessError
 from chalicelib.incident import ResourceKind
-from chalicelib.policy.matcher import decide
+from chalicelib.policy.matcher import accepted, decide
 
 if TYPE_CHECKING:
     from chalicelib.incident import Incident
@@ -130,6 +130,9 @@ class Responder:
         """Release connections (a Lambda keeps them for the container's life)."""
         if self._connector is not None:
             self._connector.close()
+
+    def accepted_risk(self, incident: Incident) -> bool:
+        return accepted(incident, self._rules, datetime.now(UTC).date()) is not None
 
     def handle(self, incident: Incident, mode: Mode) -> Report:
         decision = decide(incident, self._rules)

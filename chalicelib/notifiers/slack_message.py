@@ -6,6 +6,7 @@ enough to turn `<!channel>`, `<@U123>` and `<https://evil|click>` into harmless 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 SEVERITY_STYLE = {
@@ -39,9 +40,41 @@ def console_link(incident: dict[str, Any]) -> str | None:
             f"https://{region}.console.aws.amazon.com/guardduty/home?region={region}"
             f"#/findings?macros=current&fId={incident['id']}"
         )
+    if incident.get("source") == "inspector" and region:
+        return f"https://{region}.console.aws.amazon.com/inspector/v2/home?region={region}#/findings"
     if incident.get("source") == "kms" and region:
         return f"https://{region}.console.aws.amazon.com/cloudtrailv2/home?region={region}#/events"
     return None
+
+
+_CVE = re.compile(r"^CVE-\d{4}-\d{4,7}$")
+_RUNNING = re.compile(r"\d+ pod\(s\) run ")
+
+
+def _vulnerability(incident: dict[str, Any]) -> str:
+    """Image scans: the CVE (linked, only when it is a well-formed id), or the severity counts."""
+    details = incident.get("details") or {}
+    cve = str(details.get("cve") or "")
+    facts = []
+    if cve:
+        facts.append(escape(cve))
+    if details.get("severity_counts"):
+        facts.append(escape(details["severity_counts"]))
+    for label, key in (("fix", "fix_available"), ("exploit", "exploit_available")):
+        if details.get(key):
+            facts.append(f"{label} {escape(details[key])}")
+    for label, key in (("score", "inspector_score"), ("EPSS", "epss")):
+        if details.get(key):
+            facts.append(f"{label} {escape(details[key])}")
+    text = ", ".join(facts)
+    if _CVE.match(cve):  # the link is ours: only a strict CVE id goes into it
+        text += f"\n<https://nvd.nist.gov/vuln/detail/{cve}|{cve} at NVD>"
+    return text
+
+
+def running_pods(report: dict[str, Any]) -> str:
+    """The pods found running a scanned image, per cluster, as the responder noted them."""
+    return "\n".join(escape(note) for note in report.get("notes") or [] if _RUNNING.search(str(note)))
 
 
 def _workloads(incident: dict[str, Any]) -> list[str]:
@@ -60,10 +93,13 @@ def _fields(incident: dict[str, Any]) -> list[dict[str, str]]:
         ("Node / instance", ", ".join([*(incident.get("nodes") or []), *(incident.get("instance_ids") or [])])),
         ("Principal", principals),
         ("Image", ", ".join(incident.get("images") or [])),
+        ("Vulnerability", _vulnerability(incident)),
         ("Key", ", ".join(incident.get("key_arns") or [])),
     ]
     fields = [
-        {"type": "mrkdwn", "text": cut(f"*{name}*\n{escape(value)}", FIELD_LIMIT)} for name, value in facts if value
+        {"type": "mrkdwn", "text": cut(f"*{name}*\n{value if name == 'Vulnerability' else escape(value)}", FIELD_LIMIT)}
+        for name, value in facts
+        if value
     ]
     return fields[:MAX_FIELDS]
 
@@ -109,6 +145,9 @@ def build(report: dict[str, Any]) -> dict[str, Any]:
     fields = _fields(incident)
     if fields:
         blocks.append({"type": "section", "fields": fields})
+    pods = running_pods(report)
+    if pods:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cut(f"*Running*\n{pods}", TEXT_LIMIT)}})
     if report.get("actions"):
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": cut(_action_lines(report["actions"]), TEXT_LIMIT)}}

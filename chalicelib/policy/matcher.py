@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from fnmatch import fnmatchcase
 
 from chalicelib.incident import Incident, Severity
-from chalicelib.policy.model import Match, Rule, RulesFile
+from chalicelib.policy.model import AcceptedRisk, Match, Rule, RulesFile
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,23 @@ def _image_matches(match: Match, incident: Incident) -> bool:
     return True
 
 
-def decide(incident: Incident, rules: RulesFile) -> Decision:
-    """The first rule that matches wins; rules are read top to bottom."""
+def accepted(incident: Incident, rules: RulesFile, today: date) -> AcceptedRisk | None:
+    """The unexpired accepted risk covering this incident's CVE in its repository, if any."""
+    cve, repository = incident.details.get("cve"), incident.details.get("repository")
+    if not cve or not repository:
+        return None
+    for risk in rules.accepted_risks:
+        if risk.cve == cve and today <= risk.expires and _any(risk.repositories, repository):
+            return risk
+    return None
+
+
+def decide(incident: Incident, rules: RulesFile, today: date | None = None) -> Decision:
+    """An accepted risk ends it; otherwise the first rule that matches wins, read top to bottom."""
+    risk = accepted(incident, rules, today or datetime.now(UTC).date())
+    if risk is not None:
+        return Decision(None, f"{risk.cve} is an accepted risk in {incident.details['repository']} until "
+                              f"{risk.expires.isoformat()}: {risk.reason}")  # fmt: skip
     for rule in rules.rules:
         if matches(rule.match, incident):
             return Decision(rule, None if rule.actions else rule.reason)

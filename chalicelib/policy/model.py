@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -70,8 +71,18 @@ class Rule(_Strict):
         return self
 
 
+class AcceptedRisk(_Strict):
+    """A CVE someone decided to live with, in some repositories, until a date."""
+
+    cve: str = Field(pattern=r"^CVE-\d{4}-\d{4,7}$")
+    repositories: tuple[str, ...] = Field(min_length=1)  # globs
+    expires: date
+    reason: str = Field(min_length=1)
+
+
 class RulesFile(_Strict):
     version: Literal[1]
+    accepted_risks: tuple[AcceptedRisk, ...] = ()
     rules: tuple[Rule, ...] = Field(min_length=1)
 
     @field_validator("rules")

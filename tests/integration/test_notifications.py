@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from chalice.test import Client as ChaliceClient
 
 import app
 from chalicelib import wiring
+from chalicelib.settings import DEFAULT_RULES_FILE
 from devstack.stack import LocalStack
-from tests.conftest import ROOT, load_event
+from tests.conftest import ROOT, SAMPLES, load_event, load_json
 
 pytestmark = pytest.mark.integration
 
@@ -214,3 +216,34 @@ def test_emf_metrics_count_incidents_actions_and_notifier_failures(
     incident = next(m for m in lines if "Incidents" in m)
     assert (incident["source"], incident["severity"]) == ("guardduty", "high")
     assert incident["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "EKSResponder"
+
+
+def test_an_accepted_cve_is_not_told_and_does_not_hide_the_next_cve_of_the_image(
+    with_table: dict[str, Any], webhook: Webhook
+) -> None:
+    rules = yaml.safe_load(DEFAULT_RULES_FILE.read_text())
+    rules["accepted_risks"] = [
+        {"cve": "CVE-2024-6119", "repositories": ["inspector2"], "expires": "2999-12-31", "reason": "not reachable"}
+    ]
+    rules_file = with_table["project"] / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(rules))
+    config_path = with_table["project"] / ".chalice" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["stages"]["dev"]["environment_variables"]["RULES_FILE"] = str(rules_file)
+    config_path.write_text(json.dumps(config))
+    wiring.reset()
+    event = load_json(SAMPLES / "ecr" / "Inspector2_Finding_ECR_PACKAGE_VULNERABILITY.2024-doc.json")
+    event["detail"]["severity"] = "CRITICAL"
+    with ChaliceClient(app.app, stage_name="dev", project_dir=str(with_table["project"])) as client:
+        first = client.lambda_.invoke("on_inspector_finding", event).payload
+        assert first["rule"] is None
+        assert "CVE-2024-6119 is an accepted risk in inspector2 until 2999-12-31: not reachable" in first["reason"]
+        assert webhook.received == []
+        other = copy.deepcopy(event)
+        other["id"] = "another-cve"
+        other["detail"]["packageVulnerabilityDetails"]["vulnerabilityId"] = "CVE-2099-0001"
+        second = client.lambda_.invoke("on_inspector_finding", other).payload
+        assert second["rule"] == "block-critical-image"
+        assert "duplicate" not in second
+        assert len(webhook.received) == 1
+        assert client.lambda_.invoke("on_inspector_finding", other).payload["duplicate"] is True

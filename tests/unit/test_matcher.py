@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from chalicelib.errors import RulesError
 from chalicelib.incident import Incident, ResourceKind, Severity
 from chalicelib.policy.loader import load_rules, parse_rules
 from chalicelib.policy.matcher import decide, matches
@@ -184,3 +187,42 @@ def test_image_conditions_need_the_value_present() -> None:
     assert matches(Match(min_cvss=0.0), BASE) is False
     assert matches(Match(repositories=("*",)), BASE) is False
     assert matches(Match(exploit_available=False), BASE) is True
+
+
+def _with_risk(**risk: Any) -> Any:
+    entry = {"cve": "CVE-2024-6119", "repositories": ["team/*"], "expires": "2027-01-31", "reason": "no TLS", **risk}
+    return parse_rules({"version": 1, "accepted_risks": [entry], "rules": [{"name": "block", "actions": [
+        {"action": "k8s:block-image"}]}]}, "test")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("risk", "today", "accepted"),
+    [
+        ({}, date(2027, 1, 31), True),
+        ({}, date(2027, 2, 1), False),  # expired: the rules decide again
+        ({"repositories": ["other/*"]}, date(2026, 12, 1), False),
+        ({"cve": "CVE-2024-0001"}, date(2026, 12, 1), False),
+    ],
+)
+def test_an_accepted_risk_holds_for_its_cve_and_repositories_until_it_expires(
+    risk: dict[str, Any], today: date, accepted: bool
+) -> None:
+    incident = replace(SCANNED, details={**SCANNED.details, "cve": "CVE-2024-6119"})
+    decision = decide(incident, _with_risk(**risk), today)
+    assert (decision.rule is None) is accepted
+    if accepted:
+        assert decision.reason == "CVE-2024-6119 is an accepted risk in team/payments until 2027-01-31: no TLS"
+
+
+@pytest.mark.parametrize(
+    ("risk", "message"),
+    [
+        ({"cve": "CVE-24-1"}, "cve"),
+        ({"repositories": []}, "repositories"),
+        ({"expires": "soon"}, "expires"),
+        ({"reason": ""}, "reason"),
+    ],
+)
+def test_an_accepted_risk_needs_an_id_repositories_an_expiry_and_a_reason(risk: dict[str, Any], message: str) -> None:
+    with pytest.raises(RulesError, match=message):
+        _with_risk(**risk)

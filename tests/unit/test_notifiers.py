@@ -116,3 +116,32 @@ def test_a_failed_notifier_is_retried_once_then_reported(failures: int, delivere
     assert flaky.calls == calls
     if not delivered:
         assert delivery.error == "ConnectionError: down"
+
+
+def _image_report(**detail: Any) -> dict[str, Any]:
+    from chalicelib.sources import ecr
+    from tests.conftest import SAMPLES, load_json
+
+    event = load_json(SAMPLES / "ecr" / "Inspector2_Finding_ECR_PACKAGE_VULNERABILITY.2024-doc.json")
+    event["detail"].update(detail)
+    report = Responder(RULES, Settings()).handle(ecr.to_incident(event), Mode.PLAN).to_dict()
+    report["notes"] = ["prod: 2 pod(s) run sha256:abc: payments/api-1 (ReplicaSet/api), web/api-2 (ReplicaSet/api)"]
+    return report
+
+
+def test_an_image_message_names_the_cve_its_fix_and_the_running_pods() -> None:
+    text = _all_text(slack_message.build(_image_report()))
+    for expected in (
+        "*Vulnerability*\\nCVE-2024-6119, fix yes, exploit no",
+        "<https://nvd.nist.gov/vuln/detail/CVE-2024-6119|CVE-2024-6119 at NVD>",
+        "prod: 2 pod(s) run sha256:abc: payments/api-1 (ReplicaSet/api), web/api-2 (ReplicaSet/api)",
+        "inspector/v2/home",
+    ):
+        assert expected in text, expected
+
+
+def test_a_malformed_cve_id_is_shown_but_never_linked() -> None:
+    details = {"vulnerabilityId": "CVE-1|<https://evil.example>", "vulnerablePackages": []}
+    text = _all_text(slack_message.build(_image_report(packageVulnerabilityDetails=details)))
+    assert "nvd.nist.gov" not in text
+    assert "<https://evil.example>" not in text
