@@ -80,6 +80,10 @@ def static_block(  # noqa: PLR0911
         if target.resolved and any(fnmatchcase(target.name, p) for p in settings.protected_instances):
             return f"instance {target.name} is protected (PROTECTED_INSTANCES)"
         return None
+    if target.kind == "image":
+        if any(fnmatchcase(target.name, p) for p in settings.protected_images):
+            return f"image {target.name} is protected (PROTECTED_IMAGES); it is never blocked"
+        return None
     if target.kind == "pod":
         if action.disrupts_workload and target.namespace in settings.all_protected_namespaces:
             return f"namespace {target.namespace} is protected (PROTECTED_NAMESPACES); {action.name} never runs there"

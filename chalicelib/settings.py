@@ -59,6 +59,7 @@ class Settings:
     protected_namespaces: tuple[str, ...] = DEFAULT_PROTECTED_NAMESPACES
     protected_node_labels: tuple[str, ...] = ()  # "key" or "key=value"
     protected_nodes: tuple[str, ...] = ()
+    protected_images: tuple[str, ...] = ()
     protected_clusters: tuple[str, ...] = ()
     max_nodes_cordoned_per_hour: int = 3
     protected_instances: tuple[str, ...] = ()
@@ -101,6 +102,7 @@ class Settings:
             protected_namespaces=_list(env, "PROTECTED_NAMESPACES", DEFAULT_PROTECTED_NAMESPACES),
             protected_node_labels=_list(env, "PROTECTED_NODE_LABELS"),
             protected_nodes=_list(env, "PROTECTED_NODES"),
+            protected_images=_list(env, "PROTECTED_IMAGES"),
             protected_clusters=_list(env, "PROTECTED_CLUSTERS"),
             max_nodes_cordoned_per_hour=_int(env, "MAX_NODES_CORDONED_PER_HOUR", 3),
             protected_instances=_list(env, "PROTECTED_INSTANCES"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -113,3 +114,30 @@ def test_a_dry_run_writes_nothing(tmp_path: Path) -> None:
     outcome = run(kube, tmp_path, dry_run=True)
     assert "dry run: nothing written" in outcome.detail
     assert not any(tmp_path.iterdir())
+
+
+def test_an_image_known_only_by_tag_is_matched_exactly() -> None:
+    tagged = "public.ecr.aws/nginx/nginx:1.27"
+    policy, _ = admission_policy(tagged, ["ignored"], "inc-1")
+    assert "c.image == 'public.ecr.aws/nginx/nginx:1.27'" in policy["spec"]["validations"][0]["expression"]
+    assert "endsWith" not in policy["spec"]["validations"][0]["expression"]
+    assert policy_name(tagged) == policy_name(tagged).lower()
+    assert policy_name(tagged) != policy_name("public.ecr.aws/nginx/nginx:1.28")
+
+
+@pytest.mark.parametrize("image", ["evil') || true || ('", "nginx:*", "x@sha256:short", ""])
+def test_a_reference_that_could_change_the_rule_is_refused(image: str) -> None:
+    kube = Kube({})
+    outcome = BlockImage().run(context(kube), Target("image", image), NoParams())
+    assert outcome.status is Status.FAILED
+    assert kube.created == []
+
+
+def test_a_tag_from_the_event_that_could_change_the_rule_is_dropped() -> None:
+    kube = Kube({"ValidatingAdmissionPolicy": "created", "ValidatingAdmissionPolicyBinding": "created"})
+    ctx = context(kube)
+    ctx = replace(ctx, incident=replace(ctx.incident, details={"tags": "1.4,x' || true || 'y"}))
+    BlockImage().run(ctx, Target("image", IMAGE), NoParams())
+    expression = kube.created[0]["spec"]["validations"][0]["expression"]
+    assert "payments:1.4'" in expression
+    assert "true" not in expression

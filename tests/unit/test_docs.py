@@ -47,7 +47,7 @@ def test_readme_describes_every_setting() -> None:
         "PROTECTED_NODE_LABELS", "PROTECTED_CLUSTERS", "MAX_NODES_CORDONED_PER_HOUR", "EVIDENCE_BUCKET",
         "EVIDENCE_PREFIX", "EVIDENCE_DIR", "LOG_TAIL_LINES", "KUBECONFIG", "PROTECTED_INSTANCES",
         "MAX_INSTANCES_ISOLATED_PER_HOUR", "PROTECTED_PRINCIPALS", "ALLOWED_ACCOUNTS", "CLUSTERS", "PROTECTED_KEYS",
-        "PROTECTED_KEY_TAG", "KMS_ADMIN_PRINCIPALS", "KEY_POLICY_BUCKET",
+        "PROTECTED_KEY_TAG", "KMS_ADMIN_PRINCIPALS", "KEY_POLICY_BUCKET", "PROTECTED_IMAGES",
     }  # fmt: skip
     source = inspect.getsource(Settings.from_env)
     read = {name for name in env_names if f'"{name}"' in source}

@@ -103,7 +103,7 @@ EXPECTED_RULES = {
     "execution-kubernetes-malicious-file-worker-node": "compromised-node",
     "execution-runtime-reverse-shell": "compromised-pod",
     "execution-runtime-suspicious-shell-created-low": "report-low-severity",
-    "impact-runtime-crypto-miner-executed-deployment": "compromised-pod",
+    "impact-runtime-crypto-miner-executed-deployment": "compromised-image",
     "policy-kubernetes-anonymous-access-granted": "dangerous-binding",
     "policy-kubernetes-admin-access-to-default-service-account": "dangerous-binding",
     "privilege-escalation-kubernetes-privileged-container": "privileged-pod",

@@ -109,3 +109,19 @@ def test_identity_targets_are_described_from_the_finding() -> None:
     )
     binding = _plan("policy-kubernetes-anonymous-access-granted")
     assert [(a["action"], a["target"]) for a in binding["actions"]] == [("k8s:delete-rolebinding", "anonymous-view")]  # type: ignore[attr-defined]
+
+
+def test_a_compromised_image_is_blocked_unless_protected() -> None:
+    report = _plan("impact-runtime-crypto-miner-executed-deployment")
+    assert report["rule"] == "compromised-image"
+    actions = report["actions"]
+    assert isinstance(actions, list)
+    (block,) = [a for a in actions if a["action"] == "k8s:block-image"]
+    assert (block["target"], block["status"]) == ("public.ecr.aws/nginx/nginx:1.27", "planned")
+    protected = _plan(
+        "impact-runtime-crypto-miner-executed-deployment", Settings(protected_images=("public.ecr.aws/nginx/*",))
+    )
+    assert isinstance(protected["actions"], list)
+    (kept,) = [a for a in protected["actions"] if a["action"] == "k8s:block-image"]
+    assert kept["status"] == "skipped"
+    assert "PROTECTED_IMAGES" in kept["detail"]

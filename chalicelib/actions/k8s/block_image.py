@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any, ClassVar
 
 from chalicelib.actions import evidence_bundle
@@ -10,18 +12,30 @@ from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBAC
 ADMISSION = "admissionregistration.k8s.io"
 
 
-def _digest(image: str) -> str:
-    return image.rsplit("@", 1)[-1]
+# Registry, path, tag and digest characters only: the reference goes into a CEL string literal and
+# a Kyverno pattern, where a quote or a wildcard from an event would change the rule.
+_REFERENCE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(@sha256:[a-f0-9]{64})?$", re.IGNORECASE)
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+def _digest(image: str) -> str | None:
+    return image.rsplit("@", 1)[-1] if "@" in image else None
 
 
 def policy_name(image: str) -> str:
-    return f"eks-responder-block-{_digest(image).removeprefix('sha256:')[:16]}"
+    # A tag reference (GuardDuty names images as the pod spec did) gets a stable hash instead.
+    digest = _digest(image) or "sha256:" + hashlib.sha256(image.encode()).hexdigest()
+    return f"eks-responder-block-{digest.removeprefix('sha256:')[:16]}"
 
 
 def references(image: str, tags: list[str]) -> list[str]:
-    """What a pod spec may say to run this image: the digest, or a tag of the same repository."""
+    """What a pod spec may say to run this image: the digest, or a tag of the same repository;
+    an image known only by a tag is matched exactly as written."""
+    digest = _digest(image)
+    if digest is None:
+        return [image]
     repository = image.rsplit("@", 1)[0]
-    return [f"@{_digest(image)}", *(f"{repository}:{tag}" for tag in tags if tag)]
+    return [f"@{digest}", *(f"{repository}:{tag}" for tag in tags if tag)]
 
 
 def _cel(refs: list[str]) -> str:
@@ -115,7 +129,9 @@ class BlockImage(Action):
         return f"deny new pods that use image {target} (admission policy {policy_name(target.name)})"
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
-        tags = [t for t in ctx.incident.details.get("tags", "").split(",") if t]
+        if not _REFERENCE.match(target.name):
+            return Outcome(Status.FAILED, f"not blocked: {target.name!r} is not an image reference this action accepts")
+        tags = [t for t in ctx.incident.details.get("tags", "").split(",") if _TAG.match(t)]
         name = policy_name(target.name)
         native = admission_policy(target.name, tags, ctx.incident.id)
         outcomes = [ctx.kube.create_cluster_object(doc) for doc in native]
