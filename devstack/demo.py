@@ -131,7 +131,8 @@ def main() -> int:
         say("Seeding cluster 'demo': 4 worker nodes (EC2 instances in moto), a Deployment, a DaemonSet, pods")
         seeded = seed.seed(running)
         env = {**os.environ, **running.env(), "EVIDENCE_BUCKET": seeded.evidence_bucket, "DRY_RUN": "false",
-               "MAX_NODES_CORDONED_PER_HOUR": "3", "SNS_TOPIC_ARN": seeded.topic_arn}  # fmt: skip
+               "MAX_NODES_CORDONED_PER_HOUR": "3", "SNS_TOPIC_ARN": seeded.topic_arn,
+               "CLUSTERS": "demo"}  # fmt: skip
         say("Replaying events/ live, as the responder identity (RBAC: the generated ClusterRole only)")
         cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--show-messages", str(ROOT / "events")]
         code = subprocess.run(cmd, env=env, check=False).returncode

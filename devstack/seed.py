@@ -17,7 +17,7 @@ import boto3
 import yaml
 from lightkube import Client, KubeConfig
 from lightkube.codecs import from_dict
-from lightkube.resources.core_v1 import Node
+from lightkube.resources.core_v1 import Node, Pod
 from lightkube.types import PatchType
 
 from chalicelib.permissions import CLUSTER_ROLE_FILE
@@ -304,7 +304,26 @@ def _kubernetes(client: Client, nodes: dict[str, str]) -> None:
             )
         )
     )
+    _scanned_image(client, names)
     _rbac_and_aws_auth(client)
+
+
+# The digest events/ecr/ecr-image-scan-critical-reports.json reports with Critical findings.
+REPORTS_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/reports"
+REPORTS_DIGEST = "sha256:9c1f4a7e2b8d3c6f5a0e1d2c3b4a59687f6e5d4c3b2a1908f7e6d5c4b3a29180"
+
+
+def _scanned_image(client: Client, nodes: list[str]) -> None:
+    """Two pods run the scanned digest: one asked for it, one pulled it by tag (the kubelet's imageID)."""
+    client.create(from_dict(_pod("tools", "reports-cron", nodes[2], {"app": "reports"},
+                                 image=f"{REPORTS_IMAGE}@{REPORTS_DIGEST}")))  # fmt: skip
+    client.create(from_dict(_pod("payments", "reports-api", nodes[3], {"app": "reports"},
+                                 image=f"{REPORTS_IMAGE}:2.3.1")))  # fmt: skip
+    status = {"status": {"containerStatuses": [{
+        "name": "main", "image": f"{REPORTS_IMAGE}:2.3.1", "imageID": f"{REPORTS_IMAGE}@{REPORTS_DIGEST}",
+        "ready": True, "restartCount": 0, "state": {"running": {}},
+    }]}}  # fmt: skip
+    client.patch(Pod.Status, "reports-api", status, namespace="payments", patch_type=PatchType.MERGE)
 
 
 def _rbac_and_aws_auth(client: Client) -> None:

@@ -109,3 +109,14 @@ def test_malformed_image_events(mutate: Any, message: str) -> None:
     mutate(event)
     with pytest.raises(EventError, match=message):
         ecr.to_incident(event)
+
+
+def test_the_project_scan_event_blocks_the_image_the_demo_runs() -> None:
+    from devstack.seed import REPORTS_DIGEST, REPORTS_IMAGE
+
+    incident = ecr.to_incident(
+        load_json(Path(__file__).parents[2] / "events" / "ecr" / "ecr-image-scan-critical-reports.json")
+    )
+    assert incident.images == (f"{REPORTS_IMAGE}@{REPORTS_DIGEST}",)
+    assert incident.details["tags"] == "2.3.1"
+    assert decide(incident, RULES).rule.name == "block-critical-image"
