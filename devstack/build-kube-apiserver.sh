@@ -5,7 +5,8 @@
 set -euo pipefail
 
 cache="${EKS_RESPONDER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/eks-responder}"
-bin="$cache/bin/kube-apiserver-v1.20.2"
+# "-r2": vendored reflect2 replaced by 1.0.2 (see below); older caches are rebuilt.
+bin="$cache/bin/kube-apiserver-v1.20.2-r2"
 if [[ -x "$bin" ]]; then
   echo "$bin"
   exit 0
@@ -26,8 +27,8 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/eks-responder-build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 apt_dir="$work/apt"
 mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/parts"
-# A private deb-src list, so the machine's apt configuration is never touched.
-sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources > "$apt_dir/parts/src.sources"
+# A private source list (packages and sources), so the machine's apt configuration is never touched.
+sed 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources > "$apt_dir/parts/src.sources"
 apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/parts"
           -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
 log "fetching the kubernetes source package (about 34 MB)"
@@ -37,6 +38,15 @@ tarball="$(ls "$work"/kubernetes_*.orig.tar.gz | head -n1)"
 log "unpacking $(basename "$tarball")"
 tar -C "$work" -xzf "$tarball"
 src="$(ls -d "$work"/kubernetes-1.20.* | head -n1)"
+
+# The vendored modern-go/reflect2 1.0.1 faults under Go 1.18+ when the server encodes a map
+# (every custom resource): the process dies. Debian's reflect2 1.0.2 fixes it and has no
+# dependencies, so its source replaces the vendored copy.
+log "replacing vendored reflect2 with Debian's golang-github-modern-go-reflect2-dev"
+(cd "$work" && apt-get "${apt_opts[@]}" download -qq golang-github-modern-go-reflect2-dev >&2)
+dpkg-deb -x "$(ls "$work"/golang-github-modern-go-reflect2-dev_*.deb | head -n1)" "$work/reflect2"
+rm -rf "$src/vendor/github.com/modern-go/reflect2"
+cp -r "$work/reflect2/usr/share/gocode/src/github.com/modern-go/reflect2" "$src/vendor/github.com/modern-go/reflect2"
 
 log "building kube-apiserver (about 7 minutes on 2 cores; done once, then cached in $cache)"
 mkdir -p "$work/home"

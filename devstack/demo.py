@@ -12,14 +12,17 @@ from typing import Any
 
 import boto3
 import yaml
+from lightkube.generic_resource import create_global_resource
 from lightkube.resources.core_v1 import ConfigMap, Node, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
 
 from chalicelib.actions.base import INCIDENT_LABEL, INVESTIGATION_LABEL, QUARANTINE_LABEL
+from chalicelib.actions.k8s.block_image import IMAGE_ANNOTATION
 from devstack import seed, stack
 
 ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_POLICY = create_global_resource("kyverno.io", "v1", "ClusterPolicy", "clusterpolicies")
 
 
 def say(message: str) -> None:
@@ -41,6 +44,9 @@ def _show_cluster(client: Any) -> None:
         ]
         incident = labels.get(INCIDENT_LABEL, "")
         print(f"  pod  {pod.metadata.namespace + '/' + pod.metadata.name:<40} {' '.join(flags) or '-':<18} {incident}")
+    for blocked in client.list(CLUSTER_POLICY):
+        image = (blocked.metadata.annotations or {}).get(IMAGE_ANNOTATION, "?")
+        print(f"  kyverno clusterpolicy {blocked.metadata.name}: denies pods using {image}")
     for policy in client.list(NetworkPolicy, namespace="*"):
         spec = policy.spec
         print(

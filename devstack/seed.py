@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import yaml
 from lightkube import Client, KubeConfig
 from lightkube.codecs import from_dict
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Node, Pod
 from lightkube.types import PatchType
 
@@ -178,9 +180,15 @@ def _notifications(stack: LocalStack) -> tuple[str, str]:
     return str(topic), str(queue)
 
 
+KYVERNO_CRD = Path(__file__).parent / "kyverno-clusterpolicy-crd.yaml"
+
+
 def _kubernetes(client: Client, nodes: dict[str, str]) -> None:
     for doc in yaml.safe_load_all(CLUSTER_ROLE_FILE.read_text()):
         _apply(client, doc)
+    # Kubernetes 1.20 has no ValidatingAdmissionPolicy: k8s:block-image falls back on Kyverno's API.
+    _apply(client, yaml.safe_load(KYVERNO_CRD.read_text()))
+    client.wait(CustomResourceDefinition, "clusterpolicies.kyverno.io", for_conditions=["Established"])
     for namespace in ("payments", "tools", "monitoring", "eks-responder"):
         _apply(client, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     names = list(nodes.values())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -11,8 +13,9 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from lightkube import Client, KubeConfig
+from lightkube import ApiError, Client, KubeConfig
 from lightkube.codecs import from_dict
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Node
 from lightkube.types import PatchType
 
@@ -27,6 +30,7 @@ from chalicelib.policy.loader import load_rules, parse_rules
 from chalicelib.responder import Responder
 from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from devstack import stack as devstack
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -116,6 +120,34 @@ class Cluster:
                      "template": {**template, "metadata": {"labels": rs_labels}}},
         })  # fmt: skip
         return [self.pod(f"{name}-abc123-{i}", node, rs_labels, owner=rs) for i, node in enumerate(nodes)]
+
+
+KYVERNO_CRD = ROOT / "devstack" / "kyverno-clusterpolicy-crd.yaml"
+KYVERNO_CRD_NAME = "clusterpolicies.kyverno.io"
+
+
+@pytest.fixture
+def kyverno_api(admin: Client) -> None:
+    """The cluster serves Kyverno's ClusterPolicy API (the CRD only: nothing enforces it here)."""
+    admin.apply(from_dict(yaml.safe_load(KYVERNO_CRD.read_text())), force=True)
+    admin.wait(CustomResourceDefinition, KYVERNO_CRD_NAME, for_conditions=["Established"])
+
+
+@pytest.fixture
+def without_kyverno_api(admin: Client) -> None:
+    """The cluster serves no ClusterPolicy API: remove the CRD and wait until it is gone."""
+    with contextlib.suppress(ApiError):
+        admin.delete(CustomResourceDefinition, KYVERNO_CRD_NAME)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            admin.get(CustomResourceDefinition, KYVERNO_CRD_NAME)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return
+            raise
+        time.sleep(0.1)  # polling a condition, not waiting for time to pass
+    raise AssertionError(f"{KYVERNO_CRD_NAME} was not removed within 60 s")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lightkube.generic_resource import create_global_resource
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
@@ -18,6 +19,7 @@ from tests.integration.conftest import Cluster
 
 pytestmark = pytest.mark.integration
 
+ClusterPolicy = create_global_resource("kyverno.io", "v1", "ClusterPolicy", "clusterpolicies")
 REPOSITORY = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments"
 
 
@@ -53,35 +55,59 @@ def labels(cluster: Cluster, namespace: str, name: str) -> dict[str, str]:
     return dict(cluster.admin.get(Pod, name, namespace=namespace).metadata.labels or {})
 
 
-def test_a_critical_scan_labels_every_pod_running_the_digest_and_blocks_the_image(
-    cluster: Cluster, make_responder: Any, tmp_path: Path
-) -> None:
-    digest = f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}"
+def _three_pods(cluster: Cluster, digest: str) -> str:
     other = f"t-{uuid.uuid4().hex[:8]}"
     cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
     run_pod(cluster, "by-digest", f"{REPOSITORY}@{digest}", cluster.namespace)
     run_pod(cluster, "by-tag", f"{REPOSITORY}:1.4", other, image_id=f"docker-pullable://{REPOSITORY}@{digest}")
     run_pod(cluster, "bystander", f"{REPOSITORY}:1.3", cluster.namespace, image_id=f"{REPOSITORY}@sha256:{'0' * 64}")
+    return other
 
-    evidence = tmp_path / "evidence"
+
+def test_a_critical_scan_labels_every_pod_running_the_digest_and_blocks_the_image(
+    cluster: Cluster, make_responder: Any, kyverno_api: None
+) -> None:
+    digest = f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    other = _three_pods(cluster, digest)
     responder = make_responder(clusters=("local",))
     report = responder.handle(scan(digest), Mode.LIVE)
 
     assert report.rule == "block-critical-image"
     labelled = sorted(r.target for r in report.actions if r.action == "k8s:label-pod")
     assert labelled == sorted([f"local:{cluster.namespace}/by-digest", f"local:{other}/by-tag"])
-    assert all(r.status.value == "succeeded" for r in report.actions if r.action == "k8s:label-pod")
+    assert all(r.status.value == "succeeded" for r in report.actions), [r.detail for r in report.actions]
     assert any("2 pod(s) run" in note and "by-tag" in note for note in report.notes)
     assert labels(cluster, cluster.namespace, "by-digest").get("eks-responder.io/under-investigation") == "true"
     assert labels(cluster, other, "by-tag").get("eks-responder.io/under-investigation") == "true"
     assert "eks-responder.io/under-investigation" not in labels(cluster, cluster.namespace, "bystander")
 
-    # The local Kubernetes 1.20 serves neither ValidatingAdmissionPolicy nor Kyverno (both real
-    # 404s): the policies are written to the evidence store for a human to apply.
+    # Kubernetes 1.20 answers 404 for ValidatingAdmissionPolicy; the Kyverno API is served.
+    (block,) = [r for r in report.actions if r.action == "k8s:block-image"]
+    assert "Kyverno ClusterPolicy" in block.detail
+    name = policy_name(f"{REPOSITORY}@{digest}")
+    stored = cluster.admin.get(ClusterPolicy, name)
+    sent = kyverno_policy(f"{REPOSITORY}@{digest}", ["1.4"], report.incident.id)
+    spec = stored.to_dict()["spec"]  # type: ignore[no-untyped-call]
+    assert spec == sent["spec"]  # nothing pruned: the server knows every field written
+    assert stored.metadata.labels["app.kubernetes.io/managed-by"] == "eks-responder"
+
+    again = responder.handle(scan(digest), Mode.LIVE)
+    (block_again,) = [r for r in again.actions if r.action == "k8s:block-image"]
+    assert (block_again.status.value, "already blocked" in block_again.detail) == ("skipped", True)
+    cluster.admin.delete(ClusterPolicy, name)
+
+
+def test_without_a_policy_api_the_manifests_go_to_the_evidence_store(
+    cluster: Cluster, make_responder: Any, tmp_path: Path, without_kyverno_api: None
+) -> None:
+    digest = f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    run_pod(cluster, "by-digest", f"{REPOSITORY}@{digest}", cluster.namespace)
+    report = make_responder(clusters=("local",)).handle(scan(digest), Mode.LIVE)
+    # Both APIs answer a real 404: nothing changes in the cluster, a human gets the policies.
     (block,) = [r for r in report.actions if r.action == "k8s:block-image"]
     assert block.status.value == "skipped"
     assert block.detail.startswith("NOT BLOCKED")
-    folder = evidence / report.incident.id / "admission" / "local" / policy_name(f"{REPOSITORY}@{digest}")
+    folder = tmp_path / "evidence" / report.incident.id / "admission" / "local" / policy_name(f"{REPOSITORY}@{digest}")
     assert str(folder / "MANIFEST.json") in block.detail
     written = json.loads((folder / "kyverno-clusterpolicy.json").read_text())
     assert written == kyverno_policy(f"{REPOSITORY}@{digest}", ["1.4"], report.incident.id)

@@ -10,6 +10,7 @@ from chalicelib.actions import evidence_bundle
 from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target, responder_marks
 
 ADMISSION = "admissionregistration.k8s.io"
+IMAGE_ANNOTATION = "eks-responder.io/image"
 
 
 # Registry, path, tag and digest characters only: the reference goes into a CEL string literal and
@@ -48,7 +49,7 @@ def admission_policy(image: str, tags: list[str], incident_id: str) -> list[dict
     """A ValidatingAdmissionPolicy (Kubernetes 1.30+) and its binding that deny pods using the image."""
     labels, annotations = responder_marks(incident_id)
     name = policy_name(image)
-    meta = {"name": name, "labels": labels, "annotations": {**annotations, "eks-responder.io/image": image}}
+    meta = {"name": name, "labels": labels, "annotations": {**annotations, IMAGE_ANNOTATION: image}}
     policy = {
         "apiVersion": f"{ADMISSION}/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -90,7 +91,11 @@ def kyverno_policy(image: str, tags: list[str], incident_id: str) -> dict[str, A
     return {
         "apiVersion": "kyverno.io/v1",
         "kind": "ClusterPolicy",
-        "metadata": {"name": policy_name(image), "labels": labels, "annotations": annotations},
+        "metadata": {
+            "name": policy_name(image),
+            "labels": labels,
+            "annotations": {**annotations, IMAGE_ANNOTATION: image},
+        },
         "spec": {
             "validationFailureAction": "Enforce",
             "background": False,
