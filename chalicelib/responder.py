@@ -151,13 +151,16 @@ class Responder:
 
     def _each_cluster(self, incident: Incident, rule: str, steps: tuple[Step, ...], mode: Mode) -> Report:
         """An image can run anywhere: look for it in every configured cluster."""
-        if not self._settings.clusters:
-            why = "no clusters configured (CLUSTERS): nowhere to look for the image"
-            return self._all(incident, rule, steps, mode, Status.SKIPPED, why)
-        results: list[ActionResult] = []
+        clusters = self._settings.clusters
         notes: list[str] = []
+        if not clusters:
+            why = "no clusters configured (CLUSTERS): nowhere to look for the image"
+            if mode is not Mode.PLAN:
+                return self._all(incident, rule, steps, mode, Status.SKIPPED, why)
+            clusters, notes = ("<each cluster in CLUSTERS>",), [f"{why}; a live run would do nothing"]
+        results: list[ActionResult] = []
         evidence = None
-        for cluster in self._settings.clusters:
+        for cluster in clusters:
             scoped = replace(incident, cluster=cluster)
             if mode is Mode.PLAN:
                 report = self._plan(scoped, rule, steps, mode, None)

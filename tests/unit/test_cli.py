@@ -129,3 +129,19 @@ def test_kms_samples_plan_reversals_for_a_protected_key(
         assert by_name[name]["actions"] == []
         assert by_name[name]["reason"]
     assert "failed" in by_name["CloudTrail_Decrypt.4.json"]["reason"]
+
+
+def test_replay_of_every_image_sample(capsys: pytest.CaptureFixture[str]) -> None:
+    folder = GUARDDUTY_SAMPLES.parent / "ecr"
+    code, results, _ = _run(capsys, str(folder))
+    assert code == 0
+    assert len(results) == len(list(folder.glob("*.json")))
+    for result in results:
+        planned = [a["action"] for a in result["actions"]]
+        if result["incident"]["severity"] == "critical":
+            assert planned == ["k8s:label-pod", "k8s:block-image"], result["event"]
+            assert result["actions"][0]["target"].endswith(f"<pods running {result['incident']['details']['digest']}>")
+            assert any("CLUSTERS" in note for note in result["notes"])
+        else:
+            assert planned == [], result["event"]
+            assert result["reason"], result["event"]
