@@ -93,14 +93,13 @@ def _fields(incident: dict[str, Any]) -> list[dict[str, str]]:
         ("Node / instance", ", ".join([*(incident.get("nodes") or []), *(incident.get("instance_ids") or [])])),
         ("Principal", principals),
         ("Image", ", ".join(incident.get("images") or [])),
-        ("Vulnerability", _vulnerability(incident)),
         ("Key", ", ".join(incident.get("key_arns") or [])),
     ]
-    fields = [
-        {"type": "mrkdwn", "text": cut(f"*{name}*\n{value if name == 'Vulnerability' else escape(value)}", FIELD_LIMIT)}
-        for name, value in facts
-        if value
-    ]
+    shown = [(name, escape(value)) for name, value in facts if value]
+    vulnerability = _vulnerability(incident)  # already mrkdwn: escaped values and a link of ours
+    if vulnerability:
+        shown.append(("Vulnerability", vulnerability))
+    fields = [{"type": "mrkdwn", "text": cut(f"*{name}*\n{text}", FIELD_LIMIT)} for name, text in shown]
     return fields[:MAX_FIELDS]
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib.errors import EventError
 from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.sources.envelope import describe_validation
 
 ORDER = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
 _BAND = {"CRITICAL": Severity.CRITICAL, "HIGH": Severity.HIGH, "MEDIUM": Severity.MEDIUM}
@@ -75,10 +76,6 @@ class ImageEventModel(_Model):
     detail: dict[str, Any]
 
 
-def _explain(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors()[:5])
-
-
 def image_ref(registry: str | None, region: str | None, repository: str, digest: str) -> str:
     host = f"{registry}.dkr.ecr.{region}.amazonaws.com/" if registry and region else ""
     return f"{host}{repository}@{digest}"
@@ -88,7 +85,7 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
     try:
         envelope = ImageEventModel.model_validate(event)
     except ValidationError as exc:
-        raise EventError(f"not a valid image scan event: {_explain(exc)}") from None
+        raise EventError(f"not a valid image scan event: {describe_validation(exc)}") from None
     if envelope.detail_type in NO_VULNERABILITY:
         return _informational(envelope, raw_ref)
     try:
@@ -97,7 +94,7 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
         if envelope.detail_type == "Inspector2 Finding":
             return _inspector(envelope, InspectorFindingModel.model_validate(envelope.detail), raw_ref)
     except ValidationError as exc:
-        raise EventError(f"not a valid {envelope.detail_type} event: {_explain(exc)}") from None
+        raise EventError(f"not a valid {envelope.detail_type} event: {describe_validation(exc)}") from None
     raise EventError(f"unsupported image event detail-type {envelope.detail_type!r}")
 
 

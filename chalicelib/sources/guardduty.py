@@ -24,6 +24,7 @@ from chalicelib.incident import (
     WorkloadRef,
     principal_from_arn,
 )
+from chalicelib.sources.envelope import describe_validation
 
 SOURCE = "guardduty"
 
@@ -244,16 +245,7 @@ def parse_event(event: dict[str, Any]) -> GuardDutyEventModel:
     try:
         return GuardDutyEventModel.model_validate(event)
     except ValidationError as exc:
-        raise EventError(f"not a valid GuardDuty finding event: {_describe(exc)}") from None
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "event"
-        parts.append(f"{where}: {err['msg']}")
-    more = len(exc.errors()) - 5
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+        raise EventError(f"not a valid GuardDuty finding event: {describe_validation(exc)}") from None
 
 
 def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:

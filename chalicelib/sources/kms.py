@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib.errors import EventError
 from chalicelib.incident import Incident, Principal, PrincipalRole, ResourceKind, Severity, principal_from_arn
+from chalicelib.sources.envelope import describe_validation
 
 SOURCE = "kms"
 API_CALL = "AWS API Call via CloudTrail"
@@ -80,15 +81,11 @@ class KMSEventModel(_Model):
     detail: dict[str, Any]
 
 
-def _explain(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors()[:5])
-
-
 def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
     try:
         envelope = KMSEventModel.model_validate(event)
     except ValidationError as exc:
-        raise EventError(f"not a valid KMS event: {_explain(exc)}") from None
+        raise EventError(f"not a valid KMS event: {describe_validation(exc)}") from None
     if envelope.detail_type in NATIVE_EVENTS:
         return _native(envelope, raw_ref)
     if envelope.detail_type != API_CALL:
@@ -96,7 +93,7 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
     try:
         record = CloudTrailRecordModel.model_validate(envelope.detail)
     except ValidationError as exc:
-        raise EventError(f"not a valid CloudTrail record: {_explain(exc)}") from None
+        raise EventError(f"not a valid CloudTrail record: {describe_validation(exc)}") from None
     if record.event_source != "kms.amazonaws.com":
         raise EventError(f"not a KMS call: eventSource={record.event_source!r}")
     return _api_call(envelope, record, raw_ref)
