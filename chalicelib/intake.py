@@ -52,6 +52,8 @@ def handle(
         rejected: dict[str, Any] = {"event_id": eid, "error": str(exc)}
         return _told(rejected, notifiers)
 
+    incident = responder.enrich(incident, mode)
+
     def work() -> dict[str, Any]:
         return _respond(incident, eid, responder, mode, ledger, notifiers)
 

@@ -53,8 +53,9 @@ def iam_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
     from chalicelib.executors.eks_auth import IAM as EKS_AUTH
     from chalicelib.executors.identity import IAM as IDENTITY
     from chalicelib.executors.kms import IAM as KEYS
+    from chalicelib.executors.scan_findings import IAM as SCANS
 
-    statements = [*LOGS, *EKS_AUTH, *IDENTITY, *KEYS, *(s for a in actions.REGISTRY.values() for s in a.iam)]
+    statements = [*LOGS, *EKS_AUTH, *IDENTITY, *KEYS, *SCANS, *(s for a in actions.REGISTRY.values() for s in a.iam)]
     from chalicelib.executors import ledger
     from chalicelib.notifiers import slack, sns
 

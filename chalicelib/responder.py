@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from chalicelib import actions, guardrails, targets
+from chalicelib import actions, guardrails, targets, vulnerabilities
 from chalicelib.actions.base import (
     EC2API,
     Action,
@@ -54,6 +54,12 @@ class AWSConnector(Protocol):
 
 class IdentityConnector(Protocol):
     def gateway(self, region: str, *, dry_run: bool) -> IdentityAPI: ...
+
+
+class ScanFindings(Protocol):
+    def findings(
+        self, region: str, registry: str, repository: str, digest: str
+    ) -> tuple[list[vulnerabilities.Vulnerability], bool]: ...
 
 
 IDENTITY_KINDS = {"role", "user", "principal"}
@@ -116,6 +122,7 @@ class Responder:
         aws: AWSConnector | None = None,
         identity: IdentityConnector | None = None,
         keys: Callable[..., KeysAPI] | None = None,
+        scans: ScanFindings | None = None,
     ) -> None:
         self._rules = rules
         self._settings = settings
@@ -125,11 +132,27 @@ class Responder:
         self._aws = aws
         self._identity = identity
         self._keys = keys
+        self._scans = scans
 
     def close(self) -> None:
         """Release connections (a Lambda keeps them for the container's life)."""
         if self._connector is not None:
             self._connector.close()
+
+    def enrich(self, incident: Incident, mode: Mode) -> Incident:
+        """A counts-only image scan gets its CVE list (not in plan mode: nothing is contacted there)."""
+        if self._scans is None or mode is Mode.PLAN or not vulnerabilities.wants_findings(incident):
+            return incident
+        details = incident.details
+        try:
+            found, complete = self._scans.findings(
+                incident.region, incident.account, details["repository"], details["digest"]
+            )
+        except Exception as exc:  # noqa: BLE001 - the counts still decide; the alert says why there is no list
+            logger.warning("scan findings not read", extra={"incident_id": incident.id, "error": _brief(exc)})
+            return replace(incident, details={**details, "findings_error": _brief(exc)})
+        today = self._clock().date()
+        return vulnerabilities.fold(incident, found, complete=complete, risks=self._rules.accepted_risks, today=today)
 
     def accepted_risk(self, incident: Incident) -> bool:
         return accepted(incident, self._rules, datetime.now(UTC).date()) is not None

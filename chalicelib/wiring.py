@@ -60,6 +60,7 @@ def build_evidence(current: Settings) -> EvidenceSink | None:
 def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
     from chalicelib.executors.aws import AwsConnector
     from chalicelib.executors.identity import IdentityConnector
+    from chalicelib.executors.scan_findings import ScanFindingsReader
     from chalicelib.responder import Responder
 
     return Responder(
@@ -70,6 +71,7 @@ def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
         aws=AwsConnector(aws_session),
         identity=IdentityConnector(aws_session),
         keys=build_keys(current),
+        scans=ScanFindingsReader(aws_session),
     )
 
 

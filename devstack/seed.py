@@ -125,9 +125,47 @@ def _aws(stack: LocalStack) -> dict[str, str]:
         )
     _node_group(session, stack, ec2, image, [instance for instance, _ in found])
     _identities(session, stack)
+    _registry(session, stack)
     s3 = session.client("s3", endpoint_url=stack.moto_url)
     s3.create_bucket(Bucket=EVIDENCE_BUCKET)
     return dict(found)
+
+
+# What ECR's basic scan found in the `reports` image: the list the responder reads for the alert.
+REPORTS_FINDINGS = (
+    ("CVE-2023-38545", "CRITICAL", "curl", "7.88.1", "9.8"),
+    ("CVE-2022-37434", "CRITICAL", "zlib", "1.2.12", "9.8"),
+    ("CVE-2024-6387", "HIGH", "openssh", "9.2p1", "8.1"),
+    ("CVE-2023-4911", "HIGH", "glibc", "2.36", "7.8"),
+    ("CVE-2023-5678", "MEDIUM", "openssl", "3.0.11", "5.3"),
+)
+
+
+def _registry(session: Any, stack: LocalStack) -> None:
+    """The `reports` repository, its scanned image, and the findings events/ecr reports in counts."""
+    ecr = session.client("ecr", endpoint_url=stack.moto_url)
+    repository = REPORTS_IMAGE.rsplit("/", 1)[1]
+    ecr.create_repository(repositoryName=repository)
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json"}
+    ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag="2.3.1",
+                  imageDigest=REPORTS_DIGEST)  # fmt: skip
+    ecr.start_image_scan(repositoryName=repository, imageId={"imageDigest": REPORTS_DIGEST})
+    findings = [
+        {"name": cve, "severity": severity, "uri": f"https://nvd.nist.gov/vuln/detail/{cve}",
+         "attributes": [{"key": "package_name", "value": package}, {"key": "package_version", "value": version},
+                        {"key": "CVSS3_SCORE", "value": score}]}
+        for cve, severity, package, version, score in REPORTS_FINDINGS
+    ]  # fmt: skip
+    counts: dict[str, int] = {}
+    for _, severity, *_ in REPORTS_FINDINGS:
+        counts[severity] = counts.get(severity, 0) + 1
+    result = {"registryId": ACCOUNT, "repositoryName": repository, "imageId": {"imageDigest": REPORTS_DIGEST},
+              "imageScanStatus": {"status": "COMPLETE"},
+              "imageScanFindings": {"findings": findings, "findingSeverityCounts": counts}}  # fmt: skip
+    body = json.dumps({"results": [result], "region": REGION}).encode()
+    url = f"{stack.moto_url}/moto-api/static/ecr/scan-finding-results"
+    with urllib.request.urlopen(urllib.request.Request(url, body, method="POST"), timeout=10):
+        pass
 
 
 def _identities(session: Any, stack: LocalStack) -> None:

@@ -33,6 +33,12 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_CVE = re.compile(r"^CVE-\d{4}-\d{4,7}$")
+_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{1,64}$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+
+
 def console_link(incident: dict[str, Any]) -> str | None:
     region = incident.get("region")
     if incident.get("source") == "guardduty" and region:
@@ -42,12 +48,20 @@ def console_link(incident: dict[str, Any]) -> str | None:
         )
     if incident.get("source") == "inspector" and region:
         return f"https://{region}.console.aws.amazon.com/inspector/v2/home?region={region}#/findings"
+    if incident.get("source") == "ecr" and region:
+        details = incident.get("details") or {}
+        repository, digest = str(details.get("repository") or ""), str(details.get("digest") or "")
+        # Event values go into our link only when they have the exact shape ECR allows.
+        if _REPOSITORY.match(repository) and _DIGEST.match(digest) and _ACCOUNT.match(str(incident.get("account"))):
+            return (
+                f"https://{region}.console.aws.amazon.com/ecr/repositories/private/{incident['account']}/"
+                f"{repository}/_/image/{digest}/scan-results?region={region}"
+            )
     if incident.get("source") == "kms" and region:
         return f"https://{region}.console.aws.amazon.com/cloudtrailv2/home?region={region}#/events"
     return None
 
 
-_CVE = re.compile(r"^CVE-\d{4}-\d{4,7}$")
 _RUNNING = re.compile(r"\d+ pod\(s\) run ")
 
 
@@ -67,9 +81,28 @@ def _vulnerability(incident: dict[str, Any]) -> str:
         if details.get(key):
             facts.append(f"{label} {escape(details[key])}")
     text = ", ".join(facts)
-    if _CVE.match(cve):  # the link is ours: only a strict CVE id goes into it
-        text += f"\n<https://nvd.nist.gov/vuln/detail/{cve}|{cve} at NVD>"
+    worst = str(details.get("worst_cves") or "")
+    if worst:
+        text += "\nWorst:\n" + "\n".join(_linked(line) for line in worst.splitlines())
+    elif _CVE.match(cve):
+        text += f"\n{_nvd(cve, f'{cve} at NVD')}"
+    if details.get("accepted_cves"):
+        text += f"\nAccepted risks left out: {escape(details['accepted_cves'])}"
+    if details.get("findings_error"):
+        text += f"\nCVE list not read: {escape(details['findings_error'])}"
     return text
+
+
+def _nvd(cve: str, label: str) -> str:
+    # The link is ours: only a strict CVE id goes into it.
+    return f"<https://nvd.nist.gov/vuln/detail/{cve}|{label}>"
+
+
+def _linked(line: str) -> str:
+    """`CVE-2021-3711 CRITICAL CVSS 9.8 openssl 1.1.1k` with the id linked when it is a strict CVE id."""
+    first, _, rest = line.partition(" ")
+    head = _nvd(first, first) if _CVE.match(first) else escape(first)
+    return f"• {head} {escape(rest)}".rstrip()
 
 
 def running_pods(report: dict[str, Any]) -> str:

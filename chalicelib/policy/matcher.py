@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from fnmatch import fnmatchcase
@@ -85,12 +86,11 @@ def _image_matches(match: Match, incident: Incident) -> bool:
 def accepted(incident: Incident, rules: RulesFile, today: date) -> AcceptedRisk | None:
     """The unexpired accepted risk covering this incident's CVE in its repository, if any."""
     cve, repository = incident.details.get("cve"), incident.details.get("repository")
-    if not cve or not repository:
-        return None
-    for risk in rules.accepted_risks:
-        if risk.cve == cve and today <= risk.expires and _any(risk.repositories, repository):
-            return risk
-    return None
+    return risk_for(cve, repository, rules.accepted_risks, today) if cve and repository else None
+
+
+def risk_for(cve: str, repository: str, risks: Iterable[AcceptedRisk], today: date) -> AcceptedRisk | None:
+    return next((r for r in risks if r.cve == cve and today <= r.expires and _any(r.repositories, repository)), None)
 
 
 def decide(incident: Incident, rules: RulesFile, today: date | None = None) -> Decision:

@@ -15,8 +15,8 @@ from chalicelib.incident import Incident, ResourceKind, Severity
 from chalicelib.sources.envelope import describe_validation
 
 ORDER = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
-_BAND = {"CRITICAL": Severity.CRITICAL, "HIGH": Severity.HIGH, "MEDIUM": Severity.MEDIUM}
-_SCORE = {Severity.CRITICAL: 9.0, Severity.HIGH: 7.0, Severity.MEDIUM: 4.0, Severity.LOW: 1.0}
+BAND = {"CRITICAL": Severity.CRITICAL, "HIGH": Severity.HIGH, "MEDIUM": Severity.MEDIUM}
+SCORE = {Severity.CRITICAL: 9.0, Severity.HIGH: 7.0, Severity.MEDIUM: 4.0, Severity.LOW: 1.0}
 # ECR / Inspector events that carry no vulnerability: understood, reported, never acted on.
 NO_VULNERABILITY = {"ECR Image Action": "ImageAction", "ECR Scan Resource Change": "ScanResourceChange",
                     "Inspector2 Coverage": "Coverage"}  # fmt: skip
@@ -122,7 +122,7 @@ def _basic(envelope: ImageEventModel, scan: ECRScanModel, raw_ref: str | None) -
     scan = scan.model_copy(update={"repository_name": repository})
     enhanced = envelope.detail_type == "Inspector2 Scan"
     worst = next((level for level in ORDER if scan.counts.get(level)), None)
-    severity = _BAND.get(worst or "", Severity.LOW)
+    severity = BAND.get(worst or "", Severity.LOW)
     counts = ", ".join(f"{level} {scan.counts[level]}" for level in ORDER if scan.counts.get(level)) or "no findings"
     details = {"repository": scan.repository_name, "digest": scan.image_digest, "scan_status": scan.scan_status,
                "severity_counts": counts, "tags": ",".join(scan.image_tags)}  # fmt: skip
@@ -132,7 +132,7 @@ def _basic(envelope: ImageEventModel, scan: ECRScanModel, raw_ref: str | None) -
         type="Inspector2:Scan" if enhanced else "ECR:ImageScan",
         title=f"ECR scan of {scan.repository_name}: {counts}",
         severity=severity,
-        score=_SCORE[severity],
+        score=SCORE[severity],
         account=envelope.account or "",
         region=envelope.region or "",
         resource_kind=ResourceKind.IMAGE,
@@ -148,7 +148,7 @@ def _inspector(envelope: ImageEventModel, finding: InspectorFindingModel, raw_re
     if resource is None:
         raise EventError("Inspector2 finding is not about an ECR container image")
     image = resource.details.image
-    severity = _BAND.get(finding.severity.upper(), Severity.LOW)
+    severity = BAND.get(finding.severity.upper(), Severity.LOW)
     package = finding.package_details or {}
     cve = str(package.get("vulnerabilityId") or finding.title.split(" ", 1)[0])
     details = {
@@ -169,7 +169,7 @@ def _inspector(envelope: ImageEventModel, finding: InspectorFindingModel, raw_re
         type=f"Inspector2:{finding.type}",
         title=finding.title,
         severity=severity,
-        score=finding.inspector_score if finding.inspector_score is not None else _SCORE[severity],
+        score=finding.inspector_score if finding.inspector_score is not None else SCORE[severity],
         account=finding.account,
         region=resource.region or envelope.region or "",
         resource_kind=ResourceKind.IMAGE,

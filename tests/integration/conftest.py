@@ -24,6 +24,7 @@ from chalicelib.executors.aws import AwsConnector
 from chalicelib.executors.evidence import FolderEvidence
 from chalicelib.executors.identity import IdentityConnector
 from chalicelib.executors.kube import ClusterConnector
+from chalicelib.executors.scan_findings import ScanFindingsReader
 from chalicelib.incident import Incident, PodRef, ResourceKind, Severity, WorkloadRef
 from chalicelib.permissions import CLUSTER_ROLE_FILE
 from chalicelib.policy.loader import load_rules, parse_rules
@@ -222,7 +223,8 @@ def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session
         identity = IdentityConnector(lambda: aws_session)
         rules = rules or load_rules(DEFAULT_RULES_FILE)
         keys = wiring.build_keys(current)
-        built.append(Responder(rules, current, connector, evidence, aws=aws, identity=identity, keys=keys))
+        scans = ScanFindingsReader(lambda: aws_session)
+        built.append(Responder(rules, current, connector, evidence, aws=aws, identity=identity, keys=keys, scans=scans))
         return built[-1]
 
     yield build

@@ -128,6 +128,9 @@ def test_an_unexpected_error_is_logged_and_returned_not_raised(monkeypatch: pyte
     from chalicelib.responder import Mode
 
     class Broken:
+        def enrich(self, incident: Any, mode: Any) -> Any:
+            return incident
+
         def accepted_risk(self, incident: Any) -> bool:
             return False
 

@@ -21,6 +21,7 @@ SERVICE_MODELS = {
     "sts": "sts",
     "autoscaling": "autoscaling",
     "kms": "kms",
+    "ecr": "ecr",
 }
 
 
