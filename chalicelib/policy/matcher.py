@@ -65,13 +65,21 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-def _image_matches(match: Match, incident: Incident) -> bool:
-    """Scan conditions read the incident's details: a missing score never reaches a floor, a missing yes/no is no."""
-    details = incident.details
-    repository = details.get("repository")
+def _image_named(match: Match, repository: str | None, tags: list[str]) -> bool:
+    """Repository and tag globs; an untagged image never matches `image_tags`."""
     if match.repositories and not _any(match.repositories, repository):
         return False
     if _any(match.exclude_repositories, repository):
+        return False
+    if match.image_tags and not any(_any(match.image_tags, tag) for tag in tags):
+        return False
+    return not any(_any(match.exclude_image_tags, tag) for tag in tags)
+
+
+def _image_matches(match: Match, incident: Incident) -> bool:
+    """Scan conditions read the incident's details: a missing score never reaches a floor, a missing yes/no is no."""
+    details = incident.details
+    if not _image_named(match, details.get("repository"), [t for t in details.get("tags", "").split(",") if t]):
         return False
     for wanted, key in ((match.exploit_available, "exploit_available"), (match.fix_available, "fix_available")):
         if wanted is not None and (details.get(key) == "yes") != wanted:

@@ -37,6 +37,8 @@ class Match(_Strict):
     # Image scans (ECR, Inspector)
     repositories: tuple[str, ...] = ()
     exclude_repositories: tuple[str, ...] = ()
+    image_tags: tuple[str, ...] = ()  # the image carries a tag matching one of these
+    exclude_image_tags: tuple[str, ...] = ()
     exploit_available: bool | None = None
     fix_available: bool | None = None
     min_cvss: float | None = Field(default=None, ge=0, le=10)

@@ -157,8 +157,8 @@ SCANNED = replace(
     BASE,
     source="inspector",
     resource_kind=ResourceKind.IMAGE,
-    details={"repository": "team/payments", "exploit_available": "yes", "fix_available": "no",
-             "inspector_score": "8.1", "epss": "0.02"},
+    details={"repository": "team/payments", "tags": "1.4,release-2026", "exploit_available": "yes",
+             "fix_available": "no", "inspector_score": "8.1", "epss": "0.02"},
 )  # fmt: skip
 
 
@@ -168,6 +168,10 @@ SCANNED = replace(
         (Match(repositories=("team/*",)), True),
         (Match(repositories=("other/*",)), False),
         (Match(exclude_repositories=("team/pay*",)), False),
+        (Match(image_tags=("release-*",)), True),
+        (Match(image_tags=("dev-*",)), False),
+        (Match(exclude_image_tags=("1.*",)), False),
+        (Match(exclude_image_tags=("dev-*",)), True),
         (Match(exploit_available=True), True),
         (Match(exploit_available=False), False),
         (Match(fix_available=True), False),
@@ -186,6 +190,7 @@ def test_image_conditions_need_the_value_present() -> None:
     # A GuardDuty finding carries no scan data: a CVSS floor never matches it.
     assert matches(Match(min_cvss=0.0), BASE) is False
     assert matches(Match(repositories=("*",)), BASE) is False
+    assert matches(Match(image_tags=("*",)), BASE) is False
     assert matches(Match(exploit_available=False), BASE) is True
 
 
