@@ -11,7 +11,7 @@ help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
 	@echo "make test    lint, type-check, check generated permissions, run every test (unit + integration)"
 	@echo "make permissions   regenerate .chalice/policy-*.json and deploy/rbac/clusterrole.yaml"
-	@echo "make bench   measure cold-start import time"
+	@echo "make bench   measure cold-start import time and flow-log scan speed"
 	@echo "make prerequisites STAGE=prod; make deploy STAGE=prod   deploy to AWS (see README)"
 
 $(STAMP):
@@ -52,6 +52,7 @@ unit: venv
 
 bench: venv
 	$(PY) bench/import_time.py
+	$(PY) bench/flowlogs.py
 
 # Create a stage's table, bucket, topic and secret, and point .chalice/config.json at them.
 prerequisites: venv

@@ -1,0 +1,126 @@
+"""Address classification for the scanner: public or not, on the threat list or not, memoised.
+
+A file of a million records holds some ten thousand distinct addresses, so each address is
+classified once (`inet_pton`, then `bisect` over merged threat ranges) and looked up in a dict
+afterwards. Never `ipaddress` objects or a linear scan of CIDRs on this path: they are
+hundreds of times slower.
+"""
+
+from __future__ import annotations
+
+import socket
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from chalicelib.errors import EventError
+
+PUBLIC = 1
+THREAT = 2
+NO_ADDRESS = 4  # "-": NODATA / SKIPDATA records
+MEMO_LIMIT = 1_000_000  # a flood of spoofed sources cannot exhaust memory: beyond it, classified each time
+
+# Not public: RFC 1918, shared (CGNAT), loopback, link-local, multicast, reserved; IPv6 ULA,
+# link-local, loopback, multicast, documentation prefixes stay public (they are never routed).
+_PRIVATE_V4 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+               "0.0.0.0/8", "224.0.0.0/3")  # fmt: skip
+_PRIVATE_V6 = ("fc00::/7", "fe80::/10", "::1/128", "::/128", "ff00::/8", "::ffff:0:0/96")
+
+
+def _parse(address: str) -> tuple[int, int] | None:
+    """(family bits, integer) or None when it is not an address."""
+    try:
+        if ":" in address:
+            return 128, int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")
+        return 32, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
+    except OSError:
+        return None
+
+
+def _network(text: str) -> tuple[int, int, int]:
+    """(bits, first, last) of an address or CIDR; a host part is masked off."""
+    address, _, prefix = text.strip().partition("/")
+    parsed = _parse(address)
+    if parsed is None:
+        raise ValueError(f"not an IP address or CIDR: {text!r}")
+    bits, value = parsed
+    length = int(prefix) if prefix else bits
+    if not 0 <= length <= bits:
+        raise ValueError(f"bad prefix length in {text!r}")
+    span = (1 << (bits - length)) - 1
+    first = value & ~span
+    return bits, first, first | span
+
+
+class Ranges:
+    """Disjoint, merged ranges per family; membership by one bisect."""
+
+    def __init__(self, networks: Iterable[str]) -> None:
+        spans: dict[int, list[tuple[int, int]]] = {32: [], 128: []}
+        for text in networks:
+            bits, first, last = _network(text)
+            spans[bits].append((first, last))
+        self._starts: dict[int, list[int]] = {}
+        self._ends: dict[int, list[int]] = {}
+        self.size = 0
+        for bits, found in spans.items():
+            merged: list[list[int]] = []
+            for first, last in sorted(found):
+                if merged and first <= merged[-1][1] + 1:
+                    merged[-1][1] = max(merged[-1][1], last)
+                else:
+                    merged.append([first, last])
+            self._starts[bits] = [m[0] for m in merged]
+            self._ends[bits] = [m[1] for m in merged]
+            self.size += len(merged)
+
+    def contains(self, bits: int, value: int) -> bool:
+        starts = self._starts[bits]
+        at = bisect_right(starts, value) - 1
+        return at >= 0 and value <= self._ends[bits][at]
+
+
+_PRIVATE = Ranges(_PRIVATE_V4 + _PRIVATE_V6)
+
+
+def parse_threat_list(text: str, where: str) -> list[str]:
+    """One address or CIDR per line; `#` starts a comment. A bad line names its number."""
+    entries = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            _network(line)
+        except ValueError as exc:
+            raise EventError(f"{where}:{number}: {exc}") from None
+        entries.append(line)
+    return entries
+
+
+@dataclass
+class Classifier:
+    """Flags per address (bytes as they appear in the record), filled on first sight."""
+
+    threats: Ranges
+
+    def __post_init__(self) -> None:
+        self.memo: dict[bytes, int] = {b"-": NO_ADDRESS}
+
+    def classify(self, address: bytes) -> int:
+        parsed = _parse(address.decode("ascii", "replace"))
+        if parsed is None:
+            flags = NO_ADDRESS
+        else:
+            bits, value = parsed
+            flags = 0 if _PRIVATE.contains(bits, value) else PUBLIC
+            if self.threats.contains(bits, value):
+                flags |= THREAT
+        if len(self.memo) < MEMO_LIMIT:
+            self.memo[address] = flags
+        return flags
+
+
+def is_public(address: str) -> bool:
+    parsed = _parse(address)
+    return parsed is not None and not _PRIVATE.contains(*parsed)

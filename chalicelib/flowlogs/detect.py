@@ -1,0 +1,321 @@
+"""The scanner: one pass over flow-log lines, flagging what the detectors look for.
+
+Detectors: connections to or from the threat list, mining-pool ports, SSH/RDP accepted from
+the internet, port scans, unusual egress volume. Per record the work is a split, two dict
+lookups and a few comparisons of bytes; anything more happens only for the rare flagged record.
+Memory is bounded by distinct addresses and findings, never by the number of records.
+"""
+
+from __future__ import annotations
+
+import gc
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from chalicelib.flowlogs.addresses import NO_ADDRESS, PUBLIC, THREAT, Classifier
+from chalicelib.flowlogs.fields import Layout
+
+SCANNER = 8  # an address already seen scanning: its records are kept from then on
+DETECTORS = ("threat-list", "mining-pool", "admin-from-internet", "port-scan", "egress-volume")
+MINING_PORTS = (3333, 4444, 5555, 5588, 7777, 8888, 9999, 14433, 14444, 45560, 45700)
+ADMIN_PORTS = (22, 3389)
+TOP_FLOWS = 10
+_KEEP = 50  # remote addresses and interfaces kept per finding
+MARK_EVERY = 50_000  # records between checks for new port scanners (a check walks every source seen)
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    enabled: frozenset[str] = frozenset(DETECTORS)
+    mining_ports: tuple[int, ...] = MINING_PORTS
+    admin_ports: tuple[int, ...] = ADMIN_PORTS
+    scan_min_ports: int = 100  # distinct destination ports below `scan_max_port` from one source
+    scan_max_port: int = 32767  # above: ephemeral ports, where servers answer (never a scan)
+    scan_max_bytes: int = 1000  # a probe is small; bigger flows are not counted as probes
+    egress_bytes: int = 1 << 30  # per source address and interface, to public addresses, per batch
+
+
+@dataclass(frozen=True)
+class Flow:
+    interface: str
+    src: str
+    dst: str
+    src_port: str
+    dst_port: str
+    size: int  # bytes
+    action: str
+
+    @classmethod
+    def parse(cls, fields: list[bytes], at: int, layout: Layout) -> Flow:
+        """The record starting at `fields[at]`, every field the alerts show decoded."""
+
+        def get(name: str) -> str:
+            index = layout.index(name)
+            return fields[at + index].decode("ascii", "replace") if index is not None else "-"
+
+        return cls(get("interface-id"), get("srcaddr"), get("dstaddr"), get("srcport"), get("dstport"),
+                   _number(get("bytes")), get("action"))  # fmt: skip
+
+    def __str__(self) -> str:
+        where = f"{self.src}:{self.src_port} -> {self.dst}:{self.dst_port}"
+        return f"{where} {self.size} B {self.action} ({self.interface})"
+
+
+@dataclass
+class Finding:
+    """Everything one detector saw about one address in one batch."""
+
+    detector: str
+    address: str  # ours (a pod or node address) or, for an internet scanner, theirs
+    remote: bool  # `address` is outside the VPC
+    records: int = 0
+    bytes: int = 0
+    remotes: set[str] = field(default_factory=set)
+    interfaces: set[str] = field(default_factory=set)
+    ports: set[int] = field(default_factory=set)
+    top: list[tuple[int, int, Flow]] = field(default_factory=list)  # heap of the biggest flows
+
+    def add(self, flow: Flow, remote: str | None, port: int | None = None) -> None:
+        self.records += 1
+        self.bytes += flow.size
+        if remote and len(self.remotes) < _KEEP:
+            self.remotes.add(remote)
+        if len(self.interfaces) < _KEEP:
+            self.interfaces.add(flow.interface)
+        if port is not None:
+            self.ports.add(port)
+        entry = (flow.size, self.records, flow)
+        if len(self.top) < TOP_FLOWS:
+            heapq.heappush(self.top, entry)
+        elif entry > self.top[0]:
+            heapq.heapreplace(self.top, entry)
+
+    @property
+    def flows(self) -> list[Flow]:
+        return [flow for _, _, flow in sorted(self.top, reverse=True)]
+
+
+def _text(value: bytes) -> str:
+    return value.decode("ascii", "replace")
+
+
+def _number(value: str | bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+class Scanner:
+    """Feed it blocks of lines (bytes) with their layout; read `findings()` at the end."""
+
+    def __init__(self, classifier: Classifier, settings: DetectorSettings | None = None) -> None:
+        self.settings = settings or DetectorSettings()
+        self.classifier = classifier
+        self.records = 0
+        self.skipped = 0  # NODATA / SKIPDATA records
+        self.malformed = 0
+        self._marked = 0  # records when sources were last checked against the port-scan threshold
+        self._found: dict[tuple[str, bytes], Finding] = {}
+        self._ports: dict[bytes, set[bytes]] = {}
+        self._egress: dict[tuple[bytes, bytes], int] = {}
+        self._egress_flows: dict[tuple[bytes, bytes], Finding] = {}
+        on = self.settings.enabled
+        self._mining = {str(p).encode() for p in self.settings.mining_ports} if "mining-pool" in on else set()
+        self._admin = {str(p).encode() for p in self.settings.admin_ports} if "admin-from-internet" in on else set()
+        self._threats = "threat-list" in on
+        self._scans = "port-scan" in on
+        self._egress_on = "egress-volume" in on
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    def scan(self, block: bytes, layout: Layout) -> None:
+        """One block of whole records (newline-separated) in one layout."""
+        width = len(layout.fields)
+        fields = block.split()
+        lines = block.count(b"\n") + 1 if block else 0
+        if layout.missing or len(fields) != lines * width or not _aligned(fields, layout):
+            fields, lines, layout = self._regular(block, layout)
+            width = len(layout.fields)
+        self.records += lines
+        # Columns by slicing the block's fields: one split per block, not one per record, is what
+        # makes this fast. Only what every record needs is a column; the rest is read at `at`.
+        src, dst, size = (fields[layout.position(name) :: width] for name in ("srcaddr", "dstaddr", "bytes"))
+        rows = zip(src, dst, size, range(0, lines * width, width), strict=True)
+        # The loop makes no reference cycles; the collector would only walk a million short-lived tuples.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            # A number that is not one stops the loop with ValueError: that record is counted as
+            # malformed and the block goes on from the next one.
+            while True:
+                try:
+                    self._rows(rows, fields, layout)
+                    break
+                except ValueError:
+                    self.malformed += 1
+        finally:
+            if collecting:
+                gc.enable()
+        if self.records - self._marked >= MARK_EVERY:
+            self.end_block()
+
+    def _regular(self, block: bytes, layout: Layout) -> tuple[list[bytes], int, Layout]:
+        """The slow path for a block with blank, short or annotated lines, or a layout without
+        some field the detectors read: each record cut to the layout's width, missing fields
+        appended as "-"; lines with fewer fields are counted as malformed."""
+        width = len(layout.fields)
+        padding = [b"-"] * len(layout.missing)
+        fields: list[bytes] = []
+        lines = 0
+        for line in block.split(b"\n"):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < width:
+                self.malformed += 1
+                continue
+            fields.extend(parts[:width])
+            fields.extend(padding)
+            lines += 1
+        return fields, lines, Layout((*layout.fields, *layout.missing))
+
+    def _rows(self, rows: Iterator[tuple[bytes, bytes, bytes, int]], fields: list[bytes], layout: Layout) -> None:
+        memo = self.classifier.memo
+        classify = self.classifier.classify
+        flagged = self._flagged
+        ports = self._ports
+        probe_digits = len(str(self.settings.scan_max_bytes)) if self._scans else 0
+        max_bytes = self.settings.scan_max_bytes
+        port_digits = len(str(self.settings.scan_max_port))
+        max_port = str(self.settings.scan_max_port).encode()
+        mining, admin = self._mining, self._admin
+        egress = self._egress if self._egress_on else None
+        egress_limit = self.settings.egress_bytes
+        sp, dp, ip = (layout.position(name) for name in ("srcport", "dstport", "interface-id"))
+        for src, dst, nbytes, at in rows:
+            try:
+                fs = memo[src]
+                fd = memo[dst]
+            except KeyError:
+                fs = memo[src] if src in memo else classify(src)
+                fd = memo[dst] if dst in memo else classify(dst)
+            if fs or fd:
+                # The two common cases inline (ours to a plain public address, and back); the rest in `_flagged`.
+                if fd == PUBLIC and not fs:
+                    if fields[at + dp] in mining:
+                        flagged(at, fields, layout, fs, fd)
+                    elif egress is not None:
+                        key = (fields[at + ip], src)
+                        total = egress.get(key, 0) + (int(nbytes) if nbytes != b"-" else 0)
+                        egress[key] = total
+                        if total >= egress_limit:
+                            self._egress_flow(key, Flow.parse(fields, at, layout), total)
+                elif fs == PUBLIC and not fd:
+                    if fields[at + sp] in mining or fields[at + dp] in admin:
+                        flagged(at, fields, layout, fs, fd)
+                elif (fs | fd) & NO_ADDRESS:
+                    self.skipped += 1
+                    continue
+                else:
+                    flagged(at, fields, layout, fs, fd)
+            # A probe: small, to a port below the ephemeral range, from a higher port (not a reply).
+            size = len(nbytes)
+            if size <= probe_digits and (size < probe_digits or int(nbytes) <= max_bytes):
+                dport = fields[at + dp]
+                sport = fields[at + sp]
+                size = len(dport)
+                if (size < port_digits or (size == port_digits and dport <= max_port)) and (
+                    len(sport) > size or (len(sport) == size and sport > dport)
+                ):
+                    seen = ports.get(src)
+                    if seen is None:
+                        ports[src] = seen = set()
+                    seen.add(dport)
+
+    def _flagged(self, at: int, fields: list[bytes], layout: Layout, fs: int, fd: int) -> None:
+        """A record with a public, threat-listed or scanning address that the inline cases did not
+        settle: a flow (every field decoded) is built only when a detector fires."""
+        flow = Flow.parse(fields, at, layout)
+        src, dst = fields[at + layout.position("srcaddr")], fields[at + layout.position("dstaddr")]
+        if self._threats and (fs | fd) & THREAT:
+            ours, theirs = (dst, flow.src) if fs & THREAT else (src, flow.dst)
+            self._finding("threat-list", ours, bool(fs & THREAT and fd & THREAT)).add(flow, theirs)
+        if fd & PUBLIC and not fs & PUBLIC:
+            if flow.dst_port.encode() in self._mining:
+                self._finding("mining-pool", src, False).add(flow, flow.dst, _number(flow.dst_port))
+            if self._egress_on:
+                key = (fields[at + layout.position("interface-id")], src)
+                total = self._egress.get(key, 0) + flow.size
+                self._egress[key] = total
+                if total >= self.settings.egress_bytes:
+                    self._egress_flow(key, flow, total)
+        elif fs & PUBLIC and not fd & PUBLIC:
+            if flow.src_port.encode() in self._mining:
+                self._finding("mining-pool", dst, False).add(flow, flow.src, _number(flow.src_port))
+            if flow.dst_port.encode() in self._admin and flow.action == "ACCEPT":
+                self._finding("admin-from-internet", dst, False).add(flow, flow.src, _number(flow.dst_port))
+        if fs & SCANNER:
+            self._finding("port-scan", src, bool(fs & PUBLIC)).add(flow, flow.dst, _number(flow.dst_port))
+
+    def _egress_flow(self, key: tuple[bytes, bytes], flow: Flow, total: int) -> None:
+        finding = self._egress_flows.get(key)
+        if finding is None:
+            finding = self._egress_flows[key] = Finding("egress-volume", flow.src, False)
+            finding.bytes = total - flow.size  # what went out before the threshold was crossed
+        finding.add(flow, flow.dst)
+
+    def _finding(self, detector: str, address: bytes, remote: bool) -> Finding:
+        key = (detector, address)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = Finding(detector, _text(address), remote)
+        return found
+
+    def end_block(self) -> None:
+        """Mark sources that crossed the port-scan threshold, so later records of theirs are kept."""
+        if not self._scans:
+            return
+        self._marked = self.records
+        memo = self.classifier.memo
+        for src, seen in self._ports.items():
+            if len(seen) >= self.settings.scan_min_ports:
+                flags = memo.get(src)
+                if flags is None:
+                    flags = self.classifier.classify(src)
+                memo[src] = flags | SCANNER
+
+    def findings(self) -> list[Finding]:
+        self.end_block()
+        found = [f for f in self._found.values() if f.detector != "port-scan"]
+        found.extend(self._egress_flows.values())
+        for src, seen in self._ports.items():
+            if len(seen) < self.settings.scan_min_ports:
+                continue
+            public = bool(self.classifier.memo.get(src, 0) & PUBLIC)
+            scan = self._found.get(("port-scan", src)) or Finding("port-scan", _text(src), public)
+            scan.ports = {int(p) for p in seen}
+            found.append(scan)
+        return sorted(found, key=lambda f: (DETECTORS.index(f.detector), f.address))
+
+
+def _aligned(fields: list[bytes], layout: Layout) -> bool:
+    """Same count of fields is not proof: the log-status column must hold only statuses."""
+    at = layout.index("log-status")
+    return at is None or set(fields[at :: len(layout.fields)]) <= _STATUSES
+
+
+_STATUSES = {b"OK", b"NODATA", b"SKIPDATA"}
+
+
+def scan_lines(lines: Iterable[bytes], layout: Layout, scanner: Scanner, block: int = 5_000) -> None:
+    """Lines one by one (CloudWatch Logs messages, tests): joined into blocks of `block` records."""
+    batch: list[bytes] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= block:
+            scanner.scan(b"\n".join(batch), layout)
+            batch = []
+    if batch:
+        scanner.scan(b"\n".join(batch), layout)

@@ -1,0 +1,128 @@
+"""Flow-log inputs as blocks of lines: gzip objects from S3 (streamed) and CloudWatch Logs payloads."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import types
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO, cast
+
+from chalicelib.errors import EventError
+from chalicelib.flowlogs.fields import DEFAULT, Layout, header_layout
+
+# Compressed bytes read at a time; a block is what one chunk decompresses to (about 0.7 MB, 6,000
+# records): small enough to stay in the CPU cache, which measurably beats bigger blocks.
+CHUNK = 1 << 17
+
+_inflate: types.ModuleType = zlib
+try:  # ISA-L's inflate (0.3 MB wheel) decompresses about three times faster than zlib, same format
+    from isal import isal_zlib
+
+    _inflate = isal_zlib
+except ImportError:  # pragma: no cover - the packaged Lambda has it
+    pass
+_ERRORS = cast("tuple[type[Exception], ...]", (zlib.error, _inflate.error))
+
+
+class ReadError(EventError):
+    """The input ended early or is corrupt: what came before it was scanned."""
+
+
+def gzip_blocks(stream: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:
+    """Whole lines of a gzip stream (several members allowed), block by block, in bounded memory."""
+    inflate = _inflate.decompressobj(31)
+    leftover = b""
+    read = 0
+    while True:
+        data = stream.read(chunk)
+        if not data:
+            break
+        read += len(data)
+        try:
+            out = inflate.decompress(data)
+            while inflate.unused_data:  # the next gzip member
+                rest = inflate.unused_data
+                inflate = _inflate.decompressobj(31)
+                out += inflate.decompress(rest)
+        except _ERRORS as exc:
+            if leftover:
+                yield leftover
+            raise ReadError(f"corrupt gzip data after {read} compressed bytes: {exc}") from None
+        buffer = leftover + out
+        cut = buffer.rfind(b"\n")
+        if cut < 0:
+            leftover = buffer
+            continue
+        leftover = buffer[cut + 1 :]
+        yield buffer[:cut]
+    if leftover:
+        yield leftover
+    if read and not inflate.eof:
+        raise ReadError(f"gzip data ends early (truncated after {read} compressed bytes)")
+    if not read:
+        raise ReadError("empty object")
+
+
+def text_blocks(stream: BinaryIO, chunk: int = 4 * CHUNK) -> Iterator[bytes]:
+    """An uncompressed flow-log file (the S3 layout after gunzip), block by block."""
+    leftover = b""
+    while data := stream.read(chunk):
+        buffer = leftover + data
+        cut = buffer.rfind(b"\n")
+        leftover = buffer[cut + 1 :] if cut >= 0 else buffer
+        if cut >= 0:
+            yield buffer[:cut]
+    if leftover:
+        yield leftover
+
+
+def with_layout(blocks: Iterator[bytes], configured: Layout | None) -> Iterator[tuple[Layout, bytes]]:
+    """Take the layout from a header line when the input starts with one, else the configured one."""
+    layout = configured or DEFAULT
+    first = True
+    for block in blocks:
+        body = block
+        if first and block:
+            first = False
+            head, _, rest = block.partition(b"\n")
+            named = header_layout(head)
+            if named is not None:
+                layout, body = named, rest
+        if body:
+            yield layout, body
+
+
+@dataclass(frozen=True)
+class LogsPayload:
+    """A CloudWatch Logs subscription delivery, decoded."""
+
+    log_group: str
+    log_stream: str
+    owner: str
+    control: bool  # CloudWatch Logs' own reachability check: no records
+    messages: list[bytes]
+
+
+def logs_payload(event: Any) -> LogsPayload:
+    """`{"awslogs": {"data": base64(gzip(JSON))}}` as a subscription filter delivers it."""
+    data = (event.get("awslogs") or {}).get("data") if isinstance(event, dict) else None
+    if not isinstance(data, str):
+        raise EventError("not a CloudWatch Logs subscription event: no awslogs.data")
+    try:
+        body = json.loads(zlib.decompress(base64.b64decode(data, validate=True), 31))
+    except (binascii.Error, zlib.error, ValueError) as exc:
+        raise EventError(f"CloudWatch Logs payload cannot be decoded: {exc}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("logEvents", []), list):
+        raise EventError("CloudWatch Logs payload has no logEvents list")
+    messages = [str(e.get("message", "")).encode() for e in body.get("logEvents", []) if isinstance(e, dict)]
+    return LogsPayload(
+        log_group=str(body.get("logGroup", "")),
+        log_stream=str(body.get("logStream", "")),
+        owner=str(body.get("owner", "")),
+        control=body.get("messageType") == "CONTROL_MESSAGE",
+        messages=messages,
+    )
