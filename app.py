@@ -44,11 +44,29 @@ def on_inspector_finding(event: CloudWatchEvent) -> dict[str, Any]:
     return wiring.handle_event(event.to_dict())
 
 
+@app.on_cw_event(patterns.FLOW_LOG_OBJECT, name="on_flow_log_object")
+def on_flow_log_object(event: CloudWatchEvent) -> dict[str, Any]:
+    return wiring.handle_flow_log_objects(event.to_dict())
+
+
+# Chalice has no CloudWatch Logs subscription decorator: `make subscribe-flow-logs` connects it.
+@app.lambda_function(name="on_flow_logs")
+def on_flow_logs(event: dict[str, Any], context: Any) -> dict[str, Any]:  # noqa: ARG001 - no use for the context
+    return wiring.handle_flow_log_payload(event)
+
+
 @app.schedule(Rate(1, unit=Rate.HOURS), name="refresh_key_policies")
 def refresh_key_policies(event: CloudWatchEvent) -> dict[str, Any]:  # noqa: ARG001 - a schedule has no payload
     return wiring.refresh_key_policies()
 
 
 # Malformed events must reach intake (which logs them with their id) instead of failing in Chalice.
-for _handler in (on_guardduty_finding, on_kms_api_call, on_kms_key_event, on_ecr_image_scan, on_inspector_finding):
+for _handler in (
+    on_guardduty_finding,
+    on_kms_api_call,
+    on_kms_key_event,
+    on_ecr_image_scan,
+    on_inspector_finding,
+    on_flow_log_object,
+):
     _handler.event_class = TolerantCloudWatchEvent

@@ -26,13 +26,30 @@ EXIT_NOT_UNDERSTOOD = 2
 EXIT_ACTION_FAILED = 1
 
 
+FLOW_LOG_SUFFIXES = (".log", ".log.gz", ".gz")
+
+
 def _inputs(paths: list[str]) -> Iterator[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*.json") if p.is_file())
+            found = (p for p in path.rglob("*") if p.is_file() and (p.suffix == ".json" or _is_flow_file(p)))
+            yield from sorted(found)
         else:
             yield path
+
+
+def _is_flow_file(path: Path) -> bool:
+    return path.name.endswith(FLOW_LOG_SUFFIXES)
+
+
+def _is_flow_event(event: Any) -> bool:
+    """A CloudWatch Logs subscription payload, or an S3 "Object Created" event / notification."""
+    if not isinstance(event, dict):
+        return False
+    records = event.get("Records")
+    s3_notification = isinstance(records, list) and any(isinstance(r, dict) and "s3" in r for r in records)
+    return "awslogs" in event or event.get("source") == "aws.s3" or s3_notification
 
 
 def _read(path: Path) -> Any:
@@ -123,8 +140,16 @@ def _replay_all(
 
     worst = 0
     for path in _inputs(args.paths):
+        if _is_flow_file(path):
+            worst = max(worst, _replay_flows(args, out, _flow_file(args, path, responder, mode, ledger, notifiers)))
+            continue
         try:
-            events = split_document(_read(path))
+            document = _read(path)
+            if _is_flow_event(document):
+                worst = max(worst, _replay_flows(args, out, _flow_event(args, document, responder, mode, ledger,
+                                                                          notifiers)))  # fmt: skip
+                continue
+            events = split_document(document)
         except EventError as exc:
             _emit(args, out, {"event": str(path), "error": str(exc)})
             worst = EXIT_NOT_UNDERSTOOD
@@ -141,6 +166,78 @@ def _replay_all(
             elif any(a["status"] == "failed" for a in result["actions"]):
                 worst = max(worst, EXIT_ACTION_FAILED)
             _emit(args, out, {"event": ref, **result})
+    return worst
+
+
+def _flow_settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if args.flow_format:
+        given = Path(args.flow_format)
+        text = given.read_text() if given.is_file() else args.flow_format
+        settings = replace(settings, flow_log_format=text.strip())
+    return settings
+
+
+def _flow_file(
+    args: argparse.Namespace, path: Path, responder: Responder, mode: Mode, ledger: Ledger | None,
+    notifiers: list[Notifier],
+) -> dict[str, Any]:  # fmt: skip
+    """A flow-log file as S3 delivers it (gzip or plain text, header line or not)."""
+    from chalicelib import wiring
+    from chalicelib.flowlogs import batch
+    from chalicelib.sources.flowlogs import Batch
+
+    settings = _flow_settings(args)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    with path.open("rb") as stream:
+        delivery = batch.scan_object(stream, path.name, wiring.flow_layout(settings), wiring.scanner(settings),
+                                     Batch("", region, str(path), batch.now()))  # fmt: skip
+    return batch.respond(delivery, wiring.flow_intake(responder, mode, region, ledger, notifiers))
+
+
+def _flow_event(
+    args: argparse.Namespace, event: dict[str, Any], responder: Responder, mode: Mode, ledger: Ledger | None,
+    notifiers: list[Notifier],
+) -> dict[str, Any]:  # fmt: skip
+    """A CloudWatch Logs payload, or an S3 event whose objects are read from the configured endpoint."""
+    from chalicelib import wiring
+    from chalicelib.flowlogs import batch
+
+    settings = _flow_settings(args)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    intake = wiring.flow_intake(responder, mode, region, ledger, notifiers)
+    if "awslogs" in event:
+        try:
+            delivery = batch.scan_payload(event, wiring.flow_layout(settings), wiring.scanner(settings), batch.now())
+        except EventError as exc:
+            return {"origin": "cloudwatch-logs-payload", "error": str(exc), "results": []}
+        delivery.incidents = [replace(i, region=i.region or region) for i in delivery.incidents]
+        return batch.respond(delivery, intake)
+    return wiring.flow_log_objects(event, settings, intake)
+
+
+def _replay_flows(args: argparse.Namespace, out: TextIO, delivered: dict[str, Any]) -> int:
+    """One line per incident of each delivery; a delivery without any says what was scanned."""
+    from chalicelib.notifiers import slack_message
+
+    worst = 0
+    for found in delivered.get("deliveries", [delivered]):
+        summary = {k: v for k, v in found.items() if k not in {"results", "error_report"}}
+        origin = str(found.get("origin", "-"))
+        if found.get("error"):
+            worst = EXIT_NOT_UNDERSTOOD
+            _emit(args, out, {"event": origin, "error": found["error"], "delivery": summary})
+        results = found.get("results") or []
+        if not results and not found.get("error"):
+            why = summary.get("ignored") or f"no finding in {found.get('records', 0)} record(s)"
+            _emit(args, out, {"event": origin, "delivery": summary, "reason": why})
+        for result in results:
+            if args.show_messages and "duplicate" not in result:
+                result["message"] = slack_message.build(result)
+            result.pop("event_id", None)
+            if any(a["status"] == "failed" for a in result.get("actions", [])):
+                worst = max(worst, EXIT_ACTION_FAILED)
+            _emit(args, out, {"event": origin, "delivery": summary, **result})
     return worst
 
 
@@ -185,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--show-messages", action="store_true", help="render the Slack message of each incident")
     rp.add_argument(
         "--slack-webhook", metavar="URL", help="with --live, post the messages to this webhook (a local test hook)"
+    )
+    rp.add_argument(
+        "--flow-format",
+        metavar="FORMAT",
+        help="flow-log format (string or file) for files without a header line (default: FLOW_LOG_FORMAT or v2)",
     )
     rp.set_defaults(func=replay)
 

@@ -50,8 +50,21 @@ def handle(
     except EventError as exc:
         logger.error("rejected event", extra={"event_id": eid, "error": str(exc), "event_ref": raw_ref})
         rejected: dict[str, Any] = {"event_id": eid, "error": str(exc)}
-        return _told(rejected, notifiers)
+        return told(rejected, notifiers)
 
+    return handle_incident(incident, eid, responder, mode, ledger=ledger, notifiers=notifiers)
+
+
+def handle_incident(
+    incident: Incident,
+    eid: str | None,
+    responder: Responder,
+    mode: Mode,
+    *,
+    ledger: Ledger | None = None,
+    notifiers: Sequence[Notifier] = (),
+) -> dict[str, Any]:
+    """An incident (from an event, or one of many from a flow-log batch): respond once, record, tell."""
     incident = responder.enrich(incident, mode)
 
     def work() -> dict[str, Any]:
@@ -100,7 +113,7 @@ def _respond(
     except Exception as exc:  # a bug, not bad input: logged with the event, never retried in a loop
         logger.exception("responder failed", extra={"event_id": eid, "incident_id": incident.id})
         failed: dict[str, Any] = {"event_id": eid, "error": f"internal error while responding to {incident.id}: {exc}"}
-        return _told(failed, notifiers)
+        return told(failed, notifiers)
     audit.record(report, eid)
     result = {"event_id": eid, **report.to_dict()}
     if ledger is not None:
@@ -108,10 +121,10 @@ def _respond(
             ledger.record(result)  # before any notification: a failed notifier never loses the incident
         except Exception as exc:  # noqa: BLE001
             logger.warning("incident record not written", extra={"incident_id": incident.id, "error": str(exc)})
-    return _told(result, notifiers)
+    return told(result, notifiers)
 
 
-def _told(result: dict[str, Any], notifiers: Sequence[Notifier]) -> dict[str, Any]:
+def told(result: dict[str, Any], notifiers: Sequence[Notifier]) -> dict[str, Any]:
     from chalicelib import metrics
     from chalicelib.notifiers.base import notify
 

@@ -50,12 +50,23 @@ def rbac_rules() -> list[RBACRule]:
 
 
 def iam_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
+    from chalicelib.executors import flow_sources
     from chalicelib.executors.eks_auth import IAM as EKS_AUTH
     from chalicelib.executors.identity import IAM as IDENTITY
     from chalicelib.executors.kms import IAM as KEYS
     from chalicelib.executors.scan_findings import IAM as SCANS
+    from chalicelib.flowlogs.attribution import IAM as ATTRIBUTION
 
-    statements = [*LOGS, *EKS_AUTH, *IDENTITY, *KEYS, *SCANS, *(s for a in actions.REGISTRY.values() for s in a.iam)]
+    statements = [
+        *LOGS,
+        *EKS_AUTH,
+        *IDENTITY,
+        *KEYS,
+        *SCANS,
+        *ATTRIBUTION,
+        *flow_sources.permissions(stage_env),
+        *(s for a in actions.REGISTRY.values() for s in a.iam),
+    ]
     from chalicelib.executors import ledger
     from chalicelib.notifiers import slack, sns
 

@@ -30,6 +30,7 @@ from chalicelib.incident import ResourceKind
 from chalicelib.policy.matcher import accepted, decide
 
 if TYPE_CHECKING:
+    from chalicelib.flowlogs.attribution import Attribution
     from chalicelib.incident import Incident
     from chalicelib.policy.model import RulesFile, Step
     from chalicelib.settings import Settings
@@ -138,6 +139,20 @@ class Responder:
         """Release connections (a Lambda keeps them for the container's life)."""
         if self._connector is not None:
             self._connector.close()
+
+    def attribution(self, region: str) -> Attribution:
+        """Address lookups for one flow-log delivery, through this responder's (read-only) access."""
+        from chalicelib.flowlogs.attribution import Attribution
+
+        ec2 = self._aws.gateway(region, dry_run=True) if self._aws else None
+        connector = self._connector
+
+        def kube(cluster: str) -> KubeAPI:
+            if connector is None:
+                raise ClusterAccessError("no Kubernetes access configured")
+            return connector.gateway(cluster, region, dry_run=True)
+
+        return Attribution(ec2, kube)
 
     def enrich(self, incident: Incident, mode: Mode) -> Incident:
         """A counts-only image scan gets its CVE list (not in plan mode: nothing is contacted there)."""

@@ -48,6 +48,33 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+FLOW_DETECTORS = ("threat-list", "mining-pool", "admin-from-internet", "port-scan", "egress-volume")
+# Stratum ports of common mining pools (and their TLS variants).
+FLOW_MINING_PORTS = (3333, 4444, 5555, 5588, 7777, 8888, 9999, 14433, 14444, 45560, 45700)
+_MAX_PORT = 65535
+
+
+def _detectors(env: Mapping[str, str]) -> tuple[str, ...]:
+    chosen = _list(env, "FLOW_DETECTORS", FLOW_DETECTORS)
+    unknown = [d for d in chosen if d not in FLOW_DETECTORS]
+    if unknown:
+        raise ConfigError(f"FLOW_DETECTORS: unknown {', '.join(unknown)} (known: {', '.join(FLOW_DETECTORS)})")
+    return chosen
+
+
+def _ports(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = _list(env, name)
+    if not raw:
+        return default if env.get(name) is None else ()
+    try:
+        ports = tuple(int(p) for p in raw)
+    except ValueError:
+        raise ConfigError(f"{name}={env.get(name)!r} is not a list of port numbers") from None
+    if any(not 0 < p <= _MAX_PORT for p in ports):
+        raise ConfigError(f"{name}={env.get(name)!r}: ports are 1-65535")
+    return ports
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob the responder has. See the README's Configuration section."""
@@ -80,6 +107,16 @@ class Settings:
     evidence_dir: Path | None = None
     kubeconfig: Path | None = None
     log_tail_lines: int = 200
+    # VPC Flow Logs
+    flow_logs_bucket: str | None = None  # where flow logs are delivered (scopes s3:GetObject)
+    flow_log_format: str | None = None  # the flow log's LogFormat, for headerless input; default v2
+    threat_list: str | None = None  # s3://bucket/key or a file path: one address or CIDR per line
+    flow_detectors: tuple[str, ...] = FLOW_DETECTORS
+    flow_mining_ports: tuple[int, ...] = FLOW_MINING_PORTS
+    flow_admin_ports: tuple[int, ...] = (22, 3389)
+    flow_scan_min_ports: int = 100
+    flow_scan_max_bytes: int = 1000
+    flow_egress_bytes: int = 1 << 30
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -123,4 +160,13 @@ class Settings:
             evidence_dir=Path(evidence_dir) if evidence_dir else None,
             kubeconfig=Path(kubeconfig) if kubeconfig else None,
             log_tail_lines=_int(env, "LOG_TAIL_LINES", 200),
+            flow_logs_bucket=env.get("FLOW_LOGS_BUCKET") or None,
+            flow_log_format=env.get("FLOW_LOG_FORMAT") or None,
+            threat_list=env.get("THREAT_LIST") or None,
+            flow_detectors=_detectors(env),
+            flow_mining_ports=_ports(env, "FLOW_MINING_PORTS", FLOW_MINING_PORTS),
+            flow_admin_ports=_ports(env, "FLOW_ADMIN_PORTS", (22, 3389)),
+            flow_scan_min_ports=_int(env, "FLOW_SCAN_MIN_PORTS", 100),
+            flow_scan_max_bytes=_int(env, "FLOW_SCAN_MAX_BYTES", 1000),
+            flow_egress_bytes=_int(env, "FLOW_EGRESS_BYTES", 1 << 30),
         )

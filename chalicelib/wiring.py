@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import os
+import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.policy.loader import load_rules
@@ -18,6 +20,11 @@ if TYPE_CHECKING:
     from chalicelib.actions.base import EvidenceSink, KeysAPI
     from chalicelib.executors.kms import KeyRegistry, KMSGateway, PolicyStore
     from chalicelib.executors.ledger import IncidentLedger
+    from chalicelib.flowlogs.addresses import Ranges
+    from chalicelib.flowlogs.attribution import Attribution
+    from chalicelib.flowlogs.batch import Intake
+    from chalicelib.flowlogs.detect import DetectorSettings, Scanner
+    from chalicelib.flowlogs.fields import Layout
     from chalicelib.notifiers.base import Notifier
     from chalicelib.policy.model import RulesFile
     from chalicelib.responder import KubeConnector, Mode, Responder
@@ -186,3 +193,141 @@ def reset() -> None:
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # the webhook secret is cached for five minutes
+
+
+# -- VPC Flow Logs ---------------------------------------------------------------------------------
+
+THREAT_LIST_TTL = 900.0  # seconds a loaded threat list is used before it is read again
+
+
+def detector_settings(current: Settings) -> DetectorSettings:
+    from chalicelib.flowlogs.detect import DetectorSettings
+
+    return DetectorSettings(
+        enabled=frozenset(current.flow_detectors),
+        mining_ports=current.flow_mining_ports,
+        admin_ports=current.flow_admin_ports,
+        scan_min_ports=current.flow_scan_min_ports,
+        scan_max_bytes=current.flow_scan_max_bytes,
+        egress_bytes=current.flow_egress_bytes,
+    )
+
+
+_threats: dict[str | None, tuple[float, Ranges]] = {}
+
+
+def threat_ranges(current: Settings) -> Ranges:
+    """The threat list as merged ranges, kept for the container's life and refreshed every 15 minutes."""
+    from chalicelib.flowlogs.addresses import Ranges, parse_threat_list
+
+    cached = _threats.get(current.threat_list)
+    if cached is not None and time.monotonic() - cached[0] < THREAT_LIST_TTL:
+        return cached[1]
+    if current.threat_list is None:
+        ranges = Ranges(())
+    else:
+        from chalicelib.executors.flow_sources import read_threat_list
+
+        text = read_threat_list(current.threat_list, aws_session().client("s3"))
+        ranges = Ranges(parse_threat_list(text, current.threat_list))
+    _threats[current.threat_list] = (time.monotonic(), ranges)
+    return ranges
+
+
+def scanner(current: Settings) -> Scanner:
+    from chalicelib.flowlogs.addresses import Classifier
+    from chalicelib.flowlogs.detect import Scanner
+
+    return Scanner(Classifier(threat_ranges(current)), detector_settings(current))
+
+
+def flow_layout(current: Settings) -> Layout | None:
+    from chalicelib.flowlogs.fields import parse_format
+
+    return parse_format(current.flow_log_format) if current.flow_log_format else None
+
+
+def _region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def flow_intake(responder_: Responder, mode: Mode, region: str, ledger_: Any = None,
+                notifiers_: Any = ()) -> Intake:  # fmt: skip
+    from chalicelib.flowlogs.batch import Intake
+    from chalicelib.responder import Mode as Modes
+
+    def attribution() -> Attribution | None:
+        return None if mode is Modes.PLAN else responder_.attribution(region)
+
+    return Intake(responder_, mode, attribution, ledger_, notifiers_)
+
+
+def s3_objects(event: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(bucket, key, account, region) from an EventBridge "Object Created" event or an S3 notification."""
+    from urllib.parse import unquote_plus
+
+    if event.get("source") == "aws.s3":
+        detail = event.get("detail") or {}
+        return [(str((detail.get("bucket") or {}).get("name", "")), str((detail.get("object") or {}).get("key", "")),
+                 str(event.get("account", "")), str(event.get("region", "")))]  # fmt: skip
+    found = []
+    for record in event.get("Records") or []:
+        s3 = record.get("s3") or {}
+        key = unquote_plus(str((s3.get("object") or {}).get("key", "")))  # notifications URL-encode keys
+        found.append((str((s3.get("bucket") or {}).get("name", "")), key, "", str(record.get("awsRegion", ""))))
+    return found
+
+
+def handle_flow_log_objects(event: dict[str, Any]) -> dict[str, Any]:
+    """The Lambda path for flow logs delivered to S3: every object named in the event."""
+    current = settings()
+    return flow_log_objects(event, current, flow_intake(responder(), lambda_mode(), _region(), ledger(), notifiers()))
+
+
+def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -> dict[str, Any]:
+    from chalicelib.errors import EventError
+    from chalicelib.executors.flow_sources import open_object
+    from chalicelib.flowlogs import batch
+    from chalicelib.sources.flowlogs import Batch
+
+    objects = s3_objects(event) if isinstance(event, dict) else []
+    if not objects or not all(bucket and key for bucket, key, _, _ in objects):
+        why = EventError("no S3 bucket and key in the event")
+        return batch.rejected(str((event or {}).get("id")), why, intake.notifiers)
+    results = []
+    for bucket, key, account, region in objects:
+        origin = f"s3://{bucket}/{key}"
+        if current.flow_logs_bucket and bucket != current.flow_logs_bucket:
+            results.append({"origin": origin, "ignored": f"not the flow-log bucket {current.flow_logs_bucket}"})
+            continue
+        where = region or _region()
+        try:
+            stream = open_object(aws_session().client("s3", region_name=where), bucket, key)
+        except Exception as exc:  # noqa: BLE001 - told like a damaged delivery, never retried forever
+            results.append(batch.respond(batch.Delivery(origin, error=f"cannot read the object: {exc}"), intake))
+            continue
+        found = batch.scan_object(stream, key, flow_layout(current), scanner(current),
+                                  Batch(account or _account_of(key), where, origin, batch.now()))  # fmt: skip
+        results.append(batch.respond(found, intake))
+    return {"deliveries": results}
+
+
+def _account_of(key: str) -> str:
+    """`.../AWSLogs/<account>/vpcflowlogs/...`: the account that owns the flow log."""
+    parts = key.split("/")
+    return parts[parts.index("AWSLogs") + 1] if "AWSLogs" in parts[:-1] else ""
+
+
+def handle_flow_log_payload(event: dict[str, Any]) -> dict[str, Any]:
+    """The Lambda path for a CloudWatch Logs subscription delivery."""
+    from chalicelib.errors import EventError
+    from chalicelib.flowlogs import batch
+
+    current = settings()
+    try:
+        found = batch.scan_payload(event, flow_layout(current), scanner(current), batch.now())
+    except EventError as exc:
+        return batch.rejected("cloudwatch-logs-payload", exc, notifiers())
+    region = _region()
+    found.incidents = [replace(i, region=i.region or region) for i in found.incidents]
+    return batch.respond(found, flow_intake(responder(), lambda_mode(), region, ledger(), notifiers()))

@@ -36,6 +36,10 @@ class EC2Gateway:
                 raise
         return None
 
+    def network_interfaces(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        pages = self._ec2.get_paginator("describe_network_interfaces").paginate(Filters=_filters(filters))
+        return [eni for page in pages for eni in page.get("NetworkInterfaces", [])]
+
     def describe_instance(self, instance_id: str) -> dict[str, Any] | None:
         try:
             reservations = self._ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]

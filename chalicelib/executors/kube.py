@@ -66,6 +66,10 @@ class KubeGateway:
     def list_pods(self, namespace: str) -> list[dict[str, Any]]:
         return [_to_dict(p) for p in self._client.list(Pod, namespace=namespace)]
 
+    def pods_with_ip(self, ip: str) -> list[dict[str, Any]]:
+        """Pods of every namespace with this address (hostNetwork pods share their node's)."""
+        return [_to_dict(p) for p in self._client.list(Pod, namespace="*", fields={"status.podIP": ip})]
+
     def list_replicasets(self, namespace: str) -> list[dict[str, Any]]:
         return [_to_dict(p) for p in self._client.list(ReplicaSet, namespace=namespace)]
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from chalicelib.flowlogs.addresses import NO_ADDRESS, PUBLIC, THREAT, Classifier
 from chalicelib.flowlogs.fields import Layout
+from chalicelib.settings import FLOW_DETECTORS as DETECTORS
+from chalicelib.settings import FLOW_MINING_PORTS as MINING_PORTS
 
 SCANNER = 8  # an address already seen scanning: its records are kept from then on
-DETECTORS = ("threat-list", "mining-pool", "admin-from-internet", "port-scan", "egress-volume")
-MINING_PORTS = (3333, 4444, 5555, 5588, 7777, 8888, 9999, 14433, 14444, 45560, 45700)
 ADMIN_PORTS = (22, 3389)
 TOP_FLOWS = 10
 _KEEP = 50  # remote addresses and interfaces kept per finding

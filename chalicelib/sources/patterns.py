@@ -41,3 +41,10 @@ INSPECTOR_IMAGE_FINDING: dict[str, Any] = {
     "detail-type": ["Inspector2 Finding"],
     "detail": {"resources": {"type": ["AWS_ECR_CONTAINER_IMAGE"]}},
 }
+
+# Flow logs delivered to S3 (text, gzip): the bucket must send its events to EventBridge.
+FLOW_LOG_OBJECT: dict[str, Any] = {
+    "source": ["aws.s3"],
+    "detail-type": ["Object Created"],
+    "detail": {"object": {"key": [{"suffix": ".log.gz"}]}},
+}

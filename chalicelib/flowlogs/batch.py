@@ -1,0 +1,116 @@
+"""One delivery of flow logs, from bytes to reports: an S3 object or a CloudWatch Logs payload.
+
+Scan, turn findings into incidents, attribute them (one lookup cache per delivery), then each
+incident goes through the same intake as every other source. A corrupt or truncated object is
+scanned up to the damage; the damage is logged with the object's name and told like a rejected
+event, never raised (S3 and CloudWatch Logs would retry the same bytes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from chalicelib.errors import EventError
+from chalicelib.flowlogs.detect import Scanner
+from chalicelib.flowlogs.reader import ReadError, gzip_blocks, logs_payload, text_blocks, with_layout
+from chalicelib.sources.flowlogs import Batch, to_incident
+
+if TYPE_CHECKING:
+    from chalicelib.flowlogs.attribution import Attribution
+    from chalicelib.flowlogs.fields import Layout
+    from chalicelib.incident import Incident
+    from chalicelib.intake import Ledger
+    from chalicelib.notifiers.base import Notifier
+    from chalicelib.responder import Mode, Responder
+
+logger = logging.getLogger("eks_responder")
+
+
+@dataclass
+class Delivery:
+    """What arrived, and what the scan made of it."""
+
+    origin: str
+    records: int = 0
+    skipped: int = 0
+    malformed: int = 0
+    error: str | None = None
+    incidents: list[Incident] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"origin": self.origin, "records": self.records, "nodata_or_skipdata": self.skipped,
+                "malformed": self.malformed, "error": self.error, "incidents": len(self.incidents)}  # fmt: skip
+
+
+def scan(blocks: Iterator[bytes], layout: Layout | None, scanner: Scanner, batch: Batch) -> Delivery:
+    delivery = Delivery(batch.origin)
+    try:
+        for found, block in with_layout(blocks, layout):
+            scanner.scan(block, found)
+    except ReadError as exc:
+        delivery.error = f"{exc}; the {scanner.records} record(s) before it were scanned"
+    delivery.records, delivery.skipped, delivery.malformed = scanner.records, scanner.skipped, scanner.malformed
+    delivery.incidents = [to_incident(finding, batch) for finding in scanner.findings()]
+    return delivery
+
+
+def scan_object(stream: BinaryIO, name: str, layout: Layout | None, scanner: Scanner, batch: Batch) -> Delivery:
+    """An S3 object (gzip, or plain text when the name says so), read in bounded memory."""
+    blocks = text_blocks(stream) if not name.endswith(".gz") else gzip_blocks(stream)
+    return scan(blocks, layout, scanner, batch)
+
+
+def scan_payload(event: dict[str, Any], layout: Layout | None, scanner: Scanner, at: datetime) -> Delivery:
+    """A CloudWatch Logs subscription delivery; its log group names the flow log."""
+    payload = logs_payload(event)
+    batch = Batch(payload.owner, "", f"logs:{payload.log_group}/{payload.log_stream}", at)
+    if payload.control:
+        return Delivery(batch.origin)
+    return scan(iter([b"\n".join(payload.messages)]), layout, scanner, batch)
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The parts every incident of a delivery goes through."""
+
+    responder: Responder
+    mode: Mode
+    attribution: Callable[[], Attribution | None]
+    ledger: Ledger | None = None
+    notifiers: Sequence[Notifier] = ()
+
+
+def respond(delivery: Delivery, intake: Intake) -> dict[str, Any]:
+    """Attribute and respond to each incident; tell the damage, if any. Never raises."""
+    from chalicelib import intake as incidents
+
+    result: dict[str, Any] = {**delivery.summary(), "results": []}
+    if delivery.error:
+        logger.error("flow-log delivery damaged", extra={"origin": delivery.origin, "error": delivery.error})
+        result["error_report"] = incidents.told({"event_id": delivery.origin, "error": delivery.error},
+                                                intake.notifiers)  # fmt: skip
+    attribution = intake.attribution() if delivery.incidents else None
+    for incident in delivery.incidents:
+        found = attribution.attribute(incident) if attribution is not None else incident
+        result["results"].append(
+            incidents.handle_incident(
+                found, delivery.origin, intake.responder, intake.mode, ledger=intake.ledger, notifiers=intake.notifiers
+            )
+        )
+    return result
+
+
+def rejected(origin: str, error: EventError, notifiers: Sequence[Notifier]) -> dict[str, Any]:
+    """An event that is not a flow-log delivery at all: logged with its id and told."""
+    from chalicelib import intake as incidents
+
+    logger.error("rejected event", extra={"event_id": origin, "error": str(error)})
+    return incidents.told({"event_id": origin, "error": str(error)}, notifiers)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,84 @@
+"""Flow-log findings become incidents: one per detector and address per hour.
+
+The id covers the hour, so a connection that goes on for an hour, seen in six S3 objects or a
+hundred CloudWatch Logs batches, is one incident (and one message) with the incident ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from chalicelib.flowlogs.detect import Finding
+from chalicelib.incident import Incident, ResourceKind, Severity
+
+# (type, severity, title) per detector; the type's tactic part is what the finding suggests.
+KINDS = {
+    "threat-list": ("CommandAndControl:FlowLogs/ThreatListConnection", Severity.HIGH,
+                    "{address} exchanged traffic with {n} threat-listed address(es)"),
+    "mining-pool": ("Impact:FlowLogs/MiningPoolConnection", Severity.HIGH,
+                    "{address} connected to {n} address(es) on mining-pool ports"),
+    "admin-from-internet": ("InitialAccess:FlowLogs/AdminPortFromInternet", Severity.MEDIUM,
+                            "{address} accepted SSH/RDP from {n} internet address(es)"),
+    "port-scan": ("Discovery:FlowLogs/PortScan", Severity.HIGH,
+                  "{address} probed {ports} ports on {n} address(es)"),
+    "port-scan-from-internet": ("Recon:FlowLogs/PortScanFromInternet", Severity.MEDIUM,
+                                "{address} (internet) probed {ports} ports on our addresses"),
+    "egress-volume": ("Exfiltration:FlowLogs/EgressVolume", Severity.MEDIUM,
+                      "{address} sent {gb:.1f} GB to {n} internet address(es)"),
+}  # fmt: skip
+TOP = 10
+SHOWN_PORTS = 30
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Where the records came from: for the incident and for the alert."""
+
+    account: str
+    region: str
+    origin: str  # s3://bucket/key or the CloudWatch Logs group and stream
+    at: datetime  # when the batch was read: incidents are per hour
+
+
+def to_incident(finding: Finding, batch: Batch) -> Incident:
+    kind = finding.detector
+    if kind == "port-scan" and finding.remote:
+        kind = "port-scan-from-internet"
+    type_, severity, title = KINDS[kind]
+    remotes = sorted(finding.remotes)
+    text = title.format(address=finding.address, n=len(remotes), ports=len(finding.ports), gb=finding.bytes / 1e9)
+    flows = [str(flow) for flow in finding.flows[:TOP]]
+    details = {
+        "detector": finding.detector,
+        "address": finding.address,
+        "remote": "yes" if finding.remote else "no",
+        "records": str(finding.records),
+        "bytes": str(finding.bytes),
+        "interfaces": ",".join(sorted(finding.interfaces)),
+        "remote_addresses": ",".join(remotes[:20]),
+        "top_flows": "\n".join(flows),
+        "origin": batch.origin,
+    }
+    if finding.ports:
+        shown = sorted(finding.ports)
+        more = "…" if len(shown) > SHOWN_PORTS else ""
+        details["ports"] = f"{len(shown)} distinct: " + ",".join(map(str, shown[:SHOWN_PORTS])) + more
+    # The remote side is what `ec2:block-ip` may deny: the scanner itself, or whom ours talked to.
+    remote_ips = (finding.address,) if finding.remote else tuple(remotes)
+    hour = batch.at.strftime("%Y%m%dT%H")
+    return Incident(
+        id=f"flowlogs-{kind}-{finding.address}-{hour}",
+        source="flowlogs",
+        type=type_,
+        title=text,
+        severity=severity,
+        score={Severity.HIGH: 7.0, Severity.MEDIUM: 5.0}.get(severity, 2.0),
+        account=batch.account,
+        region=batch.region,
+        resource_kind=ResourceKind.OTHER,  # until attribution finds the pod or node
+        remote_ips=remote_ips,
+        details=details,
+        count=finding.records,
+        raw_ref=batch.origin,
+    )

@@ -1,0 +1,258 @@
+"""Flow logs: every sample format parses, detectors find what was planted and nothing else."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.errors import EventError
+from chalicelib.flowlogs import batch
+from chalicelib.flowlogs.addresses import PUBLIC, THREAT, Classifier, Ranges, is_public, parse_threat_list
+from chalicelib.flowlogs.detect import DetectorSettings, Scanner, scan_lines
+from chalicelib.flowlogs.fields import DEFAULT, header_layout, parse_format
+from chalicelib.flowlogs.reader import ReadError, gzip_blocks, logs_payload, with_layout
+from chalicelib.policy.loader import load_rules
+from chalicelib.policy.matcher import decide
+from chalicelib.settings import DEFAULT_RULES_FILE
+from chalicelib.sources.flowlogs import Batch, to_incident
+from devstack import flowgen
+from tests.conftest import SAMPLES
+
+FLOWS = SAMPLES / "flowlogs"
+AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
+BATCH = Batch("123456789012", "us-east-1", "test", AT)
+THREATS = Ranges(["45.10.0.0/16", "91.200.1.7", "2001:db8:bad::/48"])
+
+
+def _scanner(threats: Ranges = THREATS, **settings: Any) -> Scanner:
+    return Scanner(Classifier(threats), DetectorSettings(**settings))
+
+
+def _scan_file(path: Path, layout: Any = None, scanner: Scanner | None = None) -> Scanner:
+    scanner = scanner or _scanner()
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as stream:
+        for found, block in with_layout(iter([stream.read()]), layout):
+            scanner.scan(block, found)
+    return scanner
+
+
+# -- formats -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "records", "skipped"),
+    [
+        ("v2_default_accept_reject.log", 2, 0),
+        ("v2_default_icmp_sg_nacl.log", 2, 0),
+        ("v2_default_ipv6.log", 1, 0),
+        ("v2_default_nodata_skipdata.log", 2, 2),
+    ],
+)
+def test_default_format_samples_parse(name: str, records: int, skipped: int) -> None:
+    scanner = _scan_file(FLOWS / name)
+    assert (scanner.records, scanner.skipped, scanner.malformed) == (records, skipped, 0)
+
+
+@pytest.mark.parametrize("log", sorted(p for p in FLOWS.glob("v[35]_*.log") if "with-header" not in p.name))
+def test_custom_format_samples_parse_with_their_format_string(log: Path) -> None:
+    layout = parse_format((log.parent / log.name.replace(".log", ".format.txt")).read_text())
+    scanner = _scan_file(log, layout)
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert scanner.records == len(lines)
+    assert scanner.malformed == 0
+
+
+@pytest.mark.parametrize("log", sorted(FLOWS.glob("*.with-header-line.log")), ids=lambda p: p.name)
+def test_a_header_line_gives_the_layout(log: Path) -> None:
+    header, *records = log.read_bytes().splitlines()
+    assert header_layout(header) is not None
+    assert header_layout(records[0]) is None
+    assert _scan_file(log).records == len(records)
+
+
+def test_the_format_string_and_header_forms_agree_and_unknown_fields_are_named() -> None:
+    assert parse_format("${version} ${srcaddr} ${dstaddr}") == parse_format("version srcaddr dstaddr")
+    assert DEFAULT.fields[3:5] == ("srcaddr", "dstaddr")
+    with pytest.raises(EventError, match="bogus"):
+        parse_format("${srcaddr} ${dstaddr} ${bogus}")
+    with pytest.raises(EventError, match="srcaddr and dstaddr"):
+        parse_format("${version} ${bytes}")
+
+
+def test_a_nat_gateway_layout_without_ports_still_checks_the_threat_list() -> None:
+    layout = parse_format((FLOWS / "v3_custom_nat_gateway.format.txt").read_text())
+    scanner = _scanner(Ranges(["203.0.113.5"]))
+    _scan_file(FLOWS / "v3_custom_nat_gateway.log", layout, scanner)
+    found = {(f.detector, f.address) for f in scanner.findings()}
+    # The instance behind the NAT gateway, and the NAT gateway's own address.
+    assert found == {("threat-list", "10.0.1.5"), ("threat-list", "10.0.0.220")}
+
+
+def test_short_and_non_numeric_records_are_counted_and_the_rest_scanned() -> None:
+    scanner = _scanner()
+    good = b"2 1 eni-1 10.0.0.5 91.200.1.7 40000 443 6 3 300 1 2 ACCEPT OK"
+    garbled = b"2 1 eni-1 10.0.0.6 8.8.8.8 4 5 6 3 lots 1 2 ACCEPT OK"
+    scanner.scan(b"\n".join([good, b"2 1 eni-1 10.0.0.5", garbled, good]), DEFAULT)
+    assert (scanner.records, scanner.malformed) == (3, 2)
+    (finding,) = scanner.findings()
+    assert finding.records == 2
+
+
+# -- addresses -----------------------------------------------------------------------------------
+
+
+def test_addresses_are_classified_once_with_cidrs_and_ipv6() -> None:
+    classifier = Classifier(THREATS)
+    assert classifier.classify(b"45.10.200.3") == PUBLIC | THREAT
+    assert classifier.classify(b"45.11.0.1") == PUBLIC
+    assert classifier.classify(b"10.0.0.1") == 0
+    assert classifier.classify(b"100.64.3.2") == 0  # shared address space (EKS custom networking)
+    assert classifier.classify(b"2001:db8:bad:1::5") == PUBLIC | THREAT
+    assert classifier.classify(b"fd00::1") == 0
+    assert classifier.memo[b"45.10.200.3"] == PUBLIC | THREAT
+    assert is_public("8.8.8.8")
+    assert not is_public("172.20.1.1")
+
+
+def test_threat_lists_merge_overlaps_and_name_a_bad_line() -> None:
+    entries = parse_threat_list("# feed\n10.9.0.0/16\n10.9.4.0/24  # inside\n1.2.3.4\n\n", "feed.txt")
+    assert Ranges(entries).size == 2
+    with pytest.raises(EventError, match=r"feed.txt:2: .*not-an-ip"):
+        parse_threat_list("1.2.3.4\nnot-an-ip\n", "feed.txt")
+
+
+# -- detectors on generated traffic ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generated() -> dict[str, Any]:
+    found = {}
+    for kind in ("v2", "v5"):
+        lines, truth, threats, _ = flowgen.generate(40_000, seed=11, v5=kind == "v5")
+        scanner = _scanner(Ranges(threats[0] + threats[1]))
+        stream = io.BytesIO(gzip.compress(("\n".join(lines) + "\n").encode()))
+        for layout, block in with_layout(gzip_blocks(stream, chunk=8192), None):
+            scanner.scan(block, layout)
+        found[kind] = (scanner, truth, len(lines) - 1)
+    return found
+
+
+@pytest.mark.parametrize("kind", ["v2", "v5"])
+def test_every_planted_flow_is_found_and_nothing_else(generated: dict[str, Any], kind: str) -> None:
+    scanner, truth, records = generated[kind]
+    found = scanner.findings()
+    by = {d: {f.address for f in found if f.detector == d} for d in
+          ("threat-list", "mining-pool", "admin-from-internet", "port-scan", "egress-volume")}  # fmt: skip
+    assert by["threat-list"] == truth.threat
+    assert by["mining-pool"] == truth.mining
+    assert by["admin-from-internet"] == truth.admin
+    assert by["port-scan"] == truth.scanners  # servers answering on high ports are not scanners
+    assert by["egress-volume"] == truth.egress
+    assert scanner.records == records  # the header is not a record
+    assert scanner.skipped > 0
+    assert scanner.malformed == 0
+
+
+def test_a_port_scan_keeps_its_ports_and_later_flows(generated: dict[str, Any]) -> None:
+    scanner, truth, _ = generated["v2"]
+    scans = [f for f in scanner.findings() if f.detector == "port-scan"]
+    outside = next(f for f in scans if f.remote)
+    assert len(outside.ports) == 1000
+    assert outside.address in truth.scanners
+    inside = next(f for f in scans if not f.remote)
+    assert len(inside.ports) >= 300  # the planted sweep, and the pod's own DNS
+
+
+def test_detectors_switch_off_and_thresholds_apply() -> None:
+    lines, _, threats, _ = flowgen.generate(20_000, seed=3)
+    only_scans = _scanner(Ranges(threats[0] + threats[1]), enabled=frozenset({"port-scan"}), scan_min_ports=500)
+    scan_lines((line.encode() for line in lines[1:]), DEFAULT, only_scans)
+    found = only_scans.findings()
+    assert [(f.detector, len(f.ports)) for f in found] == [("port-scan", 1000)]  # the 300-port scan is below 500
+
+
+def test_one_source_many_hits_is_one_incident_with_its_top_flows() -> None:
+    scanner = _scanner()
+    records = [f"2 1 eni-1 10.0.3.4 45.10.{i}.9 {40000 + i} 443 6 3 {1000 * i} 1 2 ACCEPT OK" for i in range(1, 30)]
+    scan_lines((r.encode() for r in records), DEFAULT, scanner)
+    (finding,) = scanner.findings()
+    incident = to_incident(finding, BATCH)
+    assert incident.id == "flowlogs-threat-list-10.0.3.4-20261128T09"
+    assert incident.type == "CommandAndControl:FlowLogs/ThreatListConnection"
+    assert len(incident.remote_ips) == 29
+    top = incident.details["top_flows"].splitlines()
+    assert len(top) == 10
+    assert top[0] == "10.0.3.4:40029 -> 45.10.29.9:443 29000 B ACCEPT (eni-1)"
+    rules = load_rules(DEFAULT_RULES_FILE)
+    assert decide(incident, rules).rule.name == "flow-not-attributed"  # not looked up yet: reported only
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+
+
+def test_a_truncated_object_is_scanned_up_to_the_damage_and_says_so() -> None:
+    lines, _, threats, _ = flowgen.generate(30_000, seed=5)
+    whole = gzip.compress(("\n".join(lines) + "\n").encode())
+    scanner = _scanner(Ranges(threats[0] + threats[1]))
+    delivery = batch.scan_object(io.BytesIO(whole[: len(whole) // 2]), "x.log.gz", None, scanner, BATCH)
+    assert delivery.error is not None
+    assert "ends early" in delivery.error
+    assert 5_000 < delivery.records < 30_000
+
+
+def test_a_corrupt_object_gives_a_clear_error() -> None:
+    data = bytearray(gzip.compress(b"\n".join([b"version srcaddr dstaddr"] + [b"2 10.0.0.1 10.0.0.2"] * 50_000)))
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
+    delivery = batch.scan_object(io.BytesIO(bytes(data)), "x.log.gz", None, _scanner(), BATCH)
+    assert delivery.error is not None
+    assert "corrupt gzip data" in delivery.error
+    with pytest.raises(ReadError, match="empty"):
+        list(gzip_blocks(io.BytesIO(b"")))
+
+
+def _payload(messages: list[str], kind: str = "DATA_MESSAGE") -> dict[str, Any]:
+    body = {"messageType": kind, "owner": "123456789012", "logGroup": "/vpc/flow", "logStream": "eni-1-all",
+            "subscriptionFilters": ["f"], "logEvents": [{"id": str(i), "timestamp": 0, "message": m}
+                                                         for i, m in enumerate(messages)]}  # fmt: skip
+    data = gzip.compress(json.dumps(body).encode())
+    return {"awslogs": {"data": base64.b64encode(data).decode()}}
+
+
+def test_a_cloudwatch_logs_payload_is_decoded_and_scanned() -> None:
+    messages = [f"2 123456789012 eni-1 10.0.0.8 198.51.100.{i} 40000 3333 6 3 300 1 2 ACCEPT OK" for i in range(3)]
+    delivery = batch.scan_payload(_payload(messages), None, _scanner(), AT)
+    assert delivery.origin == "logs:/vpc/flow/eni-1-all"
+    (incident,) = delivery.incidents
+    assert incident.type == "Impact:FlowLogs/MiningPoolConnection"
+    assert incident.account == "123456789012"
+    assert batch.scan_payload(_payload([], "CONTROL_MESSAGE"), None, _scanner(), AT).records == 0
+
+
+def test_the_generic_sample_payload_decodes_and_its_lines_are_not_records() -> None:
+    sample = json.loads((FLOWS / "cwlogs_subscription_lambda_event.generic-not-flowlogs.json").read_text())
+    assert logs_payload(sample).log_group == "testLogGroup"
+    delivery = batch.scan_payload(sample, None, _scanner(), AT)
+    assert (delivery.records, delivery.malformed, delivery.incidents) == (0, 2, [])
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        {"awslogs": {"data": "not base64!"}},
+        {"awslogs": {"data": base64.b64encode(b"plain").decode()}},
+        {"awslogs": {"data": base64.b64encode(zlib.compress(b"[1]")).decode()}},
+    ],
+)
+def test_a_bad_payload_is_a_clear_error(event: dict[str, Any]) -> None:
+    with pytest.raises(EventError):
+        logs_payload(event)
