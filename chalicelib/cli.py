@@ -207,11 +207,11 @@ def _flow_event(
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     intake = wiring.flow_intake(responder, mode, region, ledger, notifiers)
     if "awslogs" in event:
+        layout, scanner = wiring.flow_layout(settings), wiring.scanner(settings)
         try:
-            delivery = batch.scan_payload(event, wiring.flow_layout(settings), wiring.scanner(settings), batch.now())
+            delivery = batch.scan_payload(event, layout, scanner, batch.now(), region)
         except EventError as exc:
             return {"origin": "cloudwatch-logs-payload", "error": str(exc), "results": []}
-        delivery.incidents = [replace(i, region=i.region or region) for i in delivery.incidents]
         return batch.respond(delivery, intake)
     return wiring.flow_log_objects(event, settings, intake)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.policy.loader import load_rules
@@ -324,10 +323,9 @@ def handle_flow_log_payload(event: dict[str, Any]) -> dict[str, Any]:
     from chalicelib.flowlogs import batch
 
     current = settings()
+    region = _region()
     try:
-        found = batch.scan_payload(event, flow_layout(current), scanner(current), batch.now())
+        found = batch.scan_payload(event, flow_layout(current), scanner(current), batch.now(), region)
     except EventError as exc:
         return batch.rejected("cloudwatch-logs-payload", exc, notifiers())
-    region = _region()
-    found.incidents = [replace(i, region=i.region or region) for i in found.incidents]
     return batch.respond(found, flow_intake(responder(), lambda_mode(), region, ledger(), notifiers()))

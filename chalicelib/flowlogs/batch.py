@@ -64,10 +64,12 @@ def scan_object(stream: BinaryIO, name: str, layout: Layout | None, scanner: Sca
     return scan(blocks, layout, scanner, batch)
 
 
-def scan_payload(event: dict[str, Any], layout: Layout | None, scanner: Scanner, at: datetime) -> Delivery:
-    """A CloudWatch Logs subscription delivery; its log group names the flow log."""
+def scan_payload(
+    event: dict[str, Any], layout: Layout | None, scanner: Scanner, at: datetime, region: str = ""
+) -> Delivery:
+    """A CloudWatch Logs subscription delivery (the function's own region); its log group names the flow log."""
     payload = logs_payload(event)
-    batch = Batch(payload.owner, "", f"logs:{payload.log_group}/{payload.log_stream}", at)
+    batch = Batch(payload.owner, region, f"logs:{payload.log_group}/{payload.log_stream}", at)
     if payload.control:
         return Delivery(batch.origin)
     return scan(iter([b"\n".join(payload.messages)]), layout, scanner, batch)

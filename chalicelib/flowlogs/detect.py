@@ -117,6 +117,9 @@ class Scanner:
         self.skipped = 0  # NODATA / SKIPDATA records
         self.malformed = 0
         self._marked = 0  # records when sources were last checked against the port-scan threshold
+        self._first_interface: dict[bytes, bytes] = {}  # the interface of each probing source's first probe
+        self._block_first: dict[bytes, int] = {}
+        self._starts: dict[int, list[int]] = {}
         self._found: dict[tuple[str, bytes], Finding] = {}
         self._ports: dict[bytes, set[bytes]] = {}
         self._egress: dict[tuple[bytes, bytes], int] = {}
@@ -142,7 +145,8 @@ class Scanner:
         # Columns by slicing the block's fields: one split per block, not one per record, is what
         # makes this fast. Only what every record needs is a column; the rest is read at `at`.
         src, dst, size = (fields[layout.position(name) :: width] for name in ("srcaddr", "dstaddr", "bytes"))
-        rows = zip(src, dst, size, range(0, lines * width, width), strict=True)
+        rows = zip(src, dst, size, self._offsets(lines, width), strict=True)
+        self._block_first = {}
         # The loop makes no reference cycles; the collector would only walk a million short-lived tuples.
         collecting = gc.isenabled()
         gc.disable()
@@ -158,8 +162,16 @@ class Scanner:
         finally:
             if collecting:
                 gc.enable()
+        self._note_first(self._block_first, fields, layout)
         if self.records - self._marked >= MARK_EVERY:
             self.end_block()
+
+    def _offsets(self, lines: int, width: int) -> list[int]:
+        """Where each record starts in the block's fields: kept between blocks, so no int is made per record."""
+        known = self._starts.get(width)
+        if known is None or len(known) < lines:
+            known = self._starts[width] = list(range(0, max(lines, 8192) * width, width))
+        return known[:lines]
 
     def _regular(self, block: bytes, layout: Layout) -> tuple[list[bytes], int, Layout]:
         """The slow path for a block with blank, short or annotated lines, or a layout without
@@ -194,6 +206,7 @@ class Scanner:
         egress = self._egress if self._egress_on else None
         egress_limit = self.settings.egress_bytes
         sp, dp, ip = (layout.position(name) for name in ("srcport", "dstport", "interface-id"))
+        first = self._block_first
         for src, dst, nbytes, at in rows:
             try:
                 fs = memo[src]
@@ -232,7 +245,13 @@ class Scanner:
                     seen = ports.get(src)
                     if seen is None:
                         ports[src] = seen = set()
+                        first[src] = at  # where its records are until it is marked as a scanner
                     seen.add(dport)
+
+    def _note_first(self, first: dict[bytes, int], fields: list[bytes], layout: Layout) -> None:
+        where = layout.position("interface-id")
+        for src, at in first.items():
+            self._first_interface.setdefault(src, fields[at + where])
 
     def _flagged(self, at: int, fields: list[bytes], layout: Layout, fs: int, fd: int) -> None:
         """A record with a public, threat-listed or scanning address that the inline cases did not
@@ -296,6 +315,8 @@ class Scanner:
             public = bool(self.classifier.memo.get(src, 0) & PUBLIC)
             scan = self._found.get(("port-scan", src)) or Finding("port-scan", _text(src), public)
             scan.ports = {int(p) for p in seen}
+            if src in self._first_interface:
+                scan.interfaces.add(_text(self._first_interface[src]))
             found.append(scan)
         return sorted(found, key=lambda f: (DETECTORS.index(f.detector), f.address))
 

@@ -1,0 +1,141 @@
+"""Flow-log findings attributed on a real API server and an EC2 endpoint, then contained."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from lightkube.resources.core_v1 import Node, Pod
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.types import PatchType
+
+from chalicelib import wiring
+from chalicelib.flowlogs import batch
+from chalicelib.flowlogs.addresses import Classifier, Ranges
+from chalicelib.flowlogs.detect import Scanner
+from chalicelib.responder import Mode
+from tests.integration.conftest import Cluster
+
+pytestmark = pytest.mark.integration
+THREAT = "45.10.0.9"
+MARK = "eks-responder.io/under-investigation"
+
+
+@dataclass
+class Worker:
+    instance_id: str
+    interface: str
+    node_ip: str
+    pod_ip: str
+    node: str
+    pod: str
+    subnet: str
+
+
+@pytest.fixture
+def worker(aws_session: Any, cluster: Cluster) -> Worker:
+    """An EKS worker in EC2 with a VPC CNI pod address on its ENI, its node, and the pod."""
+    ec2 = aws_session.client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    tags = [{"Key": "eks:cluster-name", "Value": "local"}]
+    spec = [{"ResourceType": "instance", "Tags": tags}]
+    made = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="m5.large", TagSpecifications=spec)
+    made = made["Instances"][0]
+    interface = made["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    ec2.assign_private_ip_addresses(NetworkInterfaceId=interface, SecondaryPrivateIpAddressCount=1)
+    addresses = ec2.describe_network_interfaces(NetworkInterfaceIds=[interface])["NetworkInterfaces"][0]
+    pod_ip = next(a["PrivateIpAddress"] for a in addresses["PrivateIpAddresses"] if not a["Primary"])
+    node = cluster.node(f"flow-{uuid.uuid4().hex[:6]}", made["InstanceId"])
+    pod = cluster.pod("api", node)
+    status = {"status": {"podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "phase": "Running"}}
+    cluster.admin.patch(Pod.Status, pod, status, namespace=cluster.namespace, patch_type=PatchType.MERGE)
+    return Worker(made["InstanceId"], interface, made["PrivateIpAddress"], pod_ip, node, pod, made["SubnetId"])
+
+
+def _payload(records: list[str]) -> dict[str, Any]:
+    body = {"messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "/vpc/flow-logs",
+            "logStream": "eni-all", "subscriptionFilters": ["eks-responder"],
+            "logEvents": [{"id": str(i), "timestamp": 0, "message": r} for i, r in enumerate(records)]}  # fmt: skip
+    return {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(body).encode())).decode()}}
+
+
+def _record(interface: str, src: str, dst: str, sport: int, dport: int, size: int = 4000,
+            action: str = "ACCEPT") -> str:  # fmt: skip
+    return f"2 123456789012 {interface} {src} {dst} {sport} {dport} 6 10 {size} 1764320000 1764320060 {action} OK"
+
+
+def _run(make_responder: Any, records: list[str], threats: tuple[str, ...] = (f"{THREAT}/32",)) -> list[dict[str, Any]]:
+    responder = make_responder(clusters=("local",))
+    scanner = Scanner(Classifier(Ranges(threats)))
+    delivery = batch.scan_payload(_payload(records), None, scanner, datetime.now(UTC), "us-east-1")
+    result = batch.respond(delivery, wiring.flow_intake(responder, Mode.LIVE, "us-east-1"))
+    return list(result["results"])
+
+
+def _acl_denies(aws_session: Any, subnet: str) -> set[str]:
+    acls = aws_session.client("ec2").describe_network_acls(
+        Filters=[{"Name": "association.subnet-id", "Values": [subnet]}]
+    )["NetworkAcls"]
+    return {e["CidrBlock"] for acl in acls for e in acl["Entries"] if e["RuleAction"] == "deny" and "CidrBlock" in e}
+
+
+def _status(result: dict[str, Any]) -> dict[str, str]:
+    return {a["action"]: a["status"] for a in result["actions"]}
+
+
+def test_a_pod_talking_to_a_threat_is_found_by_its_address_and_isolated(
+    worker: Worker, cluster: Cluster, make_responder: Any, aws_session: Any
+) -> None:
+    (result,) = _run(make_responder, [_record(worker.interface, worker.pod_ip, THREAT, 40001, 443),
+                                      _record(worker.interface, THREAT, worker.pod_ip, 443, 40001)])  # fmt: skip
+    incident = result["incident"]
+    assert incident["pods"] == [f"{cluster.namespace}/{worker.pod}"]
+    assert incident["resource_kind"] == "pod"
+    assert incident["instance_id"] == worker.instance_id
+    assert result["rule"] == "flow-pod-contacts-threats"
+    assert _status(result) == {"k8s:label-pod": "succeeded", "k8s:capture-pod": "succeeded",
+                               "k8s:isolate-pod": "succeeded", "ec2:block-ip": "succeeded"}  # fmt: skip
+    pod = cluster.admin.get(Pod, worker.pod, namespace=cluster.namespace)
+    assert (pod.metadata.labels or {}).get(MARK) == "true"
+    assert list(cluster.admin.list(NetworkPolicy, namespace=cluster.namespace))
+    assert f"{THREAT}/32" in _acl_denies(aws_session, worker.subnet)
+    assert "top_flows" in incident["details"]
+    assert f"{worker.pod_ip}:40001 -> {THREAT}:443 4000 B ACCEPT" in incident["details"]["top_flows"]
+
+
+def test_the_node_address_itself_gets_the_node_playbook(
+    worker: Worker, cluster: Cluster, make_responder: Any, aws_session: Any
+) -> None:
+    (result,) = _run(make_responder, [_record(worker.interface, worker.node_ip, "81.2.69.20", 40001, 3333)])
+    assert result["incident"]["resource_kind"] == "node"
+    assert result["rule"] == "flow-node-contacts-threats"
+    assert _status(result)["k8s:cordon-node"] == "succeeded"
+    assert _status(result)["ec2:isolate-instance"] == "succeeded"
+    assert cluster.admin.get(Node, worker.node).spec.unschedulable is True
+    assert "81.2.69.20/32" in _acl_denies(aws_session, worker.subnet)
+
+
+def test_an_internet_port_scan_is_denied_at_the_nodes_it_reached(
+    worker: Worker, make_responder: Any, aws_session: Any
+) -> None:
+    probes = [_record(worker.interface, "81.2.69.66", worker.node_ip, 51515, port, 44, "REJECT")
+              for port in range(1, 151)]  # fmt: skip
+    (result,) = _run(make_responder, probes)
+    assert result["incident"]["type"] == "Recon:FlowLogs/PortScanFromInternet"
+    assert result["incident"]["details"]["ports"].startswith("150 distinct")
+    assert result["rule"] == "flow-scan-from-internet", result["incident"]["details"]
+    assert _status(result) == {"ec2:block-ip": "succeeded"}
+    assert "81.2.69.66/32" in _acl_denies(aws_session, worker.subnet)
+
+
+def test_an_address_no_interface_has_is_reported_not_acted_on(worker: Worker, make_responder: Any) -> None:
+    (result,) = _run(make_responder, [_record(worker.interface, "10.250.250.250", THREAT, 40001, 443)])
+    assert result["rule"] == "flow-not-attributed"
+    assert result["actions"] == []
+    assert "no network interface" in result["incident"]["details"]["attribution"]
