@@ -194,6 +194,9 @@ def _node_group(session: Any, stack: LocalStack, ec2: Any, image: str, instances
     autoscaling.attach_instances(InstanceIds=instances, AutoScalingGroupName=NODE_GROUP_ASG)
     first = ec2.describe_instances(InstanceIds=instances[:1])["Reservations"][0]["Instances"][0]
     secondary = ec2.create_network_interface(SubnetId=first["SubnetId"], Description="aws-K8S-" + instances[0])
+    made = (secondary["NetworkInterface"]["NetworkInterfaceId"], secondary["NetworkInterface"]["PrivateIpAddress"])
+    if made != POD_INTERFACE:
+        raise RuntimeError(f"moto handed out {made}, not {POD_INTERFACE}: update POD_INTERFACE and events/flowlogs/")
     ec2.attach_network_interface(
         NetworkInterfaceId=secondary["NetworkInterface"]["NetworkInterfaceId"], InstanceId=instances[0], DeviceIndex=1
     )
@@ -351,7 +354,20 @@ def _kubernetes(client: Client, nodes: dict[str, str]) -> None:
         )
     )
     _scanned_image(client, names)
+    _flow_pod(client, names[0])
     _rbac_and_aws_auth(client)
+
+
+# The VPC CNI interface moto hands out for the first node (seeded), and the pod address on it that
+# events/flowlogs/ records traffic from.
+POD_INTERFACE = ("eni-6d08f04177e28436f", "172.31.7.251")
+
+
+def _flow_pod(client: Client, node: str) -> None:
+    """A pod whose address (on the node's VPC CNI interface) the demo's flow logs show."""
+    client.create(from_dict(_pod("payments", "invoice-worker", node, {"app": "invoice-worker"})))
+    status = {"status": {"podIP": POD_INTERFACE[1], "podIPs": [{"ip": POD_INTERFACE[1]}], "phase": "Running"}}
+    client.patch(Pod.Status, "invoice-worker", status, namespace="payments", patch_type=PatchType.MERGE)
 
 
 # The digest events/ecr/ecr-image-scan-critical-reports.json reports with Critical findings.

@@ -105,6 +105,24 @@ def _linked(line: str) -> str:
     return f"• {head} {escape(rest)}".rstrip()
 
 
+def _flows(incident: dict[str, Any]) -> str:
+    """Flow-log incidents: who is behind the address, the biggest flows, where the records came from."""
+    if incident.get("source") != "flowlogs":
+        return ""
+    details = incident.get("details") or {}
+    parts = []
+    if details.get("attribution"):
+        parts.append(f"*Attribution*\n{escape(details['attribution'])}")
+    if details.get("ports"):
+        parts.append(f"*Ports*\n{escape(details['ports'])}")
+    if details.get("top_flows"):
+        flows = escape(details["top_flows"]).replace("`", "'")  # nothing from a record may close the code block
+        parts.append(f"*Top flows* ({escape(details.get('records', '?'))} records)\n```{flows}```")
+    if details.get("origin"):
+        parts.append(f"*From* {escape(details['origin'])}")
+    return "\n".join(parts)
+
+
 def running_pods(report: dict[str, Any]) -> str:
     """The pods found running a scanned image, per cluster, as the responder noted them."""
     return "\n".join(escape(note) for note in report.get("notes") or [] if _RUNNING.search(str(note)))
@@ -177,6 +195,9 @@ def build(report: dict[str, Any]) -> dict[str, Any]:
     fields = _fields(incident)
     if fields:
         blocks.append({"type": "section", "fields": fields})
+    flows = _flows(report.get("incident") or {})
+    if flows:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cut(flows, TEXT_LIMIT)}})
     pods = running_pods(report)
     if pods:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cut(f"*Running*\n{pods}", TEXT_LIMIT)}})

@@ -17,6 +17,7 @@ SUBSCRIPTIONS = {
     "kms-api-call": patterns.KMS_API_CALL,
     "kms-key-event": patterns.KMS_KEY_EVENT,
     "ecr-image-scan": patterns.ECR_IMAGE_SCAN,
+    "flow-log-object": patterns.FLOW_LOG_OBJECT,
 }
 
 
@@ -45,7 +46,8 @@ def _route(aws_session: Any, events: list[dict[str, Any]]) -> dict[str, list[str
             for message in batch:
                 body = json.loads(message["Body"])
                 detail = body["detail"]
-                bodies.append(str(detail.get("id") or detail.get("eventName") or detail.get("key-id") or detail))
+                key = (detail.get("object") or {}).get("key")
+                bodies.append(str(detail.get("id") or detail.get("eventName") or detail.get("key-id") or key or detail))
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         routed[name] = bodies
     return routed
@@ -81,4 +83,23 @@ def test_basic_scan_results_reach_the_image_function_only(aws_session: Any) -> N
     events = [load_json(SAMPLES / "ecr" / name) for name in names]
     routed = _route(aws_session, events)
     assert len(routed["ecr-image-scan"]) == 1
+    assert routed["guardduty"] == routed["kms-api-call"] == []
+
+
+def _object_created(key: str) -> dict[str, Any]:
+    """S3's EventBridge notification, as the S3 user guide documents it."""
+    return {"source": "aws.s3", "detail-type": "Object Created", "resources": ["arn:aws:s3:::flow-logs"],
+            "detail": {"version": "0", "bucket": {"name": "flow-logs"}, "object": {"key": key, "size": 1024},
+                       "reason": "PutObject"}}  # fmt: skip
+
+
+def test_delivered_flow_log_objects_reach_the_flow_log_function_only(aws_session: Any) -> None:
+    flow_key = (
+        "AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/28/"
+        "123456789012_vpcflowlogs_us-east-1_fl-1_20261128T0900Z_ab12.log.gz"
+    )
+    events = [_object_created(flow_key), _object_created("reports/2026/summary.csv"),
+              load_json(SAMPLES / "ecr" / "ECR_Image_Scan_basic_COMPLETE.json")]  # fmt: skip
+    routed = _route(aws_session, events)
+    assert routed["flow-log-object"] == [flow_key]
     assert routed["guardduty"] == routed["kms-api-call"] == []

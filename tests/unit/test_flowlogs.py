@@ -256,3 +256,24 @@ def test_the_generic_sample_payload_decodes_and_its_lines_are_not_records() -> N
 def test_a_bad_payload_is_a_clear_error(event: dict[str, Any]) -> None:
     with pytest.raises(EventError):
         logs_payload(event)
+
+
+def test_the_alert_shows_the_top_flows_as_text() -> None:
+    from chalicelib.notifiers import slack_message
+    from chalicelib.responder import Mode, Responder
+    from chalicelib.settings import Settings
+
+    scanner = _scanner()
+    records = [
+        b"2 1 eni-1 10.0.3.4 45.10.1.9 40000 443 6 3 1200 1 2 ACCEPT OK",
+        b"2 1 eni-`<!here>` 10.0.3.4 45.10.1.9 1 2 6 3 9 1 2 ACCEPT OK",
+    ]
+    scan_lines(iter(records), DEFAULT, scanner)
+    (finding,) = scanner.findings()
+    incident = to_incident(finding, BATCH)
+    report = Responder(load_rules(DEFAULT_RULES_FILE), Settings()).handle(incident, Mode.PLAN).to_dict()
+    text = json.dumps(slack_message.build(report))
+    assert "10.0.3.4:40000 -&gt; 45.10.1.9:443 1200 B ACCEPT (eni-1)" in text
+    assert "<!here>" not in text
+    assert "eni-'&lt;!here&gt;'" in text
+    assert "*From* test" in text
