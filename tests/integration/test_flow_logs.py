@@ -19,6 +19,7 @@ from chalicelib import wiring
 from chalicelib.flowlogs import batch
 from chalicelib.flowlogs.addresses import Classifier, Ranges
 from chalicelib.flowlogs.detect import Scanner
+from chalicelib.flowlogs.fields import DEFAULT
 from chalicelib.responder import Mode
 from tests.integration.conftest import Cluster
 
@@ -139,3 +140,67 @@ def test_an_address_no_interface_has_is_reported_not_acted_on(worker: Worker, ma
     assert result["rule"] == "flow-not-attributed"
     assert result["actions"] == []
     assert "no network interface" in result["incident"]["details"]["attribution"]
+
+
+def _object_created(bucket: str, key: str) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "source": "aws.s3", "detail-type": "Object Created", "account": "123456789012",
+            "region": "us-east-1", "detail": {"bucket": {"name": bucket}, "object": {"key": key}}}  # fmt: skip
+
+
+def _settings(**values: Any) -> Any:
+    from chalicelib.settings import Settings
+
+    return Settings(clusters=("local",), **values)
+
+
+def test_an_s3_delivery_is_streamed_from_the_bucket_and_handled(
+    worker: Worker, cluster: Cluster, make_responder: Any, aws_session: Any, tmp_path: Any
+) -> None:
+    s3 = aws_session.client("s3")
+    s3.create_bucket(Bucket="flow-logs")
+    header = " ".join(DEFAULT.fields)
+    body = "\n".join([header, _record(worker.interface, worker.pod_ip, THREAT, 40001, 443)]) + "\n"
+    key = "AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/28/123456789012_vpcflowlogs_us-east-1_fl-1_x.log.gz"
+    s3.put_object(Bucket="flow-logs", Key=key, Body=gzip.compress(body.encode()))
+    threats = tmp_path / "threats.txt"
+    threats.write_text(f"# test feed\n{THREAT}\n")
+    s3.put_object(Bucket="flow-logs", Key="threats.txt", Body=threats.read_bytes())
+    current = _settings(flow_logs_bucket="flow-logs", threat_list="s3://flow-logs/threats.txt")
+    intake = wiring.flow_intake(make_responder(clusters=("local",)), Mode.DRY_RUN, "us-east-1")
+
+    result = wiring.flow_log_objects(_object_created("flow-logs", key), current, intake)
+    (delivery,) = result["deliveries"]
+    assert (delivery["origin"], delivery["records"], delivery["error"]) == (f"s3://flow-logs/{key}", 1, None)
+    (found,) = delivery["results"]
+    assert found["incident"]["account"] == "123456789012"  # from the key, as S3 delivery names it
+    assert found["incident"]["pods"] == [f"{cluster.namespace}/{worker.pod}"]
+    assert {a["status"] for a in found["actions"]} == {"planned"}  # dry run: validated, nothing changed
+    pod = cluster.admin.get(Pod, worker.pod, namespace=cluster.namespace)
+    assert MARK not in (pod.metadata.labels or {})
+
+    other = wiring.flow_log_objects(_object_created("someone-elses", key), current, intake)
+    assert other["deliveries"][0]["ignored"] == "not the flow-log bucket flow-logs"
+
+
+def test_a_truncated_object_is_scanned_up_to_the_damage_and_told(
+    worker: Worker, make_responder: Any, aws_session: Any
+) -> None:
+    s3 = aws_session.client("s3")
+    s3.create_bucket(Bucket="flow-logs")
+    lines = [_record(worker.interface, worker.pod_ip, f"10.1.{i // 250}.{i % 250}", 40000, 8080) for i in range(20_000)]
+    whole = gzip.compress(("\n".join(lines) + "\n").encode())
+    s3.put_object(Bucket="flow-logs", Key="cut.log.gz", Body=whole[: len(whole) // 2])
+    told: list[dict[str, Any]] = []
+
+    class Recorder:
+        name = "recorder"
+
+        def send(self, report: dict[str, Any]) -> None:
+            told.append({k: report[k] for k in ("event_id", "error")})
+
+    intake = wiring.flow_intake(make_responder(), Mode.PLAN, "us-east-1", None, [Recorder()])
+    result = wiring.flow_log_objects(_object_created("flow-logs", "cut.log.gz"), _settings(), intake)
+    (delivery,) = result["deliveries"]
+    assert "ends early" in delivery["error"]
+    assert 0 < delivery["records"] < 20_000
+    assert told == [{"event_id": "s3://flow-logs/cut.log.gz", "error": delivery["error"]}]
