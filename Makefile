@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAGE ?= dev
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help venv apiserver demo test lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy
+.PHONY: help venv apiserver demo test lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
 
 help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
@@ -13,6 +13,7 @@ help:
 	@echo "make permissions   regenerate .chalice/policy-*.json and deploy/rbac/clusterrole.yaml"
 	@echo "make bench   measure cold-start import time and flow-log scan speed"
 	@echo "make prerequisites STAGE=prod; make deploy STAGE=prod   deploy to AWS (see README)"
+	@echo "make flow-logs STAGE=prod LOG_GROUP=/vpc/flow-logs (or BUCKET=...)   connect a flow log"
 
 $(STAMP):
 	@echo "==> Installing pinned dependencies into $(VENV)"
@@ -60,6 +61,10 @@ prerequisites: venv
 
 deploy: venv check-permissions
 	POWERTOOLS_TRACE_DISABLED=true $(VENV)/bin/chalice deploy --stage $(STAGE)
+
+# Connect a flow log after `make deploy`: LOG_GROUP=<group> (CloudWatch Logs) or BUCKET=<bucket> (S3).
+flow-logs: venv
+	$(PY) -m deploy.flow_logs --stage $(STAGE) $(if $(LOG_GROUP),--log-group $(LOG_GROUP),--bucket $(BUCKET))
 
 # Re-pin every transitive dependency after changing requirements*.txt.
 lock: venv

@@ -49,7 +49,7 @@ def on_flow_log_object(event: CloudWatchEvent) -> dict[str, Any]:
     return wiring.handle_flow_log_objects(event.to_dict())
 
 
-# Chalice has no CloudWatch Logs subscription decorator: `make subscribe-flow-logs` connects it.
+# Chalice has no CloudWatch Logs subscription decorator: `make flow-logs` (deploy/flow_logs.py) connects it.
 @app.lambda_function(name="on_flow_logs")
 def on_flow_logs(event: dict[str, Any], context: Any) -> dict[str, Any]:  # noqa: ARG001 - no use for the context
     return wiring.handle_flow_log_payload(event)
