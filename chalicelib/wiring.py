@@ -189,6 +189,7 @@ def reset() -> None:
     """Forget everything built so far (tests, or a changed environment)."""
     for cached in (settings, rules, aws_session, responder, notifiers, ledger):
         cached.cache_clear()
+    _threats.clear()
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # the webhook secret is cached for five minutes
@@ -301,12 +302,13 @@ def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -
             continue
         where = region or _region()
         try:
+            layout, scan = _flow_setup(current)
             stream = open_object(aws_session().client("s3", region_name=where), bucket, key)
         except Exception as exc:  # noqa: BLE001 - told like a damaged delivery, never retried forever
             results.append(batch.respond(batch.Delivery(origin, error=f"cannot read the object: {exc}"), intake))
             continue
-        found = batch.scan_object(stream, key, flow_layout(current), scanner(current),
-                                  Batch(account or _account_of(key), where, origin, batch.now()))  # fmt: skip
+        found = batch.scan_object(stream, key, layout, scan, Batch(account or _account_of(key), where, origin,
+                                                                    batch.now()))  # fmt: skip
         results.append(batch.respond(found, intake))
     return {"deliveries": results}
 
@@ -317,15 +319,23 @@ def _account_of(key: str) -> str:
     return parts[parts.index("AWSLogs") + 1] if "AWSLogs" in parts[:-1] else ""
 
 
+def _flow_setup(current: Settings) -> tuple[Layout | None, Scanner]:
+    """The configured format and a scanner with the threat list: configuration errors surface here."""
+    return flow_layout(current), scanner(current)
+
+
 def handle_flow_log_payload(event: dict[str, Any]) -> dict[str, Any]:
     """The Lambda path for a CloudWatch Logs subscription delivery."""
-    from chalicelib.errors import EventError
+    from chalicelib.errors import EventError, ResponderError
     from chalicelib.flowlogs import batch
 
     current = settings()
     region = _region()
     try:
-        found = batch.scan_payload(event, flow_layout(current), scanner(current), batch.now(), region)
-    except EventError as exc:
+        layout, scan = _flow_setup(current)
+        found = batch.scan_payload(event, layout, scan, batch.now(), region)
+    except ResponderError as exc:
         return batch.rejected("cloudwatch-logs-payload", exc, notifiers())
+    except Exception as exc:  # noqa: BLE001 - a threat list S3 could not serve: told, not retried
+        return batch.rejected("cloudwatch-logs-payload", EventError(f"flow-log setup failed: {exc}"), notifiers())
     return batch.respond(found, flow_intake(responder(), lambda_mode(), region, ledger(), notifiers()))

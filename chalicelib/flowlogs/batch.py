@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from chalicelib.errors import EventError
 from chalicelib.flowlogs.detect import Scanner
 from chalicelib.flowlogs.reader import ReadError, gzip_blocks, logs_payload, text_blocks, with_layout
 from chalicelib.sources.flowlogs import Batch, to_incident
@@ -106,7 +105,7 @@ def respond(delivery: Delivery, intake: Intake) -> dict[str, Any]:
     return result
 
 
-def rejected(origin: str, error: EventError, notifiers: Sequence[Notifier]) -> dict[str, Any]:
+def rejected(origin: str, error: Exception, notifiers: Sequence[Notifier]) -> dict[str, Any]:
     """An event that is not a flow-log delivery at all: logged with its id and told."""
     from chalicelib import intake as incidents
 

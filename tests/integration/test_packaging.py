@@ -44,9 +44,18 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
         "OnKmsKeyEvent",
         "OnEcrImageScan",
         "OnInspectorFinding",
+        "OnFlowLogObject",
+        "OnFlowLogs",
         "RefreshKeyPolicies",
     }
-    events = {name: next(iter(f["Properties"]["Events"].values()))["Properties"] for name, f in functions.items()}
+    events = {
+        name: next(iter(f["Properties"]["Events"].values()))["Properties"]
+        for name, f in functions.items()
+        if f["Properties"].get("Events")
+    }
+    assert "OnFlowLogs" not in events  # subscribed by `make flow-logs`: Chalice cannot
+    assert events["OnFlowLogObject"]["Pattern"] == patterns.FLOW_LOG_OBJECT
+    assert functions["OnFlowLogObject"]["Properties"]["MemorySize"] == 1769  # a full vCPU for the scan
     assert events["OnGuarddutyFinding"]["Pattern"] == patterns.GUARDDUTY_FINDING
     assert events["OnKmsApiCall"]["Pattern"] == patterns.KMS_API_CALL
     assert events["OnInspectorFinding"]["Pattern"] == patterns.INSPECTOR_IMAGE_FINDING

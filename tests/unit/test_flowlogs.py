@@ -277,3 +277,20 @@ def test_the_alert_shows_the_top_flows_as_text() -> None:
     assert "<!here>" not in text
     assert "eni-'&lt;!here&gt;'" in text
     assert "*From* test" in text
+
+
+def test_a_bad_threat_list_is_told_for_each_delivery_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib import wiring
+
+    bad = tmp_path / "threats.txt"
+    bad.write_text("1.2.3.4\nnot-an-address\n")
+    monkeypatch.setenv("THREAT_LIST", str(bad))
+    wiring.reset()
+    try:
+        result = wiring.handle_flow_log_payload(_payload(["2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1 2 ACCEPT OK"]))
+    finally:
+        wiring.reset()
+    assert result["event_id"] == "cloudwatch-logs-payload"
+    assert f"{bad}:2" in result["error"]
