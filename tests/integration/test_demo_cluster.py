@@ -37,8 +37,14 @@ class Demo:
             for key, value in env.items():
                 patch.setenv(key, value)
             code = main(["replay", "--json", "--live", str(EVENTS)])
-        rows = [json.loads(line) for line in out.getvalue().splitlines()]
-        return code, {row["event"].rsplit("/", 1)[-1]: row for row in rows}
+        found: dict[str, dict[str, Any]] = {}
+        for line in out.getvalue().splitlines():
+            row = json.loads(line)
+            name = row["event"].rsplit("/", 1)[-1]
+            # A flow-log file gives one row per incident: name, name#1, ...
+            key = next(k for k in (name, *(f"{name}#{i}" for i in range(1, 100))) if k not in found)
+            found[key] = row
+        return code, found
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +126,23 @@ def test_the_node_playbook_runs_on_the_aws_side(demo: Demo) -> None:
         for e in acl["Entries"]
         if e["RuleAction"] == "deny" and e["RuleNumber"] < 32767
     }
-    assert denied == {("81.2.69.192/32", False), ("81.2.69.192/32", True)}
+    # The miner's pool (GuardDuty), the flow logs' mining pool and the SSH source, in and out.
+    assert denied == {(f"81.2.69.{host}/32", egress) for host in (192, 77, 200) for egress in (False, True)}
+
+
+def test_flow_logs_contain_the_pod_behind_the_address(demo: Demo) -> None:
+    mining, ssh = demo.results["vpc-flow-logs-demo.log"], demo.results["vpc-flow-logs-demo.log#1"]
+    assert mining["delivery"]["records"] == 10
+    assert mining["delivery"]["nodata_or_skipdata"] == 1
+    assert mining["incident"]["type"] == "Impact:FlowLogs/MiningPoolConnection"
+    assert mining["incident"]["pods"] == ["payments/invoice-worker"]
+    assert mining["rule"] == "flow-pod-contacts-threats"
+    assert {a["action"]: a["status"] for a in mining["actions"]}["k8s:isolate-pod"] == "succeeded"
+    assert ssh["incident"]["type"] == "InitialAccess:FlowLogs/AdminPortFromInternet"
+    assert ssh["incident"]["instance_id"] == "i-7733adfa936a8baee"
+    with seed.admin_client(demo.running) as client:
+        pod = client.get(Pod, "invoice-worker", namespace="payments")
+    assert (pod.metadata.labels or {}).get(QUARANTINE_LABEL) == "true"
 
 
 def test_reports_and_identities(demo: Demo) -> None:
