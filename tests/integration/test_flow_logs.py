@@ -204,3 +204,36 @@ def test_a_truncated_object_is_scanned_up_to_the_damage_and_told(
     assert "ends early" in delivery["error"]
     assert 0 < delivery["records"] < 20_000
     assert told == [{"event_id": "s3://flow-logs/cut.log.gz", "error": delivery["error"]}]
+
+
+def test_replay_of_a_payload_prints_the_attributed_pod_and_the_planned_actions(
+    worker: Worker, cluster: Cluster, local_stack: Any, aws_session: Any, tmp_path: Any, capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from chalicelib.cli import main
+
+    payload = tmp_path / "payload.json"
+    records = [_record(worker.interface, worker.pod_ip, THREAT, 40001, 443)]
+    payload.write_text(json.dumps(_payload(records)))
+    threats = tmp_path / "threats.txt"
+    threats.write_text(f"{THREAT}\n")
+    settings = {"DRY_RUN": "true", "CLUSTERS": "local", "THREAT_LIST": str(threats), "EVIDENCE_DIR": str(tmp_path)}
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    wiring.reset()
+    code = main(["replay", "--live", "--json", "--kubeconfig", str(local_stack.responder_kubeconfig), str(payload)])
+    (line,) = capsys.readouterr().out.splitlines()
+    row = json.loads(line)
+    assert code == 0
+    assert row["event"] == "logs:/vpc/flow-logs/eni-all"
+    assert row["delivery"]["records"] == 1
+    assert row["incident"]["pods"] == [f"{cluster.namespace}/{worker.pod}"]
+    assert row["incident"]["details"]["attribution"].startswith(f"{worker.pod_ip} is pod {cluster.namespace}/")
+    assert row["mode"] == "dry-run"
+    assert [(a["action"], a["status"]) for a in row["actions"]] == [
+        ("k8s:label-pod", "planned"), ("k8s:capture-pod", "planned"), ("k8s:isolate-pod", "planned"),
+        ("ec2:block-ip", "planned"),
+    ]  # fmt: skip
+    # Planned, not done (the API server's dry run; moto applies ACL entries even with DryRun, so not that).
+    pod = cluster.admin.get(Pod, worker.pod, namespace=cluster.namespace)
+    assert MARK not in (pod.metadata.labels or {})
