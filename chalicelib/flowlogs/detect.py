@@ -1,9 +1,10 @@
-"""The scanner: one pass over flow-log lines, flagging what the detectors look for.
+"""The scanner: one pass over flow-log records, flagging what the detectors look for.
 
 Detectors: connections to or from the threat list, mining-pool ports, SSH/RDP accepted from
-the internet, port scans, unusual egress volume. Per record the work is a split, two dict
-lookups and a few comparisons of bytes; anything more happens only for the rare flagged record.
-Memory is bounded by distinct addresses and findings, never by the number of records.
+the internet, port scans, unusual egress volume. A block of records is split at once and the
+columns every record needs are sliced out; per record the work is two dict lookups and a few
+comparisons of bytes, and a record is decoded only when a detector fires. Memory is bounded by
+distinct addresses and findings, never by the number of records.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def _number(value: str | bytes) -> int:
 
 
 class Scanner:
-    """Feed it blocks of lines (bytes) with their layout; read `findings()` at the end."""
+    """Feed it blocks of records (bytes) with their layout; read `findings()` at the end."""
 
     def __init__(self, classifier: Classifier, settings: DetectorSettings | None = None) -> None:
         self.settings = settings or DetectorSettings()

@@ -18,9 +18,8 @@ KNOWN_FIELDS = frozenset((
     "pkt-srcaddr", "pkt-dstaddr", "region", "az-id", "sublocation-type", "sublocation-id", "pkt-src-aws-service",
     "pkt-dst-aws-service", "flow-direction", "traffic-path",
 ))  # fmt: skip
-# What the scanner reads from every record; other fields are read only from flagged records.
-HOT = ("srcaddr", "dstaddr", "srcport", "dstport", "bytes", "interface-id")
-USED = (*HOT, "action")
+# What the detectors read; a layout without some of them is padded with "-" (those detectors see nothing).
+USED = ("srcaddr", "dstaddr", "srcport", "dstport", "bytes", "interface-id", "action")
 _TOKEN = re.compile(r"\$\{([a-z0-9-]+)\}")
 
 
@@ -34,12 +33,6 @@ class Layout:
     def position(self, name: str) -> int:
         """The position of a field the layout has (the scanner pads the ones it lacks)."""
         return self.fields.index(name)
-
-    @property
-    def hot(self) -> tuple[int, ...] | None:
-        """Positions of the fields read from every record, when all are present (the fast path)."""
-        found = [self.index(name) for name in HOT]
-        return None if None in found else tuple(i for i in found if i is not None)
 
     @property
     def missing(self) -> tuple[str, ...]:
