@@ -37,12 +37,14 @@ class Delivery:
     records: int = 0
     skipped: int = 0
     malformed: int = 0
+    untracked: int = 0  # probes not counted for port scans: too many distinct sources in one delivery
     error: str | None = None
     incidents: list[Incident] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"origin": self.origin, "records": self.records, "nodata_or_skipdata": self.skipped,
-                "malformed": self.malformed, "error": self.error, "incidents": len(self.incidents)}  # fmt: skip
+                "malformed": self.malformed, "untracked_probes": self.untracked, "error": self.error,
+                "incidents": len(self.incidents)}  # fmt: skip
 
 
 def scan(blocks: Iterator[bytes], layout: Layout | None, scanner: Scanner, batch: Batch) -> Delivery:
@@ -53,6 +55,7 @@ def scan(blocks: Iterator[bytes], layout: Layout | None, scanner: Scanner, batch
     except ReadError as exc:
         delivery.error = f"{exc}; the {scanner.records} record(s) before it were scanned"
     delivery.records, delivery.skipped, delivery.malformed = scanner.records, scanner.skipped, scanner.malformed
+    delivery.untracked = scanner.untracked
     delivery.incidents = [to_incident(finding, batch) for finding in scanner.findings()]
     return delivery
 

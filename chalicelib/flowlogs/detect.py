@@ -24,6 +24,7 @@ ADMIN_PORTS = (22, 3389)
 TOP_FLOWS = 10
 _KEEP = 50  # remote addresses and interfaces kept per finding
 MARK_EVERY = 50_000  # records between checks for new port scanners (a check walks every source seen)
+MAX_PROBING_SOURCES = 200_000  # sources whose probed ports are counted in one delivery
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class Scanner:
         self.records = 0
         self.skipped = 0  # NODATA / SKIPDATA records
         self.malformed = 0
+        self.untracked = 0  # probes of sources beyond MAX_PROBING_SOURCES, not counted for port scans
         self._marked = 0  # records when sources were last checked against the port-scan threshold
         self._first_interface: dict[bytes, bytes] = {}  # the interface of each probing source's first probe
         self._block_first: dict[bytes, int] = {}
@@ -207,7 +209,6 @@ class Scanner:
         egress = self._egress if self._egress_on else None
         egress_limit = self.settings.egress_bytes
         sp, dp, ip = (layout.position(name) for name in ("srcport", "dstport", "interface-id"))
-        first = self._block_first
         for src, dst, nbytes, at in rows:
             try:
                 fs = memo[src]
@@ -245,9 +246,18 @@ class Scanner:
                 ):
                     seen = ports.get(src)
                     if seen is None:
-                        ports[src] = seen = set()
-                        first[src] = at  # where its records are until it is marked as a scanner
-                    seen.add(dport)
+                        seen = self._new_prober(src, at)
+                    if seen is not None:
+                        seen.add(dport)
+
+    def _new_prober(self, src: bytes, at: int) -> set[bytes] | None:
+        """A source's first probe: start counting its ports, unless too many sources are counted already."""
+        if len(self._ports) >= MAX_PROBING_SOURCES:  # a flood of spoofed sources: memory stays bounded
+            self.untracked += 1
+            return None
+        self._block_first[src] = at  # where its records are until it is marked as a scanner
+        seen = self._ports[src] = set()
+        return seen
 
     def _note_first(self, first: dict[bytes, int], fields: list[bytes], layout: Layout) -> None:
         where = layout.position("interface-id")

@@ -294,3 +294,14 @@ def test_a_bad_threat_list_is_told_for_each_delivery_not_raised(
         wiring.reset()
     assert result["event_id"] == "cloudwatch-logs-payload"
     assert f"{bad}:2" in result["error"]
+
+
+def test_a_flood_of_probing_sources_is_counted_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.flowlogs import detect
+
+    monkeypatch.setattr(detect, "MAX_PROBING_SOURCES", 50)
+    scanner = _scanner()
+    probes = [f"2 1 eni-1 8.8.{i // 250}.{i % 250} 10.0.0.5 50000 22 6 1 40 1 2 REJECT OK".encode() for i in range(80)]
+    scan_lines(iter(probes), DEFAULT, scanner)
+    assert scanner.untracked == 30
+    assert scanner.findings() == []
