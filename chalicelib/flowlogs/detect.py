@@ -13,6 +13,7 @@ import gc
 import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from chalicelib.flowlogs.addresses import NO_ADDRESS, PUBLIC, THREAT, Classifier
 from chalicelib.flowlogs.fields import Layout
@@ -35,7 +36,7 @@ class DetectorSettings:
     scan_min_ports: int = 100  # distinct destination ports below `scan_max_port` from one source
     scan_max_port: int = 32767  # above: ephemeral ports, where servers answer (never a scan)
     scan_max_bytes: int = 1000  # a probe is small; bigger flows are not counted as probes
-    egress_bytes: int = 1 << 30  # per source address and interface, to public addresses, per batch
+    egress_bytes: int = 1 << 30  # per source address (on one interface), to public addresses, per batch
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,8 @@ class Scanner:
         self._starts: dict[int, list[int]] = {}
         self._found: dict[tuple[str, bytes], Finding] = {}
         self._ports: dict[bytes, set[bytes]] = {}
-        self._egress: dict[tuple[bytes, bytes], int] = {}
-        self._egress_flows: dict[tuple[bytes, bytes], Finding] = {}
+        self._egress: dict[bytes, list[Any]] = {}  # address -> [the interface counted, bytes sent]
+        self._egress_flows: dict[bytes, Finding] = {}
         on = self.settings.enabled
         self._mining = {str(p).encode() for p in self.settings.mining_ports} if "mining-pool" in on else set()
         self._admin = {str(p).encode() for p in self.settings.admin_ports} if "admin-from-internet" in on else set()
@@ -196,7 +197,9 @@ class Scanner:
             lines += 1
         return fields, lines, Layout((*layout.fields, *layout.missing))
 
-    def _rows(self, rows: Iterator[tuple[bytes, bytes, bytes, int]], fields: list[bytes], layout: Layout) -> None:
+    def _rows(  # noqa: C901 - the hot loop stays flat: a call per record costs more than a branch
+        self, rows: Iterator[tuple[bytes, bytes, bytes, int]], fields: list[bytes], layout: Layout
+    ) -> None:
         memo = self.classifier.memo
         classify = self.classifier.classify
         flagged = self._flagged
@@ -222,11 +225,15 @@ class Scanner:
                     if fields[at + dp] in mining:
                         flagged(at, fields, layout, fs, fd)
                     elif egress is not None:
-                        key = (fields[at + ip], src)
-                        total = egress.get(key, 0) + (int(nbytes) if nbytes != b"-" else 0)
-                        egress[key] = total
-                        if total >= egress_limit:
-                            self._egress_flow(key, Flow.parse(fields, at, layout), total)
+                        # Counted on the first interface that logged the address: through a NAT gateway
+                        # the same bytes are logged twice (ours, and the gateway's), and must count once.
+                        sent = egress.get(src)
+                        if sent is None:
+                            egress[src] = [fields[at + ip], int(nbytes) if nbytes != b"-" else 0]
+                        elif sent[0] == fields[at + ip]:
+                            sent[1] += int(nbytes) if nbytes != b"-" else 0
+                            if sent[1] >= egress_limit:
+                                self._egress_flow(src, Flow.parse(fields, at, layout), sent[1])
                 elif fs == PUBLIC and not fd:
                     if fields[at + sp] in mining or fields[at + dp] in admin:
                         flagged(at, fields, layout, fs, fd)
@@ -276,11 +283,11 @@ class Scanner:
             if flow.dst_port.encode() in self._mining:
                 self._finding("mining-pool", src, False).add(flow, flow.dst, _number(flow.dst_port))
             if self._egress_on:
-                key = (fields[at + layout.position("interface-id")], src)
-                total = self._egress.get(key, 0) + flow.size
-                self._egress[key] = total
-                if total >= self.settings.egress_bytes:
-                    self._egress_flow(key, flow, total)
+                sent = self._egress.setdefault(src, [fields[at + layout.position("interface-id")], 0])
+                if sent[0] == fields[at + layout.position("interface-id")]:
+                    sent[1] += flow.size
+                    if sent[1] >= self.settings.egress_bytes:
+                        self._egress_flow(src, flow, sent[1])
         elif fs & PUBLIC and not fd & PUBLIC:
             if flow.src_port.encode() in self._mining:
                 self._finding("mining-pool", dst, False).add(flow, flow.src, _number(flow.src_port))
@@ -289,10 +296,10 @@ class Scanner:
         if fs & SCANNER:
             self._finding("port-scan", src, bool(fs & PUBLIC)).add(flow, flow.dst, _number(flow.dst_port))
 
-    def _egress_flow(self, key: tuple[bytes, bytes], flow: Flow, total: int) -> None:
-        finding = self._egress_flows.get(key)
+    def _egress_flow(self, src: bytes, flow: Flow, total: int) -> None:
+        finding = self._egress_flows.get(src)
         if finding is None:
-            finding = self._egress_flows[key] = Finding("egress-volume", flow.src, False)
+            finding = self._egress_flows[src] = Finding("egress-volume", flow.src, False)
             finding.bytes = total - flow.size  # what went out before the threshold was crossed
         finding.add(flow, flow.dst)
 
