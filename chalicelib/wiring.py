@@ -229,7 +229,7 @@ def threat_ranges(current: Settings) -> Ranges:
         from chalicelib.executors.flow_sources import read_threat_list
 
         text = read_threat_list(current.threat_list, aws_session().client("s3"))
-        ranges = Ranges(parse_threat_list(text, current.threat_list))
+        ranges = parse_threat_list(text, current.threat_list)
     _threats[current.threat_list] = (time.monotonic(), ranges)
     return ranges
 

@@ -56,9 +56,18 @@ class Ranges:
     """Disjoint, merged ranges per family; membership by one bisect."""
 
     def __init__(self, networks: Iterable[str]) -> None:
+        self._merge(_network(text) for text in networks)
+
+    @classmethod
+    def of_spans(cls, spans: Iterable[tuple[int, int, int]]) -> Ranges:
+        """From (bits, first, last) triples already parsed."""
+        ranges = cls(())
+        ranges._merge(spans)
+        return ranges
+
+    def _merge(self, triples: Iterable[tuple[int, int, int]]) -> None:
         spans: dict[int, list[tuple[int, int]]] = {32: [], 128: []}
-        for text in networks:
-            bits, first, last = _network(text)
+        for bits, first, last in triples:
             spans[bits].append((first, last))
         self._starts: dict[int, list[int]] = {}
         self._ends: dict[int, list[int]] = {}
@@ -83,19 +92,18 @@ class Ranges:
 _PRIVATE = Ranges(_PRIVATE_V4 + _PRIVATE_V6)
 
 
-def parse_threat_list(text: str, where: str) -> list[str]:
+def parse_threat_list(text: str, where: str) -> Ranges:
     """One address or CIDR per line; `#` starts a comment. A bad line names its number."""
-    entries = []
+    spans = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         try:
-            _network(line)
+            spans.append(_network(line))
         except ValueError as exc:
             raise EventError(f"{where}:{number}: {exc}") from None
-        entries.append(line)
-    return entries
+    return Ranges.of_spans(spans)
 
 
 @dataclass

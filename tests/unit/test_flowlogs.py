@@ -124,8 +124,9 @@ def test_addresses_are_classified_once_with_cidrs_and_ipv6() -> None:
 
 
 def test_threat_lists_merge_overlaps_and_name_a_bad_line() -> None:
-    entries = parse_threat_list("# feed\n10.9.0.0/16\n10.9.4.0/24  # inside\n1.2.3.4\n\n", "feed.txt")
-    assert Ranges(entries).size == 2
+    ranges = parse_threat_list("# feed\n10.9.0.0/16\n10.9.4.0/24  # inside\n1.2.3.4\n\n", "feed.txt")
+    assert ranges.size == 2
+    assert ranges.contains(32, (10 << 24) | (9 << 16) | (4 << 8) | 7)
     with pytest.raises(EventError, match=r"feed.txt:2: .*not-an-ip"):
         parse_threat_list("1.2.3.4\nnot-an-ip\n", "feed.txt")
 
