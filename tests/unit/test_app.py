@@ -20,6 +20,7 @@ from tests.conftest import ROOT, event_files, load_event, load_json
 def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask a metadata service for credentials
     wiring.reset()
     import app
 
@@ -141,3 +142,36 @@ def test_an_unexpected_error_is_logged_and_returned_not_raised(monkeypatch: pyte
     assert result["error"].startswith("internal error while responding to")
     assert "boom" in result["error"]
     assert result["event_id"] == load_event("execution-runtime-reverse-shell")["id"]
+
+
+def test_the_flow_log_handlers_reject_what_is_not_a_delivery(client: Client) -> None:
+    payload = client.lambda_.invoke("on_flow_logs", {"hello": "world"}).payload
+    assert payload["event_id"] == "cloudwatch-logs-payload"
+    assert "no awslogs.data" in payload["error"]
+    objects = client.lambda_.invoke("on_flow_log_object", {"id": "e-9", "source": "aws.s3", "detail": {}}).payload
+    assert objects == {"event_id": "e-9", "error": "no S3 bucket and key in the event"}
+
+
+def test_a_cloudwatch_logs_delivery_runs_through_the_handler(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+    import gzip
+    import json
+
+    # No credentials anywhere: the attribution's AWS lookup fails at once, offline, and says so.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(name, "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    wiring.reset()
+    record = "2 123456789012 eni-1 10.0.0.8 81.2.69.77 40000 3333 6 3 300 1 2 ACCEPT OK"
+    body = {"messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "/vpc/flow", "logStream": "eni-1",
+            "logEvents": [{"id": "1", "timestamp": 0, "message": record}]}  # fmt: skip
+    event = {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(body).encode())).decode()}}
+    payload = client.lambda_.invoke("on_flow_logs", event).payload
+    assert payload["records"] == 1
+    (result,) = payload["results"]
+    assert result["incident"]["type"] == "Impact:FlowLogs/MiningPoolConnection"
+    assert result["mode"] == "dry-run"  # the dev stage
+    assert result["incident"]["details"]["attribution"].startswith("lookup failed")
+    assert result["rule"] == "flow-not-attributed"
