@@ -24,7 +24,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def read_threat_list(location: str, s3: Any) -> str:
-    """The list's text, from `s3://bucket/key` or a file (relative paths: from the package root)."""
+    """The list's text, from `s3://bucket/key` or a file (relative: from the project root, as chalicelib/...)."""
     if location.startswith("s3://"):
         bucket, key = split_s3_uri(location)
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read(MAX_THREAT_LIST_BYTES + 1)

@@ -306,3 +306,12 @@ def test_a_flood_of_probing_sources_is_counted_not_kept(monkeypatch: pytest.Monk
     scan_lines(iter(probes), DEFAULT, scanner)
     assert scanner.untracked == 30
     assert scanner.findings() == []
+
+
+def test_a_packaged_threat_list_is_found_from_the_project_root(tmp_path: Path) -> None:
+    from chalicelib.executors.flow_sources import read_threat_list
+
+    assert read_threat_list("chalicelib/policy/rules.yaml", None).startswith("#")  # a file that ships, read by path
+    listed = tmp_path / "list.txt"
+    listed.write_text("1.2.3.4\n")
+    assert read_threat_list(str(listed), None) == "1.2.3.4\n"
