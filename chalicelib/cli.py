@@ -75,12 +75,17 @@ def _human(result: dict[str, Any], out: TextIO) -> None:
         out.write(f"  ERROR: {result['error']}\n")
         _human_extras(result, out)
         return
+    if "incident" not in result:  # a flow-log delivery with nothing found
+        out.write(f"  {result.get('reason') or result.get('delivery')}\n")
+        return
     inc = result["incident"]
     out.write(f"  {inc['type']}  severity {inc['severity']} ({inc['score']})  mode {result['mode']}\n")
     where = [f"{k} {inc[k]}" for k in ("cluster", "namespace", "workload", "node", "instance_id") if inc.get(k)]
     if inc["pods"]:
         where.append("pods " + ", ".join(inc["pods"]))
     out.write(f"  {'  '.join(where) or 'no cluster resource named'}\n")
+    if inc.get("details", {}).get("attribution"):
+        out.write(f"  attribution: {inc['details']['attribution']}\n")
     if inc["sample"]:
         out.write("  sample finding: nothing will be changed\n")
     out.write(f"  rule: {result['rule'] or '(none)'}\n")
@@ -230,6 +235,8 @@ def _replay_flows(args: argparse.Namespace, out: TextIO, delivered: dict[str, An
         results = found.get("results") or []
         if not results and not found.get("error"):
             why = summary.get("ignored") or f"no finding in {found.get('records', 0)} record(s)"
+            if found.get("malformed"):
+                why += f"; {found['malformed']} line(s) did not fit the format (--flow-format / FLOW_LOG_FORMAT?)"
             _emit(args, out, {"event": origin, "delivery": summary, "reason": why})
         for result in results:
             if args.show_messages and "duplicate" not in result:

@@ -145,3 +145,28 @@ def test_replay_of_every_image_sample(capsys: pytest.CaptureFixture[str]) -> Non
         else:
             assert planned == [], result["event"]
             assert result["reason"], result["event"]
+
+
+def test_replay_of_flow_log_files_in_plan_and_human_form(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import SAMPLES
+
+    flows = SAMPLES / "flowlogs"
+    gz = tmp_path / "flows.log.gz"
+    import gzip
+
+    gz.write_bytes(gzip.compress(b"2 123456789012 eni-1 10.0.0.8 81.2.69.77 40000 3333 6 3 300 1 2 ACCEPT OK\n"))
+    code, results, _ = _run(capsys, str(flows / "v2_default_nodata_skipdata.log"), str(gz))
+    assert code == 0
+    quiet, mining = results
+    assert quiet["reason"] == "no finding in 2 record(s)"
+    assert quiet["delivery"]["nodata_or_skipdata"] == 2
+    assert mining["incident"]["type"] == "Impact:FlowLogs/MiningPoolConnection"
+    assert (mining["rule"], mining["mode"]) == ("flow-not-attributed", "plan")
+    assert main(["replay", str(flows / "v3_custom_nat_gateway.log"), str(gz)]) == 0
+    text = capsys.readouterr().out
+    assert "did not fit the format (--flow-format" in text
+    assert "Impact:FlowLogs/MiningPoolConnection" in text
+    fitted = main(["replay", "--json", "--flow-format", str(flows / "v3_custom_nat_gateway.format.txt"),
+                   str(flows / "v3_custom_nat_gateway.log")])  # fmt: skip
+    assert fitted == 0
+    assert json.loads(capsys.readouterr().out)["delivery"]["malformed"] == 0
