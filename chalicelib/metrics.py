@@ -15,12 +15,12 @@ def enabled() -> bool:
     return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) or os.environ.get("EKS_RESPONDER_METRICS") == "on"
 
 
-def _count(name: str, dimensions: dict[str, str]) -> None:
+def _count(name: str, dimensions: dict[str, str], value: float = 1) -> None:
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
-        for key, value in dimensions.items():
-            metric.add_dimension(name=key, value=value or "none")
+    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
+        for key, dimension in dimensions.items():
+            metric.add_dimension(name=key, value=dimension or "none")
 
 
 def report(result: dict[str, Any]) -> None:
@@ -39,3 +39,14 @@ def report(result: dict[str, Any]) -> None:
 def notifier_failure(notifier: str) -> None:
     if enabled():
         _count("NotifierFailures", {"notifier": notifier})
+
+
+def flow_delivery(summary: dict[str, Any]) -> None:
+    """Flow-log records scanned, skipped and malformed per delivery, and damaged deliveries."""
+    if not enabled():
+        return
+    for name, key in (("FlowRecords", "records"), ("FlowRecordsMalformed", "malformed"),
+                      ("FlowRecordsNoData", "nodata_or_skipdata"), ("FlowFindings", "incidents")):  # fmt: skip
+        _count(name, {"service": "eks_responder"}, float(summary.get(key) or 0))
+    if summary.get("error"):
+        _count("FlowDeliveriesDamaged", {"service": "eks_responder"})

@@ -91,7 +91,9 @@ class Intake:
 def respond(delivery: Delivery, intake: Intake) -> dict[str, Any]:
     """Attribute and respond to each incident; tell the damage, if any. Never raises."""
     from chalicelib import intake as incidents
+    from chalicelib import metrics
 
+    metrics.flow_delivery(delivery.summary())
     result: dict[str, Any] = {**delivery.summary(), "results": []}
     if delivery.error:
         logger.error("flow-log delivery damaged", extra={"origin": delivery.origin, "error": delivery.error})

@@ -315,3 +315,21 @@ def test_a_packaged_threat_list_is_found_from_the_project_root(tmp_path: Path) -
     listed = tmp_path / "list.txt"
     listed.write_text("1.2.3.4\n")
     assert read_threat_list(str(listed), None) == "1.2.3.4\n"
+
+
+def test_a_delivery_counts_its_records_in_metrics(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chalicelib.responder import Mode, Responder
+    from chalicelib.settings import Settings
+
+    monkeypatch.setenv("EKS_RESPONDER_METRICS", "on")
+    records = ["2 1 eni-1 10.0.0.8 81.2.69.77 40000 3333 6 3 300 1 2 ACCEPT OK", "2 1 eni-1 - - - - - - - 1 2 - NODATA"]
+    delivery = batch.scan_payload(_payload(records), None, _scanner(), AT)
+    intake = batch.Intake(Responder(load_rules(DEFAULT_RULES_FILE), Settings()), Mode.PLAN, lambda: None)
+    batch.respond(delivery, intake)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    values = {m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]: m for m in lines}
+    assert values["FlowRecords"]["FlowRecords"] == [2.0]
+    assert values["FlowRecordsNoData"]["FlowRecordsNoData"] == [1.0]
+    assert values["FlowFindings"]["FlowFindings"] == [1.0]
