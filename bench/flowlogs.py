@@ -51,13 +51,13 @@ def _files(records: int) -> dict[str, Path]:
 def _scan(path: Path) -> dict[str, float]:
     """One scan in this process: what a Lambda invocation does with one S3 object."""
     started = time.process_time()
-    from chalicelib.flowlogs.addresses import Classifier, parse_threat_list
+    from chalicelib.flowlogs.addresses import Classifier, parse_networks
     from chalicelib.flowlogs.detect import Scanner
     from chalicelib.flowlogs.reader import gzip_blocks, with_layout
 
     imported = time.process_time()
     threats = CACHE / f"threats-seed{SEED}.txt"
-    ranges = parse_threat_list(threats.read_text(), str(threats))
+    ranges = parse_networks(threats.read_text(), str(threats))
     loaded = time.process_time()
     scanner = Scanner(Classifier(ranges))
     with path.open("rb") as stream:

@@ -111,6 +111,7 @@ class Settings:
     flow_logs_bucket: str | None = None  # where flow logs are delivered (scopes s3:GetObject)
     flow_log_format: str | None = None  # the flow log's LogFormat, for headerless input; default v2
     threat_list: str | None = None  # s3://bucket/key or a file path: one address or CIDR per line
+    flow_internal_cidrs: tuple[str, ...] = ()  # public ranges that are ours (an IPv6 VPC's GUA block)
     flow_detectors: tuple[str, ...] = FLOW_DETECTORS
     flow_mining_ports: tuple[int, ...] = FLOW_MINING_PORTS
     flow_admin_ports: tuple[int, ...] = (22, 3389)
@@ -163,6 +164,7 @@ class Settings:
             flow_logs_bucket=env.get("FLOW_LOGS_BUCKET") or None,
             flow_log_format=env.get("FLOW_LOG_FORMAT") or None,
             threat_list=env.get("THREAT_LIST") or None,
+            flow_internal_cidrs=_list(env, "FLOW_INTERNAL_CIDRS"),
             flow_detectors=_detectors(env),
             flow_mining_ports=_ports(env, "FLOW_MINING_PORTS", FLOW_MINING_PORTS),
             flow_admin_ports=_ports(env, "FLOW_ADMIN_PORTS", (22, 3389)),

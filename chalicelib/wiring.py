@@ -218,7 +218,7 @@ _threats: dict[str | None, tuple[float, Ranges]] = {}
 
 def threat_ranges(current: Settings) -> Ranges:
     """The threat list as merged ranges, kept for the container's life and refreshed every 15 minutes."""
-    from chalicelib.flowlogs.addresses import Ranges, parse_threat_list
+    from chalicelib.flowlogs.addresses import Ranges, parse_networks
 
     cached = _threats.get(current.threat_list)
     if cached is not None and time.monotonic() - cached[0] < THREAT_LIST_TTL:
@@ -229,16 +229,17 @@ def threat_ranges(current: Settings) -> Ranges:
         from chalicelib.executors.flow_sources import read_threat_list
 
         text = read_threat_list(current.threat_list, aws_session().client("s3"))
-        ranges = parse_threat_list(text, current.threat_list)
+        ranges = parse_networks(text, current.threat_list)
     _threats[current.threat_list] = (time.monotonic(), ranges)
     return ranges
 
 
 def scanner(current: Settings) -> Scanner:
-    from chalicelib.flowlogs.addresses import Classifier
+    from chalicelib.flowlogs.addresses import Classifier, parse_networks
     from chalicelib.flowlogs.detect import Scanner
 
-    return Scanner(Classifier(threat_ranges(current)), detector_settings(current))
+    internal = parse_networks("\n".join(current.flow_internal_cidrs), "FLOW_INTERNAL_CIDRS")
+    return Scanner(Classifier(threat_ranges(current), internal), detector_settings(current))
 
 
 def flow_layout(current: Settings) -> Layout | None:

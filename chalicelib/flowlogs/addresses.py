@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chalicelib.errors import EventError
 
@@ -92,8 +92,8 @@ class Ranges:
 _PRIVATE = Ranges(_PRIVATE_V4 + _PRIVATE_V6)
 
 
-def parse_threat_list(text: str, where: str) -> Ranges:
-    """One address or CIDR per line; `#` starts a comment. A bad line names its number."""
+def parse_networks(text: str, where: str) -> Ranges:
+    """One address or CIDR per line (a threat list, internal ranges); `#` comments; a bad line is named."""
     spans = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -111,6 +111,7 @@ class Classifier:
     """Flags per address (bytes as they appear in the record), filled on first sight."""
 
     threats: Ranges
+    internal: Ranges = field(default_factory=lambda: Ranges(()))  # also ours: an IPv6 VPC's /56, say
 
     def __post_init__(self) -> None:
         self.memo: dict[bytes, int] = {b"-": NO_ADDRESS}
@@ -121,7 +122,7 @@ class Classifier:
             flags = NO_ADDRESS
         else:
             bits, value = parsed
-            flags = 0 if _PRIVATE.contains(bits, value) else PUBLIC
+            flags = 0 if _PRIVATE.contains(bits, value) or self.internal.contains(bits, value) else PUBLIC
             if self.threats.contains(bits, value):
                 flags |= THREAT
         if len(self.memo) < MEMO_LIMIT:

@@ -64,7 +64,8 @@ class Attribution:
             if eni is not None and address in _addresses(eni):
                 return eni
         if address not in self._by_address and self._ec2 is not None:
-            found = self._ec2.network_interfaces({"addresses.private-ip-address": [address]})
+            by = "ipv6-addresses.ipv6-address" if ":" in address else "addresses.private-ip-address"
+            found = self._ec2.network_interfaces({by: [address]})
             self._by_address[address] = found[0] if found else None
         return self._by_address.get(address)
 

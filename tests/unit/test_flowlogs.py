@@ -15,7 +15,7 @@ import pytest
 
 from chalicelib.errors import EventError
 from chalicelib.flowlogs import batch
-from chalicelib.flowlogs.addresses import PUBLIC, THREAT, Classifier, Ranges, is_public, parse_threat_list
+from chalicelib.flowlogs.addresses import PUBLIC, THREAT, Classifier, Ranges, is_public, parse_networks
 from chalicelib.flowlogs.detect import DetectorSettings, Scanner, scan_lines
 from chalicelib.flowlogs.fields import DEFAULT, header_layout, parse_format
 from chalicelib.flowlogs.reader import ReadError, gzip_blocks, logs_payload, with_layout
@@ -124,11 +124,11 @@ def test_addresses_are_classified_once_with_cidrs_and_ipv6() -> None:
 
 
 def test_threat_lists_merge_overlaps_and_name_a_bad_line() -> None:
-    ranges = parse_threat_list("# feed\n10.9.0.0/16\n10.9.4.0/24  # inside\n1.2.3.4\n\n", "feed.txt")
+    ranges = parse_networks("# feed\n10.9.0.0/16\n10.9.4.0/24  # inside\n1.2.3.4\n\n", "feed.txt")
     assert ranges.size == 2
     assert ranges.contains(32, (10 << 24) | (9 << 16) | (4 << 8) | 7)
     with pytest.raises(EventError, match=r"feed.txt:2: .*not-an-ip"):
-        parse_threat_list("1.2.3.4\nnot-an-ip\n", "feed.txt")
+        parse_networks("1.2.3.4\nnot-an-ip\n", "feed.txt")
 
 
 # -- detectors on generated traffic ----------------------------------------------------------------
@@ -333,3 +333,16 @@ def test_a_delivery_counts_its_records_in_metrics(
     assert values["FlowRecords"]["FlowRecords"] == [2.0]
     assert values["FlowRecordsNoData"]["FlowRecordsNoData"] == [1.0]
     assert values["FlowFindings"]["FlowFindings"] == [1.0]
+
+
+def test_internal_cidrs_make_an_ipv6_vpcs_addresses_ours() -> None:
+    from chalicelib.flowlogs.addresses import parse_networks
+
+    # An IPv6 cluster's pods have global addresses: without the VPC's block they are not "ours".
+    records = [b"2 1 eni-1 2600:1f18:abc:1::5 2a01:4f8::77 40000 3333 6 3 300 1 2 ACCEPT OK"]
+    plain = _scanner()
+    scan_lines(iter(records), DEFAULT, plain)
+    assert plain.findings() == []
+    vpc = Scanner(Classifier(THREATS, parse_networks("2600:1f18:abc::/56", "FLOW_INTERNAL_CIDRS")))
+    scan_lines(iter(records), DEFAULT, vpc)
+    assert [(f.detector, f.address) for f in vpc.findings()] == [("mining-pool", "2600:1f18:abc:1::5")]
