@@ -14,7 +14,7 @@ from chalicelib.policy.loader import load_rules
 from chalicelib.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from chalicelib.actions.base import EvidenceSink, KeysAPI
     from chalicelib.executors.kms import KeyRegistry, KMSGateway, PolicyStore
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from chalicelib.flowlogs.batch import Intake
     from chalicelib.flowlogs.detect import DetectorSettings, Scanner
     from chalicelib.flowlogs.fields import Layout
+    from chalicelib.intake import Ledger
     from chalicelib.notifiers.base import Notifier
     from chalicelib.policy.model import RulesFile
     from chalicelib.responder import KubeConnector, Mode, Responder
@@ -252,8 +253,13 @@ def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-def flow_intake(responder_: Responder, mode: Mode, region: str, ledger_: Any = None,
-                notifiers_: Any = ()) -> Intake:  # fmt: skip
+def flow_intake(
+    responder_: Responder,
+    mode: Mode,
+    region: str,
+    ledger_: Ledger | None = None,
+    notifiers_: Sequence[Notifier] = (),
+) -> Intake:
     from chalicelib.flowlogs.batch import Intake
     from chalicelib.responder import Mode as Modes
 

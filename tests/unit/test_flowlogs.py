@@ -346,3 +346,18 @@ def test_internal_cidrs_make_an_ipv6_vpcs_addresses_ours() -> None:
     vpc = Scanner(Classifier(THREATS, parse_networks("2600:1f18:abc::/56", "FLOW_INTERNAL_CIDRS")))
     scan_lines(iter(records), DEFAULT, vpc)
     assert [(f.detector, f.address) for f in vpc.findings()] == [("mining-pool", "2600:1f18:abc:1::5")]
+
+
+def test_both_s3_event_shapes_name_their_objects() -> None:
+    from chalicelib import wiring
+
+    sample = json.loads((FLOWS / "s3_event_notification.generic-not-flowlogs.json").read_text())
+    ((bucket, key, _, region),) = wiring.s3_objects(sample)
+    assert (bucket, region) == (sample["Records"][0]["s3"]["bucket"]["name"], sample["Records"][0]["awsRegion"])
+    s3 = {"bucket": {"name": "b"}, "object": {"key": "AWSLogs/1/a+b%3D.log.gz"}}  # notifications URL-encode keys
+    encoded = {"Records": [{"awsRegion": "eu-west-1", "s3": s3}]}
+    assert wiring.s3_objects(encoded) == [("b", "AWSLogs/1/a b=.log.gz", "", "eu-west-1")]
+    bridge = {"source": "aws.s3", "account": "1", "region": "us-east-1",
+              "detail": {"bucket": {"name": "b"}, "object": {"key": "k.log.gz"}}}  # fmt: skip
+    assert wiring.s3_objects(bridge) == [("b", "k.log.gz", "1", "us-east-1")]
+    assert key
