@@ -25,10 +25,9 @@ class CancelKeyDeletion(Action):
         return f"cancel the scheduled deletion of key {target}"
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
-        metadata, missing = key_or_missing(ctx, target)
-        if metadata is None:
-            assert missing is not None
-            return missing
+        metadata = key_or_missing(ctx, target)
+        if isinstance(metadata, Outcome):
+            return metadata
         state = str(metadata.get("KeyState"))
         if state not in PENDING:
             return Outcome(Status.SKIPPED, f"key {target} is not pending deletion ({state})")

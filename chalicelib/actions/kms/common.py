@@ -20,8 +20,9 @@ def keys(ctx: ActionContext) -> KeysAPI:
     return ctx.keys
 
 
-def key_or_missing(ctx: ActionContext, target: Target) -> tuple[dict[str, Any] | None, Outcome | None]:
+def key_or_missing(ctx: ActionContext, target: Target) -> dict[str, Any] | Outcome:
+    """The key's metadata, or the outcome to report when the key is gone."""
     metadata = keys(ctx).describe_key(target.name)
     if metadata is None:
-        return None, Outcome(Status.SKIPPED, f"key {target} no longer exists")
-    return metadata, None
+        return Outcome(Status.SKIPPED, f"key {target} no longer exists")
+    return metadata

@@ -25,10 +25,9 @@ class EnableKey(Action):
         return f"enable key {target}"
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
-        metadata, missing = key_or_missing(ctx, target)
-        if metadata is None:
-            assert missing is not None
-            return missing
+        metadata = key_or_missing(ctx, target)
+        if isinstance(metadata, Outcome):
+            return metadata
         state = str(metadata.get("KeyState"))
         # After a cancel in this same run the key is Disabled, but a dry run never sent the cancel.
         if state in PENDING and not keys(ctx).dry_run:

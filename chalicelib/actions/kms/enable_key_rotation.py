@@ -27,10 +27,9 @@ class EnableKeyRotation(Action):
         return f"enable automatic rotation of key {target}"
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
-        metadata, missing = key_or_missing(ctx, target)
-        if metadata is None:
-            assert missing is not None
-            return missing
+        metadata = key_or_missing(ctx, target)
+        if isinstance(metadata, Outcome):
+            return metadata
         spec = metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec")
         if spec != "SYMMETRIC_DEFAULT" or metadata.get("Origin") != "AWS_KMS":
             return Outcome(Status.SKIPPED, f"key {target} ({spec}, {metadata.get('Origin')}) does not support rotation")

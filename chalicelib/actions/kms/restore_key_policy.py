@@ -36,10 +36,9 @@ class RestoreKeyPolicy(Action):
         return f"restore the last known good policy of key {target}"
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
-        metadata, missing = key_or_missing(ctx, target)
-        if metadata is None:
-            assert missing is not None
-            return missing
+        metadata = key_or_missing(ctx, target)
+        if isinstance(metadata, Outcome):
+            return metadata
         good = keys(ctx).last_good_policy(key_id(target.name))
         if good is None:
             return Outcome(Status.FAILED, f"no last known good policy stored for key {target}: nothing to restore to")

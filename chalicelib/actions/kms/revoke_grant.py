@@ -35,10 +35,9 @@ class RevokeGrant(Action):
         return f"revoke grants on key {target} to principals outside the allowed accounts"
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
-        metadata, missing = key_or_missing(ctx, target)
-        if metadata is None:
-            assert missing is not None
-            return missing
+        metadata = key_or_missing(ctx, target)
+        if isinstance(metadata, Outcome):
+            return metadata
         allowed = {ctx.incident.account, str(metadata.get("AWSAccountId", "")), *ctx.settings.allowed_accounts}
         foreign = [g for g in keys(ctx).grants(target.name) if outside(g, allowed)]
         if not foreign:
