@@ -236,11 +236,18 @@ def threat_ranges(current: Settings) -> Ranges:
 
 
 def scanner(current: Settings) -> Scanner:
-    from chalicelib.flowlogs.addresses import Classifier, parse_networks
+    from chalicelib.flowlogs.addresses import Classifier
     from chalicelib.flowlogs.detect import Scanner
 
-    internal = parse_networks("\n".join(current.flow_internal_cidrs), "FLOW_INTERNAL_CIDRS")
-    return Scanner(Classifier(threat_ranges(current), internal), detector_settings(current))
+    return Scanner(Classifier(threat_ranges(current), internal_ranges(current.flow_internal_cidrs)),
+                   detector_settings(current))  # fmt: skip
+
+
+@functools.cache
+def internal_ranges(cidrs: tuple[str, ...]) -> Ranges:
+    from chalicelib.flowlogs.addresses import parse_networks
+
+    return parse_networks("\n".join(cidrs), "FLOW_INTERNAL_CIDRS")
 
 
 def flow_layout(current: Settings) -> Layout | None:

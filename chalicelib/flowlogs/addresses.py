@@ -128,8 +128,3 @@ class Classifier:
         if len(self.memo) < MEMO_LIMIT:
             self.memo[address] = flags
         return flags
-
-
-def is_public(address: str) -> bool:
-    parsed = _parse(address)
-    return parsed is not None and not _PRIVATE.contains(*parsed)

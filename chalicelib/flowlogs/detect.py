@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -346,15 +346,3 @@ def _aligned(fields: list[bytes], layout: Layout) -> bool:
 
 
 _STATUSES = {b"OK", b"NODATA", b"SKIPDATA"}
-
-
-def scan_lines(lines: Iterable[bytes], layout: Layout, scanner: Scanner, block: int = 5_000) -> None:
-    """Lines one by one (CloudWatch Logs messages, tests): joined into blocks of `block` records."""
-    batch: list[bytes] = []
-    for line in lines:
-        batch.append(line)
-        if len(batch) >= block:
-            scanner.scan(b"\n".join(batch), layout)
-            batch = []
-    if batch:
-        scanner.scan(b"\n".join(batch), layout)
