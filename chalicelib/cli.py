@@ -193,7 +193,7 @@ def _flow_file(
     from chalicelib.sources.flowlogs import Batch
 
     settings = _flow_settings(args)
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    region = wiring.region("")
     with path.open("rb") as stream:
         delivery = batch.scan_object(stream, path.name, wiring.flow_layout(settings), wiring.scanner(settings),
                                      Batch("", region, str(path), batch.now()))  # fmt: skip
@@ -209,7 +209,7 @@ def _flow_event(
     from chalicelib.flowlogs import batch
 
     settings = _flow_settings(args)
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    region = wiring.region("")
     intake = wiring.flow_intake(responder, mode, region, ledger, notifiers)
     if "awslogs" in event:
         layout, scanner = wiring.flow_layout(settings), wiring.scanner(settings)

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from chalicelib.responder import KubeConnector, Mode, Responder
 
 
+def region(default: str = "us-east-1") -> str:
+    """The function's region (Lambda sets AWS_REGION), or the caller's configured default."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or default
+
+
 @functools.cache
 def settings() -> Settings:
     return Settings.from_env()
@@ -50,8 +55,7 @@ def aws_session() -> Any:
 def build_connector(current: Settings) -> KubeConnector:
     from chalicelib.executors.kube import ClusterConnector
 
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    return ClusterConnector(kubeconfig=current.kubeconfig, aws_session=aws_session, region=region)
+    return ClusterConnector(kubeconfig=current.kubeconfig, aws_session=aws_session, region=region("") or None)
 
 
 def build_evidence(current: Settings) -> EvidenceSink | None:
@@ -122,12 +126,12 @@ def build_keys(current: Settings) -> Callable[..., KeysAPI]:
     return make
 
 
-def refresh_key_policies(region: str | None = None) -> dict[str, Any]:
+def refresh_key_policies(region_name: str | None = None) -> dict[str, Any]:
     """The scheduled job: store the current policy of every protected key as the last known good one."""
     from chalicelib.executors.kms import KMSConnector, snapshot_policies
 
     current = settings()
-    where = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    where = region_name or region()
     store = build_policy_store(current)
     if store is None:
         return {"stored": [], "error": "no policy store: set KEY_POLICY_BUCKET, EVIDENCE_BUCKET or EVIDENCE_DIR"}
@@ -256,10 +260,6 @@ def flow_layout(current: Settings) -> Layout | None:
     return parse_format(current.flow_log_format) if current.flow_log_format else None
 
 
-def _region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-
-
 def flow_intake(
     responder_: Responder,
     mode: Mode,
@@ -295,7 +295,7 @@ def s3_objects(event: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 def handle_flow_log_objects(event: dict[str, Any]) -> dict[str, Any]:
     """The Lambda path for flow logs delivered to S3: every object named in the event."""
     current = settings()
-    return flow_log_objects(event, current, flow_intake(responder(), lambda_mode(), _region(), ledger(), notifiers()))
+    return flow_log_objects(event, current, flow_intake(responder(), lambda_mode(), region(), ledger(), notifiers()))
 
 
 def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -> dict[str, Any]:
@@ -309,12 +309,12 @@ def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -
         why = EventError("no S3 bucket and key in the event")
         return batch.rejected(str((event or {}).get("id")), why, intake.notifiers)
     results = []
-    for bucket, key, account, region in objects:
+    for bucket, key, account, object_region in objects:
         origin = f"s3://{bucket}/{key}"
         if current.flow_logs_bucket and bucket != current.flow_logs_bucket:
             results.append({"origin": origin, "ignored": f"not the flow-log bucket {current.flow_logs_bucket}"})
             continue
-        where = region or _region()
+        where = object_region or region()
         try:
             layout, scan = _flow_setup(current)
             stream = open_object(aws_session().client("s3", region_name=where), bucket, key)
@@ -344,12 +344,12 @@ def handle_flow_log_payload(event: dict[str, Any]) -> dict[str, Any]:
     from chalicelib.flowlogs import batch
 
     current = settings()
-    region = _region()
+    where = region()
     try:
         layout, scan = _flow_setup(current)
-        found = batch.scan_payload(event, layout, scan, batch.now(), region)
+        found = batch.scan_payload(event, layout, scan, batch.now(), where)
     except ResponderError as exc:
         return batch.rejected("cloudwatch-logs-payload", exc, notifiers())
     except Exception as exc:  # noqa: BLE001 - a threat list S3 could not serve: told, not retried
         return batch.rejected("cloudwatch-logs-payload", EventError(f"flow-log setup failed: {exc}"), notifiers())
-    return batch.respond(found, flow_intake(responder(), lambda_mode(), region, ledger(), notifiers()))
+    return batch.respond(found, flow_intake(responder(), lambda_mode(), where, ledger(), notifiers()))
