@@ -249,12 +249,21 @@ def _replay_flows(args: argparse.Namespace, out: TextIO, delivered: dict[str, An
 
 
 def _mode(args: argparse.Namespace) -> Mode:
+    """Plan offline; --live reads and dry-runs every write; only --apply changes anything.
+
+    A replay that changes a cluster or an account is always asked for by name (--apply), and
+    DRY_RUN=true in the environment still wins over it.
+    """
     from chalicelib.responder import Mode
 
     if not args.live:
         return Mode.PLAN
-    # --live still honours a dry-run switch the user set explicitly.
-    return Mode.DRY_RUN if Settings.from_env().dry_run and os.environ.get("DRY_RUN") else Mode.LIVE
+    if not args.apply:
+        return Mode.DRY_RUN
+    if os.environ.get("DRY_RUN") and Settings.from_env().dry_run:
+        sys.stderr.write("eks-responder: DRY_RUN is true in the environment: --apply sends dry runs only\n")
+        return Mode.DRY_RUN
+    return Mode.LIVE
 
 
 def _emit(args: argparse.Namespace, out: TextIO, result: dict[str, Any]) -> None:
@@ -279,9 +288,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="eks-responder", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    rp = sub.add_parser("replay", help="run events through the rules: plan by default, --live to act")
+    rp = sub.add_parser(
+        "replay", help="run events through the rules: plan offline by default, --live to dry-run, --apply to act"
+    )
     rp.add_argument("paths", nargs="+", metavar="PATH", help="event files or folders (searched recursively)")
-    rp.add_argument("--live", action="store_true", help="execute against the configured cluster and AWS endpoints")
+    rp.add_argument(
+        "--live",
+        action="store_true",
+        help="read the configured cluster and AWS endpoints and dry-run every write; nothing changes",
+    )
+    rp.add_argument(
+        "--apply",
+        action="store_true",
+        help="with --live (implied): change things for real, unless DRY_RUN=true is set",
+    )
     rp.add_argument("--json", action="store_true", help="one JSON object per input on stdout")
     rp.add_argument("--rules", metavar="FILE", help="rules file (default: RULES_FILE or the packaged rules)")
     rp.add_argument("--kubeconfig", metavar="FILE", help="use this kubeconfig for every cluster")
@@ -302,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     cr.set_defaults(func=check_rules)
 
     args = parser.parse_args(argv)
+    if getattr(args, "apply", False):
+        args.live = True
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.CRITICAL,
         stream=sys.stderr,

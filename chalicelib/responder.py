@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from chalicelib import actions, guardrails, targets, vulnerabilities
+from chalicelib import actions, dry_run, guardrails, targets, vulnerabilities
 from chalicelib.actions.base import (
     EC2API,
     Action,
@@ -45,7 +45,7 @@ class Mode(enum.StrEnum):
 
 
 class KubeConnector(Protocol):
-    def gateway(self, cluster: str, region: str | None, *, dry_run: bool) -> KubeAPI: ...
+    def gateway(self, cluster: str, region: str | None, *, dry_run: bool, account: str | None = None) -> KubeAPI: ...
     def close(self) -> None: ...
 
 
@@ -247,7 +247,9 @@ class Responder:
         try:
             if incident.cluster is None or self._connector is None:
                 raise ClusterAccessError(no_cluster or "no Kubernetes access configured")
-            kube = self._connector.gateway(incident.cluster, incident.region, dry_run=dry_run)
+            kube = self._connector.gateway(
+                incident.cluster, incident.region, dry_run=dry_run, account=incident.account or None
+            )
             found = targets.resolve(incident, kube)
         except ClusterAccessError as exc:
             unreachable = str(exc)
@@ -295,7 +297,8 @@ class Responder:
             reason = guardrails.block(action, target, ctx)
             if reason:
                 return result(Status.SKIPPED, reason)
-            outcome = action.run(ctx, target, params)
+            with dry_run.journal() as writes:
+                outcome = action.run(ctx, target, params)
         except Exception as exc:  # noqa: BLE001 - one failing action never hides the others
             logger.warning("action failed", extra={"action": action.name, "target": str(target), "error": _brief(exc)})
             return result(Status.FAILED, _brief(exc))
@@ -304,7 +307,9 @@ class Responder:
         if outcome.status is Status.SUCCEEDED and action.counts_against_instance_cap:
             guardrails.note_isolation(ctx)
         if ctx.dry_run and outcome.status is Status.SUCCEEDED:
-            return result(Status.PLANNED, f"dry run accepted by the API: {outcome.detail}", outcome.prior)
+            # Say exactly what the dry run proved: which writes the API checked, which were not sent.
+            detail = f"dry run: {outcome.detail} [{dry_run.describe(writes)}]"
+            return result(Status.PLANNED, detail, outcome.prior)
         return result(outcome.status, outcome.detail, outcome.prior)
 
     def _all(

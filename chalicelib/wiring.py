@@ -311,7 +311,12 @@ def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -
     results = []
     for bucket, key, account, object_region in objects:
         origin = f"s3://{bucket}/{key}"
-        if current.flow_logs_bucket and bucket != current.flow_logs_bucket:
+        # Only the configured bucket: other .log.gz objects (load balancer or application logs)
+        # would otherwise be read as flow logs and raise alerts.
+        if not current.flow_logs_bucket:
+            results.append({"origin": origin, "ignored": "FLOW_LOGS_BUCKET is not set: no bucket is read as flow logs"})
+            continue
+        if bucket != current.flow_logs_bucket:
             results.append({"origin": origin, "ignored": f"not the flow-log bucket {current.flow_logs_bucket}"})
             continue
         where = object_region or region()

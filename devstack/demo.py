@@ -140,7 +140,8 @@ def main() -> int:
                "MAX_NODES_CORDONED_PER_HOUR": "3", "SNS_TOPIC_ARN": seeded.topic_arn,
                "CLUSTERS": "demo"}  # fmt: skip
         say("Replaying events/ live, as the responder identity (RBAC: the generated ClusterRole only)")
-        cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--show-messages", str(ROOT / "events")]
+        cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", "--show-messages",
+               str(ROOT / "events")]  # fmt: skip
         code = subprocess.run(cmd, env=env, check=False).returncode
         with seed.admin_client(running) as client:
             _show_cluster(client)

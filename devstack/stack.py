@@ -125,13 +125,18 @@ class LocalStack:
         self.stop()
 
 
+# The clusters the local API server stands for. "demo" is named by its EKS ARN, as
+# `aws eks update-kubeconfig` names contexts, so the demo exercises the ARN match too.
+LOCAL_CLUSTER_CONTEXTS = ("local", "arn:aws:eks:us-east-1:123456789012:cluster/demo")
+
+
 def _kubeconfig(path: Path, server: str, ca_file: Path, token: str, user: str) -> None:
     config: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
         "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+        "contexts": [{"name": name, "context": {"cluster": "local", "user": user}} for name in LOCAL_CLUSTER_CONTEXTS],
         "current-context": "local",
     }
     path.write_text(json.dumps(config, indent=2))

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib import dry_run
+
 _DRY_RUN_OK = "DryRunOperation"
+
+
+def _operation(call: Callable[..., Any]) -> str:
+    """`create_tags` -> `CreateTags`: the API operation a boto3 method sends."""
+    return "".join(part.title() for part in getattr(call, "__name__", "write").split("_"))
 
 
 def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -34,6 +41,7 @@ class EC2Gateway:
         except self._ec2.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != _DRY_RUN_OK:
                 raise
+        dry_run.checked(f"ec2:{_operation(call)}", "DryRun")
         return None
 
     def network_interfaces(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -99,16 +107,20 @@ class EC2Gateway:
         return dict(found[0]) if found else None
 
     def set_scale_in_protection(self, group: str, instance_id: str, *, protected: bool) -> None:
-        if not self.dry_run:
-            self._asg.set_instance_protection(
-                InstanceIds=[instance_id], AutoScalingGroupName=group, ProtectedFromScaleIn=protected
-            )
+        if self.dry_run:
+            dry_run.not_sent("autoscaling:SetInstanceProtection")
+            return
+        self._asg.set_instance_protection(
+            InstanceIds=[instance_id], AutoScalingGroupName=group, ProtectedFromScaleIn=protected
+        )
 
     def detach_from_group(self, group: str, instance_id: str) -> None:
-        if not self.dry_run:
-            self._asg.detach_instances(
-                InstanceIds=[instance_id], AutoScalingGroupName=group, ShouldDecrementDesiredCapacity=False
-            )
+        if self.dry_run:
+            dry_run.not_sent("autoscaling:DetachInstances")
+            return
+        self._asg.detach_instances(
+            InstanceIds=[instance_id], AutoScalingGroupName=group, ShouldDecrementDesiredCapacity=False
+        )
 
     def snapshots_of(self, volume_id: str, tags: dict[str, str]) -> list[dict[str, Any]]:
         wanted = {"volume-id": [volume_id], **{f"tag:{k}": [v] for k, v in tags.items()}}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.actions.base import IAMStatement
+from chalicelib.errors import ClusterAccessError
 
 # EKS accepts a token for 15 minutes after signing; refresh well before that.
 TOKEN_TTL_SECONDS = 14 * 60
@@ -53,9 +54,21 @@ class ClusterConfig:
     expires_at: float
 
 
-def eks_kubeconfig(session: Any, cluster: str, region: str) -> ClusterConfig:
-    """A kubeconfig dict for `cluster`, valid until `expires_at` (monotonic seconds)."""
+def eks_kubeconfig(session: Any, cluster: str, region: str, account: str | None = None) -> ClusterConfig:
+    """A kubeconfig dict for `cluster`, valid until `expires_at` (monotonic seconds).
+
+    With `account`, the cluster found must be in that account: the responder's credentials
+    reach only their own account, and a finding about a cluster of the same name elsewhere
+    must not act on this one.
+    """
     info = session.client("eks", region_name=region).describe_cluster(name=cluster)["cluster"]
+    arn = str(info.get("arn") or "")
+    found = arn.split(":")[4] if arn.count(":") >= 5 else ""  # noqa: PLR2004 - arn:partition:eks:region:account:...
+    if account and found != account:
+        raise ClusterAccessError(
+            f"cluster {cluster} in region {region} reached with these credentials is in account {found or '?'}, "
+            f"not the finding's account {account}; nothing is done in another account's cluster"
+        )
     token = bearer_token(session, cluster, region)
     config = {
         "apiVersion": "v1",

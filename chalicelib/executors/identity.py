@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib import dry_run
 from chalicelib.actions.base import IAMStatement
 
 _MISSING = {"NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException"}
@@ -52,15 +53,19 @@ class IdentityGateway:
         return dict(json.loads(document) if isinstance(document, str) else document)
 
     def put_role_policy(self, role: str, policy: str, document: dict[str, Any]) -> None:
-        if not self.dry_run:
-            self._iam.put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(document))
+        if self.dry_run:
+            dry_run.not_sent("iam:PutRolePolicy")
+            return
+        self._iam.put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(document))
 
     def access_keys(self, user: str) -> list[dict[str, Any]]:
         return [dict(k) for k in self._iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
 
     def set_access_key_status(self, user: str, key_id: str, status: str) -> None:
-        if not self.dry_run:
-            self._iam.update_access_key(UserName=user, AccessKeyId=key_id, Status=status)
+        if self.dry_run:
+            dry_run.not_sent("iam:UpdateAccessKey")
+            return
+        self._iam.update_access_key(UserName=user, AccessKeyId=key_id, Status=status)
 
     def instance_profile_roles(self, profile: str) -> list[str]:
         try:
@@ -97,8 +102,10 @@ class IdentityGateway:
         return entry
 
     def delete_access_entry(self, cluster: str, principal_arn: str) -> None:
-        if not self.dry_run:
-            self._eks.delete_access_entry(clusterName=cluster, principalArn=principal_arn)
+        if self.dry_run:
+            dry_run.not_sent("eks:DeleteAccessEntry")
+            return
+        self._eks.delete_access_entry(clusterName=cluster, principalArn=principal_arn)
 
 
 class IdentityConnector:

@@ -12,6 +12,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from chalicelib import dry_run
 from chalicelib.actions.base import IAMStatement
 from chalicelib.actions.kms.common import key_id
 
@@ -39,34 +40,44 @@ class KMSGateway:
             return None
 
     def cancel_key_deletion(self, key: str) -> None:
-        if not self.dry_run:
-            self._kms.cancel_key_deletion(KeyId=key_id(key))
+        if self.dry_run:
+            dry_run.not_sent("kms:CancelKeyDeletion")
+            return
+        self._kms.cancel_key_deletion(KeyId=key_id(key))
 
     def enable_key(self, key: str) -> None:
-        if not self.dry_run:
-            self._kms.enable_key(KeyId=key_id(key))
+        if self.dry_run:
+            dry_run.not_sent("kms:EnableKey")
+            return
+        self._kms.enable_key(KeyId=key_id(key))
 
     def rotation_enabled(self, key: str) -> bool:
         return bool(self._kms.get_key_rotation_status(KeyId=key_id(key))["KeyRotationEnabled"])
 
     def enable_key_rotation(self, key: str) -> None:
-        if not self.dry_run:
-            self._kms.enable_key_rotation(KeyId=key_id(key))
+        if self.dry_run:
+            dry_run.not_sent("kms:EnableKeyRotation")
+            return
+        self._kms.enable_key_rotation(KeyId=key_id(key))
 
     def key_policy(self, key: str) -> str:
         return str(self._kms.get_key_policy(KeyId=key_id(key), PolicyName="default")["Policy"])
 
     def put_key_policy(self, key: str, policy: str) -> None:
-        if not self.dry_run:
-            self._kms.put_key_policy(KeyId=key_id(key), PolicyName="default", Policy=policy)
+        if self.dry_run:
+            dry_run.not_sent("kms:PutKeyPolicy")
+            return
+        self._kms.put_key_policy(KeyId=key_id(key), PolicyName="default", Policy=policy)
 
     def grants(self, key: str) -> list[dict[str, Any]]:
         pages = self._kms.get_paginator("list_grants").paginate(KeyId=key_id(key))
         return [dict(g) for page in pages for g in page.get("Grants", [])]
 
     def revoke_grant(self, key: str, grant_id: str) -> None:
-        if not self.dry_run:
-            self._kms.revoke_grant(KeyId=key_id(key), GrantId=grant_id)
+        if self.dry_run:
+            dry_run.not_sent("kms:RevokeGrant")
+            return
+        self._kms.revoke_grant(KeyId=key_id(key), GrantId=grant_id)
 
     def tags(self, key: str) -> dict[str, str]:
         found = self._kms.list_resource_tags(KeyId=key_id(key)).get("Tags", [])

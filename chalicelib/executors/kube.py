@@ -6,6 +6,7 @@ dry run is validated and authorised by the API server exactly like the real requ
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -20,6 +21,7 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
 from lightkube.types import PatchType
 
+from chalicelib import dry_run
 from chalicelib.actions.base import RBACRule
 from chalicelib.errors import ClusterAccessError
 from chalicelib.executors.eks_auth import eks_kubeconfig
@@ -76,11 +78,17 @@ class KubeGateway:
     def list_jobs(self, namespace: str) -> list[dict[str, Any]]:
         return [_to_dict(p) for p in self._client.list(Job, namespace=namespace)]
 
+    def _checked(self, call: str) -> None:
+        if self._dry_run:
+            dry_run.checked(f"Kubernetes {call}", "server-side dryRun=All")
+
     def patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self._client.patch(Pod, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=self._dry_run)
+        self._checked("patch pod")
 
     def delete_pod(self, namespace: str, name: str, grace_period_seconds: int | None) -> None:
         self._client.delete(Pod, name, namespace=namespace, grace_period=grace_period_seconds, dry_run=self._dry_run)
+        self._checked("delete pod")
 
     def pod_events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         events = self._client.list(Event, namespace=namespace, fields={"involvedObject.name": name})
@@ -97,6 +105,7 @@ class KubeGateway:
 
     def patch_node(self, name: str, patch: dict[str, Any]) -> None:
         self._client.patch(Node, name, patch, patch_type=PatchType.MERGE, dry_run=self._dry_run)
+        self._checked("patch node")
 
     def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(NetworkPolicy, name, namespace)
@@ -123,6 +132,7 @@ class KubeGateway:
             self._client.delete(ClusterRoleBinding, name, dry_run=self._dry_run)
         else:
             self._client.delete(RoleBinding, name, namespace=namespace, dry_run=self._dry_run)
+        self._checked(f"delete {kind}")
 
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(ConfigMap, name, namespace)
@@ -133,6 +143,7 @@ class KubeGateway:
         self._client.patch(
             ConfigMap, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=self._dry_run
         )
+        self._checked("patch configmap")
 
     def create_cluster_object(self, body: dict[str, Any]) -> str:
         """Create a cluster-scoped object of any API; "unsupported" when the cluster does not serve its API."""
@@ -153,18 +164,24 @@ class KubeGateway:
             if exc.response.status_code == _NOT_FOUND:
                 return "unsupported"
             raise
+        self._checked(f"create {kind}")
         return "created"
 
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None:
         policy = cast("NetworkPolicy", NetworkPolicy.from_dict(body))
         self._client.create(policy, namespace=namespace, dry_run=self._dry_run)
+        self._checked("create NetworkPolicy")
 
 
 class ClusterConnector:
-    """Builds (and caches per container) a gateway for a cluster name.
+    """Builds (and caches per container) a gateway for one cluster: name, region and account.
 
-    With a kubeconfig, its context named like the cluster is used, else its current context;
-    without one, the cluster is looked up with eks:DescribeCluster and a token is signed.
+    With a kubeconfig, only a context for exactly that cluster is used: a context named like the
+    cluster, or named (or pointing at a cluster entry named) by its EKS ARN, as `aws eks
+    update-kubeconfig` writes them. An ARN must agree with the finding's account and region.
+    There is no fallback to the current context: a finding about another cluster must never act
+    on this one. Without a kubeconfig, the cluster is looked up with eks:DescribeCluster in the
+    finding's region and a token is signed.
     """
 
     def __init__(
@@ -177,18 +194,20 @@ class ClusterConnector:
         self._kubeconfig = kubeconfig
         self._aws_session = aws_session
         self._region = region
-        self._clients: dict[str, tuple[Client, float]] = {}
+        self._clients: dict[tuple[str, str, str], tuple[Client, float]] = {}
 
     def close(self) -> None:
         for client, _ in self._clients.values():
             client.close()
         self._clients.clear()
 
-    def gateway(self, cluster: str, region: str | None, *, dry_run: bool) -> KubeGateway:
-        return KubeGateway(self._client(cluster, region), dry_run=dry_run)
+    def gateway(self, cluster: str, region: str | None, *, dry_run: bool, account: str | None = None) -> KubeGateway:
+        return KubeGateway(self._client(cluster, region, account), dry_run=dry_run)
 
-    def _client(self, cluster: str, region: str | None) -> Client:
-        cached = self._clients.get(cluster)
+    def _client(self, cluster: str, region: str | None, account: str | None) -> Client:
+        # Clusters named alike in two regions or accounts are different clusters.
+        key = (account or "", region or self._region or "", cluster)
+        cached = self._clients.get(key)
         if cached and cached[1] > time.monotonic():
             return cached[0]
         if cached:
@@ -196,14 +215,14 @@ class ClusterConnector:
         try:
             if self._kubeconfig is not None:
                 kc = KubeConfig.from_file(self._kubeconfig)
-                names = set(kc.contexts or {})
-                config = kc.get(context_name=cluster) if cluster in names else kc.get()
+                context = context_for(kc, cluster, region, account)
+                config = kc.get(context_name=context)
                 client, expires = Client(config, timeout=_TIMEOUT, field_manager="eks-responder"), float("inf")
             else:
                 where = region or self._region
                 if not where:
                     raise ClusterAccessError(f"no region known for cluster {cluster}")
-                built = eks_kubeconfig(self._aws_session(), cluster, where)
+                built = eks_kubeconfig(self._aws_session(), cluster, where, account)
                 kc = KubeConfig.from_dict(built.kubeconfig)
                 client = Client(kc, timeout=_TIMEOUT, field_manager="eks-responder")
                 expires = built.expires_at
@@ -211,5 +230,38 @@ class ClusterConnector:
             raise
         except Exception as exc:
             raise ClusterAccessError(f"cannot reach cluster {cluster}: {exc}") from exc
-        self._clients[cluster] = (client, expires)
+        self._clients[key] = (client, expires)
         return client
+
+
+_EKS_ARN = re.compile(r"^arn:aws[a-z-]*:eks:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):cluster/(?P<name>[^/]+)$")
+
+
+def context_for(kc: KubeConfig, cluster: str, region: str | None, account: str | None) -> str:
+    """The kubeconfig context for exactly this cluster, or ClusterAccessError saying why there is none."""
+    contexts = kc.contexts or {}
+    matches: list[str] = []
+    mismatched: list[str] = []
+    for name, context in contexts.items():
+        names = {name, str(getattr(context, "cluster", "") or "")}
+        arns = [m for m in (_EKS_ARN.match(n) for n in names) if m]
+        if arns:
+            arn = arns[0]
+            if arn["name"] != cluster:
+                continue
+            if (region and arn["region"] != region) or (account and arn["account"] != account):
+                mismatched.append(f"{name} (account {arn['account']}, region {arn['region']})")
+                continue
+            matches.append(name)
+        elif name == cluster:
+            matches.append(name)
+    if len(matches) == 1:
+        return matches[0]
+    where = f"cluster {cluster} (account {account or '?'}, region {region or '?'})"
+    if len(matches) > 1:
+        raise ClusterAccessError(f"several kubeconfig contexts match {where}: {', '.join(sorted(matches))}")
+    detail = f"; contexts for a cluster of that name elsewhere: {', '.join(mismatched)}" if mismatched else ""
+    raise ClusterAccessError(
+        f"no kubeconfig context for {where}{detail}. Name a context after the cluster or its EKS ARN; "
+        "the responder never uses another cluster's context"
+    )

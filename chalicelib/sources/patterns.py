@@ -42,9 +42,12 @@ INSPECTOR_IMAGE_FINDING: dict[str, Any] = {
     "detail": {"resources": {"type": ["AWS_ECR_CONTAINER_IMAGE"]}},
 }
 
-# Flow logs delivered to S3 (text, gzip): the bucket must send its events to EventBridge.
+# Flow logs delivered to S3 (text, gzip): the bucket must send its events to EventBridge. The key
+# must look like a flow log's (`[prefix/]AWSLogs/<account>/vpcflowlogs/...`, Hive-style too), so
+# other gzip logs in the account (load balancers, applications) never invoke the function; the
+# function itself reads only FLOW_LOGS_BUCKET.
 FLOW_LOG_OBJECT: dict[str, Any] = {
     "source": ["aws.s3"],
     "detail-type": ["Object Created"],
-    "detail": {"object": {"key": [{"suffix": ".log.gz"}]}},
+    "detail": {"object": {"key": [{"wildcard": "*AWSLogs/*vpcflowlogs*.log.gz"}]}},
 }

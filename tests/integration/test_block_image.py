@@ -15,12 +15,14 @@ from lightkube.types import PatchType
 from chalicelib.actions.k8s.block_image import kyverno_policy, policy_name
 from chalicelib.incident import Incident, ResourceKind, Severity
 from chalicelib.responder import Mode
+from chalicelib.settings import Settings
 from tests.integration.conftest import Cluster
 
 pytestmark = pytest.mark.integration
 
 ClusterPolicy = create_global_resource("kyverno.io", "v1", "ClusterPolicy", "clusterpolicies")
 REPOSITORY = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments"
+PROTECTED = Settings().all_protected_namespaces
 
 
 def scan(digest: str) -> Incident:
@@ -86,7 +88,7 @@ def test_a_critical_scan_labels_every_pod_running_the_digest_and_blocks_the_imag
     assert "Kyverno ClusterPolicy" in block.detail
     name = policy_name(f"{REPOSITORY}@{digest}")
     stored = cluster.admin.get(ClusterPolicy, name)
-    sent = kyverno_policy(f"{REPOSITORY}@{digest}", ["1.4"], report.incident.id)
+    sent = kyverno_policy(f"{REPOSITORY}@{digest}", ["1.4"], report.incident.id, PROTECTED)
     spec = stored.to_dict()["spec"]  # type: ignore[no-untyped-call]
     assert spec == sent["spec"]  # nothing pruned: the server knows every field written
     assert stored.metadata.labels["app.kubernetes.io/managed-by"] == "eks-responder"
@@ -94,6 +96,8 @@ def test_a_critical_scan_labels_every_pod_running_the_digest_and_blocks_the_imag
     again = responder.handle(scan(digest), Mode.LIVE)
     (block_again,) = [r for r in again.actions if r.action == "k8s:block-image"]
     assert (block_again.status.value, "already blocked" in block_again.detail) == ("skipped", True)
+    assert all(rule["exclude"]["any"][0]["resources"]["namespaces"] == sorted(PROTECTED) for rule in spec["rules"])
+
     cluster.admin.delete(ClusterPolicy, name)
 
 
@@ -110,7 +114,7 @@ def test_without_a_policy_api_the_manifests_go_to_the_evidence_store(
     folder = tmp_path / "evidence" / report.incident.id / "admission" / "local" / policy_name(f"{REPOSITORY}@{digest}")
     assert str(folder / "MANIFEST.json") in block.detail
     written = json.loads((folder / "kyverno-clusterpolicy.json").read_text())
-    assert written == kyverno_policy(f"{REPOSITORY}@{digest}", ["1.4"], report.incident.id)
+    assert written == kyverno_policy(f"{REPOSITORY}@{digest}", ["1.4"], report.incident.id, PROTECTED)
     native = json.loads((folder / "validating-admission-policy.json").read_text())
     assert [doc["kind"] for doc in native] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
 

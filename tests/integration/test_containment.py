@@ -209,7 +209,10 @@ def test_server_side_dry_run_changes_nothing(cluster: Cluster, admin: Client, ma
     )
     report = make_responder(POD_AND_NODE).handle(found, Mode.DRY_RUN)
     assert {r.status.value for r in report.actions} == {"planned"}
-    assert any("dry run accepted by the API" in r.detail for r in report.actions)
+    details = {r.action: r.detail for r in report.actions}
+    assert "Kubernetes patch pod checked by the API (server-side dryRun=All), not applied" in details["k8s:label-pod"]
+    assert "Kubernetes create NetworkPolicy checked by the API" in details["k8s:isolate-pod"]
+    assert "Kubernetes patch node checked by the API" in details["k8s:cordon-node"]
     assert QUARANTINE_LABEL not in _labels(admin, cluster.namespace, pod)
     assert not admin.get(Node, node).spec.unschedulable
     assert not list(admin.list(NetworkPolicy, namespace=cluster.namespace))

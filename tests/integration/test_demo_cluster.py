@@ -36,7 +36,7 @@ class Demo:
         with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
             for key, value in env.items():
                 patch.setenv(key, value)
-            code = main(["replay", "--json", "--live", str(EVENTS)])
+            code = main(["replay", "--json", "--live", "--apply", str(EVENTS)])
         found: dict[str, dict[str, Any]] = {}
         for line in out.getvalue().splitlines():
             row = json.loads(line)

@@ -7,6 +7,7 @@ import base64
 import boto3
 import pytest
 
+from chalicelib.errors import ClusterAccessError
 from chalicelib.executors.eks_auth import eks_kubeconfig
 from devstack.stack import LocalStack
 
@@ -36,7 +37,7 @@ def test_kubeconfig_from_describe_cluster(local_stack: LocalStack) -> None:
         def events(self) -> object:
             return session.events
 
-    config = eks_kubeconfig(Endpointed(), "prod", "us-east-1").kubeconfig
+    config = eks_kubeconfig(Endpointed(), "prod", "us-east-1", "123456789012").kubeconfig
     cluster = config["clusters"][0]["cluster"]
     assert cluster["server"] == created["endpoint"]
     assert cluster["certificate-authority-data"] == created["certificateAuthority"]["data"]
@@ -44,3 +45,7 @@ def test_kubeconfig_from_describe_cluster(local_stack: LocalStack) -> None:
     assert token.startswith("k8s-aws-v1.")
     url = base64.urlsafe_b64decode(token.removeprefix("k8s-aws-v1.") + "==").decode()
     assert "Action=GetCallerIdentity" in url
+
+    # A finding about a cluster named "prod" in another account never reaches this one.
+    with pytest.raises(ClusterAccessError, match="not the finding's account 444455556666"):
+        eks_kubeconfig(Endpointed(), "prod", "us-east-1", "444455556666")

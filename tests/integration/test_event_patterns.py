@@ -98,8 +98,12 @@ def test_delivered_flow_log_objects_reach_the_flow_log_function_only(aws_session
         "AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/28/"
         "123456789012_vpcflowlogs_us-east-1_fl-1_20261128T0900Z_ab12.log.gz"
     )
-    events = [_object_created(flow_key), _object_created("reports/2026/summary.csv"),
+    alb_key = "AWSLogs/123456789012/elasticloadbalancing/us-east-1/2026/11/28/123456789012_elb_web_1.log.gz"
+    hive_key = ("logs/AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/aws-region=us-east-1/"
+                "123456789012_vpcflowlogs_us-east-1_fl-1_20261128T0900Z_cd34.log.gz")  # fmt: skip
+    events = [_object_created(flow_key), _object_created("reports/2026/summary.csv"), _object_created(alb_key),
+              _object_created("app/2026/11/28/server.log.gz"), _object_created(hive_key),
               load_json(SAMPLES / "ecr" / "ECR_Image_Scan_basic_COMPLETE.json")]  # fmt: skip
     routed = _route(aws_session, events)
-    assert routed["flow-log-object"] == [flow_key]
+    assert routed["flow-log-object"] == [flow_key, hive_key]
     assert routed["guardduty"] == routed["kms-api-call"] == []

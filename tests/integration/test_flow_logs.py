@@ -181,6 +181,12 @@ def test_an_s3_delivery_is_streamed_from_the_bucket_and_handled(
     other = wiring.flow_log_objects(_object_created("someone-elses", key), current, intake)
     assert other["deliveries"][0]["ignored"] == "not the flow-log bucket flow-logs"
 
+    # Without FLOW_LOGS_BUCKET no bucket is read as flow logs (an ALB log would raise alerts).
+    unset = wiring.flow_log_objects(_object_created("flow-logs", key), _settings(), intake)
+    assert unset["deliveries"] == [
+        {"origin": f"s3://flow-logs/{key}", "ignored": "FLOW_LOGS_BUCKET is not set: no bucket is read as flow logs"}
+    ]
+
 
 def test_a_truncated_object_is_scanned_up_to_the_damage_and_told(
     worker: Worker, make_responder: Any, aws_session: Any
@@ -199,7 +205,9 @@ def test_a_truncated_object_is_scanned_up_to_the_damage_and_told(
             told.append({k: report[k] for k in ("event_id", "error")})
 
     intake = wiring.flow_intake(make_responder(), Mode.PLAN, "us-east-1", None, [Recorder()])
-    result = wiring.flow_log_objects(_object_created("flow-logs", "cut.log.gz"), _settings(), intake)
+    result = wiring.flow_log_objects(
+        _object_created("flow-logs", "cut.log.gz"), _settings(flow_logs_bucket="flow-logs"), intake
+    )
     (delivery,) = result["deliveries"]
     assert "ends early" in delivery["error"]
     assert 0 < delivery["records"] < 20_000

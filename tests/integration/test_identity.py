@@ -65,6 +65,19 @@ def test_revoke_role_sessions_lands_exactly_the_deny(aws_session: Any, make_resp
     assert "alaterincident" in _policy(iam, "developer")["Statement"][0]["Sid"].lower()
 
 
+def test_a_dry_run_says_iam_writes_were_not_sent(aws_session: Any, make_responder: Any) -> None:
+    iam = aws_session.client("iam")
+    arn = _role(iam, "developer")
+    found = _with(Principal(PrincipalKind.IAM_ROLE, "developer", arn))
+    report = make_responder(rules_with("iam:revoke-role-sessions")).handle(found, Mode.DRY_RUN)
+    (result,) = report.actions
+    assert result.status.value == "planned"
+    # IAM has no dry run: the report must not claim the API accepted anything.
+    assert "iam:PutRolePolicy not sent (the API has no dry run)" in result.detail
+    assert "checked by the API" not in result.detail
+    assert iam.list_role_policies(RoleName="developer")["PolicyNames"] == []
+
+
 def test_deactivate_the_key_from_the_finding_or_all_keys(aws_session: Any, make_responder: Any) -> None:
     iam = aws_session.client("iam")
     arn = iam.create_user(UserName="ci-bot")["User"]["Arn"]

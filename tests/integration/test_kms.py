@@ -213,7 +213,7 @@ def test_live_replay_of_a_cloudtrail_record_restores_the_key(
     kms.schedule_key_deletion(KeyId=kid(key), PendingWindowInDays=7)
     monkeypatch.setenv("PROTECTED_KEYS", kid(key))
     monkeypatch.delenv("DRY_RUN", raising=False)
-    assert main(["replay", "--live", "--json", str(path)]) == 0
+    assert main(["replay", "--apply", "--json", str(path)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert [(a["action"], a["status"]) for a in result["actions"]][:2] == [
         ("kms:cancel-key-deletion", "succeeded"),

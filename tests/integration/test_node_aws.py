@@ -193,7 +193,12 @@ def test_dry_run_changes_nothing_in_aws(fleet: Fleet, make_responder: Any) -> No
     rules = rules_with("ec2:protect-instance", "ec2:snapshot-volumes", "ec2:isolate-instance")
     report = make_responder(rules).handle(_ec2_incident(fleet.instances[0]), Mode.DRY_RUN)
     assert {r.status.value for r in report.actions} == {"planned"}, [r.detail for r in report.actions]
-    assert all("dry run accepted" in r.detail for r in report.actions)
+    details = {r.action: r.detail for r in report.actions}
+    assert "ec2:ModifyInstanceAttribute checked by the API (DryRun), not applied" in details["ec2:protect-instance"]
+    # Auto Scaling has no dry run: the report says the call was not sent rather than "accepted".
+    assert "autoscaling:SetInstanceProtection not sent (the API has no dry run)" in details["ec2:protect-instance"]
+    assert "ec2:CreateSnapshot checked by the API (DryRun)" in details["ec2:snapshot-volumes"]
+    assert "ec2:ModifyNetworkInterfaceAttribute checked by the API (DryRun)" in details["ec2:isolate-instance"]
     assert fleet.state() == before
 
 

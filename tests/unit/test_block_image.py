@@ -63,11 +63,94 @@ def test_the_admission_policy_is_a_valid_v1_object_that_denies_digest_and_tags()
     assert policy["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "eks-responder"
 
 
+def test_the_admission_policy_never_matches_updates_of_existing_pods() -> None:
+    """Once an image is blocked, the responder must still be able to label and isolate the pods
+    that run it: only pod creation and the debug-container subresource are matched."""
+    policy, _ = admission_policy(IMAGE, ["1.4"], "inc-1")
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    matched = {(resource, op) for rule in rules for resource in rule["resources"] for op in rule["operations"]}
+    assert matched == {("pods", "CREATE"), ("pods/ephemeralcontainers", "UPDATE")}
+
+
+TAGGED = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:1.4"
+CLEAN = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:1.5"
+
+
+def _evaluate(spec: dict[str, Any], sub_resource: str = "") -> bool:
+    """The generated CEL, run by a real CEL evaluator with the variables the API server binds."""
+    import celpy
+    from celpy.adapter import json_to_cel
+
+    policy, _ = admission_policy(IMAGE, ["1.4"], "inc-1")
+    env = celpy.Environment()
+    program = env.program(env.compile(policy["spec"]["validations"][0]["expression"]))
+    bound = {"object": json_to_cel({"spec": spec}), "request": json_to_cel({"subResource": sub_resource})}
+    return bool(program.evaluate(bound))
+
+
+@pytest.mark.parametrize(
+    ("spec", "allowed"),
+    [
+        ({"containers": [{"name": "app", "image": IMAGE}]}, False),
+        ({"containers": [{"name": "app", "image": TAGGED}]}, False),
+        ({"containers": [{"name": "app", "image": "other.example/app@sha256:" + "ab" * 32}]}, False),
+        ({"containers": [{"name": "app", "image": CLEAN}], "initContainers": [{"name": "i", "image": TAGGED}]}, False),
+        ({"containers": [{"name": "app", "image": CLEAN}], "ephemeralContainers": [{"name": "d", "image": IMAGE}]},
+         False),
+        ({"containers": [{"name": "app", "image": CLEAN}]}, True),
+        ({"containers": [{"name": "app", "image": "nginx"}], "initContainers": [{"name": "i", "image": "busybox"}]},
+         True),
+    ],
+)  # fmt: skip
+def test_new_pods_that_use_the_image_are_denied_by_the_cel(spec: dict[str, Any], allowed: bool) -> None:
+    assert _evaluate(spec) is allowed
+
+
+def test_a_debug_container_is_judged_by_its_own_image_not_the_pods() -> None:
+    running = [{"name": "app", "image": IMAGE}]
+    # Forensics on a pod that still runs the blocked image: a clean debug container is allowed.
+    assert _evaluate({"containers": running, "ephemeralContainers": [{"name": "dbg", "image": "busybox"}]},
+                     "ephemeralcontainers")  # fmt: skip
+    # The blocked image smuggled in as a debug container is denied.
+    assert not _evaluate(
+        {"containers": [{"name": "app", "image": CLEAN}], "ephemeralContainers": [{"name": "x", "image": TAGGED}]},
+        "ephemeralcontainers",
+    )
+
+
+def test_protected_namespaces_are_never_blocked() -> None:
+    _, binding = admission_policy(IMAGE, [], "inc-1", ("kube-system", "eks-responder"))
+    selector = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+    assert selector == [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["eks-responder", "kube-system"]}
+    ]
+    assert ValidatingAdmissionPolicyBinding.from_dict(binding).to_dict() == binding
+    kyverno = kyverno_policy(IMAGE, [], "inc-1", ("kube-system",))
+    for rule in kyverno["spec"]["rules"]:
+        assert rule["exclude"] == {"any": [{"resources": {"namespaces": ["kube-system"]}}]}
+
+
+def test_the_action_excludes_every_protected_namespace() -> None:
+    kube = Kube({"ValidatingAdmissionPolicy": "created", "ValidatingAdmissionPolicyBinding": "created"})
+    run(kube)
+    values = kube.created[1]["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"]
+    assert set(values) == set(Settings().all_protected_namespaces)
+
+
 def test_the_kyverno_policy_denies_the_same_references() -> None:
     policy = kyverno_policy(IMAGE, ["1.4"], "inc-1")
     deny = policy["spec"]["rules"][0]["validate"]["deny"]["conditions"]["any"][0]
     assert deny["value"] == ["*@sha256:" + "ab" * 32, "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments:1.4"]
     assert policy["spec"]["validationFailureAction"] == "Enforce"
+    # New pods, and debug containers added to running ones: never an update of an existing pod.
+    matched = [r["match"]["any"][0]["resources"] for r in policy["spec"]["rules"]]
+    assert matched == [
+        {"kinds": ["Pod"], "operations": ["CREATE"]},
+        {"kinds": ["Pod/ephemeralcontainers"], "operations": ["UPDATE"]},
+    ]
+    debug = policy["spec"]["rules"][1]["validate"]["deny"]["conditions"]["any"][0]
+    assert debug["key"] == "{{ request.object.spec.ephemeralContainers[].image || `[]` }}"
+    assert debug["value"] == deny["value"]
 
 
 def test_policy_names_are_valid_and_stable() -> None:

@@ -170,3 +170,31 @@ def test_replay_of_flow_log_files_in_plan_and_human_form(tmp_path: Path, capsys:
                    str(flows / "v3_custom_nat_gateway.log")])  # fmt: skip
     assert fitted == 0
     assert json.loads(capsys.readouterr().out)["delivery"]["malformed"] == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "dry_run_env", "expected"),
+    [
+        ([], None, "plan"),
+        (["--live"], None, "dry-run"),
+        # A live replay that changes things is asked for by name: DRY_RUN=false alone is not enough.
+        (["--live"], "false", "dry-run"),
+        (["--live", "--apply"], None, "live"),
+        (["--apply"], "false", "live"),
+        # DRY_RUN=true still wins over --apply.
+        (["--live", "--apply"], "true", "dry-run"),
+    ],
+)
+def test_replay_changes_things_only_with_apply(
+    flags: list[str], dry_run_env: str | None, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from chalicelib.cli import _mode
+
+    if dry_run_env is None:
+        monkeypatch.delenv("DRY_RUN", raising=False)
+    else:
+        monkeypatch.setenv("DRY_RUN", dry_run_env)
+    args = argparse.Namespace(live="--live" in flags or "--apply" in flags, apply="--apply" in flags)
+    assert _mode(args).value == expected

@@ -71,8 +71,6 @@ class ProtectInstance(Action):
             elif not group.get("ProtectedFromScaleIn"):
                 ec2.set_scale_in_protection(name, target.name, protected=True)
                 done.append(f"scale-in protection in {name}")
-            if ec2.dry_run and done and done[-1].startswith(("detached", "scale-in")):
-                done[-1] += " (Auto Scaling has no dry run: not sent)"
         if not done:
             return Outcome(Status.SKIPPED, f"instance {target} is already protected")
         return Outcome(Status.SUCCEEDED, f"instance {target}: {', '.join(done)}", prior)

@@ -39,14 +39,35 @@ def references(image: str, tags: list[str]) -> list[str]:
     return [f"@{digest}", *(f"{repository}:{tag}" for tag in tags if tag)]
 
 
-def _cel(refs: list[str]) -> str:
+def _uses(field: str, tests: str) -> str:
+    return f"(has(object.spec.{field}) && object.spec.{field}.exists(c, {tests}))"
+
+
+def cel_expression(refs: list[str]) -> str:
+    """True when the request may pass: a new pod uses none of the references, or the debug
+    containers being added (the `ephemeralcontainers` subresource) use none of them.
+
+    Only new pods and new containers are judged: an update of an existing pod's metadata (the
+    responder's own quarantine labels on a pod that still runs the image) is never denied.
+    """
     tests = " || ".join(f"c.image.endsWith('{ref}')" if ref.startswith("@") else f"c.image == '{ref}'" for ref in refs)
-    kinds = ("containers", "initContainers", "ephemeralContainers")
-    return " && ".join(f"(!has(object.spec.{k}) || !object.spec.{k}.exists(c, {tests}))" for k in kinds)
+    pod = " || ".join(_uses(k, tests) for k in ("containers", "initContainers", "ephemeralContainers"))
+    debug = _uses("ephemeralContainers", tests)
+    return f"request.subResource == 'ephemeralcontainers' ? !{debug} : !({pod})"
 
 
-def admission_policy(image: str, tags: list[str], incident_id: str) -> list[dict[str, Any]]:
-    """A ValidatingAdmissionPolicy (Kubernetes 1.30+) and its binding that deny pods using the image."""
+def _namespace_selector(excluded: tuple[str, ...]) -> dict[str, Any]:
+    # Every namespace carries kubernetes.io/metadata.name (Kubernetes 1.21+): the platform's own
+    # namespaces are never blocked, so a block can never stop the cluster from healing itself.
+    expression = {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": sorted(excluded)}
+    return {"matchExpressions": [expression]}
+
+
+def admission_policy(
+    image: str, tags: list[str], incident_id: str, excluded_namespaces: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy (Kubernetes 1.30+) and its binding that deny new pods (and new
+    debug containers) using the image, outside the protected namespaces."""
     labels, annotations = responder_marks(incident_id)
     name = policy_name(image)
     meta = {"name": name, "labels": labels, "annotations": {**annotations, IMAGE_ANNOTATION: image}}
@@ -58,36 +79,58 @@ def admission_policy(image: str, tags: list[str], incident_id: str) -> list[dict
             "failurePolicy": "Fail",
             "matchConstraints": {
                 "resourceRules": [
+                    {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]},
                     {
                         "apiGroups": [""],
                         "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": ["pods"],
-                    }
+                        "operations": ["UPDATE"],
+                        "resources": ["pods/ephemeralcontainers"],
+                    },
                 ]
             },
             "validations": [
                 {
-                    "expression": _cel(references(image, tags)),
+                    "expression": cel_expression(references(image, tags)),
                     "message": f"image {image} is blocked by eks-responder (incident {incident_id})",
                 }
             ],
         },
     }
+    spec: dict[str, Any] = {"policyName": name, "validationActions": ["Deny"]}
+    if excluded_namespaces:
+        spec["matchResources"] = {"namespaceSelector": _namespace_selector(excluded_namespaces)}
     binding = {
         "apiVersion": f"{ADMISSION}/v1",
         "kind": "ValidatingAdmissionPolicyBinding",
         "metadata": {"name": name, "labels": labels, "annotations": meta["annotations"]},
-        "spec": {"policyName": name, "validationActions": ["Deny"]},
+        "spec": spec,
     }
     return [policy, binding]
 
 
-def kyverno_policy(image: str, tags: list[str], incident_id: str) -> dict[str, Any]:
-    """The same rule for clusters that run Kyverno instead."""
+def kyverno_policy(
+    image: str, tags: list[str], incident_id: str, excluded_namespaces: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The same rule for clusters that run Kyverno instead: new pods, and debug containers added
+    to running ones; never an update of an existing pod."""
     labels, annotations = responder_marks(incident_id)
     patterns = [f"*{ref}" if ref.startswith("@") else ref for ref in references(image, tags)]
-    deny = {"conditions": {"any": [{"key": "{{ images.*.*.reference }}", "operator": "AnyIn", "value": patterns}]}}
+    message = f"image {image} is blocked by eks-responder"
+    pods = {"conditions": {"any": [{"key": "{{ images.*.*.reference }}", "operator": "AnyIn", "value": patterns}]}}
+    debug_images = "{{ request.object.spec.ephemeralContainers[].image || `[]` }}"
+    debug = {"conditions": {"any": [{"key": debug_images, "operator": "AnyIn", "value": patterns}]}}
+    exclude = {"exclude": {"any": [{"resources": {"namespaces": sorted(excluded_namespaces)}}]}}
+
+    def rule(name: str, kinds: list[str], operation: str, deny: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": name,
+            "match": {"any": [{"resources": {"kinds": kinds, "operations": [operation]}}]},
+        }
+        if excluded_namespaces:
+            body.update(exclude)
+        body["validate"] = {"message": message, "deny": deny}
+        return body
+
     return {
         "apiVersion": "kyverno.io/v1",
         "kind": "ClusterPolicy",
@@ -100,18 +143,16 @@ def kyverno_policy(image: str, tags: list[str], incident_id: str) -> dict[str, A
             "validationFailureAction": "Enforce",
             "background": False,
             "rules": [
-                {
-                    "name": "block-image",
-                    "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
-                    "validate": {"message": f"image {image} is blocked by eks-responder", "deny": deny},
-                }
+                rule("block-image", ["Pod"], "CREATE", pods),
+                rule("block-image-debug-containers", ["Pod/ephemeralcontainers"], "UPDATE", debug),
             ],
         },
     }
 
 
 class BlockImage(Action):
-    """Deny new pods that use the image: a ValidatingAdmissionPolicy where the cluster serves the
+    """Deny new pods (and new debug containers) that use the image, outside the protected
+    namespaces: a ValidatingAdmissionPolicy where the cluster serves the
     API (Kubernetes 1.30+), else a Kyverno ClusterPolicy where Kyverno runs; otherwise both
     manifests are written to the evidence store for a human to apply. The image is matched by
     digest and by the repository tags the scan named (a pod spec only shows what it asks for).
@@ -138,7 +179,8 @@ class BlockImage(Action):
             return Outcome(Status.FAILED, f"not blocked: {target.name!r} is not an image reference this action accepts")
         tags = [t for t in ctx.incident.details.get("tags", "").split(",") if _TAG.match(t)]
         name = policy_name(target.name)
-        native = admission_policy(target.name, tags, ctx.incident.id)
+        excluded = ctx.settings.all_protected_namespaces
+        native = admission_policy(target.name, tags, ctx.incident.id, excluded)
         outcomes = [ctx.kube.create_cluster_object(doc) for doc in native]
         if "unsupported" not in outcomes:
             if outcomes == ["exists", "exists"]:
@@ -147,7 +189,7 @@ class BlockImage(Action):
             return Outcome(
                 Status.SUCCEEDED, f"blocked image {target}: ValidatingAdmissionPolicy {name}", {"created": created}
             )
-        kyverno = kyverno_policy(target.name, tags, ctx.incident.id)
+        kyverno = kyverno_policy(target.name, tags, ctx.incident.id, excluded)
         result = ctx.kube.create_cluster_object(kyverno)
         if result == "exists":
             return Outcome(Status.SKIPPED, f"image {target} is already blocked by Kyverno ClusterPolicy {name}")

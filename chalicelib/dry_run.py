@@ -1,0 +1,48 @@
+"""What each write of a dry run became, so a report never claims more than happened.
+
+Executors call `checked` when the API itself validated the write without applying it
+(Kubernetes `dryRun=All`, EC2 `DryRun=True`) and `not_sent` when the API has no dry run (IAM,
+KMS, EKS, Auto Scaling). The responder opens a journal around each action and puts what it
+holds in the action's result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+_journal: ContextVar[list[str] | None] = ContextVar("dry_run_journal", default=None)
+
+
+def checked(call: str, how: str) -> None:
+    """`call` went to the API as a dry run (`how`: the API's mechanism) and was accepted."""
+    _note(f"{call} checked by the API ({how}), not applied")
+
+
+def not_sent(call: str) -> None:
+    """`call` was not sent: its API has no dry run."""
+    _note(f"{call} not sent (the API has no dry run)")
+
+
+def _note(entry: str) -> None:
+    journal = _journal.get()
+    if journal is not None and entry not in journal:
+        journal.append(entry)
+
+
+@contextmanager
+def journal() -> Iterator[list[str]]:
+    """Collect what the writes inside the block became."""
+    entries: list[str] = []
+    token = _journal.set(entries)
+    try:
+        yield entries
+    finally:
+        _journal.reset(token)
+
+
+def describe(entries: list[str]) -> str:
+    if not entries:
+        return "no write was needed"
+    return "; ".join(entries)

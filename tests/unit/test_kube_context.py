@@ -1,0 +1,98 @@
+"""A finding acts only through a kubeconfig context for exactly its cluster: never the current one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from lightkube import KubeConfig
+
+from chalicelib.errors import ClusterAccessError
+from chalicelib.executors.kube import ClusterConnector, context_for
+
+ARN = "arn:aws:eks:eu-west-1:111122223333:cluster/prod"
+
+
+def kubeconfig(*contexts: tuple[str, str], current: str | None = None) -> KubeConfig:
+    clusters = sorted({c for _, c in contexts})
+    return KubeConfig.from_dict(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": c, "cluster": {"server": "https://127.0.0.1:1"}} for c in clusters],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": n, "context": {"cluster": c, "user": "u"}} for n, c in contexts],
+            "current-context": current or contexts[0][0],
+        }
+    )
+
+
+def test_a_context_named_like_the_cluster_is_used() -> None:
+    kc = kubeconfig(("staging", "staging"), ("prod", "prod"), current="staging")
+    assert context_for(kc, "prod", "eu-west-1", "111122223333") == "prod"
+
+
+def test_no_context_for_the_cluster_is_an_error_never_the_current_context() -> None:
+    kc = kubeconfig(("staging", "staging"), current="staging")
+    with pytest.raises(ClusterAccessError, match="no kubeconfig context for cluster prod") as err:
+        context_for(kc, "prod", "eu-west-1", "111122223333")
+    assert "never uses another cluster's context" in str(err.value)
+
+
+def test_an_eks_arn_context_matches_by_name_account_and_region() -> None:
+    kc = kubeconfig((ARN, ARN))
+    assert context_for(kc, "prod", "eu-west-1", "111122223333") == ARN
+
+
+def test_an_arn_cluster_entry_behind_a_short_context_name_counts() -> None:
+    kc = kubeconfig(("p", ARN))
+    assert context_for(kc, "prod", "eu-west-1", "111122223333") == "p"
+
+
+@pytest.mark.parametrize(("region", "account"), [("us-east-1", "111122223333"), ("eu-west-1", "444455556666")])
+def test_an_arn_in_another_region_or_account_is_refused(region: str, account: str) -> None:
+    kc = kubeconfig((ARN, ARN))
+    with pytest.raises(ClusterAccessError, match="elsewhere: arn:aws:eks:eu-west-1:111122223333:cluster/prod"):
+        context_for(kc, "prod", region, account)
+
+
+def test_an_arn_context_named_like_the_cluster_but_pointing_elsewhere_is_refused() -> None:
+    other = "arn:aws:eks:us-east-1:111122223333:cluster/prod"
+    kc = kubeconfig(("prod", other))
+    with pytest.raises(ClusterAccessError):
+        context_for(kc, "prod", "eu-west-1", "111122223333")
+
+
+def test_two_matching_contexts_are_ambiguous() -> None:
+    kc = kubeconfig(("prod", "prod"), (ARN, ARN))
+    with pytest.raises(ClusterAccessError, match="several kubeconfig contexts"):
+        context_for(kc, "prod", "eu-west-1", "111122223333")
+
+
+def test_clients_are_cached_per_account_region_and_name(tmp_path: Path) -> None:
+    east = "arn:aws:eks:us-east-1:111122223333:cluster/prod"
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": n, "cluster": {"server": f"https://127.0.0.{i}:1"}} for i, n in ((1, ARN), (2, east))
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": n, "context": {"cluster": n, "user": "u"}} for n in (ARN, east)],
+                "current-context": ARN,
+            }
+        )
+    )
+    connector = ClusterConnector(kubeconfig=path, aws_session=lambda: None, region=None)
+    try:
+        eu = connector.gateway("prod", "eu-west-1", dry_run=True, account="111122223333")
+        us = connector.gateway("prod", "us-east-1", dry_run=True, account="111122223333")
+        assert eu._client is not us._client
+        assert eu._client.config.cluster.server == "https://127.0.0.1:1"
+        assert us._client.config.cluster.server == "https://127.0.0.2:1"
+    finally:
+        connector.close()
