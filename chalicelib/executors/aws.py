@@ -65,10 +65,18 @@ class EC2Gateway:
         pages = self._ec2.get_paginator("describe_instances").paginate(Filters=_filters(filters))
         return [i for page in pages for r in page["Reservations"] for i in r.get("Instances", [])]
 
-    def find_security_group(self, vpc_id: str, tags: dict[str, str]) -> str | None:
+    def security_groups(self, vpc_id: str, tags: dict[str, str]) -> list[dict[str, Any]]:
         wanted = {"vpc-id": [vpc_id], **{f"tag:{k}": [v] for k, v in tags.items()}}
-        groups = self._ec2.describe_security_groups(Filters=_filters(wanted))["SecurityGroups"]
-        return str(groups[0]["GroupId"]) if groups else None
+        return list(self._ec2.describe_security_groups(Filters=_filters(wanted))["SecurityGroups"])
+
+    def security_group(self, group_id: str) -> dict[str, Any] | None:
+        try:
+            groups = self._ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+        except self._ec2.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidGroup.NotFound":
+                return None
+            raise
+        return dict(groups[0]) if groups else None
 
     def create_security_group(self, vpc_id: str, name: str, description: str, tags: dict[str, str]) -> str:
         created = self._write(
@@ -80,12 +88,15 @@ class EC2Gateway:
         )
         return str(created["GroupId"]) if created else ""
 
-    def revoke_all_egress(self, group_id: str) -> None:
+    def revoke_all_rules(self, group_id: str) -> tuple[int, int]:
+        """Remove every inbound and outbound rule; (inbound, outbound) rules removed."""
         group = self._ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-        if group.get("IpPermissionsEgress"):
-            self._write(
-                self._ec2.revoke_security_group_egress, GroupId=group_id, IpPermissions=group["IpPermissionsEgress"]
-            )
+        inbound, outbound = group.get("IpPermissions") or [], group.get("IpPermissionsEgress") or []
+        if inbound:
+            self._write(self._ec2.revoke_security_group_ingress, GroupId=group_id, IpPermissions=inbound)
+        if outbound:
+            self._write(self._ec2.revoke_security_group_egress, GroupId=group_id, IpPermissions=outbound)
+        return len(inbound), len(outbound)
 
     def set_interface_groups(self, interface_id: str, group_ids: list[str]) -> None:
         self._write(self._ec2.modify_network_interface_attribute, NetworkInterfaceId=interface_id, Groups=group_ids)

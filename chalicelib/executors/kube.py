@@ -16,7 +16,7 @@ from lightkube import ApiError, Client, KubeConfig
 from lightkube.generic_resource import create_global_resource
 from lightkube.resources.apps_v1 import ReplicaSet
 from lightkube.resources.batch_v1 import Job
-from lightkube.resources.core_v1 import ConfigMap, Event, Node, Pod, ServiceAccount
+from lightkube.resources.core_v1 import ConfigMap, Event, Node, Pod, Service, ServiceAccount
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
 from lightkube.types import PatchType
@@ -109,6 +109,18 @@ class KubeGateway:
 
     def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(NetworkPolicy, name, namespace)
+
+    def list_network_policies(self, namespace: str) -> list[dict[str, Any]]:
+        return [_to_dict(p) for p in self._client.list(NetworkPolicy, namespace=namespace)]
+
+    def patch_network_policy(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self._client.patch(
+            NetworkPolicy, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=self._dry_run
+        )
+        self._checked("patch NetworkPolicy")
+
+    def list_services(self, namespace: str) -> list[dict[str, Any]]:
+        return [_to_dict(s) for s in self._client.list(Service, namespace=namespace)]
 
     def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(ServiceAccount, name, namespace)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from lightkube import Client
-from lightkube.resources.core_v1 import Node, Pod
+from lightkube.resources.core_v1 import Node, Pod, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from chalicelib.actions.base import (
@@ -19,6 +19,8 @@ from chalicelib.actions.base import (
     QUARANTINE_POLICY,
     QUARANTINE_TAINT,
 )
+from chalicelib.actions.k8s.isolate_pod import ORIGINAL_LABELS_ANNOTATION
+from chalicelib.actions.k8s.selectors import selects, service_selects
 from chalicelib.incident import ResourceKind
 from chalicelib.responder import Mode
 from tests.integration.conftest import Cluster, incident, rules_with
@@ -66,8 +68,12 @@ def test_isolate_pod_quarantines_only_that_pod(cluster: Cluster, admin: Client, 
     assert labels[INCIDENT_LABEL] == found.id
     assert labels[MANAGED_BY_LABEL] == "eks-responder"
     assert labels[INVESTIGATION_LABEL] == "true"
-    assert labels["app"] == "web"  # the workload's own labels are kept
+    # The workload's own labels move to an annotation: no selector of the workload matches it now.
+    assert "app" not in labels
+    assert "pod-template-hash" not in labels
     pod = admin.get(Pod, bad, namespace=cluster.namespace)
+    original = json.loads(pod.metadata.annotations[ORIGINAL_LABELS_ANNOTATION])
+    assert original == {"app": "web", "pod-template-hash": "abc123"}
     assert pod.metadata.annotations[INCIDENT_ANNOTATION] == found.id
     assert QUARANTINE_LABEL not in _labels(admin, cluster.namespace, good)
 
@@ -312,3 +318,80 @@ class _BrokenEvidence:
 
     def location(self, key: str) -> str:
         return f"broken://{key}"
+
+
+def _np(namespace: str, name: str, selector: dict[str, Any], **rules: Any) -> dict[str, Any]:
+    spec = {"podSelector": selector, "policyTypes": [t.title() for t in rules], **rules}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}  # fmt: skip
+
+
+def test_isolation_holds_against_existing_allow_policies_and_services(
+    cluster: Cluster, admin: Client, make_responder: Any
+) -> None:
+    # GIVEN a namespace as teams run them: DNS for every pod, the ingress controller let in to the
+    # app, a NotIn policy, a Service, and a deny-all "quarantine" policy someone else wrote
+    ns = cluster.namespace
+    node = cluster.node("node-a", "i-0aaa")
+    bad, good = cluster.deployment("checkout", [node, node])
+    dns = [{"ports": [{"protocol": "UDP", "port": 53}]}]
+    cluster.create(_np(ns, "allow-dns", {}, egress=dns))
+    cluster.create(_np(ns, "allow-ingress-controller", {"matchLabels": {"app": "checkout"}}, ingress=[{}]))
+    not_db = {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]}
+    cluster.create(_np(ns, "allow-web-egress", not_db, egress=[{}]))
+    cluster.create(_np(ns, QUARANTINE_POLICY, {"matchLabels": {QUARANTINE_LABEL: "true"}}, ingress=[{}]))
+    cluster.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "checkout", "namespace": ns},
+                    "spec": {"selector": {"app": "checkout"}, "ports": [{"port": 80}]}})  # fmt: skip
+
+    # WHEN the pod is isolated
+    found = incident(namespace=ns, pods=(bad,))
+    report = make_responder(rules_with("k8s:isolate-pod")).handle(found, Mode.LIVE)
+    (result,) = report.actions
+    assert result.status.value == "succeeded", result.detail
+    assert "repaired NetworkPolicy" in result.detail
+    assert "verified" in result.detail
+
+    # THEN no policy but the (now deny-all) quarantine one selects the pod, and no Service does
+
+    labels = _labels(admin, ns, bad)
+    selecting = {
+        p.metadata.name: p.to_dict()["spec"]
+        for p in admin.list(NetworkPolicy, namespace=ns)
+        if selects(p.to_dict()["spec"].get("podSelector"), labels)
+    }
+    assert list(selecting) == [QUARANTINE_POLICY]
+    assert "ingress" not in selecting[QUARANTINE_POLICY]
+    assert "egress" not in selecting[QUARANTINE_POLICY]
+    assert not [s for s in admin.list(Service, namespace=ns) if service_selects(s.spec.selector, labels)]
+    # ... while the rest of the workload keeps its policies and its Service
+    other = _labels(admin, ns, good)
+    still = {
+        p.metadata.name
+        for p in admin.list(NetworkPolicy, namespace=ns)
+        if selects(p.to_dict()["spec"].get("podSelector"), other)
+    }
+    assert still == {"allow-dns", "allow-ingress-controller", "allow-web-egress"}
+    assert service_selects(admin.get(Service, "checkout", namespace=ns).spec.selector, other)
+    # ... and every change can be undone from the result
+    assert result.prior is not None
+    assert set(result.prior["policies_narrowed"]) == {f"{ns}/allow-dns", f"{ns}/allow-web-egress"}
+    assert result.prior["policies_narrowed"][f"{ns}/allow-web-egress"] == not_db
+    assert result.prior["network_policy_repaired"]["spec"]["ingress"] == [{}]
+    assert result.prior["labels"]["app"] == "checkout"
+
+    # A second run finds it isolated and verifies it
+    again = make_responder(rules_with("k8s:isolate-pod")).handle(found, Mode.LIVE)
+    assert (again.actions[0].status.value, again.actions[0].detail) == (
+        "skipped", f"pod {ns}/{bad} is already isolated (verified)")  # fmt: skip
+
+
+def test_isolation_that_does_not_hold_is_reported_failed(cluster: Cluster, make_responder: Any) -> None:
+    # A hostNetwork pod shares the node's network: NetworkPolicy cannot isolate it.
+    node = cluster.node("node-a", "i-0aaa")
+    cluster.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent", "namespace": cluster.namespace},
+                    "spec": {"nodeName": node, "hostNetwork": True,
+                             "containers": [{"name": "main", "image": "nginx"}]}})  # fmt: skip
+    found = incident(namespace=cluster.namespace, pods=("agent",))
+    (result,) = make_responder(rules_with("k8s:isolate-pod")).handle(found, Mode.LIVE).actions
+    assert result.status.value == "failed"
+    assert "hostNetwork" in result.detail

@@ -163,6 +163,41 @@ def test_node_playbook_isolates_protects_and_snapshots(fleet: Fleet, admin: Clie
     assert all(s["SnapshotId"] in results["ec2:snapshot-volumes"].detail for s in fleet.snapshots())
 
 
+def test_a_tagged_group_with_rules_is_never_trusted_as_it_is(fleet: Fleet, make_responder: Any) -> None:
+    # GIVEN someone who can create security groups made one that looks like the isolation group
+    target = fleet.instances[0]
+    vpc = fleet.instance(target)["VpcId"]
+    tags = [{"Key": ISOLATION_GROUP_TAG, "Value": "true"}]
+    spec = [{"ResourceType": "security-group", "Tags": tags}]
+    decoy = fleet.ec2.create_security_group(GroupName="decoy", Description="x", VpcId=vpc, TagSpecifications=spec)
+    fleet.ec2.authorize_security_group_ingress(
+        GroupId=decoy["GroupId"], IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    )
+    # ... and an earlier isolation group of ours that somebody has since opened up
+    ours = [*tags, {"Key": "managed-by", "Value": "eks-responder"}]
+    opened = fleet.ec2.create_security_group(
+        GroupName="opened", Description="x", VpcId=vpc,
+        TagSpecifications=[{"ResourceType": "security-group", "Tags": ours}],
+    )["GroupId"]  # fmt: skip
+    fleet.ec2.authorize_security_group_ingress(
+        GroupId=opened,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+    )
+    # WHEN the instance is isolated
+    report = make_responder(rules_with("ec2:isolate-instance")).handle(_ec2_incident(target), Mode.LIVE)
+    (result,) = report.actions
+    assert result.status.value == "succeeded", result.detail
+    # THEN the decoy is ignored, our group's rules are removed (and recorded), and it is verified
+    assert f"ignored {decoy['GroupId']}" in result.detail
+    assert "removed 1 inbound and 1 outbound rule(s)" in result.detail
+    assert "verified" in result.detail
+    assert {g for groups in fleet.interface_groups(target).values() for g in groups} == {opened}
+    sg = fleet.ec2.describe_security_groups(GroupIds=[opened])["SecurityGroups"][0]
+    assert (sg["IpPermissions"], sg["IpPermissionsEgress"]) == ([], [])
+    assert result.prior is not None
+    assert result.prior["isolation_group_rules_removed"]["inbound"][0]["FromPort"] == 22
+
+
 def test_a_second_run_changes_nothing(fleet: Fleet, make_responder: Any) -> None:
     found = _ec2_incident(fleet.instances[0])
     responder = make_responder()

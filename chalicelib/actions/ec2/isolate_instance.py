@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
 
 from chalicelib.actions import evidence_bundle
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import EC2API, Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
 from chalicelib.actions.ec2.common import (
     INSTANCE_ARN,
     ISOLATED_AT_TAG,
@@ -16,6 +17,7 @@ from chalicelib.actions.ec2.common import (
     incident_tags,
     instance,
     missing,
+    tags_of,
     terminated,
 )
 from chalicelib.settings import MANAGED_BY
@@ -25,7 +27,9 @@ SG_ARN = "arn:aws:ec2:{region}:{account}:security-group/*"
 
 class IsolateInstance(Action):
     """Cut the node off the network: every ENI (primary and the VPC CNI's secondary ones) moves
-    to one isolation security group per VPC, with no inbound and no outbound rule.
+    to one isolation security group per VPC, with no inbound and no outbound rule. A group is
+    used only when it is the account's, carries the responder's tags and has no rules (any it
+    has are removed); afterwards every interface and the group are read back and verified.
 
     The original groups of each ENI are recorded, so the change can be undone. Security groups
     are stateful: see the README for tracked connections and the other pods on the node.
@@ -45,7 +49,7 @@ class IsolateInstance(Action):
         IAMStatement(("ec2:CreateSecurityGroup",), (SG_ARN, "arn:aws:ec2:{region}:{account}:vpc/*")),
         IAMStatement(("ec2:CreateTags",), (SG_ARN,), {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}),
         IAMStatement(
-            ("ec2:RevokeSecurityGroupEgress",),
+            ("ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"),
             (SG_ARN,),
             {"StringEquals": {f"aws:ResourceTag/{ISOLATION_GROUP_TAG}": "true"}},
         ),
@@ -68,31 +72,88 @@ class IsolateInstance(Action):
             str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])]
             for e in found.get("NetworkInterfaces", [])
         }
-        group = ec2.find_security_group(vpc, {ISOLATION_GROUP_TAG: "true"})
+        owners = {str(e.get("OwnerId")) for e in found.get("NetworkInterfaces", []) if e.get("OwnerId")}
         done: list[str] = []
         prior: dict[str, Any] = {"network_interfaces": interfaces, "vpc": vpc}
-        if group is None:
-            tags = {ISOLATION_GROUP_TAG: "true", MANAGED_TAG: MANAGED_BY, "Name": "eks-responder-isolation"}
-            group = ec2.create_security_group(
-                vpc, f"eks-responder-isolation-{vpc}", "eks-responder: no inbound or outbound traffic", tags
-            )
-            if group:
-                ec2.revoke_all_egress(group)  # a new group allows all outbound traffic by default
-                prior["isolation_group_created"] = group
-            done.append(f"created isolation group {group or '(dry run)'} in {vpc}")
+        group = _isolation_group(ec2, vpc, owners, done, prior)
         to_move = {eni: groups for eni, groups in interfaces.items() if groups != [group]}
-        if not to_move and not done:
-            return Outcome(Status.SKIPPED, f"instance {target} is already isolated in {group}")
-        if ctx.evidence is not None and not ctx.dry_run:
-            base = f"{ctx.incident.id}/instances/{target.name}"
-            evidence_bundle.write(
-                ctx, base, {"instance.json": evidence_bundle.as_json(found)}, {"instance": target.name}
-            )
-        for eni, groups in to_move.items():
-            # In a dry run the group may not exist yet: prove the permission with the current groups.
-            ec2.set_interface_groups(eni, [group] if group else groups)
-        ec2.tag([target.name], {**incident_tags(ctx), ISOLATED_AT_TAG: ctx.now.isoformat()})
+        if to_move:
+            if ctx.evidence is not None and not ctx.dry_run:
+                base = f"{ctx.incident.id}/instances/{target.name}"
+                evidence_bundle.write(
+                    ctx, base, {"instance.json": evidence_bundle.as_json(found)}, {"instance": target.name}
+                )
+            for eni, groups in to_move.items():
+                # In a dry run the group may not exist yet: prove the permission with the current groups.
+                ec2.set_interface_groups(eni, [group] if group else groups)
+            ec2.tag([target.name], {**incident_tags(ctx), ISOLATED_AT_TAG: ctx.now.isoformat()})
+            moved = ", ".join(f"{eni} (was {' '.join(groups) or 'no group'})" for eni, groups in to_move.items())
+            done.append(f"moved {moved} to {group or 'the isolation group'}")
         prior["isolation_group"] = group
-        moved = ", ".join(f"{eni} (was {' '.join(groups) or 'no group'})" for eni, groups in to_move.items())
-        done.append(f"moved {moved} to {group or 'the isolation group'}")
-        return Outcome(Status.SUCCEEDED, "; ".join(done), prior)
+        if ctx.dry_run:
+            return Outcome(Status.SUCCEEDED, "; ".join(done) or f"instance {target} is already isolated", prior)
+        problem = verify(ec2, target.name, group)
+        if problem:
+            so_far = f" (done: {'; '.join(done)})" if done else ""
+            return Outcome(Status.FAILED, f"isolation of instance {target} does not hold: {problem}{so_far}", prior)
+        if not done:
+            return Outcome(Status.SKIPPED, f"instance {target} is already isolated in {group} (verified)")
+        return Outcome(
+            Status.SUCCEEDED, "; ".join(done) + f"; verified: every interface only in {group}, no rules", prior
+        )
+
+
+def _trusted(group: dict[str, Any], owners: set[str]) -> str | None:
+    """Why a group tagged as an isolation group is not used (None: it is the responder's)."""
+    if owners and str(group.get("OwnerId")) not in owners:
+        return f"owned by account {group.get('OwnerId')}, not the instance's"
+    if tags_of(group).get(MANAGED_TAG) != MANAGED_BY:
+        return f"not tagged {MANAGED_TAG}={MANAGED_BY}"
+    return None
+
+
+def _isolation_group(ec2: EC2API, vpc: str, owners: set[str], done: list[str], prior: dict[str, Any]) -> str:
+    """The VPC's isolation group, rule-less: a tag alone earns no trust, and rules are removed."""
+    for candidate in ec2.security_groups(vpc, {ISOLATION_GROUP_TAG: "true"}):
+        gid = str(candidate["GroupId"])
+        why = _trusted(candidate, owners)
+        if why:
+            done.append(f"ignored {gid}, tagged as an isolation group but {why}")
+            continue
+        inbound, outbound = candidate.get("IpPermissions") or [], candidate.get("IpPermissionsEgress") or []
+        if inbound or outbound:
+            ec2.revoke_all_rules(gid)
+            prior["isolation_group_rules_removed"] = {"group": gid, "inbound": inbound, "outbound": outbound}
+            done.append(
+                f"removed {len(inbound)} inbound and {len(outbound)} outbound rule(s) from isolation group {gid}"
+            )
+        return gid
+    tags = {ISOLATION_GROUP_TAG: "true", MANAGED_TAG: MANAGED_BY, "Name": "eks-responder-isolation"}
+    # A unique name: a group squatting on a predictable name could otherwise block the creation.
+    name = f"eks-responder-isolation-{vpc}-{uuid.uuid4().hex[:8]}"
+    group = ec2.create_security_group(vpc, name, "eks-responder: no inbound or outbound traffic", tags)
+    if group:
+        ec2.revoke_all_rules(group)  # a new group allows all outbound traffic by default
+        prior["isolation_group_created"] = group
+    done.append(f"created isolation group {group or '(dry run)'} in {vpc}")
+    return group
+
+
+def verify(ec2: EC2API, instance_id: str, group: str) -> str | None:
+    """Read back: why the instance is not isolated, or None when every ENI is only in the rule-less group."""
+    found = ec2.describe_instance(instance_id)
+    if found is None:
+        return None
+    wrong = {
+        str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])]
+        for e in found.get("NetworkInterfaces", [])
+    }
+    wrong = {eni: groups for eni, groups in wrong.items() if groups != [group]}
+    if wrong:
+        return ", ".join(f"{eni} is in {' '.join(groups) or 'no group'}" for eni, groups in wrong.items())
+    current = ec2.security_group(group)
+    if current is None:
+        return f"isolation group {group} does not exist"
+    if current.get("IpPermissions") or current.get("IpPermissionsEgress"):
+        return f"isolation group {group} has rules"
+    return None
