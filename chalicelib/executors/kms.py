@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from chalicelib import dry_run
+from chalicelib import dry_run, key_policies
 from chalicelib.actions.base import IAMStatement
 from chalicelib.actions.kms.common import key_id
 
@@ -147,7 +147,8 @@ class KeyRegistry:
 
 
 class PolicyStore:
-    """Last known good key policies: `<prefix>/key-policies/<key-id>.json` in S3, or a folder."""
+    """Each protected key's policy history (see chalicelib.key_policies):
+    `<prefix>/key-policies/<key-id>.json` in S3, or a folder."""
 
     def __init__(
         self, *, s3: Any = None, bucket: str | None = None, prefix: str = "", folder: Path | None = None
@@ -160,33 +161,47 @@ class PolicyStore:
     def _key(self, ident: str) -> str:
         return "/".join(p for p in (self._prefix, "key-policies", f"{ident}.json") if p)
 
-    def get(self, ident: str) -> dict[str, str] | None:
+    def read(self, ident: str) -> dict[str, Any]:
         if self._folder is not None:
             path = self._folder / self._key(ident)
-            return dict(json.loads(path.read_text())) if path.exists() else None
+            return key_policies.upgrade(json.loads(path.read_text())) if path.exists() else key_policies.empty()
         assert self._s3 is not None
         try:
             body = self._s3.get_object(Bucket=self._bucket, Key=self._key(ident))["Body"].read()
         except self._s3.exceptions.NoSuchKey:
-            return None
-        return dict(json.loads(body))
+            return key_policies.empty()
+        return key_policies.upgrade(json.loads(body))
 
-    def put(self, ident: str, policy: str, now: datetime | None = None) -> None:
-        record = json.dumps({"policy": policy, "stored_at": (now or datetime.now(UTC)).isoformat()})
+    def write(self, ident: str, record: dict[str, Any]) -> None:
+        text = json.dumps(record, indent=1)
         if self._folder is not None:
             path = self._folder / self._key(ident)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(record)
+            path.write_text(text)
             return
         assert self._s3 is not None
-        self._s3.put_object(Bucket=self._bucket, Key=self._key(ident), Body=record.encode())
+        self._s3.put_object(Bucket=self._bucket, Key=self._key(ident), Body=text.encode())
+
+    def observe(self, ident: str, policy: str, now: datetime | None = None) -> None:
+        record = self.read(ident)
+        key_policies.observe(record, policy, now or datetime.now(UTC))
+        self.write(ident, record)
+
+    def distrust(self, ident: str, sha: str, written_by: str, written_at: str) -> None:
+        record = self.read(ident)
+        if sha not in record["distrusted"]:
+            key_policies.distrust(record, sha, written_by, written_at, datetime.now(UTC))
+            self.write(ident, record)
+
+    def good_before(self, ident: str, when: datetime | None) -> dict[str, Any] | None:
+        return key_policies.good_before(self.read(ident), when)
 
 
 def snapshot_policies(registry: KeyRegistry, kms: KMSGateway, store: PolicyStore) -> list[str]:
-    """Store the current policy of every protected key; returns the key ids stored."""
+    """Record the current policy of every protected key; returns the key ids seen."""
     stored = []
     for arn in registry.protected_keys():
-        store.put(key_id(arn), kms.key_policy(arn))
+        store.observe(key_id(arn), kms.key_policy(arn))
         stored.append(key_id(arn))
     return stored
 
@@ -217,5 +232,12 @@ class Keys:
     def why_protected(self, arn: str) -> str | None:
         return self._registry.why_protected(arn)
 
-    def last_good_policy(self, ident: str) -> dict[str, str] | None:
-        return self._store.get(ident) if self._store else None
+    def good_policy_before(self, ident: str, when: datetime | None) -> dict[str, Any] | None:
+        return self._store.good_before(ident, when) if self._store else None
+
+    def distrust_policy(self, ident: str, sha: str, written_by: str, written_at: str) -> bool:
+        """Mark a tampering policy as never to be restored; False when there is no store."""
+        if self._store is None:
+            return False
+        self._store.distrust(ident, sha, written_by, written_at)
+        return True

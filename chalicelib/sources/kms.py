@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from chalicelib import key_policies
 from chalicelib.errors import EventError
 from chalicelib.incident import Incident, Principal, PrincipalRole, ResourceKind, Severity, principal_from_arn
 from chalicelib.sources.envelope import describe_validation
@@ -134,6 +135,8 @@ def _api_call(envelope: KMSEventModel, record: CloudTrailRecordModel, raw_ref: s
     for key in ("granteePrincipal", "retiringPrincipal", "pendingWindowInDays", "keyId"):
         if params.get(key) is not None:
             details[key] = str(params[key])
+    if isinstance(params.get("policy"), str):  # PutKeyPolicy: which version was written, never the text
+        details["written_policy_sha256"] = key_policies.digest(params["policy"])
     if (record.response_elements or {}).get("grantId"):
         details["grantId"] = str(record.response_elements["grantId"])  # type: ignore[index]
     identity = record.user_identity

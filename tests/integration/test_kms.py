@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -106,12 +107,88 @@ def test_a_replaced_policy_is_restored_to_the_last_known_good(
         "Statement": [{"Effect": "Allow", "Principal": outsider, "Action": "kms:*", "Resource": "*"}],
     }
     kms.put_key_policy(KeyId=kid(key), PolicyName="default", Policy=json.dumps(evil))
-    report = responder(make_responder, key).handle(event("PutKeyPolicy", key), Mode.LIVE)
+    report = responder(make_responder, key).handle(put_key_policy(key, evil), Mode.LIVE)
     # THEN the stored policy is back, and the replaced one is recorded
     restore = next(r for r in report.actions if r.action == "kms:restore-key-policy")
     assert restore.status.value == "succeeded", restore.detail
     assert json.loads(kms.get_key_policy(KeyId=kid(key), PolicyName="default")["Policy"]) == json.loads(good)
     assert json.loads(restore.prior["replaced_policy"]) == evil
+
+
+def put_key_policy(key: str, policy: dict[str, Any], at: datetime | None = None) -> Any:
+    """The CloudTrail record of an attacker's PutKeyPolicy, made at `at` (now by default)."""
+    params = {"keyId": key, "policyName": "default", "policy": json.dumps(policy)}
+    when = (at or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+    return event("PutKeyPolicy", key, eventTime=when, requestParameters=params, eventID=f"put-{when}")
+
+
+def _evil(account: str) -> dict[str, Any]:
+    outsider = {"AWS": f"arn:aws:iam::{account}:root"}
+    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": outsider, "Action": "kms:*",
+                                                   "Resource": "*"}]}  # fmt: skip
+
+
+def _policy(kms: Any, key: str) -> Any:
+    return json.loads(kms.get_key_policy(KeyId=kid(key), PolicyName="default")["Policy"])
+
+
+@pytest.fixture
+def snapshots(key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+    monkeypatch.setenv("PROTECTED_KEYS", kid(key))
+    monkeypatch.setenv("EVIDENCE_DIR", str(tmp_path / "evidence"))
+    wiring.reset()
+    return lambda: wiring.refresh_key_policies("us-east-1")
+
+
+def test_a_snapshot_between_the_attack_and_its_processing_never_makes_it_good(
+    kms: Any, key: str, make_responder: Any, snapshots: Any
+) -> None:
+    # GIVEN the hourly snapshot saw the good policy
+    snapshots()
+    good = _policy(kms, key)
+    # WHEN an attacker replaces the policy, the snapshot runs before the event is processed
+    call = put_key_policy(key, _evil("999999999999"))
+    kms.put_key_policy(KeyId=kid(key), PolicyName="default", Policy=json.dumps(_evil("999999999999")))
+    snapshots()
+    report = responder(make_responder, key).handle(call, Mode.LIVE)
+    # THEN the policy in force before the call comes back, not the one the snapshot saw last
+    restore = next(r for r in report.actions if r.action == "kms:restore-key-policy")
+    assert restore.status.value == "succeeded", restore.detail
+    assert _policy(kms, key) == good
+
+
+def test_a_tampering_policy_seen_in_a_dry_run_is_never_restored_later(
+    kms: Any, key: str, make_responder: Any, snapshots: Any
+) -> None:
+    snapshots()
+    good = _policy(kms, key)
+    # GIVEN the first attack was handled in a dry run (nothing reversed) and then snapshotted
+    first = put_key_policy(key, _evil("999999999999"))
+    kms.put_key_policy(KeyId=kid(key), PolicyName="default", Policy=json.dumps(_evil("999999999999")))
+    dry = responder(make_responder, key).handle(first, Mode.DRY_RUN)
+    assert "is distrusted" in next(r for r in dry.actions if r.action == "kms:restore-key-policy").detail
+    snapshots()
+    # WHEN a second attack follows
+    second = put_key_policy(key, _evil("888888888888"))
+    kms.put_key_policy(KeyId=kid(key), PolicyName="default", Policy=json.dumps(_evil("888888888888")))
+    report = responder(make_responder, key).handle(second, Mode.LIVE)
+    # THEN the restore skips the first attacker's policy (written by a non-administrator)
+    restore = next(r for r in report.actions if r.action == "kms:restore-key-policy")
+    assert restore.status.value == "succeeded", restore.detail
+    assert _policy(kms, key) == good
+
+
+def test_no_trusted_policy_from_before_the_call_is_a_clear_failure(
+    kms: Any, key: str, make_responder: Any, snapshots: Any
+) -> None:
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    snapshots()  # the first snapshot is newer than the call
+    kms.put_key_policy(KeyId=kid(key), PolicyName="default", Policy=json.dumps(_evil("999999999999")))
+    report = responder(make_responder, key).handle(put_key_policy(key, _evil("999999999999"), long_ago), Mode.LIVE)
+    restore = next(r for r in report.actions if r.action == "kms:restore-key-policy")
+    assert restore.status.value == "failed"
+    assert "no trusted policy" in restore.detail
+    assert "2020-01-01T00:00:00Z" in restore.detail
 
 
 def test_rotation_is_turned_back_on(kms: Any, key: str, make_responder: Any) -> None:

@@ -1,12 +1,14 @@
-"""kms:restore-key-policy: put back the key's last known good policy."""
+"""kms:restore-key-policy: put back the policy that was in force before the tampering call."""
 
 from __future__ import annotations
 
 import json
 from typing import ClassVar
 
+from chalicelib import key_policies
 from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
 from chalicelib.actions.kms.common import KEY_ARN, key_id, key_or_missing, keys
+from chalicelib.incident import PrincipalRole
 
 
 def _same(a: str, b: str) -> bool:
@@ -17,8 +19,10 @@ def _same(a: str, b: str) -> bool:
 
 
 class RestoreKeyPolicy(Action):
-    """Restore the policy stored by the scheduled snapshot (`refresh_key_policies`) if the key's
-    policy differs from it. The replaced policy is recorded, so it can be put back.
+    """Restore the newest trusted policy version that was in force before the call's eventTime
+    (versions are recorded by the scheduled snapshot, `refresh_key_policies`). The policy the
+    call wrote is marked distrusted first, so no later snapshot can make it a restore target.
+    The replaced policy is recorded, so it can be put back.
 
     Example::
 
@@ -27,24 +31,37 @@ class RestoreKeyPolicy(Action):
 
     name = "kms:restore-key-policy"
     target_kind = "key"
-    summary = "restore the key's last known good policy (kept by the scheduled snapshot)"
+    summary = "restore the key policy in force before the tampering call (kept by the scheduled snapshot)"
     iam: ClassVar[tuple[IAMStatement, ...]] = (
         IAMStatement(("kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy"), (KEY_ARN,)),
     )
 
     def describe(self, target: Target, params: Params) -> str:
-        return f"restore the last known good policy of key {target}"
+        return f"restore the policy of key {target} in force before the call (newest trusted version)"
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
         metadata = key_or_missing(ctx, target)
         if isinstance(metadata, Outcome):
             return metadata
-        good = keys(ctx).last_good_policy(key_id(target.name))
+        ident = key_id(target.name)
+        details = ctx.incident.details
+        written = details.get("written_policy_sha256")
+        stamp = str(details.get("event_time") or "")
+        notes = []
+        if written:
+            caller = next((p.arn for p in ctx.incident.principals if p.involved_as is PrincipalRole.CALLER), None)
+            if keys(ctx).distrust_policy(ident, written, caller or "unknown", stamp):
+                notes.append(f"the written policy ({written[:12]}…) is distrusted: never restored")
+        when = key_policies.event_time(stamp)
+        good = keys(ctx).good_policy_before(ident, when)
         if good is None:
-            return Outcome(Status.FAILED, f"no last known good policy stored for key {target}: nothing to restore to")
+            before = f" from before {stamp}" if when else ""
+            return Outcome(Status.FAILED, f"no trusted policy of key {target} stored{before}: nothing to restore to")
         current = keys(ctx).key_policy(target.name)
         if _same(current, good["policy"]):
-            return Outcome(Status.SKIPPED, f"key {target} already has its last known good policy")
+            return Outcome(
+                Status.SKIPPED, "; ".join([f"key {target} already has the policy in force before the call", *notes])
+            )
         keys(ctx).put_key_policy(target.name, good["policy"])
-        detail = f"restored the policy of key {target} stored at {good.get('stored_at', '?')}"
-        return Outcome(Status.SUCCEEDED, detail, {"replaced_policy": current})
+        detail = f"restored the policy of key {target} first seen at {good.get('first_seen', '?')}"
+        return Outcome(Status.SUCCEEDED, "; ".join([detail, *notes]), {"replaced_policy": current})
