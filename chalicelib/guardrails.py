@@ -61,11 +61,6 @@ def _cordoned_recently(ctx: ActionContext, exclude: str) -> int:
     return counted
 
 
-def note_cordon(ctx: ActionContext) -> None:
-    """Count a cordon made in this run against the cap."""
-    ctx.cache["cordon-count"] = int(ctx.cache.get("cordon-count", 0)) + 1
-
-
 def static_block(  # noqa: PLR0911
     action: Action, target: Target, settings: Settings, incident_account: str = ""
 ) -> str | None:
@@ -112,14 +107,59 @@ def block(action: Action, target: Target, ctx: ActionContext) -> str | None:  # 
     if action.counts_against_node_cap and node is not None:
         already = ((node.get("metadata") or {}).get("annotations") or {}).get(CORDONED_AT_ANNOTATION)
         if not already:
-            count = _cordoned_recently(ctx, target.name)
             cap = settings.max_nodes_cordoned_per_hour
+            if _shared_caps(ctx):
+                return _lease(ctx, "node", target.name, cap, "cordoned", "MAX_NODES_CORDONED_PER_HOUR")
+            count = _cordoned_recently(ctx, target.name)
             if count >= cap:
                 return (
                     f"blast-radius cap reached: {count} node(s) of cluster {ctx.incident.cluster} cordoned "
                     f"in the last hour (MAX_NODES_CORDONED_PER_HOUR={cap})"
                 )
     return None
+
+
+def _shared_caps(ctx: ActionContext) -> bool:
+    # A dry run takes no real slot: it counts what it can see, as a plan would.
+    return ctx.caps is not None and not ctx.dry_run
+
+
+def _scope(ctx: ActionContext) -> str:
+    incident = ctx.incident
+    return f"{incident.account}#{incident.region}#{incident.cluster}"
+
+
+def _lease(ctx: ActionContext, kind: str, target: str, cap: int, verb: str, setting: str) -> str | None:
+    """Take one of the cap's slots for `target`, atomically across invocations; the reason when none is free."""
+    assert ctx.caps is not None
+    scope = _scope(ctx)
+    index = ctx.caps.reserve(kind, scope, cap, target, ctx.incident.id, ctx.now)
+    if index is not None:
+        ctx.cache.setdefault("leases", {})[(kind, target)] = (scope, index)
+        return None
+    reason = (
+        f"blast-radius cap reached: {cap} {kind}(s) of cluster {ctx.incident.cluster} {verb} "
+        f"in the last hour ({setting}={cap})"
+    )
+    if ctx.caps.first_to_reach(kind, scope, ctx.now):
+        ctx.notes.append(
+            f"CAP REACHED: {reason}; further {kind}s are held for the rest of the hour (told once per hour)"
+        )
+    return reason
+
+
+def settle(ctx: ActionContext, action: Action, target: Target, succeeded: bool) -> None:
+    """After an action that counts against a cap: count it, or give its slot back when it did nothing."""
+    kind = "node" if action.counts_against_node_cap else "instance" if action.counts_against_instance_cap else None
+    if kind is None:
+        return
+    if succeeded:
+        key = "cordon-count" if kind == "node" else "isolated-count"
+        ctx.cache[key] = int(ctx.cache.get(key, 0)) + 1
+        return
+    lease = ctx.cache.get("leases", {}).pop((kind, target.name), None)
+    if lease is not None and ctx.caps is not None:
+        ctx.caps.release(kind, lease[0], lease[1], target.name)
 
 
 def _tags(instance: dict[str, Any]) -> dict[str, str]:
@@ -137,11 +177,20 @@ def instance_block(action: Action, target: Target, ctx: ActionContext) -> str | 
         return f"instance {target.name} is protected by its tag {PROTECTED_TAG}=true"
     if not action.counts_against_instance_cap or ISOLATED_AT_TAG in tags:
         return None
-    return _instance_cap(ctx, target) or _last_ready_node(ctx, target, tags)
+    capped = _instance_cap(ctx, target)
+    if capped:
+        return capped
+    last = _last_ready_node(ctx, target, tags)
+    if last:
+        settle(ctx, action, target, succeeded=False)  # the slot just taken goes back
+    return last
 
 
 def _instance_cap(ctx: ActionContext, target: Target) -> str | None:
     assert ctx.aws is not None
+    if _shared_caps(ctx):
+        cap = ctx.settings.max_instances_isolated_per_hour
+        return _lease(ctx, "instance", target.name, cap, "isolated", "MAX_INSTANCES_ISOLATED_PER_HOUR")
     if "isolated-count" not in ctx.cache:
         since = ctx.now - timedelta(hours=1)
         isolated = ctx.aws.describe_instances(
@@ -164,10 +213,6 @@ def _instance_cap(ctx: ActionContext, target: Target) -> str | None:
             f"in the last hour (MAX_INSTANCES_ISOLATED_PER_HOUR={cap})"
         )
     return None
-
-
-def note_isolation(ctx: ActionContext) -> None:
-    ctx.cache["isolated-count"] = int(ctx.cache.get("isolated-count", 0)) + 1
 
 
 def _ready(node: dict[str, Any]) -> bool:

@@ -17,6 +17,7 @@ from chalicelib.actions.base import (
     Action,
     ActionContext,
     ActionResult,
+    CapStore,
     EvidenceSink,
     IdentityAPI,
     KeysAPI,
@@ -124,6 +125,7 @@ class Responder:
         identity: IdentityConnector | None = None,
         keys: Callable[..., KeysAPI] | None = None,
         scans: ScanFindings | None = None,
+        caps: CapStore | None = None,
     ) -> None:
         self._rules = rules
         self._settings = settings
@@ -134,6 +136,7 @@ class Responder:
         self._identity = identity
         self._keys = keys
         self._scans = scans
+        self._caps = caps
 
     def close(self) -> None:
         """Release connections (a Lambda keeps them for the container's life)."""
@@ -266,7 +269,9 @@ class Responder:
             identity = self._identity.gateway(incident.region, dry_run=dry_run)
         keys = self._keys(incident.region, dry_run=dry_run) if self._keys and "key" in kinds else None
         found.look_up_identities(incident, None if unreachable else kube, identity)
-        ctx = ActionContext(incident, self._settings, kube, self._clock(), dry_run, self._evidence, aws, identity, keys)
+        ctx = ActionContext(
+            incident, self._settings, kube, self._clock(), dry_run, self._evidence, aws, identity, keys, caps=self._caps
+        )
         results = []
         for action, params, target in _each_target(steps, found):
             where = incident.cluster or "-"
@@ -280,7 +285,7 @@ class Responder:
                 results.append(self._run_one(action, target, params, ctx))
         wrote = any(actions.get(r.action).writes_evidence and r.status is Status.SUCCEEDED for r in results)
         evidence = self._evidence.location(incident.id) if wrote and self._evidence else None
-        return Report(incident, rule, None, mode, tuple(results), tuple(found.notes), evidence)
+        return Report(incident, rule, None, mode, tuple(results), (*ctx.notes, *found.notes), evidence)
 
     def _run_one(self, action: Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:
         started = time.perf_counter()
@@ -301,11 +306,9 @@ class Responder:
                 outcome = action.run(ctx, target, params)
         except Exception as exc:  # noqa: BLE001 - one failing action never hides the others
             logger.warning("action failed", extra={"action": action.name, "target": str(target), "error": _brief(exc)})
+            guardrails.settle(ctx, action, target, succeeded=False)
             return result(Status.FAILED, _brief(exc))
-        if outcome.status is Status.SUCCEEDED and action.counts_against_node_cap:
-            guardrails.note_cordon(ctx)
-        if outcome.status is Status.SUCCEEDED and action.counts_against_instance_cap:
-            guardrails.note_isolation(ctx)
+        guardrails.settle(ctx, action, target, succeeded=outcome.status is Status.SUCCEEDED)
         if ctx.dry_run and outcome.status is Status.SUCCEEDED:
             # Say exactly what the dry run proved: which writes the API checked, which were not sent.
             detail = f"dry run: {outcome.detail} [{dry_run.describe(writes)}]"

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from chalicelib.actions.base import EvidenceSink, KeysAPI
+    from chalicelib.executors.caps import CapLeases
     from chalicelib.executors.kms import KeyRegistry, KMSGateway, PolicyStore
     from chalicelib.executors.ledger import IncidentLedger
     from chalicelib.flowlogs.addresses import Ranges
@@ -83,7 +84,16 @@ def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
         identity=IdentityConnector(aws_session),
         keys=build_keys(current),
         scans=ScanFindingsReader(aws_session),
+        caps=build_caps(current),
     )
+
+
+def build_caps(current: Settings) -> CapLeases | None:
+    """Caps shared by every invocation need the incident table; without it each run counts alone."""
+    from chalicelib.executors.caps import CapLeases
+
+    table = current.incidents_table
+    return CapLeases(table, aws_session().client("dynamodb")) if table else None
 
 
 def build_policy_store(current: Settings) -> PolicyStore | None:

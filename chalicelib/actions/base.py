@@ -243,6 +243,14 @@ class EvidenceSink(Protocol):
     def location(self, key: str) -> str: ...
 
 
+class CapStore(Protocol):
+    """Blast-radius caps shared by every invocation (executors.caps): atomic slot leases."""
+
+    def reserve(self, kind: str, scope: str, cap: int, target: str, incident: str, now: datetime) -> int | None: ...
+    def release(self, kind: str, scope: str, index: int, target: str) -> None: ...
+    def first_to_reach(self, kind: str, scope: str, now: datetime) -> bool: ...
+
+
 @dataclass
 class ActionContext:
     incident: Incident
@@ -255,6 +263,8 @@ class ActionContext:
     identity: IdentityAPI | None = None
     keys: KeysAPI | None = None
     cache: dict[str, Any] = field(default_factory=dict)
+    caps: CapStore | None = None
+    notes: list[str] = field(default_factory=list)  # said once in the report, not per action
 
 
 class Params(BaseModel):

@@ -21,6 +21,7 @@ from lightkube.types import PatchType
 
 from chalicelib import wiring
 from chalicelib.executors.aws import AwsConnector
+from chalicelib.executors.caps import CapLeases
 from chalicelib.executors.evidence import FolderEvidence
 from chalicelib.executors.identity import IdentityConnector
 from chalicelib.executors.kube import ClusterConnector
@@ -224,7 +225,13 @@ def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session
         rules = rules or load_rules(DEFAULT_RULES_FILE)
         keys = wiring.build_keys(current)
         scans = ScanFindingsReader(lambda: aws_session)
-        built.append(Responder(rules, current, connector, evidence, aws=aws, identity=identity, keys=keys, scans=scans))
+        table = current.incidents_table
+        caps = CapLeases(table, aws_session.client("dynamodb")) if table else None
+        built.append(
+            Responder(
+                rules, current, connector, evidence, aws=aws, identity=identity, keys=keys, scans=scans, caps=caps
+            )
+        )
         return built[-1]
 
     yield build
