@@ -10,17 +10,21 @@ module merges them into `.chalice/policy-<stage>.json` and `deploy/rbac/clusterr
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import re
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from chalicelib import actions
+from chalicelib import actions, functions
 from chalicelib.actions.base import IAMStatement, RBACRule
+
+if TYPE_CHECKING:
+    from chalicelib.policy.model import RulesFile
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE_DIR = ROOT / ".chalice"
@@ -29,12 +33,16 @@ RULES_SCHEMA_FILE = ROOT / "chalicelib" / "policy" / "rules.schema.json"
 CLUSTER_ROLE_NAME = "eks-responder"
 RESPONDER_GROUP = "eks-responders"
 
-LOGS: tuple[IAMStatement, ...] = (
-    IAMStatement(
-        ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"),
-        ("arn:aws:logs:{region}:{account}:log-group:/aws/lambda/eks-responder-*",),
-    ),
-)
+# IAM writes a function may hold, and how the resources they act on are named: each gets an
+# explicit Deny on the responder's own roles and on the protected principals.
+IAM_WRITES: dict[str, tuple[str, ...]] = {
+    "iam:PutRolePolicy": ("arn:aws:iam::{account}:role/{name}", "arn:aws:iam::{account}:role/*/{name}"),
+    "iam:UpdateAccessKey": ("arn:aws:iam::{account}:user/{name}", "arn:aws:iam::{account}:user/*/{name}"),
+    "eks:DeleteAccessEntry": ("arn:aws:eks:{region}:{account}:access-entry/*/*/*/{name}/*",),
+}
+OWN_ROLES = f"{functions.APP_NAME}-*"
+CLUSTER_KINDS = {"pod", "node", "binding", "principal", "image"}
+IDENTITY_KINDS = {"role", "user", "principal", "key"}
 
 
 def rbac_rules() -> list[RBACRule]:
@@ -49,7 +57,22 @@ def rbac_rules() -> list[RBACRule]:
     ]
 
 
-def iam_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
+def stage_rules(stage_env: dict[str, str]) -> RulesFile:
+    from chalicelib.policy.loader import load_rules
+    from chalicelib.settings import DEFAULT_RULES_FILE
+
+    given = stage_env.get("RULES_FILE")
+    return load_rules(ROOT / given if given else DEFAULT_RULES_FILE)
+
+
+def needs_cluster(function: functions.Function, rules: RulesFile) -> bool:
+    """Whether the function's role must be mapped into Kubernetes (the generated ClusterRole's group)."""
+    kinds = {a.target_kind for a in functions.reachable_actions(function, rules)}
+    return bool(kinds & CLUSTER_KINDS) or bool({"flowlogs", "ecr", "inspector"} & set(function.sources))
+
+
+def iam_statements(stage_env: dict[str, str], function: functions.Function, rules: RulesFile) -> list[IAMStatement]:
+    """What one function needs: its log group, what its source reads, and the actions its rules reach."""
     from chalicelib.executors import flow_sources
     from chalicelib.executors.eks_auth import IAM as EKS_AUTH
     from chalicelib.executors.identity import IAM as IDENTITY
@@ -57,24 +80,59 @@ def iam_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
     from chalicelib.executors.scan_findings import IAM as SCANS
     from chalicelib.flowlogs.attribution import IAM as ATTRIBUTION
 
+    reached = functions.reachable_actions(function, rules)
+    kinds = {a.target_kind for a in reached}
+    sources = set(function.sources)
+    snapshot = not function.sources
+    group = "arn:aws:logs:{region}:{account}:log-group:" + function.log_group("{stage}")
     statements = [
-        *LOGS,
-        *EKS_AUTH,
-        *IDENTITY,
-        *KEYS,
-        *SCANS,
-        *ATTRIBUTION,
-        *flow_sources.permissions(stage_env),
-        *(s for a in actions.REGISTRY.values() for s in a.iam),
+        IAMStatement(("logs:CreateLogGroup",), (group,)),
+        IAMStatement(("logs:CreateLogStream", "logs:PutLogEvents"), (f"{group}:*",)),
     ]
-    from chalicelib.executors import ledger
-    from chalicelib.notifiers import slack, sns
+    if needs_cluster(function, rules) or "key" in kinds or snapshot:
+        statements.extend(EKS_AUTH)  # the cluster's endpoint, or its secrets key
+    if kinds & IDENTITY_KINDS:
+        statements.extend(IDENTITY)
+    if "key" in kinds or snapshot:
+        statements.extend(KEYS)
+    if "ecr" in sources:
+        statements.extend(SCANS)
+    if "flowlogs" in sources:
+        statements.extend([*ATTRIBUTION, *flow_sources.permissions(stage_env)])
+    for action in reached:
+        statements.extend(action.iam)
+    if function.sources:
+        from chalicelib.executors import ledger
+        from chalicelib.notifiers import slack, sns
 
-    statements.extend([*slack.permissions(stage_env), *sns.permissions(stage_env), *ledger.permissions(stage_env)])
-    buckets = {stage_env.get("EVIDENCE_BUCKET") or "", stage_env.get("KEY_POLICY_BUCKET") or ""} - {""}
-    for bucket in sorted(buckets):
-        statements.extend(_bucket_statements(bucket))
+        statements.extend([*slack.permissions(stage_env), *sns.permissions(stage_env), *ledger.permissions(stage_env)])
+    if snapshot or "key" in kinds or any(a.writes_evidence for a in reached):
+        buckets = {stage_env.get("EVIDENCE_BUCKET") or "", stage_env.get("KEY_POLICY_BUCKET") or ""} - {""}
+        for bucket in sorted(buckets):
+            statements.extend(_bucket_statements(bucket))
     return statements
+
+
+def _name_variants(pattern: str) -> list[str]:
+    """IAM matches ARNs case-sensitively: a protected name is denied in the spellings people use."""
+    variants = [pattern, pattern.lower(), pattern.upper(), "-".join(w.title() for w in pattern.split("-"))]
+    return list(dict.fromkeys(variants))
+
+
+def deny_statements(stage_env: dict[str, str], allowed: list[IAMStatement]) -> list[IAMStatement]:
+    """An explicit Deny, for every IAM write the function holds, on the responder's own roles and on
+    the protected principals: no bug in a handler can turn the responder on itself or the break-glass."""
+    from chalicelib.settings import Settings
+
+    held = sorted({a for s in allowed for a in s.actions if a in IAM_WRITES})
+    protected = Settings.from_env(stage_env).protected_principals
+    names = [OWN_ROLES, *(v for p in protected if not p.startswith("arn:") for v in _name_variants(p))]
+    arns = [p for p in protected if p.startswith("arn:")]
+    denies = []
+    for action in held:
+        resources = [f.replace("{name}", n) for n in names for f in IAM_WRITES[action]]
+        denies.append(IAMStatement((action,), tuple(dict.fromkeys([*resources, *arns])), effect="Deny"))
+    return denies
 
 
 def _bucket_statements(bucket: str) -> list[IAMStatement]:
@@ -83,44 +141,57 @@ def _bucket_statements(bucket: str) -> list[IAMStatement]:
     return [IAMStatement(s.actions, tuple(r.replace("{evidence_bucket}", bucket) for r in s.resources)) for s in IAM_S3]
 
 
-def _sid(actions_: tuple[str, ...], resources: tuple[str, ...]) -> str:
+def _sid(effect: str, actions_: tuple[str, ...], resources: tuple[str, ...]) -> str:
     # Deterministic, readable ids keep regenerated diffs reviewable.
     words = [a.replace(":", " ").replace("*", "").title().replace(" ", "") for a in actions_[:2]]
-    parts = resources[0].split(":", 5)
+    parts = re.sub(r"\$\{[^}]*\}", "x", resources[0]).split(":", 5)
     kind = re.split("[:/]", parts[5])[0] if len(parts) == 6 else "Any"  # noqa: PLR2004 - arn:partition:service:region:account:resource
     on = "".join(part.title() for part in kind.replace("-", " ").split())
-    return "".join(words)[:90] + "On" + on
+    prefix = "Deny" if effect == "Deny" else ""
+    return prefix + "".join(words)[:90] + "On" + on
 
 
-def iam_policy(stage_env: dict[str, str]) -> dict[str, Any]:
+def iam_policy(stage_env: dict[str, str], function: functions.Function, stage: str = "dev") -> dict[str, Any]:
+    """The function's policy document. Without POLICY_ACCOUNT_ID, resources are scoped to the
+    function's own account through the `${aws:PrincipalAccount}` policy variable, never `*`."""
     values = {
-        "account": stage_env.get("POLICY_ACCOUNT_ID") or "*",
+        "account": stage_env.get("POLICY_ACCOUNT_ID") or "${aws:PrincipalAccount}",
         "region": stage_env.get("POLICY_REGION") or "*",
         "evidence_bucket": stage_env.get("EVIDENCE_BUCKET") or "",
+        "stage": stage,
     }
-    merged: dict[tuple[tuple[str, ...], str], set[str]] = defaultdict(set)
-    for stmt in iam_statements(stage_env):
-        resources = tuple(r.format(**values) for r in stmt.resources)
-        merged[(resources, json.dumps(stmt.conditions, sort_keys=True))].update(stmt.actions)
+    allowed = iam_statements(stage_env, function, stage_rules(stage_env))
+    merged: dict[tuple[str, tuple[str, ...], str], set[str]] = defaultdict(set)
+    for stmt in [*allowed, *deny_statements(stage_env, allowed)]:
+        resources = tuple(_fill(r, values) for r in stmt.resources)
+        merged[(stmt.effect, resources, json.dumps(stmt.conditions, sort_keys=True))].update(stmt.actions)
     body = []
     seen: set[str] = set()
-    for (resources, conditions), acts in sorted(merged.items(), key=lambda kv: (sorted(kv[1]), kv[0])):
+    for (effect, resources, conditions), acts in sorted(
+        merged.items(), key=lambda kv: (kv[0][0], sorted(kv[1]), kv[0][1])
+    ):
         ordered = tuple(sorted(acts))
-        sid = _sid(ordered, resources)
+        sid = _sid(effect, ordered, resources)
         while sid in seen:
             sid += "X"
         seen.add(sid)
-        statement: dict[str, Any] = {
-            "Sid": sid,
-            "Effect": "Allow",
-            "Action": list(ordered),
-            "Resource": list(resources),
-        }
+        statement: dict[str, Any] = {"Sid": sid, "Effect": effect, "Action": list(ordered), "Resource": list(resources)}
         condition = json.loads(conditions)
         if condition:
             statement["Condition"] = condition
         body.append(statement)
     return {"Version": "2012-10-17", "Statement": body}
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    # str.format would read the `${aws:...}` policy variable as a field: replace the named slots only.
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
+def policy_file(stage: str, function: functions.Function) -> str:
+    return f"policy-{stage}-{function.name}.json"
 
 
 def _rbac_rule(rule: RBACRule) -> dict[str, Any]:
@@ -149,23 +220,37 @@ def cluster_role_documents() -> list[dict[str, Any]]:
     return [role, binding]
 
 
-def _stages() -> dict[str, dict[str, Any]]:
-    config = json.loads((CHALICE_DIR / "config.json").read_text())
+def _stages(config: dict[str, Any]) -> dict[str, dict[str, str]]:
     base_env: dict[str, str] = config.get("environment_variables", {})
-    stages: dict[str, dict[str, Any]] = {}
-    for name, stage in config["stages"].items():
-        stages[name] = {
-            "env": {**base_env, **stage.get("environment_variables", {})},
-            "policy_file": stage.get("iam_policy_file", f"policy-{name}.json"),
-        }
-    return stages
+    return {name: {**base_env, **stage.get("environment_variables", {})} for name, stage in config["stages"].items()}
+
+
+def chalice_config(config: dict[str, Any]) -> dict[str, Any]:
+    """config.json with every function of every stage pointing at its own policy file."""
+    updated: dict[str, Any] = copy.deepcopy(config)
+    for name, stage in updated["stages"].items():
+        stage.pop("iam_policy_file", None)
+        per_function = stage.setdefault("lambda_functions", {})
+        for function in functions.FUNCTIONS:
+            per_function.setdefault(function.name, {})["iam_policy_file"] = policy_file(name, function)
+    return updated
+
+
+def cluster_roles(stage: str, stage_env: dict[str, str]) -> list[str]:
+    """The roles to map into Kubernetes for a stage: exactly the functions that reach a cluster."""
+    rules = stage_rules(stage_env)
+    return [f.role_name(stage) for f in functions.FUNCTIONS if needs_cluster(f, rules)]
 
 
 def rendered() -> dict[Path, str]:
     """Every generated file and the text it should have."""
     files: dict[Path, str] = {}
-    for stage in _stages().values():
-        files[CHALICE_DIR / stage["policy_file"]] = json.dumps(iam_policy(stage["env"]), indent=2) + "\n"
+    config = json.loads((CHALICE_DIR / "config.json").read_text())
+    for stage, env in _stages(config).items():
+        for function in functions.FUNCTIONS:
+            policy = iam_policy(env, function, stage)
+            files[CHALICE_DIR / policy_file(stage, function)] = json.dumps(policy, indent=2) + "\n"
+    files[CHALICE_DIR / "config.json"] = json.dumps(chalice_config(config), indent=2) + "\n"
     header = (
         "# Generated by `python -m chalicelib.permissions` from the actions' declarations. Do not edit.\n"
         "# Bind the Lambda's IAM role to the group below with an EKS access entry or aws-auth (see README).\n"
@@ -183,7 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail when a committed file differs")
     args = parser.parse_args(argv)
     stale = []
-    for path, text in rendered().items():
+    files = rendered()
+    for leftover in sorted(set(CHALICE_DIR.glob("policy-*.json")) - set(files)):
+        if args.check:
+            stale.append(f"{leftover.relative_to(ROOT)} (no longer generated)")
+        else:
+            leftover.unlink()
+            sys.stdout.write(f"removed {leftover.relative_to(ROOT)}\n")
+    for path, text in files.items():
         current = path.read_text() if path.exists() else None
         if current == text:
             continue

@@ -79,7 +79,7 @@ def create(session: Any, stage: str, account: str) -> dict[str, str]:
 
 def configure(config_file: Path, stage: str, names: dict[str, str]) -> None:
     config = json.loads(config_file.read_text())
-    config["stages"].setdefault(stage, {"iam_policy_file": f"policy-{stage}.json", "environment_variables": {}})
+    config["stages"].setdefault(stage, {"environment_variables": {}})
     config["stages"][stage].setdefault("environment_variables", {}).update(names)
     config_file.write_text(json.dumps(config, indent=2) + "\n")
 

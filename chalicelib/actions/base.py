@@ -68,6 +68,7 @@ class IAMStatement:
     actions: tuple[str, ...]
     resources: tuple[str, ...] = ("*",)
     conditions: dict[str, dict[str, str]] | None = field(default=None, hash=False, compare=False)
+    effect: Literal["Allow", "Deny"] = "Allow"
 
 
 @dataclass(frozen=True)

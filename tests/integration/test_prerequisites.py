@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import permissions
+from chalicelib import functions, permissions
 from deploy import prerequisites
 from tests.conftest import ROOT
 
@@ -31,6 +31,6 @@ def test_prerequisites_are_created_once_and_configured(aws_session: Any, tmp_pat
     assert env["SNS_TOPIC_ARN"].startswith("arn:aws:sns:us-east-1:")
     aws_session.client("secretsmanager").describe_secret(SecretId=env["SLACK_WEBHOOK_SECRET"])
     # The generated policy for that stage grants exactly those resources.
-    policy = json.dumps(permissions.iam_policy(env))
+    policy = json.dumps(permissions.iam_policy(env, functions.BY_NAME["on_guardduty_finding"], "prod"))
     for resource in (f"table/{env['INCIDENTS_TABLE']}", env["SNS_TOPIC_ARN"], f"{env['EVIDENCE_BUCKET']}/*"):
         assert resource in policy, resource

@@ -1,0 +1,74 @@
+"""The deployed Lambda functions, what each one handles and which rules it can reach.
+
+Each function gets its own IAM role and policy (chalicelib.permissions), holding only what the
+actions of the rules its incidents can reach declare, plus what its source needs to read. A
+function that never handles a GuardDuty finding never holds IAM writes, and one whose rules
+never touch a cluster is not mapped into Kubernetes at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chalicelib import actions
+from chalicelib.actions.base import Action
+from chalicelib.policy.model import Match, Rule, RulesFile
+
+APP_NAME = "eks-responder"
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    sources: tuple[str, ...]  # the incident sources it handles; empty for the key-policy snapshot
+    summary: str
+
+    def role_name(self, stage: str) -> str:
+        """The role Chalice creates for the function (app-stage-function)."""
+        return f"{APP_NAME}-{stage}-{self.name}"
+
+    def log_group(self, stage: str) -> str:
+        return f"/aws/lambda/{APP_NAME}-{stage}-{self.name}"
+
+
+FUNCTIONS: tuple[Function, ...] = (
+    Function("on_guardduty_finding", ("guardduty",), "GuardDuty findings"),
+    Function("on_kms_api_call", ("kms",), "CloudTrail KMS calls"),
+    Function("on_kms_key_event", ("kms",), "KMS key events"),
+    Function("on_ecr_image_scan", ("ecr", "inspector"), "ECR scan results"),
+    Function("on_inspector_finding", ("inspector",), "Inspector findings on images"),
+    Function("on_flow_log_object", ("flowlogs",), "flow logs delivered to S3"),
+    Function("on_flow_logs", ("flowlogs",), "flow logs from a CloudWatch Logs subscription"),
+    Function("refresh_key_policies", (), "the hourly key-policy snapshot"),
+)
+BY_NAME = {f.name: f for f in FUNCTIONS}
+
+
+def for_source(source: str) -> Function:
+    """The first function that handles incidents of `source` (functions of one source share a policy)."""
+    return next(f for f in FUNCTIONS if source in f.sources)
+
+
+def _catches_everything_from(match: Match, source: str) -> bool:
+    """A rule that matches every incident of `source`: the rules after it are out of reach."""
+    given = match.model_dump(exclude_defaults=True)
+    return set(given) <= {"sources"} and (not match.sources or source in match.sources)
+
+
+def reachable_rules(function: Function, rules: RulesFile) -> list[Rule]:
+    """The rules an incident of this function can be decided by (first match wins, top to bottom)."""
+    found: list[Rule] = []
+    for source in function.sources:
+        for rule in rules.rules:
+            if rule.match.sources and source not in rule.match.sources:
+                continue
+            if rule not in found:
+                found.append(rule)
+            if _catches_everything_from(rule.match, source):
+                break
+    return found
+
+
+def reachable_actions(function: Function, rules: RulesFile) -> list[Action]:
+    names = sorted({step.action for rule in reachable_rules(function, rules) for step in rule.actions})
+    return [actions.get(name) for name in names]
