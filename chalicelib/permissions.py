@@ -220,6 +220,11 @@ def cluster_role_documents() -> list[dict[str, Any]]:
     return [role, binding]
 
 
+def _config() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((CHALICE_DIR / "config.json").read_text())
+    return loaded
+
+
 def _stages(config: dict[str, Any]) -> dict[str, dict[str, str]]:
     base_env: dict[str, str] = config.get("environment_variables", {})
     return {name: {**base_env, **stage.get("environment_variables", {})} for name, stage in config["stages"].items()}
@@ -245,7 +250,7 @@ def cluster_roles(stage: str, stage_env: dict[str, str]) -> list[str]:
 def rendered() -> dict[Path, str]:
     """Every generated file and the text it should have."""
     files: dict[Path, str] = {}
-    config = json.loads((CHALICE_DIR / "config.json").read_text())
+    config = _config()
     for stage, env in _stages(config).items():
         for function in functions.FUNCTIONS:
             policy = iam_policy(env, function, stage)
@@ -266,7 +271,15 @@ def rendered() -> dict[Path, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chalicelib.permissions", description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail when a committed file differs")
+    parser.add_argument("--cluster-roles", metavar="STAGE", help="print the roles to map into Kubernetes, then exit")
     args = parser.parse_args(argv)
+    if args.cluster_roles:
+        stages = _stages(_config())
+        if args.cluster_roles not in stages:
+            sys.stderr.write(f"no stage {args.cluster_roles!r} in .chalice/config.json\n")
+            return 2
+        sys.stdout.write("".join(f"{r}\n" for r in cluster_roles(args.cluster_roles, stages[args.cluster_roles])))
+        return 0
     stale = []
     files = rendered()
     for leftover in sorted(set(CHALICE_DIR.glob("policy-*.json")) - set(files)):

@@ -33,8 +33,22 @@ from chalicelib.responder import Responder
 from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from devstack import stack as devstack
 from tests.conftest import ROOT
+from tests.integration import iam_calls
 
 pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The IAM proof judges the calls every other test made: it runs last."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/integration/test_iam_proof.py"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def record_aws_calls() -> Iterator[None]:
+    """Every AWS call a function's code makes in this session, for the IAM proof (test_iam_proof)."""
+    with pytest.MonkeyPatch.context() as patch:
+        iam_calls.install(patch)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from chalicelib.responder import Mode, Report
 from tests.integration.conftest import Cluster, incident, rules_with
 
 pytestmark = pytest.mark.integration
-TABLE = "incidents"
+TABLE = "eks-responder-incidents"
 CAP = 3
 BURST = 100
 

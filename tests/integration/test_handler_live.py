@@ -22,7 +22,7 @@ from tests.conftest import ROOT, load_event
 from tests.integration.conftest import Cluster
 
 pytestmark = pytest.mark.integration
-BUCKET = "evidence-handler-test"
+BUCKET = "eks-responder-evidence-demo"  # the stage the IAM proof evaluates names this bucket
 
 
 @pytest.fixture

@@ -87,6 +87,8 @@ def fleet(aws_session: Any, cluster: Cluster) -> Fleet:
         MaxSize=4,
         DesiredCapacity=0,
         AvailabilityZones=["us-east-1a"],
+        # Managed node groups tag their Auto Scaling group so; the generated policy requires it.
+        Tags=[{"Key": "eks:cluster-name", "Value": "local", "PropagateAtLaunch": True}],
     )
     autoscaling.attach_instances(InstanceIds=ids, AutoScalingGroupName="eks-general")
     found = Fleet(ec2, autoscaling, ids)

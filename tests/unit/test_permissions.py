@@ -220,3 +220,11 @@ def test_notifier_permissions_follow_the_stage() -> None:
     assert "secretsmanager" not in quiet
     snapshot = json.dumps(permissions.iam_policy(env, functions.BY_NAME["refresh_key_policies"]))
     assert "sns:Publish" not in snapshot
+
+
+def test_the_roles_to_map_into_kubernetes_are_printed(capsys: Any) -> None:
+    assert permissions.main(["--cluster-roles", "prod"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == permissions.cluster_roles("prod", permissions._stages(permissions._config())["prod"])
+    assert "eks-responder-prod-on_kms_api_call" not in printed
+    assert permissions.main(["--cluster-roles", "nope"]) == 2
