@@ -56,6 +56,7 @@ class AWSConnector(Protocol):
 
 class IdentityConnector(Protocol):
     def gateway(self, region: str, *, dry_run: bool) -> IdentityAPI: ...
+    def account(self) -> str: ...
 
 
 class ScanFindings(Protocol):
@@ -242,6 +243,9 @@ class Responder:
         if incident.cluster and any(fnmatchcase(incident.cluster, p) for p in self._settings.protected_clusters):
             reason = guardrails.cluster_block(incident.cluster, self._settings.protected_clusters) or ""
             return self._all(incident, rule, steps, mode, Status.SKIPPED, reason)
+        foreign = self._foreign_account(incident)
+        if foreign:
+            return self._all(incident, rule, steps, mode, Status.FAILED, foreign)
         dry_run = mode is Mode.DRY_RUN
         # Without a cluster (an IAM finding about a plain instance), only IAM actions can run.
         no_cluster = guardrails.cluster_block(None, ()) if incident.cluster is None else None
@@ -286,6 +290,27 @@ class Responder:
         wrote = any(actions.get(r.action).writes_evidence and r.status is Status.SUCCEEDED for r in results)
         evidence = self._evidence.location(incident.id) if wrote and self._evidence else None
         return Report(incident, rule, None, mode, tuple(results), (*ctx.notes, *found.notes), evidence)
+
+    def _foreign_account(self, incident: Incident) -> str | None:
+        """Why nothing can be done for a finding from another account (None: it is ours).
+
+        The responder's credentials reach its own account only: acting on a finding about
+        account B there would hit a different instance, role or cluster of the same name, or fail
+        obscurely. Until cross-account roles exist, such a finding fails with this reason.
+        """
+        if self._identity is None or not incident.account:
+            return None
+        try:
+            home = self._identity.account()
+        except Exception as exc:  # noqa: BLE001 - without STS nothing in AWS works either; the actions say so
+            logger.warning("own account unknown", extra={"incident_id": incident.id, "error": _brief(exc)})
+            return None
+        if incident.account == home:
+            return None
+        return (
+            f"the finding is for account {incident.account}, but this responder acts only in its own account "
+            f"{home}: nothing is done elsewhere"
+        )
 
     def _run_one(self, action: Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:
         started = time.perf_counter()

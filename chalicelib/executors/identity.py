@@ -112,6 +112,13 @@ class IdentityConnector:
     def __init__(self, session: Callable[[], Any]) -> None:
         self._session = session
         self._clients: dict[str, tuple[Any, Any, Any]] = {}
+        self._account: str | None = None
+
+    def account(self) -> str:
+        """The account these credentials act in (STS, once per container)."""
+        if self._account is None:
+            self._account = str(self._session().client("sts").get_caller_identity()["Account"])
+        return self._account
 
     def gateway(self, region: str, *, dry_run: bool) -> IdentityGateway:
         if region not in self._clients:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from chalicelib.actions.k8s.isolate_pod import ORIGINAL_LABELS_ANNOTATION
 from chalicelib.actions.k8s.selectors import selects, service_selects
 from chalicelib.incident import ResourceKind
 from chalicelib.responder import Mode
+from tests.conftest import EVENTS
 from tests.integration.conftest import Cluster, incident, rules_with
 
 pytestmark = pytest.mark.integration
@@ -395,3 +397,47 @@ def test_isolation_that_does_not_hold_is_reported_failed(cluster: Cluster, make_
     (result,) = make_responder(rules_with("k8s:isolate-pod")).handle(found, Mode.LIVE).actions
     assert result.status.value == "failed"
     assert "hostNetwork" in result.detail
+
+
+def test_a_finding_from_another_account_changes_nothing(cluster: Cluster, admin: Client, make_responder: Any) -> None:
+    # The kubeconfig's "local" context has no account; the responder's credentials are moto's
+    # 123456789012: a finding about a cluster called "local" in account 999999999999 is not ours.
+    node = cluster.node("node-a", "i-0aaa")
+    pod = cluster.pod("api", node)
+    found = replace(incident(namespace=cluster.namespace, pods=(pod,)), account="999999999999")
+    report = make_responder(POD_AND_NODE).handle(found, Mode.LIVE)
+    assert {r.status.value for r in report.actions} == {"failed"}
+    assert all("this responder acts only in its own account 123456789012" in r.detail for r in report.actions)
+    assert QUARANTINE_LABEL not in _labels(admin, cluster.namespace, pod)
+    assert not admin.get(Node, node).spec.unschedulable
+
+
+def test_a_live_replay_for_a_cluster_the_kubeconfig_lacks_changes_nothing(
+    cluster: Cluster, admin: Client, local_stack: Any, tmp_path: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib import wiring
+    from chalicelib.cli import main
+
+    node = cluster.node("node-a", "i-0aaa")
+    pod = cluster.pod("api", node)
+    event = json.loads((EVENTS / "guardduty" / "execution-runtime-reverse-shell.json").read_text())
+    details = event["detail"]["resource"]
+    details["eksClusterDetails"]["name"] = "staging"  # the kubeconfig has contexts for local and demo only
+    details["kubernetesDetails"]["kubernetesWorkloadDetails"].update(name=pod, namespace=cluster.namespace)
+    path = tmp_path / "staging.json"
+    path.write_text(json.dumps(event))
+    for key, value in local_stack.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DRY_RUN", "false")
+    wiring.reset()
+    code = main(["replay", "--apply", "--json", str(path)])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1  # an action failed: said, not hidden
+    kube_steps = [a for a in result["actions"] if a["action"].startswith("k8s:")]
+    assert kube_steps
+    assert all(
+        a["status"] == "failed" and "no kubeconfig context for cluster staging" in a["detail"] for a in kube_steps
+    )
+    # The current context ("local") serves this very API server: nothing in it changed.
+    assert QUARANTINE_LABEL not in _labels(admin, cluster.namespace, pod)
+    assert not list(admin.list(NetworkPolicy, namespace=cluster.namespace))
