@@ -278,6 +278,25 @@ def test_detach_from_the_auto_scaling_group(fleet: Fleet, make_responder: Any) -
     assert left == []
 
 
+def test_a_deny_numbered_after_the_allow_rule_is_not_taken_for_a_block(fleet: Fleet, make_responder: Any) -> None:
+    # GIVEN a deny for the address that an earlier allow rule makes useless (rules are read in order)
+    target = fleet.instances[0]
+    subnet = fleet.instance(target)["SubnetId"]
+    acls = fleet.ec2.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [subnet]}])
+    acl = acls["NetworkAcls"][0]["NetworkAclId"]
+    for egress in (False, True):
+        fleet.ec2.create_network_acl_entry(NetworkAclId=acl, RuleNumber=200, Protocol="-1", RuleAction="deny",
+                                           Egress=egress, CidrBlock="81.2.69.144/32")  # fmt: skip
+    # WHEN the address is blocked
+    report = make_responder(rules_with("ec2:block-ip")).handle(_ec2_incident(target), Mode.LIVE)
+    # THEN a deny before the allow rules is added and verified
+    (result,) = report.actions
+    assert result.status.value == "succeeded", result.detail
+    assert "verified" in result.detail
+    early = [e for e in fleet.acl_entries(target) if e.get("CidrBlock") == "81.2.69.144/32" and e["RuleNumber"] < 100]
+    assert sorted(e["Egress"] for e in early) == [False, True]
+
+
 def test_private_addresses_are_never_blocked(fleet: Fleet, make_responder: Any) -> None:
     before = fleet.acl_entries(fleet.instances[0])
     report = make_responder(rules_with("ec2:block-ip")).handle(

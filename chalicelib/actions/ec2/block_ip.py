@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import EC2API, Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
 from chalicelib.actions.ec2.common import aws, instance, missing
 
 # Network ACL rules are evaluated from the lowest number up; ours must come before the allows.
@@ -15,6 +15,26 @@ _LOWEST_RULE = 1
 def _cidr(address: str) -> str:
     ip = ipaddress.ip_address(address)
     return f"{ip}/{ip.max_prefixlen}"
+
+
+def _first_allow(entries: list[dict[str, Any]], *, egress: bool) -> int:
+    allows = [
+        int(e["RuleNumber"]) for e in entries if bool(e.get("Egress")) == egress and e.get("RuleAction") == "allow"
+    ]
+    return min(allows) if allows else 32767
+
+
+def denied(entries: list[dict[str, Any]], cidr: str, *, egress: bool) -> bool:
+    """A deny for `cidr` that takes effect: ACL rules are read in order, so one numbered after an
+    allow rule decides nothing, whatever its name or action says."""
+    ceiling = _first_allow(entries, egress=egress)
+    return any(
+        bool(e.get("Egress")) == egress
+        and e.get("RuleAction") == "deny"
+        and cidr in {e.get("CidrBlock"), e.get("Ipv6CidrBlock")}
+        and int(e["RuleNumber"]) < ceiling
+        for e in entries
+    )
 
 
 def free_rule_number(entries: list[dict[str, Any]], *, egress: bool) -> int | None:
@@ -48,7 +68,7 @@ class BlockIP(Action):
     def describe(self, target: Target, params: Params) -> str:
         return f"deny remote address(es) of the finding in the network ACL of instance {target}'s subnet"
 
-    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:  # noqa: PLR0911 - one return per outcome
         addresses = [a for a in ctx.incident.remote_ips if _is_public(a)]
         if not addresses:
             named = ", ".join(ctx.incident.remote_ips)
@@ -66,12 +86,7 @@ class BlockIP(Action):
         for address in addresses:
             cidr = _cidr(address)
             for egress in (False, True):
-                if any(
-                    bool(e.get("Egress")) == egress
-                    and e.get("RuleAction") == "deny"
-                    and cidr in {e.get("CidrBlock"), e.get("Ipv6CidrBlock")}
-                    for e in entries
-                ):
+                if denied(entries, cidr, egress=egress):
                     continue
                 number = free_rule_number(entries, egress=egress)
                 if number is None:
@@ -82,11 +97,26 @@ class BlockIP(Action):
                 entry = {"RuleNumber": number, "Egress": egress, "RuleAction": "deny", "CidrBlock": cidr}
                 entries.append(entry)
                 added.append(entry)
+        prior = {"network_acl": acl["NetworkAclId"], "entries_added": added}
+        problem = None if ctx.dry_run else _verify(ec2, str(found["SubnetId"]), addresses)
+        if problem:
+            return Outcome(Status.FAILED, f"block does not hold in {acl['NetworkAclId']}: {problem}", prior)
         if not added:
             return Outcome(Status.SKIPPED, f"{', '.join(addresses)} already denied in {acl['NetworkAclId']}")
         listed = ", ".join(f"#{e['RuleNumber']} {'out' if e['Egress'] else 'in'} {e['CidrBlock']}" for e in added)
-        prior = {"network_acl": acl["NetworkAclId"], "entries_added": added}
-        return Outcome(Status.SUCCEEDED, f"denied in {acl['NetworkAclId']}: {listed}", prior)
+        return Outcome(Status.SUCCEEDED, f"denied in {acl['NetworkAclId']}: {listed}; verified", prior)
+
+
+def _verify(ec2: EC2API, subnet: str, addresses: list[str]) -> str | None:
+    """Read the ACL back: every address denied both ways before the allow rules, or what is not."""
+    entries = list((ec2.network_acl_of(subnet) or {}).get("Entries", []))
+    missed = [
+        f"{cidr} {'out' if egress else 'in'}"
+        for cidr in map(_cidr, addresses)
+        for egress in (False, True)
+        if not denied(entries, cidr, egress=egress)
+    ]
+    return f"{', '.join(missed)} not denied before the allow rules" if missed else None
 
 
 def _is_public(address: str) -> bool:

@@ -58,4 +58,12 @@ class CordonNode(Action):
             "spec": {"unschedulable": True, "taints": taints},
         }
         ctx.kube.patch_node(target.name, patch)
-        return Outcome(Status.SUCCEEDED, f"cordoned node {target} and tainted it {QUARANTINE_TAINT}:NoSchedule", prior)
+        if not ctx.dry_run:
+            after = (ctx.kube.get_node(target.name) or {}).get("spec") or {}
+            tainted = any(t.get("key") == QUARANTINE_TAINT for t in after.get("taints") or [])
+            if not (after.get("unschedulable") and tainted):
+                state = f"unschedulable={bool(after.get('unschedulable'))}, taint present={tainted}"
+                return Outcome(Status.FAILED, f"cordon of node {target} does not hold: read back {state}", prior)
+        return Outcome(
+            Status.SUCCEEDED, f"cordoned node {target} and tainted it {QUARANTINE_TAINT}:NoSchedule; verified", prior
+        )
