@@ -5,11 +5,13 @@ PY := $(VENV)/bin/python
 STAGE ?= dev
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help venv apiserver demo test lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
+
+.PHONY: help venv apiserver demo test conformance lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
 
 help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
 	@echo "make test    lint, type-check, check generated permissions, run every test (unit + integration)"
+	@echo "make conformance SAMPLES=DIR   replay a folder of public sample events (optional)"
 	@echo "make permissions   regenerate .chalice/policy-*.json and deploy/rbac/clusterrole.yaml"
 	@echo "make bench   measure cold-start import time and flow-log scan speed"
 	@echo "make prerequisites STAGE=prod; make deploy STAGE=prod   deploy to AWS (see README)"
@@ -50,6 +52,11 @@ test: venv apiserver lint typecheck check-permissions
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit
+
+# Replay a folder of public sample events (guardduty/, kms/, ecr/, flowlogs/) offline: make conformance SAMPLES=DIR
+conformance: venv
+	@test -n "$(SAMPLES)" || { echo "usage: make conformance SAMPLES=DIR"; exit 2; }
+	SAMPLES_DIR="$(abspath $(SAMPLES))" $(VENV)/bin/pytest -m conformance tests/conformance
 
 bench: venv
 	$(PY) bench/import_time.py

@@ -10,8 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
-# The public samples are used by path, never copied into the repository.
-SAMPLES = ROOT.parent / "shared" / "samples"
+# Public samples whose licences allow copying, with their provenance (tests/samples/PROVENANCE.md),
+# and bare findings the project wrote (guardduty/own). The whole public corpus is the optional
+# conformance run (tests/conformance, `make conformance SAMPLES=DIR`).
+SAMPLES = ROOT / "tests" / "samples"
 GUARDDUTY_SAMPLES = SAMPLES / "guardduty"
 
 

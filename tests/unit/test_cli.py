@@ -64,7 +64,7 @@ def test_bad_inputs_give_errors_and_the_rest_still_run(tmp_path: Path, capsys: p
     )
     (tmp_path / "e-huge.json").write_bytes(b"{" + b" " * (11 * 1024 * 1024) + b"}")
     (tmp_path / "f-binary.json").write_bytes(b"\xff\xfe\x00")
-    good = GUARDDUTY_SAMPLES / "bare" / "Execution_Kubernetes_ExecInKubeSystemPod.json"
+    good = EVENTS / "guardduty" / "execution-kubernetes-exec-in-kube-system-pod.json"
     (tmp_path / "g-good.json").write_text(good.read_text())
     code, results, err = _run(capsys, str(tmp_path))
     assert code == 2

@@ -13,7 +13,7 @@ def test_eventbridge_event_passes_through() -> None:
 
 
 def test_bare_finding_is_wrapped_as_eventbridge_would() -> None:
-    finding = load_json(GUARDDUTY_SAMPLES / "bare" / "CredentialAccess_Kubernetes_TorIPCaller.json")
+    finding = load_json(GUARDDUTY_SAMPLES / "own" / "Discovery_Kubernetes_SuccessfulAnonymousAccess.json")
     (event,) = split_document(finding)
     assert event["source"] == "aws.guardduty"
     assert event["detail-type"] == "GuardDuty Finding"

@@ -29,10 +29,10 @@ def test_arns_become_roles_and_users() -> None:
 
 
 def test_kubernetes_caller_with_iam_credentials_is_a_role_to_revoke() -> None:
-    incident = _sample("bare/CredentialAccess_Kubernetes_MaliciousIPCaller.Custom.json")
-    roles = identities.roles(incident, None, None, [])  # type: ignore[arg-type]
-    assert [t.name for t in roles] == ["arn:aws:iam::973743533182:role/GeneratedFindingUserName"]
-    assert [t.name for t in identities.eks_principals(incident)] == [roles[0].name]  # type: ignore[arg-type]
+    incident = guardduty.to_incident(load_event("credential-access-kubernetes-malicious-ip-caller"))
+    roles = identities.roles(incident, None, None, [])
+    assert [t.name for t in roles] == ["arn:aws:iam::123456789012:role/developer"]
+    assert [t.name for t in identities.eks_principals(incident)] == [roles[0].name]
 
 
 def test_an_iam_user_finding_names_the_user_and_its_key() -> None:
@@ -43,8 +43,8 @@ def test_an_iam_user_finding_names_the_user_and_its_key() -> None:
 
 
 def test_the_exfiltrated_credentials_are_the_instance_role() -> None:
-    incident = _sample("bare/UnauthorizedAccess_IAMUser_InstanceCredentialExfiltration.OutsideAWS.json")
-    principal = incident.principals[0]  # type: ignore[attr-defined]
+    incident = guardduty.to_incident(load_event("unauthorized-access-instance-credential-exfiltration-outside-aws"))
+    principal = incident.principals[0]
     assert principal.kind is PrincipalKind.IAM_ROLE
     assert principal.involved_as is PrincipalRole.CREDENTIALS
 
@@ -69,7 +69,7 @@ def test_a_node_finding_names_its_instance_profile() -> None:
 
 
 def test_anonymous_callers_have_nothing_to_revoke_but_bindings_to_remove() -> None:
-    incident = _sample("bare/Discovery_Kubernetes_SuccessfulAnonymousAccess.json")
+    incident = _sample("own/Discovery_Kubernetes_SuccessfulAnonymousAccess.json")
     assert identities.roles(incident, None, None, []) == []  # type: ignore[arg-type]
     assert identities.eks_principals(incident) == []  # type: ignore[arg-type]
     named = guardduty.to_incident(load_event("policy-kubernetes-admin-access-to-default-service-account"))
