@@ -21,38 +21,38 @@ wiring.rules()
 
 @app.on_cw_event(patterns.GUARDDUTY_FINDING, name="on_guardduty_finding")
 def on_guardduty_finding(event: CloudWatchEvent) -> dict[str, Any]:
-    return wiring.handle_event(event.to_dict())
+    return wiring.handle_event(event.to_dict(), event.context)
 
 
 @app.on_cw_event(patterns.KMS_API_CALL, name="on_kms_api_call")
 def on_kms_api_call(event: CloudWatchEvent) -> dict[str, Any]:
-    return wiring.handle_event(event.to_dict())
+    return wiring.handle_event(event.to_dict(), event.context)
 
 
 @app.on_cw_event(patterns.KMS_KEY_EVENT, name="on_kms_key_event")
 def on_kms_key_event(event: CloudWatchEvent) -> dict[str, Any]:
-    return wiring.handle_event(event.to_dict())
+    return wiring.handle_event(event.to_dict(), event.context)
 
 
 @app.on_cw_event(patterns.ECR_IMAGE_SCAN, name="on_ecr_image_scan")
 def on_ecr_image_scan(event: CloudWatchEvent) -> dict[str, Any]:
-    return wiring.handle_event(event.to_dict())
+    return wiring.handle_event(event.to_dict(), event.context)
 
 
 @app.on_cw_event(patterns.INSPECTOR_IMAGE_FINDING, name="on_inspector_finding")
 def on_inspector_finding(event: CloudWatchEvent) -> dict[str, Any]:
-    return wiring.handle_event(event.to_dict())
+    return wiring.handle_event(event.to_dict(), event.context)
 
 
 @app.on_cw_event(patterns.FLOW_LOG_OBJECT, name="on_flow_log_object")
 def on_flow_log_object(event: CloudWatchEvent) -> dict[str, Any]:
-    return wiring.handle_flow_log_objects(event.to_dict())
+    return wiring.handle_flow_log_objects(event.to_dict(), event.context)
 
 
 # Chalice has no CloudWatch Logs subscription decorator: `make flow-logs` (deploy/flow_logs.py) connects it.
 @app.lambda_function(name="on_flow_logs")
-def on_flow_logs(event: dict[str, Any], context: Any) -> dict[str, Any]:  # noqa: ARG001 - no use for the context
-    return wiring.handle_flow_log_payload(event)
+def on_flow_logs(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return wiring.handle_flow_log_payload(event, context)
 
 
 @app.schedule(Rate(1, unit=Rate.HOURS), name="refresh_key_policies")

@@ -86,6 +86,11 @@ def handle_incident(
             return {"event_id": eid, "incident_id": incident.id, "duplicate": True, "reason": reason}
         return ledger.once(incident, work)
     except Exception as exc:  # noqa: BLE001 - any storage failure: act without exactly-once, and say so
+        done = getattr(exc, "result", None)
+        if isinstance(done, dict):
+            # The work ran (actions, record, messages); only its idempotency record failed: never run it twice.
+            logger.warning("exactly-once record not stored", extra={"event_id": eid, "error": str(exc)})
+            return {**done, "exactly_once": False}
         if type(exc).__name__ == "IdempotencyAlreadyInProgressError":
             return {
                 "event_id": eid,

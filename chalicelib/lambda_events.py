@@ -1,4 +1,6 @@
-"""A CloudWatchEvent that accepts any payload, so a malformed event reaches our error handling.
+"""What the Lambda runtime hands a handler, made safe to use: events and the invocation context.
+
+A CloudWatchEvent that accepts any payload, so a malformed event reaches our error handling.
 
 Chalice's own class raises KeyError while building the event object, before any handler or
 middleware runs: the invocation would fail (and be retried) without a word about why.
@@ -6,6 +8,10 @@ middleware runs: the invocation would fail (and be retried) without a word about
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from chalice.app import CloudWatchEvent
@@ -27,3 +33,32 @@ class TolerantCloudWatchEvent(CloudWatchEvent):
     def _extract_attributes(self, event_dict: Any) -> None:
         complete = {**_ENVELOPE_DEFAULTS, **event_dict} if isinstance(event_dict, dict) else _ENVELOPE_DEFAULTS
         super()._extract_attributes(complete)
+
+
+class LocalContext:
+    """The Lambda context, where there is none (replay, tests): an invocation with a deadline."""
+
+    def __init__(self, timeout_seconds: float = 120.0) -> None:
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._deadline - time.monotonic()) * 1000)
+
+
+_invocation: ContextVar[Any] = ContextVar("lambda_context", default=None)
+
+
+@contextmanager
+def invocation(context: Any) -> Iterator[None]:
+    """Run one invocation's work with its Lambda context known to the exactly-once ledger, so a
+    crashed or timed-out invocation's in-progress record expires with the invocation."""
+    token = _invocation.set(context)
+    try:
+        yield
+    finally:
+        _invocation.reset(token)
+
+
+def current_context() -> Any:
+    """The running invocation's context, or a local one with the function's timeout."""
+    return _invocation.get() or LocalContext()

@@ -181,11 +181,13 @@ def notifiers() -> list[Notifier]:
     return build_notifiers(settings())
 
 
-def handle_event(event: dict[str, Any]) -> dict[str, Any]:
+def handle_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda path: one EventBridge event in, one report (or error) out, then told."""
     from chalicelib import intake
+    from chalicelib.lambda_events import invocation
 
-    return intake.handle(event, responder(), lambda_mode(), ledger=ledger(), notifiers=notifiers())
+    with invocation(context):
+        return intake.handle(event, responder(), lambda_mode(), ledger=ledger(), notifiers=notifiers())
 
 
 def build_ledger(current: Settings) -> IncidentLedger | None:
@@ -201,7 +203,9 @@ def ledger() -> IncidentLedger | None:
 
 
 def reset() -> None:
-    """Forget everything built so far (tests, or a changed environment)."""
+    """Forget everything built so far (tests, or a changed environment), closing its connections."""
+    if responder.cache_info().currsize:
+        responder().close()
     for cached in (settings, rules, aws_session, responder, notifiers, ledger):
         cached.cache_clear()
     _threats.clear()
@@ -302,10 +306,14 @@ def s3_objects(event: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return found
 
 
-def handle_flow_log_objects(event: dict[str, Any]) -> dict[str, Any]:
+def handle_flow_log_objects(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda path for flow logs delivered to S3: every object named in the event."""
+    from chalicelib.lambda_events import invocation
+
     current = settings()
-    return flow_log_objects(event, current, flow_intake(responder(), lambda_mode(), region(), ledger(), notifiers()))
+    with invocation(context):
+        intake = flow_intake(responder(), lambda_mode(), region(), ledger(), notifiers())
+        return flow_log_objects(event, current, intake)
 
 
 def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -> dict[str, Any]:
@@ -353,8 +361,15 @@ def _flow_setup(current: Settings) -> tuple[Layout | None, Scanner]:
     return flow_layout(current), scanner(current)
 
 
-def handle_flow_log_payload(event: dict[str, Any]) -> dict[str, Any]:
+def handle_flow_log_payload(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda path for a CloudWatch Logs subscription delivery."""
+    from chalicelib.lambda_events import invocation
+
+    with invocation(context):
+        return _flow_log_payload(event)
+
+
+def _flow_log_payload(event: dict[str, Any]) -> dict[str, Any]:
     from chalicelib.errors import EventError, ResponderError
     from chalicelib.flowlogs import batch
 

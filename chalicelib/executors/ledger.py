@@ -27,6 +27,38 @@ def permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
     ]
 
 
+MAX_RECORD_BYTES = 300_000  # DynamoDB items hold 400 KB; the rest is keys and attributes
+
+
+class WorkDoneError(Exception):
+    """The work ran but its idempotency record could not be stored: never run it again."""
+
+    def __init__(self, result: dict[str, Any], cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.result = result
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What an idempotency record keeps of a result: enough to say what was done, always small."""
+    return {
+        "event_id": result.get("event_id"),
+        "incident_id": (result.get("incident") or {}).get("id") or result.get("incident_id"),
+        "rule": result.get("rule"),
+        "mode": result.get("mode"),
+        "actions": [
+            {k: str(a.get(k, ""))[:200] for k in ("action", "target", "status")} for a in result.get("actions", [])[:50]
+        ],
+    }
+
+
+def bounded(report: dict[str, Any]) -> str:
+    """The report as stored in the incident record: whole when it fits, else its summary."""
+    text = json.dumps(report, default=str)
+    if len(text.encode()) <= MAX_RECORD_BYTES:
+        return text
+    return json.dumps({**summary(report), "truncated": f"the full report was {len(text.encode())} bytes"})
+
+
 class IncidentLedger:
     def __init__(self, table: str, dynamodb: Any) -> None:
         from aws_lambda_powertools.utilities.idempotency import (
@@ -63,20 +95,40 @@ class IncidentLedger:
                 "severity": {"S": incident["severity"]},
                 "rank": {"N": str(Severity.parse(incident["severity"]).value)},
                 "updated_at": {"S": now.isoformat()},
-                "report": {"S": json.dumps(report, default=str)},
+                "report": {"S": bounded(report)},
                 "expiration": {"N": str(int(now.timestamp()) + RECORD_DAYS * 86400)},
             },
         )
 
     def once(self, incident: Incident, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """Run `work` once per (incident, severity band); a repeat gets the first result back."""
+        """Run `work` once per (incident, severity band).
+
+        The in-progress record expires with the invocation (its Lambda context is registered), so
+        a crashed or timed-out invocation blocks the incident only until its own deadline, and the
+        redelivery finishes the work. What Powertools stores is a bounded summary, never the full
+        report, so no report is too large for a DynamoDB item; a repeat gets that summary back,
+        marked as a duplicate.
+        """
         from aws_lambda_powertools.utilities.idempotency import idempotent_function
+
+        from chalicelib.lambda_events import current_context
+
+        self._config.register_lambda_context(current_context())
+        ran: dict[str, dict[str, Any]] = {}
 
         @idempotent_function(  # type: ignore[untyped-decorator]
             data_keyword_argument="key", persistence_store=self._persistence, config=self._config
         )
         def respond(key: dict[str, str]) -> dict[str, Any]:  # noqa: ARG001 - the key is what Powertools hashes
-            return work()
+            ran["result"] = work()
+            return summary(ran["result"])
 
-        result: dict[str, Any] = respond(key={"incident_id": incident.id, "severity": incident.severity.label})
-        return result
+        try:
+            stored: dict[str, Any] = respond(key={"incident_id": incident.id, "severity": incident.severity.label})
+        except Exception as exc:
+            if "result" in ran:
+                raise WorkDoneError(ran["result"], exc) from exc
+            raise
+        if "result" in ran:
+            return ran["result"]
+        return {**stored, "duplicate": True, "reason": "already handled by an earlier invocation: nothing done again"}

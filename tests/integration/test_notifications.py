@@ -19,6 +19,7 @@ from chalicelib import wiring
 from chalicelib.settings import DEFAULT_RULES_FILE
 from devstack.stack import LocalStack
 from tests.conftest import ROOT, SAMPLES, load_event, load_json
+from tests.integration.conftest import Cluster
 
 pytestmark = pytest.mark.integration
 
@@ -247,3 +248,111 @@ def test_an_accepted_cve_is_not_told_and_does_not_hide_the_next_cve_of_the_image
         assert "duplicate" not in second
         assert len(webhook.received) == 1
         assert client.lambda_.invoke("on_inspector_finding", other).payload["duplicate"] is True
+
+
+def _as_the_stage(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment Lambda gives the dev stage's functions, for calling the handlers directly."""
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    for key, value in {**config["environment_variables"], **config["stages"]["dev"]["environment_variables"]}.items():
+        monkeypatch.setenv(key, str(value))
+    wiring.reset()
+
+
+def _idempotency_records(dynamodb: Any) -> list[dict[str, Any]]:
+    items = dynamodb.scan(TableName="eks-responder-incidents")["Items"]
+    return [i for i in items if not i["id"]["S"].startswith(("incident#", "cap"))]
+
+
+def test_exactly_once_is_powertools_idempotency_with_the_invocation_context(
+    with_table: dict[str, Any], webhook: Webhook
+) -> None:
+    first = _invoke(with_table["project"], load_event("execution-runtime-reverse-shell"))
+    assert "exactly_once" not in first  # no silent fallback: the idempotency layer ran
+    (record,) = _idempotency_records(with_table["dynamodb"])
+    assert record["status"]["S"] == "COMPLETED"
+    assert "in_progress_expiration" in record  # bounded by the invocation's deadline
+    stored = json.loads(record["data"]["S"])
+    assert stored["rule"] == "compromised-pod"
+    assert "incident" not in stored  # a bounded summary, never the whole report
+
+
+def test_the_same_event_three_times_at_once_acts_and_tells_once(
+    with_table: dict[str, Any], webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.lambda_events import LocalContext
+
+    _as_the_stage(with_table["project"], monkeypatch)
+    event = load_event("execution-runtime-reverse-shell")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: wiring.handle_event(copy.deepcopy(event), LocalContext()), range(3)))
+    acted = [r for r in results if "actions" in r]
+    assert len(acted) == 1, results
+    assert all(r.get("duplicate") for r in results if r is not acted[0])
+    assert "exactly_once" not in acted[0]
+    assert len(webhook.received) == 1
+    assert len(_sns_messages(with_table["sqs"], with_table["queue"])) == 1
+
+
+class Crash(BaseException):
+    """The invocation dies (timeout, out of memory): nothing after it runs, no cleanup."""
+
+
+class Expired:
+    """The context of an invocation whose deadline has passed."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return -1000
+
+
+def test_a_crash_halfway_is_finished_by_the_redelivery_and_no_step_runs_twice(
+    with_table: dict[str, Any],
+    webhook: Webhook,
+    monkeypatch: pytest.MonkeyPatch,
+    cluster: Cluster,
+    local_stack: LocalStack,
+) -> None:
+    from chalicelib.actions.k8s.isolate_pod import IsolatePod
+    from chalicelib.lambda_events import LocalContext
+
+    _as_the_stage(with_table["project"], monkeypatch)
+    monkeypatch.setenv("DRY_RUN", "false")
+    monkeypatch.setenv("KUBECONFIG", str(local_stack.responder_kubeconfig))
+    wiring.reset()
+    pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
+    event = load_event("execution-runtime-reverse-shell")
+    details = event["detail"]["resource"]
+    details["eksClusterDetails"]["name"] = "local"
+    details["kubernetesDetails"]["kubernetesWorkloadDetails"].update(name=pod, namespace=cluster.namespace)
+    original = IsolatePod.run
+
+    def crash(*_: Any, **__: Any) -> Any:
+        raise Crash
+
+    monkeypatch.setattr(IsolatePod, "run", crash)
+    with pytest.raises(Crash):
+        wiring.handle_event(copy.deepcopy(event), Expired())  # labelled and captured, then the invocation dies
+    assert webhook.received == []
+    monkeypatch.setattr(IsolatePod, "run", original)
+    again = wiring.handle_event(copy.deepcopy(event), LocalContext())  # EventBridge redelivers
+    statuses = {a["action"]: a["status"] for a in again["actions"]}
+    assert statuses == {"k8s:label-pod": "skipped", "k8s:capture-pod": "skipped", "k8s:isolate-pod": "succeeded"}
+    assert "exactly_once" not in again
+    assert len(webhook.received) == 1
+
+
+def test_a_ledger_failure_after_the_work_never_runs_it_twice(
+    with_table: dict[str, Any], webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_lambda_powertools.utilities.idempotency.persistence.dynamodb import DynamoDBPersistenceLayer
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise RuntimeError("Item size has exceeded the maximum allowed size")
+
+    monkeypatch.setattr(DynamoDBPersistenceLayer, "save_success", refuse)
+    result = _invoke(with_table["project"], load_event("execution-runtime-reverse-shell"))
+    assert result["exactly_once"] is False
+    assert result["rule"] == "compromised-pod"
+    assert len(webhook.received) == 1
+    assert len(_sns_messages(with_table["sqs"], with_table["queue"])) == 1
