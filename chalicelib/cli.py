@@ -67,6 +67,8 @@ def _read(path: Path) -> Any:
         raise EventError("not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise EventError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise EventError("JSON nested too deeply to be an event") from None
 
 
 def _human(result: dict[str, Any], out: TextIO) -> None:
@@ -139,38 +141,52 @@ def _replay_all(
     notifiers: list[Notifier],
     ledger: Ledger | None,
 ) -> int:
+    worst = 0
+    for path in _inputs(args.paths):
+        try:
+            worst = max(worst, _replay_one(args, out, path, responder, mode, notifiers, ledger))
+        except Exception as exc:  # noqa: BLE001 - one input's failure never stops the others, and is told
+            _emit(args, out, {"event": str(path), "error": f"internal error: {type(exc).__name__}: {exc}"[:500]})
+            worst = EXIT_NOT_UNDERSTOOD
+    return worst
+
+
+def _replay_one(
+    args: argparse.Namespace,
+    out: TextIO,
+    path: Path,
+    responder: Responder,
+    mode: Mode,
+    notifiers: list[Notifier],
+    ledger: Ledger | None,
+) -> int:
     from chalicelib import intake
     from chalicelib.notifiers import slack_message
     from chalicelib.sources.envelope import split_document
 
+    if _is_flow_file(path):
+        return _replay_flows(args, out, _flow_file(args, path, responder, mode, ledger, notifiers))
+    try:
+        document = _read(path)
+        if _is_flow_event(document):
+            return _replay_flows(args, out, _flow_event(args, document, responder, mode, ledger, notifiers))
+        events = split_document(document)
+    except EventError as exc:
+        _emit(args, out, {"event": str(path), "error": str(exc)})
+        return EXIT_NOT_UNDERSTOOD
     worst = 0
-    for path in _inputs(args.paths):
-        if _is_flow_file(path):
-            worst = max(worst, _replay_flows(args, out, _flow_file(args, path, responder, mode, ledger, notifiers)))
-            continue
-        try:
-            document = _read(path)
-            if _is_flow_event(document):
-                worst = max(worst, _replay_flows(args, out, _flow_event(args, document, responder, mode, ledger,
-                                                                          notifiers)))  # fmt: skip
-                continue
-            events = split_document(document)
-        except EventError as exc:
-            _emit(args, out, {"event": str(path), "error": str(exc)})
+    for index, event in enumerate(events):
+        ref = str(path) if len(events) == 1 else f"{path}#{index}"
+        result = intake.handle(event, responder, mode, raw_ref=ref, ledger=ledger, notifiers=notifiers)
+        if args.show_messages and "duplicate" not in result:
+            result["message"] = slack_message.build(result)
+        result.pop("event_id", None)
+        if "error" in result:
+            result = {k: v for k, v in result.items() if k in {"error", "notifications", "message"}}
             worst = EXIT_NOT_UNDERSTOOD
-            continue
-        for index, event in enumerate(events):
-            ref = str(path) if len(events) == 1 else f"{path}#{index}"
-            result = intake.handle(event, responder, mode, raw_ref=ref, ledger=ledger, notifiers=notifiers)
-            if args.show_messages and "duplicate" not in result:
-                result["message"] = slack_message.build(result)
-            result.pop("event_id", None)
-            if "error" in result:
-                result = {k: v for k, v in result.items() if k in {"error", "notifications", "message"}}
-                worst = EXIT_NOT_UNDERSTOOD
-            elif any(a["status"] == "failed" for a in result["actions"]):
-                worst = max(worst, EXIT_ACTION_FAILED)
-            _emit(args, out, {"event": ref, **result})
+        elif any(a["status"] == "failed" for a in result["actions"]):
+            worst = max(worst, EXIT_ACTION_FAILED)
+        _emit(args, out, {"event": ref, **result})
     return worst
 
 

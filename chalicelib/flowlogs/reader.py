@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, cast
 
 from chalicelib.errors import EventError
 from chalicelib.flowlogs.fields import DEFAULT, Layout, header_layout
+from chalicelib.sources.envelope import check_depth
 
 # Compressed bytes read at a time; a block is what one chunk decompresses to (about 0.7 MB, 6,000
 # records): small enough to stay in the CPU cache, which measurably beats bigger blocks.
@@ -96,6 +97,11 @@ def with_layout(blocks: Iterator[bytes], configured: Layout | None) -> Iterator[
             yield layout, body
 
 
+# A subscription delivery is at most 1 MB compressed; what it expands to is bounded too, so a small
+# gzip bomb cannot fill a 1 GB function.
+MAX_PAYLOAD_BYTES = 32 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class LogsPayload:
     """A CloudWatch Logs subscription delivery, decoded."""
@@ -109,20 +115,36 @@ class LogsPayload:
 
 def logs_payload(event: Any) -> LogsPayload:
     """`{"awslogs": {"data": base64(gzip(JSON))}}` as a subscription filter delivers it."""
-    data = (event.get("awslogs") or {}).get("data") if isinstance(event, dict) else None
+    awslogs = event.get("awslogs") if isinstance(event, dict) else None
+    data = awslogs.get("data") if isinstance(awslogs, dict) else None
     if not isinstance(data, str):
         raise EventError("not a CloudWatch Logs subscription event: no awslogs.data")
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise EventError(f"CloudWatch Logs payload is {len(data)} bytes encoded, more than {MAX_PAYLOAD_BYTES}")
     try:
-        body = json.loads(zlib.decompress(base64.b64decode(data, validate=True), 31))
-    except (binascii.Error, zlib.error, ValueError) as exc:
+        inflate = zlib.decompressobj(31)
+        raw = inflate.decompress(base64.b64decode(data, validate=True), MAX_PAYLOAD_BYTES)
+        if inflate.unconsumed_tail:
+            raise EventError(f"CloudWatch Logs payload expands beyond {MAX_PAYLOAD_BYTES} bytes: not read")
+        body = json.loads(raw)
+        check_depth(body)
+    except (binascii.Error, zlib.error, ValueError, RecursionError) as exc:
         raise EventError(f"CloudWatch Logs payload cannot be decoded: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get("logEvents", []), list):
         raise EventError("CloudWatch Logs payload has no logEvents list")
-    messages = [str(e.get("message", "")).encode() for e in body.get("logEvents", []) if isinstance(e, dict)]
+    messages = [
+        e["message"].encode()
+        for e in body.get("logEvents", [])
+        if isinstance(e, dict) and isinstance(e.get("message"), str)
+    ]
     return LogsPayload(
-        log_group=str(body.get("logGroup", "")),
-        log_stream=str(body.get("logStream", "")),
-        owner=str(body.get("owner", "")),
+        log_group=_text(body.get("logGroup")),
+        log_stream=_text(body.get("logStream")),
+        owner=_text(body.get("owner")),
         control=body.get("messageType") == "CONTROL_MESSAGE",
         messages=messages,
     )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""

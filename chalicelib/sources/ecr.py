@@ -23,7 +23,7 @@ NO_VULNERABILITY = {"ECR Image Action": "ImageAction", "ECR Scan Resource Change
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, strict=True, allow_inf_nan=False)
 
 
 class ECRScanModel(_Model):
@@ -74,6 +74,11 @@ class ImageEventModel(_Model):
     account: str | None = None
     region: str | None = None
     detail: dict[str, Any]
+
+
+def _known(region: str | None) -> str:
+    """A region, or "" where an event says it does not know one (AWS's own examples write "N/A")."""
+    return "" if region in {None, "", "N/A"} else str(region)
 
 
 def image_ref(registry: str | None, region: str | None, repository: str, digest: str) -> str:
@@ -171,10 +176,15 @@ def _inspector(envelope: ImageEventModel, finding: InspectorFindingModel, raw_re
         severity=severity,
         score=finding.inspector_score if finding.inspector_score is not None else SCORE[severity],
         account=finding.account,
-        region=resource.region or envelope.region or "",
+        region=_known(resource.region) or _known(envelope.region),
         resource_kind=ResourceKind.IMAGE,
         images=(
-            image_ref(image.registry, resource.region or envelope.region, image.repository_name, image.image_hash),
+            image_ref(
+                image.registry,
+                _known(resource.region) or _known(envelope.region),
+                image.repository_name,
+                image.image_hash,
+            ),
         ),
         details=details,
         failed=finding.status == "CLOSED",

@@ -30,7 +30,7 @@ SOURCE = "guardduty"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, strict=True, allow_inf_nan=False)
 
 
 class TagModel(_Model):
@@ -264,6 +264,9 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
     instance_ids = _instance_ids(instance, finding)
     cluster = _cluster(resource)
     additional = finding.service.additional_info if finding.service and finding.service.additional_info else {}
+    if "sample" in additional and not isinstance(additional["sample"], bool):
+        # It decides whether anything is changed: only the documented boolean is believed.
+        raise EventError(f"service.additionalInfo.sample is {type(additional['sample']).__name__}, not true or false")
 
     return Incident(
         id=finding.id,

@@ -29,7 +29,7 @@ _MEDIUM = {"CreateGrant", "DisableKeyRotation", "UpdatePrimaryRegion", "Imported
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, strict=True, allow_inf_nan=False)
 
 
 class SessionIssuerModel(_Model):

@@ -6,17 +6,22 @@ from typing import Any
 
 from chalicelib.errors import EventError
 from chalicelib.incident import Incident
-from chalicelib.sources import ecr, guardduty, kms
+from chalicelib.sources import ecr, guardduty, identifiers, kms
+from chalicelib.sources.envelope import check_depth
 
 
 def to_incident(event: Any, raw_ref: str | None = None) -> Incident:
     if not isinstance(event, dict):
         raise EventError(f"expected an EventBridge event (a JSON object), got {type(event).__name__}")
+    check_depth(event)
     source = event.get("source")
+    if not isinstance(source, str):
+        raise EventError(f"the event's source is {type(source).__name__}, not a string")
+    identifiers.check_envelope(event)
     if source == "aws.guardduty":
-        return guardduty.to_incident(event, raw_ref)
+        return identifiers.check(guardduty.to_incident(event, raw_ref))
     if source == "aws.kms":
-        return kms.to_incident(event, raw_ref)
+        return identifiers.check(kms.to_incident(event, raw_ref))
     if source in {"aws.ecr", "aws.inspector2"}:
-        return ecr.to_incident(event, raw_ref)
+        return identifiers.check(ecr.to_incident(event, raw_ref))
     raise EventError(f"unsupported event source {source!r} (detail-type {event.get('detail-type')!r})")

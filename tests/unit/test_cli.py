@@ -64,6 +64,8 @@ def test_bad_inputs_give_errors_and_the_rest_still_run(tmp_path: Path, capsys: p
     )
     (tmp_path / "e-huge.json").write_bytes(b"{" + b" " * (11 * 1024 * 1024) + b"}")
     (tmp_path / "f-binary.json").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "f-deep.json").write_text("[" * 5000 + "]" * 5000)
+    (tmp_path / "f-flow-payload.json").write_text(json.dumps({"awslogs": ["not", "an", "object"]}))
     good = EVENTS / "guardduty" / "execution-kubernetes-exec-in-kube-system-pod.json"
     (tmp_path / "g-good.json").write_text(good.read_text())
     code, results, err = _run(capsys, str(tmp_path))
@@ -73,9 +75,11 @@ def test_bad_inputs_give_errors_and_the_rest_still_run(tmp_path: Path, capsys: p
     assert errors["a-empty.json"] == "empty file"
     assert errors["b-not-json.json"].startswith("not JSON")
     assert "expected a JSON object" in errors["c-list.json"]
-    assert "not a valid GuardDuty finding event" in errors["d-wrong-types.json"]
+    assert "is not a valid" in errors["d-wrong-types.json"]
     assert "more than the" in errors["e-huge.json"]
     assert errors["f-binary.json"] == "not UTF-8 text"
+    assert errors["f-deep.json"] == "JSON nested too deeply to be an event"
+    assert "no awslogs.data" in errors["cloudwatch-logs-payload"]  # a payload is named by its origin
     assert errors["g-good.json"] == "None"
     assert results[-1]["rule"] == "compromised-pod"
 
@@ -198,3 +202,27 @@ def test_replay_changes_things_only_with_apply(
         monkeypatch.setenv("DRY_RUN", dry_run_env)
     args = argparse.Namespace(live="--live" in flags or "--apply" in flags, apply="--apply" in flags)
     assert _mode(args).value == expected
+
+
+def test_an_internal_failure_on_one_input_is_told_and_the_rest_still_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib import intake
+
+    calls = {"n": 0}
+    real = intake.handle
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(intake, "handle", flaky)
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text((EVENTS / "guardduty" / "execution-runtime-reverse-shell.json").read_text())
+    code, results, _ = _run(capsys, str(tmp_path))
+    assert code == 2
+    assert [Path(r["event"]).name for r in results] == ["a.json", "b.json"]
+    assert results[0]["error"] == "internal error: RuntimeError: boom"
+    assert results[1]["rule"] == "compromised-pod"
