@@ -179,6 +179,18 @@ class Harness:
         return [intake.handle(event, self.responder, self.mode)]
 
 
+def containment(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The actions the outputs would carry out. A GuardDuty sample finding's plan is never run (it
+    says "sample finding, planned only"), so it is not containment."""
+    return [
+        a
+        for o in outputs
+        if not (o.get("incident") or {}).get("sample")
+        for a in o.get("actions", [])
+        if a.get("status") == "planned"
+    ]
+
+
 def check(outputs: list[dict[str, Any]]) -> None:
     """Every output is one JSON object that strict parsers accept (no NaN, no Infinity)."""
     for output in outputs:
@@ -210,9 +222,7 @@ def campaign(events: int, seed: int) -> dict[str, Any]:
             check(outputs)
         except (AssertionError, ValueError):
             invalid_json += 1
-        if hostile_identifiers(mutated.event) and any(
-            a.get("status") == "planned" for o in outputs for a in o.get("actions", [])
-        ):
+        if hostile_identifiers(mutated.event) and containment(outputs):
             acted_on_hostile += 1
     sys.setrecursionlimit(sys.getrecursionlimit())
     return {"events": events, "seed": seed, "uncaught": sum(crashes.values()), "invalid_output": invalid_json,
