@@ -1,7 +1,11 @@
-"""The Slack message for an incident: Block Kit, with every value from an event escaped.
+"""The Slack message for an incident: Block Kit, where no value from an event is structure.
 
-Pure: a report in, a message out. Escaping `&`, `<` and `>` is what Slack asks for, and it is
-enough to turn `<!channel>`, `<@U123>` and `<https://evil|click>` into harmless text.
+Pure: a report in, a message out. Escaping `&`, `<` and `>` stops `<!channel>` and `<@U123>`, but
+Slack would still auto-link a bare `http://evil.example` inside it and format `*bold*` or `_x_`.
+So every value that comes from an event is shown as a literal: escaped, its backticks
+neutralised, inside an inline code span (or a code block, for lines), where Slack neither formats
+nor links it; headers are `plain_text`. The only links are the ones built here, from validated
+parts: AWS console pages and NVD.
 """
 
 from __future__ import annotations
@@ -29,8 +33,29 @@ def escape(value: Any) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def literal(value: Any, limit: int = 1000) -> str:
+    """An event value as inline code: nothing in it formats, links or mentions."""
+    text = " ".join(escape(str(value)[:limit]).replace("`", "'").split())
+    return f"`{text}`" if text else "`-`"
+
+
+def block(value: Any, limit: int = 2500) -> str:
+    """Lines of event values as a code block that nothing in them can close."""
+    return "```" + escape(str(value)[:limit]).replace("`", "'") + "```"
+
+
 def cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """At most `limit` characters; a code span or block cut open is closed again, so no event text
+    that was inside it can escape into formatting."""
+    if len(text) <= limit:
+        return text
+    kept = text[: limit - 5] + "…"
+    fences = kept.count("```")
+    if fences % 2:
+        return kept + "```"
+    if kept.replace("```", "").count("`") % 2:
+        return kept + "`"
+    return kept
 
 
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,7}$")
@@ -39,16 +64,23 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{1,64}$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 
 
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
+_FINDING_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
+
+
 def console_link(incident: dict[str, Any]) -> str | None:
-    region = incident.get("region")
-    if incident.get("source") == "guardduty" and region:
+    """A console link built only from parts that have their documented syntax; else none."""
+    region = str(incident.get("region") or "")
+    if not _REGION.match(region):
+        return None
+    if incident.get("source") == "guardduty" and _FINDING_ID.match(str(incident.get("id"))):
         return (
             f"https://{region}.console.aws.amazon.com/guardduty/home?region={region}"
             f"#/findings?macros=current&fId={incident['id']}"
         )
-    if incident.get("source") == "inspector" and region:
+    if incident.get("source") == "inspector":
         return f"https://{region}.console.aws.amazon.com/inspector/v2/home?region={region}#/findings"
-    if incident.get("source") == "ecr" and region:
+    if incident.get("source") == "ecr":
         details = incident.get("details") or {}
         repository, digest = str(details.get("repository") or ""), str(details.get("digest") or "")
         # Event values go into our link only when they have the exact shape ECR allows.
@@ -57,7 +89,7 @@ def console_link(incident: dict[str, Any]) -> str | None:
                 f"https://{region}.console.aws.amazon.com/ecr/repositories/private/{incident['account']}/"
                 f"{repository}/_/image/{digest}/scan-results?region={region}"
             )
-    if incident.get("source") == "kms" and region:
+    if incident.get("source") == "kms":
         return f"https://{region}.console.aws.amazon.com/cloudtrailv2/home?region={region}#/events"
     return None
 
@@ -71,15 +103,15 @@ def _vulnerability(incident: dict[str, Any]) -> str:
     cve = str(details.get("cve") or "")
     facts = []
     if cve:
-        facts.append(escape(cve))
+        facts.append(literal(cve))
     if details.get("severity_counts"):
-        facts.append(escape(details["severity_counts"]))
+        facts.append(literal(details["severity_counts"]))
     for label, key in (("fix", "fix_available"), ("exploit", "exploit_available")):
         if details.get(key):
-            facts.append(f"{label} {escape(details[key])}")
+            facts.append(f"{label} {literal(details[key])}")
     for label, key in (("score", "inspector_score"), ("EPSS", "epss")):
         if details.get(key):
-            facts.append(f"{label} {escape(details[key])}")
+            facts.append(f"{label} {literal(details[key])}")
     text = ", ".join(facts)
     worst = str(details.get("worst_cves") or "")
     if worst:
@@ -87,9 +119,9 @@ def _vulnerability(incident: dict[str, Any]) -> str:
     elif _CVE.match(cve):
         text += f"\n{_nvd(cve, f'{cve} at NVD')}"
     if details.get("accepted_cves"):
-        text += f"\nAccepted risks left out: {escape(details['accepted_cves'])}"
+        text += f"\nAccepted risks left out: {literal(details['accepted_cves'])}"
     if details.get("findings_error"):
-        text += f"\nCVE list not read: {escape(details['findings_error'])}"
+        text += f"\nCVE list not read: {literal(details['findings_error'])}"
     return text
 
 
@@ -101,8 +133,8 @@ def _nvd(cve: str, label: str) -> str:
 def _linked(line: str) -> str:
     """`CVE-2021-3711 CRITICAL CVSS 9.8 openssl 1.1.1k` with the id linked when it is a strict CVE id."""
     first, _, rest = line.partition(" ")
-    head = _nvd(first, first) if _CVE.match(first) else escape(first)
-    return f"• {head} {escape(rest)}".rstrip()
+    head = _nvd(first, first) if _CVE.match(first) else literal(first)
+    return f"• {head} {literal(rest) if rest.strip() else ''}".rstrip()
 
 
 def _flows(incident: dict[str, Any]) -> str:
@@ -112,20 +144,19 @@ def _flows(incident: dict[str, Any]) -> str:
     details = incident.get("details") or {}
     parts = []
     if details.get("attribution"):
-        parts.append(f"*Attribution*\n{escape(details['attribution'])}")
+        parts.append(f"*Attribution*\n{literal(details['attribution'])}")
     if details.get("ports"):
-        parts.append(f"*Ports*\n{escape(details['ports'])}")
+        parts.append(f"*Ports*\n{literal(details['ports'])}")
     if details.get("top_flows"):
-        flows = escape(details["top_flows"]).replace("`", "'")  # nothing from a record may close the code block
-        parts.append(f"*Top flows* ({escape(details.get('records', '?'))} records)\n```{flows}```")
+        parts.append(f"*Top flows* ({literal(details.get('records', '?'))} records)\n{block(details['top_flows'])}")
     if details.get("origin"):
-        parts.append(f"*From* {escape(details['origin'])}")
+        parts.append(f"*From* {literal(details['origin'])}")
     return "\n".join(parts)
 
 
 def running_pods(report: dict[str, Any]) -> str:
     """The pods found running a scanned image, per cluster, as the responder noted them."""
-    return "\n".join(escape(note) for note in report.get("notes") or [] if _RUNNING.search(str(note)))
+    return "\n".join(literal(note) for note in report.get("notes") or [] if _RUNNING.search(str(note)))
 
 
 def _workloads(incident: dict[str, Any]) -> list[str]:
@@ -146,7 +177,7 @@ def _fields(incident: dict[str, Any]) -> list[dict[str, str]]:
         ("Image", ", ".join(incident.get("images") or [])),
         ("Key", ", ".join(incident.get("key_arns") or [])),
     ]
-    shown = [(name, escape(value)) for name, value in facts if value]
+    shown = [(name, literal(value)) for name, value in facts if value]
     vulnerability = _vulnerability(incident)  # already mrkdwn: escaped values and a link of ours
     if vulnerability:
         shown.append(("Vulnerability", vulnerability))
@@ -156,7 +187,7 @@ def _fields(incident: dict[str, Any]) -> list[dict[str, str]]:
 
 def _action_lines(actions: list[dict[str, Any]]) -> str:
     lines = [
-        f"{STATUS_MARK.get(a['status'], '')} `{escape(a['action'])}` {escape(a['target'])}: {escape(a['detail'])}"
+        f"{STATUS_MARK.get(a['status'], '')} {literal(a['action'])} {literal(a['target'])}: {literal(a['detail'])}"
         for a in actions[:MAX_ACTION_LINES]
     ]
     if len(actions) > MAX_ACTION_LINES:
@@ -170,7 +201,7 @@ def changed_nothing(report: dict[str, Any]) -> bool:
 
 def rejected(report: dict[str, Any]) -> dict[str, Any]:
     """An event the responder could not understand: said, with its id, so it is not lost."""
-    text = f":warning: Rejected event `{escape(report.get('event_id') or 'no id')}`: {escape(report['error'])}"
+    text = f":warning: Rejected event {literal(report.get('event_id') or 'no id')}: {literal(report['error'])}"
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": cut(text, TEXT_LIMIT)}}]
     return {"text": cut(text, TEXT_LIMIT), "attachments": [{"color": "#808080", "blocks": blocks}]}
 
@@ -189,7 +220,7 @@ def build(report: dict[str, Any]) -> dict[str, Any]:
         {"type": "header", "text": {"type": "plain_text", "text": title}},
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": cut(f"{emoji} {escape(incident.get('title', ''))}", TEXT_LIMIT)},
+            "text": {"type": "mrkdwn", "text": cut(f"{emoji} {literal(incident.get('title', ''))}", TEXT_LIMIT)},
         },
     ]
     fields = _fields(incident)
@@ -208,17 +239,18 @@ def build(report: dict[str, Any]) -> dict[str, Any]:
     else:
         why = report.get("reason") or "no action"
         blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": cut(f"No action: {escape(why)}", TEXT_LIMIT)}}
+            {"type": "section", "text": {"type": "mrkdwn", "text": cut(f"No action: {literal(why)}", TEXT_LIMIT)}}
         )
-    context = [f"{marker}Rule `{escape(report.get('rule') or 'none')}`", f"incident `{escape(incident['id'])}`"]
+    context = [f"{marker}Rule {literal(report.get('rule') or 'none')}", f"incident {literal(incident['id'])}"]
     if report.get("evidence"):
-        context.append(f"evidence {escape(report['evidence'])}")
+        context.append(f"evidence {literal(report['evidence'])}")
     link = console_link(incident)
     if link:
         context.append(f"<{link}|open in the AWS console>")  # built by us, not from the event
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": cut(t, FIELD_LIMIT)} for t in context]})
-    summary = f"{marker}{severity.upper()} {incident['type']} in {incident.get('cluster') or incident.get('account')}"
-    return {"text": cut(escape(summary), TEXT_LIMIT), "attachments": [{"color": colour, "blocks": blocks}]}
+    where = incident.get("cluster") or incident.get("account")
+    summary = f"{marker}{severity.upper()} {literal(incident['type'])} in {literal(where)}"
+    return {"text": cut(summary, TEXT_LIMIT), "attachments": [{"color": colour, "blocks": blocks}]}
 
 
 def render_text(message: dict[str, Any]) -> str:

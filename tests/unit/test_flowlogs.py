@@ -294,7 +294,7 @@ def test_the_alert_shows_the_top_flows_as_text() -> None:
     assert "10.0.3.4:40000 -&gt; 45.10.1.9:443 1200 B ACCEPT (eni-1)" in text
     assert "<!here>" not in text
     assert "eni-'&lt;!here&gt;'" in text
-    assert "*From* test" in text
+    assert "*From* `test`" in text
 
 
 def test_a_bad_threat_list_is_told_for_each_delivery_not_raised(

@@ -36,7 +36,7 @@ def test_message_says_what_was_found_and_done() -> None:
     assert message["attachments"][0]["color"] == slack_message.SEVERITY_STYLE["high"][0]
     text = _all_text(message)
     for expected in (
-        "*Cluster*\\ndemo",
+        "*Cluster*\\n`demo`",
         "payments/web-5d9c7b8f6-x7k2p",
         "k8s:isolate-pod",
         "i-cd9226b0ed9ce5ec6",
@@ -132,7 +132,7 @@ def _image_report(**detail: Any) -> dict[str, Any]:
 def test_an_image_message_names_the_cve_its_fix_and_the_running_pods() -> None:
     text = _all_text(slack_message.build(_image_report()))
     for expected in (
-        "*Vulnerability*\\nCVE-2024-6119, fix yes, exploit no",
+        "*Vulnerability*\\n`CVE-2024-6119`, fix `yes`, exploit `no`",
         "<https://nvd.nist.gov/vuln/detail/CVE-2024-6119|CVE-2024-6119 at NVD>",
         "prod: 2 pod(s) run sha256:abc: payments/api-1 (ReplicaSet/api), web/api-2 (ReplicaSet/api)",
         "inspector/v2/home",

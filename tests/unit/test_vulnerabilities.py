@@ -146,10 +146,10 @@ def test_the_alert_lists_the_worst_cves_linked_and_what_was_accepted() -> None:
                     complete=True, risks=_risks("CVE-2024-0001"), today=TODAY)  # fmt: skip
     report = Responder(RULES, Settings()).handle(incident, Mode.PLAN).to_dict()
     text = json.dumps(slack_message.build(report))
-    assert "<https://nvd.nist.gov/vuln/detail/CVE-2024-0002|CVE-2024-0002> HIGH CVSS 7.5 zlib 1.2" in text
+    assert "<https://nvd.nist.gov/vuln/detail/CVE-2024-0002|CVE-2024-0002> `HIGH CVSS 7.5 zlib 1.2`" in text
     assert "CVE-1|&lt;https://evil&gt;" in text
     assert "<https://evil>" not in text
-    assert "Accepted risks left out: CVE-2024-0001" in text
+    assert "Accepted risks left out: `CVE-2024-0001" in text
 
 
 def test_a_basic_scan_links_to_its_scan_results_only_for_a_well_formed_repository() -> None:

@@ -1,0 +1,124 @@
+"""Hostile values in every field a Slack message shows: no mention, no foreign link, no formatting."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from chalicelib.notifiers import slack_message
+
+MARK = "PWNED"
+HOSTILE = [
+    f"<!channel> {MARK}",
+    f"<!here|here> {MARK}",
+    f"<@U024BE7LH> {MARK}",
+    f"<!subteam^S123|team> {MARK}",
+    f"<http://evil.example|{MARK}>",
+    f"http://evil.example/{MARK}",
+    f"evil.example {MARK}",
+    f"*{MARK}*",
+    f"_{MARK}_",
+    f"~{MARK}~",
+    f"`{MARK}` <!here>",
+    f"```{MARK}``` <!channel>",
+    f"{MARK}\n<!everyone>",
+    f"x|pwn> <!channel> <http://evil.example {MARK}",
+    f"&lt;!channel&gt; {MARK}",
+    f"{MARK} " + "`" * 7 + " <!channel>",
+    f"{MARK} " + "x" * 5000 + " `<!channel>",
+]
+ALLOWED_HOSTS = re.compile(r"^https://([a-z]{2}(-gov)?-[a-z]+-\d\.console\.aws\.amazon\.com|nvd\.nist\.gov)/")
+
+
+def _report(value: str) -> dict[str, Any]:
+    """A report with `value` in every field the message can show, for every source's layout."""
+    keys = ("cve", "severity_counts", "fix_available", "exploit_available", "inspector_score", "epss",
+            "accepted_cves", "findings_error", "attribution", "ports", "top_flows", "records", "origin",
+            "repository", "digest")  # fmt: skip
+    details = dict.fromkeys(keys, value)
+    details["worst_cves"] = f"CVE-2024-0001 {value}\n{value} {value}"
+    incident = {
+        "id": value, "source": "flowlogs", "type": value, "title": value, "severity": "high", "score": 8.0,
+        "account": value, "region": value, "cluster": value, "namespace": value, "workloads": [value],
+        "pods": [value], "nodes": [value], "instance_ids": [value],
+        "principals": [{"name": value, "arn": value}], "images": [value], "key_arns": [value],
+        "details": details, "sample": False,
+    }  # fmt: skip
+    return {
+        "incident": incident,
+        "rule": value,
+        "reason": value,
+        "mode": "live",
+        "actions": [{"action": value, "target": value, "status": "succeeded", "detail": value}],
+        "notes": [f"cluster: 2 pod(s) run {value}"],
+        "evidence": value,
+    }
+
+
+def _mrkdwn(message: dict[str, Any]) -> list[str]:
+    texts = [message["text"]]
+    for block in message["attachments"][0]["blocks"]:
+        text = block.get("text") or {}
+        if text.get("type") == "mrkdwn":
+            texts.append(text["text"])
+        texts.extend(f["text"] for f in block.get("fields", []) if f.get("type") == "mrkdwn")
+        texts.extend(e["text"] for e in block.get("elements", []) if e.get("type") == "mrkdwn")
+    return texts
+
+
+def outside_code(text: str) -> str:
+    """What Slack would format: the text with its code blocks and inline code spans removed."""
+    text = re.sub(r"```.*?```", " ", text, flags=re.DOTALL)
+    return re.sub(r"`[^`]*`", " ", text)
+
+
+def findings(message: dict[str, Any]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {"mentions": [], "foreign links": [], "formatted event text": []}
+    for text in _mrkdwn(message):
+        live = outside_code(text)
+        found["mentions"] += re.findall(r"<[!@][^>]*>", live)
+        for link in re.findall(r"<([^!@>|][^>|]*)(?:\|[^>]*)?>", live):
+            if not ALLOWED_HOSTS.match(link):
+                found["foreign links"].append(link)
+        if MARK in live or "evil.example" in live:
+            found["formatted event text"].append(live[:120])
+    return found
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_values_in_every_field_are_shown_as_text(value: str) -> None:
+    for source in ("guardduty", "ecr", "inspector", "kms", "flowlogs"):
+        report = _report(value)
+        report["incident"]["source"] = source
+        message = slack_message.build(report)
+        assert findings(message) == {"mentions": [], "foreign links": [], "formatted event text": []}, source
+        assert MARK in "".join(_mrkdwn(message)), "the value is still shown"  # as text, not dropped
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_a_rejected_events_id_and_error_are_text_too(value: str) -> None:
+    message = slack_message.build({"event_id": value, "error": value})
+    assert findings(message) == {"mentions": [], "foreign links": [], "formatted event text": []}
+
+
+def test_console_links_are_built_only_from_valid_parts() -> None:
+    report = _report("x")
+    report["incident"].update(source="guardduty", region="x|pwn> <!channel> <http://evil.example", id="abc")
+    assert slack_message.console_link(report["incident"]) is None
+    report["incident"].update(region="eu-west-1", id="0f58ba0fda05c4a3253c92dd408cff48")
+    assert slack_message.console_link(report["incident"]) == (
+        "https://eu-west-1.console.aws.amazon.com/guardduty/home?region=eu-west-1"
+        "#/findings?macros=current&fId=0f58ba0fda05c4a3253c92dd408cff48"
+    )
+    report["incident"].update(id="0f58<!channel>")
+    assert slack_message.console_link(report["incident"]) is None
+
+
+def test_the_checker_finds_what_a_naive_message_would_let_through() -> None:
+    naive = {"text": f"<!channel> <http://evil.example|x> *{MARK}*", "attachments": [{"blocks": []}]}
+    found = findings(naive)
+    assert found["mentions"] == ["<!channel>"]
+    assert found["foreign links"] == ["http://evil.example"]
+    assert found["formatted event text"]
