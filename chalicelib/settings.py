@@ -106,6 +106,8 @@ class Settings:
     evidence_prefix: str = "evidence"
     evidence_dir: Path | None = None
     kubeconfig: Path | None = None
+    kube_timeout: float = 10.0  # seconds per Kubernetes API call; transient failures are retried twice
+    aws_max_attempts: int = 5  # botocore standard retry mode: throttling and 5xx, backoff with jitter
     log_tail_lines: int = 200
     # VPC Flow Logs
     flow_logs_bucket: str | None = None  # where flow logs are delivered (scopes s3:GetObject)
@@ -160,6 +162,8 @@ class Settings:
             evidence_prefix=env.get("EVIDENCE_PREFIX", "evidence").strip("/") or "evidence",
             evidence_dir=Path(evidence_dir) if evidence_dir else None,
             kubeconfig=Path(kubeconfig) if kubeconfig else None,
+            kube_timeout=float(_int(env, "KUBE_TIMEOUT_SECONDS", 10)) or 10.0,
+            aws_max_attempts=max(1, _int(env, "AWS_MAX_ATTEMPTS", 5)),
             log_tail_lines=_int(env, "LOG_TAIL_LINES", 200),
             flow_logs_bucket=env.get("FLOW_LOGS_BUCKET") or None,
             flow_log_format=env.get("FLOW_LOG_FORMAT") or None,

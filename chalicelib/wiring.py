@@ -48,15 +48,23 @@ def rules() -> RulesFile:
 
 @functools.cache
 def aws_session() -> Any:
+    """Every AWS client: standard retries (throttling and 5xx, exponential backoff with jitter),
+    bounded attempts and timeouts, so a throttled API slows a step down but never hangs it."""
     import boto3
+    from botocore.config import Config
 
-    return boto3.session.Session()
+    session = boto3.session.Session()
+    retries = {"mode": "standard", "total_max_attempts": settings().aws_max_attempts}
+    session._session.set_default_client_config(Config(retries=retries, connect_timeout=5, read_timeout=30))
+    return session
 
 
 def build_connector(current: Settings) -> KubeConnector:
     from chalicelib.executors.kube import ClusterConnector
 
-    return ClusterConnector(kubeconfig=current.kubeconfig, aws_session=aws_session, region=region("") or None)
+    return ClusterConnector(
+        kubeconfig=current.kubeconfig, aws_session=aws_session, region=region("") or None, timeout=current.kube_timeout
+    )
 
 
 def build_evidence(current: Settings) -> EvidenceSink | None:

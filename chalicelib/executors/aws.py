@@ -172,13 +172,11 @@ class AwsConnector:
 
     def gateway(self, region: str, *, dry_run: bool) -> EC2Gateway:
         if region not in self._clients:
-            from botocore.config import Config
-
-            config = Config(retries={"max_attempts": 5, "mode": "standard"})
+            # Retries and timeouts come from the session's defaults (wiring.aws_session, AWS_MAX_ATTEMPTS).
             session = self._session()
             self._clients[region] = (
-                session.client("ec2", region_name=region, config=config),
-                session.client("autoscaling", region_name=region, config=config),
+                session.client("ec2", region_name=region),
+                session.client("autoscaling", region_name=region),
             )
         ec2, autoscaling = self._clients[region]
         return EC2Gateway(ec2, autoscaling, dry_run=dry_run)

@@ -6,8 +6,10 @@ dry run is validated and authorised by the API server exactly like the real requ
 
 from __future__ import annotations
 
+import random
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -39,7 +41,6 @@ RBAC: tuple[RBACRule, ...] = (
 )
 
 _NOT_FOUND = 404
-_TIMEOUT = httpx2.Timeout(10.0)
 
 
 def _to_dict(obj: Any) -> dict[str, Any]:
@@ -47,10 +48,71 @@ def _to_dict(obj: Any) -> dict[str, Any]:
     return data
 
 
+TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+ATTEMPTS = 3  # one call and two retries: a Kubernetes API that is down for longer is reported, not waited for
+BACKOFF_BASE, BACKOFF_CAP = 0.2, 2.0
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure worth one more try: a timeout, a dropped connection, throttling or a server error."""
+    if isinstance(exc, httpx2.TimeoutException | httpx2.TransportError):
+        return True
+    response = getattr(exc, "response", None)
+    return isinstance(exc, httpx2.HTTPStatusError) and response is not None and response.status_code in TRANSIENT_STATUS
+
+
+class RetryingClient:
+    """lightkube's Client with bounded retries, exponential backoff and full jitter.
+
+    Lists and logs are read whole inside the retry, so a connection lost halfway through a
+    listing is retried too. A create retried after a lost response may find its object: callers
+    treat 409 as "already there".
+    """
+
+    def __init__(
+        self, client: Client, *, attempts: int = ATTEMPTS, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self._client = client
+        self._attempts = attempts
+        self._sleep = sleep
+        self.config = getattr(client, "config", None)
+
+    def _retry(self, call: Callable[[], Any]) -> Any:
+        for attempt in range(self._attempts):
+            try:
+                return call()
+            except Exception as exc:
+                if attempt + 1 >= self._attempts or not transient(exc):
+                    raise
+                self._sleep(min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self._retry(lambda: self._client.get(*args, **kwargs))
+
+    def list(self, *args: Any, **kwargs: Any) -> Any:
+        return self._retry(lambda: [*self._client.list(*args, **kwargs)])
+
+    def log(self, *args: Any, **kwargs: Any) -> Any:
+        return self._retry(lambda: [*self._client.log(*args, **kwargs)])
+
+    def patch(self, *args: Any, **kwargs: Any) -> Any:
+        return self._retry(lambda: self._client.patch(*args, **kwargs))
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        return self._retry(lambda: self._client.delete(*args, **kwargs))
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        return self._retry(lambda: self._client.create(*args, **kwargs))
+
+    def close(self) -> None:
+        self._client.close()
+
+
 class KubeGateway:
     """lightkube behind the small KubeAPI protocol the actions use."""
 
-    def __init__(self, client: Client, *, dry_run: bool) -> None:
+    def __init__(self, client: Client | RetryingClient, *, dry_run: bool) -> None:
         self._client = client
         self._dry_run = dry_run
 
@@ -181,7 +243,11 @@ class KubeGateway:
 
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None:
         policy = cast("NetworkPolicy", NetworkPolicy.from_dict(body))
-        self._client.create(policy, namespace=namespace, dry_run=self._dry_run)
+        try:
+            self._client.create(policy, namespace=namespace, dry_run=self._dry_run)
+        except ApiError as exc:
+            if exc.status.code != 409:  # noqa: PLR2004 - a retried create whose first try landed: the caller verifies it
+                raise
         self._checked("create NetworkPolicy")
 
 
@@ -202,11 +268,13 @@ class ClusterConnector:
         kubeconfig: Path | None,
         aws_session: Callable[[], Any],
         region: str | None,
+        timeout: float = 10.0,
     ) -> None:
         self._kubeconfig = kubeconfig
         self._aws_session = aws_session
         self._region = region
-        self._clients: dict[tuple[str, str, str], tuple[Client, float]] = {}
+        self._clients: dict[tuple[str, str, str], tuple[RetryingClient, float]] = {}
+        self._timeout = httpx2.Timeout(timeout)
 
     def close(self) -> None:
         for client, _ in self._clients.values():
@@ -216,7 +284,7 @@ class ClusterConnector:
     def gateway(self, cluster: str, region: str | None, *, dry_run: bool, account: str | None = None) -> KubeGateway:
         return KubeGateway(self._client(cluster, region, account), dry_run=dry_run)
 
-    def _client(self, cluster: str, region: str | None, account: str | None) -> Client:
+    def _client(self, cluster: str, region: str | None, account: str | None) -> RetryingClient:
         # Clusters named alike in two regions or accounts are different clusters.
         key = (account or "", region or self._region or "", cluster)
         cached = self._clients.get(key)
@@ -229,21 +297,21 @@ class ClusterConnector:
                 kc = KubeConfig.from_file(self._kubeconfig)
                 context = context_for(kc, cluster, region, account)
                 config = kc.get(context_name=context)
-                client, expires = Client(config, timeout=_TIMEOUT, field_manager="eks-responder"), float("inf")
+                client, expires = Client(config, timeout=self._timeout, field_manager="eks-responder"), float("inf")
             else:
                 where = region or self._region
                 if not where:
                     raise ClusterAccessError(f"no region known for cluster {cluster}")
                 built = eks_kubeconfig(self._aws_session(), cluster, where, account)
                 kc = KubeConfig.from_dict(built.kubeconfig)
-                client = Client(kc, timeout=_TIMEOUT, field_manager="eks-responder")
+                client = Client(kc, timeout=self._timeout, field_manager="eks-responder")
                 expires = built.expires_at
         except ClusterAccessError:
             raise
         except Exception as exc:
             raise ClusterAccessError(f"cannot reach cluster {cluster}: {exc}") from exc
-        self._clients[key] = (client, expires)
-        return client
+        self._clients[key] = (RetryingClient(client), expires)
+        return self._clients[key][0]
 
 
 _EKS_ARN = re.compile(r"^arn:aws[a-z-]*:eks:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):cluster/(?P<name>[^/]+)$")

@@ -1,0 +1,137 @@
+"""Faults between the responder and the real local servers: retried, then reported, never half-told.
+
+A proxy on loopback (tests/integration/faults.py) answers in place of the Kubernetes API server or
+the AWS endpoint: errors, throttling, stalls, dropped connections.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from lightkube import Client
+from lightkube.resources.core_v1 import Pod
+
+from chalicelib.actions.base import INVESTIGATION_LABEL
+from chalicelib.executors.aws import AwsConnector
+from chalicelib.executors.kube import ClusterConnector
+from chalicelib.incident import ResourceKind
+from chalicelib.responder import Mode, Responder
+from chalicelib.settings import Settings
+from devstack.stack import LocalStack
+from tests.integration.conftest import Cluster, incident, rules_with
+from tests.integration.faults import FaultProxy, ec2_error
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def kube_proxy(local_stack: LocalStack) -> Iterator[FaultProxy]:
+    serving = local_stack.ca_file.parent
+    proxy = FaultProxy(local_stack.apiserver_url, cert=serving / "apiserver.crt", key=serving / "apiserver.key")
+    yield proxy
+    proxy.close()
+
+
+def _through(proxy: FaultProxy, local_stack: LocalStack, tmp_path: Path, rules: Any, **settings: Any) -> Responder:
+    config = json.loads(local_stack.responder_kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = proxy.url
+    path = tmp_path / "through-proxy.kubeconfig"
+    path.write_text(json.dumps(config))
+    current = Settings(kubeconfig=path, **settings)
+    connector = ClusterConnector(kubeconfig=path, aws_session=lambda: None, region="us-east-1", timeout=1.0)
+    return Responder(rules, current, connector)
+
+
+def _labels(admin: Client, namespace: str, name: str) -> dict[str, str]:
+    return dict(admin.get(Pod, name, namespace=namespace).metadata.labels or {})
+
+
+def test_kubernetes_errors_are_retried_with_backoff(
+    cluster: Cluster, admin: Client, kube_proxy: FaultProxy, local_stack: LocalStack, tmp_path: Path
+) -> None:
+    pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
+    kube_proxy.inject("status", times=2, status=503)
+    kube_proxy.inject("reset", times=1, methods=("PATCH",))
+    responder = _through(kube_proxy, local_stack, tmp_path, rules_with("k8s:label-pod"))
+    try:
+        (result,) = responder.handle(incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE).actions
+    finally:
+        responder.close()
+    assert result.status.value == "succeeded", result.detail
+    assert _labels(admin, cluster.namespace, pod)[INVESTIGATION_LABEL] == "true"
+    assert sum(f.hits for f in kube_proxy.faults) == 3  # two 503s and a dropped PATCH, each retried
+
+
+@pytest.mark.parametrize(("kind", "words"), [("status", "injected 503"), ("stall", "timed out")])
+def test_a_kubernetes_api_that_stays_down_fails_the_step_with_the_reason(
+    kind: str, words: str, cluster: Cluster, admin: Client, kube_proxy: FaultProxy, local_stack: LocalStack,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
+    fault = kube_proxy.inject(kind, times=-1, methods=("PATCH",))
+    responder = _through(kube_proxy, local_stack, tmp_path, rules_with("k8s:label-pod", "k8s:label-node"))
+    try:
+        report = responder.handle(incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE)
+    finally:
+        responder.close()
+    statuses = [(r.action, r.status.value) for r in report.actions]
+    assert statuses == [("k8s:label-pod", "failed"), ("k8s:label-node", "failed")]
+    assert all(words in r.detail.lower() for r in report.actions), [r.detail for r in report.actions]
+    assert fault.hits == 6  # three attempts per step, no more
+    assert INVESTIGATION_LABEL not in _labels(admin, cluster.namespace, pod)
+
+
+@pytest.fixture
+def aws_proxy(local_stack: LocalStack) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(local_stack.moto_url)
+    yield proxy
+    proxy.close()
+
+
+def _ec2_responder(proxy: FaultProxy, aws_session: Any, monkeypatch: pytest.MonkeyPatch) -> Responder:
+    from botocore.config import Config
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    session = boto3.session.Session(region_name="us-east-1")
+    session._session.set_default_client_config(Config(retries={"mode": "standard", "total_max_attempts": 3}))
+    rules = rules_with("ec2:protect-instance")
+    return Responder(rules, Settings(), None, aws=AwsConnector(lambda: session))
+
+
+def _instance(ec2: Any) -> str:
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "eks:cluster-name", "Value": "local"}]}]
+    made = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=tags)
+    return str(made["Instances"][0]["InstanceId"])
+
+
+def test_aws_throttling_is_retried_and_a_lasting_error_fails_the_step(
+    aws_session: Any, aws_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ec2 = aws_session.client("ec2")  # the test's own view of moto, not through the proxy
+    target, other = _instance(ec2), _instance(ec2)
+    found = incident(instance_ids=(target,), kind=ResourceKind.NODE, type_="CryptoCurrency:EC2/BitcoinTool.B!DNS")
+    throttled = aws_proxy.inject(
+        "status", times=2, status=503, methods=("POST",), body=ec2_error("RequestLimitExceeded")
+    )
+    report = _ec2_responder(aws_proxy, aws_session, monkeypatch).handle(found, Mode.LIVE)
+    (result,) = report.actions
+    assert result.status.value == "succeeded", result.detail
+    assert throttled.hits == 2
+    assert ec2.describe_instance_attribute(InstanceId=target, Attribute="disableApiTermination")[
+        "DisableApiTermination"]["Value"] is True  # fmt: skip
+
+    down = aws_proxy.inject("status", times=-1, status=503, methods=("POST",), body=ec2_error("Unavailable"))
+    again = type(found)(**{**found.__dict__, "id": "another", "instance_ids": (other,)})
+    (failed,) = _ec2_responder(aws_proxy, aws_session, monkeypatch).handle(again, Mode.LIVE).actions
+    assert failed.status.value == "failed"
+    assert "Unavailable" in failed.detail
+    assert "reached max retries: 2" in failed.detail  # botocore's standard mode: three attempts per call
+    assert down.hits % 3 == 0
+    assert ec2.describe_instance_attribute(InstanceId=other, Attribute="disableApiTermination")[
+        "DisableApiTermination"]["Value"] is False  # fmt: skip
