@@ -33,11 +33,24 @@ class ReadError(EventError):
     """The input ended early or is corrupt: what came before it was scanned."""
 
 
+# A delivery is bounded however it was made: flow-log records are a few hundred bytes and S3
+# objects tens of megabytes, so a line or a file beyond these is damage or a decompression bomb.
+MAX_LINE = 64 * 1024
+MAX_EXPANDED = 4 * 1024 * 1024 * 1024
+
+
+def _bounded(leftover: bytes, expanded: int) -> None:
+    if len(leftover) > MAX_LINE:
+        raise ReadError(f"a line longer than {MAX_LINE} bytes: not a flow log (or a decompression bomb); not read")
+    if expanded > MAX_EXPANDED:
+        raise ReadError(f"the object expands beyond {MAX_EXPANDED} bytes: read up to there, the rest not read")
+
+
 def gzip_blocks(stream: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:
     """Whole lines of a gzip stream (several members allowed), block by block, in bounded memory."""
     inflate = _inflate.decompressobj(31)
     leftover = b""
-    read = 0
+    read = expanded = 0
     while True:
         data = stream.read(chunk)
         if not data:
@@ -53,13 +66,13 @@ def gzip_blocks(stream: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:
             if leftover:
                 yield leftover
             raise ReadError(f"corrupt gzip data after {read} compressed bytes: {exc}") from None
+        expanded += len(out)
         buffer = leftover + out
         cut = buffer.rfind(b"\n")
-        if cut < 0:
-            leftover = buffer
-            continue
-        leftover = buffer[cut + 1 :]
-        yield buffer[:cut]
+        leftover = buffer[cut + 1 :] if cut >= 0 else buffer
+        _bounded(leftover, expanded)
+        if cut >= 0:
+            yield buffer[:cut]
     if leftover:
         yield leftover
     if read and not inflate.eof:
@@ -71,10 +84,13 @@ def gzip_blocks(stream: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:
 def text_blocks(stream: BinaryIO, chunk: int = 4 * CHUNK) -> Iterator[bytes]:
     """An uncompressed flow-log file (the S3 layout after gunzip), block by block."""
     leftover = b""
+    total = 0
     while data := stream.read(chunk):
+        total += len(data)
         buffer = leftover + data
         cut = buffer.rfind(b"\n")
         leftover = buffer[cut + 1 :] if cut >= 0 else buffer
+        _bounded(leftover, total)
         if cut >= 0:
             yield buffer[:cut]
     if leftover:

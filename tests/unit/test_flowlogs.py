@@ -237,6 +237,31 @@ def test_a_corrupt_object_gives_a_clear_error() -> None:
         list(gzip_blocks(io.BytesIO(b"")))
 
 
+def test_a_decompression_bomb_in_an_object_is_refused_in_bounded_memory() -> None:
+    bomb = gzip.compress(b"\0" * (20 * 1024 * 1024))  # 20 MB of one line, 20 KB compressed
+    delivery = batch.scan_object(io.BytesIO(bomb), "x.log.gz", None, _scanner(), BATCH)
+    assert delivery.error is not None
+    assert "a line longer than 65536 bytes" in delivery.error
+
+
+def test_an_object_that_expands_beyond_the_bound_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.flowlogs import reader
+
+    monkeypatch.setattr(reader, "MAX_EXPANDED", 1_000_000)
+    lines = b"2 123456789012 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 0 60 ACCEPT OK\n" * 40_000
+    delivery = batch.scan_object(io.BytesIO(gzip.compress(lines)), "x.log.gz", None, _scanner(), BATCH)
+    assert delivery.error is not None
+    assert "expands beyond 1000000 bytes" in delivery.error
+
+
+def test_a_cloudwatch_logs_bomb_is_refused() -> None:
+    import base64
+
+    bomb = base64.b64encode(gzip.compress(b" " * (40 * 1024 * 1024))).decode()
+    with pytest.raises(EventError, match="expands beyond"):
+        logs_payload({"awslogs": {"data": bomb}})
+
+
 def _payload(messages: list[str], kind: str = "DATA_MESSAGE") -> dict[str, Any]:
     body = {"messageType": kind, "owner": "123456789012", "logGroup": "/vpc/flow", "logStream": "eni-1-all",
             "subscriptionFilters": ["f"], "logEvents": [{"id": str(i), "timestamp": 0, "message": m}
