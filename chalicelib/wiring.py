@@ -298,19 +298,33 @@ def flow_intake(
     return Intake(responder_, mode, attribution, ledger_, notifiers_)
 
 
-def s3_objects(event: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(bucket, key, account, region) from an EventBridge "Object Created" event or an S3 notification."""
+def s3_objects(event: Any) -> list[tuple[str, str, str, str]]:
+    """(bucket, key, account, region) from an EventBridge "Object Created" event or an S3 notification.
+
+    Only string values are taken: anything else in those places makes the object unnamed, which the
+    caller rejects, rather than a name built from whatever the event held.
+    """
     from urllib.parse import unquote_plus
 
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
+    def field(value: Any, *path: str) -> Any:
+        for step in path:
+            value = value.get(step) if isinstance(value, dict) else None
+        return value
+
+    if not isinstance(event, dict):
+        return []
     if event.get("source") == "aws.s3":
-        detail = event.get("detail") or {}
-        return [(str((detail.get("bucket") or {}).get("name", "")), str((detail.get("object") or {}).get("key", "")),
-                 str(event.get("account", "")), str(event.get("region", "")))]  # fmt: skip
+        detail = event.get("detail")
+        return [(text(field(detail, "bucket", "name")), text(field(detail, "object", "key")),
+                 text(event.get("account")), text(event.get("region")))]  # fmt: skip
+    records = event.get("Records")
     found = []
-    for record in event.get("Records") or []:
-        s3 = record.get("s3") or {}
-        key = unquote_plus(str((s3.get("object") or {}).get("key", "")))  # notifications URL-encode keys
-        found.append((str((s3.get("bucket") or {}).get("name", "")), key, "", str(record.get("awsRegion", ""))))
+    for record in records if isinstance(records, list) else []:
+        key = unquote_plus(text(field(record, "s3", "object", "key")))  # notifications URL-encode keys
+        found.append((text(field(record, "s3", "bucket", "name")), key, "", text(field(record, "awsRegion"))))
     return found
 
 
@@ -330,10 +344,11 @@ def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -
     from chalicelib.flowlogs import batch
     from chalicelib.sources.flowlogs import Batch
 
-    objects = s3_objects(event) if isinstance(event, dict) else []
+    objects = s3_objects(event)
     if not objects or not all(bucket and key for bucket, key, _, _ in objects):
         why = EventError("no S3 bucket and key in the event")
-        return batch.rejected(str((event or {}).get("id")), why, intake.notifiers)
+        event_id = event.get("id") if isinstance(event, dict) else None
+        return batch.rejected(event_id if isinstance(event_id, str) else "s3-event", why, intake.notifiers)
     results = []
     for bucket, key, account, object_region in objects:
         origin = f"s3://{bucket}/{key}"

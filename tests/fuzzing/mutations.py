@@ -42,6 +42,10 @@ def seed_events() -> list[dict[str, Any]]:
                "logStream": "eni-0", "subscriptionFilters": ["f"], "logEvents": records}  # fmt: skip
     found.append({"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()}})
     found.append({"awslogs": payload})  # decoded: encoded by the harness after mutation, so edits reach its fields
+    key = "AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/28/123456789012_vpcflowlogs_us-east-1_fl-1_x.log.gz"
+    found.append({"version": "0", "id": "s3-1", "source": "aws.s3", "detail-type": "Object Created",
+                  "account": "123456789012", "region": "us-east-1", "resources": ["arn:aws:s3:::flow-logs"],
+                  "detail": {"bucket": {"name": "flow-logs"}, "object": {"key": key, "size": 1024}}})  # fmt: skip
     return found
 
 
@@ -173,7 +177,7 @@ class Harness:
                     raise
                 return [batch.rejected("cloudwatch-logs-payload", exc, [])]
             return [batch.respond(delivery, flows)]
-        if isinstance(event, dict) and event.get("source") == "aws.s3":
+        if isinstance(event, dict) and (event.get("source") == "aws.s3" or "Records" in event):
             objects = wiring.s3_objects(event)
             return [{"objects": [list(o) for o in objects]}]
         return [intake.handle(event, self.responder, self.mode)]
