@@ -360,6 +360,11 @@ def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -
         if bucket != current.flow_logs_bucket:
             results.append({"origin": origin, "ignored": f"not the flow-log bucket {current.flow_logs_bucket}"})
             continue
+        if intake.mode.value == "plan":
+            # A plan contacts nothing: not S3 for the object, not S3 for the threat list.
+            offline = f"an offline plan reads nothing: replay with --live to read {origin}"
+            results.append({"origin": origin, "ignored": offline})
+            continue
         where = object_region or region()
         try:
             layout, scan = _flow_setup(current)

@@ -226,3 +226,25 @@ def test_an_internal_failure_on_one_input_is_told_and_the_rest_still_run(
     assert [Path(r["event"]).name for r in results] == ["a.json", "b.json"]
     assert results[0]["error"] == "internal error: RuntimeError: boom"
     assert results[1]["rule"] == "compromised-pod"
+
+
+def test_an_offline_replay_of_an_s3_event_contacts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib import wiring
+
+    def no_aws() -> None:
+        raise AssertionError("an offline plan must not build an AWS session")
+
+    monkeypatch.setattr(wiring, "aws_session", no_aws)
+    monkeypatch.setenv("FLOW_LOGS_BUCKET", "flow-logs")
+    key = "AWSLogs/123456789012/vpcflowlogs/us-east-1/2026/11/28/123456789012_vpcflowlogs_us-east-1_fl-1_x.log.gz"
+    event = {"version": "0", "id": "s3-1", "source": "aws.s3", "detail-type": "Object Created",
+             "account": "123456789012", "region": "us-east-1",
+             "detail": {"bucket": {"name": "flow-logs"}, "object": {"key": key}}}  # fmt: skip
+    path = tmp_path / "s3-event.json"
+    path.write_text(json.dumps(event))
+    code, results, _ = _run(capsys, str(path))
+    assert code == 0
+    (result,) = results
+    assert result["reason"] == f"an offline plan reads nothing: replay with --live to read s3://flow-logs/{key}"
