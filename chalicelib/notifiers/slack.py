@@ -3,6 +3,7 @@ SecureString (cached by Powertools parameters), never from a plain variable or a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,31 @@ from chalicelib.actions.base import IAMStatement
 from chalicelib.notifiers import slack_message
 
 TIMEOUT_SECONDS = 5
+
+
+class _Redact(logging.Filter):
+    """Replaces the webhook URL (a bearer secret) in every record slack_sdk logs."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self._secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if self._secret and self._secret in text:
+            record.msg, record.args = text.replace(self._secret, "<slack webhook>"), None
+        return True
+
+
+def _quiet_logger(secret: str) -> logging.Logger:
+    """slack_sdk's logger for one send: warnings and errors only, the URL never in them (at DEBUG it
+    logs every request with its URL, and on a retry it logs the URL at INFO)."""
+    logger = logging.getLogger("eks_responder.slack_sdk")
+    logger.setLevel(logging.WARNING)
+    for old in list(logger.filters):
+        logger.removeFilter(old)
+    logger.addFilter(_Redact(secret))
+    return logger
 
 
 class SlackNotifier:
@@ -22,9 +48,13 @@ class SlackNotifier:
         from slack_sdk.webhook import WebhookClient
 
         message = slack_message.build(report)
-        response = WebhookClient(self._webhook_url(), timeout=TIMEOUT_SECONDS).send(
-            text=message["text"], attachments=message["attachments"]
-        )
+        url = self._webhook_url()
+        client = WebhookClient(url, timeout=TIMEOUT_SECONDS, logger=_quiet_logger(url))
+        try:
+            response = client.send(text=message["text"], attachments=message["attachments"])
+        except Exception as exc:  # noqa: BLE001 - re-raised without the secret
+            # The exception text can carry the URL too (connection errors name it): never pass it on.
+            raise RuntimeError(str(exc).replace(url, "<slack webhook>")) from None
         if response.status_code != 200:  # noqa: PLR2004
             raise RuntimeError(f"Slack answered {response.status_code}: {response.body[:200]}")
 

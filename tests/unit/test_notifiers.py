@@ -145,3 +145,28 @@ def test_a_malformed_cve_id_is_shown_but_never_linked() -> None:
     text = _all_text(slack_message.build(_image_report(packageVulnerabilityDetails=details)))
     assert "nvd.nist.gov" not in text
     assert "<https://evil.example>" not in text
+
+
+def test_the_webhook_url_never_reaches_a_log_line_even_at_debug(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+    import socket
+
+    from chalicelib.notifiers.base import notify
+    from chalicelib.notifiers.slack import SlackNotifier
+
+    with socket.socket() as closed:  # a port nobody listens on: the connection fails, slack_sdk retries
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    secret = "T0SECRET/B0SECRET/XXXXXXXXXXXXXXXXXXXXXXXX"
+    url = f"http://127.0.0.1:{port}/services/{secret}"
+    with caplog.at_level(logging.DEBUG):
+        (delivery,) = notify(_report(), [SlackNotifier(lambda: url)])
+    assert delivery.delivered is False
+    assert secret not in (delivery.error or "")
+    logged = "\n".join(r.getMessage() + str(r.__dict__) for r in caplog.records)
+    out, err = capsys.readouterr()
+    assert secret not in logged
+    assert secret not in out + err
+    assert "notifier failed" in logged
