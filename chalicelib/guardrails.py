@@ -10,6 +10,7 @@ from chalicelib.actions.base import CORDONED_AT_ANNOTATION, Action, ActionContex
 from chalicelib.actions.ec2.common import CLUSTER_TAG, ISOLATED_AT_TAG, PROTECTED_TAG
 from chalicelib.actions.ec2.common import instance as cached_instance
 from chalicelib.actions.iam.common import account_of, name_of
+from chalicelib.functions import APP_NAME
 from chalicelib.incident import PrincipalRole, principal_from_arn
 from chalicelib.settings import Settings
 
@@ -244,14 +245,24 @@ def _last_ready_node(ctx: ActionContext, target: Target, tags: dict[str, str]) -
 
 
 def _matches(arn: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatchcase(arn, p) or fnmatchcase(name_of(arn), p) for p in patterns)
+    """Globs against the ARN or the name, case-insensitively: `Break-Glass-Admin` is `*break-glass*`."""
+    lowered = (arn.lower(), name_of(arn).lower())
+    return any(fnmatchcase(lowered[0], p.lower()) or fnmatchcase(lowered[1], p.lower()) for p in patterns)
 
 
-def identity_static_block(target: Target, settings: Settings, incident_account: str) -> str | None:
+def identity_static_block(target: Target, settings: Settings, incident_account: str) -> str | None:  # noqa: PLR0911
     arn = target.name
     name = name_of(arn)
     if _matches(arn, settings.protected_principals):
         return f"{arn} is protected (PROTECTED_PRINCIPALS)"
+    if name.lower().startswith(f"{APP_NAME}-"):
+        return f"{arn} is one of the responder's own roles ({APP_NAME}-<stage>-<function>); never revoked"
+    namespace = target.attributes.get("service_account_namespace")
+    if namespace and namespace in settings.all_protected_namespaces:
+        return (
+            f"{arn} is the IAM role of a service account in protected namespace {namespace} (the platform's "
+            "own identity, e.g. the VPC CNI): never revoked"
+        )
     if _matches(arn, settings.kms_admin_principals):
         return f"{arn} is a key administrator (KMS_ADMIN_PRINCIPALS); never revoked"
     if f":role{SERVICE_LINKED_PATH}" in arn or name.startswith("AWSServiceRoleFor"):

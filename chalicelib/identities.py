@@ -26,12 +26,16 @@ def roles(incident: Incident, kube: KubeAPI | None, identity: IdentityAPI | None
     """IAM roles to revoke. Without kube/identity (a plan) indirect roles are only described."""
     found: dict[str, Target] = {}
 
-    def add(arn: str, via: str) -> None:
-        found.setdefault(arn, Target("role", arn, attributes={"via": via}))
+    def add(arn: str, via: str, **facts: str) -> None:
+        found.setdefault(arn, Target("role", arn, attributes={"via": via, **facts}))
 
     for principal in incident.principals:
         if principal.kind is PrincipalKind.IAM_ROLE and principal.arn:
-            add(principal.arn, principal.involved_as.value)
+            # Instance credentials (a node's) are the node role, whatever the finding calls them.
+            node = principal.involved_as in {PrincipalRole.NODE, PrincipalRole.CREDENTIALS} and bool(
+                incident.instance_ids
+            )
+            add(principal.arn, principal.involved_as.value, **({"node_role": "true"} if node else {}))
         elif principal.kind is PrincipalKind.SERVICE_ACCOUNT:
             account = _service_account(principal.name)
             if account is None:
@@ -42,14 +46,14 @@ def roles(incident: Incident, kube: KubeAPI | None, identity: IdentityAPI | None
                 found.setdefault(described, Target("role", described, resolved=False))
                 continue
             for arn in _service_account_roles(incident, kube, identity, namespace, name, notes):
-                add(arn, f"service account {namespace}/{name}")
+                add(arn, f"service account {namespace}/{name}", service_account_namespace=namespace)
         elif principal.kind is PrincipalKind.INSTANCE_PROFILE:
             if identity is None:
                 described = f"<role of instance profile {principal.name}>"
                 found.setdefault(described, Target("role", described, resolved=False))
                 continue
             for arn in identity.instance_profile_roles(principal.name):
-                add(arn, f"instance profile {principal.name}")
+                add(arn, f"instance profile {principal.name}", node_role="true")
     return list(found.values())
 
 

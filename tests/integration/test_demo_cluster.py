@@ -153,7 +153,7 @@ def test_reports_and_identities(demo: Demo) -> None:
     assert results["execution-runtime-suspicious-shell-created-low.json"]["actions"] == []
     assert results["policy-kubernetes-anonymous-access-granted.json"]["rule"] == "dangerous-binding"
 
-    # Identities: the caller's role revoked and unmapped; the dangerous bindings gone; the node role revoked.
+    # Identities: the caller's role revoked and unmapped; the dangerous bindings gone; the node role spared.
     caller = {a: (t, st) for a, t, st in _statuses(results["credential-access-kubernetes-malicious-ip-caller.json"])}
     assert caller["iam:revoke-role-sessions"] == ("arn:aws:iam::123456789012:role/developer", "succeeded")
     assert caller["eks:delete-access-entry"] == ("arn:aws:iam::123456789012:role/developer", "succeeded")
@@ -162,13 +162,15 @@ def test_reports_and_identities(demo: Demo) -> None:
     admin_binding = _statuses(results["policy-kubernetes-admin-access-to-default-service-account.json"])
     assert admin_binding == [("k8s:delete-rolebinding", "tools/default-admin", "succeeded")]
     exfiltration = results["unauthorized-access-instance-credential-exfiltration-outside-aws.json"]["actions"][0]
+    # The node role is shared by every node of the group: spared, the instance is contained instead.
     assert (exfiltration["target"], exfiltration["status"]) == (
         "arn:aws:iam::123456789012:role/eks-demo-general-node",
-        "succeeded",
+        "skipped",
     )
+    assert exfiltration["detail"].startswith("spared: eks-demo-general-node is a node (EC2 instance) role")
     iam = running_client(running, "iam")
-    for role in ("developer", "eks-demo-general-node"):
-        assert iam.list_role_policies(RoleName=role)["PolicyNames"] == ["eks-responder-revoke-older-sessions"]
+    assert iam.list_role_policies(RoleName="developer")["PolicyNames"] == ["eks-responder-revoke-older-sessions"]
+    assert iam.list_role_policies(RoleName="eks-demo-general-node")["PolicyNames"] == []
 
 
 def test_cluster_state_after_the_replay(demo: Demo) -> None:

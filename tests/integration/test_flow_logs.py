@@ -204,7 +204,7 @@ def test_a_truncated_object_is_scanned_up_to_the_damage_and_told(
         def send(self, report: dict[str, Any]) -> None:
             told.append({k: report[k] for k in ("event_id", "error")})
 
-    intake = wiring.flow_intake(make_responder(), Mode.PLAN, "us-east-1", None, [Recorder()])
+    intake = wiring.flow_intake(make_responder(), Mode.DRY_RUN, "us-east-1", None, [Recorder()])
     result = wiring.flow_log_objects(
         _object_created("flow-logs", "cut.log.gz"), _settings(flow_logs_bucket="flow-logs"), intake
     )

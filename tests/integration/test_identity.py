@@ -117,7 +117,65 @@ def test_a_nodes_instance_profile_resolves_to_its_role(aws_session: Any, make_re
     iam.add_role_to_instance_profile(InstanceProfileName="eks-node-profile", RoleName="eks-node-role")
     profile = Principal(PrincipalKind.INSTANCE_PROFILE, "eks-node-profile", None, (), PrincipalRole.NODE)
     report = make_responder(rules_with("iam:revoke-role-sessions")).handle(_with(profile), Mode.LIVE)
+    # Every node of the group shares the role: spared by default, and the result says why.
+    assert [(r.target, r.status.value) for r in report.actions] == [(arn, "skipped")]
+    assert "spared: eks-node-role is a node (EC2 instance) role" in report.actions[0].detail
+    assert iam.list_role_policies(RoleName="eks-node-role")["PolicyNames"] == []
+    allowed = rules_with({"action": "iam:revoke-role-sessions", "params": {"allow_node_roles": True}})
+    report = make_responder(allowed).handle(_with(profile), Mode.LIVE)
     assert [(r.target, r.status.value) for r in report.actions] == [(arn, "succeeded")]
+
+
+def test_a_role_ec2_assumes_is_a_node_role_whatever_the_finding_calls_it(aws_session: Any, make_responder: Any) -> None:
+    iam = aws_session.client("iam")
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}  # fmt: skip
+    arn = iam.create_role(RoleName="nodes", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    report = make_responder(rules_with("iam:revoke-role-sessions")).handle(
+        _with(Principal(PrincipalKind.IAM_ROLE, "nodes", arn)), Mode.LIVE
+    )
+    assert report.actions[0].status.value == "skipped"
+    assert "spared" in report.actions[0].detail
+
+
+@pytest.mark.parametrize(
+    ("role", "reason"),
+    [
+        ("Break-Glass-Admin", "PROTECTED_PRINCIPALS"),
+        ("BREAK-GLASS", "PROTECTED_PRINCIPALS"),
+        ("eks-responder-prod-on_kms_api_call", "the responder's own roles"),
+    ],
+)
+def test_the_platform_and_the_responder_are_never_revoked(
+    aws_session: Any, make_responder: Any, role: str, reason: str
+) -> None:
+    iam = aws_session.client("iam")
+    arn = _role(iam, role)
+    report = make_responder(rules_with("iam:revoke-role-sessions")).handle(
+        _with(Principal(PrincipalKind.IAM_ROLE, role, arn)), Mode.LIVE
+    )
+    assert report.actions[0].status.value == "skipped"
+    assert reason in report.actions[0].detail
+    assert iam.list_role_policies(RoleName=role)["PolicyNames"] == []
+
+
+def test_the_irsa_role_of_a_protected_namespace_is_never_revoked(
+    aws_session: Any, cluster: Cluster, make_responder: Any
+) -> None:
+    iam = aws_session.client("iam")
+    arn = _role(iam, "vpc-cni")
+    meta = {"name": "aws-node-t", "namespace": "kube-system", "annotations": {"eks.amazonaws.com/role-arn": arn}}
+    cluster.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta})
+    try:
+        account = "system:serviceaccount:kube-system:aws-node-t"
+        found = _with(Principal(PrincipalKind.SERVICE_ACCOUNT, account, involved_as=PrincipalRole.WORKLOAD))
+        report = make_responder(rules_with("iam:revoke-role-sessions")).handle(found, Mode.LIVE)
+        assert [(r.target, r.status.value) for r in report.actions] == [(arn, "skipped")]
+        assert "protected namespace kube-system" in report.actions[0].detail
+    finally:
+        from lightkube.resources.core_v1 import ServiceAccount
+
+        cluster.admin.delete(ServiceAccount, "aws-node-t", namespace="kube-system")
 
 
 @pytest.mark.parametrize(

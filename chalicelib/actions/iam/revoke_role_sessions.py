@@ -28,6 +28,29 @@ def revoke_document(incident_id: str, cutoff: str) -> dict[str, Any]:
     }
 
 
+class RevokeParams(Params):
+    # A node role is shared by every node of its group: revoking it takes them all off AWS.
+    allow_node_roles: bool = False
+
+
+def _node_role(target: Target, role: dict[str, Any]) -> bool:
+    """The role of an instance profile: EC2 assumes it (every node of a group shares it)."""
+    if target.attributes.get("node_role") == "true":
+        return True
+    trust = role.get("AssumeRolePolicyDocument") or {}
+    if isinstance(trust, str):
+        import json
+        from urllib.parse import unquote
+
+        trust = json.loads(unquote(trust))
+    statements = trust.get("Statement") or []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        services = (statement.get("Principal") or {}).get("Service") if isinstance(statement, dict) else None
+        if "ec2.amazonaws.com" in ([services] if isinstance(services, str) else services or []):
+            return True
+    return False
+
+
 class RevokeRoleSessions(Action):
     """Attach one inline policy that denies every session issued before now: running sessions
     (stolen node, IRSA or caller credentials) stop working, new ones keep working.
@@ -35,13 +58,17 @@ class RevokeRoleSessions(Action):
     A later incident moves the cut-off in the same policy; nothing piles up. The policy it
     replaced is recorded, so it can be undone.
 
+    Node (EC2 instance) roles are spared unless the rule sets `allow_node_roles: true`.
+
     Example::
 
         - action: iam:revoke-role-sessions
+          params: {allow_node_roles: false}
     """
 
     name = "iam:revoke-role-sessions"
     target_kind = "role"
+    params_model = RevokeParams
     summary = "deny every session of the role issued before now (aws:TokenIssueTime)"
     iam: ClassVar[tuple[IAMStatement, ...]] = (
         IAMStatement(("iam:GetRole", "iam:GetRolePolicy", "iam:PutRolePolicy"), (ROLE_ARN,)),
@@ -51,10 +78,19 @@ class RevokeRoleSessions(Action):
         return f"attach {POLICY_NAME} to role {target}: deny sessions issued before now"
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        assert isinstance(params, RevokeParams)
         api = identity(ctx)
         role = name_of(target.name)
-        if api.get_role(role) is None:
+        described = api.get_role(role)
+        if described is None:
             return Outcome(Status.SKIPPED, f"role {target} no longer exists")
+        if _node_role(target, described) and not params.allow_node_roles:
+            return Outcome(
+                Status.SKIPPED,
+                f"spared: {role} is a node (EC2 instance) role shared by every node that uses it; revoking it would "
+                "cut them all off AWS. Contain the instance instead (ec2:isolate-instance), or set "
+                "`allow_node_roles: true` on the rule",
+            )
         existing = api.role_policy(role, POLICY_NAME)
         wanted_sid = revoke_document(ctx.incident.id, "")["Statement"][0]["Sid"]
         if existing and any(s.get("Sid") == wanted_sid for s in existing.get("Statement", [])):
