@@ -11,7 +11,7 @@ from chalicelib.actions.ec2.common import CLUSTER_TAG, ISOLATED_AT_TAG, PROTECTE
 from chalicelib.actions.ec2.common import instance as cached_instance
 from chalicelib.actions.iam.common import account_of, name_of
 from chalicelib.functions import APP_NAME
-from chalicelib.incident import PrincipalRole, principal_from_arn
+from chalicelib.incident import Incident, PrincipalRole, principal_from_arn
 from chalicelib.settings import Settings
 
 CLUSTER_TAG_FILTER = f"tag:{CLUSTER_TAG}"
@@ -89,9 +89,22 @@ def static_block(  # noqa: PLR0911
     return None
 
 
+def platform_block(action: Action, incident: Incident, settings: Settings) -> str | None:
+    """A finding about a pod of a protected namespace is alerted on and its evidence kept, but the
+    node it runs on is not disrupted: the platform's own workloads (CNI, DNS, the agents) run there."""
+    if action.disrupts_node and incident.namespace and incident.namespace in settings.all_protected_namespaces:
+        return (
+            f"the finding is about protected namespace {incident.namespace}: alert and evidence only, "
+            f"{action.name} never disrupts the platform's nodes for it"
+        )
+    return None
+
+
 def block(action: Action, target: Target, ctx: ActionContext) -> str | None:  # noqa: PLR0911 - one branch per kind
     settings = ctx.settings
-    static = static_block(action, target, settings, ctx.incident.account)
+    static = static_block(action, target, settings, ctx.incident.account) or platform_block(
+        action, ctx.incident, settings
+    )
     if static or target.kind in {"pod", "binding", "image"}:
         return static
     if target.kind in IDENTITY_KINDS:

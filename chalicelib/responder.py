@@ -223,8 +223,10 @@ class Responder:
                 results.append(_nothing_to_do(action))
                 continue
             applies = blocked and (incident.cluster is not None or action.target_kind in CLUSTER_KINDS)
-            reason = (blocked if applies else None) or guardrails.static_block(
-                action, target, self._settings, incident.account
+            reason = (
+                (blocked if applies else None)
+                or guardrails.static_block(action, target, self._settings, incident.account)
+                or guardrails.platform_block(action, incident, self._settings)
             )
             if not reason and target.kind == "key":
                 callers = [p.arn for p in incident.principals if p.arn and p.involved_as.value == "caller"]

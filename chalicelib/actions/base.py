@@ -294,6 +294,9 @@ class Action(ABC):
     # Actions that cut an instance off count against the per-cluster hourly instance cap, and
     # never take the last Ready node of a node group.
     counts_against_instance_cap: ClassVar[bool] = False
+    # Actions that take a node or its network out of service: never for a finding about a pod of a
+    # protected namespace (the platform's own workloads run on every node).
+    disrupts_node: ClassVar[bool] = False
     # Actions that write to the evidence store: the report links to the incident's evidence.
     writes_evidence: ClassVar[bool] = False
 

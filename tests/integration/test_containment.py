@@ -441,3 +441,22 @@ def test_a_live_replay_for_a_cluster_the_kubeconfig_lacks_changes_nothing(
     # The current context ("local") serves this very API server: nothing in it changed.
     assert QUARANTINE_LABEL not in _labels(admin, cluster.namespace, pod)
     assert not list(admin.list(NetworkPolicy, namespace=cluster.namespace))
+
+
+def test_a_privileged_pod_in_a_protected_namespace_does_not_disrupt_its_node(
+    cluster: Cluster, admin: Client, make_responder: Any
+) -> None:
+    node = cluster.node("node-a", "i-0aaa")
+    pod = cluster.pod(f"agent-{cluster.namespace}", node, namespace="kube-system")
+    found = incident(namespace="kube-system", pods=(pod,), privileged=True,
+                     type_="PrivilegeEscalation:Kubernetes/PrivilegedContainer")  # fmt: skip
+    try:
+        report = make_responder(POD_AND_NODE).handle(found, Mode.LIVE)
+        statuses = {r.action: (r.status.value, r.detail) for r in report.actions}
+        assert statuses["k8s:cordon-node"][0] == "skipped"
+        assert "protected namespace kube-system: alert and evidence only" in statuses["k8s:cordon-node"][1]
+        assert statuses["k8s:isolate-pod"][0] == "skipped"
+        assert statuses["k8s:capture-pod"][0] == "succeeded"  # the evidence is still kept
+        assert not admin.get(Node, node).spec.unschedulable
+    finally:
+        admin.delete(Pod, pod, namespace="kube-system")

@@ -60,6 +60,7 @@ class BlockIP(Action):
     name = "ec2:block-ip"
     target_kind = "instance"
     summary = "deny the finding's remote address in the network ACL of the node's subnet"
+    disrupts_node = True  # the whole subnet's network ACL
     iam: ClassVar[tuple[IAMStatement, ...]] = (
         IAMStatement(("ec2:DescribeInstances", "ec2:DescribeNetworkAcls")),
         IAMStatement(("ec2:CreateNetworkAclEntry",), ("arn:aws:ec2:{region}:{account}:network-acl/*",)),

@@ -44,6 +44,7 @@ class IsolateInstance(Action):
     target_kind = "instance"
     summary = "move every ENI of the node to an isolation security group with no rules"
     counts_against_instance_cap = True
+    disrupts_node = True
     iam: ClassVar[tuple[IAMStatement, ...]] = (
         IAMStatement(("ec2:DescribeInstances", "ec2:DescribeSecurityGroups")),
         IAMStatement(("ec2:CreateSecurityGroup",), (SG_ARN, "arn:aws:ec2:{region}:{account}:vpc/*")),

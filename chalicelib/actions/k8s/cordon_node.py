@@ -33,6 +33,7 @@ class CordonNode(Action):
     target_kind = "node"
     summary = "mark the node unschedulable and taint it NoSchedule (no drain)"
     counts_against_node_cap = True
+    disrupts_node = True
     rbac: ClassVar[tuple[RBACRule, ...]] = (RBACRule("", "nodes", ("get", "list", "patch")),)
 
     def describe(self, target: Target, params: Params) -> str:
