@@ -3,8 +3,9 @@
     python -m deploy.prerequisites --stage dev [--account-id 111122223333] [--region eu-west-1]
 
 Idempotent: existing resources are kept. Creates the DynamoDB table (exactly-once and incident
-records, TTL on `expiration`), the evidence bucket (versioned, S3 Object Lock in governance mode,
-90 days), the SNS topic and a Secrets Manager secret for the Slack webhook URL (set its value
+records, TTL on `expiration`), the evidence bucket (versioned, S3 Object Lock in COMPLIANCE mode,
+90 days, a policy that denies plain HTTP, deletes and lock changes; an existing bucket that lacks
+any of it is refused), the SNS topic and a Secrets Manager secret for the Slack webhook URL (set its value
 with `aws secretsmanager put-secret-value`). Then writes their names into the stage's
 `environment_variables` in .chalice/config.json and regenerates the IAM policies.
 """
@@ -31,6 +32,56 @@ def _exists(call: Any, *missing: str) -> bool:
             return False
         raise
     return True
+
+
+def evidence_policy(bucket: str) -> dict[str, Any]:
+    """TLS only; nobody deletes evidence or loosens the lock, whatever their own policies allow."""
+    arn = f"arn:aws:s3:::{bucket}"
+    everyone = {"AWS": "*"}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "TLSOnly", "Effect": "Deny", "Principal": everyone, "Action": "s3:*",
+             "Resource": [arn, f"{arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            {"Sid": "NoDeletes", "Effect": "Deny", "Principal": everyone,
+             "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteBucket"],
+             "Resource": [arn, f"{arn}/*"]},
+            {"Sid": "NoLockChanges", "Effect": "Deny", "Principal": everyone,
+             "Action": ["s3:PutBucketObjectLockConfiguration", "s3:BypassGovernanceRetention",
+                        "s3:PutObjectRetention", "s3:PutObjectLegalHold"],
+             "Resource": [arn, f"{arn}/*"]},
+        ],
+    }  # fmt: skip
+
+
+def evidence_bucket_problems(s3: Any, bucket: str) -> list[str]:
+    """What keeps an existing bucket from holding evidence: Object Lock in COMPLIANCE mode, TLS only,
+    no deletes, no lock changes. An empty list: it will do."""
+    problems = []
+    try:
+        rule = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"].get("Rule") or {}
+        retention = rule.get("DefaultRetention") or {}
+        if retention.get("Mode") != "COMPLIANCE":
+            problems.append(f"Object Lock default retention is {retention.get('Mode') or 'not set'}, not COMPLIANCE")
+    except Exception:  # noqa: BLE001 - no lock configuration at all
+        problems.append("Object Lock is not enabled")
+    try:
+        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    except Exception:  # noqa: BLE001 - no policy
+        policy = {"Statement": []}
+    denied = {a for st in policy.get("Statement", []) if st.get("Effect") == "Deny"
+              for a in ([st["Action"]] if isinstance(st.get("Action"), str) else st.get("Action", []))}  # fmt: skip
+    tls = any(
+        st.get("Effect") == "Deny" and (st.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+        for st in policy.get("Statement", [])
+    )
+    if not tls:
+        problems.append("its bucket policy does not deny requests without TLS")
+    if not {"s3:DeleteObject", "s3:DeleteObjectVersion"} <= denied:
+        problems.append("its bucket policy does not deny deleting objects")
+    if "s3:PutBucketObjectLockConfiguration" not in denied:
+        problems.append("its bucket policy does not deny changing the Object Lock configuration")
+    return problems
 
 
 def create(session: Any, stage: str, account: str) -> dict[str, str]:
@@ -62,11 +113,15 @@ def create(session: Any, stage: str, account: str) -> dict[str, str]:
             Bucket=bucket,
             ObjectLockConfiguration={
                 "ObjectLockEnabled": "Enabled",
-                "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": RETENTION_DAYS}},
+                "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": RETENTION_DAYS}},
             },
         )
         blocked = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
         s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=dict.fromkeys(blocked, True))
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(evidence_policy(bucket)))
+    problems = evidence_bucket_problems(s3, bucket)
+    if problems:
+        raise SystemExit(f"evidence bucket {bucket} exists but cannot be trusted with evidence: {'; '.join(problems)}")
     names["SNS_TOPIC_ARN"] = session.client("sns").create_topic(Name=f"eks-responder-{stage}-incidents")["TopicArn"]
     secrets = session.client("secretsmanager")
     secret = names["SLACK_WEBHOOK_SECRET"]
