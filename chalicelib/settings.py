@@ -14,6 +14,13 @@ DEFAULT_PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease",
 MANAGED_BY = "eks-responder"
 # Identities never revoked: examples a team adapts (break-glass roles; add the cluster creator's).
 DEFAULT_PROTECTED_PRINCIPALS = ("*break-glass*", "*BreakGlass*", "*breakglass*")
+# Addresses never denied in a network ACL: the public DNS resolvers nodes use. Add your NAT
+# gateways' addresses, endpoints and partners (NEVER_BLOCK).
+DEFAULT_NEVER_BLOCK = (
+    "8.8.8.8/32", "8.8.4.4/32", "1.1.1.1/32", "1.0.0.1/32", "9.9.9.9/32", "149.112.112.112/32",
+    "208.67.222.222/32", "208.67.220.220/32", "2001:4860:4860::8888/128", "2001:4860:4860::8844/128",
+    "2606:4700:4700::1111/128", "2606:4700:4700::1001/128",
+)  # fmt: skip
 
 
 def _list(env: Mapping[str, str], name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -102,6 +109,8 @@ class Settings:
     sns_topic_arn: str | None = None
     incidents_table: str | None = None  # DynamoDB: exactly-once and incident records
     max_instances_isolated_per_hour: int = 3
+    never_block: tuple[str, ...] = DEFAULT_NEVER_BLOCK  # CIDRs ec2:block-ip never denies
+    max_acl_denies_per_subnet: int = 20  # deny entries ec2:block-ip keeps in one network ACL
     evidence_bucket: str | None = None
     evidence_prefix: str = "evidence"
     evidence_dir: Path | None = None
@@ -158,6 +167,8 @@ class Settings:
             sns_topic_arn=env.get("SNS_TOPIC_ARN") or None,
             incidents_table=env.get("INCIDENTS_TABLE") or None,
             max_instances_isolated_per_hour=_int(env, "MAX_INSTANCES_ISOLATED_PER_HOUR", 3),
+            never_block=_list(env, "NEVER_BLOCK", DEFAULT_NEVER_BLOCK),
+            max_acl_denies_per_subnet=_int(env, "MAX_ACL_DENIES_PER_SUBNET", 20),
             evidence_bucket=env.get("EVIDENCE_BUCKET") or None,
             evidence_prefix=env.get("EVIDENCE_PREFIX", "evidence").strip("/") or "evidence",
             evidence_dir=Path(evidence_dir) if evidence_dir else None,

@@ -122,7 +122,7 @@ def test_the_node_address_itself_gets_the_node_playbook(
     assert "81.2.69.20/32" in _acl_denies(aws_session, worker.subnet)
 
 
-def test_an_internet_port_scan_is_denied_at_the_nodes_it_reached(
+def test_an_internet_port_scan_is_reported_never_blocked_its_source_can_be_forged(
     worker: Worker, make_responder: Any, aws_session: Any
 ) -> None:
     probes = [_record(worker.interface, "81.2.69.66", worker.node_ip, 51515, port, 44, "REJECT")
@@ -131,8 +131,8 @@ def test_an_internet_port_scan_is_denied_at_the_nodes_it_reached(
     assert result["incident"]["type"] == "Recon:FlowLogs/PortScanFromInternet"
     assert result["incident"]["details"]["ports"].startswith("150 distinct")
     assert result["rule"] == "flow-scan-from-internet", result["incident"]["details"]
-    assert _status(result) == {"ec2:block-ip": "succeeded"}
-    assert "81.2.69.66/32" in _acl_denies(aws_session, worker.subnet)
+    assert _status(result) == {"k8s:label-node": "succeeded"}
+    assert "81.2.69.66/32" not in _acl_denies(aws_session, worker.subnet)
 
 
 def test_an_address_no_interface_has_is_reported_not_acted_on(worker: Worker, make_responder: Any) -> None:

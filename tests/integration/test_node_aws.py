@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -295,6 +295,23 @@ def test_a_deny_numbered_after_the_allow_rule_is_not_taken_for_a_block(fleet: Fl
     assert "verified" in result.detail
     early = [e for e in fleet.acl_entries(target) if e.get("CidrBlock") == "81.2.69.144/32" and e["RuleNumber"] < 100]
     assert sorted(e["Egress"] for e in early) == [False, True]
+
+
+def test_public_resolvers_are_never_blocked_and_the_acl_has_a_cap(fleet: Fleet, make_responder: Any) -> None:
+    target = fleet.instances[0]
+    before = fleet.acl_entries(target)
+    report = make_responder(rules_with("ec2:block-ip")).handle(_ec2_incident(target, remote=("8.8.8.8",)), Mode.LIVE)
+    assert report.actions[0].status.value == "skipped"
+    assert "never blocked (NEVER_BLOCK" in report.actions[0].detail
+    assert fleet.acl_entries(target) == before
+    # A burst of distinct addresses fills the ACL only up to the cap.
+    capped = make_responder(rules_with("ec2:block-ip"), max_acl_denies_per_subnet=4)
+    first = capped.handle(_ec2_incident(target, remote=("81.2.69.1", "81.2.69.2")), Mode.LIVE)
+    assert first.actions[0].status.value == "succeeded"
+    second = capped.handle(replace(_ec2_incident(target, remote=("81.2.69.3",)), id="another"), Mode.LIVE)
+    assert second.actions[0].status.value == "skipped"
+    assert "MAX_ACL_DENIES_PER_SUBNET=4" in second.actions[0].detail
+    assert "81.2.69.3/32" not in str(fleet.acl_entries(target))
 
 
 def test_private_addresses_are_never_blocked(fleet: Fleet, make_responder: Any) -> None:

@@ -70,9 +70,12 @@ class BlockIP(Action):
         return f"deny remote address(es) of the finding in the network ACL of instance {target}'s subnet"
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:  # noqa: PLR0911 - one return per outcome
-        addresses = [a for a in ctx.incident.remote_ips if _is_public(a)]
+        spared = [a for a in ctx.incident.remote_ips if _is_public(a) and _listed(a, ctx.settings.never_block)]
+        addresses = [a for a in ctx.incident.remote_ips if _is_public(a) and a not in spared]
         if not addresses:
             named = ", ".join(ctx.incident.remote_ips)
+            if spared:
+                return Outcome(Status.SKIPPED, f"never blocked (NEVER_BLOCK, e.g. public DNS resolvers): {named}")
             why = f"only private or reserved addresses ({named})" if named else "no remote address"
             return Outcome(Status.SKIPPED, f"the finding names {why}; nothing to block")
         ec2 = aws(ctx)
@@ -83,6 +86,16 @@ class BlockIP(Action):
         if acl is None:
             return Outcome(Status.FAILED, f"no network ACL found for subnet {found['SubnetId']}")
         entries: list[dict[str, Any]] = list(acl.get("Entries", []))
+        ours = [e for e in entries if e.get("RuleAction") == "deny" and int(e["RuleNumber"]) < _first_allow(
+            entries, egress=bool(e.get("Egress")))]  # fmt: skip
+        cap = ctx.settings.max_acl_denies_per_subnet
+        needed = sum(not denied(entries, _cidr(a), egress=eg) for a in addresses for eg in (False, True))
+        if needed and len(ours) + needed > cap:
+            return Outcome(
+                Status.SKIPPED,
+                f"blast-radius cap: {acl['NetworkAclId']} already has {len(ours)} deny entries before its allow "
+                f"rules (MAX_ACL_DENIES_PER_SUBNET={cap}); {', '.join(addresses)} not added",
+            )
         added: list[dict[str, Any]] = []
         for address in addresses:
             cidr = _cidr(address)
@@ -118,6 +131,17 @@ def _verify(ec2: EC2API, subnet: str, addresses: list[str]) -> str | None:
         if not denied(entries, cidr, egress=egress)
     ]
     return f"{', '.join(missed)} not denied before the allow rules" if missed else None
+
+
+def _listed(address: str, cidrs: tuple[str, ...]) -> bool:
+    ip = ipaddress.ip_address(address)
+    for cidr in cidrs:
+        try:
+            if ip in ipaddress.ip_network(cidr, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def _is_public(address: str) -> bool:
