@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from chalicelib import actions, functions
-from chalicelib.actions.base import IAMStatement, RBACRule
+from chalicelib import functions
+from chalicelib.actions.base import Action, IAMStatement, RBACRule
 
 if TYPE_CHECKING:
     from chalicelib.policy.model import RulesFile
@@ -45,11 +45,25 @@ CLUSTER_KINDS = {"pod", "node", "binding", "principal", "image"}
 IDENTITY_KINDS = {"role", "user", "principal", "key"}
 
 
-def rbac_rules() -> list[RBACRule]:
+def reachable_everywhere() -> list[Action]:
+    """The actions any function of any stage can reach with its stage's rules."""
+    found: dict[str, Action] = {}
+    for env in _stages(_config()).values():
+        rules = stage_rules(env)
+        for function in functions.FUNCTIONS:
+            for action in functions.reachable_actions(function, rules):
+                found[action.name] = action
+    return [found[name] for name in sorted(found)]
+
+
+def rbac_rules(reached: list[Action] | None = None) -> list[RBACRule]:
+    """The ClusterRole's rules: target resolution, and the actions the rules can reach — no grant
+    for an action no rule uses (`pods delete` appears only when a rule enables k8s:delete-pod)."""
     from chalicelib.executors.kube import RBAC as RESOLVE
 
+    chosen = reachable_everywhere() if reached is None else reached
     merged: dict[tuple[str, str, tuple[str, ...]], set[str]] = defaultdict(set)
-    for rule in [*RESOLVE, *(r for a in actions.REGISTRY.values() for r in a.rbac)]:
+    for rule in [*RESOLVE, *(r for a in chosen for r in a.rbac)]:
         merged[(rule.api_group, rule.resource, rule.resource_names)].update(rule.verbs)
     return [
         RBACRule(group, resource, tuple(sorted(verbs)), names)
@@ -202,13 +216,13 @@ def _rbac_rule(rule: RBACRule) -> dict[str, Any]:
     return body
 
 
-def cluster_role_documents() -> list[dict[str, Any]]:
+def cluster_role_documents(reached: list[Action] | None = None) -> list[dict[str, Any]]:
     labels = {"app.kubernetes.io/name": "eks-responder", "app.kubernetes.io/managed-by": "eks-responder"}
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
         "metadata": {"name": CLUSTER_ROLE_NAME, "labels": labels},
-        "rules": [_rbac_rule(r) for r in rbac_rules()],
+        "rules": [_rbac_rule(r) for r in rbac_rules(reached)],
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -185,10 +185,21 @@ def test_evidence_permissions_follow_the_stage_bucket() -> None:
     assert "s3:" not in json.dumps(permissions.iam_policy({}, GUARDDUTY))
 
 
-def test_cluster_role_covers_every_action_rule() -> None:
+def _granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {(r["apiGroups"][0], r["resources"][0], v) for r in role["rules"] for v in r["verbs"]}
+
+
+def test_no_grant_for_an_action_no_rule_uses() -> None:
+    granted = _granted(permissions.cluster_role_documents()[0])
+    assert ("", "pods", "delete") not in granted  # k8s:delete-pod is in no default rule
+    with_delete = permissions.cluster_role_documents([actions.get("k8s:delete-pod")])[0]
+    assert ("", "pods", "delete") in _granted(with_delete)
+
+
+def test_cluster_role_covers_every_reachable_action_rule() -> None:
     role = permissions.cluster_role_documents()[0]
-    granted = {(r["apiGroups"][0], r["resources"][0], v) for r in role["rules"] for v in r["verbs"]}
-    for action in actions.REGISTRY.values():
+    granted = _granted(role)
+    for action in permissions.reachable_everywhere():
         for rule in action.rbac:
             for verb in rule.verbs:
                 assert (rule.api_group, rule.resource, verb) in granted
