@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from chalicelib.sources import identifiers
+
 SEVERITY_STYLE = {
     "critical": ("#7b0000", ":rotating_light:"),
     "high": ("#d50200", ":red_circle:"),
@@ -61,10 +63,8 @@ def cut(text: str, limit: int) -> str:
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,7}$")
 _REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{1,64}$")
-_ACCOUNT = re.compile(r"^\d{12}$")
-
-
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
+# Account and region syntax: the same checks the sources apply at the boundary.
+_ACCOUNT, _REGION = identifiers.ACCOUNT, identifiers.REGION
 _FINDING_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 
 
