@@ -150,6 +150,19 @@ class EC2Gateway:
         acls = self._ec2.describe_network_acls(Filters=_filters({"association.subnet-id": [subnet_id]}))["NetworkAcls"]
         return dict(acls[0]) if acls else None
 
+    def nat_gateway_addresses(self, vpc_id: str) -> set[str]:
+        """The public addresses of the VPC's NAT gateways: its own traffic to the internet."""
+        pages = self._ec2.get_paginator("describe_nat_gateways").paginate(
+            Filters=_filters({"vpc-id": [vpc_id], "state": ["available", "pending"]})
+        )
+        return {
+            str(address["PublicIp"])
+            for page in pages
+            for gateway in page.get("NatGateways", [])
+            for address in gateway.get("NatGatewayAddresses", [])
+            if address.get("PublicIp")
+        }
+
     def add_acl_deny(self, acl_id: str, rule_number: int, cidr: str, *, egress: bool) -> None:
         family = {"Ipv6CidrBlock": cidr} if ":" in cidr else {"CidrBlock": cidr}
         self._write(

@@ -372,3 +372,16 @@ def test_free_rule_number_stays_below_the_allow_rules() -> None:
     assert free_rule_number(entries, egress=True) == 1
     full = [{"RuleNumber": n, "Egress": False, "RuleAction": "deny"} for n in range(1, 100)]
     assert free_rule_number([*full, {"RuleNumber": 100, "Egress": False, "RuleAction": "allow"}], egress=False) is None
+
+
+def test_the_vpcs_own_nat_gateway_is_never_blocked(fleet: Fleet, make_responder: Any) -> None:
+    target = fleet.instances[0]
+    subnet = fleet.instance(target)["SubnetId"]
+    allocation = fleet.ec2.allocate_address(Domain="vpc", Address="81.2.69.5")
+    fleet.ec2.create_nat_gateway(SubnetId=subnet, AllocationId=allocation["AllocationId"])
+    nat = allocation["PublicIp"]
+    before = fleet.acl_entries(target)
+    report = make_responder(rules_with("ec2:block-ip")).handle(_ec2_incident(target, remote=(nat,)), Mode.LIVE)
+    assert report.actions[0].status.value == "skipped"
+    assert f"never blocked: {nat} is this VPC's NAT gateway" in report.actions[0].detail
+    assert fleet.acl_entries(target) == before

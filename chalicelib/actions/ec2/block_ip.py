@@ -62,7 +62,7 @@ class BlockIP(Action):
     summary = "deny the finding's remote address in the network ACL of the node's subnet"
     disrupts_node = True  # the whole subnet's network ACL
     iam: ClassVar[tuple[IAMStatement, ...]] = (
-        IAMStatement(("ec2:DescribeInstances", "ec2:DescribeNetworkAcls")),
+        IAMStatement(("ec2:DescribeInstances", "ec2:DescribeNatGateways", "ec2:DescribeNetworkAcls")),
         IAMStatement(("ec2:CreateNetworkAclEntry",), ("arn:aws:ec2:{region}:{account}:network-acl/*",)),
     )
 
@@ -82,6 +82,12 @@ class BlockIP(Action):
         found = instance(ctx, target)
         if found is None:
             return missing(target)
+        own = ec2.nat_gateway_addresses(str(found.get("VpcId") or ""))
+        if own & set(addresses):
+            # The VPC's own NAT gateways: denying them would cut every private subnet off the internet.
+            addresses = [a for a in addresses if a not in own]
+            if not addresses:
+                return Outcome(Status.SKIPPED, f"never blocked: {', '.join(sorted(own))} is this VPC's NAT gateway")
         acl = ec2.network_acl_of(str(found["SubnetId"]))
         if acl is None:
             return Outcome(Status.FAILED, f"no network ACL found for subnet {found['SubnetId']}")
