@@ -140,6 +140,17 @@ def snapshots(key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
     return lambda: wiring.refresh_key_policies("us-east-1")
 
 
+def _attack(kms: Any, key: str, outsider: str, at: datetime | None = None) -> Any:
+    """An attacker hands the key to `outsider`: the policy changes, and this is its CloudTrail record."""
+    call = put_key_policy(key, _evil(outsider), at)
+    kms.put_key_policy(KeyId=kid(key), PolicyName="default", Policy=json.dumps(_evil(outsider)))
+    return call
+
+
+def _restore(report: Any) -> Any:
+    return next(r for r in report.actions if r.action == "kms:restore-key-policy")
+
+
 def test_a_snapshot_between_the_attack_and_its_processing_never_makes_it_good(
     kms: Any, key: str, make_responder: Any, snapshots: Any
 ) -> None:
@@ -147,12 +158,11 @@ def test_a_snapshot_between_the_attack_and_its_processing_never_makes_it_good(
     snapshots()
     good = _policy(kms, key)
     # WHEN an attacker replaces the policy, the snapshot runs before the event is processed
-    call = put_key_policy(key, _evil("999999999999"))
-    kms.put_key_policy(KeyId=kid(key), PolicyName="default", Policy=json.dumps(_evil("999999999999")))
+    call = _attack(kms, key, "999999999999")
     snapshots()
     report = responder(make_responder, key).handle(call, Mode.LIVE)
     # THEN the policy in force before the call comes back, not the one the snapshot saw last
-    restore = next(r for r in report.actions if r.action == "kms:restore-key-policy")
+    restore = _restore(report)
     assert restore.status.value == "succeeded", restore.detail
     assert _policy(kms, key) == good
 
@@ -163,17 +173,15 @@ def test_a_tampering_policy_seen_in_a_dry_run_is_never_restored_later(
     snapshots()
     good = _policy(kms, key)
     # GIVEN the first attack was handled in a dry run (nothing reversed) and then snapshotted
-    first = put_key_policy(key, _evil("999999999999"))
-    kms.put_key_policy(KeyId=kid(key), PolicyName="default", Policy=json.dumps(_evil("999999999999")))
+    first = _attack(kms, key, "999999999999")
     dry = responder(make_responder, key).handle(first, Mode.DRY_RUN)
-    assert "is distrusted" in next(r for r in dry.actions if r.action == "kms:restore-key-policy").detail
+    assert "is distrusted" in _restore(dry).detail
     snapshots()
     # WHEN a second attack follows
-    second = put_key_policy(key, _evil("888888888888"))
-    kms.put_key_policy(KeyId=kid(key), PolicyName="default", Policy=json.dumps(_evil("888888888888")))
+    second = _attack(kms, key, "888888888888")
     report = responder(make_responder, key).handle(second, Mode.LIVE)
     # THEN the restore skips the first attacker's policy (written by a non-administrator)
-    restore = next(r for r in report.actions if r.action == "kms:restore-key-policy")
+    restore = _restore(report)
     assert restore.status.value == "succeeded", restore.detail
     assert _policy(kms, key) == good
 
@@ -183,9 +191,8 @@ def test_no_trusted_policy_from_before_the_call_is_a_clear_failure(
 ) -> None:
     long_ago = datetime(2020, 1, 1, tzinfo=UTC)
     snapshots()  # the first snapshot is newer than the call
-    kms.put_key_policy(KeyId=kid(key), PolicyName="default", Policy=json.dumps(_evil("999999999999")))
-    report = responder(make_responder, key).handle(put_key_policy(key, _evil("999999999999"), long_ago), Mode.LIVE)
-    restore = next(r for r in report.actions if r.action == "kms:restore-key-policy")
+    report = responder(make_responder, key).handle(_attack(kms, key, "999999999999", long_ago), Mode.LIVE)
+    restore = _restore(report)
     assert restore.status.value == "failed"
     assert "no trusted policy" in restore.detail
     assert "2020-01-01T00:00:00Z" in restore.detail
