@@ -1,28 +1,49 @@
-"""An admission policy that bounds what the responder's own identity can change in a cluster.
+"""Admission policies that bound what the responder's own identity can change in a cluster.
 
 RBAC grants verbs on resources; it cannot say "patch a pod's labels, never its containers". A
-stolen responder identity with `pods patch` could change an image, and one with `configmaps patch`
-on `aws-auth` could map any role to `system:masters`. This ValidatingAdmissionPolicy (Kubernetes
-1.30+), bound to requests from the responder's group only, lets it:
+stolen responder identity with `pods patch` could change an image, one with `configmaps patch`
+on `aws-auth` could map any role to `system:masters`, and one that may create admission
+policies could write one that denies every request, or a Kyverno policy that mutates, generates
+or reads through Kyverno's own service account. Bound to requests from the responder's group
+only, the bounds let it:
 
 - change the labels and annotations of pods, never their spec;
 - change `spec.unschedulable` and taints of nodes, no other node field;
 - remove `aws-auth` entries, never add or change one (every line it keeps was already there);
-- create only the admission objects it generates: `eks-responder-block-*` policies, and bindings
-  of those that deny.
+- create only the admission objects it generates: `eks-responder-block-*` policies that judge
+  new pods and debug containers and nothing else, bound to deny outside `kube-system`; Kyverno
+  policies of the same name that only validate (no mutate, generate, image verification or
+  external context).
 
-Generated into deploy/rbac/responder-bounds.yaml; the tests run every expression with a real CEL
+One set of CEL bodies, two forms: a ValidatingAdmissionPolicy (Kubernetes 1.30+, every EKS
+version in support) and a Kyverno ClusterPolicy with CEL rules (Kyverno 1.11+) for clusters that
+standardise on Kyverno. Generated into deploy/rbac/; the tests run every body with a real CEL
 evaluator (given Kubernetes' `split` string function) against allowed and refused requests.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 ADMISSION = "admissionregistration.k8s.io"
 NAME = "eks-responder-bounds"
 POLICY_PREFIX = "eks-responder-block-"
 NODE_FIELDS = ("podCIDR", "podCIDRs", "providerID", "configSource", "externalID")
+NEVER_BLOCKED = "kube-system"  # every image block must leave the platform's namespace alone
+LABELS = {"app.kubernetes.io/name": "eks-responder", "app.kubernetes.io/managed-by": "eks-responder"}
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One restriction: on UPDATE or CREATE of `resource` (`kind` for Kyverno), `body` must hold."""
+
+    resource: str
+    group: str
+    kind: str
+    operations: tuple[str, ...]
+    body: str
+    message: str
 
 
 def _same(field: str) -> str:
@@ -40,60 +61,110 @@ def _kept_lines(key: str) -> str:
     )
 
 
-VALIDATIONS: tuple[tuple[str, str], ...] = (
-    (
-        "request.resource.resource != 'pods' || request.subResource != '' || object.spec == oldObject.spec",
-        "the responder may change only the labels and annotations of a pod",
-    ),
-    (
-        "request.resource.resource != 'nodes' || (" + " && ".join(_same(f) for f in NODE_FIELDS) + ")",
-        "the responder may change only spec.unschedulable and the taints of a node",
-    ),
-    (
-        "request.resource.resource != 'configmaps' || (object.metadata.name == 'aws-auth' && "
-        + _kept_lines("mapRoles")
-        + " && "
-        + _kept_lines("mapUsers")
-        + ")",
-        "the responder may only remove aws-auth entries",
-    ),
-    (
-        "!(request.resource.resource in ['validatingadmissionpolicies', 'validatingadmissionpolicybindings']) || "
-        f"object.metadata.name.startsWith('{POLICY_PREFIX}')",
-        f"the responder creates only its own {POLICY_PREFIX}* admission objects",
-    ),
-    (
-        "request.resource.resource != 'validatingadmissionpolicybindings' || "
-        "(object.spec.validationActions == ['Deny'] && object.spec.policyName == object.metadata.name)",
-        "the responder binds only its own block policies, to deny",
-    ),
+def _only(value: str, keys: tuple[str, ...]) -> str:
+    return f"{value}.all(k, k in {list(keys)})"
+
+
+_OWN_NAME = f"object.metadata.name.startsWith('{POLICY_PREFIX}')"
+_POD_RULES = (
+    "object.spec.matchConstraints.resourceRules.all(r, r.apiGroups == [''] && "
+    "r.resources.all(x, x in ['pods', 'pods/ephemeralcontainers']) && "
+    "r.operations.all(o, o in ['CREATE', 'UPDATE']))"
 )
+_SPARES_PLATFORM = (
+    "has(object.spec.matchResources) && has(object.spec.matchResources.namespaceSelector) && "
+    "has(object.spec.matchResources.namespaceSelector.matchExpressions) && "
+    "object.spec.matchResources.namespaceSelector.matchExpressions.exists(e, "
+    f"e.key == 'kubernetes.io/metadata.name' && e.operator == 'NotIn' && '{NEVER_BLOCKED}' in e.values)"
+)
+_KYVERNO_RULE = (
+    _only("r", ("name", "match", "exclude", "validate"))
+    + " && "
+    + _only("r.validate", ("message", "deny"))
+    + " && r.match.any.all(m, "
+    + _only("m", ("resources",))
+    + " && m.resources.kinds.all(k, k in ['Pod', 'Pod/ephemeralcontainers']))"
+    + f" && has(r.exclude) && r.exclude.any.exists(e, has(e.resources) && '{NEVER_BLOCKED}' in e.resources.namespaces)"
+)
+
+BOUNDS: tuple[Bound, ...] = (
+    Bound("pods", "", "Pod", ("UPDATE",), "object.spec == oldObject.spec",
+          "the responder may change only the labels and annotations of a pod"),
+    Bound("nodes", "", "Node", ("UPDATE",), " && ".join(_same(f) for f in NODE_FIELDS),
+          "the responder may change only spec.unschedulable and the taints of a node"),
+    Bound("configmaps", "", "ConfigMap", ("UPDATE",),
+          f"object.metadata.name == 'aws-auth' && {_kept_lines('mapRoles')} && {_kept_lines('mapUsers')}",
+          "the responder may only remove aws-auth entries"),
+    Bound("validatingadmissionpolicies", ADMISSION, "ValidatingAdmissionPolicy", ("CREATE", "UPDATE"),
+          f"{_OWN_NAME} && !has(object.spec.paramKind) && {_POD_RULES}",
+          f"the responder creates only its own {POLICY_PREFIX}* policies, and they judge only pods"),
+    Bound("validatingadmissionpolicybindings", ADMISSION, "ValidatingAdmissionPolicyBinding", ("CREATE", "UPDATE"),
+          f"{_OWN_NAME} && object.spec.validationActions == ['Deny'] && object.spec.policyName == object.metadata.name"
+          f" && !has(object.spec.paramRef) && {_SPARES_PLATFORM}",
+          f"the responder binds only its own block policies, to deny, never in {NEVER_BLOCKED}"),
+    Bound("clusterpolicies", "kyverno.io", "ClusterPolicy", ("CREATE", "UPDATE"),
+          f"{_OWN_NAME} && "
+          + _only("object.spec", ("validationFailureAction", "background", "rules"))
+          + f" && object.spec.rules.all(r, {_KYVERNO_RULE})",
+          f"the responder creates only its own {POLICY_PREFIX}* Kyverno policies, validate-only, "
+          f"never in {NEVER_BLOCKED}"),
+)  # fmt: skip
+
+
+def expression(bound: Bound) -> str:
+    """The body as a ValidatingAdmissionPolicy validation: one policy matches every resource."""
+    guard = f"request.resource.resource != '{bound.resource}'"
+    if bound.resource == "pods":  # the subresources it may touch are not matched; the pod itself is judged
+        guard += " || request.subResource != ''"
+    return f"{guard} || ({bound.body})"
 
 
 def documents(group: str) -> list[dict[str, Any]]:
-    """The policy and its binding, for requests made by members of `group`."""
-    labels = {"app.kubernetes.io/name": "eks-responder", "app.kubernetes.io/managed-by": "eks-responder"}
-    rules = [
-        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
-         "resources": ["pods", "nodes", "configmaps"]},
-        {"apiGroups": [ADMISSION], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-         "resources": ["validatingadmissionpolicies", "validatingadmissionpolicybindings"]},
-    ]  # fmt: skip
+    """The ValidatingAdmissionPolicy and its binding, for requests made by members of `group`."""
+    rules: list[dict[str, Any]] = []
+    for bound in BOUNDS:
+        rule = {"apiGroups": [bound.group], "apiVersions": ["v1"], "operations": list(bound.operations)}
+        same = next((r for r in rules if {k: v for k, v in r.items() if k != "resources"} == rule), None)
+        if same:
+            same["resources"].append(bound.resource)
+        else:
+            rules.append({**rule, "resources": [bound.resource]})
     policy = {
         "apiVersion": f"{ADMISSION}/v1",
         "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": NAME, "labels": labels},
+        "metadata": {"name": NAME, "labels": LABELS},
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": rules},
             "matchConditions": [{"name": "the-responder", "expression": f"'{group}' in request.userInfo.groups"}],
-            "validations": [{"expression": expression, "message": message} for expression, message in VALIDATIONS],
+            "validations": [{"expression": expression(b), "message": b.message} for b in BOUNDS],
         },
     }
     binding = {
         "apiVersion": f"{ADMISSION}/v1",
         "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": NAME, "labels": labels},
+        "metadata": {"name": NAME, "labels": LABELS},
         "spec": {"policyName": NAME, "validationActions": ["Deny"]},
     }
     return [policy, binding]
+
+
+def kyverno_document(group: str) -> dict[str, Any]:
+    """The same bounds as one Kyverno ClusterPolicy with a CEL rule per resource (Kyverno 1.11+)."""
+
+    def rule(bound: Bound) -> dict[str, Any]:
+        kind = f"{bound.group}/v1/{bound.kind}" if bound.group else bound.kind
+        match = {"resources": {"kinds": [kind], "operations": list(bound.operations)},
+                 "subjects": [{"kind": "Group", "name": group}]}  # fmt: skip
+        return {
+            "name": f"bound-{bound.resource}",
+            "match": {"any": [match]},
+            "validate": {"cel": {"expressions": [{"expression": bound.body, "message": bound.message}]}},
+        }
+
+    return {
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": NAME, "labels": LABELS},
+        "spec": {"validationFailureAction": "Enforce", "background": False, "rules": [rule(b) for b in BOUNDS]},
+    }

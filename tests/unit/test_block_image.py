@@ -137,6 +137,15 @@ def test_the_action_excludes_every_protected_namespace() -> None:
     assert set(values) == set(Settings().all_protected_namespaces)
 
 
+def test_kube_system_is_spared_even_when_not_configured_as_protected() -> None:
+    kube = Kube({"ValidatingAdmissionPolicy": "created", "ValidatingAdmissionPolicyBinding": "created"})
+    ctx = context(kube)
+    ctx = ActionContext(ctx.incident, Settings(protected_namespaces=("team-a",)), kube, ctx.now, False, None)  # type: ignore[arg-type]
+    BlockImage().run(ctx, Target("image", IMAGE), NoParams())
+    values = kube.created[1]["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"]
+    assert {"kube-system", "team-a"} <= set(values)
+
+
 def test_the_kyverno_policy_denies_the_same_references() -> None:
     policy = kyverno_policy(IMAGE, ["1.4"], "inc-1")
     deny = policy["spec"]["rules"][0]["validate"]["deny"]["conditions"]["any"][0]

@@ -21,11 +21,13 @@ ROLES = "- rolearn: a\n  groups: [x]\n- rolearn: b\n  groups: [y]"
 AWS_AUTH = {"metadata": {"name": "aws-auth"}, "data": {"mapRoles": ROLES}}
 
 
-def _allowed(resource: str, old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
-    """Every validation true, as the API server evaluates them (with Kubernetes' `split`)."""
+def _true(expressions: list[str], resource: str, old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Every expression true, as the API server evaluates them (with Kubernetes' `split`); an
+    error denies, as failurePolicy Fail does."""
     import celpy
     from celpy import celtypes
     from celpy.adapter import json_to_cel
+    from celpy.evaluation import CELEvalError
 
     def split(text: Any, separator: Any) -> Any:
         return celtypes.ListType([celtypes.StringType(part) for part in str(text).split(str(separator))])
@@ -37,8 +39,42 @@ def _allowed(resource: str, old: dict[str, Any] | None, new: dict[str, Any]) -> 
         "object": json_to_cel(new),
         "oldObject": json_to_cel(old or {}),
     }  # fmt: skip
-    results = [env.program(env.compile(e), functions={"split": split}).evaluate(bound) for e, _ in bounds.VALIDATIONS]
-    return all(isinstance(r, celtypes.BoolType) and bool(r) for r in results)  # an error denies (failurePolicy Fail)
+    results = []
+    for expression in expressions:
+        try:
+            results.append(env.program(env.compile(expression), functions={"split": split}).evaluate(bound))
+        except CELEvalError:
+            return False
+    return all(isinstance(r, celtypes.BoolType) and bool(r) for r in results)
+
+
+def _allowed(resource: str, old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """The ValidatingAdmissionPolicy's validations, all of them, as one policy judges every resource."""
+    policy, _ = bounds.documents(RESPONDER_GROUP)
+    return _true([v["expression"] for v in policy["spec"]["validations"]], resource, old, new)
+
+
+def _kyverno_allowed(resource: str, old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """The Kyverno ClusterPolicy: only the rule that matches the resource's kind runs."""
+    kinds = {b.kind: b.resource for b in bounds.BOUNDS}
+    expressions = [
+        e["expression"]
+        for rule in bounds.kyverno_document(RESPONDER_GROUP)["spec"]["rules"]
+        for e in rule["validate"]["cel"]["expressions"]
+        if kinds[rule["match"]["any"][0]["resources"]["kinds"][0].rsplit("/", 1)[-1]] == resource
+    ]
+    assert expressions, resource
+    return _true(expressions, resource, old, new)
+
+
+def _block_objects(excluded: tuple[str, ...] = ("kube-system",)) -> dict[str, dict[str, Any]]:
+    """What k8s:block-image creates, as it creates it."""
+    from chalicelib.actions.k8s import block_image
+
+    image = "111122223333.dkr.ecr.us-east-1.amazonaws.com/web@sha256:" + "ab" * 32
+    policy, binding = block_image.admission_policy(image, ["v1"], "inc-1", excluded)
+    return {"validatingadmissionpolicies": policy, "validatingadmissionpolicybindings": binding,
+            "clusterpolicies": block_image.kyverno_policy(image, ["v1"], "inc-1", excluded)}  # fmt: skip
 
 
 def _with(obj: dict[str, Any], *path: str, value: Any) -> dict[str, Any]:
@@ -63,10 +99,9 @@ def _with(obj: dict[str, Any], *path: str, value: Any) -> dict[str, Any]:
                                        value=ROLES + "\n- rolearn: c\n  groups: [system:masters]"), False),
         ("configmaps", AWS_AUTH, _with(AWS_AUTH, "data", "mapUsers", value="- userarn: z"), False),
         ("configmaps", {"metadata": {"name": "other"}}, {"metadata": {"name": "other"}}, False),
-        ("validatingadmissionpolicies", None, {"metadata": {"name": "eks-responder-block-ab12"}}, True),
+        ("validatingadmissionpolicies", None, _block_objects()["validatingadmissionpolicies"], True),
         ("validatingadmissionpolicies", None, {"metadata": {"name": "deny-everything"}}, False),
-        ("validatingadmissionpolicybindings", None, {"metadata": {"name": "eks-responder-block-ab12"},
-         "spec": {"policyName": "eks-responder-block-ab12", "validationActions": ["Deny"]}}, True),
+        ("validatingadmissionpolicybindings", None, _block_objects()["validatingadmissionpolicybindings"], True),
         ("validatingadmissionpolicybindings", None, {"metadata": {"name": "eks-responder-block-ab12"},
          "spec": {"policyName": "someone-elses", "validationActions": ["Deny"]}}, False),
     ],
@@ -75,6 +110,95 @@ def test_the_responder_identity_is_bounded(
     resource: str, old: dict[str, Any] | None, new: dict[str, Any], allowed: bool
 ) -> None:
     assert _allowed(resource, old, new) is allowed
+
+
+def _edited(resource: str, edit: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(_block_objects()[resource])
+    edit(obj)
+    return obj
+
+
+def _mutating(policy: dict[str, Any]) -> None:
+    policy["spec"]["rules"].append({"name": "m", "match": policy["spec"]["rules"][0]["match"],
+                                    "mutate": {"patchStrategicMerge": {"spec": {"hostPID": True}}}})  # fmt: skip
+
+
+def _generating(policy: dict[str, Any]) -> None:
+    policy["spec"]["rules"][0]["generate"] = {"kind": "ClusterRoleBinding", "name": "x", "data": {}}
+
+
+def _reading(policy: dict[str, Any]) -> None:
+    policy["spec"]["rules"][0]["context"] = [{"name": "s", "apiCall": {"urlPath": "/api/v1/secrets"}}]
+
+
+def _matching_everything(policy: dict[str, Any]) -> None:
+    policy["spec"]["rules"][0]["match"]["any"][0]["resources"]["kinds"] = ["*"]
+
+
+def _sparing_nothing(policy: dict[str, Any]) -> None:
+    for rule in policy["spec"]["rules"]:
+        rule.pop("exclude", None)
+
+
+def _denying_everything(policy: dict[str, Any]) -> None:
+    policy["spec"]["matchConstraints"]["resourceRules"] = [
+        {"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["*"], "resources": ["*"]}
+    ]
+
+
+def _binding_everywhere(binding: dict[str, Any]) -> None:
+    binding["spec"].pop("matchResources")
+
+
+@pytest.mark.parametrize(
+    ("resource", "edit"),
+    [
+        ("clusterpolicies", _mutating),
+        ("clusterpolicies", _generating),
+        ("clusterpolicies", _reading),
+        ("clusterpolicies", _matching_everything),
+        ("clusterpolicies", _sparing_nothing),
+        ("clusterpolicies", lambda p: p["metadata"].update(name="kyverno-admin")),
+        ("validatingadmissionpolicies", _denying_everything),
+        ("validatingadmissionpolicies", lambda p: p["spec"].update(paramKind={"kind": "ConfigMap"})),
+        ("validatingadmissionpolicybindings", _binding_everywhere),
+        ("validatingadmissionpolicybindings", lambda b: b["spec"].update(validationActions=["Audit"])),
+    ],
+    ids=["mutate", "generate", "api-call", "every-kind", "kube-system", "foreign-name", "every-request",
+         "params", "binding-kube-system", "audit-only"],
+)  # fmt: skip
+def test_only_the_block_shapes_the_responder_generates_are_admitted(resource: str, edit: Any) -> None:
+    generated = _block_objects()[resource]
+    assert _allowed(resource, None, generated)
+    assert _kyverno_allowed(resource, None, generated)
+    assert not _allowed(resource, None, _edited(resource, edit))
+    assert not _kyverno_allowed(resource, None, _edited(resource, edit))
+
+
+@pytest.mark.parametrize(
+    ("resource", "old", "new"),
+    [
+        ("pods", POD, _with(POD, "metadata", "labels", value={"q": "true"})),
+        ("pods", POD, _with(POD, "spec", "containers", value=[{"name": "main", "image": "evil"}])),
+        ("nodes", NODE, _with(NODE, "spec", "unschedulable", value=True)),
+        ("nodes", NODE, _with(NODE, "spec", "providerID", value="aws:///x/i-0bbb")),
+        ("configmaps", AWS_AUTH, _with(AWS_AUTH, "data", "mapRoles", value="- rolearn: a\n  groups: [x]")),
+        ("configmaps", AWS_AUTH, _with(AWS_AUTH, "data", "mapRoles", value=ROLES + "\n- rolearn: c")),
+    ],
+)
+def test_the_kyverno_form_decides_as_the_admission_policy_does(
+    resource: str, old: dict[str, Any], new: dict[str, Any]
+) -> None:
+    assert _kyverno_allowed(resource, old, new) is _allowed(resource, old, new)
+
+
+def test_the_kyverno_form_has_a_rule_for_every_bound_and_applies_to_the_responder_group_only() -> None:
+    policy = bounds.kyverno_document(RESPONDER_GROUP)
+    assert policy["spec"]["validationFailureAction"] == "Enforce"
+    assert len(policy["spec"]["rules"]) == len(bounds.BOUNDS)
+    for rule in policy["spec"]["rules"]:
+        (match,) = rule["match"]["any"]
+        assert match["subjects"] == [{"kind": "Group", "name": RESPONDER_GROUP}]
 
 
 def test_the_policy_applies_to_the_responder_group_only_and_is_a_valid_v1_object() -> None:

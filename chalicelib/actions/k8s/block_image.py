@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from chalicelib.actions import evidence_bundle
 from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target, responder_marks
+from chalicelib.bounds import NEVER_BLOCKED
 
 ADMISSION = "admissionregistration.k8s.io"
 IMAGE_ANNOTATION = "eks-responder.io/image"
@@ -179,7 +180,7 @@ class BlockImage(Action):
             return Outcome(Status.FAILED, f"not blocked: {target.name!r} is not an image reference this action accepts")
         tags = [t for t in ctx.incident.details.get("tags", "").split(",") if _TAG.match(t)]
         name = policy_name(target.name)
-        excluded = ctx.settings.all_protected_namespaces
+        excluded = tuple(sorted({*ctx.settings.all_protected_namespaces, NEVER_BLOCKED}))
         native = admission_policy(target.name, tags, ctx.incident.id, excluded)
         outcomes = [ctx.kube.create_cluster_object(doc) for doc in native]
         if "unsupported" not in outcomes:
