@@ -6,13 +6,14 @@ STAGE ?= dev
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
 
-.PHONY: help venv apiserver demo test conformance fuzz lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
+.PHONY: help venv apiserver demo test conformance fuzz hostile lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
 
 help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
 	@echo "make test    lint, type-check, check generated permissions, run every test (unit + integration)"
 	@echo "make conformance SAMPLES=DIR   replay a folder of public sample events (optional)"
 	@echo "make fuzz    100,000 mutated events through every source's intake (EVENTS=N for more or fewer)"
+	@echo "make hostile every field of every event, replaced by hostile values (counts what escapes)"
 	@echo "make permissions   regenerate .chalice/policy-*.json and deploy/rbac/clusterrole.yaml"
 	@echo "make bench   measure cold-start import time and flow-log scan speed"
 	@echo "make prerequisites STAGE=prod; make deploy STAGE=prod   deploy to AWS (see README)"
@@ -57,6 +58,10 @@ unit: venv
 # The long mutation-fuzzing campaign (the property test in `make test` is its short, fixed-seed form).
 fuzz: venv
 	$(PY) -m tests.fuzzing.mutations --events $(or $(EVENTS),100000)
+
+# The whole hostile-values corpus (`make test` runs it for one event per source and detail type).
+hostile: venv
+	$(PY) -m tests.fuzzing.hostile
 
 # Replay a folder of public sample events (guardduty/, kms/, ecr/, flowlogs/) offline: make conformance SAMPLES=DIR
 conformance: venv

@@ -163,6 +163,22 @@ class EC2Gateway:
             if address.get("PublicIp")
         }
 
+    def aws_service_ranges(self) -> dict[str, list[str]]:
+        """The region's AWS-managed prefix lists (S3, DynamoDB, CloudFront origin-facing, ...): name
+        to CIDRs. Kept current by AWS, so the responder never denies an AWS service endpoint."""
+        lists = self._ec2.get_paginator("describe_managed_prefix_lists").paginate(
+            Filters=_filters({"owner-id": ["AWS"]})
+        )
+        ranges: dict[str, list[str]] = {}
+        for page in lists:
+            for found in page.get("PrefixLists", []):
+                entries = self._ec2.get_paginator("get_managed_prefix_list_entries").paginate(
+                    PrefixListId=found["PrefixListId"]
+                )
+                cidrs = [str(e["Cidr"]) for entry_page in entries for e in entry_page.get("Entries", [])]
+                ranges[str(found.get("PrefixListName") or found["PrefixListId"])] = cidrs
+        return ranges
+
     def add_acl_deny(self, acl_id: str, rule_number: int, cidr: str, *, egress: bool) -> None:
         family = {"Ipv6CidrBlock": cidr} if ":" in cidr else {"CidrBlock": cidr}
         self._write(

@@ -26,6 +26,10 @@ TOP_FLOWS = 10
 _KEEP = 50  # remote addresses and interfaces kept per finding
 MARK_EVERY = 50_000  # records between checks for new port scanners (a check walks every source seen)
 MAX_PROBING_SOURCES = 200_000  # sources whose probed ports are counted in one delivery
+# The largest TCP packet without payload: a 40-byte IPv6 header and a 60-byte TCP header (full
+# options). A SYN-ACK, an ACK or a RST never exceeds it; a packet that does carries data.
+BARE_TCP_PACKET = 100
+TCP = "6"
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class Flow:
     dst_port: str
     size: int  # bytes
     action: str
+    protocol: str = "-"
+    packets: int = 0
 
     @classmethod
     def parse(cls, fields: list[bytes], at: int, layout: Layout) -> Flow:
@@ -58,7 +64,20 @@ class Flow:
             return fields[at + index].decode("ascii", "replace") if index is not None else "-"
 
         return cls(get("interface-id"), get("srcaddr"), get("dstaddr"), get("srcport"), get("dstport"),
-                   _number(get("bytes")), get("action"))  # fmt: skip
+                   _number(get("bytes")), get("action"), get("protocol"), _number(get("packets")))  # fmt: skip
+
+    @property
+    def carried_data(self) -> bool:
+        """The sender's TCP stack sent payload on an accepted flow, so the handshake completed: the
+        peer received our SYN-ACK (or sent its own), which a forged source address cannot do.
+        Bytes above BARE_TCP_PACKET per packet on average mean at least one packet carried data.
+        Ports and flags prove nothing here: whoever forges a packet chooses both."""
+        return (
+            self.action == "ACCEPT"
+            and self.protocol == TCP
+            and self.packets > 0
+            and self.size > self.packets * BARE_TCP_PACKET
+        )
 
     def __str__(self) -> str:
         where = f"{self.src}:{self.src_port} -> {self.dst}:{self.dst_port}"
@@ -78,6 +97,7 @@ class Finding:
     interfaces: set[str] = field(default_factory=set)
     ports: set[int] = field(default_factory=set)
     top: list[tuple[int, int, Flow]] = field(default_factory=list)  # heap of the biggest flows
+    established: set[str] = field(default_factory=set)  # remotes ours sent data to: safe to block
 
     def add(self, flow: Flow, remote: str | None, port: int | None = None) -> None:
         self.records += 1
@@ -128,6 +148,7 @@ class Scanner:
         self._ports: dict[bytes, set[bytes]] = {}
         self._egress: dict[bytes, list[Any]] = {}  # address -> [the interface counted, bytes sent]
         self._egress_flows: dict[bytes, Finding] = {}
+        self._established: dict[bytes, set[str]] = {}  # ours -> remotes ours sent data to (flagged records)
         on = self.settings.enabled
         self._mining = {str(p).encode() for p in self.settings.mining_ports} if "mining-pool" in on else set()
         self._admin = {str(p).encode() for p in self.settings.admin_ports} if "admin-from-internet" in on else set()
@@ -222,7 +243,8 @@ class Scanner:
             if fs or fd:
                 # The two common cases inline (ours to a plain public address, and back); the rest in `_flagged`.
                 if fd == PUBLIC and not fs:
-                    if fields[at + dp] in mining:
+                    # Mining-pool connections, and our answers from SSH/RDP (is the session established?).
+                    if fields[at + dp] in mining or fields[at + sp] in admin:
                         flagged(at, fields, layout, fs, fd)
                     elif egress is not None:
                         # Counted on the first interface that logged the address: through a NAT gateway
@@ -276,6 +298,10 @@ class Scanner:
         settle: a flow (every field decoded) is built only when a detector fires."""
         flow = Flow.parse(fields, at, layout)
         src, dst = fields[at + layout.position("srcaddr")], fields[at + layout.position("dstaddr")]
+        if fd & (PUBLIC | THREAT) and not fs & PUBLIC and flow.carried_data:
+            answered = self._established.setdefault(src, set())
+            if len(answered) < _KEEP * 4:
+                answered.add(flow.dst)
         if self._threats and (fs | fd) & THREAT:
             ours, theirs = (dst, flow.src) if fs & THREAT else (src, flow.dst)
             self._finding("threat-list", ours, bool(fs & THREAT and fd & THREAT)).add(flow, theirs)
@@ -327,6 +353,10 @@ class Scanner:
         self.end_block()
         found = [f for f in self._found.values() if f.detector != "port-scan"]
         found.extend(self._egress_flows.values())
+        for finding in (*self._found.values(), *self._egress_flows.values()):
+            if not finding.remote:
+                sent = self._established.get(finding.address.encode(), set())
+                finding.established = finding.remotes & sent
         for src, seen in self._ports.items():
             if len(seen) < self.settings.scan_min_ports:
                 continue

@@ -71,8 +71,8 @@ class ImageEventModel(_Model):
     id: str | None = None
     source: str
     detail_type: str = Field(alias="detail-type")
-    account: str | None = None
-    region: str | None = None
+    account: str  # EventBridge always names both; the image's registry and the console link come from them
+    region: str
     detail: dict[str, Any]
 
 

@@ -64,8 +64,13 @@ def to_incident(finding: Finding, batch: Batch) -> Incident:
         shown = sorted(finding.ports)
         more = "…" if len(shown) > SHOWN_PORTS else ""
         details["ports"] = f"{len(shown)} distinct: " + ",".join(map(str, shown[:SHOWN_PORTS])) + more
-    # The remote side is what `ec2:block-ip` may deny: the scanner itself, or whom ours talked to.
-    remote_ips = (finding.address,) if finding.remote else tuple(remotes)
+    # What `ec2:block-ip` may deny: only remotes ours sent data to over accepted TCP (a completed
+    # handshake). An address seen only as a packet's source may be forged (anyone can write
+    # 8.8.8.8 there), so it is reported, never blocked: an internet scanner is never blocked.
+    remote_ips = () if finding.remote else tuple(sorted(finding.established))
+    unproven = [r for r in remotes if r not in finding.established] if not finding.remote else [finding.address]
+    if unproven:
+        details["not_established"] = ",".join(unproven[:20])
     hour = batch.at.strftime("%Y%m%dT%H")
     return Incident(
         id=f"flowlogs-{kind}-{finding.address}-{hour}",

@@ -74,10 +74,12 @@ class VolumeModel(_Model):
 
 
 class KubernetesWorkloadDetailsModel(_Model):
-    name: str | None = None
-    type: str | None = None
+    # GuardDuty always names the workload it reports: a workload without name, namespace or type
+    # is malformed, and acting on what remains (the node it ran on) would let its absence decide.
+    name: str
+    type: str
     uid: str | None = None
-    namespace: str | None = None
+    namespace: str
     host_network: bool | None = Field(None, alias="hostNetwork")
     host_ipc: bool | None = Field(None, alias="hostIPC")
     host_pid: bool | None = Field(None, alias="hostPID")
@@ -306,8 +308,10 @@ def _workloads(
     sequence = finding.service.detection.sequence if finding.service and finding.service.detection else None
     for res in (sequence.resources or []) if sequence else []:
         data = res.data.kubernetes_workload if res.data else None
-        if data and data.namespace and res.name:
-            kind = _WORKLOAD_KINDS.get((data.type or "").lower(), data.type or "Pod")
+        # A sequence resource without a type names no known kind: guessing "Pod" would aim the
+        # pod playbook at whatever the name says.
+        if data and data.namespace and res.name and data.type:
+            kind = _WORKLOAD_KINDS.get(data.type.lower(), data.type)
             ref = WorkloadRef(kind, data.namespace, res.name)
             if ref not in refs:
                 refs.append(ref)

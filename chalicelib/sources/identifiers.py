@@ -12,7 +12,7 @@ import math
 import re
 
 from chalicelib.errors import EventError
-from chalicelib.incident import Incident
+from chalicelib.incident import Incident, Principal, PrincipalKind
 
 ACCOUNT = re.compile(r"^\d{12}$")
 REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
@@ -22,7 +22,21 @@ CLUSTER = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 INSTANCE = re.compile(r"^i-[0-9a-f]{8,17}$")
+# IAM user, role and instance-profile names; ARNs of IAM and STS principals (paths allowed).
+IAM_NAME = re.compile(r"^[\w+=,.@-]{1,128}$")
+IAM_ARN = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:([a-z-]+/[\w+=,.@/-]{1,512}|root)$")
+KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]{1,32}:\d{12}:key/(mrk-)?[a-f0-9-]{1,64}$")
+ACCESS_KEY = re.compile(r"^[A-Z0-9]{16,128}$")
+# Kubernetes user names are free text, but never control characters or markup.
+USER_NAME = re.compile(r"^[^\x00-\x20\x7f<>|`]{1,512}$")
+# Other object names (RBAC bindings may hold colons: system:controller:...): one request-path
+# segment, never "." or "..", no "/" or "%".
+OBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,252}$")
 WORKLOAD_KINDS = re.compile(r"^[A-Za-z]{1,63}$")
+# Image references: registry, path, tag and digest characters only (they go into admission
+# policies' CEL and Kyverno patterns, where a quote or a wildcard would change the rule). The
+# digest's length is checked where an image is blocked: AWS's own examples shorten it.
+IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(@sha256:[a-z0-9]{1,64})?$", re.IGNORECASE)
 
 
 def _fail(what: str, value: object) -> None:
@@ -40,6 +54,16 @@ def check_envelope(event: dict[str, object]) -> None:
             _fail(f"event {key}", value)
 
 
+def _principal(principal: Principal) -> None:
+    iam = principal.kind in (PrincipalKind.IAM_ROLE, PrincipalKind.IAM_USER, PrincipalKind.INSTANCE_PROFILE)
+    if not (IAM_NAME if iam else USER_NAME).match(principal.name):
+        _fail("principal name", principal.name)
+    if principal.arn is not None and (not IAM_ARN.match(principal.arn) or "//" in principal.arn):
+        _fail("principal ARN", principal.arn)
+    if principal.access_key_id is not None and not ACCESS_KEY.match(principal.access_key_id):
+        _fail("access key id", principal.access_key_id)
+
+
 def check(incident: Incident) -> Incident:
     """The incident, when every identifier it carries fits its syntax; else EventError naming it."""
     if incident.account and not ACCOUNT.match(incident.account):
@@ -52,6 +76,13 @@ def check(incident: Incident) -> Incident:
         # GuardDuty's generated samples name placeholders (GeneratedFindingKubernetesWorkloadNamespace)
         # and are never acted on: they are planned and reported, so only what builds links is checked.
         return incident
+    _kubernetes(incident)
+    _aws(incident)
+    return incident
+
+
+def _kubernetes(incident: Incident) -> None:
+    """Names that become Kubernetes request paths."""
     if incident.cluster is not None and not CLUSTER.match(incident.cluster):
         _fail("cluster name", incident.cluster)
     if incident.namespace is not None and not LABEL.match(incident.namespace):
@@ -66,7 +97,24 @@ def check(incident: Incident) -> Incident:
     for node in incident.nodes:
         if not SUBDOMAIN.match(node):
             _fail("node name", node)
+    call = incident.api_call
+    if call is not None:
+        if call.namespace is not None and not LABEL.match(call.namespace):
+            _fail("API call namespace", call.namespace)
+        if call.name is not None and not OBJECT.match(call.name):
+            _fail("API call resource name", call.name)
+
+
+def _aws(incident: Incident) -> None:
+    """Identifiers that become AWS request parameters, ARNs and admission rules."""
     for instance in incident.instance_ids:
         if not INSTANCE.match(instance):
             _fail("instance id", instance)
-    return incident
+    for principal in incident.principals:
+        _principal(principal)
+    for key in incident.key_arns:
+        if not KEY_ARN.match(key):
+            _fail("KMS key ARN", key)
+    for image in incident.images:
+        if not IMAGE.match(image) or ".." in image or "//" in image:
+            _fail("image reference", image)

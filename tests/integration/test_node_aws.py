@@ -383,5 +383,25 @@ def test_the_vpcs_own_nat_gateway_is_never_blocked(fleet: Fleet, make_responder:
     before = fleet.acl_entries(target)
     report = make_responder(rules_with("ec2:block-ip")).handle(_ec2_incident(target, remote=(nat,)), Mode.LIVE)
     assert report.actions[0].status.value == "skipped"
-    assert f"never blocked: {nat} is this VPC's NAT gateway" in report.actions[0].detail
+    assert f"never blocked: {nat} (this VPC's NAT gateway)" in report.actions[0].detail
     assert fleet.acl_entries(target) == before
+
+
+def test_aws_service_addresses_are_never_blocked(fleet: Fleet, make_responder: Any) -> None:
+    target = fleet.instances[0]
+    lists = fleet.ec2.describe_managed_prefix_lists()["PrefixLists"]
+    s3 = next(p for p in lists if p["PrefixListName"].endswith(".s3"))
+    first = fleet.ec2.get_managed_prefix_list_entries(PrefixListId=s3["PrefixListId"])["Entries"][0]["Cidr"]
+    endpoint = first.split("/")[0].rsplit(".", 1)[0] + ".10"  # an address inside the list's first range
+    before = fleet.acl_entries(target)
+    report = make_responder(rules_with("ec2:block-ip")).handle(_ec2_incident(target, remote=(endpoint,)), Mode.LIVE)
+    assert report.actions[0].status.value == "skipped"
+    assert f"{endpoint} (AWS service address, prefix list {s3['PrefixListName']})" in report.actions[0].detail
+    assert fleet.acl_entries(target) == before
+    # with another address, that one is blocked and the endpoint named as spared
+    mixed = make_responder(rules_with("ec2:block-ip")).handle(
+        _ec2_incident(target, remote=(endpoint, "81.2.69.44")), Mode.LIVE
+    )
+    assert mixed.actions[0].status.value == "succeeded"
+    assert "81.2.69.44/32" in mixed.actions[0].detail
+    assert f"never blocked: {endpoint}" in mixed.actions[0].detail

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
 from chalicelib.notifiers import slack_message
+from tests.fuzzing.hostile import MARK, mrkdwn
+from tests.fuzzing.hostile import slack_findings as findings
 
-MARK = "PWNED"
 HOSTILE = [
     f"<!channel> {MARK}",
     f"<!here|here> {MARK}",
@@ -29,7 +29,6 @@ HOSTILE = [
     f"{MARK} " + "`" * 7 + " <!channel>",
     f"{MARK} " + "x" * 5000 + " `<!channel>",
 ]
-ALLOWED_HOSTS = re.compile(r"^https://([a-z]{2}(-gov)?-[a-z]+-\d\.console\.aws\.amazon\.com|nvd\.nist\.gov)/")
 
 
 def _report(value: str) -> dict[str, Any]:
@@ -57,36 +56,6 @@ def _report(value: str) -> dict[str, Any]:
     }
 
 
-def _mrkdwn(message: dict[str, Any]) -> list[str]:
-    texts = [message["text"]]
-    for block in message["attachments"][0]["blocks"]:
-        text = block.get("text") or {}
-        if text.get("type") == "mrkdwn":
-            texts.append(text["text"])
-        texts.extend(f["text"] for f in block.get("fields", []) if f.get("type") == "mrkdwn")
-        texts.extend(e["text"] for e in block.get("elements", []) if e.get("type") == "mrkdwn")
-    return texts
-
-
-def outside_code(text: str) -> str:
-    """What Slack would format: the text with its code blocks and inline code spans removed."""
-    text = re.sub(r"```.*?```", " ", text, flags=re.DOTALL)
-    return re.sub(r"`[^`]*`", " ", text)
-
-
-def findings(message: dict[str, Any]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {"mentions": [], "foreign links": [], "formatted event text": []}
-    for text in _mrkdwn(message):
-        live = outside_code(text)
-        found["mentions"] += re.findall(r"<[!@][^>]*>", live)
-        for link in re.findall(r"<([^!@>|][^>|]*)(?:\|[^>]*)?>", live):
-            if not ALLOWED_HOSTS.match(link):
-                found["foreign links"].append(link)
-        if MARK in live or "evil.example" in live:
-            found["formatted event text"].append(live[:120])
-    return found
-
-
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
 def test_hostile_values_in_every_field_are_shown_as_text(value: str) -> None:
     for source in ("guardduty", "ecr", "inspector", "kms", "flowlogs"):
@@ -94,7 +63,7 @@ def test_hostile_values_in_every_field_are_shown_as_text(value: str) -> None:
         report["incident"]["source"] = source
         message = slack_message.build(report)
         assert findings(message) == {"mentions": [], "foreign links": [], "formatted event text": []}, source
-        assert MARK in "".join(_mrkdwn(message)), "the value is still shown"  # as text, not dropped
+        assert MARK in "".join(mrkdwn(message)), "the value is still shown"  # as text, not dropped
 
 
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))

@@ -62,7 +62,16 @@ class BlockIP(Action):
     summary = "deny the finding's remote address in the network ACL of the node's subnet"
     disrupts_node = True  # the whole subnet's network ACL
     iam: ClassVar[tuple[IAMStatement, ...]] = (
-        IAMStatement(("ec2:DescribeInstances", "ec2:DescribeNatGateways", "ec2:DescribeNetworkAcls")),
+        IAMStatement(
+            (
+                "ec2:DescribeInstances",
+                "ec2:DescribeNatGateways",
+                "ec2:DescribeNetworkAcls",
+                "ec2:DescribeManagedPrefixLists",
+            )
+        ),
+        # AWS owns the managed lists: their ARNs name no account an ARN pattern could scope (read-only).
+        IAMStatement(("ec2:GetManagedPrefixListEntries",)),
         IAMStatement(("ec2:CreateNetworkAclEntry",), ("arn:aws:ec2:{region}:{account}:network-acl/*",)),
     )
 
@@ -77,17 +86,17 @@ class BlockIP(Action):
             if spared:
                 return Outcome(Status.SKIPPED, f"never blocked (NEVER_BLOCK, e.g. public DNS resolvers): {named}")
             why = f"only private or reserved addresses ({named})" if named else "no remote address"
+            forgeable = ctx.incident.details.get("not_established")
+            if forgeable and not named:
+                why = f"no address ours sent data to; {forgeable} only as packet sources, which can be forged"
             return Outcome(Status.SKIPPED, f"the finding names {why}; nothing to block")
         ec2 = aws(ctx)
         found = instance(ctx, target)
         if found is None:
             return missing(target)
-        own = ec2.nat_gateway_addresses(str(found.get("VpcId") or ""))
-        if own & set(addresses):
-            # The VPC's own NAT gateways: denying them would cut every private subnet off the internet.
-            addresses = [a for a in addresses if a not in own]
-            if not addresses:
-                return Outcome(Status.SKIPPED, f"never blocked: {', '.join(sorted(own))} is this VPC's NAT gateway")
+        addresses, kept = _not_the_platform(ec2, str(found.get("VpcId") or ""), addresses)
+        if not addresses:
+            return Outcome(Status.SKIPPED, f"never blocked: {'; '.join(kept)}")
         acl = ec2.network_acl_of(str(found["SubnetId"]))
         if acl is None:
             return Outcome(Status.FAILED, f"no network ACL found for subnet {found['SubnetId']}")
@@ -124,7 +133,23 @@ class BlockIP(Action):
         if not added:
             return Outcome(Status.SKIPPED, f"{', '.join(addresses)} already denied in {acl['NetworkAclId']}")
         listed = ", ".join(f"#{e['RuleNumber']} {'out' if e['Egress'] else 'in'} {e['CidrBlock']}" for e in added)
-        return Outcome(Status.SUCCEEDED, f"denied in {acl['NetworkAclId']}: {listed}; verified", prior)
+        kept = [*(f"{a} (NEVER_BLOCK)" for a in spared), *kept]
+        also = f"; never blocked: {'; '.join(kept)}" if kept else ""
+        return Outcome(Status.SUCCEEDED, f"denied in {acl['NetworkAclId']}: {listed}; verified{also}", prior)
+
+
+def _not_the_platform(ec2: EC2API, vpc_id: str, addresses: list[str]) -> tuple[list[str], list[str]]:
+    """The addresses left once the VPC's own NAT gateways (denying them cuts every private subnet
+    off the internet) and AWS service ranges (S3, DynamoDB, CloudFront, ...: the region's
+    AWS-managed prefix lists) are taken out, and what was taken out and why."""
+    kept: list[str] = []
+    nat = ec2.nat_gateway_addresses(vpc_id)
+    kept += [f"{a} (this VPC's NAT gateway)" for a in addresses if a in nat]
+    remaining = [a for a in addresses if a not in nat]
+    ranges = ec2.aws_service_ranges() if remaining else {}
+    services = {a: name for name, cidrs in ranges.items() for a in remaining if _listed(a, tuple(cidrs))}
+    kept += [f"{a} (AWS service address, prefix list {name})" for a, name in sorted(services.items())]
+    return [a for a in remaining if a not in services], kept
 
 
 def _verify(ec2: EC2API, subnet: str, addresses: list[str]) -> str | None:

@@ -15,7 +15,8 @@ IMAGE_ANNOTATION = "eks-responder.io/image"
 
 
 # Registry, path, tag and digest characters only: the reference goes into a CEL string literal and
-# a Kyverno pattern, where a quote or a wildcard from an event would change the rule.
+# a Kyverno pattern, where a quote or a wildcard from an event would change the rule. The boundary
+# checks the characters (identifiers.IMAGE); a block also needs a whole digest.
 _REFERENCE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(@sha256:[a-f0-9]{64})?$", re.IGNORECASE)
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
