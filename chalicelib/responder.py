@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from chalicelib import actions, dry_run, guardrails, targets, vulnerabilities
+from chalicelib import actions, dry_run
 from chalicelib.actions.base import (
     EC2API,
     Action,
@@ -29,6 +29,7 @@ from chalicelib.actions.base import (
 from chalicelib.errors import ClusterAccessError
 from chalicelib.incident import ResourceKind
 from chalicelib.policy.matcher import accepted, decide
+from chalicelib.response import guardrails, targets, vulnerabilities
 
 if TYPE_CHECKING:
     from chalicelib.flowlogs.attribution import Attribution

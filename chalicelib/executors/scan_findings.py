@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.actions.base import IAMStatement
-from chalicelib.vulnerabilities import Vulnerability, from_response
+from chalicelib.response.vulnerabilities import Vulnerability, from_response
 
 IAM: tuple[IAMStatement, ...] = (
     IAMStatement(("ecr:DescribeImageScanFindings",), ("arn:aws:ecr:{region}:{account}:repository/*",)),

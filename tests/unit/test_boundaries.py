@@ -15,11 +15,8 @@ PURE = [
     "chalicelib/sources",
     "chalicelib/policy",
     "chalicelib/actions",
-    "chalicelib/targets.py",
-    "chalicelib/guardrails.py",
+    "chalicelib/response",
     "chalicelib/responder.py",
-    "chalicelib/identities.py",
-    "chalicelib/rbac_grants.py",
 ]
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib import guardrails
 from chalicelib.actions.base import ActionContext, Target
 from chalicelib.actions.k8s.cordon_node import CordonNode
 from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.response import guardrails
 from chalicelib.settings import Settings
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from chalicelib import identities, rbac_grants
 from chalicelib.incident import PrincipalKind, PrincipalRole, principal_from_arn
+from chalicelib.response import identities, rbac_grants
 from chalicelib.sources import guardduty
 from chalicelib.sources.envelope import split_document
 from tests.conftest import GUARDDUTY_SAMPLES, load_event, load_json

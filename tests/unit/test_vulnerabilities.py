@@ -11,9 +11,9 @@ from chalicelib.notifiers import slack_message
 from chalicelib.policy.loader import load_rules, parse_rules
 from chalicelib.policy.matcher import decide
 from chalicelib.responder import Mode, Responder
+from chalicelib.response.vulnerabilities import Vulnerability, fold, from_response, wants_findings
 from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from chalicelib.sources import ecr
-from chalicelib.vulnerabilities import Vulnerability, fold, from_response, wants_findings
 from tests.conftest import SAMPLES, load_json
 
 TODAY = date(2026, 11, 28)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target
-from chalicelib.rbac_grants import dangerous_grant, is_system_binding
+from chalicelib.response.rbac_grants import dangerous_grant, is_system_binding
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from chalicelib.actions.base import IdentityAPI, KubeAPI, Target
 from chalicelib.incident import Incident, PrincipalKind, PrincipalRole
-from chalicelib.rbac_grants import ANONYMOUS, DEFAULT_ADMIN, grant_kind, is_system_binding
+from chalicelib.response.rbac_grants import ANONYMOUS, DEFAULT_ADMIN, grant_kind, is_system_binding
 
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 BINDING_RESOURCES = {"clusterrolebindings": "ClusterRoleBinding", "rolebindings": "RoleBinding"}

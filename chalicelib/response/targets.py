@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib import identities
 from chalicelib.actions.base import IdentityAPI, KubeAPI, Target
 from chalicelib.incident import Incident, ResourceKind
+from chalicelib.response import identities
 
 FARGATE_LABEL = "eks.amazonaws.com/compute-type"
 FARGATE_REASON = "a Fargate pod has no node to cordon or EC2 instance to isolate"
