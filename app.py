@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from chalice.app import Chalice, CloudWatchEvent, ConvertToMiddleware, Rate
+from chalice.app import Chalice, CloudWatchEvent, ConvertToMiddleware, Rate, Response
 
 from chalicelib import wiring
 from chalicelib.lambda_events import TolerantCloudWatchEvent
@@ -58,6 +58,12 @@ def on_flow_logs(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.schedule(Rate(1, unit=Rate.HOURS), name="refresh_key_policies")
 def refresh_key_policies(event: CloudWatchEvent) -> dict[str, Any]:  # noqa: ARG001 - a schedule has no payload
     return wiring.refresh_key_policies()
+
+
+# Slack's Approve and Reject buttons (the app's Interactivity request URL): signed requests only.
+@app.route("/slack/actions", methods=["POST"], content_types=["application/x-www-form-urlencoded"])
+def slack_actions() -> Response:
+    return wiring.slack_action(app.current_request)
 
 
 # Malformed events must reach intake (which logs them with their id) instead of failing in Chalice.

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from chalicelib.errors import EventError, ResponderError
+from chalicelib.errors import ConfigError, EventError, ResponderError
 from chalicelib.settings import Settings
 
 if TYPE_CHECKING:
@@ -299,6 +299,33 @@ def check_rules(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def decide(args: argparse.Namespace, out: TextIO) -> int:
+    """`approve` / `reject`: the same decision a Slack button records, for teams without Slack."""
+    from chalicelib import wiring
+
+    current = Settings.from_env()
+    if args.kubeconfig:
+        current = replace(current, kubeconfig=Path(args.kubeconfig))
+    if not current.incidents_table:
+        raise ConfigError("approve and reject need INCIDENTS_TABLE (where plans wait)")
+    who = f"cli:{args.who or os.environ.get('USER') or 'unknown'}"
+    actor = wiring.build_responder(current, wiring.rules())
+
+    def run(incident_id: str) -> dict[str, Any]:
+        return wiring.carry_out(incident_id, current, actor, wiring.build_notifiers(current))
+
+    steps = tuple(args.step) if args.step else None
+    result = wiring.decide(args.incident, approve=args.approve, steps=steps, who=who, current=current, run=run)
+    if args.json:
+        out.write(json.dumps(result, default=str) + "\n")
+    else:
+        out.write(f"{result.get('message') or result.get('error')}\n")
+        done = result.get("carried_out")
+        if isinstance(done, dict):
+            _human(done, out)
+    return 1 if "error" in result else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     parser = argparse.ArgumentParser(prog="eks-responder", description=__doc__)
@@ -332,6 +359,16 @@ def main(argv: list[str] | None = None) -> int:
         help="flow-log format (string or file) for files without a header line (default: FLOW_LOG_FORMAT or v2)",
     )
     rp.set_defaults(func=replay)
+
+    for verb, says in (("approve", "approve the steps of a stored plan and carry them out"),
+                       ("reject", "reject the steps of a stored plan: they never run")):  # fmt: skip
+        dp = sub.add_parser(verb, help=f"{says} (INCIDENTS_TABLE, AWS credentials)")
+        dp.add_argument("incident", metavar="INCIDENT", help="the incident id the message or replay named")
+        dp.add_argument("--step", type=int, action="append", metavar="N", help="only step N (repeat for more)")
+        dp.add_argument("--as", dest="who", metavar="NAME", help="who decides, for the audit trail (default: $USER)")
+        dp.add_argument("--kubeconfig", metavar="FILE", help="use this kubeconfig for every cluster")
+        dp.add_argument("--json", action="store_true", help="the result as one JSON object")
+        dp.set_defaults(func=decide, approve=verb == "approve")
 
     cr = sub.add_parser("check-rules", help="validate a rules file")
     cr.add_argument("file", nargs="?", help="rules file (default: RULES_FILE or the packaged rules)")

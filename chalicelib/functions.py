@@ -20,8 +20,9 @@ APP_NAME = "eks-responder"
 @dataclass(frozen=True)
 class Function:
     name: str
-    sources: tuple[str, ...]  # the incident sources it handles; empty for the key-policy snapshot
+    sources: tuple[str, ...]  # the incident sources it handles; empty for the snapshot and the approvals API
     summary: str
+    kind: str = "events"  # events | snapshot (the key-policy schedule) | approvals (the Slack route)
 
     def role_name(self, stage: str) -> str:
         """The role Chalice creates for the function (app-stage-function)."""
@@ -39,7 +40,9 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("on_inspector_finding", ("inspector",), "Inspector findings on images"),
     Function("on_flow_log_object", ("flowlogs",), "flow logs delivered to S3"),
     Function("on_flow_logs", ("flowlogs",), "flow logs from a CloudWatch Logs subscription"),
-    Function("refresh_key_policies", (), "the hourly key-policy snapshot"),
+    Function("refresh_key_policies", (), "the hourly key-policy snapshot", "snapshot"),
+    # Chalice's name for the function behind API Gateway: Slack's Approve and Reject clicks.
+    Function("api_handler", (), "Slack interactivity: approvals", "approvals"),
 )
 BY_NAME = {f.name: f for f in FUNCTIONS}
 

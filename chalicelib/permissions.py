@@ -99,12 +99,14 @@ def iam_statements(stage_env: dict[str, str], function: functions.Function, rule
     reached = functions.reachable_actions(function, rules)
     kinds = {a.target_kind for a in reached}
     sources = set(function.sources)
-    snapshot = not function.sources
+    snapshot = function.kind == "snapshot"
     group = "arn:aws:logs:{region}:{account}:log-group:" + function.log_group("{stage}")
     statements = [
         IAMStatement(("logs:CreateLogGroup",), (group,)),
         IAMStatement(("logs:CreateLogStream", "logs:PutLogEvents"), (f"{group}:*",)),
     ]
+    if function.kind == "approvals":
+        return [*statements, *_approval_statements(stage_env)]
     if needs_cluster(function, rules) or "key" in kinds or snapshot:
         statements.extend(EKS_AUTH)  # the cluster's endpoint, or its secrets key
     if kinds & IDENTITY_KINDS:
@@ -127,6 +129,21 @@ def iam_statements(stage_env: dict[str, str], function: functions.Function, rule
         for bucket in sorted(buckets):
             statements.extend(_bucket_statements(bucket))
     return statements
+
+
+def _approval_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
+    """The Slack route records decisions in the plan's item and hands the approved steps to the
+    function that owns the playbook: it holds no containment permission of its own."""
+    from chalicelib.executors import ledger
+    from chalicelib.notifiers import slack
+
+    owners = sorted({functions.for_source(s).name for f in functions.FUNCTIONS for s in f.sources})
+    invoke = tuple(f"arn:aws:lambda:{{region}}:{{account}}:function:{functions.APP_NAME}-{{stage}}-{name}"
+                   for name in owners)  # fmt: skip
+    table = [
+        IAMStatement(("dynamodb:GetItem", "dynamodb:UpdateItem"), s.resources) for s in ledger.permissions(stage_env)
+    ]
+    return [*table, *slack.signing_permissions(stage_env), IAMStatement(("lambda:InvokeFunction",), invoke)]
 
 
 def _name_variants(pattern: str) -> list[str]:

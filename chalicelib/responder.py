@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -30,11 +30,12 @@ from chalicelib.errors import ClusterAccessError
 from chalicelib.incident import ResourceKind
 from chalicelib.policy.matcher import accepted, decide
 from chalicelib.response import guardrails, targets, vulnerabilities
+from chalicelib.response.plan import Plan, PlannedStep, StepState, needs_approval
 
 if TYPE_CHECKING:
     from chalicelib.flowlogs.attribution import Attribution
     from chalicelib.incident import Incident
-    from chalicelib.policy.model import RulesFile, Step
+    from chalicelib.policy.model import Rule, RulesFile, Step
     from chalicelib.settings import Settings
 
 logger = logging.getLogger("eks_responder")
@@ -58,6 +59,10 @@ class AWSConnector(Protocol):
 class IdentityConnector(Protocol):
     def gateway(self, region: str, *, dry_run: bool) -> IdentityAPI: ...
     def account(self) -> str: ...
+
+
+class PlanKeeper(Protocol):
+    def put(self, plan: Plan) -> None: ...
 
 
 class ScanFindings(Protocol):
@@ -93,6 +98,7 @@ class Report:
     actions: tuple[ActionResult, ...]
     notes: tuple[str, ...] = ()
     evidence: str | None = None  # where this incident's evidence is, when any was written
+    plan: Plan | None = None  # set when steps wait for approval: what is stored for a later invocation
 
     @property
     def failed(self) -> bool:
@@ -108,6 +114,11 @@ class Report:
             "actions": [r.to_dict() for r in self.actions],
             "notes": list(self.notes),
             "evidence": self.evidence,
+            **(
+                {"approval": {"waiting": [p.index for p in self.plan.waiting], "expires_at": self.plan.expires_at}}
+                if self.plan
+                else {}
+            ),
         }
 
 
@@ -128,6 +139,7 @@ class Responder:
         keys: Callable[..., KeysAPI] | None = None,
         scans: ScanFindings | None = None,
         caps: CapStore | None = None,
+        plans: PlanKeeper | None = None,
     ) -> None:
         self._rules = rules
         self._settings = settings
@@ -139,6 +151,7 @@ class Responder:
         self._keys = keys
         self._scans = scans
         self._caps = caps
+        self._plans = plans
 
     def close(self) -> None:
         """Release connections (a Lambda keeps them for the container's life)."""
@@ -185,41 +198,72 @@ class Responder:
         if rule.dry_run and mode is Mode.LIVE:
             mode = Mode.DRY_RUN
         if incident.sample:
-            return self._plan(incident, rule.name, rule.actions, mode, "sample finding, planned only")
+            return self._plan(incident, rule, mode, "sample finding, planned only")
         if incident.resource_kind is ResourceKind.IMAGE and incident.cluster is None:
-            return self._each_cluster(incident, rule.name, rule.actions, mode)
+            return self._each_cluster(incident, rule, mode)
         if mode is Mode.PLAN:
-            return self._plan(incident, rule.name, rule.actions, mode, None)
-        return self._execute(incident, rule.name, rule.actions, mode)
+            return self._plan(incident, rule, mode, None)
+        return self._execute(incident, rule, mode)
 
-    def _each_cluster(self, incident: Incident, rule: str, steps: tuple[Step, ...], mode: Mode) -> Report:
+    def carry_out(self, plan: Plan, approved: dict[int, PlannedStep]) -> Report:
+        """Run the approved steps of a stored plan, in a later invocation: the targets are
+        resolved again, and a step whose target is no longer what was planned is not run."""
+        incident = plan.incident
+        mode = Mode(plan.mode)
+        rule = next((r for r in self._rules.rules if r.name == plan.rule), None)
+        if rule is None:
+            why = f"rule {plan.rule} is no longer in the rules file: nothing is run"
+            return Report(incident, plan.rule, why, mode, ())
+        chosen = tuple(approved[i] for i in sorted(approved))
+        from chalicelib.policy.model import Step as RuleStep
+
+        steps = tuple(RuleStep(action=p.action, params=p.params) for p in chosen)
+        refusal = self._refusal(incident)
+        if refusal is not None:
+            status, reason = refusal
+            refused = tuple(ActionResult(p.action, p.label, status, reason) for p in chosen)
+            return Report(incident, plan.rule, None, mode, refused)
+        session = self._session(incident, steps, mode)
+        results = []
+        for planned in chosen:
+            action = actions.get(planned.action)
+            params = action.params_model.model_validate(planned.params)
+            current = [t for t in session.found.of_kind(action.target_kind) if _same(t, planned.target)]
+            blocked = session.blocked(action)
+            if blocked is not None:
+                results.append(ActionResult(action.name, planned.label, *blocked))
+            elif planned.target is None or not current:
+                why = f"the target changed since the plan was made: {planned.label} is no longer what the finding names"
+                results.append(ActionResult(action.name, planned.label, Status.SKIPPED, why))
+            else:
+                results.append(self._run_one(action, current[0], params, session.ctx))
+        return Report(incident, plan.rule, None, mode, tuple(results), tuple(session.ctx.notes))
+
+    def _each_cluster(self, incident: Incident, rule: Rule, mode: Mode) -> Report:
         """An image can run anywhere: look for it in every configured cluster."""
         clusters = self._settings.clusters
         notes: list[str] = []
         if not clusters:
             why = "no clusters configured (CLUSTERS): nowhere to look for the image"
             if mode is not Mode.PLAN:
-                return self._all(incident, rule, steps, mode, Status.SKIPPED, why)
+                return self._all(incident, rule, mode, Status.SKIPPED, why)
             clusters, notes = ("<each cluster in CLUSTERS>",), [f"{why}; a live run would do nothing"]
         results: list[ActionResult] = []
         evidence = None
         for cluster in clusters:
             scoped = replace(incident, cluster=cluster)
-            if mode is Mode.PLAN:
-                report = self._plan(scoped, rule, steps, mode, None)
-            else:
-                report = self._execute(scoped, rule, steps, mode)
+            report = self._plan(scoped, rule, mode, None) if mode is Mode.PLAN else self._execute(scoped, rule, mode)
             results.extend(replace(r, target=f"{cluster}:{r.target}") for r in report.actions)
             notes.extend(f"{cluster}: {note}" for note in report.notes)
             evidence = evidence or report.evidence
-        return Report(incident, rule, None, mode, tuple(results), tuple(notes), evidence)
+        return Report(incident, rule.name, None, mode, tuple(results), tuple(notes), evidence)
 
-    def _plan(self, incident: Incident, rule: str, steps: tuple[Step, ...], mode: Mode, why: str | None) -> Report:
+    def _plan(self, incident: Incident, rule: Rule, mode: Mode, why: str | None) -> Report:
         """Describe what would run, applying every guardrail that needs no cluster."""
         found = targets.offline(incident)
         results: list[ActionResult] = []
         blocked = guardrails.cluster_block(incident.cluster, self._settings.protected_clusters)
-        for action, params, target in _each_target(steps, found):
+        for _, step, action, params, target in _each_target(rule.actions, found):
             if target is None:
                 results.append(_nothing_to_do(action))
                 continue
@@ -236,19 +280,26 @@ class Responder:
                 results.append(ActionResult(action.name, str(target), Status.SKIPPED, reason))
                 continue
             detail = action.describe(target, params)
+            if self._needs_approval(step, rule, incident):
+                detail += " (waits for approval)"
             results.append(
                 ActionResult(action.name, str(target), Status.PLANNED, f"{why}: {detail}" if why else detail)
             )
         notes = (why,) if why else ()
-        return Report(incident, rule, None, mode, tuple(results), notes)
+        return Report(incident, rule.name, None, mode, tuple(results), notes)
 
-    def _execute(self, incident: Incident, rule: str, steps: tuple[Step, ...], mode: Mode) -> Report:
+    def _needs_approval(self, step: Step, rule: Rule, incident: Incident) -> bool:
+        return needs_approval(step, rule, incident, self._rules, self._settings.approval_default)
+
+    def _refusal(self, incident: Incident) -> tuple[Status, str] | None:
+        """Why nothing at all may run for this incident: a protected cluster, another account."""
         if incident.cluster and any(fnmatchcase(incident.cluster, p) for p in self._settings.protected_clusters):
-            reason = guardrails.cluster_block(incident.cluster, self._settings.protected_clusters) or ""
-            return self._all(incident, rule, steps, mode, Status.SKIPPED, reason)
+            return Status.SKIPPED, guardrails.cluster_block(incident.cluster, self._settings.protected_clusters) or ""
         foreign = self._foreign_account(incident)
-        if foreign:
-            return self._all(incident, rule, steps, mode, Status.FAILED, foreign)
+        return (Status.FAILED, foreign) if foreign else None
+
+    def _session(self, incident: Incident, steps: tuple[Step, ...], mode: Mode) -> _Session:
+        """The gateways, the resolved targets and the action context for one incident (reads only)."""
         dry_run = mode is Mode.DRY_RUN
         # Without a cluster (an IAM finding about a plain instance), only IAM actions can run.
         no_cluster = guardrails.cluster_block(None, ()) if incident.cluster is None else None
@@ -279,20 +330,60 @@ class Responder:
         ctx = ActionContext(
             incident, self._settings, kube, self._clock(), dry_run, self._evidence, aws, identity, keys, caps=self._caps
         )
+        return _Session(ctx, found, unreachable, no_cluster, incident.cluster or "-")
+
+    def _execute(self, incident: Incident, rule: Rule, mode: Mode) -> Report:
+        refusal = self._refusal(incident)
+        if refusal is not None:
+            return self._all(incident, rule, mode, *refusal)
+        session = self._session(incident, rule.actions, mode)
         results = []
-        for action, params, target in _each_target(steps, found):
-            where = incident.cluster or "-"
-            if no_cluster and action.target_kind in CLUSTER_KINDS:
-                results.append(ActionResult(action.name, where, Status.SKIPPED, no_cluster))
-            elif unreachable is not None and action.target_kind in {"pod", "node", "binding"}:
-                results.append(ActionResult(action.name, where, Status.FAILED, unreachable))
+        planned: list[PlannedStep] = []
+        for index, step, action, params, target in _each_target(rule.actions, session.found):
+            blocked = session.blocked(action)
+            wait = self._needs_approval(step, rule, incident)
+            if blocked is not None:
+                results.append(ActionResult(action.name, session.where, *blocked))
             elif target is None:
                 results.append(_nothing_to_do(action))
+            elif wait and mode is Mode.LIVE:
+                detail = f"waiting for approval: {action.describe(target, params)}"
+                results.append(ActionResult(action.name, str(target), Status.AWAITING_APPROVAL, detail))
+                planned.append(PlannedStep(index, action.name, target, step.params, True, StepState.WAITING))
+                continue
             else:
-                results.append(self._run_one(action, target, params, ctx))
+                result = self._run_one(action, target, params, session.ctx)
+                if wait:  # a dry run proves the step; live, it would wait
+                    result = replace(result, detail=f"{result.detail} (waits for approval when live)")
+                results.append(result)
+            planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE))
         wrote = any(actions.get(r.action).writes_evidence and r.status is Status.SUCCEEDED for r in results)
         evidence = self._evidence.location(incident.id) if wrote and self._evidence else None
-        return Report(incident, rule, None, mode, tuple(results), (*ctx.notes, *found.notes), evidence)
+        waiting = any(p.state is StepState.WAITING for p in planned)
+        plan = self._stored_plan(incident, rule, mode, planned) if waiting else None
+        notes = (*session.ctx.notes, *session.found.notes, *self._keep(plan))
+        return Report(incident, rule.name, None, mode, tuple(results), notes, evidence, plan)
+
+    def _keep(self, plan: Plan | None) -> tuple[str, ...]:
+        """Store a plan that waits for approval; what to tell when it cannot be stored."""
+        if plan is None:
+            return ()
+        waiting = ", ".join(str(s.index) for s in plan.waiting)
+        if self._plans is None:
+            return (f"step(s) {waiting} wait for approval, but no INCIDENTS_TABLE keeps the plan: they will not run",)
+        try:
+            self._plans.put(plan)
+        except Exception as exc:  # noqa: BLE001 - the auto steps ran; the held ones stay held, and the message says so
+            logger.warning("plan not stored", extra={"incident_id": plan.incident.id, "error": _brief(exc)})
+            return (f"step(s) {waiting} wait for approval, but the plan could not be stored ({_brief(exc)}): "
+                    "they will not run",)  # fmt: skip
+        return (f"waiting for approval until {plan.expires_at}: step(s) {waiting} (the message's buttons, or "
+                f"`eks-responder approve {plan.incident.id}`)",)  # fmt: skip
+
+    def _stored_plan(self, incident: Incident, rule: Rule, mode: Mode, steps: list[PlannedStep]) -> Plan:
+        now = self._clock()
+        expires = now + timedelta(minutes=self._settings.approval_minutes)
+        return Plan(incident, rule.name, mode.value, tuple(steps), now.isoformat(), expires.isoformat())
 
     def _foreign_account(self, incident: Incident) -> str | None:
         """Why nothing can be done for a finding from another account (None: it is ours).
@@ -343,23 +434,49 @@ class Responder:
             return result(Status.PLANNED, detail, outcome.prior)
         return result(outcome.status, outcome.detail, outcome.prior)
 
-    def _all(
-        self, incident: Incident, rule: str, steps: tuple[Step, ...], mode: Mode, status: Status, detail: str
-    ) -> Report:
-        results = tuple(ActionResult(s.action, incident.cluster or "-", status, detail) for s in steps)
-        return Report(incident, rule, None, mode, results)
+    def _all(self, incident: Incident, rule: Rule, mode: Mode, status: Status, detail: str) -> Report:
+        results = tuple(ActionResult(s.action, incident.cluster or "-", status, detail) for s in rule.actions)
+        return Report(incident, rule.name, None, mode, results)
 
 
-def _each_target(steps: tuple[Step, ...], found: targets.Targets) -> Iterator[tuple[Action, Params, Target | None]]:
-    """Every (action, parameters, target) in rule order; target None when the action has none."""
+@dataclass(frozen=True)
+class _Session:
+    ctx: ActionContext
+    found: targets.Targets
+    unreachable: str | None
+    no_cluster: str | None
+    where: str
+
+    def blocked(self, action: Action) -> tuple[Status, str] | None:
+        """Why this action cannot run at all in this session (no cluster, cluster unreachable)."""
+        if self.no_cluster and action.target_kind in CLUSTER_KINDS:
+            return Status.SKIPPED, self.no_cluster
+        if self.unreachable is not None and action.target_kind in {"pod", "node", "binding"}:
+            return Status.FAILED, self.unreachable
+        return None
+
+
+def _each_target(
+    steps: tuple[Step, ...], found: targets.Targets
+) -> Iterator[tuple[int, Step, Action, Params, Target | None]]:
+    """Every (index, step, action, parameters, target) in rule order; target None when the
+    action has none. The index numbers the plan's steps: what an approval names."""
+    index = 0
     for step in steps:
         action = actions.get(step.action)
         params = action.params_model.model_validate(step.params)
-        chosen = found.of_kind(action.target_kind)
-        if not chosen:
-            yield action, params, None
+        chosen: list[Target | None] = [*found.of_kind(action.target_kind)] or [None]
         for target in chosen:
-            yield action, params, target
+            yield index, step, action, params, target
+            index += 1
+
+
+def _same(current: Target, planned: Target | None) -> bool:
+    """The target a human approved: same name, and same object where its uid was known."""
+    if planned is None or str(current) != str(planned):
+        return False
+    uids = current.attributes.get("uid"), planned.attributes.get("uid")
+    return None in uids or uids[0] == uids[1]
 
 
 def _nothing_to_do(action: Action) -> ActionResult:

@@ -55,6 +55,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    raw = (env.get(name) or allowed[0]).strip().lower()
+    if raw not in allowed:
+        raise ConfigError(f"{name}={env.get(name)!r} is not one of: {', '.join(allowed)}")
+    return raw
+
+
 FLOW_DETECTORS = ("threat-list", "mining-pool", "admin-from-internet", "port-scan", "egress-volume")
 # Stratum ports of common mining pools (and their TLS variants).
 FLOW_MINING_PORTS = (3333, 4444, 5555, 5588, 7777, 8888, 9999, 14433, 14444, 45560, 45700)
@@ -107,7 +114,11 @@ class Settings:
     slack_webhook_secret: str | None = None  # Secrets Manager secret holding the webhook URL
     slack_webhook_parameter: str | None = None  # or an SSM SecureString
     sns_topic_arn: str | None = None
-    incidents_table: str | None = None  # DynamoDB: exactly-once and incident records
+    incidents_table: str | None = None  # DynamoDB: exactly-once, incident records, plans awaiting approval
+    approval_default: str = "auto"  # for steps no rule or approvals entry decides: auto | required
+    approval_minutes: int = 240  # how long a plan waits for approval before it expires
+    approvers: tuple[str, ...] = ()  # Slack user ids (U...) allowed to approve, reject and release
+    slack_signing_secret: str | None = None  # Secrets Manager secret: Slack's signing secret
     max_instances_isolated_per_hour: int = 3
     never_block: tuple[str, ...] = DEFAULT_NEVER_BLOCK  # CIDRs ec2:block-ip never denies
     max_acl_denies_per_subnet: int = 20  # deny entries ec2:block-ip keeps in one network ACL
@@ -166,6 +177,10 @@ class Settings:
             slack_webhook_parameter=env.get("SLACK_WEBHOOK_PARAMETER") or None,
             sns_topic_arn=env.get("SNS_TOPIC_ARN") or None,
             incidents_table=env.get("INCIDENTS_TABLE") or None,
+            approval_default=_choice(env, "APPROVAL_DEFAULT", ("auto", "required")),
+            approval_minutes=max(1, _int(env, "APPROVAL_MINUTES", 240)),
+            approvers=_list(env, "APPROVERS"),
+            slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
             max_instances_isolated_per_hour=_int(env, "MAX_INSTANCES_ISOLATED_PER_HOUR", 3),
             never_block=_list(env, "NEVER_BLOCK", DEFAULT_NEVER_BLOCK),
             max_acl_denies_per_subnet=_int(env, "MAX_ACL_DENIES_PER_SUBNET", 20),

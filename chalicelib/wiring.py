@@ -10,16 +10,20 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from chalicelib import decisions
 from chalicelib.policy.loader import load_rules
 from chalicelib.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from chalice.app import Response
+
     from chalicelib.actions.base import EvidenceSink, KeysAPI
     from chalicelib.executors.caps import CapLeases
     from chalicelib.executors.kms import KeyRegistry, KMSGateway, PolicyStore
     from chalicelib.executors.ledger import IncidentLedger
+    from chalicelib.executors.plans import PlanStore
     from chalicelib.flowlogs.addresses import Ranges
     from chalicelib.flowlogs.attribution import Attribution
     from chalicelib.flowlogs.batch import Intake
@@ -93,7 +97,16 @@ def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
         keys=build_keys(current),
         scans=ScanFindingsReader(aws_session),
         caps=build_caps(current),
+        plans=build_plans(current),
     )
+
+
+def build_plans(current: Settings) -> PlanStore | None:
+    """Plans waiting for approval live in the incident table; without it nothing can wait."""
+    from chalicelib.executors.plans import PlanStore
+
+    table = current.incidents_table
+    return PlanStore(table, aws_session().client("dynamodb")) if table else None
 
 
 def build_caps(current: Settings) -> CapLeases | None:
@@ -195,7 +208,89 @@ def handle_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     from chalicelib.lambda_events import invocation
 
     with invocation(context):
+        if decisions.is_carry_out(event):
+            return carry_out(str(event["detail"]["incident_id"]))
         return intake.handle(event, responder(), lambda_mode(), ledger=ledger(), notifiers=notifiers())
+
+
+def carry_out(incident_id: str, current: Settings | None = None, actor: Responder | None = None,
+              told: Sequence[Notifier] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Run the approved steps of a stored plan (in the function that owns its playbook)."""
+    current = current or settings()
+    store = build_plans(current)
+    if store is None:
+        return {"incident_id": incident_id, "error": "no INCIDENTS_TABLE: no plan is kept, nothing to carry out"}
+    return decisions.carry_out(store, actor or responder(), incident_id, notifiers() if told is None else told)
+
+
+def decide(
+    incident_id: str,
+    *,
+    approve: bool,
+    steps: tuple[int, ...] | None,
+    who: str,
+    current: Settings | None = None,
+    run: Callable[[str], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Record a human's decision; when steps were approved, have them carried out."""
+    current = current or settings()
+    store = build_plans(current)
+    if store is None:
+        return {"incident_id": incident_id, "error": "no INCIDENTS_TABLE: no plan is kept, nothing to decide"}
+    return decisions.decide(store, incident_id, approve=approve, steps=steps, who=who,
+                                 run=run or (lambda incident: invoke_owner(incident, current)))  # fmt: skip
+
+
+def slack_action(request: Any, current: Settings | None = None) -> Response:
+    """The Slack interactivity route: verify, check the approver, decide, answer the clicker."""
+    import json
+
+    headers = request.headers if request is not None else {}
+    raw = request.raw_body if request is not None else b""
+    body = raw if isinstance(raw, bytes) else str(raw or "").encode()
+
+    from chalice.app import Response
+
+    from chalicelib import slack_interactivity
+
+    current = current or settings()
+    json_type: dict[str, str | list[str]] = {"Content-Type": "application/json"}
+    if not current.slack_signing_secret:
+        body_ = {"error": "SLACK_SIGNING_SECRET is not set: approvals from Slack are off"}
+        return Response(body=json.dumps(body_), status_code=503, headers=json_type)
+    from aws_lambda_powertools.utilities import parameters
+
+    secret = str(parameters.get_secret(current.slack_signing_secret, max_age=300)).strip()
+
+    def decided(incident_id: str, **how: Any) -> dict[str, Any]:
+        return decide(incident_id, current=current, **how)
+
+    status, answer = slack_interactivity.handle(
+        headers, body, signing_secret=secret, approvers=current.approvers, decide=decided
+    )
+    return Response(body=json.dumps(answer), status_code=status, headers=json_type)
+
+
+def invoke_owner(incident_id: str, current: Settings) -> dict[str, Any]:
+    """In Lambda, the function that owns the incident's playbook carries the steps out, with its own
+    permissions (asynchronously: Slack wants an answer within three seconds); elsewhere (a local
+    server, the demo), here and now."""
+    import json
+    import os
+
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return carry_out(incident_id, current)
+    from chalicelib import functions
+
+    found = build_plans(current)
+    stored = found.get(incident_id) if found else None
+    if stored is None:
+        return {"incident_id": incident_id, "error": "no stored plan"}
+    owner = functions.for_source(stored[0].incident.source).name
+    name = f"{functions.APP_NAME}-{current.stage}-{owner}"
+    payload = decisions.carry_out_event(incident_id)
+    aws_session().client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps(payload))
+    return {"incident_id": incident_id, "carried_out_by": name}
 
 
 def build_ledger(current: Settings) -> IncidentLedger | None:
@@ -214,7 +309,7 @@ def reset() -> None:
     """Forget everything built so far (tests, or a changed environment), closing its connections."""
     if responder.cache_info().currsize:
         responder().close()
-    for cached in (settings, rules, aws_session, responder, notifiers, ledger):
+    for cached in (settings, rules, aws_session, responder, notifiers, ledger):  # plans: built per call
         cached.cache_clear()
     _threats.clear()
     from aws_lambda_powertools.utilities import parameters

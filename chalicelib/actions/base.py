@@ -83,9 +83,11 @@ class RBACRule:
 
 class Status(enum.StrEnum):
     PLANNED = "planned"
+    AWAITING_APPROVAL = "awaiting-approval"  # held until a human approves the step
     SUCCEEDED = "succeeded"
     SKIPPED = "skipped"
     FAILED = "failed"
+    REJECTED = "rejected"  # a human said no
 
 
 @dataclass(frozen=True)

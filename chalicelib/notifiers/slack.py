@@ -91,3 +91,15 @@ def permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
             IAMStatement(("ssm:GetParameter",), (f"arn:aws:ssm:{{region}}:{{account}}:parameter/{parameter}",))
         )
     return found
+
+
+def signing_permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
+    """Reading Slack's signing secret, for the interactivity route."""
+    secret = stage_env.get("SLACK_SIGNING_SECRET")
+    if not secret:
+        return []
+    return [
+        IAMStatement(
+            ("secretsmanager:GetSecretValue",), (f"arn:aws:secretsmanager:{{region}}:{{account}}:secret:{secret}-*",)
+        )
+    ]

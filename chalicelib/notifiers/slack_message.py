@@ -21,7 +21,8 @@ SEVERITY_STYLE = {
     "medium": ("#ff9900", ":large_orange_circle:"),
     "low": ("#2a7ab0", ":large_blue_circle:"),
 }
-STATUS_MARK = {"succeeded": ":white_check_mark:", "planned": ":memo:", "skipped": ":fast_forward:", "failed": ":x:"}
+STATUS_MARK = {"succeeded": ":white_check_mark:", "planned": ":memo:", "skipped": ":fast_forward:", "failed": ":x:",
+               "awaiting-approval": ":hourglass_flowing_sand:", "rejected": ":no_entry_sign:"}  # fmt: skip
 
 # Slack's limits (Block Kit reference): header text 150, section text 3000, field 2000, 10 fields, 50 blocks.
 HEADER_LIMIT = 150
@@ -248,9 +249,41 @@ def build(report: dict[str, Any]) -> dict[str, Any]:
     if link:
         context.append(f"<{link}|open in the AWS console>")  # built by us, not from the event
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": cut(t, FIELD_LIMIT)} for t in context]})
+    buttons = approval_buttons(report)
+    if buttons:
+        blocks.append(buttons)
     where = incident.get("cluster") or incident.get("account")
     summary = f"{marker}{severity.upper()} {literal(incident['type'])} in {literal(where)}"
     return {"text": cut(summary, TEXT_LIMIT), "attachments": [{"color": colour, "blocks": blocks}]}
+
+
+MAX_STEP_BUTTONS = 3  # Slack allows 25 elements; more than a few per-step buttons is a wall
+
+
+def approval_buttons(report: dict[str, Any]) -> dict[str, Any] | None:
+    """Approve and Reject for the steps waiting (and per step, for the first few): the values name
+    the incident and the step; what a click may do is decided by the route, never by the value."""
+    from chalicelib.slack_interactivity import action_value
+
+    waiting = (report.get("approval") or {}).get("waiting") or []
+    if not waiting:
+        return None
+    incident_id = str(report["incident"]["id"])
+
+    def button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+        found: dict[str, Any] = {"type": "button", "text": {"type": "plain_text", "text": text},
+                                 "action_id": action_id, "value": value}  # fmt: skip
+        if style:
+            found["style"] = style
+        return found
+
+    elements = [
+        button(f"Approve {len(waiting)} step(s)", "approve", action_value(incident_id), "primary"),
+        button("Reject", "reject", action_value(incident_id), "danger"),
+        *(button(f"Approve step {i}", f"approve-step-{i}", action_value(incident_id, int(i)))
+          for i in waiting[:MAX_STEP_BUTTONS]),
+    ]  # fmt: skip
+    return {"type": "actions", "block_id": "eks-responder-approval", "elements": elements}
 
 
 def render_text(message: dict[str, Any]) -> str:
@@ -265,4 +298,6 @@ def render_text(message: dict[str, Any]) -> str:
             lines.extend(f.get("text", "").replace("\n", ": ", 1) for f in block["fields"])
         elif block["type"] == "context":
             lines.append(" · ".join(e["text"] for e in block["elements"]))
+        elif block["type"] == "actions":
+            lines.append(" ".join(f"[{e['text']['text']}]" for e in block["elements"]))
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from chalicelib.incident import ResourceKind, Severity
 
 SeverityName = Literal["low", "medium", "high", "critical"]
+ApprovalName = Literal["auto", "required"]
 
 
 class _Strict(BaseModel):
@@ -56,6 +57,7 @@ class Match(_Strict):
 class Step(_Strict):
     action: str
     params: dict[str, Any] = Field(default_factory=dict)
+    approval: ApprovalName | None = None  # this step only; else the rule's, else the approvals policy
 
 
 class Rule(_Strict):
@@ -65,6 +67,7 @@ class Rule(_Strict):
     actions: tuple[Step, ...] = ()
     reason: str | None = None  # said when a rule deliberately does nothing
     dry_run: bool = False  # plan only, whatever the global switch says
+    approval: ApprovalName | None = None  # every step of the rule that does not say
 
     @model_validator(mode="after")
     def _reason_for_no_action(self) -> Rule:
@@ -82,9 +85,20 @@ class AcceptedRisk(_Strict):
     reason: str = Field(min_length=1)
 
 
+class ApprovalPolicy(_Strict):
+    """Whether a step waits for a human, for steps whose rule does not say: the first entry whose
+    action globs and match fit the step and the incident decides; APPROVAL_DEFAULT after that."""
+
+    description: str = ""
+    actions: tuple[str, ...] = ("*",)  # action name globs
+    match: Match = Field(default_factory=Match)
+    approval: ApprovalName
+
+
 class RulesFile(_Strict):
     version: Literal[1]
     accepted_risks: tuple[AcceptedRisk, ...] = ()
+    approvals: tuple[ApprovalPolicy, ...] = ()
     rules: tuple[Rule, ...] = Field(min_length=1)
 
     @field_validator("rules")

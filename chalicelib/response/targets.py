@@ -156,7 +156,12 @@ def resolve(incident: Incident, kube: KubeAPI) -> Targets:
     def add_pod(namespace: str, name: str, pod: dict[str, Any] | None) -> None:
         if any(p.namespace == namespace and p.name == name for p in found.pods):
             return
-        found.pods.append(Target("pod", name, namespace, exists=pod is not None))
+        # The uid tells a pod from its replacement of the same name (a StatefulSet's): an approval
+        # given for one never acts on the other.
+        uid = str(((pod or {}).get("metadata") or {}).get("uid") or "")
+        found.pods.append(
+            Target("pod", name, namespace, exists=pod is not None, attributes={"uid": uid} if uid else {})
+        )
         node = ((pod or {}).get("spec") or {}).get("nodeName")
         if node and node not in pod_nodes:
             pod_nodes.append(str(node))

@@ -25,6 +25,7 @@ from chalicelib.executors.caps import CapLeases
 from chalicelib.executors.evidence import FolderEvidence
 from chalicelib.executors.identity import IdentityConnector
 from chalicelib.executors.kube import ClusterConnector
+from chalicelib.executors.plans import PlanStore
 from chalicelib.executors.scan_findings import ScanFindingsReader
 from chalicelib.incident import Incident, PodRef, ResourceKind, Severity, WorkloadRef
 from chalicelib.permissions import cluster_role_documents
@@ -244,11 +245,13 @@ def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session
         scans = ScanFindingsReader(lambda: aws_session)
         table = current.incidents_table
         caps = CapLeases(table, aws_session.client("dynamodb")) if table else None
+        plans = PlanStore(table, aws_session.client("dynamodb")) if table else None
         built.append(
             Responder(
-                rules, current, connector, evidence, aws=aws, identity=identity, keys=keys, scans=scans, caps=caps
+                rules, current, connector, evidence, aws=aws, identity=identity, keys=keys, scans=scans, caps=caps,
+                plans=plans,
             )
-        )
+        )  # fmt: skip
         return built[-1]
 
     yield build

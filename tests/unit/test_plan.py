@@ -1,127 +1,123 @@
-"""The offline plan: what replay prints without --live. Nothing is contacted."""
+"""The plan as data: lossless through JSON, and who decides whether a step waits."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from datetime import UTC, datetime, timedelta
 
-from chalicelib.policy.loader import load_rules
-from chalicelib.responder import Mode, Responder
-from chalicelib.settings import DEFAULT_RULES_FILE, Settings
-from chalicelib.sources import guardduty
-from tests.conftest import load_event
+import pytest
 
-RULES = load_rules(DEFAULT_RULES_FILE)
+from chalicelib.actions.base import Target
+from chalicelib.errors import EventError
+from chalicelib.incident import (
+    ApiCall,
+    Incident,
+    PodRef,
+    Principal,
+    PrincipalKind,
+    PrincipalRole,
+    ResourceKind,
+    Severity,  # fmt: skip
+    WorkloadRef,
+)
+from chalicelib.policy.loader import parse_rules
+from chalicelib.response import approvals
+from chalicelib.response.plan import Plan, PlannedStep, StepState, incident_from_state, incident_state, needs_approval
 
-
-def _plan(name: str, settings: Settings | None = None) -> dict[str, object]:
-    responder = Responder(RULES, settings or Settings(), connector=None)
-    return responder.handle(guardduty.to_incident(load_event(name)), Mode.PLAN).to_dict()
-
-
-def test_pod_finding_plans_label_capture_isolate_in_order() -> None:
-    report = _plan("execution-runtime-reverse-shell")
-    assert report["rule"] == "compromised-pod"
-    actions = report["actions"]
-    assert isinstance(actions, list)
-    assert [(a["action"], a["target"], a["status"]) for a in actions] == [
-        ("k8s:label-pod", "payments/web-5d9c7b8f6-x7k2p", "planned"),
-        ("k8s:capture-pod", "payments/web-5d9c7b8f6-x7k2p", "planned"),
-        ("k8s:isolate-pod", "payments/web-5d9c7b8f6-x7k2p", "planned"),
-    ]
-
-
-def test_protected_namespace_is_skipped_in_the_plan_too() -> None:
-    report = _plan("execution-kubernetes-exec-in-kube-system-pod")
-    statuses = {a["action"]: (a["status"], a["detail"]) for a in report["actions"]}  # type: ignore[attr-defined]
-    assert statuses["k8s:label-pod"][0] == "planned"
-    assert statuses["k8s:isolate-pod"][0] == "skipped"
-    assert "namespace kube-system is protected" in statuses["k8s:isolate-pod"][1]
-
-
-def test_sample_findings_are_planned_only_even_live() -> None:
-    responder = Responder(RULES, Settings(), connector=None)
-    incident = guardduty.to_incident(load_event("sample-privilege-escalation-privileged-container"))
-    report = responder.handle(incident, Mode.LIVE)
-    assert report.actions
-    assert {a.status.value for a in report.actions} == {"planned"}
-    assert all("sample finding" in a.detail for a in report.actions)
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+INCIDENT = Incident(
+    id="abc", source="guardduty", type="Execution:Runtime/ReverseShell", title="t", severity=Severity.HIGH,
+    score=8.0, account="123456789012", region="us-east-1", resource_kind=ResourceKind.POD, cluster="prod-eu",
+    namespace="payments", workloads=(WorkloadRef("Deployment", "payments", "web"),),
+    pods=(PodRef("payments", "web-1", "node-a"),), nodes=("node-a",), instance_ids=("i-0abc12345",),
+    principals=(Principal(PrincipalKind.IAM_ROLE, "dev", "arn:aws:iam::123456789012:role/dev", ("g",),
+                          PrincipalRole.CREDENTIALS, "AKIAABCDEFGHIJKLMNOP"),),
+    images=("nginx:1.27",), remote_ips=("198.51.100.7",), privileged=True,
+    api_call=ApiCall("get", "secrets", "x", "payments"),
+    key_arns=(), details={"k": "v"},
+)  # fmt: skip
 
 
-def test_protected_cluster_skips_everything() -> None:
-    report = _plan("execution-runtime-reverse-shell", Settings(protected_clusters=("de*",)))
-    assert {a["status"] for a in report["actions"]} == {"skipped"}  # type: ignore[attr-defined]
-
-
-def test_live_without_a_cluster_skips_with_the_reason() -> None:
-    responder = Responder(RULES, Settings(), connector=None)
-    incident = replace(guardduty.to_incident(load_event("execution-runtime-reverse-shell")), cluster=None)
-    report = responder.handle(incident, Mode.LIVE)
-    assert {a.status.value for a in report.actions} == {"skipped"}
-    assert "names no EKS cluster" in report.actions[0].detail
-
-
-def test_workloads_and_nodes_are_described_until_resolved() -> None:
-    report = _plan("privilege-escalation-kubernetes-privileged-container")
-    targets = {a["action"]: a["target"] for a in report["actions"]}  # type: ignore[attr-defined]
-    assert targets["k8s:isolate-pod"] == "tools/debug-shell"
-    assert targets["k8s:cordon-node"] == "<node running pod tools/debug-shell>"
-    assert targets["ec2:isolate-instance"] == "<instance of node running pod tools/debug-shell>"
-
-
-def test_node_finding_plans_the_node_playbook_on_the_instance() -> None:
-    report = _plan("cryptocurrency-ec2-bitcoin-tool-worker-node")
-    assert [(a["action"], a["target"], a["status"]) for a in report["actions"]] == [  # type: ignore[attr-defined]
-        ("ec2:protect-instance", "i-7733adfa936a8baee", "planned"),
-        ("ec2:snapshot-volumes", "i-7733adfa936a8baee", "planned"),
-        ("k8s:label-node", "<node of instance i-7733adfa936a8baee>", "planned"),
-        ("k8s:cordon-node", "<node of instance i-7733adfa936a8baee>", "planned"),
-        ("ec2:isolate-instance", "i-7733adfa936a8baee", "planned"),
-        ("ec2:block-ip", "i-7733adfa936a8baee", "planned"),
-    ]
-
-
-def test_protected_instances_are_skipped_in_the_plan() -> None:
-    report = _plan("cryptocurrency-ec2-bitcoin-tool-worker-node", Settings(protected_instances=("i-7733*",)))
-    statuses = {a["action"]: a["status"] for a in report["actions"]}  # type: ignore[attr-defined]
-    assert statuses["ec2:isolate-instance"] == "skipped"
-    assert statuses["k8s:cordon-node"] == "planned"
-
-
-def test_no_action_rules_give_their_reason() -> None:
-    report = _plan("execution-runtime-suspicious-shell-created-low")
-    assert report["actions"] == []
-    assert report["rule"] == "report-low-severity"
-    assert "Low-severity" in str(report["reason"])
-
-
-def test_identity_targets_are_described_from_the_finding() -> None:
-    caller = _plan("credential-access-kubernetes-malicious-ip-caller")
-    assert [(a["action"], a["target"]) for a in caller["actions"]] == [  # type: ignore[attr-defined]
-        ("iam:revoke-role-sessions", "arn:aws:iam::123456789012:role/developer"),
-        ("iam:deactivate-access-keys", "-"),
-        ("eks:delete-access-entry", "arn:aws:iam::123456789012:role/developer"),
-    ]
-    exfiltration = _plan("unauthorized-access-instance-credential-exfiltration-outside-aws")
-    first = exfiltration["actions"][0]
-    assert (first["action"], first["target"]) == (
-        "iam:revoke-role-sessions",
-        "arn:aws:iam::123456789012:role/eks-demo-general-node",
+def plan(*states: StepState) -> Plan:
+    steps = tuple(
+        PlannedStep(
+            i, "k8s:isolate-pod", Target("pod", f"web-{i}", "payments", attributes={"uid": f"u{i}"}), {}, True, state
+        )
+        for i, state in enumerate(states)
     )
-    binding = _plan("policy-kubernetes-anonymous-access-granted")
-    assert [(a["action"], a["target"]) for a in binding["actions"]] == [("k8s:delete-rolebinding", "anonymous-view")]  # type: ignore[attr-defined]
+    return Plan(INCIDENT, "r", "live", steps, NOW.isoformat(), (NOW + timedelta(hours=4)).isoformat())
 
 
-def test_a_compromised_image_is_blocked_unless_protected() -> None:
-    report = _plan("impact-runtime-crypto-miner-executed-deployment")
-    assert report["rule"] == "compromised-image"
-    actions = report["actions"]
-    assert isinstance(actions, list)
-    (block,) = [a for a in actions if a["action"] == "k8s:block-image"]
-    assert (block["target"], block["status"]) == ("public.ecr.aws/nginx/nginx:1.27", "planned")
-    protected = _plan(
-        "impact-runtime-crypto-miner-executed-deployment", Settings(protected_images=("public.ecr.aws/nginx/*",))
+def test_a_plan_survives_json_unchanged() -> None:
+    original = plan(StepState.WAITING, StepState.DONE)
+    again = Plan.from_dict(json.loads(json.dumps(original.to_dict())))
+    assert again == original
+    assert again.steps[0].target is not None
+    assert again.steps[0].target.attributes == {"uid": "u0"}
+    assert incident_from_state(json.loads(json.dumps(incident_state(INCIDENT)))) == INCIDENT
+
+
+def test_a_stored_incident_is_checked_again_when_read() -> None:
+    state = incident_state(INCIDENT)
+    state["namespace"] = "x/../kube-system"
+    with pytest.raises(EventError):
+        incident_from_state(state)
+
+
+def test_decisions_change_only_waiting_steps_and_say_what_happened() -> None:
+    decided = approvals.decide(plan(StepState.WAITING, StepState.WAITING), approve=True, steps=(1,), who="U1", now=NOW)
+    assert decided.changed == (1,)
+    assert [s.state for s in decided.plan.steps] == [StepState.WAITING, StepState.APPROVED]
+    again = approvals.decide(decided.plan, approve=False, steps=(1, 7), who="U2", now=NOW)
+    assert again.changed == ()
+    assert "already approved by U1" in again.message
+    assert "step 7: the plan has no such step" in again.message
+
+
+def test_an_expired_plan_expires_its_waiting_steps() -> None:
+    decided = approvals.decide(
+        plan(StepState.WAITING), approve=True, steps=None, who="U1", now=NOW + timedelta(hours=5)
     )
-    assert isinstance(protected["actions"], list)
-    (kept,) = [a for a in protected["actions"] if a["action"] == "k8s:block-image"]
-    assert kept["status"] == "skipped"
-    assert "PROTECTED_IMAGES" in kept["detail"]
+    assert [s.state for s in decided.plan.steps] == [StepState.EXPIRED]
+    assert "expired" in decided.message
+
+
+def test_claiming_marks_approved_steps_done_so_they_run_once() -> None:
+    claimed, approved = approvals.claim(plan(StepState.APPROVED, StepState.WAITING), NOW)
+    assert list(approved) == [0]
+    assert [s.state for s in claimed.steps] == [StepState.DONE, StepState.WAITING]
+    assert approvals.claim(claimed, NOW)[1] == {}
+
+
+RULES = parse_rules({
+    "version": 1,
+    "approvals": [
+        {"actions": ["k8s:label-*"], "approval": "auto"},
+        {"actions": ["k8s:isolate-pod"], "match": {"clusters": ["prod-*"], "max_severity": "high"},
+         "approval": "required"},
+    ],
+    "rules": [
+        {"name": "a", "actions": [{"action": "k8s:label-pod"}, {"action": "k8s:isolate-pod"},
+                                  {"action": "k8s:cordon-node", "approval": "required"}]},
+        {"name": "b", "approval": "required",
+         "actions": [{"action": "k8s:label-pod"}, {"action": "k8s:isolate-pod", "approval": "auto"}]},
+    ],
+}, "test")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rule", "step", "cluster", "default", "required"),
+    [
+        (0, 0, "prod-eu", "required", False),  # the approvals list: labels never wait
+        (0, 1, "prod-eu", "auto", True),  # isolation in production waits
+        (0, 1, "dev", "auto", False),  # ... elsewhere it does not
+        (0, 1, "dev", "required", True),  # ... unless the stage's default says so
+        (0, 2, "dev", "auto", True),  # the step's own word
+        (1, 0, "dev", "auto", True),  # the rule's word
+        (1, 1, "prod-eu", "required", False),  # the step's word beats the rule's
+    ],
+)
+def test_who_decides_whether_a_step_waits(rule: int, step: int, cluster: str, default: str, required: bool) -> None:
+    chosen = RULES.rules[rule]
+    incident = Incident(**{**INCIDENT.__dict__, "cluster": cluster})
+    assert needs_approval(chosen.actions[step], chosen, incident, RULES, default) is required

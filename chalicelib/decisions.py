@@ -1,0 +1,110 @@
+"""A human's decision on a plan, from a Slack click or the CLI, to the steps carried out.
+
+Decide: read the plan, apply the decision (response.approvals), write it back only if nobody
+changed it meanwhile. Carry out: claim the approved steps (marked done in the same conditional
+write, so a step runs at most once), run them through the responder with the targets resolved
+again, record and tell. Each half is its own invocation in Lambda: the click's answer cannot wait
+for containment, and only the function that owns the playbook holds its permissions.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from chalicelib import audit
+from chalicelib.response import approvals
+from chalicelib.response.plan import StepState
+
+if TYPE_CHECKING:
+    from chalicelib.executors.plans import PlanStore
+    from chalicelib.notifiers.base import Notifier
+    from chalicelib.responder import Responder
+
+logger = logging.getLogger("eks_responder")
+
+SOURCE = "eks-responder"
+CARRY_OUT = "Carry out approved steps"
+_INCIDENT_ID = re.compile(r"^[\w.:@/+=,-]{1,512}$")  # what our incident ids are made of
+
+
+def carry_out_event(incident_id: str) -> dict[str, Any]:
+    return {"source": SOURCE, "detail-type": CARRY_OUT, "detail": {"incident_id": incident_id}}
+
+
+def is_carry_out(event: Any) -> bool:
+    """The event a decision sends to the function that owns the plan. It carries only an id: what
+    runs is what the table says was approved, so whoever can invoke the function gains nothing."""
+    if not isinstance(event, dict) or event.get("source") != SOURCE or event.get("detail-type") != CARRY_OUT:
+        return False
+    detail = event.get("detail")
+    incident_id = detail.get("incident_id") if isinstance(detail, dict) else None
+    return isinstance(incident_id, str) and bool(_INCIDENT_ID.match(incident_id))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def decide(
+    store: PlanStore,
+    incident_id: str,
+    *,
+    approve: bool,
+    steps: tuple[int, ...] | None,
+    who: str,
+    run: Callable[[str], dict[str, Any]],
+    clock: Callable[[], datetime] = _now,
+) -> dict[str, Any]:
+    """Approve or reject; when something was approved, `run(incident_id)` has it carried out."""
+    from chalicelib.executors.plans import PlanConflictError
+
+    verb = "approve" if approve else "reject"
+    for _ in range(3):  # a conflict means someone decided meanwhile: read again and answer for the new state
+        stored = store.get(incident_id)
+        if stored is None:
+            return {"incident_id": incident_id, "decision": verb, "message": f"no plan is waiting for {incident_id}"}
+        plan, version = stored
+        decision = approvals.decide(plan, approve=approve, steps=steps, who=who, now=clock())
+        if not decision.changed:
+            return {"incident_id": incident_id, "decision": verb, "message": decision.message}
+        try:
+            store.replace(decision.plan, version)
+        except PlanConflictError:
+            continue
+        logger.info("plan decided", extra={"incident_id": incident_id, "decision": verb, "by": who,
+                                          "steps": list(decision.changed), "said": decision.message})  # fmt: skip
+        result: dict[str, Any] = {"incident_id": incident_id, "decision": verb, "message": decision.message}
+        if approve and any(decision.plan.steps[i].state is StepState.APPROVED for i in decision.changed):
+            result["carried_out"] = run(incident_id)
+        return result
+    return {"incident_id": incident_id, "decision": verb, "message": "the plan kept changing: try again"}
+
+
+def carry_out(
+    store: PlanStore, responder: Responder, incident_id: str, notifiers: Sequence[Notifier],
+    clock: Callable[[], datetime] = _now,
+) -> dict[str, Any]:  # fmt: skip
+    """Run what was approved and not yet run; nothing when another invocation got there first."""
+    from chalicelib.executors.plans import PlanConflictError
+    from chalicelib.intake import told
+
+    stored = store.get(incident_id)
+    if stored is None:
+        return {"incident_id": incident_id, "message": "no stored plan: nothing to carry out"}
+    plan, version = stored
+    claimed, approved = approvals.claim(plan, clock())
+    if not approved:
+        return {"incident_id": incident_id, "message": "no approved step is waiting to run"}
+    try:
+        store.replace(claimed, version)
+    except PlanConflictError:
+        return {"incident_id": incident_id, "message": "another invocation is carrying out this plan"}
+    report = responder.carry_out(plan, approved)
+    audit.record(report, None)
+    by = sorted({s.decided_by or "?" for s in approved.values()})
+    result = {"event_id": None, **report.to_dict(), "approved_by": by}
+    return told(result, notifiers)

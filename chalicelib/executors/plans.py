@@ -1,0 +1,72 @@
+"""Plans waiting for approval, in the incident table: `plan#<incident id>` items.
+
+Every change is a conditional write on the item's version, so two clicks on Approve (or an
+approval racing a rejection, or two invocations carrying out the same steps) cannot both win:
+the second sees the state the first left and says so.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from chalicelib.response.plan import Plan
+
+EXTRA_DAYS = 30  # a decided plan stays readable (for the audit trail and release) this long
+
+
+class PlanConflictError(Exception):
+    """Someone else changed the plan first: read it again."""
+
+
+class PlanStore:
+    def __init__(self, table: str, dynamodb: Any) -> None:
+        self._table = table
+        self._dynamodb = dynamodb
+
+    @staticmethod
+    def _key(incident_id: str) -> dict[str, Any]:
+        return {"id": {"S": f"plan#{incident_id}"}}
+
+    def put(self, plan: Plan) -> None:
+        """A new plan replaces an older one of the same incident (a later, more severe occurrence)."""
+        expires = int(datetime.fromisoformat(plan.expires_at).timestamp()) + EXTRA_DAYS * 86400
+        self._dynamodb.put_item(
+            TableName=self._table,
+            Item={
+                **self._key(plan.incident.id),
+                "plan": {"S": json.dumps(plan.to_dict(), default=str)},
+                "version": {"N": "1"},
+                "expiration": {"N": str(expires)},
+            },
+        )
+
+    def get(self, incident_id: str) -> tuple[Plan, int] | None:
+        item = self._dynamodb.get_item(TableName=self._table, Key=self._key(incident_id), ConsistentRead=True).get(
+            "Item"
+        )
+        if not item:
+            return None
+        return Plan.from_dict(json.loads(item["plan"]["S"])), int(item["version"]["N"])
+
+    def replace(self, plan: Plan, version: int) -> int:
+        """Write `plan` if the stored one is still at `version`; the new version, or PlanConflictError."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key(plan.incident.id),
+                UpdateExpression="SET #p = :plan, #v = :next",
+                ConditionExpression="#v = :seen",
+                ExpressionAttributeNames={"#p": "plan", "#v": "version"},
+                ExpressionAttributeValues={
+                    ":plan": {"S": json.dumps(plan.to_dict(), default=str)},
+                    ":next": {"N": str(version + 1)},
+                    ":seen": {"N": str(version)},
+                },
+            )
+        except Exception as exc:
+            if type(exc).__name__ == "ConditionalCheckFailedException" or "ConditionalCheckFailed" in str(exc):
+                raise PlanConflictError(plan.incident.id) from exc
+            raise
+        return version + 1

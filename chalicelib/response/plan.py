@@ -1,0 +1,200 @@
+"""The plan: what the responder will do about one incident, as a value.
+
+Building a plan reads the cluster and AWS (which pods, which node, which instance) and changes
+nothing; carrying it out runs only what it says. The same value is what a replay prints, what a
+message shows, what waits in the incident table for approval, and what a later approval runs:
+it serialises to JSON and back without loss, so an approval in another invocation acts on
+exactly the steps a human saw.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.actions.base import Target
+from chalicelib.incident import (
+    ApiCall,
+    Incident,
+    PodRef,
+    Principal,
+    PrincipalKind,
+    PrincipalRole,
+    ResourceKind,
+    Severity,
+    WorkloadRef,
+)
+
+if TYPE_CHECKING:
+    from chalicelib.policy.model import Rule, RulesFile, Step
+
+
+class StepState(enum.StrEnum):
+    """Where one step of a stored plan is: only `waiting` steps can be approved or rejected."""
+
+    WAITING = "waiting"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    DONE = "done"  # ran without approval, or was never going to run (a guardrail said no)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    index: int  # position in the plan: what approvals and releases name
+    action: str
+    target: Target | None  # None: the finding names nothing this action could act on
+    params: dict[str, Any] = field(default_factory=dict)
+    approval_required: bool = False
+    state: StepState = StepState.DONE
+    decided_by: str | None = None  # who approved or rejected it
+    decided_at: str | None = None
+
+    @property
+    def label(self) -> str:
+        return str(self.target) if self.target is not None else "-"
+
+    def to_dict(self) -> dict[str, Any]:
+        target = self.target
+        return {
+            "index": self.index,
+            "action": self.action,
+            "target": None if target is None else {
+                "kind": target.kind, "name": target.name, "namespace": target.namespace,
+                "resolved": target.resolved, "exists": target.exists, "skip_reason": target.skip_reason,
+                "attributes": dict(target.attributes),
+            },
+            "params": self.params,
+            "approval_required": self.approval_required,
+            "state": self.state.value,
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlannedStep:
+        raw = data.get("target")
+        target = None if raw is None else Target(
+            raw["kind"], raw["name"], raw.get("namespace"), raw.get("resolved", True), raw.get("exists", True),
+            raw.get("skip_reason"), {str(k): str(v) for k, v in (raw.get("attributes") or {}).items()},
+        )  # fmt: skip
+        return cls(
+            index=int(data["index"]),
+            action=str(data["action"]),
+            target=target,
+            params=dict(data.get("params") or {}),
+            approval_required=bool(data.get("approval_required")),
+            state=StepState(data.get("state", StepState.DONE)),
+            decided_by=data.get("decided_by"),
+            decided_at=data.get("decided_at"),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    incident: Incident
+    rule: str
+    mode: str  # the responder's mode when the plan was made
+    steps: tuple[PlannedStep, ...]
+    created_at: str
+    expires_at: str
+
+    @property
+    def waiting(self) -> tuple[PlannedStep, ...]:
+        return tuple(s for s in self.steps if s.state is StepState.WAITING)
+
+    def expired(self, now: datetime) -> bool:
+        return now >= datetime.fromisoformat(self.expires_at)
+
+    def with_steps(self, changed: dict[int, PlannedStep]) -> Plan:
+        return replace(self, steps=tuple(changed.get(s.index, s) for s in self.steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "incident": incident_state(self.incident),
+            "rule": self.rule,
+            "mode": self.mode,
+            "steps": [s.to_dict() for s in self.steps],
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            incident=incident_from_state(data["incident"]),
+            rule=str(data["rule"]),
+            mode=str(data["mode"]),
+            steps=tuple(PlannedStep.from_dict(s) for s in data["steps"]),
+            created_at=str(data["created_at"]),
+            expires_at=str(data["expires_at"]),
+        )
+
+
+def needs_approval(step: Step, rule: Rule, incident: Incident, rules: RulesFile, default: str) -> bool:
+    """The step's own word, else its rule's, else the first approvals entry that fits, else the
+    stage's APPROVAL_DEFAULT."""
+    from chalicelib.policy.matcher import matches
+
+    if step.approval is not None:
+        return step.approval == "required"
+    if rule.approval is not None:
+        return rule.approval == "required"
+    for entry in rules.approvals:
+        if any(fnmatchcase(step.action, glob) for glob in entry.actions) and matches(entry.match, incident):
+            return entry.approval == "required"
+    return default == "required"
+
+
+def incident_state(incident: Incident) -> dict[str, Any]:
+    """Everything the incident holds (`Incident.to_dict` is the report's shape, and loses some)."""
+    return {
+        "id": incident.id, "source": incident.source, "type": incident.type, "title": incident.title,
+        "severity": incident.severity.label, "score": incident.score, "account": incident.account,
+        "region": incident.region, "resource_kind": incident.resource_kind.value, "cluster": incident.cluster,
+        "namespace": incident.namespace,
+        "workloads": [[w.kind, w.namespace, w.name] for w in incident.workloads],
+        "pods": [[p.namespace, p.name, p.node] for p in incident.pods],
+        "nodes": list(incident.nodes), "instance_ids": list(incident.instance_ids),
+        "principals": [
+            [p.kind.value, p.name, p.arn, list(p.groups), p.involved_as.value, p.access_key_id]
+            for p in incident.principals
+        ],
+        "images": list(incident.images), "remote_ips": list(incident.remote_ips),
+        "privileged": incident.privileged, "sample": incident.sample, "event_id": incident.event_id,
+        "raw_ref": incident.raw_ref, "count": incident.count,
+        "api_call": None if incident.api_call is None else [
+            incident.api_call.verb, incident.api_call.resource, incident.api_call.name, incident.api_call.namespace
+        ],
+        "key_arns": list(incident.key_arns), "failed": incident.failed, "details": dict(incident.details),
+    }  # fmt: skip
+
+
+def incident_from_state(data: dict[str, Any]) -> Incident:
+    """The incident `incident_state` wrote, checked again at the boundary like any other."""
+    from chalicelib.sources import identifiers
+
+    call = data.get("api_call")
+    incident = Incident(
+        id=str(data["id"]), source=str(data["source"]), type=str(data["type"]), title=str(data["title"]),
+        severity=Severity.parse(str(data["severity"])), score=float(data["score"]), account=str(data["account"]),
+        region=str(data["region"]), resource_kind=ResourceKind(data["resource_kind"]),
+        cluster=data.get("cluster"), namespace=data.get("namespace"),
+        workloads=tuple(WorkloadRef(*w) for w in data.get("workloads", [])),
+        pods=tuple(PodRef(*p) for p in data.get("pods", [])),
+        nodes=tuple(data.get("nodes", [])), instance_ids=tuple(data.get("instance_ids", [])),
+        principals=tuple(
+            Principal(PrincipalKind(k), n, a, tuple(g), PrincipalRole(r), key)
+            for k, n, a, g, r, key in data.get("principals", [])
+        ),
+        images=tuple(data.get("images", [])), remote_ips=tuple(data.get("remote_ips", [])),
+        privileged=bool(data.get("privileged")), sample=bool(data.get("sample")), event_id=data.get("event_id"),
+        raw_ref=data.get("raw_ref"), count=int(data.get("count", 1)),
+        api_call=ApiCall(*call) if call else None,
+        key_arns=tuple(data.get("key_arns", [])), failed=bool(data.get("failed")),
+        details={str(k): str(v) for k, v in (data.get("details") or {}).items()},
+    )  # fmt: skip
+    return identifiers.check(incident)

@@ -1,0 +1,81 @@
+"""Slack's Approve and Reject clicks: verified, checked against the approvers, then decided.
+
+Slack signs every request with the app's signing secret (HMAC-SHA256 of `v0:<timestamp>:<body>`);
+a request with a bad signature, or a timestamp more than five minutes away (a replay), is refused
+before its body is read. Only users on APPROVERS decide; anyone else is told so, and the attempt
+is logged. The answer goes back to the clicker only (ephemeral): the decision itself, and what
+was carried out, reach the channel through the incident's messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+logger = logging.getLogger("eks_responder")
+
+ACTIONS = {"approve": True, "reject": False}
+_USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+MAX_BODY = 64 * 1024  # Slack's payloads are a few KB
+
+
+def action_value(incident_id: str, step: int | None = None) -> str:
+    """What a button carries: the incident, and the step or `*` for every waiting step."""
+    return f"{incident_id}|{'*' if step is None else step}"
+
+
+def _answer(text: str) -> dict[str, Any]:
+    return {"response_type": "ephemeral", "replace_original": False, "text": text}
+
+
+def handle(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    signing_secret: str,
+    approvers: tuple[str, ...],
+    decide: Callable[..., dict[str, Any]],
+    clock: Callable[[], float] = time.time,
+) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body) for one interactivity request."""
+    from slack_sdk.signature import Clock, SignatureVerifier
+
+    class _Clock(Clock):
+        def now(self) -> float:
+            return clock()
+
+    timestamp = headers.get("x-slack-request-timestamp") or ""
+    signature = headers.get("x-slack-signature") or ""
+    if len(body) > MAX_BODY or not SignatureVerifier(signing_secret, clock=_Clock()).is_valid(
+        body, timestamp, signature
+    ):
+        logger.warning("slack request refused", extra={"reason": "bad or stale signature"})
+        return 401, {"error": "invalid or stale signature"}
+    try:
+        payload = json.loads(parse_qs(body.decode())["payload"][0])
+        user = str(payload["user"]["id"])
+        action = payload["actions"][0]
+        verb = str(action["action_id"]).split("-", 1)[0]
+        incident_id, _, step = str(action["value"]).rpartition("|")
+        steps = None if step == "*" else (int(step),)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        return 400, {"error": "not a block action this app sent"}
+    if verb not in ACTIONS or not incident_id or not _USER.match(user):
+        return 400, {"error": "not a block action this app sent"}
+    if user not in approvers:
+        logger.warning("approval refused", extra={"user": user, "incident_id": incident_id, "decision": verb})
+        return 200, _answer(f"You are not on the approvers list (APPROVERS): nothing was {verb}d.")
+    result = decide(incident_id, approve=ACTIONS[verb], steps=steps, who=f"slack:{user}")
+    from chalicelib.notifiers.slack_message import literal
+
+    text = literal(result.get("message") or result.get("error") or "done")
+    done = result.get("carried_out") or {}
+    if isinstance(done, dict) and done.get("actions"):
+        lines = (f"{a['status']}: {literal(a['action'])} on {literal(a['target'])}" for a in done["actions"])
+        text += "\n" + "\n".join(lines)
+    return 200, _answer(text)

@@ -1,0 +1,147 @@
+"""Plan → store → approve → carry out, across separate responders (no state in memory), on the
+local kube-apiserver and moto's DynamoDB."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from lightkube import Client
+from lightkube.resources.core_v1 import Pod
+from lightkube.resources.networking_v1 import NetworkPolicy
+
+from chalicelib import decisions
+from chalicelib.executors.plans import PlanStore
+from chalicelib.responder import Mode
+from tests.integration.conftest import Cluster, incident, rules_with
+
+pytestmark = pytest.mark.integration
+TABLE = "eks-responder-incidents"
+RULES = ({"action": "k8s:label-pod"}, {"action": "k8s:isolate-pod", "approval": "required"})
+
+
+@pytest.fixture
+def store(aws_session: Any) -> PlanStore:
+    aws_session.client("dynamodb").create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return PlanStore(TABLE, aws_session.client("dynamodb"))
+
+
+def _isolated(admin: Client, namespace: str, pod: str) -> bool:
+    labels = admin.get(Pod, pod, namespace=namespace).metadata.labels or {}
+    policies = [p.metadata.name for p in admin.list(NetworkPolicy, namespace=namespace)]
+    return bool(policies) and any(k.startswith("eks-responder.io/quarantine") for k in labels)
+
+
+def _waiting(cluster: Cluster, make_responder: Any) -> Any:
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    first = make_responder(rules_with(*RULES), incidents_table=TABLE)
+    return first.handle(incident(namespace=cluster.namespace, pods=("web",)), Mode.LIVE)
+
+
+def test_a_step_that_needs_approval_waits_and_a_later_invocation_runs_it(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    # GIVEN a rule whose isolation needs approval: the label runs, the isolation waits, the plan is stored
+    report = _waiting(cluster, make_responder)
+    label, isolate = report.actions
+    assert (label.status.value, isolate.status.value) == ("succeeded", "awaiting-approval")
+    assert not _isolated(admin, cluster.namespace, "web")
+    stored = store.get(report.incident.id)
+    assert stored is not None
+    assert [s.index for s in stored[0].waiting] == [1]
+
+    # WHEN a human approves, and a new responder (another invocation) carries it out
+    second = make_responder(rules_with(*RULES), incidents_table=TABLE)
+    result = decisions.decide(store, report.incident.id, approve=True, steps=None, who="U024BE7LH",
+                              run=lambda i: decisions.carry_out(store, second, i, ()))  # fmt: skip
+
+    # THEN the pod is isolated, and the plan says who approved it
+    assert "step 1 (k8s:isolate-pod on" in result["message"]
+    assert "approved by U024BE7LH" in result["message"]
+    assert [a["status"] for a in result["carried_out"]["actions"]] == ["succeeded"]
+    assert _isolated(admin, cluster.namespace, "web")
+    plan, _ = store.get(report.incident.id) or (None, 0)
+    assert plan is not None
+    assert plan.steps[1].decided_by == "U024BE7LH"
+    assert plan.steps[1].state.value == "done"
+
+
+def test_a_second_click_and_a_duplicate_carry_out_do_nothing(
+    cluster: Cluster, make_responder: Any, store: PlanStore
+) -> None:
+    report = _waiting(cluster, make_responder)
+    runs: list[dict[str, Any]] = []
+    second = make_responder(rules_with(*RULES), incidents_table=TABLE)
+
+    def run(incident_id: str) -> dict[str, Any]:
+        runs.append(decisions.carry_out(store, second, incident_id, ()))
+        return runs[-1]
+
+    decisions.decide(store, report.incident.id, approve=True, steps=None, who="U1", run=run)
+    again = decisions.decide(store, report.incident.id, approve=True, steps=(1,), who="U2", run=run)
+    assert "already done by U1" in again["message"]
+    assert "carried_out" not in again
+    assert decisions.carry_out(store, second, report.incident.id, ())["message"] == "no approved step is waiting to run"
+    assert len(runs) == 1
+
+
+def test_concurrent_carry_outs_run_a_step_once(cluster: Cluster, make_responder: Any, store: PlanStore) -> None:
+    report = _waiting(cluster, make_responder)
+    decisions.decide(store, report.incident.id, approve=True, steps=None, who="U1", run=lambda i: {})
+    responders = [make_responder(rules_with(*RULES), incidents_table=TABLE) for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda r: decisions.carry_out(store, r, report.incident.id, ()), responders))
+    assert sum("actions" in r for r in results) == 1
+
+
+def test_a_rejected_step_never_runs(cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore) -> None:
+    report = _waiting(cluster, make_responder)
+    result = decisions.decide(store, report.incident.id, approve=False, steps=None, who="U1", run=lambda i: {})
+    assert "rejected by U1" in result["message"]
+    assert "carried_out" not in result
+    late = decisions.decide(store, report.incident.id, approve=True, steps=None, who="U2", run=lambda i: {})
+    assert "nothing changed" in late["message"]
+    assert not _isolated(admin, cluster.namespace, "web")
+
+
+def test_an_expired_plan_runs_nothing_and_says_so_once(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    report = _waiting(cluster, make_responder)
+    later = datetime.now(UTC) + timedelta(days=1)
+    first = decisions.decide(store, report.incident.id, approve=True, steps=None, who="U1", run=lambda i: {},
+                             clock=lambda: later)  # fmt: skip
+    assert "expired" in first["message"]
+    assert "carried_out" not in first
+    plan, version = store.get(report.incident.id) or (None, 0)
+    assert plan is not None
+    assert plan.steps[1].state.value == "expired"
+    second = decisions.decide(store, report.incident.id, approve=True, steps=None, who="U1", run=lambda i: {},
+                              clock=lambda: later)  # fmt: skip
+    assert "expired" in second["message"]
+    assert "carried_out" not in second
+    assert (store.get(report.incident.id) or (None, 0))[1] == version  # recorded once, not again
+    assert not _isolated(admin, cluster.namespace, "web")
+
+
+def test_a_target_replaced_since_the_plan_is_not_acted_on(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    report = _waiting(cluster, make_responder)
+    admin.delete(Pod, "web", namespace=cluster.namespace, grace_period=0)
+    cluster.pod("web", "node-a")  # same name, another pod
+    second = make_responder(rules_with(*RULES), incidents_table=TABLE)
+    result = decisions.decide(store, report.incident.id, approve=True, steps=None, who="U1",
+                              run=lambda i: decisions.carry_out(store, second, i, ()))  # fmt: skip
+    (step,) = result["carried_out"]["actions"]
+    assert step["status"] == "skipped"
+    assert "target changed since the plan was made" in step["detail"]
+    assert not _isolated(admin, cluster.namespace, "web")

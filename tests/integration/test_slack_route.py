@@ -1,0 +1,117 @@
+"""Slack's clicks through a real HTTP server (Chalice's local server on loopback) to the cluster:
+the stored plan is approved by a signed request and carried out; anything else changes nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lightkube import Client
+from lightkube.resources.core_v1 import Pod
+from lightkube.resources.networking_v1 import NetworkPolicy
+
+from chalicelib import wiring
+from chalicelib.responder import Mode
+from tests.integration.conftest import Cluster, incident
+from tests.unit.test_slack_interactivity import SECRET, click, signed
+
+pytestmark = pytest.mark.integration
+TABLE = "eks-responder-incidents"
+APPROVER = "U024BE7LH"
+
+
+@pytest.fixture
+def stage(local_stack: Any, aws_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A stage as `chalice deploy` would run it: the table, the signing secret, approvers, live."""
+    aws_session.client("dynamodb").create_table(
+        TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+    )  # fmt: skip
+    aws_session.client("secretsmanager").create_secret(Name="eks-responder/slack-signing", SecretString=SECRET)
+    rules = tmp_path / "rules.yaml"
+    steps = [{"action": "k8s:label-pod"}, {"action": "k8s:isolate-pod", "approval": "required"}]
+    rules.write_text(yaml.safe_dump({"version": 1, "rules": [{"name": "isolate-with-approval", "actions": steps}]}))
+    for key, value in {
+        "INCIDENTS_TABLE": TABLE, "SLACK_SIGNING_SECRET": "eks-responder/slack-signing", "APPROVERS": APPROVER,
+        "KUBECONFIG": str(local_stack.responder_kubeconfig), "DRY_RUN": "false", "RULES_FILE": str(rules),
+        "EVIDENCE_DIR": str(tmp_path / "evidence"),
+    }.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    wiring.reset()
+    yield
+    wiring.reset()
+
+
+@pytest.fixture
+def server(stage: None) -> Iterator[str]:
+    from chalice.config import Config
+    from chalice.local import LocalDevServer
+
+    import app
+
+    config = Config.create(chalice_app=app.app, app_name="eks-responder", chalice_stage="dev")
+    local = LocalDevServer(app.app, config, "127.0.0.1", 0)
+    thread = threading.Thread(target=local.server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{local.server.server_address[1]}/slack/actions"
+    local.server.shutdown()
+    local.server.server_close()
+
+
+def post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+    form = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
+    request = urllib.request.Request(url, data=body, method="POST", headers=form)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _isolated(admin: Client, namespace: str) -> bool:
+    labels = admin.get(Pod, "web", namespace=namespace).metadata.labels or {}
+    return any(k.startswith("eks-responder.io/quarantine") for k in labels) and bool(
+        list(admin.list(NetworkPolicy, namespace=namespace))
+    )
+
+
+def test_a_signed_click_by_an_approver_isolates_the_pod_and_nothing_else_does(
+    server: str, cluster: Cluster, admin: Client
+) -> None:
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    report = wiring.responder().handle(incident(namespace=cluster.namespace, pods=("web",)), Mode.LIVE)
+    assert [a.status.value for a in report.actions] == ["succeeded", "awaiting-approval"]
+    value = f"{report.incident.id}|*"
+
+    # refused: another secret, a replay older than five minutes, someone not on the approvers list
+    assert post(server, *signed(click("approve", value), secret="wrong"))[0] == 401
+    import time
+
+    assert post(server, *signed(click("approve", value), at=time.time() - 600))[0] == 401
+    status, answer = post(server, *signed(click("approve", value, user="U999OTHER")))
+    assert status == 200
+    assert "not on the approvers list" in answer["text"]
+    assert not _isolated(admin, cluster.namespace)
+
+    # the approver's click: carried out, and said to the clicker
+    status, answer = post(server, *signed(click("approve", value)))
+    assert status == 200
+    assert f"approved by slack:{APPROVER}" in answer["text"]
+    assert "succeeded: `k8s:isolate-pod`" in answer["text"]
+    assert _isolated(admin, cluster.namespace)
+
+    # a double click changes nothing
+    status, answer = post(server, *signed(click("approve", value)))
+    assert (
+        f"nothing changed: step 1 (k8s:isolate-pod on {cluster.namespace}/web) done by slack:{APPROVER}"
+        in answer["text"]
+    )
