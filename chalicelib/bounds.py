@@ -95,14 +95,15 @@ BOUNDS: tuple[Bound, ...] = (
     Bound("configmaps", "", "ConfigMap", ("UPDATE",),
           f"object.metadata.name == 'aws-auth' && {_kept_lines('mapRoles')} && {_kept_lines('mapUsers')}",
           "the responder may only remove aws-auth entries"),
-    Bound("validatingadmissionpolicies", ADMISSION, "ValidatingAdmissionPolicy", ("CREATE", "UPDATE"),
+    Bound("validatingadmissionpolicies", ADMISSION, "ValidatingAdmissionPolicy", ("CREATE", "UPDATE", "DELETE"),
           f"{_OWN_NAME} && !has(object.spec.paramKind) && {_POD_RULES}",
           f"the responder creates only its own {POLICY_PREFIX}* policies, and they judge only pods"),
-    Bound("validatingadmissionpolicybindings", ADMISSION, "ValidatingAdmissionPolicyBinding", ("CREATE", "UPDATE"),
+    Bound("validatingadmissionpolicybindings", ADMISSION, "ValidatingAdmissionPolicyBinding",
+          ("CREATE", "UPDATE", "DELETE"),
           f"{_OWN_NAME} && object.spec.validationActions == ['Deny'] && object.spec.policyName == object.metadata.name"
           f" && !has(object.spec.paramRef) && {_SPARES_PLATFORM}",
           f"the responder binds only its own block policies, to deny, never in {NEVER_BLOCKED}"),
-    Bound("clusterpolicies", "kyverno.io", "ClusterPolicy", ("CREATE", "UPDATE"),
+    Bound("clusterpolicies", "kyverno.io", "ClusterPolicy", ("CREATE", "UPDATE", "DELETE"),
           f"{_OWN_NAME} && "
           + _only("object.spec", ("validationFailureAction", "background", "rules"))
           + f" && object.spec.rules.all(r, {_KYVERNO_RULE})",
@@ -111,12 +112,19 @@ BOUNDS: tuple[Bound, ...] = (
 )  # fmt: skip
 
 
+def body(bound: Bound) -> str:
+    """The bound's condition; where it may delete (its own block policies, on release), only its own."""
+    if "DELETE" not in bound.operations:
+        return bound.body
+    return f"object == null ? oldObject.metadata.name.startsWith('{POLICY_PREFIX}') : ({bound.body})"
+
+
 def expression(bound: Bound) -> str:
     """The body as a ValidatingAdmissionPolicy validation: one policy matches every resource."""
     guard = f"request.resource.resource != '{bound.resource}'"
     if bound.resource == "pods":  # the subresources it may touch are not matched; the pod itself is judged
         guard += " || request.subResource != ''"
-    return f"{guard} || ({bound.body})"
+    return f"{guard} || ({body(bound)})"
 
 
 def documents(group: str) -> list[dict[str, Any]]:
@@ -159,7 +167,7 @@ def kyverno_document(group: str) -> dict[str, Any]:
         return {
             "name": f"bound-{bound.resource}",
             "match": {"any": [match]},
-            "validate": {"cel": {"expressions": [{"expression": bound.body, "message": bound.message}]}},
+            "validate": {"cel": {"expressions": [{"expression": body(bound), "message": bound.message}]}},
         }
 
     return {

@@ -321,9 +321,34 @@ def decide(args: argparse.Namespace, out: TextIO) -> int:
     else:
         out.write(f"{result.get('message') or result.get('error')}\n")
         done = result.get("carried_out")
-        if isinstance(done, dict):
-            _human(done, out)
+        if isinstance(done, dict) and done.get("incident"):
+            _human({"event": f"approved steps of {args.incident}", **done}, out)
     return 1 if "error" in result else 0
+
+
+def release(args: argparse.Namespace, out: TextIO) -> int:
+    """`release`: undo the steps of an incident from the prior state they recorded."""
+    from chalicelib import decisions, wiring
+
+    current = Settings.from_env()
+    if args.kubeconfig:
+        current = replace(current, kubeconfig=Path(args.kubeconfig))
+    store = wiring.build_plans(current)
+    if store is None:
+        raise ConfigError("release needs INCIDENTS_TABLE (where plans and their results are kept)")
+    who = f"cli:{args.who or os.environ.get('USER') or 'unknown'}"
+    actor = wiring.build_responder(current, wiring.rules())
+    steps = tuple(args.step) if args.step else None
+    result = decisions.release(store, actor, args.incident, steps=steps, who=who, dry_run=args.dry_run,
+                               force=args.force, notifiers=wiring.build_notifiers(current))  # fmt: skip
+    if args.json:
+        out.write(json.dumps(result, default=str) + "\n")
+    else:
+        if result.get("said"):
+            out.write(f"{result['said']}\n")
+        if result.get("actions"):
+            _human({"event": f"release of {args.incident}", **result}, out)
+    return 1 if any(a.get("status") == "failed" for a in result.get("actions", [])) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -369,6 +394,16 @@ def main(argv: list[str] | None = None) -> int:
         dp.add_argument("--kubeconfig", metavar="FILE", help="use this kubeconfig for every cluster")
         dp.add_argument("--json", action="store_true", help="the result as one JSON object")
         dp.set_defaults(func=decide, approve=verb == "approve")
+
+    rl = sub.add_parser("release", help="undo what an incident's steps changed (INCIDENTS_TABLE, AWS credentials)")
+    rl.add_argument("incident", metavar="INCIDENT", help="the incident id")
+    rl.add_argument("--step", type=int, action="append", metavar="N", help="only step N (repeat for more)")
+    rl.add_argument("--dry-run", action="store_true", help="check every undo with the APIs' dry run; change nothing")
+    rl.add_argument("--force", action="store_true", help="undo even what someone changed since (see the README)")
+    rl.add_argument("--as", dest="who", metavar="NAME", help="who releases, for the audit trail (default: $USER)")
+    rl.add_argument("--kubeconfig", metavar="FILE", help="use this kubeconfig for every cluster")
+    rl.add_argument("--json", action="store_true", help="the result as one JSON object")
+    rl.set_defaults(func=release)
 
     cr = sub.add_parser("check-rules", help="validate a rules file")
     cr.add_argument("file", nargs="?", help="rules file (default: RULES_FILE or the packaged rules)")

@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from chalicelib import audit
+from chalicelib.actions.base import ActionResult, Status
 from chalicelib.response import approvals
-from chalicelib.response.plan import StepState
+from chalicelib.response.plan import Plan, PlannedStep, StepState
 
 if TYPE_CHECKING:
     from chalicelib.executors.plans import PlanStore
@@ -84,6 +85,69 @@ def decide(
     return {"incident_id": incident_id, "decision": verb, "message": "the plan kept changing: try again"}
 
 
+def _keep_results(store: PlanStore, plan: Plan, version: int, results: dict[int, ActionResult]) -> None:
+    """The steps' results (and prior state) in the stored plan: what a release undoes. Best effort:
+    the report and the audit line carry them too."""
+    from dataclasses import replace
+
+    from chalicelib.responder import outcome_of
+
+    done = {i: replace(plan.steps[i], result=outcome_of(r)) for i, r in results.items()}
+    try:
+        store.replace(plan.with_steps(done), version)
+    except Exception as exc:  # noqa: BLE001 - logged: the results are in the report and the audit log
+        logger.warning("step results not stored", extra={"incident_id": plan.incident.id, "error": str(exc)})
+
+
+def release(
+    store: PlanStore,
+    responder: Responder,
+    incident_id: str,
+    *,
+    steps: tuple[int, ...] | None,
+    who: str,
+    dry_run: bool = False,
+    force: bool = False,
+    notifiers: Sequence[Notifier] = (),
+    clock: Callable[[], datetime] = _now,
+) -> dict[str, Any]:
+    """Undo the steps that changed something (all of them, or `steps`), last first; record who did."""
+    from dataclasses import replace
+
+    from chalicelib.executors.plans import PlanConflictError
+    from chalicelib.intake import told
+
+    stored = store.get(incident_id)
+    if stored is None:
+        return {"incident_id": incident_id, "said": f"no stored plan for {incident_id}: nothing to release"}
+    plan, version = stored
+    wanted = [s for s in plan.steps if steps is None or s.index in steps]
+    chosen = {s.index: s for s in wanted if s.undoable}
+
+    def why_not(step: PlannedStep) -> str:
+        return "already released" if step.state is StepState.RELEASED else "changed nothing to undo"
+
+    said = [f"step {s.index} ({s.action} on {s.label}): {why_not(s)}" for s in wanted if s.index not in chosen]
+    if not chosen:
+        return {"incident_id": incident_id, "said": "; ".join(said) or "no step to release"}
+    report = responder.release(plan, chosen, dry_run=dry_run, force=force)
+    audit.record(report, None)
+    results = dict(zip(sorted(chosen, reverse=True), report.actions, strict=True))
+    if not dry_run:
+        stamp = clock().isoformat()
+        undone = {i: replace(chosen[i], state=StepState.RELEASED, decided_by=who, decided_at=stamp)
+                  for i, r in results.items() if r.status in (Status.SUCCEEDED, Status.SKIPPED)
+                  and "changed since" not in r.detail and "replaced by a later" not in r.detail}  # fmt: skip
+        try:
+            store.replace(plan.with_steps(undone), version)
+        except PlanConflictError:
+            said.append("the plan changed meanwhile: the release ran, but its record was not updated")
+    result = {"event_id": None, **report.to_dict(), "released_by": who}
+    if said:
+        result["said"] = "; ".join(said)
+    return told(result, notifiers)
+
+
 def carry_out(
     store: PlanStore, responder: Responder, incident_id: str, notifiers: Sequence[Notifier],
     clock: Callable[[], datetime] = _now,
@@ -100,10 +164,11 @@ def carry_out(
     if not approved:
         return {"incident_id": incident_id, "message": "no approved step is waiting to run"}
     try:
-        store.replace(claimed, version)
+        version = store.replace(claimed, version)
     except PlanConflictError:
         return {"incident_id": incident_id, "message": "another invocation is carrying out this plan"}
     report = responder.carry_out(plan, approved)
+    _keep_results(store, claimed, version, dict(zip(sorted(approved), report.actions, strict=True)))
     audit.record(report, None)
     by = sorted({s.decided_by or "?" for s in approved.values()})
     result = {"event_id": None, **report.to_dict(), "approved_by": by}

@@ -40,6 +40,7 @@ RESPONDER_GROUP = "eks-responders"
 IAM_WRITES: dict[str, tuple[str, ...]] = {
     "iam:PutRolePolicy": ("arn:aws:iam::{account}:role/{name}", "arn:aws:iam::{account}:role/*/{name}"),
     "iam:UpdateAccessKey": ("arn:aws:iam::{account}:user/{name}", "arn:aws:iam::{account}:user/*/{name}"),
+    "iam:DeleteRolePolicy": ("arn:aws:iam::{account}:role/{name}", "arn:aws:iam::{account}:role/*/{name}"),
     "eks:DeleteAccessEntry": ("arn:aws:eks:{region}:{account}:access-entry/*/*/*/{name}/*",),
 }
 OWN_ROLES = f"{functions.APP_NAME}-*"
@@ -65,7 +66,7 @@ def rbac_rules(reached: list[Action] | None = None) -> list[RBACRule]:
 
     chosen = reachable_everywhere() if reached is None else reached
     merged: dict[tuple[str, str, tuple[str, ...]], set[str]] = defaultdict(set)
-    for rule in [*RESOLVE, *(r for a in chosen for r in a.rbac)]:
+    for rule in [*RESOLVE, *(r for a in chosen for r in (*a.rbac, *a.release_rbac))]:
         merged[(rule.api_group, rule.resource, rule.resource_names)].update(rule.verbs)
     return [
         RBACRule(group, resource, tuple(sorted(verbs)), names)
@@ -118,7 +119,7 @@ def iam_statements(stage_env: dict[str, str], function: functions.Function, rule
     if "flowlogs" in sources:
         statements.extend([*ATTRIBUTION, *flow_sources.permissions(stage_env)])
     for action in reached:
-        statements.extend(action.iam)
+        statements.extend([*action.iam, *action.release_iam])  # a release runs where the action ran
     if function.sources:
         from chalicelib.executors import ledger
         from chalicelib.notifiers import slack, sns

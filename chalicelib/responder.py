@@ -356,17 +356,71 @@ class Responder:
                 if wait:  # a dry run proves the step; live, it would wait
                     result = replace(result, detail=f"{result.detail} (waits for approval when live)")
                 results.append(result)
+                planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE,
+                                           result=outcome_of(result)))  # fmt: skip
+                continue
             planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE))
         wrote = any(actions.get(r.action).writes_evidence and r.status is Status.SUCCEEDED for r in results)
         evidence = self._evidence.location(incident.id) if wrote and self._evidence else None
-        waiting = any(p.state is StepState.WAITING for p in planned)
-        plan = self._stored_plan(incident, rule, mode, planned) if waiting else None
+        # Kept when steps wait for approval, and when steps changed something a release could put back.
+        kept = mode is Mode.LIVE and any(p.state is StepState.WAITING or p.undoable for p in planned)
+        plan = self._stored_plan(incident, rule, mode, planned) if kept else None
         notes = (*session.ctx.notes, *session.found.notes, *self._keep(plan))
         return Report(incident, rule.name, None, mode, tuple(results), notes, evidence, plan)
 
+    def release(self, plan: Plan, chosen: dict[int, PlannedStep], *, dry_run: bool, force: bool) -> Report:
+        """Put back what the chosen steps changed, last step first, from the prior state each recorded."""
+        from chalicelib.policy.model import Step as RuleStep
+
+        incident = plan.incident
+        mode = Mode.DRY_RUN if dry_run else Mode.LIVE
+        refusal = self._refusal(incident)
+        ordered = [chosen[i] for i in sorted(chosen, reverse=True)]
+        if refusal is not None:
+            status, reason = refusal
+            refused = tuple(ActionResult(p.action, p.label, status, reason) for p in ordered)
+            return Report(incident, plan.rule, None, mode, refused)
+        steps = tuple(RuleStep(action=p.action, params=p.params) for p in ordered)
+        session = self._session(incident, steps, mode)
+        results = []
+        for planned in ordered:
+            action = actions.get(planned.action)
+            blocked = session.blocked(action)
+            if blocked is not None:
+                results.append(ActionResult(action.name, planned.label, *blocked))
+                continue
+            assert planned.target is not None  # undoable steps ran on a target
+            prior = dict((planned.result or {}).get("prior") or {})
+            results.append(self._undo_one(action, planned.target, prior, session.ctx, force=force))
+        return Report(incident, plan.rule, None, mode, tuple(results), tuple(session.ctx.notes))
+
+    def _undo_one(self, action: Action, target: Target, prior: dict[str, Any], ctx: ActionContext, *,
+                  force: bool) -> ActionResult:  # fmt: skip
+        started = time.perf_counter()
+        try:
+            with dry_run.journal() as writes:
+                outcome = action.release(ctx, target, prior, force=force)
+        except Exception as exc:  # noqa: BLE001 - one failing release never hides the others
+            logger.warning("release failed", extra={"action": action.name, "target": str(target), "error": _brief(exc)})
+            return ActionResult(action.name, str(target), Status.FAILED, f"release: {_brief(exc)}")
+        elapsed = (time.perf_counter() - started) * 1000
+        detail = f"release: {outcome.detail}"
+        if ctx.dry_run and outcome.status is Status.SUCCEEDED:
+            return ActionResult(
+                action.name, str(target), Status.PLANNED, f"dry run: {detail} [{dry_run.describe(writes)}]"
+            )
+        return ActionResult(action.name, str(target), outcome.status, detail, elapsed)
+
     def _keep(self, plan: Plan | None) -> tuple[str, ...]:
-        """Store a plan that waits for approval; what to tell when it cannot be stored."""
+        """Store the plan (for approvals and releases); what to tell when steps wait and it cannot be."""
         if plan is None:
+            return ()
+        if not plan.waiting:
+            if self._plans is not None:
+                try:
+                    self._plans.put(plan)
+                except Exception as exc:  # noqa: BLE001 - the report keeps the prior state; a release then needs a human
+                    logger.warning("plan not stored", extra={"incident_id": plan.incident.id, "error": _brief(exc)})
             return ()
         waiting = ", ".join(str(s.index) for s in plan.waiting)
         if self._plans is None:
@@ -469,6 +523,11 @@ def _each_target(
         for target in chosen:
             yield index, step, action, params, target
             index += 1
+
+
+def outcome_of(result: ActionResult) -> dict[str, Any]:
+    """What a stored plan keeps of a step's result: enough for the audit trail and its release."""
+    return {"status": result.status.value, "detail": result.detail[:1000], "prior": result.prior}
 
 
 def _same(current: Target, planned: Target | None) -> bool:

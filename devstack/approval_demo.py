@@ -123,4 +123,8 @@ def run(env: dict[str, str], client: Any) -> int:
     print(f"  after: {_state(client)}")
     local.server.shutdown()
     local.server.server_close()
+    _say("Release: undo every step of that incident from the prior state each recorded")
+    release = [sys.executable, "-m", "chalicelib.cli", "release", incident_id, "--as", "demo"]
+    code = subprocess.run(release, env=staged, check=False).returncode or code
+    print(f"  released: {_state(client)}")
     return code

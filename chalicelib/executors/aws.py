@@ -150,6 +150,10 @@ class EC2Gateway:
         acls = self._ec2.describe_network_acls(Filters=_filters({"association.subnet-id": [subnet_id]}))["NetworkAcls"]
         return dict(acls[0]) if acls else None
 
+    def network_acl_by_id(self, acl_id: str) -> dict[str, Any] | None:
+        acls = self._ec2.describe_network_acls(NetworkAclIds=[acl_id])["NetworkAcls"]
+        return dict(acls[0]) if acls else None
+
     def nat_gateway_addresses(self, vpc_id: str) -> set[str]:
         """The public addresses of the VPC's NAT gateways: its own traffic to the internet."""
         pages = self._ec2.get_paginator("describe_nat_gateways").paginate(
@@ -178,6 +182,12 @@ class EC2Gateway:
                 cidrs = [str(e["Cidr"]) for entry_page in entries for e in entry_page.get("Entries", [])]
                 ranges[str(found.get("PrefixListName") or found["PrefixListId"])] = cidrs
         return ranges
+
+    def delete_security_group(self, group_id: str) -> None:
+        self._write(self._ec2.delete_security_group, GroupId=group_id)
+
+    def remove_acl_entry(self, acl_id: str, rule_number: int, *, egress: bool) -> None:
+        self._write(self._ec2.delete_network_acl_entry, NetworkAclId=acl_id, RuleNumber=rule_number, Egress=egress)
 
     def add_acl_deny(self, acl_id: str, rule_number: int, cidr: str, *, egress: bool) -> None:
         family = {"Ipv6CidrBlock": cidr} if ":" in cidr else {"CidrBlock": cidr}

@@ -58,6 +58,15 @@ class IdentityGateway:
             return
         self._iam.put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(document))
 
+    def delete_role_policy(self, role: str, policy: str) -> None:
+        if self.dry_run:
+            dry_run.not_sent("iam:DeleteRolePolicy")
+            return
+        try:
+            self._iam.delete_role_policy(RoleName=role, PolicyName=policy)
+        except self._iam.exceptions.NoSuchEntityException:
+            return  # gone already: the release's goal holds
+
     def access_keys(self, user: str) -> list[dict[str, Any]]:
         return [dict(k) for k in self._iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
 

@@ -175,6 +175,14 @@ class KubeGateway:
     def list_network_policies(self, namespace: str) -> list[dict[str, Any]]:
         return [_to_dict(p) for p in self._client.list(NetworkPolicy, namespace=namespace)]
 
+    def delete_network_policy(self, namespace: str, name: str) -> None:
+        try:
+            self._client.delete(NetworkPolicy, name, namespace=namespace, dry_run=self._dry_run)
+        except ApiError as exc:
+            if exc.status.code != 404:  # noqa: PLR2004
+                raise
+        self._checked("delete NetworkPolicy")
+
     def patch_network_policy(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self._client.patch(
             NetworkPolicy, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=self._dry_run
@@ -240,6 +248,24 @@ class KubeGateway:
             raise
         self._checked(f"create {kind}")
         return "created"
+
+    def delete_cluster_object(self, api_version: str, kind: str, name: str) -> bool:
+        """Delete a cluster-scoped object of any API; False when it (or its API) is not there."""
+        group, _, version = api_version.rpartition("/")
+        plural = kind.lower()[:-1] + "ies" if kind.endswith("y") else kind.lower() + "s"
+        resource = create_global_resource(group, version, kind, plural)
+        try:
+            self._client.delete(resource, name, dry_run=self._dry_run)
+        except ApiError as exc:
+            if exc.status.code == _NOT_FOUND:
+                return False
+            raise
+        except httpx2.HTTPStatusError as exc:
+            if exc.response.status_code == _NOT_FOUND:
+                return False
+            raise
+        self._checked(f"delete {kind}")
+        return True
 
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None:
         policy = cast("NetworkPolicy", NetworkPolicy.from_dict(body))

@@ -39,7 +39,8 @@ class StepState(enum.StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
-    DONE = "done"  # ran without approval, or was never going to run (a guardrail said no)
+    DONE = "done"  # ran (see its result), or was never going to run (a guardrail said no)
+    RELEASED = "released"  # what it changed was put back
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,15 @@ class PlannedStep:
     params: dict[str, Any] = field(default_factory=dict)
     approval_required: bool = False
     state: StepState = StepState.DONE
-    decided_by: str | None = None  # who approved or rejected it
+    decided_by: str | None = None  # who approved, rejected or released it
     decided_at: str | None = None
+    result: dict[str, Any] | None = None  # status, detail and prior state once it ran: what a release undoes
+
+    @property
+    def undoable(self) -> bool:
+        """Ran, changed something, and recorded what it was before."""
+        result = self.result or {}
+        return self.state is StepState.DONE and result.get("status") == "succeeded" and bool(result.get("prior"))
 
     @property
     def label(self) -> str:
@@ -72,6 +80,7 @@ class PlannedStep:
             "state": self.state.value,
             "decided_by": self.decided_by,
             "decided_at": self.decided_at,
+            "result": self.result,
         }  # fmt: skip
 
     @classmethod
@@ -90,6 +99,7 @@ class PlannedStep:
             state=StepState(data.get("state", StepState.DONE)),
             decided_by=data.get("decided_by"),
             decided_at=data.get("decided_at"),
+            result=data.get("result"),
         )
 
 

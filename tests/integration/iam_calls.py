@@ -46,6 +46,7 @@ _TAGGED = {
     ("ec2", "CreateTags"),
     ("ec2", "RevokeSecurityGroupEgress"),
     ("ec2", "RevokeSecurityGroupIngress"),
+    ("ec2", "DeleteSecurityGroup"),
     ("autoscaling", "SetInstanceProtection"),
     ("autoscaling", "DetachInstances"),
 }

@@ -64,6 +64,10 @@ class Fleet:
 
 @pytest.fixture
 def fleet(aws_session: Any, cluster: Cluster) -> Fleet:
+    return make_fleet(aws_session, cluster)
+
+
+def make_fleet(aws_session: Any, cluster: Cluster) -> Fleet:
     """Two worker nodes of node group `general` in an Auto Scaling group; the first has a secondary ENI."""
     ec2 = aws_session.client("ec2")
     autoscaling = aws_session.client("autoscaling")

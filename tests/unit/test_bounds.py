@@ -208,3 +208,13 @@ def test_the_policy_applies_to_the_responder_group_only_and_is_a_valid_v1_object
     (condition,) = policy["spec"]["matchConditions"]
     assert condition["expression"] == f"'{RESPONDER_GROUP}' in request.userInfo.groups"
     assert binding["spec"]["validationActions"] == ["Deny"]
+
+
+@pytest.mark.parametrize("resource", ["validatingadmissionpolicies", "validatingadmissionpolicybindings",
+                                      "clusterpolicies"])  # fmt: skip
+def test_the_responder_deletes_only_its_own_block_policies(resource: str) -> None:
+    own = {"metadata": {"name": "eks-responder-block-ab12"}}
+    foreign = {"metadata": {"name": "kyverno-require-signed-images"}}
+    for allowed in (_allowed, _kyverno_allowed):
+        assert allowed(resource, own, None) is True  # type: ignore[arg-type]  # DELETE: no new object
+        assert allowed(resource, foreign, None) is False  # type: ignore[arg-type]

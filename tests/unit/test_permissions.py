@@ -93,17 +93,23 @@ def test_no_wildcard_actions_and_every_action_exists() -> None:
 PREFIX_LISTS = ("RESOURCE_STAR", ("ec2:getmanagedprefixlistentries",))
 INHERENT = {
     "on_guardduty_finding": {
-        ("PERMISSIONS_MANAGEMENT_ACTIONS", ("iam:putrolepolicy", "iam:updateaccesskey")),
+        ("PERMISSIONS_MANAGEMENT_ACTIONS", ("iam:deleterolepolicy", "iam:putrolepolicy", "iam:updateaccesskey")),
         ("CREDENTIALS_EXPOSURE", ("iam:updateaccesskey",)),
         PREFIX_LISTS,
     },
     "on_flow_logs": {PREFIX_LISTS},
     "on_flow_log_object": {PREFIX_LISTS},
     "on_kms_api_call": {
-        ("PERMISSIONS_MANAGEMENT_ACTIONS", ("iam:putrolepolicy", "kms:putkeypolicy", "kms:revokegrant"))
+        (
+            "PERMISSIONS_MANAGEMENT_ACTIONS",
+            ("iam:deleterolepolicy", "iam:putrolepolicy", "kms:putkeypolicy", "kms:revokegrant"),
+        )
     },
     "on_kms_key_event": {
-        ("PERMISSIONS_MANAGEMENT_ACTIONS", ("iam:putrolepolicy", "kms:putkeypolicy", "kms:revokegrant"))
+        (
+            "PERMISSIONS_MANAGEMENT_ACTIONS",
+            ("iam:deleterolepolicy", "iam:putrolepolicy", "kms:putkeypolicy", "kms:revokegrant"),
+        )
     },
 }
 
@@ -168,9 +174,9 @@ def test_a_flow_rule_that_revokes_a_role_gives_the_flow_function_that_write(tmp_
     path.write_text(json.dumps(rules))
     flow = functions.BY_NAME["on_flow_logs"]
     policy = permissions.iam_policy({"RULES_FILE": str(path)}, flow)
-    assert "iam:PutRolePolicy" in _allowed(policy)
+    assert {"iam:PutRolePolicy", "iam:DeleteRolePolicy"} <= _allowed(policy)  # the revoke, and its release
     denied = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
-    assert [s["Action"] for s in denied] == [["iam:PutRolePolicy"]]
+    assert sorted(a for s in denied for a in s["Action"]) == ["iam:DeleteRolePolicy", "iam:PutRolePolicy"]
 
 
 def test_every_iam_write_is_denied_on_own_and_protected_roles() -> None:

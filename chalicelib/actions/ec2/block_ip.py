@@ -75,8 +75,17 @@ class BlockIP(Action):
         IAMStatement(("ec2:CreateNetworkAclEntry",), ("arn:aws:ec2:{region}:{account}:network-acl/*",)),
     )
 
+    release_iam: ClassVar[tuple[IAMStatement, ...]] = (
+        IAMStatement(("ec2:DeleteNetworkAclEntry",), ("arn:aws:ec2:{region}:{account}:network-acl/*",)),
+    )
+    releases = "removes the deny entries it added (only those: same rule number, address and action)"
+    keeps = "entries someone changed since (unless forced); connections cut meanwhile stay cut"
+
     def describe(self, target: Target, params: Params) -> str:
         return f"deny remote address(es) of the finding in the network ACL of instance {target}'s subnet"
+
+    def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
+        return _release(aws(ctx), prior, force=force)
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:  # noqa: PLR0911 - one return per outcome
         spared = [a for a in ctx.incident.remote_ips if _is_public(a) and _listed(a, ctx.settings.never_block)]
@@ -136,6 +145,34 @@ class BlockIP(Action):
         kept = [*(f"{a} (NEVER_BLOCK)" for a in spared), *kept]
         also = f"; never blocked: {'; '.join(kept)}" if kept else ""
         return Outcome(Status.SUCCEEDED, f"denied in {acl['NetworkAclId']}: {listed}; verified{also}", prior)
+
+
+def _release(ec2: EC2API, prior: dict[str, Any], *, force: bool) -> Outcome:
+    acl = str(prior.get("network_acl") or "")
+    added = list(prior.get("entries_added") or [])
+    if not acl or not added:
+        return Outcome(Status.SKIPPED, "no network ACL entry was added")
+    entries = list((ec2.network_acl_by_id(acl) or {}).get("Entries", []))
+    removed, changed = [], []
+    for entry in added:
+        egress = bool(entry.get("Egress"))
+        now = next((e for e in entries if int(e["RuleNumber"]) == int(entry["RuleNumber"])
+                    and bool(e.get("Egress")) == egress), None)  # fmt: skip
+        if now is None:
+            continue
+        if now.get("CidrBlock") != entry.get("CidrBlock") or now.get("RuleAction") != "deny":
+            changed.append(f"#{entry['RuleNumber']} {'out' if egress else 'in'} now {now.get('CidrBlock')}")
+            if not force:
+                continue
+        ec2.remove_acl_entry(acl, int(entry["RuleNumber"]), egress=egress)
+        removed.append(f"#{entry['RuleNumber']} {'out' if egress else 'in'} {entry.get('CidrBlock')}")
+    if changed and not force:
+        kept = "; ".join(changed)
+        detail = f"{acl}: rule(s) changed since the block ({kept}), not removed (force removes them anyway)"
+        return Outcome(Status.SKIPPED, f"{detail}; removed {', '.join(removed) or 'nothing'}")
+    if not removed:
+        return Outcome(Status.SKIPPED, f"{acl}: the deny entries are gone already")
+    return Outcome(Status.SUCCEEDED, f"{acl}: removed {', '.join(removed)}")
 
 
 def _not_the_platform(ec2: EC2API, vpc_id: str, addresses: list[str]) -> tuple[list[str], list[str]]:

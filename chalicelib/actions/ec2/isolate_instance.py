@@ -60,6 +60,48 @@ class IsolateInstance(Action):
         IAMStatement(("ec2:CreateTags",), (INSTANCE_ARN,), NODE_CONDITION),
     )
 
+    release_iam: ClassVar[tuple[IAMStatement, ...]] = (
+        IAMStatement(("ec2:DescribeNetworkInterfaces",)),
+        IAMStatement(
+            ("ec2:DeleteSecurityGroup",),
+            (SG_ARN,),
+            {"StringEquals": {f"aws:ResourceTag/{ISOLATION_GROUP_TAG}": "true"}},
+        ),
+    )
+    releases = ("puts every interface back in the security groups it had, and deletes the isolation group it "
+                "created once no interface uses it")  # fmt: skip
+    keeps = "interfaces whose groups someone changed since (unless forced); connections cut meanwhile stay cut"
+
+    def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
+        ec2 = aws(ctx)
+        found = instance(ctx, target)
+        if found is None or terminated(found):
+            return missing(target)
+        group = str(prior.get("isolation_group") or "")
+        current = {str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])]
+                   for e in found.get("NetworkInterfaces", [])}  # fmt: skip
+        done: list[str] = []
+        changed: list[str] = []
+        for eni, groups in (prior.get("network_interfaces") or {}).items():
+            now = current.get(eni)
+            if now is None or now == groups:
+                continue
+            if now != [group] and not force:
+                changed.append(f"{eni} is now in {' '.join(now)}")
+                continue
+            ec2.set_interface_groups(eni, list(groups))
+            done.append(f"{eni} back in {' '.join(groups)}")
+        created = prior.get("isolation_group_created")
+        if created and not ctx.dry_run and not ec2.network_interfaces({"group-id": [str(created)]}):
+            ec2.delete_security_group(str(created))
+            done.append(f"deleted isolation group {created} (unused)")
+        if changed:
+            note = f"left alone, changed since the isolation (force puts them back anyway): {'; '.join(changed)}"
+            return Outcome(Status.SKIPPED if not done else Status.SUCCEEDED, "; ".join([*done, note]))
+        if not done:
+            return Outcome(Status.SKIPPED, f"instance {target}: every interface already has its original groups")
+        return Outcome(Status.SUCCEEDED, f"instance {target}: {'; '.join(done)}")
+
     def describe(self, target: Target, params: Params) -> str:
         return f"move every network interface of instance {target} to the VPC's isolation security group (no rules)"
 

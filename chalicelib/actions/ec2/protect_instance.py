@@ -74,3 +74,27 @@ class ProtectInstance(Action):
         if not done:
             return Outcome(Status.SKIPPED, f"instance {target} is already protected")
         return Outcome(Status.SUCCEEDED, f"instance {target}: {', '.join(done)}", prior)
+
+    releases = "turns termination protection, shutdown behaviour and scale-in protection back to what they were"
+    keeps = "an instance detached from its Auto Scaling group stays detached (its replacement runs)"
+
+    def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
+        ec2 = aws(ctx)
+        found = instance(ctx, target)
+        if found is None or terminated(found):
+            return missing(target)
+        done: list[str] = []
+        if not prior.get("disableApiTermination"):
+            ec2.set_instance_attribute(target.name, "disableApiTermination", False)
+            done.append("termination protection off")
+        before = prior.get("instanceInitiatedShutdownBehavior")
+        if before and before != "stop":
+            ec2.set_instance_attribute(target.name, "instanceInitiatedShutdownBehavior", before)
+            done.append(f"shutdown behaviour {before}")
+        group = prior.get("auto_scaling_group")
+        if group and not prior.get("protected_from_scale_in") and ec2.auto_scaling_of(target.name):
+            ec2.set_scale_in_protection(str(group), target.name, protected=False)
+            done.append(f"scale-in protection off in {group}")
+        if not done:
+            return Outcome(Status.SKIPPED, f"instance {target} was protected before: nothing to turn off")
+        return Outcome(Status.SUCCEEDED, f"instance {target}: {', '.join(done)}")

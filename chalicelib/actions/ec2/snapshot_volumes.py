@@ -23,6 +23,7 @@ class SnapshotVolumes(Action):
     """
 
     name = "ec2:snapshot-volumes"
+    keeps = "snapshots are evidence: a release never deletes them"
     writes_evidence = True
     target_kind = "instance"
     summary = "snapshot every attached EBS volume, tagged with the incident, instance, device and finding"

@@ -34,6 +34,10 @@ class DeleteAccessEntry(Action):
     """
 
     name = "eks:delete-access-entry"
+    keeps = (
+        "the deleted access entry (or aws-auth mapping) is saved in the result for a human to recreate: "
+        "granting cluster access is never the responder's"
+    )
     target_kind = "principal"
     summary = "remove the IAM principal's EKS access entry, or its aws-auth mapping"
     params_model = DeleteAccessEntryParams

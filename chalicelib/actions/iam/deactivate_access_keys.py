@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
 from chalicelib.actions.iam.common import identity, name_of
@@ -29,6 +29,23 @@ class DeactivateAccessKeys(Action):
     iam: ClassVar[tuple[IAMStatement, ...]] = (
         IAMStatement(("iam:ListAccessKeys", "iam:UpdateAccessKey"), ("arn:aws:iam::{account}:user/*",)),
     )
+
+    releases = "sets the keys it deactivated active again"
+    keeps = "keys deleted or rotated since; only keys it deactivated are touched"
+
+    def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
+        api = identity(ctx)
+        user = str(prior.get("user") or name_of(target.name))
+        were = set(prior.get("were_active") or [])
+        keys = {str(k["AccessKeyId"]): k for k in api.access_keys(user)}
+        back = sorted(k for k in were if k in keys and keys[k].get("Status") != "Active")
+        for key in back:
+            api.set_access_key_status(user, key, "Active")
+        gone = sorted(were - set(keys))
+        said = f"user {user}: reactivated {', '.join(back) or 'nothing'}" + (
+            f"; deleted since: {', '.join(gone)}" if gone else ""
+        )
+        return Outcome(Status.SUCCEEDED if back else Status.SKIPPED, said)
 
     def describe(self, target: Target, params: Params) -> str:
         assert isinstance(params, DeactivateAccessKeysParams)

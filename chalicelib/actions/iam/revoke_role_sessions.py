@@ -74,8 +74,29 @@ class RevokeRoleSessions(Action):
         IAMStatement(("iam:GetRole", "iam:GetRolePolicy", "iam:PutRolePolicy"), (ROLE_ARN,)),
     )
 
+    release_iam: ClassVar[tuple[IAMStatement, ...]] = (IAMStatement(("iam:DeleteRolePolicy",), (ROLE_ARN,)),)
+    releases = f"removes the {POLICY_NAME} inline policy (or puts back the cut-off an earlier incident had set)"
+    keeps = "sessions refused meanwhile were refused; their holders must sign in again"
+
     def describe(self, target: Target, params: Params) -> str:
         return f"attach {POLICY_NAME} to role {target}: deny sessions issued before now"
+
+    def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
+        api = identity(ctx)
+        role = str(prior.get("role") or name_of(target.name))
+        current = api.role_policy(role, POLICY_NAME)
+        wanted_sid = revoke_document(ctx.incident.id, "")["Statement"][0]["Sid"]
+        if current is None:
+            return Outcome(Status.SKIPPED, f"role {role} no longer has {POLICY_NAME}")
+        if not any(s.get("Sid") == wanted_sid for s in current.get("Statement", [])) and not force:
+            return Outcome(Status.SKIPPED, f"role {role}: {POLICY_NAME} was replaced by a later incident since; "
+                                           "left in place (release that incident, or force)")  # fmt: skip
+        previous = prior.get("previous_document")
+        if previous:
+            api.put_role_policy(role, POLICY_NAME, previous)
+            return Outcome(Status.SUCCEEDED, f"role {role}: the earlier cut-off of {POLICY_NAME} put back")
+        api.delete_role_policy(role, POLICY_NAME)
+        return Outcome(Status.SUCCEEDED, f"role {role}: {POLICY_NAME} removed; new and existing sessions work again")
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
         assert isinstance(params, RevokeParams)

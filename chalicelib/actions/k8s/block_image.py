@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from chalicelib.actions import evidence_bundle
 from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target, responder_marks
-from chalicelib.bounds import NEVER_BLOCKED
+from chalicelib.bounds import NEVER_BLOCKED, POLICY_PREFIX
 
 ADMISSION = "admissionregistration.k8s.io"
 IMAGE_ANNOTATION = "eks-responder.io/image"
@@ -172,6 +172,29 @@ class BlockImage(Action):
         RBACRule(ADMISSION, "validatingadmissionpolicybindings", ("create",)),
         RBACRule("kyverno.io", "clusterpolicies", ("create",)),
     )
+
+    release_rbac: ClassVar[tuple[RBACRule, ...]] = (
+        RBACRule(ADMISSION, "validatingadmissionpolicies", ("delete",)),
+        RBACRule(ADMISSION, "validatingadmissionpolicybindings", ("delete",)),
+        RBACRule("kyverno.io", "clusterpolicies", ("delete",)),
+    )
+    releases = "deletes the admission policy (and binding) or Kyverno policy it created"
+    keeps = "pods refused meanwhile are not recreated (their controllers retry on their own)"
+
+    def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
+        created = [str(c) for c in prior.get("created") or []]
+        api = {"ValidatingAdmissionPolicy": f"{ADMISSION}/v1", "ValidatingAdmissionPolicyBinding": f"{ADMISSION}/v1",
+               "ClusterPolicy": "kyverno.io/v1"}  # fmt: skip
+        done = []
+        for item in sorted(created, key=lambda c: not c.startswith("ValidatingAdmissionPolicyBinding")):
+            kind, _, name = item.partition("/")
+            if kind not in api or not name.startswith(POLICY_PREFIX):
+                continue  # only what this action creates, whatever the stored plan says
+            if ctx.kube.delete_cluster_object(api[kind], kind, name):
+                done.append(f"deleted {kind} {name}")
+        if not done:
+            return Outcome(Status.SKIPPED, f"image {target}: the block is gone already")
+        return Outcome(Status.SUCCEEDED, f"image {target} admitted again: {'; '.join(done)}")
 
     def describe(self, target: Target, params: Params) -> str:
         return f"deny new pods that use image {target} (admission policy {policy_name(target.name)})"

@@ -28,6 +28,7 @@ class CapturePod(Action):
     """
 
     name = "k8s:capture-pod"
+    keeps = "captured evidence is never deleted by a release"
     writes_evidence = True
     target_kind = "pod"
     summary = "save the pod's manifest, events and log tails to the evidence store, with SHA-256 hashes"

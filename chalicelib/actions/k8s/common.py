@@ -43,6 +43,19 @@ def prior_metadata(obj: dict[str, Any], labels: dict[str, str], annotations: dic
     }
 
 
+def restore_metadata(obj: dict[str, Any], prior: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch that gives back each key its prior value (None removes it), for the keys the
+    object still carries with a different value."""
+    meta = obj.get("metadata") or {}
+    patch: dict[str, dict[str, Any]] = {"labels": {}, "annotations": {}}
+    for part in ("labels", "annotations"):
+        have = meta.get(part) or {}
+        for key, before in (prior.get(part) or {}).items():
+            if have.get(key) != before:
+                patch[part][key] = before
+    return {"metadata": patch}
+
+
 class LabelForInvestigation(Action):
     """Label and annotate a pod or node as under investigation, with the incident id."""
 
@@ -66,3 +79,16 @@ class LabelForInvestigation(Action):
         prior = prior_metadata(obj, labels, annotations)
         self._patch(ctx, target, {"metadata": {"labels": labels, "annotations": annotations}})
         return Outcome(Status.SUCCEEDED, f"labelled {target.kind} {target} {INVESTIGATION_LABEL}=true", prior)
+
+    releases = "puts the labels and annotations back as they were (removes the ones it added)"
+    keeps = "nothing"
+
+    def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
+        obj = self._get(ctx, target)
+        if obj is None:
+            return missing(target)
+        restore = restore_metadata(obj, prior)
+        if not restore["metadata"]["labels"] and not restore["metadata"]["annotations"]:
+            return Outcome(Status.SKIPPED, f"{target.kind} {target} carries none of the marks any more")
+        self._patch(ctx, target, restore)
+        return Outcome(Status.SUCCEEDED, f"{target.kind} {target}: labels and annotations put back")

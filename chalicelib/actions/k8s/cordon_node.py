@@ -68,3 +68,20 @@ class CordonNode(Action):
         return Outcome(
             Status.SUCCEEDED, f"cordoned node {target} and tainted it {QUARANTINE_TAINT}:NoSchedule; verified", prior
         )
+
+    releases = "uncordons the node (when it was schedulable before) and removes the quarantine taint"
+    keeps = "taints and cordons others added meanwhile; pods evicted or rescheduled meanwhile stay where they are"
+
+    def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
+        node = ctx.kube.get_node(target.name)
+        if node is None:
+            return missing(target)
+        spec = node.get("spec") or {}
+        taints = [t for t in spec.get("taints") or [] if t.get("key") != QUARANTINE_TAINT]
+        patch: dict[str, Any] = {"spec": {"taints": taints or None}}
+        if not prior.get("unschedulable"):
+            patch["spec"]["unschedulable"] = None
+        patch["metadata"] = {"annotations": {CORDONED_AT_ANNOTATION: None}}
+        ctx.kube.patch_node(target.name, patch)
+        state = "schedulable again" if not prior.get("unschedulable") else "left cordoned (it was before)"
+        return Outcome(Status.SUCCEEDED, f"node {target}: quarantine taint removed; {state}")

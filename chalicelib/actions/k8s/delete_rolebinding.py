@@ -22,6 +22,10 @@ class DeleteRoleBinding(Action):
     """
 
     name = "k8s:delete-rolebinding"
+    keeps = (
+        "the deleted binding is saved (result and evidence) for a human to re-apply: recreating a binding is "
+        "an escalation the responder is never given"
+    )
     target_kind = "binding"
     summary = "delete a binding granting anonymous access, or cluster-admin to a default service account"
     rbac: ClassVar[tuple[RBACRule, ...]] = (

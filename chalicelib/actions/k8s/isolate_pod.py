@@ -37,7 +37,7 @@ from chalicelib.actions.base import (
     Target,
     responder_marks,
 )
-from chalicelib.actions.k8s.common import changed_metadata, missing, prior_metadata
+from chalicelib.actions.k8s.common import changed_metadata, missing, prior_metadata, restore_metadata
 from chalicelib.actions.k8s.selectors import selects, service_selects
 from chalicelib.settings import MANAGED_BY
 
@@ -145,6 +145,55 @@ class IsolatePod(Action):
         RBACRule("", "services", ("list",)),
         RBACRule("networking.k8s.io", "networkpolicies", ("get", "list", "create", "patch")),
     )
+
+    release_rbac: ClassVar[tuple[RBACRule, ...]] = (
+        RBACRule("networking.k8s.io", "networkpolicies", ("delete",), (QUARANTINE_POLICY,)),
+    )
+    releases = (
+        "gives the pod its labels back (so it rejoins its workload and Services), restores the selectors of the "
+        "policies it narrowed, and deletes the quarantine policy when no other pod of the namespace is quarantined"
+    )
+    keeps = ("a quarantine policy or narrowed selectors other quarantined pods still need; a policy of that name "
+             "that was not deny-all stays repaired; the replacement pod its ReplicaSet started stays")  # fmt: skip
+
+    def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
+        assert target.namespace is not None
+        namespace = target.namespace
+        done: list[str] = []
+        pod = ctx.kube.get_pod(namespace, target.name)
+        if pod is not None:
+            restore = restore_metadata(pod, prior)
+            if restore["metadata"]["labels"] or restore["metadata"]["annotations"]:
+                ctx.kube.patch_pod(namespace, target.name, restore)
+                done.append(f"pod {target}: labels put back")
+        others = [p for p in ctx.kube.list_pods(namespace)
+                  if _labels(p).get(QUARANTINE_LABEL) == "true" and _name(p) != target.name]  # fmt: skip
+        if others:
+            kept = ", ".join(sorted(_name(p) for p in others)[:5])
+            done.append(
+                f"kept {QUARANTINE_POLICY} and the narrowed selectors: still quarantined in {namespace}: {kept}"
+            )
+        else:
+            for where, selector in (prior.get("policies_narrowed") or {}).items():
+                name = where.split("/", 1)[1]
+                if ctx.kube.get_network_policy(namespace, name) is None:
+                    continue
+                original = {
+                    "matchLabels": selector.get("matchLabels"),
+                    "matchExpressions": selector.get("matchExpressions"),
+                }
+                patch = {
+                    "metadata": {"annotations": {EXCLUDED_SELECTOR_ANNOTATION: None}},
+                    "spec": {"podSelector": original},
+                }
+                ctx.kube.patch_network_policy(namespace, name, patch)
+                done.append(f"restored the selector of NetworkPolicy {where}")
+            if prior.get("network_policy_created"):
+                ctx.kube.delete_network_policy(namespace, QUARANTINE_POLICY)
+                done.append(f"deleted NetworkPolicy {namespace}/{QUARANTINE_POLICY}")
+        if pod is None and not done:
+            return missing(target)
+        return Outcome(Status.SUCCEEDED, "; ".join(done))
 
     def describe(self, target: Target, params: Params) -> str:
         return (

@@ -17,6 +17,7 @@ class EnableKey(Action):
     """
 
     name = "kms:enable-key"
+    keeps = "nothing is re-disabled: putting the tampering back is never a release"
     target_kind = "key"
     summary = "enable the key"
     iam: ClassVar[tuple[IAMStatement, ...]] = (IAMStatement(("kms:DescribeKey", "kms:EnableKey"), (KEY_ARN,)),)

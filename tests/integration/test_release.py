@@ -1,0 +1,260 @@
+"""Act, release, compare: every action that changes something is put back from the prior state it
+recorded — on the local kube-apiserver and moto, as the responder identity — and what cannot be
+undone says so."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from lightkube import Client
+from lightkube.resources.core_v1 import Node, Pod
+
+from chalicelib import decisions
+from chalicelib.executors.plans import PlanStore
+from chalicelib.incident import Principal, PrincipalKind, PrincipalRole
+from chalicelib.responder import Mode
+from tests.integration.conftest import Cluster, incident, rules_with
+from tests.integration.test_identity import TRUST, _with
+from tests.integration.test_node_aws import Fleet, _ec2_incident, make_fleet
+
+pytestmark = pytest.mark.integration
+TABLE = "eks-responder-incidents"
+
+
+@pytest.fixture
+def store(aws_session: Any) -> PlanStore:
+    aws_session.client("dynamodb").create_table(
+        TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+    )  # fmt: skip
+    return PlanStore(TABLE, aws_session.client("dynamodb"))
+
+
+@pytest.fixture
+def fleet(aws_session: Any, cluster: Cluster) -> Fleet:
+    return make_fleet(aws_session, cluster)
+
+
+def act_then_release(
+    make_responder: Any, store: PlanStore, action: str | dict[str, Any], found: Any, state: Callable[[], Any]
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """(before, during, after, the release's result): acted on by one responder, released by another."""
+    before = state()
+    report = make_responder(rules_with(action), incidents_table=TABLE).handle(found, Mode.LIVE)
+    assert [a.status.value for a in report.actions] == ["succeeded"], report.actions
+    during = state()
+    released = decisions.release(store, make_responder(rules_with(action), incidents_table=TABLE), found.id,
+                                 steps=None, who="cli:test")  # fmt: skip
+    return before, during, state(), released
+
+
+def _metadata(admin: Client, kind: Any, name: str, namespace: str | None = None) -> Any:
+    obj = admin.get(kind, name, namespace=namespace) if namespace else admin.get(kind, name)
+    return obj.metadata.labels, obj.metadata.annotations
+
+
+@pytest.mark.parametrize("action", ["k8s:label-pod", "k8s:label-node"])
+def test_labels_are_put_back(
+    action: str, cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    found = incident(namespace=cluster.namespace, pods=("web",))
+    if action == "k8s:label-node":
+        state = lambda: _metadata(admin, Node, "node-a")  # noqa: E731
+    else:
+        state = lambda: _metadata(admin, Pod, "web", cluster.namespace)  # noqa: E731
+    before, during, after, released = act_then_release(make_responder, store, action, found, state)
+    assert during != before
+    assert after == before
+    assert [a["status"] for a in released["actions"]] == ["succeeded"]
+
+
+def test_a_cordon_is_lifted_and_only_its_taint_removed(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    found = incident(namespace=cluster.namespace, pods=("web",))
+
+    def state() -> Any:
+        spec = admin.get(Node, "node-a").spec
+        return bool(spec.unschedulable), sorted(t.key for t in spec.taints or [])
+
+    before, during, after, released = act_then_release(make_responder, store, "k8s:cordon-node", found, state)
+    assert during[0] is True
+    assert "eks-responder.io/quarantine" in during[1]
+    assert after == before, released
+
+
+def test_instance_protection_is_turned_back(fleet: Fleet, make_responder: Any, store: PlanStore) -> None:
+    target = fleet.instances[0]
+
+    def state() -> Any:
+        groups = fleet.autoscaling.describe_auto_scaling_instances(InstanceIds=[target])["AutoScalingInstances"]
+        shutdown = fleet.attribute(target, "instanceInitiatedShutdownBehavior")
+        return fleet.attribute(target, "disableApiTermination"), shutdown, groups[0]["ProtectedFromScaleIn"]
+
+    before, during, after, _ = act_then_release(make_responder, store, "ec2:protect-instance",
+                                                _ec2_incident(target), state)  # fmt: skip
+    assert during == (True, "stop", True)
+    assert after == before
+
+
+def test_network_acl_denies_are_removed(fleet: Fleet, make_responder: Any, store: PlanStore) -> None:
+    target = fleet.instances[0]
+    before, during, after, released = act_then_release(
+        make_responder, store, "ec2:block-ip", _ec2_incident(target, remote=("81.2.69.144",)),
+        lambda: sorted(str(e) for e in fleet.acl_entries(target)),
+    )  # fmt: skip
+    assert len(during) == len(before) + 2
+    assert after == before
+    assert "removed #" in released["actions"][0]["detail"]
+
+
+def test_a_changed_acl_entry_is_left_alone_unless_forced(
+    fleet: Fleet,
+    make_responder: Any,
+    store: PlanStore,
+) -> None:
+    target = fleet.instances[0]
+    found = _ec2_incident(target, remote=("81.2.69.144",))
+    report = make_responder(rules_with("ec2:block-ip"), incidents_table=TABLE).handle(found, Mode.LIVE)
+    (added, _) = report.actions[0].prior["entries_added"]
+    acl = report.actions[0].prior["network_acl"]
+    fleet.ec2.replace_network_acl_entry(NetworkAclId=acl, RuleNumber=added["RuleNumber"], Protocol="-1",
+                                        RuleAction="deny", Egress=False, CidrBlock="198.51.100.0/24")  # fmt: skip
+    responder = make_responder(rules_with("ec2:block-ip"), incidents_table=TABLE)
+    kept = decisions.release(store, responder, found.id, steps=None, who="cli:test")
+    assert kept["actions"][0]["status"] == "skipped"
+    assert "changed since the block" in kept["actions"][0]["detail"]
+    assert any(e.get("CidrBlock") == "198.51.100.0/24" for e in fleet.acl_entries(target))
+    forced = decisions.release(store, responder, found.id, steps=None, who="cli:test", force=True)
+    assert forced["actions"][0]["status"] == "succeeded"
+    assert not any(e.get("CidrBlock") == "198.51.100.0/24" for e in fleet.acl_entries(target))
+
+
+def test_revoked_sessions_work_again(aws_session: Any, make_responder: Any, store: PlanStore) -> None:
+    iam = aws_session.client("iam")
+    arn = iam.create_role(RoleName="developer", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    found = _with(Principal(PrincipalKind.IAM_ROLE, "developer", arn))
+    before, during, after, released = act_then_release(
+        make_responder, store, "iam:revoke-role-sessions", found,
+        lambda: iam.list_role_policies(RoleName="developer")["PolicyNames"],
+    )  # fmt: skip
+    assert during == ["eks-responder-revoke-older-sessions"]
+    assert after == before == []
+    assert "removed" in released["actions"][0]["detail"]
+
+
+def test_deactivated_keys_are_active_again(aws_session: Any, make_responder: Any, store: PlanStore) -> None:
+    iam = aws_session.client("iam")
+    arn = iam.create_user(UserName="ci-bot")["User"]["Arn"]
+    leaked = iam.create_access_key(UserName="ci-bot")["AccessKey"]["AccessKeyId"]
+    found = _with(Principal(PrincipalKind.IAM_USER, "ci-bot", arn, (), PrincipalRole.CREDENTIALS, leaked))
+    before, during, after, _ = act_then_release(
+        make_responder, store, "iam:deactivate-access-keys", found,
+        lambda: [k["Status"] for k in iam.list_access_keys(UserName="ci-bot")["AccessKeyMetadata"]],
+    )  # fmt: skip
+    assert (before, during, after) == (["Active"], ["Inactive"], ["Active"])
+
+
+def test_a_second_release_and_a_dry_run_change_nothing(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    found = incident(namespace=cluster.namespace, pods=("web",))
+    make_responder(rules_with("k8s:label-pod"), incidents_table=TABLE).handle(found, Mode.LIVE)
+    labelled = _metadata(admin, Pod, "web", cluster.namespace)
+    responder = make_responder(rules_with("k8s:label-pod"), incidents_table=TABLE)
+    dry = decisions.release(store, responder, found.id, steps=None, who="cli:test", dry_run=True)
+    assert dry["actions"][0]["status"] == "planned"
+    assert _metadata(admin, Pod, "web", cluster.namespace) == labelled
+    decisions.release(store, responder, found.id, steps=None, who="cli:test")
+    again = decisions.release(store, responder, found.id, steps=None, who="cli:test")
+    assert "already released" in again["said"]
+    assert "actions" not in again
+
+
+def test_an_isolated_pod_rejoins_its_workload_and_the_quarantine_policy_goes(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    from lightkube.resources.networking_v1 import NetworkPolicy
+
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a", labels={"app": "web", "tier": "front"})
+    dns = {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": 53}]}]}
+    cluster.create({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": {"name": "allow-dns", "namespace": cluster.namespace}, "spec": dns})  # fmt: skip
+
+    def state() -> Any:
+        policies = {
+            p.metadata.name: p.spec.podSelector.to_dict()
+            for p in admin.list(NetworkPolicy, namespace=cluster.namespace)
+        }
+        return _metadata(admin, Pod, "web", cluster.namespace)[0], policies
+
+    found = incident(namespace=cluster.namespace, pods=("web",))
+    before, during, after, released = act_then_release(make_responder, store, "k8s:isolate-pod", found, state)
+    assert during[0].get("eks-responder.io/quarantine") == "true"
+    assert "eks-responder-quarantine" in during[1]
+    assert after[1] == before[1]  # the quarantine policy gone, allow-dns's selector restored
+    assert {k: v for k, v in after[0].items() if not k.startswith(("eks-responder", "app.kubernetes.io"))} == before[0]
+    assert "deleted NetworkPolicy" in released["actions"][0]["detail"]
+
+
+def test_the_quarantine_policy_stays_while_another_pod_needs_it(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    from lightkube.resources.networking_v1 import NetworkPolicy
+
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    cluster.pod("api", "node-a")
+    first, second = (incident(namespace=cluster.namespace, pods=(p,)) for p in ("web", "api"))
+    for found in (first, second):
+        make_responder(rules_with("k8s:isolate-pod"), incidents_table=TABLE).handle(found, Mode.LIVE)
+    released = decisions.release(store, make_responder(rules_with("k8s:isolate-pod"), incidents_table=TABLE),
+                                 first.id, steps=None, who="cli:test")  # fmt: skip
+    assert "still quarantined" in released["actions"][0]["detail"]
+    assert "eks-responder-quarantine" in [
+        p.metadata.name for p in admin.list(NetworkPolicy, namespace=cluster.namespace)
+    ]
+
+
+def test_an_isolated_instance_gets_its_groups_back_and_the_group_goes(
+    fleet: Fleet, make_responder: Any, store: PlanStore
+) -> None:
+    target = fleet.instances[0]
+
+    def state() -> Any:
+        groups = sorted(g["GroupId"] for g in fleet.ec2.describe_security_groups()["SecurityGroups"])
+        return fleet.interface_groups(target), groups
+
+    before, during, after, released = act_then_release(make_responder, store, "ec2:isolate-instance",
+                                                       _ec2_incident(target), state)  # fmt: skip
+    assert during != before
+    assert after == before, released["actions"][0]["detail"]
+    assert "deleted isolation group" in released["actions"][0]["detail"]
+
+
+def test_an_image_block_is_lifted(cluster: Cluster, make_responder: Any, store: PlanStore, kyverno_api: None) -> None:
+    import uuid
+
+    from chalicelib.actions.k8s.block_image import policy_name
+    from tests.integration.test_block_image import REPOSITORY, ClusterPolicy, scan
+
+    digest = f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    found = replace(scan(digest), cluster="local")
+    name = policy_name(f"{REPOSITORY}@{digest}")
+
+    def state() -> Any:
+        return [p.metadata.name for p in cluster.admin.list(ClusterPolicy) if p.metadata.name == name]
+
+    before, during, after, released = act_then_release(make_responder, store, "k8s:block-image", found, state)
+    assert (before, during, after) == ([], [name], [])
+    assert f"deleted ClusterPolicy {name}" in released["actions"][0]["detail"]

@@ -1,0 +1,44 @@
+"""Every action says what its release does and what it cannot undo; one without a release says so."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from chalicelib import actions
+from chalicelib.actions.base import Action, ActionContext, Status, Target
+from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.settings import Settings
+from tests.unit.test_docs import README
+
+UNDONE = {"k8s:label-pod", "k8s:label-node", "k8s:cordon-node", "k8s:isolate-pod", "k8s:block-image",
+          "ec2:protect-instance", "ec2:isolate-instance", "ec2:block-ip", "iam:revoke-role-sessions",
+          "iam:deactivate-access-keys"}  # fmt: skip
+
+
+def test_the_undone_actions_are_exactly_those_with_a_release() -> None:
+    released = {name for name, a in actions.REGISTRY.items() if type(a).release is not Action.release}
+    assert released == UNDONE
+    assert all(actions.get(name).releases for name in UNDONE)
+
+
+@pytest.mark.parametrize("name", sorted(set(actions.REGISTRY) - UNDONE))
+def test_an_action_without_a_release_says_what_stays(name: str) -> None:
+    action = actions.get(name)
+    incident = Incident(id="i", source="guardduty", type="t", title="t", severity=Severity.HIGH, score=8.0,
+                        account="123456789012", region="us-east-1", resource_kind=ResourceKind.POD)  # fmt: skip
+    ctx = ActionContext(incident, Settings(), None, datetime.now(UTC), False)  # type: ignore[arg-type]
+    outcome = action.release(ctx, Target("pod", "x", "ns"), {"anything": True}, force=True)
+    assert outcome.status is Status.SKIPPED
+    assert outcome.detail == f"{name} is not undone: {action.keeps}"
+
+
+@pytest.mark.parametrize("name", sorted(actions.REGISTRY))
+def test_the_readme_undo_table_has_every_action(name: str) -> None:
+    section = README.split("### Release (undo)", 1)[1].split("\n#", 1)[0]
+    row = next((line for line in section.splitlines() if line.startswith(f"| `{name}` |")), None)
+    assert row is not None, f"{name} is not in the README's release table"
+    action: Any = actions.get(name)
+    assert f"| {action.releases or 'nothing'} | {action.keeps} |" in row
