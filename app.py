@@ -60,6 +60,11 @@ def refresh_key_policies(event: CloudWatchEvent) -> dict[str, Any]:  # noqa: ARG
     return wiring.refresh_key_policies()
 
 
+@app.schedule(Rate(15, unit=Rate.MINUTES), name="expire_plans")
+def expire_plans(event: CloudWatchEvent) -> dict[str, Any]:  # noqa: ARG001 - a schedule has no payload
+    return wiring.expire_plans()
+
+
 # Slack's Approve and Reject buttons (the app's Interactivity request URL): signed requests only.
 @app.route("/slack/actions", methods=["POST"], content_types=["application/x-www-form-urlencoded"])
 def slack_actions() -> Response:

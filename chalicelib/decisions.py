@@ -61,15 +61,42 @@ def decide(
     clock: Callable[[], datetime] = _now,
 ) -> dict[str, Any]:
     """Approve or reject; when something was approved, `run(incident_id)` has it carried out."""
+    return _record(store, incident_id, "approve" if approve else "reject", steps, who, run, clock)
+
+
+def request_release(
+    store: PlanStore,
+    incident_id: str,
+    *,
+    steps: tuple[int, ...] | None,
+    who: str,
+    run: Callable[[str], dict[str, Any]],
+    clock: Callable[[], datetime] = _now,
+) -> dict[str, Any]:
+    """An approver's Release click: recorded in the plan, then undone by the function that owns it."""
+    return _record(store, incident_id, "release", steps, who, run, clock)
+
+
+def _record(
+    store: PlanStore,
+    incident_id: str,
+    verb: str,
+    steps: tuple[int, ...] | None,
+    who: str,
+    run: Callable[[str], dict[str, Any]],
+    clock: Callable[[], datetime],
+) -> dict[str, Any]:
     from chalicelib.executors.plans import PlanConflictError
 
-    verb = "approve" if approve else "reject"
     for _ in range(3):  # a conflict means someone decided meanwhile: read again and answer for the new state
         stored = store.get(incident_id)
         if stored is None:
-            return {"incident_id": incident_id, "decision": verb, "message": f"no plan is waiting for {incident_id}"}
+            return {"incident_id": incident_id, "decision": verb, "message": f"no plan is kept for {incident_id}"}
         plan, version = stored
-        decision = approvals.decide(plan, approve=approve, steps=steps, who=who, now=clock())
+        if verb == "release":
+            decision = approvals.request_release(plan, steps=steps, who=who, now=clock())
+        else:
+            decision = approvals.decide(plan, approve=verb == "approve", steps=steps, who=who, now=clock())
         if not decision.changed:
             return {"incident_id": incident_id, "decision": verb, "message": decision.message}
         try:
@@ -79,7 +106,8 @@ def decide(
         logger.info("plan decided", extra={"incident_id": incident_id, "decision": verb, "by": who,
                                           "steps": list(decision.changed), "said": decision.message})  # fmt: skip
         result: dict[str, Any] = {"incident_id": incident_id, "decision": verb, "message": decision.message}
-        if approve and any(decision.plan.steps[i].state is StepState.APPROVED for i in decision.changed):
+        runs = (StepState.APPROVED, StepState.RELEASE_REQUESTED)
+        if any(decision.plan.step(i).state in runs for i in decision.changed):
             result["carried_out"] = run(incident_id)
         return result
     return {"incident_id": incident_id, "decision": verb, "message": "the plan kept changing: try again"}
@@ -92,7 +120,7 @@ def _keep_results(store: PlanStore, plan: Plan, version: int, results: dict[int,
 
     from chalicelib.responder import outcome_of
 
-    done = {i: replace(plan.steps[i], result=outcome_of(r)) for i, r in results.items()}
+    done = {i: replace(plan.step(i), result=outcome_of(r)) for i, r in results.items()}
     try:
         store.replace(plan.with_steps(done), version)
     except Exception as exc:  # noqa: BLE001 - logged: the results are in the report and the audit log
@@ -160,6 +188,10 @@ def carry_out(
     if stored is None:
         return {"incident_id": incident_id, "message": "no stored plan: nothing to carry out"}
     plan, version = stored
+    requested = tuple(s.index for s in plan.steps if s.state is StepState.RELEASE_REQUESTED)
+    if requested:
+        who = next((s.decided_by for s in plan.steps if s.index in requested and s.decided_by), None) or "?"
+        return release(store, responder, incident_id, steps=requested, who=who, notifiers=notifiers, clock=clock)
     claimed, approved = approvals.claim(plan, clock())
     if not approved:
         return {"incident_id": incident_id, "message": "no approved step is waiting to run"}
@@ -173,3 +205,30 @@ def carry_out(
     by = sorted({s.decided_by or "?" for s in approved.values()})
     result = {"event_id": None, **report.to_dict(), "approved_by": by}
     return told(result, notifiers)
+
+
+def expire(store: PlanStore, notifiers: Sequence[Notifier], clock: Callable[[], datetime] = _now) -> dict[str, Any]:
+    """Plans whose approval time ran out: their waiting steps expire, and it is said once (the
+    conditional write lets one invocation record it; only that one tells)."""
+    from chalicelib.executors.plans import PlanConflictError
+    from chalicelib.intake import told
+    from chalicelib.responder import Mode, Report
+
+    now = clock()
+    expired = []
+    for plan, version in store.all():
+        if not plan.waiting or not plan.expired(now):
+            continue
+        decision = approvals.decide(plan, approve=False, steps=None, who="expiry", now=now)
+        try:
+            store.replace(decision.plan, version)
+        except PlanConflictError:
+            continue  # decided (or expired) by someone else meanwhile
+        why = f"expired unanswered at {plan.expires_at}: not run"
+        results = tuple(ActionResult(s.action, s.label, Status.SKIPPED, why) for s in plan.waiting)
+        report = Report(plan.incident, plan.rule, "the plan waited for approval and nobody answered",
+                        Mode(plan.mode), results)  # fmt: skip
+        audit.record(report, None)
+        told({"event_id": None, **report.to_dict()}, notifiers)
+        expired.append(plan.incident.id)
+    return {"expired": expired}

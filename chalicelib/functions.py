@@ -22,7 +22,7 @@ class Function:
     name: str
     sources: tuple[str, ...]  # the incident sources it handles; empty for the snapshot and the approvals API
     summary: str
-    kind: str = "events"  # events | snapshot (the key-policy schedule) | approvals (the Slack route)
+    kind: str = "events"  # events | snapshot (key policies) | expiry (plans) | approvals (the Slack route)
 
     def role_name(self, stage: str) -> str:
         """The role Chalice creates for the function (app-stage-function)."""
@@ -41,6 +41,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("on_flow_log_object", ("flowlogs",), "flow logs delivered to S3"),
     Function("on_flow_logs", ("flowlogs",), "flow logs from a CloudWatch Logs subscription"),
     Function("refresh_key_policies", (), "the hourly key-policy snapshot", "snapshot"),
+    Function("expire_plans", (), "plans whose approval time ran out, told once", "expiry"),
     # Chalice's name for the function behind API Gateway: Slack's Approve and Reject clicks.
     Function("api_handler", (), "Slack interactivity: approvals", "approvals"),
 )

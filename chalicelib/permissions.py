@@ -108,6 +108,8 @@ def iam_statements(stage_env: dict[str, str], function: functions.Function, rule
     ]
     if function.kind == "approvals":
         return [*statements, *_approval_statements(stage_env)]
+    if function.kind == "expiry":
+        return [*statements, *_expiry_statements(stage_env)]
     if needs_cluster(function, rules) or "key" in kinds or snapshot:
         statements.extend(EKS_AUTH)  # the cluster's endpoint, or its secrets key
     if kinds & IDENTITY_KINDS:
@@ -145,6 +147,15 @@ def _approval_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
         IAMStatement(("dynamodb:GetItem", "dynamodb:UpdateItem"), s.resources) for s in ledger.permissions(stage_env)
     ]
     return [*table, *slack.signing_permissions(stage_env), IAMStatement(("lambda:InvokeFunction",), invoke)]
+
+
+def _expiry_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
+    """Reading the kept plans, marking the expired ones, and telling: no containment permission."""
+    from chalicelib.executors import ledger
+    from chalicelib.notifiers import slack, sns
+
+    table = [IAMStatement(("dynamodb:Scan", "dynamodb:UpdateItem"), s.resources) for s in ledger.permissions(stage_env)]
+    return [*table, *slack.permissions(stage_env), *sns.permissions(stage_env)]
 
 
 def _name_variants(pattern: str) -> list[str]:

@@ -104,6 +104,16 @@ class Report:
     def failed(self) -> bool:
         return any(r.status is Status.FAILED for r in self.actions)
 
+    def _plan_summary(self) -> dict[str, Any]:
+        """What a message's buttons and other tooling need: the steps waiting, the steps a release undoes."""
+        found: dict[str, Any] = {}
+        if self.plan and self.plan.waiting:
+            found["approval"] = {"waiting": [p.index for p in self.plan.waiting], "expires_at": self.plan.expires_at}
+        undoable = [p.index for p in self.plan.steps if p.undoable] if self.plan else []
+        if undoable:
+            found["undo"] = {"steps": undoable}
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.incident.source,
@@ -114,11 +124,7 @@ class Report:
             "actions": [r.to_dict() for r in self.actions],
             "notes": list(self.notes),
             "evidence": self.evidence,
-            **(
-                {"approval": {"waiting": [p.index for p in self.plan.waiting], "expires_at": self.plan.expires_at}}
-                if self.plan
-                else {}
-            ),
+            **self._plan_summary(),
         }
 
 
@@ -515,7 +521,7 @@ def _each_target(
 ) -> Iterator[tuple[int, Step, Action, Params, Target | None]]:
     """Every (index, step, action, parameters, target) in rule order; target None when the
     action has none. The index numbers the plan's steps: what an approval names."""
-    index = 0
+    index = 1  # steps are numbered from 1, as a human reads the list
     for step in steps:
         action = actions.get(step.action)
         params = action.params_model.model_validate(step.params)

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 
 logger = logging.getLogger("eks_responder")
 
-ACTIONS = {"approve": True, "reject": False}
+ACTIONS = {"approve": True, "reject": False, "release": None}
 _USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 MAX_BODY = 64 * 1024  # Slack's payloads are a few KB
 
@@ -40,6 +40,7 @@ def handle(
     signing_secret: str,
     approvers: tuple[str, ...],
     decide: Callable[..., dict[str, Any]],
+    release: Callable[..., dict[str, Any]] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) for one interactivity request."""
@@ -70,7 +71,12 @@ def handle(
     if user not in approvers:
         logger.warning("approval refused", extra={"user": user, "incident_id": incident_id, "decision": verb})
         return 200, _answer(f"You are not on the approvers list (APPROVERS): nothing was {verb}d.")
-    result = decide(incident_id, approve=ACTIONS[verb], steps=steps, who=f"slack:{user}")
+    if verb == "release":
+        if release is None:
+            return 200, _answer("Release from Slack is not enabled here: use `eks-responder release`.")
+        result = release(incident_id, steps=steps, who=f"slack:{user}")
+    else:
+        result = decide(incident_id, approve=ACTIONS[verb], steps=steps, who=f"slack:{user}")
     from chalicelib.notifiers.slack_message import literal
 
     text = literal(result.get("message") or result.get("error") or "done")

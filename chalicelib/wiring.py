@@ -265,10 +265,26 @@ def slack_action(request: Any, current: Settings | None = None) -> Response:
     def decided(incident_id: str, **how: Any) -> dict[str, Any]:
         return decide(incident_id, current=current, **how)
 
+    def released(incident_id: str, *, steps: tuple[int, ...] | None, who: str) -> dict[str, Any]:
+        store = build_plans(current)
+        if store is None:
+            return {"error": "no INCIDENTS_TABLE: no plan is kept, nothing to release"}
+        return decisions.request_release(store, incident_id, steps=steps, who=who,
+                                         run=lambda incident: invoke_owner(incident, current))  # fmt: skip
+
     status, answer = slack_interactivity.handle(
-        headers, body, signing_secret=secret, approvers=current.approvers, decide=decided
+        headers, body, signing_secret=secret, approvers=current.approvers, decide=decided, release=released
     )
     return Response(body=json.dumps(answer), status_code=status, headers=json_type)
+
+
+def expire_plans(current: Settings | None = None) -> dict[str, Any]:
+    """The 15-minute schedule: plans nobody answered in time expire, and it is said once."""
+    current = current or settings()
+    store = build_plans(current)
+    if store is None:
+        return {"expired": [], "note": "no INCIDENTS_TABLE: no plan is kept"}
+    return decisions.expire(store, notifiers())
 
 
 def invoke_owner(incident_id: str, current: Settings) -> dict[str, Any]:

@@ -50,6 +50,20 @@ class PlanStore:
             return None
         return Plan.from_dict(json.loads(item["plan"]["S"])), int(item["version"]["N"])
 
+    def all(self) -> list[tuple[Plan, int]]:
+        """Every kept plan (a scan: the expiry schedule runs it every 15 minutes over a small table)."""
+        found: list[tuple[Plan, int]] = []
+        pages = self._dynamodb.get_paginator("scan").paginate(
+            TableName=self._table,
+            FilterExpression="begins_with(#id, :plan)",
+            ExpressionAttributeNames={"#id": "id"},
+            ExpressionAttributeValues={":plan": {"S": "plan#"}},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                found.append((Plan.from_dict(json.loads(item["plan"]["S"])), int(item["version"]["N"])))
+        return found
+
     def replace(self, plan: Plan, version: int) -> int:
         """Write `plan` if the stored one is still at `version`; the new version, or PlanConflictError."""
         try:

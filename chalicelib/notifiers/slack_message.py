@@ -266,7 +266,8 @@ def approval_buttons(report: dict[str, Any]) -> dict[str, Any] | None:
     from chalicelib.slack_interactivity import action_value
 
     waiting = (report.get("approval") or {}).get("waiting") or []
-    if not waiting:
+    undoable = (report.get("undo") or {}).get("steps") or []
+    if not waiting and not undoable:
         return None
     incident_id = str(report["incident"]["id"])
 
@@ -282,7 +283,9 @@ def approval_buttons(report: dict[str, Any]) -> dict[str, Any] | None:
         button("Reject", "reject", action_value(incident_id), "danger"),
         *(button(f"Approve step {i}", f"approve-step-{i}", action_value(incident_id, int(i)))
           for i in waiting[:MAX_STEP_BUTTONS]),
-    ]  # fmt: skip
+    ] if waiting else []  # fmt: skip
+    if undoable:
+        elements.append(button(f"Release {len(undoable)} step(s)", "release", action_value(incident_id)))
     return {"type": "actions", "block_id": "eks-responder-approval", "elements": elements}
 
 

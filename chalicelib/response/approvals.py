@@ -61,3 +61,17 @@ def claim(plan: Plan, now: datetime) -> tuple[Plan, dict[int, PlannedStep]]:
         i: replace(s, state=StepState.DONE, decided_at=s.decided_at or now.isoformat()) for i, s in approved.items()
     }
     return plan.with_steps(done), approved
+
+
+def request_release(plan: Plan, *, steps: tuple[int, ...] | None, who: str, now: datetime) -> Decision:
+    """Mark the steps to undo (every undoable one, or `steps`): the owning function releases them."""
+    wanted = [s for s in plan.steps if steps is None or s.index in steps]
+    stamp = now.isoformat()
+    changed = {s.index: replace(s, state=StepState.RELEASE_REQUESTED, decided_by=who, decided_at=stamp)
+               for s in wanted if s.undoable and s.state is StepState.DONE}  # fmt: skip
+    said = [f"step {s.index} ({s.action} on {s.label}): release requested by {who}" for s in changed.values()]
+    for step in wanted:
+        if step.index not in changed:
+            why = "changed nothing to undo" if step.state is StepState.DONE else f"already {_who(step)}"
+            said.append(f"step {step.index} ({step.action} on {step.label}): {why}")
+    return Decision(plan.with_steps(changed), tuple(changed), "; ".join(said) or "no step to release")

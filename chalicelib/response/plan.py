@@ -40,6 +40,7 @@ class StepState(enum.StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     DONE = "done"  # ran (see its result), or was never going to run (a guardrail said no)
+    RELEASE_REQUESTED = "release-requested"  # an approver asked (from Slack): the owning function undoes it
     RELEASED = "released"  # what it changed was put back
 
 
@@ -59,7 +60,8 @@ class PlannedStep:
     def undoable(self) -> bool:
         """Ran, changed something, and recorded what it was before."""
         result = self.result or {}
-        return self.state is StepState.DONE and result.get("status") == "succeeded" and bool(result.get("prior"))
+        undone = self.state in (StepState.DONE, StepState.RELEASE_REQUESTED)
+        return undone and result.get("status") == "succeeded" and bool(result.get("prior"))
 
     @property
     def label(self) -> str:
@@ -118,6 +120,9 @@ class Plan:
 
     def expired(self, now: datetime) -> bool:
         return now >= datetime.fromisoformat(self.expires_at)
+
+    def step(self, index: int) -> PlannedStep:
+        return next(s for s in self.steps if s.index == index)
 
     def with_steps(self, changed: dict[int, PlannedStep]) -> Plan:
         return replace(self, steps=tuple(changed.get(s.index, s) for s in self.steps))

@@ -56,7 +56,7 @@ def test_a_step_that_needs_approval_waits_and_a_later_invocation_runs_it(
     assert not _isolated(admin, cluster.namespace, "web")
     stored = store.get(report.incident.id)
     assert stored is not None
-    assert [s.index for s in stored[0].waiting] == [1]
+    assert [s.index for s in stored[0].waiting] == [2]
 
     # WHEN a human approves, and a new responder (another invocation) carries it out
     second = make_responder(rules_with(*RULES), incidents_table=TABLE)
@@ -64,14 +64,14 @@ def test_a_step_that_needs_approval_waits_and_a_later_invocation_runs_it(
                               run=lambda i: decisions.carry_out(store, second, i, ()))  # fmt: skip
 
     # THEN the pod is isolated, and the plan says who approved it
-    assert "step 1 (k8s:isolate-pod on" in result["message"]
+    assert "step 2 (k8s:isolate-pod on" in result["message"]
     assert "approved by U024BE7LH" in result["message"]
     assert [a["status"] for a in result["carried_out"]["actions"]] == ["succeeded"]
     assert _isolated(admin, cluster.namespace, "web")
     plan, _ = store.get(report.incident.id) or (None, 0)
     assert plan is not None
-    assert plan.steps[1].decided_by == "U024BE7LH"
-    assert plan.steps[1].state.value == "done"
+    assert plan.step(2).decided_by == "U024BE7LH"
+    assert plan.step(2).state.value == "done"
 
 
 def test_a_second_click_and_a_duplicate_carry_out_do_nothing(
@@ -86,7 +86,7 @@ def test_a_second_click_and_a_duplicate_carry_out_do_nothing(
         return runs[-1]
 
     decisions.decide(store, report.incident.id, approve=True, steps=None, who="U1", run=run)
-    again = decisions.decide(store, report.incident.id, approve=True, steps=(1,), who="U2", run=run)
+    again = decisions.decide(store, report.incident.id, approve=True, steps=(2,), who="U2", run=run)
     assert "already done by U1" in again["message"]
     assert "carried_out" not in again
     assert decisions.carry_out(store, second, report.incident.id, ())["message"] == "no approved step is waiting to run"
@@ -123,7 +123,7 @@ def test_an_expired_plan_runs_nothing_and_says_so_once(
     assert "carried_out" not in first
     plan, version = store.get(report.incident.id) or (None, 0)
     assert plan is not None
-    assert plan.steps[1].state.value == "expired"
+    assert plan.step(2).state.value == "expired"
     second = decisions.decide(store, report.incident.id, approve=True, steps=None, who="U1", run=lambda i: {},
                               clock=lambda: later)  # fmt: skip
     assert "expired" in second["message"]
@@ -144,4 +144,34 @@ def test_a_target_replaced_since_the_plan_is_not_acted_on(
     (step,) = result["carried_out"]["actions"]
     assert step["status"] == "skipped"
     assert "target changed since the plan was made" in step["detail"]
+    assert not _isolated(admin, cluster.namespace, "web")
+
+
+class Recorder:
+    """A notifier that keeps what it was told (the subject here is how often, not the transport)."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, report: dict[str, Any]) -> None:
+        self.sent.append(report)
+
+
+def test_a_plan_nobody_answered_expires_and_is_told_once(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    report = _waiting(cluster, make_responder)
+    told = Recorder()
+    assert decisions.expire(store, [told])["expired"] == []  # not yet
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert decisions.expire(store, [told], clock=lambda: later)["expired"] == [report.incident.id]
+    assert decisions.expire(store, [told], clock=lambda: later)["expired"] == []
+    (message,) = told.sent
+    assert [(a["action"], a["status"]) for a in message["actions"]] == [("k8s:isolate-pod", "skipped")]
+    assert "expired unanswered" in message["actions"][0]["detail"]
+    plan, _ = store.get(report.incident.id) or (None, 0)
+    assert plan is not None
+    assert plan.step(2).state.value == "expired"
     assert not _isolated(admin, cluster.namespace, "web")

@@ -64,6 +64,7 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
         "OnFlowLogs",
         "RefreshKeyPolicies",
         "APIHandler",  # the Slack approval route
+        "ExpirePlans",
     }
     events = {
         name: next(iter(f["Properties"]["Events"].values()))["Properties"]

@@ -112,6 +112,15 @@ def test_a_signed_click_by_an_approver_isolates_the_pod_and_nothing_else_does(
     # a double click changes nothing
     status, answer = post(server, *signed(click("approve", value)))
     assert (
-        f"nothing changed: step 1 (k8s:isolate-pod on {cluster.namespace}/web) done by slack:{APPROVER}"
+        f"nothing changed: step 2 (k8s:isolate-pod on {cluster.namespace}/web) done by slack:{APPROVER}"
         in answer["text"]
+    )
+
+    # an approver's Release click: recorded, then undone by the owning function (here, in process)
+    status, answer = post(server, *signed(click("release", value)))
+    assert status == 200
+    assert f"release requested by slack:{APPROVER}" in answer["text"]
+    assert not _isolated(admin, cluster.namespace)
+    assert "eks-responder.io/under-investigation" not in (
+        admin.get(Pod, "web", namespace=cluster.namespace).metadata.labels or {}
     )

@@ -192,7 +192,7 @@ def test_every_iam_write_is_denied_on_own_and_protected_roles() -> None:
 def test_every_handler_has_a_function_entry() -> None:
     import app
 
-    handlers = {name for name in dir(app) if name.startswith(("on_", "refresh_"))}
+    handlers = {name for name in dir(app) if name.startswith(("on_", "refresh_", "expire_"))}
     routes = {"api_handler"} if app.app.routes else set()  # Chalice runs every route in one function
     assert handlers | routes == set(functions.BY_NAME)
 

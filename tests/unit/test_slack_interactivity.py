@@ -127,3 +127,31 @@ def test_a_message_with_waiting_steps_has_the_buttons() -> None:
                       ("approve-step-2", "inc-1|2")]  # fmt: skip
     del report["approval"]
     assert not [b for b in slack_message.build(report)["attachments"][0]["blocks"] if b["type"] == "actions"]
+
+
+def test_a_release_click_asks_the_release_and_nothing_else() -> None:
+    decide = Decisions()
+    released: list[dict[str, Any]] = []
+
+    def release(incident_id: str, **how: Any) -> dict[str, Any]:
+        released.append({"incident_id": incident_id, **how})
+        return {"message": "step 3 (k8s:isolate-pod on ns/web): release requested by slack:U024BE7LH"}
+
+    headers, body = signed(click("release", "inc-1|*"))
+    status, answer = slack_interactivity.handle(headers, body, signing_secret=SECRET, approvers=(APPROVER,),
+                                                decide=decide, release=release)  # fmt: skip
+    assert status == 200
+    assert released == [{"incident_id": "inc-1", "steps": None, "who": f"slack:{APPROVER}"}]
+    assert decide.calls == []
+    assert "release requested" in answer["text"]
+    _, off = handle(*signed(click("release", "inc-1|*")), decide)
+    assert "not enabled" in off["text"]
+
+
+def test_a_message_about_undoable_steps_has_a_release_button() -> None:
+    report = {
+        "incident": {"id": "inc-1", "type": "Execution:Runtime/ReverseShell", "severity": "high", "title": "t"},
+        "rule": "r", "mode": "live", "actions": [], "undo": {"steps": [1, 3]},
+    }  # fmt: skip
+    (buttons,) = [b for b in slack_message.build(report)["attachments"][0]["blocks"] if b["type"] == "actions"]
+    assert [(e["action_id"], e["value"]) for e in buttons["elements"]] == [("release", "inc-1|*")]
