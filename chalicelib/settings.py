@@ -117,7 +117,9 @@ class Settings:
     incidents_table: str | None = None  # DynamoDB: exactly-once, incident records, plans awaiting approval
     approval_default: str = "auto"  # for steps no rule or approvals entry decides: auto | required
     approval_minutes: int = 240  # how long a plan waits for approval before it expires
-    approvers: tuple[str, ...] = ()  # Slack user ids (U...) allowed to approve, reject and release
+    approvers: tuple[str, ...] = ()  # Slack user ids (U..., W...) or user-group ids (S...) who decide
+    slack_bot_token_secret: str | None = None  # Secrets Manager: a bot token (usergroups:read), for group ids
+    slack_api_url: str = "https://slack.com/api/"
     slack_signing_secret: str | None = None  # Secrets Manager secret: Slack's signing secret
     max_instances_isolated_per_hour: int = 3
     never_block: tuple[str, ...] = DEFAULT_NEVER_BLOCK  # CIDRs ec2:block-ip never denies
@@ -180,6 +182,8 @@ class Settings:
             approval_default=_choice(env, "APPROVAL_DEFAULT", ("auto", "required")),
             approval_minutes=max(1, _int(env, "APPROVAL_MINUTES", 240)),
             approvers=_list(env, "APPROVERS"),
+            slack_bot_token_secret=env.get("SLACK_BOT_TOKEN_SECRET") or None,
+            slack_api_url=env.get("SLACK_API_URL") or "https://slack.com/api/",
             slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
             max_instances_isolated_per_hour=_int(env, "MAX_INSTANCES_ISOLATED_PER_HOUR", 3),
             never_block=_list(env, "NEVER_BLOCK", DEFAULT_NEVER_BLOCK),

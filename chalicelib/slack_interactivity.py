@@ -21,12 +21,29 @@ logger = logging.getLogger("eks_responder")
 
 ACTIONS = {"approve": True, "reject": False, "release": None}
 _USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+_GROUP = re.compile(r"^S[A-Z0-9]{2,20}$")
 MAX_BODY = 64 * 1024  # Slack's payloads are a few KB
 
 
 def action_value(incident_id: str, step: int | None = None) -> str:
     """What a button carries: the incident, and the step or `*` for every waiting step."""
     return f"{incident_id}|{'*' if step is None else step}"
+
+
+def approved_by(user: str, approvers: tuple[str, ...], members: Callable[[str], set[str]] | None) -> bool:
+    """The user is listed, or is a member of a listed user group (asked of Slack, when it can be)."""
+    if user in approvers:
+        return True
+    for group in (a for a in approvers if _GROUP.match(a)):
+        if members is None:
+            logger.warning("approver group not checked", extra={"group": group, "reason": "no SLACK_BOT_TOKEN_SECRET"})
+            continue
+        try:
+            if user in members(group):
+                return True
+        except Exception as exc:  # noqa: BLE001 - an unreadable group approves nobody
+            logger.warning("approver group not read", extra={"group": group, "error": f"{type(exc).__name__}: {exc}"})
+    return False
 
 
 def _answer(text: str) -> dict[str, Any]:
@@ -41,6 +58,7 @@ def handle(
     approvers: tuple[str, ...],
     decide: Callable[..., dict[str, Any]],
     release: Callable[..., dict[str, Any]] | None = None,
+    members: Callable[[str], set[str]] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) for one interactivity request."""
@@ -68,7 +86,7 @@ def handle(
         return 400, {"error": "not a block action this app sent"}
     if verb not in ACTIONS or not incident_id or not _USER.match(user):
         return 400, {"error": "not a block action this app sent"}
-    if user not in approvers:
+    if not approved_by(user, approvers, members):
         logger.warning("approval refused", extra={"user": user, "incident_id": incident_id, "decision": verb})
         return 200, _answer(f"You are not on the approvers list (APPROVERS): nothing was {verb}d.")
     if verb == "release":

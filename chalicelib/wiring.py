@@ -273,9 +273,34 @@ def slack_action(request: Any, current: Settings | None = None) -> Response:
                                          run=lambda incident: invoke_owner(incident, current))  # fmt: skip
 
     status, answer = slack_interactivity.handle(
-        headers, body, signing_secret=secret, approvers=current.approvers, decide=decided, release=released
-    )
+        headers, body, signing_secret=secret, approvers=current.approvers, decide=decided, release=released,
+        members=group_members(current) if current.slack_bot_token_secret else None,
+    )  # fmt: skip
     return Response(body=json.dumps(answer), status_code=status, headers=json_type)
+
+
+_GROUP_TTL = 300.0  # seconds a user group's members are trusted before Slack is asked again
+_groups: dict[str, tuple[float, set[str]]] = {}
+
+
+def group_members(current: Settings) -> Callable[[str], set[str]]:
+    """A Slack user group's members (usergroups.users.list with the bot token), cached five minutes."""
+
+    def members(group: str) -> set[str]:
+        cached = _groups.get(group)
+        if cached and time.monotonic() - cached[0] < _GROUP_TTL:
+            return cached[1]
+        from aws_lambda_powertools.utilities import parameters
+        from slack_sdk import WebClient
+
+        assert current.slack_bot_token_secret is not None
+        token = str(parameters.get_secret(current.slack_bot_token_secret, max_age=300)).strip()
+        client = WebClient(token=token, base_url=current.slack_api_url, timeout=5)
+        found = {str(u) for u in client.usergroups_users_list(usergroup=group).get("users") or []}
+        _groups[group] = (time.monotonic(), found)
+        return found
+
+    return members
 
 
 def expire_plans(current: Settings | None = None) -> dict[str, Any]:
@@ -328,6 +353,7 @@ def reset() -> None:
     for cached in (settings, rules, aws_session, responder, notifiers, ledger):  # plans: built per call
         cached.cache_clear()
     _threats.clear()
+    _groups.clear()
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # the webhook secret is cached for five minutes

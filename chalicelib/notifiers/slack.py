@@ -94,12 +94,7 @@ def permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
 
 
 def signing_permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
-    """Reading Slack's signing secret, for the interactivity route."""
-    secret = stage_env.get("SLACK_SIGNING_SECRET")
-    if not secret:
-        return []
-    return [
-        IAMStatement(
-            ("secretsmanager:GetSecretValue",), (f"arn:aws:secretsmanager:{{region}}:{{account}}:secret:{secret}-*",)
-        )
-    ]
+    """Reading Slack's signing secret (and the bot token that lists approver groups), for the route."""
+    names = [stage_env.get(k) for k in ("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN_SECRET")]
+    arns = tuple(f"arn:aws:secretsmanager:{{region}}:{{account}}:secret:{n}-*" for n in names if n)
+    return [IAMStatement(("secretsmanager:GetSecretValue",), arns)] if arns else []

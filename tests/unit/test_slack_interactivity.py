@@ -155,3 +155,21 @@ def test_a_message_about_undoable_steps_has_a_release_button() -> None:
     }  # fmt: skip
     (buttons,) = [b for b in slack_message.build(report)["attachments"][0]["blocks"] if b["type"] == "actions"]
     assert [(e["action_id"], e["value"]) for e in buttons["elements"]] == [("release", "inc-1|*")]
+
+
+def test_a_member_of_an_approver_group_decides_and_an_unreadable_group_approves_nobody() -> None:
+    def members(group: str) -> set[str]:
+        if group == "SBROKEN":
+            raise RuntimeError("missing_scope")
+        return {"U777MEMBER"} if group == "S0ONCALL" else set()
+
+    assert slack_interactivity.approved_by("U777MEMBER", ("S0ONCALL",), members)
+    assert not slack_interactivity.approved_by("U888OTHER", ("S0ONCALL",), members)
+    assert not slack_interactivity.approved_by("U777MEMBER", ("SBROKEN",), members)
+    assert not slack_interactivity.approved_by("U777MEMBER", ("S0ONCALL",), None)  # no token: groups unchecked
+    decide = Decisions()
+    headers, body = signed(click("approve", "inc-1|*", user="U777MEMBER"))
+    status, _ = slack_interactivity.handle(headers, body, signing_secret=SECRET, approvers=("S0ONCALL",),
+                                           decide=decide, members=members)  # fmt: skip
+    assert status == 200
+    assert decide.calls[0]["who"] == "slack:U777MEMBER"
