@@ -96,7 +96,8 @@ def _human(result: dict[str, Any], out: TextIO) -> None:
     for note in result.get("notes", []):
         out.write(f"  note: {note}\n")
     for action in result["actions"]:
-        out.write(f"    {action['status']:<9} {action['action']:<16} {action['target']}: {action['detail']}\n")
+        step = f"{action['step']:>2}. " if action.get("step") is not None else ""
+        out.write(f"    {step}{action['status']:<9} {action['action']:<16} {action['target']}: {action['detail']}\n")
     _human_extras(result, out)
 
 

@@ -243,7 +243,8 @@ class Responder:
                 results.append(ActionResult(action.name, planned.label, Status.SKIPPED, why))
             else:
                 results.append(self._run_one(action, current[0], params, session.ctx))
-        return Report(incident, plan.rule, None, mode, tuple(results), tuple(session.ctx.notes))
+        stamped = tuple(replace(r, step=p.index, approval_required=True) for r, p in zip(results, chosen, strict=True))
+        return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes))
 
     def _each_cluster(self, incident: Incident, rule: Rule, mode: Mode) -> Report:
         """An image can run anywhere: look for it in every configured cluster."""
@@ -268,8 +269,10 @@ class Responder:
         """Describe what would run, applying every guardrail that needs no cluster."""
         found = targets.offline(incident)
         results: list[ActionResult] = []
+        waits: list[bool] = []
         blocked = guardrails.cluster_block(incident.cluster, self._settings.protected_clusters)
         for _, step, action, params, target in _each_target(rule.actions, found):
+            waits.append(self._needs_approval(step, rule, incident))
             if target is None:
                 results.append(_nothing_to_do(action))
                 continue
@@ -292,7 +295,8 @@ class Responder:
                 ActionResult(action.name, str(target), Status.PLANNED, f"{why}: {detail}" if why else detail)
             )
         notes = (why,) if why else ()
-        return Report(incident, rule.name, None, mode, tuple(results), notes)
+        numbered = _numbered(results, waits)
+        return Report(incident, rule.name, None, mode, numbered, notes)
 
     def _needs_approval(self, step: Step, rule: Rule, incident: Incident) -> bool:
         return needs_approval(step, rule, incident, self._rules, self._settings.approval_default)
@@ -372,7 +376,8 @@ class Responder:
         kept = mode is Mode.LIVE and any(p.state is StepState.WAITING or p.undoable for p in planned)
         plan = self._stored_plan(incident, rule, mode, planned) if kept else None
         notes = (*session.ctx.notes, *session.found.notes, *self._keep(plan))
-        return Report(incident, rule.name, None, mode, tuple(results), notes, evidence, plan)
+        numbered = _numbered(results, [p.approval_required for p in planned])
+        return Report(incident, rule.name, None, mode, numbered, notes, evidence, plan)
 
     def release(self, plan: Plan, chosen: dict[int, PlannedStep], *, dry_run: bool, force: bool) -> Report:
         """Put back what the chosen steps changed, last step first, from the prior state each recorded."""
@@ -398,7 +403,8 @@ class Responder:
             assert planned.target is not None  # undoable steps ran on a target
             prior = dict((planned.result or {}).get("prior") or {})
             results.append(self._undo_one(action, planned.target, prior, session.ctx, force=force))
-        return Report(incident, plan.rule, None, mode, tuple(results), tuple(session.ctx.notes))
+        stamped = tuple(replace(r, step=p.index) for r, p in zip(results, ordered, strict=True))
+        return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes))
 
     def _undo_one(self, action: Action, target: Target, prior: dict[str, Any], ctx: ActionContext, *,
                   force: bool) -> ActionResult:  # fmt: skip
@@ -529,6 +535,14 @@ def _each_target(
         for target in chosen:
             yield index, step, action, params, target
             index += 1
+
+
+def _numbered(results: list[ActionResult], waits: list[bool]) -> tuple[ActionResult, ...]:
+    """Each result with its step number (one result per step, in plan order) and whether it waits."""
+    return tuple(
+        replace(r, step=index, approval_required=wait)
+        for index, (r, wait) in enumerate(zip(results, waits, strict=True), start=1)
+    )
 
 
 def outcome_of(result: ActionResult) -> dict[str, Any]:

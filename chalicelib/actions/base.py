@@ -123,9 +123,11 @@ class ActionResult:
     detail: str
     duration_ms: float = 0.0
     prior: dict[str, Any] | None = None
+    step: int | None = None  # the plan's step number: what an approval or a release names
+    approval_required: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "action": self.action,
             "target": self.target,
             "status": self.status.value,
@@ -133,6 +135,11 @@ class ActionResult:
             "duration_ms": round(self.duration_ms, 1),
             "prior": self.prior,
         }
+        if self.step is not None:
+            found["step"] = self.step
+        if self.approval_required:
+            found["approval"] = "required"
+        return found
 
 
 class KubeAPI(Protocol):
