@@ -257,3 +257,21 @@ def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session
     yield build
     for responder in built:
         responder.close()
+
+
+INCIDENTS_TABLE = "eks-responder-incidents"
+
+
+def create_incidents_table(aws_session: Any, name: str = INCIDENTS_TABLE) -> str:
+    """The incident table as `make prerequisites` creates it (partition key `id`, string)."""
+    aws_session.client("dynamodb").create_table(
+        TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+    )  # fmt: skip
+    return name
+
+
+@pytest.fixture
+def store(aws_session: Any) -> PlanStore:
+    """Plans kept in a fresh incident table on the moto server."""
+    return PlanStore(create_incidents_table(aws_session), aws_session.client("dynamodb"))

@@ -22,17 +22,6 @@ TABLE = "eks-responder-incidents"
 RULES = ({"action": "k8s:label-pod"}, {"action": "k8s:isolate-pod", "approval": "required"})
 
 
-@pytest.fixture
-def store(aws_session: Any) -> PlanStore:
-    aws_session.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return PlanStore(TABLE, aws_session.client("dynamodb"))
-
-
 def _isolated(admin: Client, namespace: str, pod: str) -> bool:
     labels = admin.get(Pod, pod, namespace=namespace).metadata.labels or {}
     policies = [p.metadata.name for p in admin.list(NetworkPolicy, namespace=namespace)]

@@ -11,7 +11,7 @@ from lightkube.resources.core_v1 import Node
 
 from chalicelib.incident import ResourceKind
 from chalicelib.responder import Mode, Report
-from tests.integration.conftest import Cluster, incident, rules_with
+from tests.integration.conftest import Cluster, create_incidents_table, incident, rules_with
 
 pytestmark = pytest.mark.integration
 TABLE = "eks-responder-incidents"
@@ -20,12 +20,7 @@ BURST = 100
 
 
 def _table(aws_session: Any) -> None:
-    aws_session.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_incidents_table(aws_session, TABLE)
 
 
 def test_a_burst_of_findings_for_different_nodes_cordons_at_most_the_cap(

@@ -25,15 +25,6 @@ TABLE = "eks-responder-incidents"
 
 
 @pytest.fixture
-def store(aws_session: Any) -> PlanStore:
-    aws_session.client("dynamodb").create_table(
-        TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
-    )  # fmt: skip
-    return PlanStore(TABLE, aws_session.client("dynamodb"))
-
-
-@pytest.fixture
 def fleet(aws_session: Any, cluster: Cluster) -> Fleet:
     return make_fleet(aws_session, cluster)
 

@@ -19,7 +19,7 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 
 from chalicelib import wiring
 from chalicelib.responder import Mode
-from tests.integration.conftest import Cluster, incident
+from tests.integration.conftest import Cluster, create_incidents_table, incident
 from tests.unit.test_slack_interactivity import SECRET, click, signed
 
 pytestmark = pytest.mark.integration
@@ -30,10 +30,7 @@ APPROVER = "U024BE7LH"
 @pytest.fixture
 def stage(local_stack: Any, aws_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A stage as `chalice deploy` would run it: the table, the signing secret, approvers, live."""
-    aws_session.client("dynamodb").create_table(
-        TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
-    )  # fmt: skip
+    create_incidents_table(aws_session, TABLE)
     aws_session.client("secretsmanager").create_secret(Name="eks-responder/slack-signing", SecretString=SECRET)
     rules = tmp_path / "rules.yaml"
     steps = [{"action": "k8s:label-pod"}, {"action": "k8s:isolate-pod", "approval": "required"}]
