@@ -123,10 +123,11 @@ def iam_statements(stage_env: dict[str, str], function: functions.Function, rule
     for action in reached:
         statements.extend([*action.iam, *action.release_iam])  # a release runs where the action ran
     if function.sources:
-        from chalicelib.executors import ledger
+        from chalicelib.executors import accounts, ledger
         from chalicelib.notifiers import slack, sns
 
-        statements.extend([*slack.permissions(stage_env), *sns.permissions(stage_env), *ledger.permissions(stage_env)])
+        statements.extend([*slack.permissions(stage_env), *sns.permissions(stage_env), *ledger.permissions(stage_env),
+                           *accounts.permissions(stage_env)])  # fmt: skip
     if snapshot or "key" in kinds or any(a.writes_evidence for a in reached):
         buckets = {stage_env.get("EVIDENCE_BUCKET") or "", stage_env.get("KEY_POLICY_BUCKET") or ""} - {""}
         for bucket in sorted(buckets):

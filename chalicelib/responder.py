@@ -76,6 +76,16 @@ IDENTITY_KINDS = {"role", "user", "principal"}
 CLUSTER_KINDS = {"pod", "node", "binding", "principal", "instance"}
 
 
+@dataclass(frozen=True)
+class Connectors:
+    """What reaches one account: its clusters, EC2, IAM/EKS, KMS."""
+
+    kube: KubeConnector | None
+    aws: AWSConnector | None
+    identity: IdentityConnector | None
+    keys: Callable[..., KeysAPI] | None
+
+
 class UnreachableKube:
     """Stands in for a cluster that could not be reached: every call fails with the reason."""
 
@@ -146,6 +156,7 @@ class Responder:
         scans: ScanFindings | None = None,
         caps: CapStore | None = None,
         plans: PlanKeeper | None = None,
+        spokes: Callable[[str, str], Connectors] | None = None,
     ) -> None:
         self._rules = rules
         self._settings = settings
@@ -158,6 +169,7 @@ class Responder:
         self._scans = scans
         self._caps = caps
         self._plans = plans
+        self._spokes = spokes  # (account, incident id) -> connectors through that account's spoke role
 
     def close(self) -> None:
         """Release connections (a Lambda keeps them for the container's life)."""
@@ -224,12 +236,12 @@ class Responder:
         from chalicelib.policy.model import Step as RuleStep
 
         steps = tuple(RuleStep(action=p.action, params=p.params) for p in chosen)
-        refusal = self._refusal(incident)
-        if refusal is not None:
-            status, reason = refusal
+        reach = self._reach(incident)
+        if isinstance(reach, tuple):
+            status, reason = reach
             refused = tuple(ActionResult(p.action, p.label, status, reason) for p in chosen)
             return Report(incident, plan.rule, None, mode, refused)
-        session = self._session(incident, steps, mode)
+        session = self._session(incident, steps, mode, reach)
         results = []
         for planned in chosen:
             action = actions.get(planned.action)
@@ -301,14 +313,34 @@ class Responder:
     def _needs_approval(self, step: Step, rule: Rule, incident: Incident) -> bool:
         return needs_approval(step, rule, incident, self._rules, self._settings.approval_default)
 
-    def _refusal(self, incident: Incident) -> tuple[Status, str] | None:
-        """Why nothing at all may run for this incident: a protected cluster, another account."""
+    def _reach(self, incident: Incident) -> Connectors | tuple[Status, str]:
+        """The connectors for the incident's account (the hub's own, or a member's through its spoke
+        role), or why nothing at all may run: a protected cluster, an account not managed here, a
+        spoke role that cannot be assumed (never a fallback to the hub's own credentials)."""
         if incident.cluster and any(fnmatchcase(incident.cluster, p) for p in self._settings.protected_clusters):
             return Status.SKIPPED, guardrails.cluster_block(incident.cluster, self._settings.protected_clusters) or ""
-        foreign = self._foreign_account(incident)
-        return (Status.FAILED, foreign) if foreign else None
+        own = Connectors(self._connector, self._aws, self._identity, self._keys)
+        home = self._home_account(incident)
+        account = incident.account
+        if not account or home is None or account == home:
+            return own
+        managed = self._settings.managed_accounts
+        if self._spokes is None or not ("*" in managed or account in managed):
+            if managed:
+                return (Status.SKIPPED, f"account {account} is not managed by this responder (MANAGED_ACCOUNTS): "
+                                        "reported, nothing done")  # fmt: skip
+            return (Status.FAILED, f"the finding is for account {account}, but this responder acts only in its own "
+                                   f"account {home}: nothing is done elsewhere")  # fmt: skip
+        try:
+            return self._spokes(account, incident.id)
+        except Exception as exc:  # noqa: BLE001 - the reason is the result: nothing runs in that account
+            logger.warning("spoke role unavailable", extra={"incident_id": incident.id, "error": _brief(exc)})
+            return (
+                Status.FAILED,
+                f"{_brief(exc)}: nothing is done in account {account} (never with the hub's credentials)",
+            )
 
-    def _session(self, incident: Incident, steps: tuple[Step, ...], mode: Mode) -> _Session:
+    def _session(self, incident: Incident, steps: tuple[Step, ...], mode: Mode, reach: Connectors) -> _Session:
         """The gateways, the resolved targets and the action context for one incident (reads only)."""
         dry_run = mode is Mode.DRY_RUN
         # Without a cluster (an IAM finding about a plain instance), only IAM actions can run.
@@ -316,9 +348,9 @@ class Responder:
         unreachable: str | None = None
         kube: KubeAPI
         try:
-            if incident.cluster is None or self._connector is None:
+            if incident.cluster is None or reach.kube is None:
                 raise ClusterAccessError(no_cluster or "no Kubernetes access configured")
-            kube = self._connector.gateway(
+            kube = reach.kube.gateway(
                 incident.cluster, incident.region, dry_run=dry_run, account=incident.account or None
             )
             found = targets.resolve(incident, kube)
@@ -331,11 +363,11 @@ class Responder:
             kube = cast("KubeAPI", UnreachableKube(unreachable))
             found = targets.aws_only(incident, unreachable) if not no_cluster else targets.Targets()
         kinds = {actions.get(s.action).target_kind for s in steps}
-        aws = self._aws.gateway(incident.region, dry_run=dry_run) if self._aws and "instance" in kinds else None
+        aws = reach.aws.gateway(incident.region, dry_run=dry_run) if reach.aws and "instance" in kinds else None
         identity = None
-        if self._identity and kinds & (IDENTITY_KINDS | {"key"}):
-            identity = self._identity.gateway(incident.region, dry_run=dry_run)
-        keys = self._keys(incident.region, dry_run=dry_run) if self._keys and "key" in kinds else None
+        if reach.identity and kinds & (IDENTITY_KINDS | {"key"}):
+            identity = reach.identity.gateway(incident.region, dry_run=dry_run)
+        keys = reach.keys(incident.region, dry_run=dry_run) if reach.keys and "key" in kinds else None
         found.look_up_identities(incident, None if unreachable else kube, identity)
         ctx = ActionContext(
             incident, self._settings, kube, self._clock(), dry_run, self._evidence, aws, identity, keys, caps=self._caps
@@ -343,10 +375,10 @@ class Responder:
         return _Session(ctx, found, unreachable, no_cluster, incident.cluster or "-")
 
     def _execute(self, incident: Incident, rule: Rule, mode: Mode) -> Report:
-        refusal = self._refusal(incident)
-        if refusal is not None:
-            return self._all(incident, rule, mode, *refusal)
-        session = self._session(incident, rule.actions, mode)
+        reach = self._reach(incident)
+        if isinstance(reach, tuple):
+            return self._all(incident, rule, mode, *reach)
+        session = self._session(incident, rule.actions, mode, reach)
         results = []
         planned: list[PlannedStep] = []
         for index, step, action, params, target in _each_target(rule.actions, session.found):
@@ -385,14 +417,14 @@ class Responder:
 
         incident = plan.incident
         mode = Mode.DRY_RUN if dry_run else Mode.LIVE
-        refusal = self._refusal(incident)
+        reach = self._reach(incident)
         ordered = [chosen[i] for i in sorted(chosen, reverse=True)]
-        if refusal is not None:
-            status, reason = refusal
+        if isinstance(reach, tuple):
+            status, reason = reach
             refused = tuple(ActionResult(p.action, p.label, status, reason) for p in ordered)
             return Report(incident, plan.rule, None, mode, refused)
         steps = tuple(RuleStep(action=p.action, params=p.params) for p in ordered)
-        session = self._session(incident, steps, mode)
+        session = self._session(incident, steps, mode, reach)
         results = []
         for planned in ordered:
             action = actions.get(planned.action)
@@ -451,26 +483,15 @@ class Responder:
         expires = now + timedelta(minutes=self._settings.approval_minutes)
         return Plan(incident, rule.name, mode.value, tuple(steps), now.isoformat(), expires.isoformat())
 
-    def _foreign_account(self, incident: Incident) -> str | None:
-        """Why nothing can be done for a finding from another account (None: it is ours).
-
-        The responder's credentials reach its own account only: acting on a finding about
-        account B there would hit a different instance, role or cluster of the same name, or fail
-        obscurely. Until cross-account roles exist, such a finding fails with this reason.
-        """
+    def _home_account(self, incident: Incident) -> str | None:
+        """The account the responder's own credentials act in (None when unknown: no STS)."""
         if self._identity is None or not incident.account:
             return None
         try:
-            home = self._identity.account()
+            return self._identity.account()
         except Exception as exc:  # noqa: BLE001 - without STS nothing in AWS works either; the actions say so
             logger.warning("own account unknown", extra={"incident_id": incident.id, "error": _brief(exc)})
             return None
-        if incident.account == home:
-            return None
-        return (
-            f"the finding is for account {incident.account}, but this responder acts only in its own account "
-            f"{home}: nothing is done elsewhere"
-        )
 
     def _run_one(self, action: Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:
         started = time.perf_counter()

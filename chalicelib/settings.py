@@ -106,6 +106,9 @@ class Settings:
     protected_instances: tuple[str, ...] = ()
     protected_principals: tuple[str, ...] = DEFAULT_PROTECTED_PRINCIPALS
     allowed_accounts: tuple[str, ...] = ()
+    managed_accounts: tuple[str, ...] = ()  # member accounts acted in through the spoke role ("*": any)
+    spoke_role: str = "eks-responder-spoke"  # the role's name in every member account
+    spoke_external_id: str | None = None
     clusters: tuple[str, ...] = ()  # the clusters this responder serves: key protection, image lookups
     protected_keys: tuple[str, ...] = ()
     protected_key_tag: str | None = None
@@ -170,6 +173,9 @@ class Settings:
             protected_instances=_list(env, "PROTECTED_INSTANCES"),
             protected_principals=_list(env, "PROTECTED_PRINCIPALS", DEFAULT_PROTECTED_PRINCIPALS),
             allowed_accounts=_list(env, "ALLOWED_ACCOUNTS"),
+            managed_accounts=_list(env, "MANAGED_ACCOUNTS"),
+            spoke_role=env.get("SPOKE_ROLE_NAME") or "eks-responder-spoke",
+            spoke_external_id=env.get("SPOKE_EXTERNAL_ID") or None,
             clusters=_list(env, "CLUSTERS"),
             protected_keys=_list(env, "PROTECTED_KEYS"),
             protected_key_tag=env.get("PROTECTED_KEY_TAG") or None,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from chalice.app import Response
 
     from chalicelib.actions.base import EvidenceSink, KeysAPI
+    from chalicelib.executors.accounts import Spokes
     from chalicelib.executors.caps import CapLeases
     from chalicelib.executors.kms import KeyRegistry, KMSGateway, PolicyStore
     from chalicelib.executors.ledger import IncidentLedger
@@ -98,7 +99,27 @@ def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
         scans=ScanFindingsReader(aws_session),
         caps=build_caps(current),
         plans=build_plans(current),
+        spokes=build_spokes(current),
     )
+
+
+def build_spokes(current: Settings) -> Spokes | None:
+    """Member accounts (MANAGED_ACCOUNTS): connectors built on the spoke role's credentials, rebuilt
+    when they are assumed again (shortly before they expire)."""
+    if not current.managed_accounts:
+        return None
+    from chalicelib.executors.accounts import SpokeCredentials, Spokes
+    from chalicelib.executors.aws import AwsConnector
+    from chalicelib.executors.identity import IdentityConnector
+    from chalicelib.executors.kube import ClusterConnector
+    from chalicelib.responder import Connectors
+
+    def build(spoke: Callable[[], Any]) -> Connectors:
+        kube = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=spoke, region=region("") or None,
+                                timeout=current.kube_timeout)  # fmt: skip
+        return Connectors(kube, AwsConnector(spoke), IdentityConnector(spoke), build_keys(current, spoke))
+
+    return Spokes(SpokeCredentials(aws_session, current.spoke_role, current.spoke_external_id), build)
 
 
 def build_plans(current: Settings) -> PlanStore | None:
@@ -129,10 +150,12 @@ def build_policy_store(current: Settings) -> PolicyStore | None:
     return None
 
 
-def key_registry(current: Settings, gateway: KMSGateway, region: str) -> KeyRegistry:
+def key_registry(
+    current: Settings, gateway: KMSGateway, region: str, account_session: Callable[[], Any] | None = None
+) -> KeyRegistry:
     from chalicelib.executors.kms import KeyRegistry
 
-    session = aws_session()
+    session = (account_session or aws_session)()
     return KeyRegistry(
         gateway,
         listed=current.protected_keys,
@@ -143,15 +166,16 @@ def key_registry(current: Settings, gateway: KMSGateway, region: str) -> KeyRegi
     )
 
 
-def build_keys(current: Settings) -> Callable[..., KeysAPI]:
-    """A factory of KMS access per region: gateway, key registry and policy store."""
+def build_keys(current: Settings, account_session: Callable[[], Any] | None = None) -> Callable[..., KeysAPI]:
+    """A factory of KMS access per region (in the hub's account, or a member's): gateway, key
+    registry and policy store (the store is the hub's)."""
     from chalicelib.executors.kms import Keys, KMSConnector
 
-    connector = KMSConnector(aws_session)
+    connector = KMSConnector(account_session or aws_session)
 
     def make(region: str, *, dry_run: bool) -> KeysAPI:
         gateway = connector.gateway(region, dry_run=dry_run)
-        registry = key_registry(current, gateway, region)
+        registry = key_registry(current, gateway, region, account_session)
         return Keys(gateway, registry, build_policy_store(current))
 
     return make

@@ -249,7 +249,7 @@ def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session
         built.append(
             Responder(
                 rules, current, connector, evidence, aws=aws, identity=identity, keys=keys, scans=scans, caps=caps,
-                plans=plans,
+                plans=plans, spokes=wiring.build_spokes(current),
             )
         )  # fmt: skip
         return built[-1]

@@ -35,6 +35,7 @@ PROOF_ENV = {
     "EVIDENCE_BUCKET": "eks-responder-evidence-demo",
     "FLOW_LOGS_BUCKET": "flow-logs",
     "THREAT_LIST": "s3://flow-logs/threats.txt",
+    "MANAGED_ACCOUNTS": "111111111111,222222222222,333333333333",  # tests/integration/test_accounts.py
 }
 NO_AUTHORISATION = {("sts", "GetCallerIdentity")}  # every principal may call it
 IAM_NAMES = {("s3", "HeadObject"): "s3:GetObject", ("s3", "ListObjectsV2"): "s3:ListBucket"}
@@ -133,6 +134,8 @@ def _ids(call: Call) -> dict[str, list[str]]:
         add("secret", p.get("SecretId"))
     elif call.service == "ecr":
         add("repository", p.get("repositoryName"))
+    elif call.service == "sts":
+        add("role", p.get("RoleArn"))
     return found
 
 

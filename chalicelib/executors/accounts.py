@@ -1,0 +1,124 @@
+"""Member accounts of an organization: the spoke role, assumed once per account and kept until
+shortly before its credentials expire.
+
+The account is the finding's own (`account` of the GuardDuty finding, the CloudTrail record, the
+scan event), checked at the boundary. There is never a fallback: when the spoke role cannot be
+assumed, nothing is done in that account, and the steps fail with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from chalicelib.actions.base import IAMStatement
+
+REFRESH_MARGIN = 300.0  # seconds before expiry when credentials are assumed again
+DURATION = 3600  # seconds the spoke credentials are asked for
+_UNSAFE = re.compile(r"[^\w+=,.@-]")
+
+
+def session_name(incident_id: str) -> str:
+    """An STS session name that names the incident (64 characters of [\\w+=,.@-])."""
+    return ("eks-responder-" + _UNSAFE.sub("-", incident_id))[:64]
+
+
+def permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
+    """Assuming the spoke role in member accounts (any account's role of that exact name)."""
+    from chalicelib.settings import Settings
+
+    current = Settings.from_env(stage_env)
+    if not current.managed_accounts:
+        return []
+    accounts = ["*"] if "*" in current.managed_accounts else list(current.managed_accounts)
+    return [IAMStatement(("sts:AssumeRole",), tuple(f"arn:aws:iam::{a}:role/{current.spoke_role}" for a in accounts))]
+
+
+class SpokeUnavailableError(Exception):
+    """The spoke role of an account could not be assumed: nothing is done there."""
+
+
+@dataclass
+class _Held:
+    session: Any
+    expires: float
+
+
+class SpokeCredentials:
+    """boto3 sessions in member accounts, through `sts:AssumeRole` from the hub's own session."""
+
+    def __init__(
+        self,
+        hub: Callable[[], Any],
+        role: str,
+        external_id: str | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._hub = hub
+        self._role = role
+        self._external_id = external_id
+        self._clock = clock
+        self._held: dict[str, _Held] = {}
+        self._lock = threading.Lock()
+        self.assumed = 0  # AssumeRole calls made (the bench reports them)
+
+    def session(self, account: str, incident_id: str) -> Any:
+        with self._lock:
+            held = self._held.get(account)
+            if held is not None and held.expires - self._clock() > REFRESH_MARGIN:
+                return held.session
+            held = self._assume(account, incident_id)
+            self._held[account] = held
+            return held.session
+
+    def _assume(self, account: str, incident_id: str) -> _Held:
+        import boto3
+
+        hub = self._hub()
+        arn = f"arn:aws:iam::{account}:role/{self._role}"
+        extra = {"ExternalId": self._external_id} if self._external_id else {}
+        try:
+            answer = hub.client("sts").assume_role(
+                RoleArn=arn, RoleSessionName=session_name(incident_id), DurationSeconds=DURATION, **extra
+            )
+        except Exception as exc:
+            raise SpokeUnavailableError(f"cannot assume {arn}: {type(exc).__name__}: {exc}") from exc
+        self.assumed += 1
+        creds = answer["Credentials"]
+        session = boto3.session.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=hub.region_name,
+        )
+        expiration = creds["Expiration"]
+        expires = expiration.timestamp() if isinstance(expiration, datetime) else self._clock() + DURATION
+        return _Held(session, expires)
+
+
+class Spokes:
+    """(account, incident id) -> what reaches that account, built on its spoke credentials and
+    rebuilt whenever they are assumed again."""
+
+    def __init__(self, credentials: SpokeCredentials, build: Callable[[Callable[[], Any]], Any]) -> None:
+        self.credentials = credentials
+        self._build = build
+        self._built: dict[str, tuple[Any, Any]] = {}
+
+    def __call__(self, account: str, incident_id: str) -> Any:
+        session = self.credentials.session(account, incident_id)
+        cached = self._built.get(account)
+        if cached is not None and cached[0] is session:
+            return cached[1]
+
+        def spoke() -> Any:
+            return session
+
+        found = self._build(spoke)
+        self._built[account] = (session, found)
+        return found

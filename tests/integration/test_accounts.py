@@ -1,0 +1,84 @@
+"""One responder, many accounts: a finding from a member account is acted on there, through its
+spoke role, and nowhere else (moto serves every account; the hub is 123456789012)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import boto3
+import pytest
+
+from chalicelib.incident import Principal, PrincipalKind
+from chalicelib.responder import Mode
+from tests.integration.conftest import incident, rules_with
+
+pytestmark = pytest.mark.integration
+HUB = "123456789012"
+MEMBERS = ("111111111111", "222222222222", "333333333333")
+UNMANAGED = "444444444444"
+TRUST = json.dumps({"Version": "2012-10-17", "Statement": []})
+POLICY = "eks-responder-revoke-older-sessions"
+
+
+def in_account(aws_session: Any, account: str) -> Any:
+    """A session in `account`, as an administrator there would have it (moto: assume any role)."""
+    creds = aws_session.client("sts").assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/admin", RoleSessionName="test-setup"
+    )["Credentials"]
+    return boto3.session.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                                 aws_session_token=creds["SessionToken"], region_name="us-east-1")  # fmt: skip
+
+
+def _finding(account: str) -> Any:
+    found = incident(kind=incident().resource_kind, type_="CredentialAccess:Kubernetes/MaliciousIPCaller")
+    arn = f"arn:aws:iam::{account}:role/developer"
+    return replace(
+        found, account=account, cluster=None, principals=(Principal(PrincipalKind.IAM_ROLE, "developer", arn),)
+    )
+
+
+def _revoked(session: Any) -> bool:
+    return POLICY in session.client("iam").list_role_policies(RoleName="developer")["PolicyNames"]
+
+
+def test_each_finding_is_contained_in_its_own_account_and_nowhere_else(aws_session: Any, make_responder: Any) -> None:
+    accounts = {a: in_account(aws_session, a) for a in (*MEMBERS, UNMANAGED)}
+    accounts[HUB] = aws_session
+    for session in accounts.values():
+        session.client("iam").create_role(RoleName="developer", AssumeRolePolicyDocument=TRUST)
+    responder = make_responder(rules_with("iam:revoke-role-sessions"), managed_accounts=MEMBERS,
+                               spoke_external_id="org-responder")  # fmt: skip
+
+    for member in MEMBERS:
+        report = responder.handle(_finding(member), Mode.LIVE)
+        assert [a.status.value for a in report.actions] == ["succeeded"], report.actions
+        # contained in that account, and in no other (0 cross-account actions)
+        assert {a for a, s in accounts.items() if _revoked(s)} == set(MEMBERS[: MEMBERS.index(member) + 1])
+
+    # several findings from one account: one AssumeRole per account per credential lifetime
+    for _ in range(5):
+        responder.handle(_finding(MEMBERS[0]), Mode.LIVE)
+    assert responder._spokes.credentials.assumed == len(MEMBERS)
+
+    # an account that is not managed: reported, nothing done, said
+    (result,) = responder.handle(_finding(UNMANAGED), Mode.LIVE).actions
+    assert result.status.value == "skipped"
+    assert f"account {UNMANAGED} is not managed by this responder" in result.detail
+    assert not _revoked(accounts[UNMANAGED])
+    assert not _revoked(accounts[HUB])
+
+
+def test_a_spoke_role_that_cannot_be_assumed_fails_and_never_falls_back(aws_session: Any, make_responder: Any) -> None:
+    aws_session.client("iam").create_role(RoleName="developer", AssumeRolePolicyDocument=TRUST)
+    member = in_account(aws_session, MEMBERS[0])
+    member.client("iam").create_role(RoleName="developer", AssumeRolePolicyDocument=TRUST)
+    # An external id STS refuses (AWS requires 2 to 1,224 characters): AssumeRole fails, nothing is done.
+    responder = make_responder(rules_with("iam:revoke-role-sessions"), managed_accounts=("*",), spoke_external_id="x")
+    (result,) = responder.handle(_finding(MEMBERS[0]), Mode.LIVE).actions
+    assert result.status.value == "failed"
+    assert "cannot assume arn:aws:iam::111111111111:role/eks-responder-spoke" in result.detail
+    assert "never with the hub's credentials" in result.detail
+    assert not _revoked(member)
+    assert not _revoked(aws_session)  # the hub's own role of the same name is untouched
