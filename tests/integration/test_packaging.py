@@ -86,3 +86,11 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
     assert events["OnKmsApiCall"]["Pattern"] == patterns.KMS_API_CALL
     assert events["OnInspectorFinding"]["Pattern"] == patterns.INSPECTOR_IMAGE_FINDING
     assert events["RefreshKeyPolicies"]["Schedule"] == "rate(1 hour)"
+
+
+def test_the_spoke_templates_pass_cfn_lint() -> None:
+    templates = sorted((ROOT / "deploy" / "spoke").glob("spoke-role-*.json"))
+    assert [t.name for t in templates] == ["spoke-role-dev.json", "spoke-role-prod.json"]
+    lint = subprocess.run([str(BIN / "cfn-lint"), "--format", "parseable", *map(str, templates)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert lint.returncode == 0, lint.stdout + lint.stderr

@@ -1,0 +1,70 @@
+"""The member accounts' spoke role: generated from the same declarations as the hub's policies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import parliament
+
+from chalicelib import functions, permissions
+from tests.unit.test_permissions import STAGE_ENVS, _actions_of
+
+HUB_ONLY = ("logs:", "dynamodb:", "sns:", "secretsmanager:", "s3:", "ssm:", "sts:", "lambda:")
+
+
+def _template() -> dict[str, Any]:
+    return permissions.spoke_template(STAGE_ENVS["deployed"], "prod")
+
+
+def _policy(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]["SpokeRole"]["Properties"]["Policies"][0]["PolicyDocument"]  # type: ignore[no-any-return]
+
+
+def test_the_spoke_holds_the_playbooks_and_nothing_of_the_hub() -> None:
+    policy = _policy(_template())
+    allowed = {a for s in policy["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
+    assert not [a for a in allowed if a.startswith(HUB_ONLY)]
+    assert all("*" not in a for a in allowed)
+    rules = permissions.stage_rules(STAGE_ENVS["deployed"])
+    reached = [
+        action for f in functions.FUNCTIONS if f.kind == "events" for action in functions.reachable_actions(f, rules)
+    ]
+    playbooks = {a for action in reached for s in (*action.iam, *action.release_iam) for a in s.actions}
+    assert playbooks <= allowed
+    denied = {a for s in policy["Statement"] if s["Effect"] == "Deny" for a in s["Action"]}
+    assert denied == {a for a in allowed if a in permissions.IAM_WRITES}  # every IAM write, denied on own/protected
+
+
+def test_only_the_hubs_event_functions_with_the_external_id_may_assume_it() -> None:
+    template = _template()
+    (statement,) = template["Resources"]["SpokeRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    principals = [p["Fn::Sub"] for p in statement["Principal"]["AWS"]]
+    assert principals == [f"arn:${{AWS::Partition}}:iam::${{HubAccountId}}:role/eks-responder-prod-{f.name}"
+                          for f in functions.FUNCTIONS if f.kind == "events"]  # fmt: skip
+    assert statement["Condition"] == {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}}
+    assert "api_handler" not in json.dumps(principals)  # the Slack route never acts in a member account
+
+
+def _resolved(value: Any) -> Any:
+    """The policy as CloudFormation hands it to IAM in one member account."""
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        return value["Fn::Sub"].replace("${AWS::AccountId}", "111122223333")
+    if isinstance(value, dict):
+        return {k: _resolved(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolved(v) for v in value]
+    return value
+
+
+def test_the_analyser_finds_only_what_is_inherent_to_a_responder() -> None:
+    policy = json.dumps(_resolved(_policy(_template())))
+    found = {
+        (f.issue, _actions_of(f))
+        for f in parliament.analyze_policy_string(policy, include_community_auditors=True).findings
+    }
+    assert {issue for issue, _ in found} <= {
+        "PERMISSIONS_MANAGEMENT_ACTIONS",
+        "CREDENTIALS_EXPOSURE",
+        "RESOURCE_STAR",
+    }, found
