@@ -15,7 +15,7 @@ help:
 	@echo "make fuzz    100,000 mutated events through every source's intake (EVENTS=N for more or fewer)"
 	@echo "make hostile every field of every event, replaced by hostile values (counts what escapes)"
 	@echo "make permissions   regenerate .chalice/policy-*.json and deploy/rbac/clusterrole.yaml"
-	@echo "make bench   measure cold-start import time and flow-log scan speed"
+	@echo "make bench   measure cold-start import time, flow-log scan speed and many-account containment"
 	@echo "make prerequisites STAGE=prod; make deploy STAGE=prod   deploy to AWS (see README)"
 	@echo "make flow-logs STAGE=prod LOG_GROUP=/vpc/flow-logs (or BUCKET=...)   connect a flow log"
 
@@ -71,6 +71,7 @@ conformance: venv
 bench: venv
 	$(PY) bench/import_time.py
 	$(PY) bench/flowlogs.py
+	$(PY) bench/accounts.py
 
 # Create a stage's table, bucket, topic and secret, and point .chalice/config.json at them.
 prerequisites: venv

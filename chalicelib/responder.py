@@ -84,6 +84,7 @@ class Connectors:
     aws: AWSConnector | None
     identity: IdentityConnector | None
     keys: Callable[..., KeysAPI] | None
+    via: str | None = None  # the spoke role these credentials come from, in a member account
 
 
 class UnreachableKube:
@@ -379,6 +380,8 @@ class Responder:
         if isinstance(reach, tuple):
             return self._all(incident, rule, mode, *reach)
         session = self._session(incident, rule.actions, mode, reach)
+        if reach.via:
+            session.ctx.notes.append(f"acting in account {incident.account} through its spoke role {reach.via}")
         results = []
         planned: list[PlannedStep] = []
         for index, step, action, params, target in _each_target(rule.actions, session.found):

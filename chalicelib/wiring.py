@@ -114,10 +114,10 @@ def build_spokes(current: Settings) -> Spokes | None:
     from chalicelib.executors.kube import ClusterConnector
     from chalicelib.responder import Connectors
 
-    def build(spoke: Callable[[], Any]) -> Connectors:
+    def build(spoke: Callable[[], Any], via: str) -> Connectors:
         kube = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=spoke, region=region("") or None,
                                 timeout=current.kube_timeout)  # fmt: skip
-        return Connectors(kube, AwsConnector(spoke), IdentityConnector(spoke), build_keys(current, spoke))
+        return Connectors(kube, AwsConnector(spoke), IdentityConnector(spoke), build_keys(current, spoke), via)
 
     return Spokes(SpokeCredentials(aws_session, current.spoke_role, current.spoke_external_id), build)
 

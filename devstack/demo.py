@@ -19,7 +19,7 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBi
 
 from chalicelib.actions.base import INCIDENT_LABEL, INVESTIGATION_LABEL, QUARANTINE_LABEL
 from chalicelib.actions.k8s.block_image import IMAGE_ANNOTATION
-from devstack import approval_demo, seed, stack
+from devstack import accounts_demo, approval_demo, seed, stack
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_POLICY = create_global_resource("kyverno.io", "v1", "ClusterPolicy", "clusterpolicies")
@@ -151,6 +151,7 @@ def main() -> int:
         _show_sns(env, seeded.queue_url)
         with seed.admin_client(running) as client:
             code = approval_demo.run(env, client) or code
+        code = accounts_demo.run(env) or code
         say("Stopping everything the demo started")
     say(f"Done in {time.monotonic() - started:.0f} s (replay exit code {code})")
     return code

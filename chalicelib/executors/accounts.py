@@ -67,6 +67,9 @@ class SpokeCredentials:
         self._lock = threading.Lock()
         self.assumed = 0  # AssumeRole calls made (the bench reports them)
 
+    def role_arn(self, account: str) -> str:
+        return f"arn:aws:iam::{account}:role/{self._role}"
+
     def session(self, account: str, incident_id: str) -> Any:
         with self._lock:
             held = self._held.get(account)
@@ -80,7 +83,7 @@ class SpokeCredentials:
         import boto3
 
         hub = self._hub()
-        arn = f"arn:aws:iam::{account}:role/{self._role}"
+        arn = self.role_arn(account)
         extra = {"ExternalId": self._external_id} if self._external_id else {}
         try:
             answer = hub.client("sts").assume_role(
@@ -105,7 +108,7 @@ class Spokes:
     """(account, incident id) -> what reaches that account, built on its spoke credentials and
     rebuilt whenever they are assumed again."""
 
-    def __init__(self, credentials: SpokeCredentials, build: Callable[[Callable[[], Any]], Any]) -> None:
+    def __init__(self, credentials: SpokeCredentials, build: Callable[[Callable[[], Any], str], Any]) -> None:
         self.credentials = credentials
         self._build = build
         self._built: dict[str, tuple[Any, Any]] = {}
@@ -119,6 +122,6 @@ class Spokes:
         def spoke() -> Any:
             return session
 
-        found = self._build(spoke)
+        found = self._build(spoke, self.credentials.role_arn(account))
         self._built[account] = (session, found)
         return found

@@ -54,6 +54,10 @@ def test_each_finding_is_contained_in_its_own_account_and_nowhere_else(aws_sessi
     for member in MEMBERS:
         report = responder.handle(_finding(member), Mode.LIVE)
         assert [a.status.value for a in report.actions] == ["succeeded"], report.actions
+        assert (
+            f"acting in account {member} through its spoke role arn:aws:iam::{member}:role/eks-responder-spoke"
+            in report.notes
+        )
         # contained in that account, and in no other (0 cross-account actions)
         assert {a for a, s in accounts.items() if _revoked(s)} == set(MEMBERS[: MEMBERS.index(member) + 1])
 
