@@ -36,9 +36,11 @@ class Call:
     params: dict[str, Any]
     region: str
     tags: dict[str, dict[str, str]] = field(default_factory=dict)  # resource id -> its tags, for conditions
+    account: str | None = None  # a member account, when the call was made with its spoke role's credentials
 
 
 RECORDED: list[Call] = []
+_ASSUMED: dict[str, str] = {}  # access key id of assumed-role credentials -> the account they act in
 
 # Writes whose policy statements have tag conditions: the tags are read when the call is made.
 _TAGGED = {
@@ -77,11 +79,18 @@ def _by_incident(_: Any, incident: Any, *__: Any, **___: Any) -> str | None:
     return functions.for_source(incident.source).name if incident.source else None
 
 
-def _tags_of(service: str, operation: str, params: dict[str, Any], region: str) -> dict[str, dict[str, str]]:
+def _tags_of(
+    service: str, operation: str, params: dict[str, Any], region: str, credentials: Any = None
+) -> dict[str, dict[str, str]]:
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     token = _PAUSED.set(True)
     try:
-        session = boto3.session.Session(region_name=region)
+        keys = {}
+        if credentials is not None:  # read the tags in the account the call acted in
+            frozen = credentials.get_frozen_credentials()
+            keys = {"aws_access_key_id": frozen.access_key, "aws_secret_access_key": frozen.secret_key,
+                    "aws_session_token": frozen.token}  # fmt: skip
+        session = boto3.session.Session(region_name=region, **keys)
         if service == "autoscaling":
             client = session.client("autoscaling", endpoint_url=endpoint)
             name = params["AutoScalingGroupName"]
@@ -100,21 +109,33 @@ def _tags_of(service: str, operation: str, params: dict[str, Any], region: str) 
         _PAUSED.reset(token)
 
 
-def _record(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+def _record(params: dict[str, Any], model: Any, context: dict[str, Any], client: Any = None, **_: Any) -> None:
     function = FUNCTION.get()
     if function is None or _PAUSED.get():
         return
     service = model.service_model.signing_name
     region = str(context.get("client_region") or "us-east-1")
-    tags = _tags_of(service, model.name, params, region) if (service, model.name) in _TAGGED else {}
-    RECORDED.append(Call(function, service, model.name, dict(params), region, tags))
+    credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
+    account = _ASSUMED.get(str(getattr(credentials, "access_key", "") or ""))
+    spoke = credentials if account else None
+    tags = _tags_of(service, model.name, params, region, spoke) if (service, model.name) in _TAGGED else {}
+    RECORDED.append(Call(function, service, model.name, dict(params), region, tags, account))
+
+
+def _assumed(parsed: dict[str, Any], **_: Any) -> None:
+    """Which account assumed-role credentials act in (from the role ARN STS answers with)."""
+    key = (parsed.get("Credentials") or {}).get("AccessKeyId")
+    arn = str((parsed.get("AssumedRoleUser") or {}).get("Arn") or "")
+    if key and arn.startswith("arn:aws:sts::"):
+        _ASSUMED[str(key)] = arn.split(":")[4]
 
 
 def _with_hook(create_client: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(create_client)
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
         client = create_client(self, *args, **kwargs)
-        client.meta.events.register("before-parameter-build", _record)
+        client.meta.events.register("before-parameter-build", functools.partial(_record, client=client))
+        client.meta.events.register("after-call.sts.AssumeRole", _assumed)
         return client
 
     return create

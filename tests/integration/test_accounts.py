@@ -86,3 +86,41 @@ def test_a_spoke_role_that_cannot_be_assumed_fails_and_never_falls_back(aws_sess
     assert "never with the hub's credentials" in result.detail
     assert not _revoked(member)
     assert not _revoked(aws_session)  # the hub's own role of the same name is untouched
+
+
+def test_instances_and_keys_are_contained_in_their_own_account(aws_session: Any, make_responder: Any) -> None:
+    from tests.integration.test_kms import event, kid
+    from tests.integration.test_node_aws import EC2_FINDING
+
+    sessions = {a: in_account(aws_session, a) for a in MEMBERS}
+    sessions[HUB] = aws_session
+    instances, keys = {}, {}
+    for account, session in sessions.items():
+        ec2 = session.client("ec2")
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        tags = [{"ResourceType": "instance", "Tags": [{"Key": "eks:cluster-name", "Value": "prod"}]}]
+        instances[account] = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1,
+                                               TagSpecifications=tags)["Instances"][0]["InstanceId"]  # fmt: skip
+        keys[account] = session.client("kms").create_key(Description="secrets")["KeyMetadata"]["Arn"]
+        session.client("kms").schedule_key_deletion(KeyId=kid(keys[account]), PendingWindowInDays=7)
+
+    def protected(account: str) -> bool:
+        found = sessions[account].client("ec2").describe_instance_attribute(
+            InstanceId=instances[account], Attribute="disableApiTermination")  # fmt: skip
+        return bool(found["DisableApiTermination"]["Value"])
+
+    def pending(account: str) -> bool:
+        state = sessions[account].client("kms").describe_key(KeyId=kid(keys[account]))["KeyMetadata"]["KeyState"]
+        return str(state) == "PendingDeletion"
+
+    ec2_rules = rules_with("ec2:protect-instance")
+    for member in MEMBERS:
+        found = replace(incident(instance_ids=(instances[member],), type_=EC2_FINDING), account=member, cluster="prod")
+        report = make_responder(ec2_rules, managed_accounts=MEMBERS).handle(found, Mode.LIVE)
+        assert [a.status.value for a in report.actions] == ["succeeded"], report.actions
+        attack = replace(event("ScheduleKeyDeletion", keys[member]), account=member)
+        kms_report = make_responder(managed_accounts=MEMBERS, protected_keys=("*",)).handle(attack, Mode.LIVE)
+        statuses = {a.action: a.status.value for a in kms_report.actions}
+        assert statuses["kms:cancel-key-deletion"] == "succeeded", kms_report.actions
+    assert {a for a in sessions if protected(a)} == set(MEMBERS)  # the hub's own instance untouched
+    assert {a for a in sessions if pending(a)} == {HUB}  # only the members' keys restored

@@ -26,6 +26,7 @@ from tests.integration.iam_calls import RECORDED, Call
 pytestmark = pytest.mark.integration
 
 ACCOUNT = "123456789012"  # moto's
+HUB_ACCOUNT = ACCOUNT
 # The stage the integration suite runs as: the resources its tests name.
 PROOF_ENV = {
     "STAGE": "test",
@@ -141,6 +142,7 @@ def _ids(call: Call) -> dict[str, list[str]]:
 
 def _arn(call: Call, kind: str, value: str) -> str:
     region = call.region
+    ACCOUNT = call.account or HUB_ACCOUNT  # noqa: N806 - the account the call acted in
     if value.startswith("arn:"):
         return value
     built = {
@@ -221,13 +223,30 @@ def _recorded() -> list[Call]:
 NOT_THE_STAGES = ("table/no-such-table",)
 
 
+def _spoke_policy(account: str) -> dict[str, Any]:
+    """The spoke role's policy as CloudFormation hands it to IAM in `account`."""
+
+    def resolved(value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+            return value["Fn::Sub"].replace("${AWS::AccountId}", account)
+        if isinstance(value, dict):
+            return {k: resolved(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolved(v) for v in value]
+        return value
+
+    template = permissions.spoke_template(PROOF_ENV, "test")
+    return resolved(template["Resources"]["SpokeRole"]["Properties"]["Policies"][0]["PolicyDocument"])  # type: ignore[no-any-return]
+
+
 def test_every_recorded_call_is_allowed_by_its_functions_policy() -> None:
     refused = []
     judged: collections.Counter[str] = collections.Counter()
     for call in _recorded():
-        policy = _policy(call.function)
+        # A call made with a member account's spoke credentials is judged by the spoke role's policy.
+        policy = _spoke_policy(call.account) if call.account else _policy(call.function)
         for check in authorisations(call):
-            judged[call.function] += 1
+            judged[call.function if not call.account else "spoke"] += 1
             verdict = evaluate(policy, check)
             if check.resource.endswith(NOT_THE_STAGES):
                 assert verdict == "implicit deny", check
@@ -236,7 +255,7 @@ def test_every_recorded_call_is_allowed_by_its_functions_policy() -> None:
     assert not refused, "\n".join(sorted(set(refused)))
     # Every function with incidents was exercised.
     assert {"on_guardduty_finding", "on_kms_api_call", "on_ecr_image_scan", "on_flow_log_object",
-            "refresh_key_policies"} <= set(judged)  # fmt: skip
+            "refresh_key_policies", "spoke"} <= set(judged)  # fmt: skip
 
 
 def test_writes_to_the_responders_own_and_protected_roles_are_denied() -> None:
