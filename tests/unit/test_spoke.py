@@ -68,3 +68,24 @@ def test_the_analyser_finds_only_what_is_inherent_to_a_responder() -> None:
         "CREDENTIALS_EXPOSURE",
         "RESOURCE_STAR",
     }, found
+
+
+def test_other_regions_forward_exactly_what_the_hubs_functions_subscribe_to() -> None:
+    from chalicelib.sources import patterns
+
+    template = permissions.forwarding_template()
+    forwarded = [
+        r["Properties"]["EventPattern"] for r in template["Resources"].values() if r["Type"] == "AWS::Events::Rule"
+    ]
+    subscribed = [patterns.GUARDDUTY_FINDING, patterns.KMS_API_CALL, patterns.KMS_KEY_EVENT, patterns.ECR_IMAGE_SCAN,
+                  patterns.INSPECTOR_IMAGE_FINDING]  # fmt: skip
+    assert forwarded == subscribed
+    targets = [
+        t
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Events::Rule"
+        for t in r["Properties"]["Targets"]
+    ]
+    assert {json.dumps(t["Arn"]) for t in targets} == {
+        json.dumps({"Fn::Sub": "arn:${AWS::Partition}:events:${HubRegion}:${HubAccountId}:event-bus/default"})
+    }
