@@ -61,6 +61,11 @@ class IdentityConnector(Protocol):
     def account(self) -> str: ...
 
 
+class SpokeRouter(Protocol):
+    def __call__(self, account: str, incident_id: str) -> Connectors: ...
+    def manages(self, account: str) -> bool: ...
+
+
 class PlanKeeper(Protocol):
     def put(self, plan: Plan) -> None: ...
 
@@ -157,7 +162,7 @@ class Responder:
         scans: ScanFindings | None = None,
         caps: CapStore | None = None,
         plans: PlanKeeper | None = None,
-        spokes: Callable[[str, str], Connectors] | None = None,
+        spokes: SpokeRouter | None = None,
     ) -> None:
         self._rules = rules
         self._settings = settings
@@ -326,7 +331,7 @@ class Responder:
         if not account or home is None or account == home:
             return own
         managed = self._settings.managed_accounts
-        if self._spokes is None or not ("*" in managed or account in managed):
+        if self._spokes is None or not self._spokes.manages(account):
             if managed:
                 return (Status.SKIPPED, f"account {account} is not managed by this responder (MANAGED_ACCOUNTS): "
                                         "reported, nothing done")  # fmt: skip

@@ -108,7 +108,7 @@ def build_spokes(current: Settings) -> Spokes | None:
     when they are assumed again (shortly before they expire)."""
     if not current.managed_accounts:
         return None
-    from chalicelib.executors.accounts import SpokeCredentials, Spokes
+    from chalicelib.executors.accounts import ManagedAccounts, SpokeCredentials, Spokes
     from chalicelib.executors.aws import AwsConnector
     from chalicelib.executors.identity import IdentityConnector
     from chalicelib.executors.kube import ClusterConnector
@@ -119,7 +119,8 @@ def build_spokes(current: Settings) -> Spokes | None:
                                 timeout=current.kube_timeout)  # fmt: skip
         return Connectors(kube, AwsConnector(spoke), IdentityConnector(spoke), build_keys(current, spoke), via)
 
-    return Spokes(SpokeCredentials(aws_session, current.spoke_role, current.spoke_external_id), build)
+    credentials = SpokeCredentials(aws_session, current.spoke_role, current.spoke_external_id)
+    return Spokes(credentials, build, ManagedAccounts(current.managed_accounts, aws_session))
 
 
 def build_plans(current: Settings) -> PlanStore | None:

@@ -35,8 +35,15 @@ def permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
     current = Settings.from_env(stage_env)
     if not current.managed_accounts:
         return []
-    accounts = ["*"] if "*" in current.managed_accounts else list(current.managed_accounts)
-    return [IAMStatement(("sts:AssumeRole",), tuple(f"arn:aws:iam::{a}:role/{current.spoke_role}" for a in accounts))]
+    units = [e for e in current.managed_accounts if _OU.match(e)]
+    listed = [e for e in current.managed_accounts if not _OU.match(e)]
+    accounts = ["*"] if "*" in listed or units else listed  # a unit's accounts are known only at run time
+    found = [IAMStatement(("sts:AssumeRole",), tuple(f"arn:aws:iam::{a}:role/{current.spoke_role}" for a in accounts))]
+    if units:
+        found.append(
+            IAMStatement(("organizations:ListAccountsForParent", "organizations:ListOrganizationalUnitsForParent"))
+        )
+    return found
 
 
 class SpokeUnavailableError(Exception):
@@ -104,14 +111,65 @@ class SpokeCredentials:
         return _Held(session, expires)
 
 
+_OU = re.compile(r"^(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})$")
+MEMBERS_TTL = 900.0  # seconds an organizational unit's member list is used before it is read again
+
+
+class ManagedAccounts:
+    """MANAGED_ACCOUNTS: account ids, `*`, or organizational unit (and root) ids whose accounts,
+    in every nested unit, are read from Organizations and cached. A unit that cannot be read
+    manages nothing (the finding is reported, and nothing is done)."""
+
+    def __init__(self, entries: tuple[str, ...], hub: Callable[[], Any], clock: Callable[[], float] = time.monotonic):
+        self._accounts = {e for e in entries if not _OU.match(e)}
+        self._units = [e for e in entries if _OU.match(e)]
+        self._hub = hub
+        self._clock = clock
+        self._members: tuple[float, set[str]] | None = None
+
+    def __contains__(self, account: object) -> bool:
+        if "*" in self._accounts or account in self._accounts:
+            return True
+        return bool(self._units) and account in self._unit_members()
+
+    def _unit_members(self) -> set[str]:
+        if self._members is not None and self._clock() - self._members[0] < MEMBERS_TTL:
+            return self._members[1]
+        import logging
+
+        found: set[str] = set()
+        try:
+            organizations = self._hub().client("organizations")
+            pending = list(self._units)
+            while pending:
+                parent = pending.pop()
+                for page in organizations.get_paginator("list_accounts_for_parent").paginate(ParentId=parent):
+                    found.update(str(a["Id"]) for a in page["Accounts"] if a.get("Status", "ACTIVE") == "ACTIVE")
+                for page in organizations.get_paginator("list_organizational_units_for_parent").paginate(
+                    ParentId=parent
+                ):
+                    pending.extend(str(u["Id"]) for u in page["OrganizationalUnits"])
+        except Exception as exc:  # noqa: BLE001 - unreadable: manage nothing rather than guess
+            logging.getLogger("eks_responder").warning("organizational units not read", extra={"error": str(exc)})
+            return set()
+        self._members = (self._clock(), found)
+        return found
+
+
 class Spokes:
     """(account, incident id) -> what reaches that account, built on its spoke credentials and
     rebuilt whenever they are assumed again."""
 
-    def __init__(self, credentials: SpokeCredentials, build: Callable[[Callable[[], Any], str], Any]) -> None:
+    def __init__(
+        self, credentials: SpokeCredentials, build: Callable[[Callable[[], Any], str], Any], managed: ManagedAccounts
+    ) -> None:
         self.credentials = credentials
         self._build = build
         self._built: dict[str, tuple[Any, Any]] = {}
+        self._managed = managed
+
+    def manages(self, account: str) -> bool:
+        return account in self._managed
 
     def __call__(self, account: str, incident_id: str) -> Any:
         session = self.credentials.session(account, incident_id)

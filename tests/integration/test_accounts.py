@@ -124,3 +124,28 @@ def test_instances_and_keys_are_contained_in_their_own_account(aws_session: Any,
         assert statuses["kms:cancel-key-deletion"] == "succeeded", kms_report.actions
     assert {a for a in sessions if protected(a)} == set(MEMBERS)  # the hub's own instance untouched
     assert {a for a in sessions if pending(a)} == {HUB}  # only the members' keys restored
+
+
+def test_an_organizational_unit_manages_its_accounts_and_only_them(aws_session: Any, make_responder: Any) -> None:
+    organizations = aws_session.client("organizations")
+    organizations.create_organization(FeatureSet="ALL")
+    root = organizations.list_roots()["Roots"][0]["Id"]
+    workloads = organizations.create_organizational_unit(ParentId=root, Name="workloads")["OrganizationalUnit"]["Id"]
+    nested = organizations.create_organizational_unit(ParentId=workloads, Name="prod")["OrganizationalUnit"]["Id"]
+
+    def account(name: str, parent: str) -> str:
+        made = organizations.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"]
+        organizations.move_account(AccountId=made["AccountId"], SourceParentId=root, DestinationParentId=parent)
+        return str(made["AccountId"])
+
+    inside, outside = account("payments", nested), account("sandbox", root)
+    for member in (inside, outside):
+        in_account(aws_session, member).client("iam").create_role(RoleName="developer", AssumeRolePolicyDocument=TRUST)
+    responder = make_responder(rules_with("iam:revoke-role-sessions"), managed_accounts=(workloads,))
+    (acted,) = responder.handle(_finding(inside), Mode.LIVE).actions
+    assert acted.status.value == "succeeded", acted.detail
+    (left,) = responder.handle(_finding(outside), Mode.LIVE).actions
+    assert left.status.value == "skipped"
+    assert "is not managed" in left.detail
+    assert _revoked(in_account(aws_session, inside))
+    assert not _revoked(in_account(aws_session, outside))

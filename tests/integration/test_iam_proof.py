@@ -36,7 +36,8 @@ PROOF_ENV = {
     "EVIDENCE_BUCKET": "eks-responder-evidence-demo",
     "FLOW_LOGS_BUCKET": "flow-logs",
     "THREAT_LIST": "s3://flow-logs/threats.txt",
-    "MANAGED_ACCOUNTS": "111111111111,222222222222,333333333333",  # tests/integration/test_accounts.py
+    # tests/integration/test_accounts.py: listed members, and an organizational unit (read at run time)
+    "MANAGED_ACCOUNTS": "111111111111,222222222222,333333333333,ou-abcd-12345678",
 }
 NO_AUTHORISATION = {("sts", "GetCallerIdentity")}  # every principal may call it
 IAM_NAMES = {("s3", "HeadObject"): "s3:GetObject", ("s3", "ListObjectsV2"): "s3:ListBucket"}
