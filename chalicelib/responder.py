@@ -219,7 +219,12 @@ class Responder:
         rule = decision.rule
         if rule is None or not rule.actions:
             return Report(incident, rule.name if rule else None, decision.reason, mode, ())
-        if rule.dry_run and mode is Mode.LIVE:
+        # An account's override can make it drier than the stage, never wetter.
+        drier = (
+            incident.account in self._settings.account_overrides
+            and self._settings.for_account(incident.account).dry_run
+        )
+        if (rule.dry_run or drier) and mode is Mode.LIVE:
             mode = Mode.DRY_RUN
         if incident.sample:
             return self._plan(incident, rule, mode, "sample finding, planned only")
@@ -288,7 +293,8 @@ class Responder:
         found = targets.offline(incident)
         results: list[ActionResult] = []
         waits: list[bool] = []
-        blocked = guardrails.cluster_block(incident.cluster, self._settings.protected_clusters)
+        current = self._settings.for_account(incident.account)
+        blocked = guardrails.cluster_block(incident.cluster, current.protected_clusters)
         for _, step, action, params, target in _each_target(rule.actions, found):
             waits.append(self._needs_approval(step, rule, incident))
             if target is None:
@@ -297,12 +303,12 @@ class Responder:
             applies = blocked and (incident.cluster is not None or action.target_kind in CLUSTER_KINDS)
             reason = (
                 (blocked if applies else None)
-                or guardrails.static_block(action, target, self._settings, incident.account)
-                or guardrails.platform_block(action, incident, self._settings)
+                or guardrails.static_block(action, target, current, incident.account)
+                or guardrails.platform_block(action, incident, current)
             )
             if not reason and target.kind == "key":
                 callers = [p.arn for p in incident.principals if p.arn and p.involved_as.value == "caller"]
-                reason = guardrails.key_static_block(target, self._settings, callers)
+                reason = guardrails.key_static_block(target, current, callers)
             if reason:
                 results.append(ActionResult(action.name, str(target), Status.SKIPPED, reason))
                 continue
@@ -317,14 +323,16 @@ class Responder:
         return Report(incident, rule.name, None, mode, numbered, notes)
 
     def _needs_approval(self, step: Step, rule: Rule, incident: Incident) -> bool:
-        return needs_approval(step, rule, incident, self._rules, self._settings.approval_default)
+        default = self._settings.for_account(incident.account).approval_default
+        return needs_approval(step, rule, incident, self._rules, default)
 
     def _reach(self, incident: Incident) -> Connectors | tuple[Status, str]:
         """The connectors for the incident's account (the hub's own, or a member's through its spoke
         role), or why nothing at all may run: a protected cluster, an account not managed here, a
         spoke role that cannot be assumed (never a fallback to the hub's own credentials)."""
-        if incident.cluster and any(fnmatchcase(incident.cluster, p) for p in self._settings.protected_clusters):
-            return Status.SKIPPED, guardrails.cluster_block(incident.cluster, self._settings.protected_clusters) or ""
+        protected = self._settings.for_account(incident.account).protected_clusters
+        if incident.cluster and any(fnmatchcase(incident.cluster, p) for p in protected):
+            return Status.SKIPPED, guardrails.cluster_block(incident.cluster, protected) or ""
         own = Connectors(self._connector, self._aws, self._identity, self._keys)
         home = self._home_account(incident)
         account = incident.account
@@ -376,7 +384,16 @@ class Responder:
         keys = reach.keys(incident.region, dry_run=dry_run) if reach.keys and "key" in kinds else None
         found.look_up_identities(incident, None if unreachable else kube, identity)
         ctx = ActionContext(
-            incident, self._settings, kube, self._clock(), dry_run, self._evidence, aws, identity, keys, caps=self._caps
+            incident,
+            self._settings.for_account(incident.account),
+            kube,
+            self._clock(),
+            dry_run,
+            self._evidence,
+            aws,
+            identity,
+            keys,
+            caps=self._caps,
         )
         return _Session(ctx, found, unreachable, no_cluster, incident.cluster or "-")
 

@@ -62,6 +62,30 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     return raw
 
 
+def _overrides(env: Mapping[str, str], allowed: frozenset[str]) -> dict[str, dict[str, str]]:
+    """ACCOUNT_OVERRIDES: `{"111122223333": {"DRY_RUN": "true", ...}, ...}` (JSON)."""
+    import json
+
+    raw = env.get("ACCOUNT_OVERRIDES")
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"ACCOUNT_OVERRIDES is not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError("ACCOUNT_OVERRIDES must map account ids to settings")
+    found: dict[str, dict[str, str]] = {}
+    for account, changes in parsed.items():
+        if not (isinstance(account, str) and account.isdigit() and len(account) == 12) or not isinstance(changes, dict):  # noqa: PLR2004
+            raise ConfigError(f"ACCOUNT_OVERRIDES: {account!r} must be a 12-digit account id mapped to settings")
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise ConfigError(f"ACCOUNT_OVERRIDES[{account}]: {', '.join(unknown)} cannot differ per account")
+        found[account] = {str(k): str(v) for k, v in changes.items()}
+    return found
+
+
 FLOW_DETECTORS = ("threat-list", "mining-pool", "admin-from-internet", "port-scan", "egress-volume")
 # Stratum ports of common mining pools (and their TLS variants).
 FLOW_MINING_PORTS = (3333, 4444, 5555, 5588, 7777, 8888, 9999, 14433, 14444, 45560, 45700)
@@ -146,6 +170,23 @@ class Settings:
     flow_scan_max_bytes: int = 1000
     flow_egress_bytes: int = 1 << 30
     extra: dict[str, str] = field(default_factory=dict, compare=False)
+    # ACCOUNT_OVERRIDES: per member account, settings that differ from the stage's (same names).
+    account_overrides: dict[str, dict[str, str]] = field(default_factory=dict, compare=False)
+    source: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # the environment read
+
+    OVERRIDABLE = frozenset({
+        "DRY_RUN", "PROTECTED_NAMESPACES", "PROTECTED_NODE_LABELS", "PROTECTED_NODES", "PROTECTED_IMAGES",
+        "PROTECTED_CLUSTERS", "PROTECTED_INSTANCES", "PROTECTED_PRINCIPALS", "PROTECTED_KEYS", "PROTECTED_KEY_TAG",
+        "MAX_NODES_CORDONED_PER_HOUR", "MAX_INSTANCES_ISOLATED_PER_HOUR", "MAX_ACL_DENIES_PER_SUBNET", "NEVER_BLOCK",
+        "APPROVAL_DEFAULT", "CLUSTERS",
+    })  # fmt: skip
+
+    def for_account(self, account: str) -> Settings:
+        """The settings that hold for incidents of `account`: the stage's, with its overrides."""
+        changes = self.account_overrides.get(account)
+        if not changes:
+            return self
+        return Settings.from_env({**self.source, **changes})
 
     @property
     def all_protected_namespaces(self) -> tuple[str, ...]:
@@ -211,4 +252,6 @@ class Settings:
             flow_scan_min_ports=_int(env, "FLOW_SCAN_MIN_PORTS", 100),
             flow_scan_max_bytes=_int(env, "FLOW_SCAN_MAX_BYTES", 1000),
             flow_egress_bytes=_int(env, "FLOW_EGRESS_BYTES", 1 << 30),
+            account_overrides=_overrides(env, cls.OVERRIDABLE),
+            source=dict(env),
         )

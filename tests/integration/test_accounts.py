@@ -149,3 +149,20 @@ def test_an_organizational_unit_manages_its_accounts_and_only_them(aws_session: 
     assert "is not managed" in left.detail
     assert _revoked(in_account(aws_session, inside))
     assert not _revoked(in_account(aws_session, outside))
+
+
+def test_an_account_override_makes_that_account_drier_and_no_other(aws_session: Any, make_responder: Any) -> None:
+    sessions = {a: in_account(aws_session, a) for a in MEMBERS[:2]}
+    for session in sessions.values():
+        session.client("iam").create_role(RoleName="developer", AssumeRolePolicyDocument=TRUST)
+    careful, trusted = MEMBERS[:2]
+    responder = make_responder(rules_with("iam:revoke-role-sessions"), managed_accounts=MEMBERS,
+                               account_overrides={careful: {"DRY_RUN": "true"}},
+                               source={"DRY_RUN": "false"})  # fmt: skip
+    dry = responder.handle(_finding(careful), Mode.LIVE)
+    assert dry.mode is Mode.DRY_RUN
+    assert [a.status.value for a in dry.actions] == ["planned"]
+    assert not _revoked(sessions[careful])
+    live = responder.handle(_finding(trusted), Mode.LIVE)
+    assert [a.status.value for a in live.actions] == ["succeeded"]
+    assert _revoked(sessions[trusted])

@@ -42,3 +42,21 @@ def test_lists_booleans_and_numbers_are_parsed() -> None:
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_account_overrides_change_only_what_may_differ_per_account() -> None:
+    import json
+
+    from chalicelib.errors import ConfigError
+
+    base = {"DRY_RUN": "false", "PROTECTED_NAMESPACES": "kube-system", "MANAGED_ACCOUNTS": "111122223333"}
+    overrides = {"111122223333": {"DRY_RUN": "true", "PROTECTED_NAMESPACES": "kube-system,payments"}}
+    current = Settings.from_env({**base, "ACCOUNT_OVERRIDES": json.dumps(overrides)})
+    member = current.for_account("111122223333")
+    assert (member.dry_run, member.protected_namespaces) == (True, ("kube-system", "payments"))
+    assert current.for_account("444455556666") is current
+    assert (current.dry_run, current.protected_namespaces) == (False, ("kube-system",))
+    for bad, words in [("[]", "must map"), ("{", "not JSON"), ('{"1234": {}}', "12-digit"),
+                       ('{"111122223333": {"SLACK_WEBHOOK_SECRET": "x"}}', "cannot differ per account")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=words):
+            Settings.from_env({"ACCOUNT_OVERRIDES": bad})
