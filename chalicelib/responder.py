@@ -27,14 +27,13 @@ from chalicelib.actions.base import (
     Target,
 )
 from chalicelib.errors import ClusterAccessError
-from chalicelib.incident import ResourceKind
+from chalicelib.incident import Incident, ResourceKind, Severity
 from chalicelib.policy.matcher import accepted, decide
 from chalicelib.response import guardrails, targets, vulnerabilities
 from chalicelib.response.plan import Plan, PlannedStep, StepState, needs_approval
 
 if TYPE_CHECKING:
     from chalicelib.flowlogs.attribution import Attribution
-    from chalicelib.incident import Incident
     from chalicelib.policy.model import Rule, RulesFile, Step
     from chalicelib.settings import Settings
 
@@ -182,12 +181,18 @@ class Responder:
         if self._connector is not None:
             self._connector.close()
 
-    def attribution(self, region: str) -> Attribution:
-        """Address lookups for one flow-log delivery, through this responder's (read-only) access."""
+    def attribution(self, region: str, account: str | None = None) -> Attribution | None:
+        """Address lookups for one flow-log delivery, read-only, in the account whose interfaces
+        logged it (a member's through its spoke role); None when that account cannot be reached."""
         from chalicelib.flowlogs.attribution import Attribution
 
-        ec2 = self._aws.gateway(region, dry_run=True) if self._aws else None
-        connector = self._connector
+        reach = self._reach(replace(_ACCOUNT_ONLY, account=account or "")) if account else None
+        if isinstance(reach, tuple):
+            logger.warning("flow-log account not reachable", extra={"account": account, "reason": reach[1]})
+            return None
+        aws_connector = reach.aws if reach else self._aws
+        ec2 = aws_connector.gateway(region, dry_run=True) if aws_connector else None
+        connector = reach.kube if reach else self._connector
 
         def kube(cluster: str) -> KubeAPI:
             if connector is None:
@@ -581,6 +586,11 @@ def _each_target(
         for target in chosen:
             yield index, step, action, params, target
             index += 1
+
+
+# The account of a flow-log delivery is all its attribution needs to know which credentials to use.
+_ACCOUNT_ONLY = Incident(id="flow-log-delivery", source="flowlogs", type="FlowLogs", title="", severity=Severity.LOW,
+                         score=0.0, account="", region="", resource_kind=ResourceKind.OTHER)  # fmt: skip
 
 
 def _numbered(results: list[ActionResult], waits: list[bool]) -> tuple[ActionResult, ...]:

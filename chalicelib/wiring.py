@@ -454,8 +454,8 @@ def flow_intake(
     from chalicelib.flowlogs.batch import Intake
     from chalicelib.responder import Mode as Modes
 
-    def attribution() -> Attribution | None:
-        return None if mode is Modes.PLAN else responder_.attribution(region)
+    def attribution(account: str) -> Attribution | None:
+        return None if mode is Modes.PLAN else responder_.attribution(region, account or None)
 
     return Intake(responder_, mode, attribution, ledger_, notifiers_)
 

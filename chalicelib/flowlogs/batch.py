@@ -83,7 +83,7 @@ class Intake:
 
     responder: Responder
     mode: Mode
-    attribution: Callable[[], Attribution | None]
+    attribution: Callable[[str], Attribution | None]  # the delivery's account -> its lookups
     ledger: Ledger | None = None
     notifiers: Sequence[Notifier] = ()
 
@@ -99,7 +99,7 @@ def respond(delivery: Delivery, intake: Intake) -> dict[str, Any]:
         logger.error("flow-log delivery damaged", extra={"origin": delivery.origin, "error": delivery.error})
         result["error_report"] = incidents.told({"event_id": delivery.origin, "error": delivery.error},
                                                 intake.notifiers)  # fmt: skip
-    attribution = intake.attribution() if delivery.incidents else None
+    attribution = intake.attribution(delivery.incidents[0].account) if delivery.incidents else None
     for incident in delivery.incidents:
         found = attribution.attribute(incident) if attribution is not None else incident
         result["results"].append(

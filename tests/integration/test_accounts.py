@@ -166,3 +166,37 @@ def test_an_account_override_makes_that_account_drier_and_no_other(aws_session: 
     live = responder.handle(_finding(trusted), Mode.LIVE)
     assert [a.status.value for a in live.actions] == ["succeeded"]
     assert _revoked(sessions[trusted])
+
+
+def test_a_member_accounts_flow_logs_are_attributed_in_that_account(aws_session: Any, make_responder: Any) -> None:
+    import base64
+    import gzip
+    from datetime import UTC, datetime
+
+    from chalicelib import wiring
+    from chalicelib.flowlogs import batch
+    from chalicelib.flowlogs.addresses import Classifier, Ranges
+    from chalicelib.flowlogs.detect import Scanner
+
+    member = MEMBERS[0]
+    ec2 = in_account(aws_session, member).client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "eks:cluster-name", "Value": "prod"}]}]
+    made = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=tags)["Instances"][0]
+    eni, address = made["NetworkInterfaces"][0]["NetworkInterfaceId"], made["PrivateIpAddress"]
+    record = f"2 {member} {eni} {address} 45.10.1.9 40000 443 6 10 4000 1764320000 1764320060 ACCEPT OK"
+    events = [{"id": "1", "timestamp": 0, "message": record}]
+    body = {"messageType": "DATA_MESSAGE", "owner": member, "logGroup": "/vpc/flow-logs", "logStream": eni,
+            "subscriptionFilters": ["eks-responder"], "logEvents": events}  # fmt: skip
+    payload = {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(body).encode())).decode()}}
+
+    def attributed(responder: Any) -> str:
+        scanner = Scanner(Classifier(Ranges(["45.10.0.0/16"])))
+        delivery = batch.scan_payload(payload, None, scanner, datetime.now(UTC), "us-east-1")
+        (result,) = batch.respond(delivery, wiring.flow_intake(responder, Mode.LIVE, "us-east-1"))["results"]
+        return str(result["incident"]["details"].get("attribution", ""))
+
+    # in the member account, through its spoke role: the instance behind the address is found
+    assert made["InstanceId"] in attributed(make_responder(managed_accounts=(member,)))
+    # not managed: the member's addresses are not looked up with the hub's credentials
+    assert made["InstanceId"] not in attributed(make_responder())

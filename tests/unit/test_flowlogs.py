@@ -368,7 +368,7 @@ def test_a_delivery_counts_its_records_in_metrics(
     monkeypatch.setenv("EKS_RESPONDER_METRICS", "on")
     records = ["2 1 eni-1 10.0.0.8 81.2.69.77 40000 3333 6 3 300 1 2 ACCEPT OK", "2 1 eni-1 - - - - - - - 1 2 - NODATA"]
     delivery = batch.scan_payload(_payload(records), None, _scanner(), AT)
-    intake = batch.Intake(Responder(load_rules(DEFAULT_RULES_FILE), Settings()), Mode.PLAN, lambda: None)
+    intake = batch.Intake(Responder(load_rules(DEFAULT_RULES_FILE), Settings()), Mode.PLAN, lambda account: None)
     batch.respond(delivery, intake)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     values = {m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]: m for m in lines}
