@@ -31,6 +31,8 @@ def write(ctx: ActionContext, base: str, files: dict[str, bytes], about: dict[st
     manifest = {
         "incident_id": ctx.incident.id,
         "finding_type": ctx.incident.type,
+        "account": ctx.incident.account,  # a member's evidence sits in the hub's store: say whose it is
+        "region": ctx.incident.region,
         "cluster": ctx.incident.cluster,
         **about,
         "captured_at": ctx.now.isoformat(),

@@ -200,3 +200,18 @@ def test_a_member_accounts_flow_logs_are_attributed_in_that_account(aws_session:
     assert made["InstanceId"] in attributed(make_responder(managed_accounts=(member,)))
     # not managed: the member's addresses are not looked up with the hub's credentials
     assert made["InstanceId"] not in attributed(make_responder())
+
+
+def test_a_members_evidence_names_its_account(aws_session: Any, make_responder: Any, tmp_path: Any) -> None:
+    from tests.integration.test_node_aws import EC2_FINDING
+
+    member = MEMBERS[1]
+    ec2 = in_account(aws_session, member).client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "eks:cluster-name", "Value": "prod"}]}]
+    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=tags)["Instances"][0]
+    found = replace(incident(instance_ids=(instance["InstanceId"],), type_=EC2_FINDING), account=member, cluster="prod")
+    report = make_responder(rules_with("ec2:isolate-instance"), managed_accounts=(member,)).handle(found, Mode.LIVE)
+    assert [a.status.value for a in report.actions] == ["succeeded"], report.actions
+    (manifest,) = (tmp_path / "evidence").rglob("MANIFEST.json")
+    assert json.loads(manifest.read_text())["account"] == member
