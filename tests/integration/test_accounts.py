@@ -31,6 +31,17 @@ def in_account(aws_session: Any, account: str) -> Any:
                                  aws_session_token=creds["SessionToken"], region_name="us-east-1")  # fmt: skip
 
 
+def node_instance(session: Any) -> dict[str, Any]:
+    """A worker node of cluster `prod` in the session's account."""
+    ec2 = session.client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "eks:cluster-name", "Value": "prod"}]}]
+    made: dict[str, Any] = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=tags)[
+        "Instances"
+    ][0]
+    return made
+
+
 def _finding(account: str) -> Any:
     found = incident(kind=incident().resource_kind, type_="CredentialAccess:Kubernetes/MaliciousIPCaller")
     arn = f"arn:aws:iam::{account}:role/developer"
@@ -96,11 +107,7 @@ def test_instances_and_keys_are_contained_in_their_own_account(aws_session: Any,
     sessions[HUB] = aws_session
     instances, keys = {}, {}
     for account, session in sessions.items():
-        ec2 = session.client("ec2")
-        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        tags = [{"ResourceType": "instance", "Tags": [{"Key": "eks:cluster-name", "Value": "prod"}]}]
-        instances[account] = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1,
-                                               TagSpecifications=tags)["Instances"][0]["InstanceId"]  # fmt: skip
+        instances[account] = node_instance(session)["InstanceId"]
         keys[account] = session.client("kms").create_key(Description="secrets")["KeyMetadata"]["Arn"]
         session.client("kms").schedule_key_deletion(KeyId=kid(keys[account]), PendingWindowInDays=7)
 
@@ -179,10 +186,7 @@ def test_a_member_accounts_flow_logs_are_attributed_in_that_account(aws_session:
     from chalicelib.flowlogs.detect import Scanner
 
     member = MEMBERS[0]
-    ec2 = in_account(aws_session, member).client("ec2")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    tags = [{"ResourceType": "instance", "Tags": [{"Key": "eks:cluster-name", "Value": "prod"}]}]
-    made = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=tags)["Instances"][0]
+    made = node_instance(in_account(aws_session, member))
     eni, address = made["NetworkInterfaces"][0]["NetworkInterfaceId"], made["PrivateIpAddress"]
     record = f"2 {member} {eni} {address} 45.10.1.9 40000 443 6 10 4000 1764320000 1764320060 ACCEPT OK"
     events = [{"id": "1", "timestamp": 0, "message": record}]
@@ -206,10 +210,7 @@ def test_a_members_evidence_names_its_account(aws_session: Any, make_responder: 
     from tests.integration.test_node_aws import EC2_FINDING
 
     member = MEMBERS[1]
-    ec2 = in_account(aws_session, member).client("ec2")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    tags = [{"ResourceType": "instance", "Tags": [{"Key": "eks:cluster-name", "Value": "prod"}]}]
-    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=tags)["Instances"][0]
+    instance = node_instance(in_account(aws_session, member))
     found = replace(incident(instance_ids=(instance["InstanceId"],), type_=EC2_FINDING), account=member, cluster="prod")
     report = make_responder(rules_with("ec2:isolate-instance"), managed_accounts=(member,)).handle(found, Mode.LIVE)
     assert [a.status.value for a in report.actions] == ["succeeded"], report.actions
