@@ -128,6 +128,10 @@ def iam_statements(stage_env: dict[str, str], function: functions.Function, rule
 
         statements.extend([*slack.permissions(stage_env), *sns.permissions(stage_env), *ledger.permissions(stage_env),
                            *accounts.permissions(stage_env)])  # fmt: skip
+    if snapshot:
+        from chalicelib.executors import accounts
+
+        statements.extend(accounts.permissions(stage_env))  # members' keys, through their spoke roles
     if snapshot or "key" in kinds or any(a.writes_evidence for a in reached):
         buckets = {stage_env.get("EVIDENCE_BUCKET") or "", stage_env.get("KEY_POLICY_BUCKET") or ""} - {""}
         for bucket in sorted(buckets):

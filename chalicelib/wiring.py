@@ -193,7 +193,20 @@ def refresh_key_policies(region_name: str | None = None) -> dict[str, Any]:
         return {"stored": [], "error": "no policy store: set KEY_POLICY_BUCKET, EVIDENCE_BUCKET or EVIDENCE_DIR"}
     gateway = KMSConnector(aws_session).gateway(where, dry_run=False)
     registry = key_registry(current, gateway, where)
-    return {"stored": snapshot_policies(registry, gateway, store)}
+    result: dict[str, Any] = {"stored": snapshot_policies(registry, gateway, store)}
+    spokes = build_spokes(current)
+    for account in spokes.members() if spokes is not None else []:
+        assert spokes is not None
+        # Each member's protected keys, read through its spoke role, into the hub's store: what
+        # kms:restore-key-policy in that account restores from.
+        try:
+            spoke = functools.partial(spokes.credentials.session, account, "key-policy-snapshot")
+            member = KMSConnector(spoke).gateway(where, dry_run=False)
+            found = key_registry(current.for_account(account), member, where, spoke)
+            result["stored"].extend(snapshot_policies(found, member, store))
+        except Exception as exc:  # noqa: BLE001 - one member's failure never stops the others
+            result.setdefault("errors", {})[account] = f"{type(exc).__name__}: {exc}"
+    return result
 
 
 @functools.cache

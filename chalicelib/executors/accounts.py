@@ -127,6 +127,11 @@ class ManagedAccounts:
         self._clock = clock
         self._members: tuple[float, set[str]] | None = None
 
+    def members(self) -> list[str]:
+        """The accounts that can be named: the listed ones and the units' (`*` names none)."""
+        listed = sorted(a for a in self._accounts if a != "*")
+        return listed + sorted(self._unit_members() - set(listed)) if self._units else listed
+
     def __contains__(self, account: object) -> bool:
         if "*" in self._accounts or account in self._accounts:
             return True
@@ -170,6 +175,9 @@ class Spokes:
 
     def manages(self, account: str) -> bool:
         return account in self._managed
+
+    def members(self) -> list[str]:
+        return self._managed.members()
 
     def __call__(self, account: str, incident_id: str) -> Any:
         session = self.credentials.session(account, incident_id)

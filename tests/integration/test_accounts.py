@@ -216,3 +216,31 @@ def test_a_members_evidence_names_its_account(aws_session: Any, make_responder: 
     assert [a.status.value for a in report.actions] == ["succeeded"], report.actions
     (manifest,) = (tmp_path / "evidence").rglob("MANIFEST.json")
     assert json.loads(manifest.read_text())["account"] == member
+
+
+def test_a_members_key_policy_is_snapshotted_and_restored_there(
+    aws_session: Any, make_responder: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from chalicelib import wiring
+    from tests.integration.test_kms import kid, put_key_policy
+
+    member = MEMBERS[2]
+    kms = in_account(aws_session, member).client("kms")
+    key = kms.create_key(Description="secrets")["KeyMetadata"]["Arn"]
+    good = kms.get_key_policy(KeyId=kid(key), PolicyName="default")["Policy"]
+    # the hourly snapshot reads the member's protected keys through its spoke role
+    monkeypatch.setenv("MANAGED_ACCOUNTS", member)
+    monkeypatch.setenv("PROTECTED_KEYS", kid(key))
+    monkeypatch.setenv("EVIDENCE_DIR", str(tmp_path / "evidence"))
+    wiring.reset()
+    assert kid(key) in wiring.refresh_key_policies("us-east-1")["stored"]
+    # an attacker in the member account hands the key away; the responder puts the policy back there
+    outsider = {"AWS": "arn:aws:iam::999999999999:root"}
+    evil = {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": outsider, "Action": "kms:*", "Resource": "*"}]}  # fmt: skip
+    kms.put_key_policy(KeyId=kid(key), PolicyName="default", Policy=json.dumps(evil))
+    attack = replace(put_key_policy(key, evil), account=member)
+    report = make_responder(managed_accounts=(member,), protected_keys=(kid(key),)).handle(attack, Mode.LIVE)
+    restore = next(r for r in report.actions if r.action == "kms:restore-key-policy")
+    assert restore.status.value == "succeeded", restore.detail
+    assert json.loads(kms.get_key_policy(KeyId=kid(key), PolicyName="default")["Policy"]) == json.loads(good)
