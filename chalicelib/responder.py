@@ -27,7 +27,7 @@ from chalicelib.actions.base import (
     Target,
 )
 from chalicelib.errors import ClusterAccessError
-from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.incident import Incident, ResourceKind
 from chalicelib.policy.matcher import accepted, decide
 from chalicelib.response import guardrails, targets, vulnerabilities
 from chalicelib.response.plan import Plan, PlannedStep, StepState, needs_approval
@@ -186,7 +186,7 @@ class Responder:
         logged it (a member's through its spoke role); None when that account cannot be reached."""
         from chalicelib.flowlogs.attribution import Attribution
 
-        reach = self._reach(replace(_ACCOUNT_ONLY, account=account or "")) if account else None
+        reach = self._account_reach(account, "flow-log-delivery") if account else None
         if isinstance(reach, tuple):
             logger.warning("flow-log account not reachable", extra={"account": account, "reason": reach[1]})
             return None
@@ -332,15 +332,19 @@ class Responder:
         return needs_approval(step, rule, incident, self._rules, default)
 
     def _reach(self, incident: Incident) -> Connectors | tuple[Status, str]:
-        """The connectors for the incident's account (the hub's own, or a member's through its spoke
-        role), or why nothing at all may run: a protected cluster, an account not managed here, a
-        spoke role that cannot be assumed (never a fallback to the hub's own credentials)."""
+        """The connectors for the incident's account, or why nothing at all may run: a protected
+        cluster, or (`_account_reach`) an account this responder cannot act in."""
         protected = self._settings.for_account(incident.account).protected_clusters
         if incident.cluster and any(fnmatchcase(incident.cluster, p) for p in protected):
             return Status.SKIPPED, guardrails.cluster_block(incident.cluster, protected) or ""
+        return self._account_reach(incident.account, incident.id)
+
+    def _account_reach(self, account: str, why: str) -> Connectors | tuple[Status, str]:
+        """The hub's own connectors, a member's through its spoke role (`why` names the session),
+        or why not: an account not managed here, a spoke role that cannot be assumed (never a
+        fallback to the hub's own credentials)."""
         own = Connectors(self._connector, self._aws, self._identity, self._keys)
-        home = self._home_account(incident)
-        account = incident.account
+        home = self._home_account(why) if account else None
         if not account or home is None or account == home:
             return own
         managed = self._settings.managed_accounts
@@ -351,9 +355,9 @@ class Responder:
             return (Status.FAILED, f"the finding is for account {account}, but this responder acts only in its own "
                                    f"account {home}: nothing is done elsewhere")  # fmt: skip
         try:
-            return self._spokes(account, incident.id)
+            return self._spokes(account, why)
         except Exception as exc:  # noqa: BLE001 - the reason is the result: nothing runs in that account
-            logger.warning("spoke role unavailable", extra={"incident_id": incident.id, "error": _brief(exc)})
+            logger.warning("spoke role unavailable", extra={"incident_id": why, "error": _brief(exc)})
             return (
                 Status.FAILED,
                 f"{_brief(exc)}: nothing is done in account {account} (never with the hub's credentials)",
@@ -513,14 +517,14 @@ class Responder:
         expires = now + timedelta(minutes=self._settings.approval_minutes)
         return Plan(incident, rule.name, mode.value, tuple(steps), now.isoformat(), expires.isoformat())
 
-    def _home_account(self, incident: Incident) -> str | None:
+    def _home_account(self, why: str) -> str | None:
         """The account the responder's own credentials act in (None when unknown: no STS)."""
-        if self._identity is None or not incident.account:
+        if self._identity is None:
             return None
         try:
             return self._identity.account()
         except Exception as exc:  # noqa: BLE001 - without STS nothing in AWS works either; the actions say so
-            logger.warning("own account unknown", extra={"incident_id": incident.id, "error": _brief(exc)})
+            logger.warning("own account unknown", extra={"incident_id": why, "error": _brief(exc)})
             return None
 
     def _run_one(self, action: Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:
@@ -586,11 +590,6 @@ def _each_target(
         for target in chosen:
             yield index, step, action, params, target
             index += 1
-
-
-# The account of a flow-log delivery is all its attribution needs to know which credentials to use.
-_ACCOUNT_ONLY = Incident(id="flow-log-delivery", source="flowlogs", type="FlowLogs", title="", severity=Severity.LOW,
-                         score=0.0, account="", region="", resource_kind=ResourceKind.OTHER)  # fmt: skip
 
 
 def _numbered(results: list[ActionResult], waits: list[bool]) -> tuple[ActionResult, ...]:

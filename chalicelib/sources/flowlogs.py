@@ -40,6 +40,16 @@ class Batch:
     origin: str  # s3://bucket/key or the CloudWatch Logs group and stream
     at: datetime  # when the batch was read: incidents are per hour
 
+    def __post_init__(self) -> None:
+        # From the payload's `owner` or the object's key, so hostile: an account or region that is
+        # not one is unknown (""), never a name a message, a link or a spoke role is built from.
+        from chalicelib.sources import identifiers
+
+        if not identifiers.ACCOUNT.match(self.account):
+            object.__setattr__(self, "account", "")
+        if not identifiers.REGION.match(self.region):
+            object.__setattr__(self, "region", "")
+
 
 def to_incident(finding: Finding, batch: Batch) -> Incident:
     kind = finding.detector

@@ -115,3 +115,14 @@ def test_block_ip_says_why_a_forgeable_address_was_left_alone() -> None:
     outcome = BlockIP().run(ctx, Target("instance", "i-0abc"), NoParams())
     assert outcome.status is Status.SKIPPED
     assert "8.8.8.8 only as packet sources, which can be forged" in outcome.detail
+
+
+def test_a_deliverys_account_and_region_are_checked_before_anything_uses_them() -> None:
+    from datetime import UTC, datetime
+
+    from chalicelib.sources.flowlogs import Batch
+
+    hostile = Batch("x/../<!channel>", "us-east-1|<http://evil.example>", "logs:g/s", datetime.now(UTC))
+    assert (hostile.account, hostile.region) == ("", "")
+    fine = Batch("123456789012", "us-east-1", "logs:g/s", datetime.now(UTC))
+    assert (fine.account, fine.region) == ("123456789012", "us-east-1")
