@@ -12,6 +12,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from chalicelib import actions, dry_run
+from chalicelib.actions import evidence_bundle
 from chalicelib.actions.base import (
     EC2API,
     Action,
@@ -437,7 +438,8 @@ class Responder:
                 continue
             planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE))
         wrote = any(actions.get(r.action).writes_evidence and r.status is Status.SUCCEEDED for r in results)
-        evidence = self._evidence.location(incident.id) if wrote and self._evidence else None
+        where = evidence_bundle.incident_prefix(incident)
+        evidence = self._evidence.location(where) if wrote and self._evidence else None
         # Kept when steps wait for approval, and when steps changed something a release could put back.
         kept = mode is Mode.LIVE and any(p.state is StepState.WAITING or p.undoable for p in planned)
         plan = self._stored_plan(incident, rule, mode, planned) if kept else None

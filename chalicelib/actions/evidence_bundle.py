@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from chalicelib.actions.base import ActionContext
+from chalicelib.incident import Incident
 from chalicelib.settings import MANAGED_BY
 
 MANIFEST = "MANIFEST.json"
@@ -17,8 +18,10 @@ def as_json(value: Any) -> bytes:
     return json.dumps(value, indent=2, sort_keys=True, default=str).encode()
 
 
-def incident_prefix(ctx: ActionContext) -> str:
-    return ctx.incident.id
+def incident_prefix(incident: Incident) -> str:
+    """Where an incident's evidence lives: by account and region first, so a member account's
+    evidence can be kept, listed, granted or expired by prefix in the hub's one store."""
+    return f"{incident.account}/{incident.region}/{incident.id}"
 
 
 def write(ctx: ActionContext, base: str, files: dict[str, bytes], about: dict[str, Any]) -> str:

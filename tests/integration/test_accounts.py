@@ -216,6 +216,10 @@ def test_a_members_evidence_names_its_account(aws_session: Any, make_responder: 
     assert [a.status.value for a in report.actions] == ["succeeded"], report.actions
     (manifest,) = (tmp_path / "evidence").rglob("MANIFEST.json")
     assert json.loads(manifest.read_text())["account"] == member
+    # and the path says it too: one prefix per account and region in the hub's one store
+    where = manifest.relative_to(tmp_path / "evidence").parts
+    assert where[:3] == (member, found.region, found.id), where
+    assert report.evidence == str((tmp_path / "evidence" / member / found.region / found.id).resolve())
 
 
 def test_a_members_key_policy_is_snapshotted_and_restored_there(

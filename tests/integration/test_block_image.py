@@ -111,7 +111,9 @@ def test_without_a_policy_api_the_manifests_go_to_the_evidence_store(
     (block,) = [r for r in report.actions if r.action == "k8s:block-image"]
     assert block.status.value == "skipped"
     assert block.detail.startswith("NOT BLOCKED")
-    folder = tmp_path / "evidence" / report.incident.id / "admission" / "local" / policy_name(f"{REPOSITORY}@{digest}")
+    found = report.incident
+    folder = tmp_path / "evidence" / found.account / found.region / found.id / "admission" / "local"
+    folder /= policy_name(f"{REPOSITORY}@{digest}")
     assert str(folder / "MANIFEST.json") in block.detail
     written = json.loads((folder / "kyverno-clusterpolicy.json").read_text())
     assert written == kyverno_policy(f"{REPOSITORY}@{digest}", ["1.4"], report.incident.id, PROTECTED)

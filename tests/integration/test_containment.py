@@ -271,7 +271,7 @@ def test_capture_writes_evidence_with_a_hash_manifest(cluster: Cluster, make_res
     found = incident(namespace=cluster.namespace, pods=(pod,))
     report = make_responder(rules_with("k8s:capture-pod")).handle(found, Mode.LIVE)
     assert report.actions[0].status.value == "succeeded"
-    base = tmp_path / "evidence" / found.id / "pods" / cluster.namespace / pod
+    base = tmp_path / "evidence" / found.account / found.region / found.id / "pods" / cluster.namespace / pod
     manifest = json.loads((base / "MANIFEST.json").read_text())
     assert manifest["pod"] == f"{cluster.namespace}/{pod}"
     assert manifest["node"] == node

@@ -73,5 +73,6 @@ def test_handler_contains_in_prod_and_only_plans_in_dev(
     labels = admin.get(Pod, pod, namespace=cluster.namespace).metadata.labels or {}
     assert (labels.get(QUARANTINE_LABEL) == "true") is isolated
     keys = [o["Key"] for o in lambda_env.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
-    manifest = f"evidence/handler-{cluster.namespace}/pods/{cluster.namespace}/{pod}/MANIFEST.json"
+    where = f"evidence/123456789012/us-east-1/handler-{cluster.namespace}"
+    manifest = f"{where}/pods/{cluster.namespace}/{pod}/MANIFEST.json"
     assert (manifest in keys) is isolated

@@ -122,7 +122,7 @@ class IsolateInstance(Action):
         to_move = {eni: groups for eni, groups in interfaces.items() if groups != [group]}
         if to_move:
             if ctx.evidence is not None and not ctx.dry_run:
-                base = f"{ctx.incident.id}/instances/{target.name}"
+                base = f"{evidence_bundle.incident_prefix(ctx.incident)}/instances/{target.name}"
                 evidence_bundle.write(
                     ctx, base, {"instance.json": evidence_bundle.as_json(found)}, {"instance": target.name}
                 )

@@ -70,7 +70,7 @@ class SnapshotVolumes(Action):
             listed = ", ".join(f"{v} -> {s}" for v, s in snapshots.items())
             return Outcome(Status.SKIPPED, f"volumes of instance {target} already snapshotted: {listed}")
         if ctx.evidence is not None and not ctx.dry_run:
-            base = f"{ctx.incident.id}/instances/{target.name}/snapshots"
+            base = f"{evidence_bundle.incident_prefix(ctx.incident)}/instances/{target.name}/snapshots"
             record = [{"device": d, "volume": v, "snapshot": snapshots[v]} for d, v in volumes]
             evidence_bundle.write(
                 ctx, base, {"snapshots.json": evidence_bundle.as_json(record)}, {"instance": target.name}

@@ -227,7 +227,7 @@ class BlockImage(Action):
                 "validating-admission-policy.json": evidence_bundle.as_json(native),
                 "kyverno-clusterpolicy.json": evidence_bundle.as_json(kyverno),
             }
-            base = f"{ctx.incident.id}/admission/{ctx.incident.cluster}/{name}"
+            base = f"{evidence_bundle.incident_prefix(ctx.incident)}/admission/{ctx.incident.cluster}/{name}"
             where = evidence_bundle.write(ctx, base, files, {"image": target.name})
         return Outcome(
             Status.SKIPPED,

@@ -47,7 +47,7 @@ class CapturePod(Action):
         assert isinstance(params, CapturePodParams)
         if ctx.evidence is None:
             return Outcome(Status.SKIPPED, "no evidence store configured (set EVIDENCE_BUCKET or EVIDENCE_DIR)")
-        base = f"{ctx.incident.id}/pods/{target.namespace}/{target.name}"
+        base = f"{evidence_bundle.incident_prefix(ctx.incident)}/pods/{target.namespace}/{target.name}"
         if ctx.evidence.exists(f"{base}/{evidence_bundle.MANIFEST}"):
             return Outcome(Status.SKIPPED, f"pod {target} already captured at {ctx.evidence.location(base)}")
         pod = ctx.kube.get_pod(target.namespace, target.name)
