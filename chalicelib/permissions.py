@@ -127,7 +127,7 @@ def iam_statements(stage_env: dict[str, str], function: functions.Function, rule
         from chalicelib.notifiers import slack, sns
 
         statements.extend([*slack.permissions(stage_env), *sns.permissions(stage_env), *ledger.permissions(stage_env),
-                           *accounts.permissions(stage_env)])  # fmt: skip
+                           *accounts.permissions(stage_env), *accounts.naming_permissions(stage_env)])  # fmt: skip
     if snapshot:
         from chalicelib.executors import accounts
 
@@ -245,6 +245,7 @@ def spoke_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
     (and its release), and the reads that resolve targets. Nothing of the hub's own: no logs, no
     incident table, no notifications, no evidence bucket, no AssumeRole."""
     from chalicelib.executors.eks_auth import IAM as EKS_AUTH
+    from chalicelib.executors.identity import ALIAS
     from chalicelib.executors.identity import IAM as IDENTITY
     from chalicelib.executors.kms import IAM as KEYS
     from chalicelib.executors.scan_findings import IAM as SCANS
@@ -256,7 +257,10 @@ def spoke_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
         if function.kind == "events":
             reached.update((a.name, a) for a in functions.reachable_actions(function, rules))
     kinds = {a.target_kind for a in reached.values()}
-    statements = [*EKS_AUTH, *SCANS, *ATTRIBUTION]
+    from chalicelib.executors.flow_sources import bucket_permissions
+
+    # A member's own flow-log bucket is read there (FLOW_LOGS_BUCKET with `{account}`, or a central one it owns).
+    statements = [*EKS_AUTH, *SCANS, *ATTRIBUTION, *ALIAS, *bucket_permissions(stage_env)]
     if kinds & IDENTITY_KINDS:
         statements.extend(IDENTITY)
     if "key" in kinds:
@@ -326,7 +330,7 @@ REGIONS_DIR = ROOT / "deploy" / "regions"
 def forwarding_template() -> dict[str, Any]:
     """One region's forwarding to the hub (CloudFormation, for StackSets over regions): the same
     patterns the hub's functions subscribe to, sent to the hub's default bus in its home region.
-    Flow-log objects are not forwarded: their bucket's events stay with the bucket's region."""
+    Flow-log objects too: the event keeps the bucket's account and region, where the hub reads it."""
     from chalicelib.sources import patterns
 
     forwarded = {
@@ -335,6 +339,7 @@ def forwarding_template() -> dict[str, Any]:
         "KmsKeyEvents": patterns.KMS_KEY_EVENT,
         "EcrImageScans": patterns.ECR_IMAGE_SCAN,
         "InspectorImageFindings": patterns.INSPECTOR_IMAGE_FINDING,
+        "FlowLogObjects": patterns.FLOW_LOG_OBJECT,
     }
     bus = {"Fn::Sub": "arn:${AWS::Partition}:events:${HubRegion}:${HubAccountId}:event-bus/default"}
     resources: dict[str, Any] = {

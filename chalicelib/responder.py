@@ -54,11 +54,13 @@ class KubeConnector(Protocol):
 
 class AWSConnector(Protocol):
     def gateway(self, region: str, *, dry_run: bool) -> EC2API: ...
+    def objects(self, region: str) -> Any: ...
 
 
 class IdentityConnector(Protocol):
     def gateway(self, region: str, *, dry_run: bool) -> IdentityAPI: ...
     def account(self) -> str: ...
+    def alias(self) -> str | None: ...
 
 
 class SpokeRouter(Protocol):
@@ -115,6 +117,7 @@ class Report:
     notes: tuple[str, ...] = ()
     evidence: str | None = None  # where this incident's evidence is, when any was written
     plan: Plan | None = None  # set when steps wait for approval: what is stored for a later invocation
+    account_alias: str | None = None  # the incident account's IAM alias, when known (organisations)
 
     @property
     def failed(self) -> bool:
@@ -140,6 +143,7 @@ class Report:
             "actions": [r.to_dict() for r in self.actions],
             "notes": list(self.notes),
             "evidence": self.evidence,
+            "account_alias": self.account_alias,
             **self._plan_summary(),
         }
 
@@ -201,6 +205,23 @@ class Responder:
             return connector.gateway(cluster, region, dry_run=True)
 
         return Attribution(ec2, kube)
+
+    def own_account(self) -> str | None:
+        """The account the responder's own credentials act in (None when STS cannot say)."""
+        return self._home_account("flow-log-object")
+
+    def bucket_reader(self, owner: str | None, region: str) -> tuple[str | None, Any] | str:
+        """(the owning account, an S3 client in it) for an object whose bucket `owner` holds (the
+        responder's own account when None), or why it may not be read: a member's bucket is read
+        through that member's spoke role, an unmanaged account's not at all."""
+        account = owner or self._home_account("flow-log-object")
+        reach = self._account_reach(account, "flow-log-object") if account else None
+        if isinstance(reach, tuple):
+            return reach[1]
+        aws_connector = reach.aws if reach else self._aws
+        if aws_connector is None:
+            return "no AWS access configured"
+        return account, aws_connector.objects(region)
 
     def enrich(self, incident: Incident, mode: Mode) -> Incident:
         """A counts-only image scan gets its CVE list (not in plan mode: nothing is contacted there)."""
@@ -273,7 +294,7 @@ class Responder:
             else:
                 results.append(self._run_one(action, current[0], params, session.ctx))
         stamped = tuple(replace(r, step=p.index, approval_required=True) for r, p in zip(results, chosen, strict=True))
-        return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes))
+        return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes), account_alias=session.alias)
 
     def _each_cluster(self, incident: Incident, rule: Rule, mode: Mode) -> Report:
         """An image can run anywhere: look for it in every configured cluster."""
@@ -285,14 +306,14 @@ class Responder:
                 return self._all(incident, rule, mode, Status.SKIPPED, why)
             clusters, notes = ("<each cluster in CLUSTERS>",), [f"{why}; a live run would do nothing"]
         results: list[ActionResult] = []
-        evidence = None
+        evidence = alias = None
         for cluster in clusters:
             scoped = replace(incident, cluster=cluster)
             report = self._plan(scoped, rule, mode, None) if mode is Mode.PLAN else self._execute(scoped, rule, mode)
             results.extend(replace(r, target=f"{cluster}:{r.target}") for r in report.actions)
             notes.extend(f"{cluster}: {note}" for note in report.notes)
-            evidence = evidence or report.evidence
-        return Report(incident, rule.name, None, mode, tuple(results), tuple(notes), evidence)
+            evidence, alias = evidence or report.evidence, alias or report.account_alias
+        return Report(incident, rule.name, None, mode, tuple(results), tuple(notes), evidence, account_alias=alias)
 
     def _plan(self, incident: Incident, rule: Rule, mode: Mode, why: str | None) -> Report:
         """Describe what would run, applying every guardrail that needs no cluster."""
@@ -405,15 +426,18 @@ class Responder:
             keys,
             caps=self._caps,
         )
-        return _Session(ctx, found, unreachable, no_cluster, incident.cluster or "-")
+        # Named only for organisations: one account needs no name, and the lookup is a call.
+        alias = reach.identity.alias() if reach.identity and self._settings.managed_accounts else None
+        if reach.via:
+            named = f"{incident.account} ({alias})" if alias else incident.account
+            ctx.notes.append(f"acting in account {named} through its spoke role {reach.via}")
+        return _Session(ctx, found, unreachable, no_cluster, incident.cluster or "-", alias)
 
     def _execute(self, incident: Incident, rule: Rule, mode: Mode) -> Report:
         reach = self._reach(incident)
         if isinstance(reach, tuple):
             return self._all(incident, rule, mode, *reach)
         session = self._session(incident, rule.actions, mode, reach)
-        if reach.via:
-            session.ctx.notes.append(f"acting in account {incident.account} through its spoke role {reach.via}")
         results = []
         planned: list[PlannedStep] = []
         for index, step, action, params, target in _each_target(rule.actions, session.found):
@@ -445,7 +469,7 @@ class Responder:
         plan = self._stored_plan(incident, rule, mode, planned) if kept else None
         notes = (*session.ctx.notes, *session.found.notes, *self._keep(plan))
         numbered = _numbered(results, [p.approval_required for p in planned])
-        return Report(incident, rule.name, None, mode, numbered, notes, evidence, plan)
+        return Report(incident, rule.name, None, mode, numbered, notes, evidence, plan, session.alias)
 
     def release(self, plan: Plan, chosen: dict[int, PlannedStep], *, dry_run: bool, force: bool) -> Report:
         """Put back what the chosen steps changed, last step first, from the prior state each recorded."""
@@ -472,7 +496,7 @@ class Responder:
             prior = dict((planned.result or {}).get("prior") or {})
             results.append(self._undo_one(action, planned.target, prior, session.ctx, force=force))
         stamped = tuple(replace(r, step=p.index) for r, p in zip(results, ordered, strict=True))
-        return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes))
+        return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes), account_alias=session.alias)
 
     def _undo_one(self, action: Action, target: Target, prior: dict[str, Any], ctx: ActionContext, *,
                   force: bool) -> ActionResult:  # fmt: skip
@@ -569,6 +593,7 @@ class _Session:
     unreachable: str | None
     no_cluster: str | None
     where: str
+    alias: str | None = None
 
     def blocked(self, action: Action) -> tuple[Status, str] | None:
         """Why this action cannot run at all in this session (no cluster, cluster unreachable)."""

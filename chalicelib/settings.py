@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,17 @@ FLOW_MINING_PORTS = (3333, 4444, 5555, 5588, 7777, 8888, 9999, 14433, 14444, 455
 _MAX_PORT = 65535
 
 
+# An S3 bucket name once `{account}` (12 digits) and `{region}` are filled in.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _flow_logs_bucket(env: Mapping[str, str]) -> str | None:
+    raw = env.get("FLOW_LOGS_BUCKET") or None
+    if raw is not None and not _BUCKET.match(raw.replace("{account}", "0" * 12).replace("{region}", "us-east-1")):
+        raise ConfigError(f"FLOW_LOGS_BUCKET={raw!r} is not a bucket name ({{account}} and {{region}} may fill it)")
+    return raw
+
+
 def _detectors(env: Mapping[str, str]) -> tuple[str, ...]:
     chosen = _list(env, "FLOW_DETECTORS", FLOW_DETECTORS)
     unknown = [d for d in chosen if d not in FLOW_DETECTORS]
@@ -159,8 +171,17 @@ class Settings:
     aws_max_attempts: int = 5  # botocore standard retry mode: throttling and 5xx, backoff with jitter
     log_tail_lines: int = 200
     # VPC Flow Logs
-    flow_logs_bucket: str | None = None  # where flow logs are delivered (scopes s3:GetObject)
+    # Where flow logs are delivered (scopes s3:GetObject); `{account}`/`{region}` name a bucket per
+    # member account, each read in its own account through its spoke role.
+    flow_logs_bucket: str | None = None
     flow_log_format: str | None = None  # the flow log's LogFormat, for headerless input; default v2
+
+    def flow_logs_bucket_of(self, account: str, region: str) -> str | None:
+        """The flow-log bucket of one account and region (the setting, its slots filled)."""
+        if not self.flow_logs_bucket:
+            return None
+        return self.flow_logs_bucket.replace("{account}", account).replace("{region}", region)
+
     threat_list: str | None = None  # s3://bucket/key or a file path: one address or CIDR per line
     flow_internal_cidrs: tuple[str, ...] = ()  # public ranges that are ours (an IPv6 VPC's GUA block)
     flow_detectors: tuple[str, ...] = FLOW_DETECTORS
@@ -242,7 +263,7 @@ class Settings:
             kube_timeout=float(_int(env, "KUBE_TIMEOUT_SECONDS", 10)) or 10.0,
             aws_max_attempts=max(1, _int(env, "AWS_MAX_ATTEMPTS", 5)),
             log_tail_lines=_int(env, "LOG_TAIL_LINES", 200),
-            flow_logs_bucket=env.get("FLOW_LOGS_BUCKET") or None,
+            flow_logs_bucket=_flow_logs_bucket(env),
             flow_log_format=env.get("FLOW_LOG_FORMAT") or None,
             threat_list=env.get("THREAT_LIST") or None,
             flow_internal_cidrs=_list(env, "FLOW_INTERNAL_CIDRS"),

@@ -527,36 +527,52 @@ def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -
     results = []
     for bucket, key, account, object_region in objects:
         origin = f"s3://{bucket}/{key}"
+        plan = intake.mode.value == "plan"
+        where = object_region or region()
+        # The bucket's owner: the account of an EventBridge event, else (an S3 notification) our own.
+        owner = account or (None if plan else intake.responder.own_account()) or ""
+        expected = current.flow_logs_bucket_of(owner, where)
         # Only the configured bucket: other .log.gz objects (load balancer or application logs)
         # would otherwise be read as flow logs and raise alerts.
-        if not current.flow_logs_bucket:
+        if expected is None:
             results.append({"origin": origin, "ignored": "FLOW_LOGS_BUCKET is not set: no bucket is read as flow logs"})
             continue
-        if bucket != current.flow_logs_bucket:
-            results.append({"origin": origin, "ignored": f"not the flow-log bucket {current.flow_logs_bucket}"})
+        if bucket != expected:
+            whose = f" of account {owner}" if expected != current.flow_logs_bucket else ""
+            results.append({"origin": origin, "ignored": f"not the flow-log bucket {expected}{whose}"})
             continue
-        if intake.mode.value == "plan":
+        if plan:
             # A plan contacts nothing: not S3 for the object, not S3 for the threat list.
             offline = f"an offline plan reads nothing: replay with --live to read {origin}"
             results.append({"origin": origin, "ignored": offline})
             continue
-        where = object_region or region()
         try:
+            reader = intake.responder.bucket_reader(owner or None, where)
+            if isinstance(reader, str):
+                raise PermissionError(reader)
             layout, scan = _flow_setup(current)
-            stream = open_object(aws_session().client("s3", region_name=where), bucket, key)
+            stream = open_object(reader[1], bucket, key)
         except Exception as exc:  # noqa: BLE001 - told like a damaged delivery, never retried forever
             results.append(batch.respond(batch.Delivery(origin, error=f"cannot read the object: {exc}"), intake))
             continue
-        found = batch.scan_object(stream, key, layout, scan, Batch(account or _account_of(key), where, origin,
-                                                                    batch.now()))  # fmt: skip
-        results.append(batch.respond(found, intake))
+        # The flows are the logging account's, in its region (a central bucket holds many): as the key says.
+        logged_by, logged_in = _origin_of(key)
+        delivery = Batch(logged_by or owner, logged_in or where, origin, batch.now())
+        results.append(batch.respond(batch.scan_object(stream, key, layout, scan, delivery), intake))
     return {"deliveries": results}
 
 
-def _account_of(key: str) -> str:
-    """`.../AWSLogs/<account>/vpcflowlogs/...`: the account that owns the flow log."""
-    parts = key.split("/")
-    return parts[parts.index("AWSLogs") + 1] if "AWSLogs" in parts[:-1] else ""
+def _origin_of(key: str) -> tuple[str, str]:
+    """(account, region) of the flow log an S3 key names: `.../AWSLogs/<account>/vpcflowlogs/<region>/...`,
+    or with Hive-compatible prefixes `aws-account-id=<account>/aws-service=vpcflowlogs/aws-region=<region>`.
+    Checked where the batch is made, like any value from outside."""
+    parts = key.split("/")[:-1]
+    if "AWSLogs" not in parts:
+        return "", ""
+    rest = parts[parts.index("AWSLogs") + 1 :]
+    account = rest[0].removeprefix("aws-account-id=") if rest else ""
+    region = rest[2].removeprefix("aws-region=") if len(rest) > 2 else ""  # noqa: PLR2004
+    return account, region
 
 
 def _flow_setup(current: Settings) -> tuple[Layout | None, Scanner]:

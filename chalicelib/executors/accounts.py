@@ -46,6 +46,14 @@ def permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
     return found
 
 
+def naming_permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
+    """Reading the account's alias for messages, done only where accounts are many."""
+    from chalicelib.executors.identity import ALIAS
+    from chalicelib.settings import Settings
+
+    return list(ALIAS) if Settings.from_env(stage_env).managed_accounts else []
+
+
 class SpokeUnavailableError(Exception):
     """The spoke role of an account could not be assumed: nothing is done there."""
 

@@ -219,3 +219,7 @@ class AwsConnector:
             )
         ec2, autoscaling = self._clients[region]
         return EC2Gateway(ec2, autoscaling, dry_run=dry_run)
+
+    def objects(self, region: str) -> Any:
+        """An S3 client in this account, for reading the flow-log objects its buckets hold."""
+        return self._session().client("s3", region_name=region)

@@ -38,6 +38,13 @@ def read_threat_list(location: str, s3: Any) -> str:
     return bytes(body).decode("utf-8", "replace")
 
 
+def bucket_permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
+    """s3:GetObject on the flow-log bucket: `{account}` and `{region}` in its name are the policy's
+    own (the hub's bucket in the hub's policy, each member's in its spoke role)."""
+    bucket = stage_env.get("FLOW_LOGS_BUCKET")
+    return [IAMStatement(("s3:GetObject",), (f"arn:aws:s3:::{bucket}/*",))] if bucket else []
+
+
 def permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
     """s3:GetObject on the flow-log bucket and on the threat list, when the stage names them."""
     resources = []

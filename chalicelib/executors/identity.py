@@ -4,12 +4,15 @@ mode reads happen and writes are not sent."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
 from chalicelib import dry_run
 from chalicelib.actions.base import IAMStatement
 
+logger = logging.getLogger(__name__)
 _MISSING = {"NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException"}
 
 # What resolving identities needs, beyond the actions: instance profile -> role, Pod Identity -> role.
@@ -20,6 +23,12 @@ IAM: tuple[IAMStatement, ...] = (
         ("eks:DescribePodIdentityAssociation",), ("arn:aws:eks:{region}:{account}:podidentityassociation/*/*",)
     ),
 )
+
+
+# Naming an account in messages (organisations): a list call, which IAM scopes to "*" only.
+ALIAS: tuple[IAMStatement, ...] = (IAMStatement(("iam:ListAccountAliases",)),)
+# IAM's own rule for an alias; anything else is not shown (a member account's admin chooses it).
+_ALIAS = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$")
 
 
 def _code(exc: Any) -> str:
@@ -122,12 +131,26 @@ class IdentityConnector:
         self._session = session
         self._clients: dict[str, tuple[Any, Any, Any]] = {}
         self._account: str | None = None
+        self._alias: tuple[str | None] | None = None
 
     def account(self) -> str:
         """The account these credentials act in (STS, once per container)."""
         if self._account is None:
             self._account = str(self._session().client("sts").get_caller_identity()["Account"])
         return self._account
+
+    def alias(self) -> str | None:
+        """The account's IAM alias, when it has one and these credentials may read it (asked once;
+        a failure only means the messages show the number alone)."""
+        if self._alias is None:
+            found: str | None = None
+            try:
+                names = self._session().client("iam").list_account_aliases().get("AccountAliases") or []
+                found = next((str(n) for n in names if _ALIAS.match(str(n))), None)
+            except Exception as exc:  # noqa: BLE001 - a name is a courtesy, never a reason to fail
+                logger.info("account alias not read", extra={"error": f"{type(exc).__name__}: {exc}"[:200]})
+            self._alias = (found,)
+        return self._alias[0]
 
     def gateway(self, region: str, *, dry_run: bool) -> IdentityGateway:
         if region not in self._clients:

@@ -165,10 +165,11 @@ def _workloads(incident: dict[str, Any]) -> list[str]:
     return [w for w in incident.get("workloads") or [] if not str(w).startswith("Pod/")]
 
 
-def _fields(incident: dict[str, Any]) -> list[dict[str, str]]:
+def _fields(incident: dict[str, Any], alias: Any) -> list[dict[str, str]]:
     principals = ", ".join(p.get("arn") or p.get("name") or "" for p in incident.get("principals", []))
+    account = incident.get("account")
     facts = [
-        ("Account", incident.get("account")),
+        ("Account", f"{account} ({alias})" if account and alias else account),
         ("Region", incident.get("region")),
         ("Cluster", incident.get("cluster")),
         ("Namespace", incident.get("namespace")),
@@ -224,7 +225,7 @@ def build(report: dict[str, Any]) -> dict[str, Any]:
             "text": {"type": "mrkdwn", "text": cut(f"{emoji} {literal(incident.get('title', ''))}", TEXT_LIMIT)},
         },
     ]
-    fields = _fields(incident)
+    fields = _fields(incident, report.get("account_alias"))
     if fields:
         blocks.append({"type": "section", "fields": fields})
     flows = _flows(report.get("incident") or {})

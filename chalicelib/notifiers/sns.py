@@ -31,6 +31,7 @@ def attributes(report: dict[str, Any]) -> dict[str, dict[str, str]]:
         "severity": str(incident.get("severity", "")),
         "source": str(incident.get("source", "")),
         "cluster": str(incident.get("cluster") or "none"),
+        "account": str(incident.get("account") or "none"),  # organisations route per member account
         "dry_run": "true" if changed_nothing(report) else "false",
     }
     return {k: {"DataType": "String", "StringValue": v} for k, v in values.items()}

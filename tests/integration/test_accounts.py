@@ -85,6 +85,27 @@ def test_each_finding_is_contained_in_its_own_account_and_nowhere_else(aws_sessi
     assert not _revoked(accounts[HUB])
 
 
+def test_messages_name_the_account_by_its_alias_read_through_the_spoke(aws_session: Any, make_responder: Any) -> None:
+    from chalicelib.notifiers import slack_message
+
+    named, bare = MEMBERS[1], MEMBERS[2]
+    for account in (named, bare):
+        session = in_account(aws_session, account)
+        session.client("iam").create_role(RoleName="developer", AssumeRolePolicyDocument=TRUST)
+    in_account(aws_session, named).client("iam").create_account_alias(AccountAlias="payments-prod")
+    responder = make_responder(rules_with("iam:revoke-role-sessions"), managed_accounts=MEMBERS)
+
+    report = responder.handle(_finding(named), Mode.LIVE)
+    assert report.account_alias == "payments-prod"
+    assert f"acting in account {named} (payments-prod) through its spoke role" in " ".join(report.notes)
+    text = json.dumps(slack_message.build(report.to_dict()))
+    assert f"`{named} (payments-prod)`" in text
+    # an account without an alias is named by its number alone; the alias is not borrowed
+    other = responder.handle(_finding(bare), Mode.LIVE)
+    assert other.account_alias is None
+    assert f"acting in account {bare} through its spoke role" in " ".join(other.notes)
+
+
 def test_a_spoke_role_that_cannot_be_assumed_fails_and_never_falls_back(aws_session: Any, make_responder: Any) -> None:
     aws_session.client("iam").create_role(RoleName="developer", AssumeRolePolicyDocument=TRUST)
     member = in_account(aws_session, MEMBERS[0])
@@ -248,3 +269,75 @@ def test_a_members_key_policy_is_snapshotted_and_restored_there(
     restore = next(r for r in report.actions if r.action == "kms:restore-key-policy")
     assert restore.status.value == "succeeded", restore.detail
     assert json.loads(kms.get_key_policy(KeyId=kid(key), PolicyName="default")["Policy"]) == json.loads(good)
+
+
+def _flow_object(session: Any, bucket: str, logged_by: str) -> str:
+    """A delivered flow-log object (one record to a listed address) in `session`'s account."""
+    import gzip
+
+    from chalicelib.flowlogs.fields import DEFAULT
+
+    record = f"2 {logged_by} eni-0a1b2c3d 10.0.1.5 45.10.0.9 40001 443 6 10 4000 1764320000 1764320060 ACCEPT OK"
+    key = f"AWSLogs/{logged_by}/vpcflowlogs/eu-west-1/2026/12/01/{logged_by}_vpcflowlogs_eu-west-1_fl-1_x.log.gz"
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(f"{' '.join(DEFAULT.fields)}\n{record}\n".encode()))
+    return key
+
+
+def _deliver(bucket: str, key: str, owner: str, current: Any, responder: Any) -> dict[str, Any]:
+    from chalicelib import wiring
+
+    event = {"id": "e-1", "source": "aws.s3", "detail-type": "Object Created", "account": owner,
+             "region": "us-east-1", "detail": {"bucket": {"name": bucket}, "object": {"key": key}}}  # fmt: skip
+    (delivery,) = wiring.flow_log_objects(event, current, wiring.flow_intake(responder, Mode.DRY_RUN, "us-east-1"))[
+        "deliveries"
+    ]
+    return delivery  # type: ignore[no-any-return]
+
+
+def test_a_flow_log_object_is_read_in_the_account_that_owns_its_bucket(
+    aws_session: Any, make_responder: Any, tmp_path: Any
+) -> None:
+    from chalicelib.settings import Settings
+    from tests.integration.iam_calls import RECORDED
+
+    archive, logged_by = MEMBERS[0], MEMBERS[1]  # a central log-archive account holds every member's flow logs
+    key = _flow_object(in_account(aws_session, archive), "flow-logs", logged_by)
+    (tmp_path / "threats.txt").write_text("45.10.0.9\n")
+    current = Settings(flow_logs_bucket="flow-logs", threat_list=str(tmp_path / "threats.txt"))
+    before = len(RECORDED)
+    responder = make_responder(managed_accounts=MEMBERS)
+
+    delivery = _deliver("flow-logs", key, archive, current, responder)
+    assert (delivery["records"], delivery["error"]) == (1, None)
+    reads = [c for c in RECORDED[before:] if (c.service, c.operation) == ("s3", "GetObject")]
+    assert [c.account for c in reads] == [archive]  # through the archive's spoke role, not the hub's own
+    # the flows are the logging account's, in its region, as the key names them
+    (found,) = delivery["results"]
+    assert (found["incident"]["account"], found["incident"]["region"]) == (logged_by, "eu-west-1")
+
+    # a bucket owned by an account that is not managed is not read at all, and that is told
+    after = len(RECORDED)
+    unmanaged = _deliver("flow-logs", key, UNMANAGED, current, responder)
+    assert unmanaged["records"] == 0
+    assert f"cannot read the object: account {UNMANAGED} is not managed" in unmanaged["error"]
+    assert not [c for c in RECORDED[after:] if c.service == "s3"]
+
+
+def test_each_member_may_keep_its_own_flow_log_bucket(aws_session: Any, make_responder: Any) -> None:
+    from chalicelib.settings import Settings
+    from tests.integration import iam_calls
+
+    member = MEMBERS[2]
+    key = _flow_object(in_account(aws_session, member), f"acme-flow-logs-{member}", member)
+    current = Settings(flow_logs_bucket="acme-flow-logs-{account}")
+    responder = make_responder(managed_accounts=MEMBERS)
+    # The IAM proof judges calls against one stage's bucket name; this name's grant to each spoke is
+    # checked in tests/unit/test_spoke.py.
+    with iam_calls.paused():
+        delivery = _deliver(f"acme-flow-logs-{member}", key, member, current, responder)
+        assert (delivery["records"], delivery["error"]) == (1, None)
+        # another account's bucket, claimed by a member's event: not its bucket, not read
+        other = _deliver(f"acme-flow-logs-{MEMBERS[0]}", key, member, current, responder)
+    assert other["ignored"] == f"not the flow-log bucket acme-flow-logs-{member} of account {member}"

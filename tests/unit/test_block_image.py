@@ -194,7 +194,7 @@ def test_a_cluster_with_neither_gets_the_manifests_for_a_human(tmp_path: Path) -
     outcome = run(kube, tmp_path)
     assert outcome.status is Status.SKIPPED
     assert outcome.detail.startswith("NOT BLOCKED: cluster prod serves neither")
-    folder = tmp_path / "inc-1" / "admission" / "prod" / policy_name(IMAGE)
+    folder = tmp_path / "123456789012" / "us-east-1" / "inc-1" / "admission" / "prod" / policy_name(IMAGE)
     manifest = json.loads((folder / "MANIFEST.json").read_text())
     assert {f["file"] for f in manifest["files"]} == {"validating-admission-policy.json", "kyverno-clusterpolicy.json"}
     assert manifest["image"] == IMAGE

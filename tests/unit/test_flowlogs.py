@@ -403,3 +403,22 @@ def test_both_s3_event_shapes_name_their_objects() -> None:
               "detail": {"bucket": {"name": "b"}, "object": {"key": "k.log.gz"}}}  # fmt: skip
     assert wiring.s3_objects(bridge) == [("b", "k.log.gz", "1", "us-east-1")]
     assert key
+
+
+@pytest.mark.parametrize(
+    ("key", "origin"),
+    [
+        ("AWSLogs/111122223333/vpcflowlogs/eu-west-1/2026/12/01/x.log.gz", ("111122223333", "eu-west-1")),
+        ("team/AWSLogs/111122223333/vpcflowlogs/eu-west-1/x.log.gz", ("111122223333", "eu-west-1")),
+        (
+            "AWSLogs/aws-account-id=111122223333/aws-service=vpcflowlogs/aws-region=eu-west-1/year=2026/x.log.gz",
+            ("111122223333", "eu-west-1"),
+        ),
+        ("logs/x.log.gz", ("", "")),
+        ("AWSLogs/111122223333.log.gz", ("", "")),
+    ],
+)
+def test_an_s3_key_names_the_account_and_region_that_logged_it(key: str, origin: tuple[str, str]) -> None:
+    from chalicelib import wiring
+
+    assert wiring._origin_of(key) == origin

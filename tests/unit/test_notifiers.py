@@ -68,6 +68,13 @@ def test_long_values_are_cut_to_slacks_limits() -> None:
     assert len(blocks) <= 50
 
 
+def test_the_account_is_named_with_its_alias_when_known() -> None:
+    report = _report()
+    assert "*Account*\\n`123456789012`" in _all_text(slack_message.build(report))
+    report["account_alias"] = "payments-prod"
+    assert "*Account*\\n`123456789012 (payments-prod)`" in _all_text(slack_message.build(report))
+
+
 def test_a_live_change_has_no_dry_run_marker() -> None:
     report = _report()
     report["mode"] = "live"
@@ -82,6 +89,7 @@ def test_sns_subject_and_filterable_attributes() -> None:
         "severity": {"DataType": "String", "StringValue": "high"},
         "source": {"DataType": "String", "StringValue": "guardduty"},
         "cluster": {"DataType": "String", "StringValue": "demo"},
+        "account": {"DataType": "String", "StringValue": "123456789012"},
         "dry_run": {"DataType": "String", "StringValue": "true"},
     }
     long = _report(type="Execution:Runtime/" + "Z" * 200)

@@ -37,11 +37,20 @@ def test_lists_booleans_and_numbers_are_parsed() -> None:
         ({"DRY_RUN": "maybe"}, "DRY_RUN='maybe' is not a boolean"),
         ({"MAX_NODES_CORDONED_PER_HOUR": "three"}, "not a whole number"),
         ({"MAX_NODES_CORDONED_PER_HOUR": "-1"}, "must not be negative"),
+        ({"FLOW_LOGS_BUCKET": "logs-{acount}"}, "is not a bucket name"),
+        ({"FLOW_LOGS_BUCKET": "Logs"}, "is not a bucket name"),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_a_flow_log_bucket_per_account_is_named_by_its_slots() -> None:
+    current = Settings.from_env({"FLOW_LOGS_BUCKET": "acme-flow-logs-{account}-{region}"})
+    assert current.flow_logs_bucket_of("111122223333", "eu-west-1") == "acme-flow-logs-111122223333-eu-west-1"
+    assert Settings.from_env({"FLOW_LOGS_BUCKET": "central"}).flow_logs_bucket_of("111122223333", "x") == "central"
+    assert Settings().flow_logs_bucket_of("111122223333", "x") is None
 
 
 def test_account_overrides_change_only_what_may_differ_per_account() -> None:

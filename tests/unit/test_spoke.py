@@ -71,14 +71,14 @@ def test_the_analyser_finds_only_what_is_inherent_to_a_responder() -> None:
 
 
 def test_other_regions_forward_exactly_what_the_hubs_functions_subscribe_to() -> None:
-    from chalicelib.sources import patterns
+    import app
 
     template = permissions.forwarding_template()
     forwarded = [
         r["Properties"]["EventPattern"] for r in template["Resources"].values() if r["Type"] == "AWS::Events::Rule"
     ]
-    subscribed = [patterns.GUARDDUTY_FINDING, patterns.KMS_API_CALL, patterns.KMS_KEY_EVENT, patterns.ECR_IMAGE_SCAN,
-                  patterns.INSPECTOR_IMAGE_FINDING]  # fmt: skip
+    # every EventBridge pattern the deployed app subscribes to (flow-log objects included), in order
+    subscribed = [s.event_pattern for s in app.app.event_sources if getattr(s, "event_pattern", None)]
     assert forwarded == subscribed
     targets = [
         t
@@ -89,3 +89,17 @@ def test_other_regions_forward_exactly_what_the_hubs_functions_subscribe_to() ->
     assert {json.dumps(t["Arn"]) for t in targets} == {
         json.dumps({"Fn::Sub": "arn:${AWS::Partition}:events:${HubRegion}:${HubAccountId}:event-bus/default"})
     }
+
+
+def test_each_account_reads_its_own_flow_log_bucket_and_only_that() -> None:
+    env = {**STAGE_ENVS["deployed"], "FLOW_LOGS_BUCKET": "acme-flow-logs-{account}"}
+    spoke = _policy(permissions.spoke_template(env, "prod"))
+    reads = [s for s in spoke["Statement"] if s["Effect"] == "Allow" and "s3:GetObject" in s["Action"]]
+    assert [(s["Action"], s["Resource"]) for s in reads] == [
+        (["s3:GetObject"], [{"Fn::Sub": "arn:aws:s3:::acme-flow-logs-${AWS::AccountId}/*"}])
+    ]
+    # the hub reads its own bucket of that name with its own role, and no member's
+    flow = functions.BY_NAME["on_flow_log_object"]
+    hub = permissions.iam_policy(env, flow, "prod")
+    resources = [r for s in hub["Statement"] if "s3:GetObject" in s["Action"] for r in s["Resource"]]
+    assert [r for r in resources if "flow-logs" in r] == ["arn:aws:s3:::acme-flow-logs-111122223333/*"]
