@@ -48,9 +48,9 @@ def _revocation(env: dict[str, str], session: Any) -> str:
 def run(env: dict[str, str]) -> int:
     _say(f"A second account: a finding from member account {MEMBER}, contained there through its spoke role")
     member = _session(env, MEMBER)
-    member.client("iam", endpoint_url=env["AWS_ENDPOINT_URL"]).create_role(
-        RoleName="developer", AssumeRolePolicyDocument=TRUST
-    )
+    iam = member.client("iam", endpoint_url=env["AWS_ENDPOINT_URL"])
+    iam.create_role(RoleName="developer", AssumeRolePolicyDocument=TRUST)
+    iam.create_account_alias(AccountAlias="demo-payments")  # the messages name it
     event = json.loads(EVENT.read_text())
     event["id"], event["account"] = "demo-member-0001", MEMBER
     event["detail"].update(id="bb58ba0fda05c4a3253c92dd408cff48", accountId=MEMBER)
