@@ -78,7 +78,8 @@ def test_other_regions_forward_exactly_what_the_hubs_functions_subscribe_to() ->
         r["Properties"]["EventPattern"] for r in template["Resources"].values() if r["Type"] == "AWS::Events::Rule"
     ]
     # every EventBridge pattern the deployed app subscribes to (flow-log objects included), in order
-    subscribed = [s.event_pattern for s in app.app.event_sources if getattr(s, "event_pattern", None)]
+    subscribed = [getattr(s, "event_pattern", None) for s in app.app.event_sources]
+    subscribed = [p for p in subscribed if p]
     assert forwarded == subscribed
     targets = [
         t
