@@ -325,6 +325,7 @@ def spoke_template(stage_env: dict[str, str], stage: str) -> dict[str, Any]:
 
 
 REGIONS_DIR = ROOT / "deploy" / "regions"
+FINDING_TYPES_PAGE = ROOT / "docs" / "finding-types.md"
 
 
 def forwarding_template() -> dict[str, Any]:
@@ -484,6 +485,11 @@ def rendered() -> dict[Path, str]:
     from chalicelib.policy.model import RulesFile
 
     files[RULES_SCHEMA_FILE] = json.dumps(RulesFile.model_json_schema(), indent=2) + "\n"
+    from chalicelib.policy import coverage
+    from chalicelib.policy.loader import load_rules
+    from chalicelib.settings import DEFAULT_RULES_FILE
+
+    files[FINDING_TYPES_PAGE] = coverage.table(load_rules(DEFAULT_RULES_FILE))
     return files
 
 

@@ -165,6 +165,14 @@ def _workloads(incident: dict[str, Any]) -> list[str]:
     return [w for w in incident.get("workloads") or [] if not str(w).startswith("Pod/")]
 
 
+def _file(details: dict[str, Any]) -> str | None:
+    """A Runtime finding's file: `Write /etc/cron.d/x` (SensitiveFileModified), a library or script."""
+    path = details.get("file_path") or details.get("library_path") or details.get("script_path")
+    if not path:
+        return None
+    return f"{details['file_operation']} {path}" if details.get("file_operation") else str(path)
+
+
 def _fields(incident: dict[str, Any], alias: Any) -> list[dict[str, str]]:
     principals = ", ".join(p.get("arn") or p.get("name") or "" for p in incident.get("principals", []))
     account = incident.get("account")
@@ -178,6 +186,8 @@ def _fields(incident: dict[str, Any], alias: Any) -> list[dict[str, str]]:
         ("Principal", principals),
         ("Image", ", ".join(incident.get("images") or [])),
         ("Key", ", ".join(incident.get("key_arns") or [])),
+        ("File", _file(incident.get("details") or {})),
+        ("Process", (incident.get("details") or {}).get("process")),
     ]
     shown = [(name, literal(value)) for name, value in facts if value]
     vulnerability = _vulnerability(incident)  # already mrkdwn: escaped values and a link of ours

@@ -171,6 +171,7 @@ class SequenceResourceModel(_Model):
     name: str | None = None
     resource_type: str | None = Field(None, alias="resourceType")
     data: SequenceResourceDataModel | None = None
+    tags: list[TagModel] | None = None
 
 
 class SequenceModel(_Model):
@@ -183,8 +184,27 @@ class DetectionModel(_Model):
     sequence: SequenceModel | None = None
 
 
+class RuntimeProcessModel(_Model):
+    name: str | None = None
+    executable_path: str | None = Field(None, alias="executablePath")
+
+
+class RuntimeContextModel(_Model):
+    file_operation: str | None = Field(None, alias="fileOperation")
+    file_path: str | None = Field(None, alias="filePath")
+    # the file a process wrote, ran or loaded: newer Runtime types name it in one of these
+    modified_path: str | None = Field(None, alias="scriptPath")
+    library_path: str | None = Field(None, alias="libraryPath")
+
+
+class RuntimeDetailsModel(_Model):
+    process: RuntimeProcessModel | None = None
+    context: RuntimeContextModel | None = None
+
+
 class ServiceModel(_Model):
     action: ActionModel | None = None
+    runtime_details: RuntimeDetailsModel | None = Field(None, alias="runtimeDetails")
     additional_info: dict[str, Any] | None = Field(None, alias="additionalInfo")
     count: int | None = None
     archived: bool | None = None
@@ -263,8 +283,12 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
 
     workloads, pods = _workloads(workload, finding)
     namespace = workloads[0].namespace if workloads else _api_namespace(finding)
-    instance_ids = _instance_ids(instance, finding)
     cluster = _cluster(resource)
+    grouped = _sequence_clusters(finding) if cluster is None else {}
+    if cluster is None and len(set(grouped.values())) == 1:
+        # an instance group's sequence (not an EKS one) names worker nodes of one cluster
+        cluster = next(iter(grouped.values()))
+    instance_ids = _instance_ids(instance, finding, cluster if grouped else None, grouped)
     additional = finding.service.additional_info if finding.service and finding.service.additional_info else {}
     if "sample" in additional and not isinstance(additional["sample"], bool):
         # It decides whether anything is changed: only the documented boolean is believed.
@@ -295,7 +319,31 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
         raw_ref=raw_ref or finding.arn,
         count=(finding.service.count if finding.service and finding.service.count else 1),
         api_call=_api_call(finding),
+        details=_details(finding, grouped),
     )
+
+
+DETAIL_LIMIT = 512  # characters kept of a path or command from the finding (shown, never acted on)
+
+
+def _details(finding: GuardDutyFindingModel, grouped: dict[str, str]) -> dict[str, str]:
+    """What a message should show: the file and process of a Runtime finding, the clusters of an
+    instance group. Text from the finding, kept as text."""
+    found: dict[str, str] = {}
+    runtime = finding.service.runtime_details if finding.service else None
+    context = runtime.context if runtime else None
+    for key, value in (
+        ("file_path", context.file_path if context else None),
+        ("file_operation", context.file_operation if context else None),
+        ("library_path", context.library_path if context else None),
+        ("script_path", context.modified_path if context else None),
+        ("process", runtime.process.executable_path or runtime.process.name if runtime and runtime.process else None),
+    ):
+        if value:
+            found[key] = value[:DETAIL_LIMIT]
+    if len(set(grouped.values())) > 1:
+        found["clusters"] = ",".join(sorted(set(grouped.values())))
+    return found
 
 
 def _workloads(
@@ -343,13 +391,35 @@ def _api_namespace(finding: GuardDutyFindingModel) -> str | None:
     return call.namespace if call else None
 
 
-def _instance_ids(instance: InstanceDetailsModel | None, finding: GuardDutyFindingModel) -> list[str]:
+def _sequence_resources(finding: GuardDutyFindingModel) -> list[SequenceResourceModel]:
+    sequence = finding.service.detection.sequence if finding.service and finding.service.detection else None
+    return list(sequence.resources or []) if sequence else []
+
+
+def _is_instance(res: SequenceResourceModel) -> bool:
+    return (res.resource_type or "").lower() in {"ec2instance", "instance"} and bool(res.uid)
+
+
+def _sequence_clusters(finding: GuardDutyFindingModel) -> dict[str, str]:
+    """instance id -> the EKS cluster its tags name, for the instances of an attack sequence."""
+    found = {}
+    for res in _sequence_resources(finding):
+        cluster = next((t.value for t in res.tags or [] if t.key == "eks:cluster-name" and t.value), None)
+        if _is_instance(res) and cluster and res.uid:
+            found[res.uid] = cluster
+    return found
+
+
+def _instance_ids(
+    instance: InstanceDetailsModel | None, finding: GuardDutyFindingModel, cluster: str | None, grouped: dict[str, str]
+) -> list[str]:
+    """The finding's instance, and a sequence's: of an instance group, only those tagged as
+    worker nodes of the one cluster the incident is about (the others are not EKS's to touch)."""
     ids: list[str] = []
     if instance and instance.instance_id:
         ids.append(instance.instance_id)
-    sequence = finding.service.detection.sequence if finding.service and finding.service.detection else None
-    for res in (sequence.resources or []) if sequence else []:
-        if (res.resource_type or "").lower() in {"ec2instance", "instance"} and res.uid and res.uid not in ids:
+    for res in _sequence_resources(finding):
+        if _is_instance(res) and res.uid and res.uid not in ids and (not grouped or grouped.get(res.uid) == cluster):
             ids.append(res.uid)
     return ids
 
@@ -373,8 +443,8 @@ def _resource_kind(  # noqa: PLR0911 - one return per kind reads best
     rtype = resource.resource_type
     if rtype == "AccessKey":
         return ResourceKind.ACCESS_KEY
-    if rtype == "Instance":
-        return ResourceKind.NODE
+    if rtype == "Instance" or (instance_ids and not workloads and rtype not in {"EKSCluster", "Container"}):
+        return ResourceKind.NODE  # an instance, or a sequence over an instance group
     if rtype in {"EKSCluster", "Container"}:
         if pods:
             return ResourceKind.POD

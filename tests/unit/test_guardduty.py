@@ -125,6 +125,26 @@ def _event(**detail_changes: Any) -> dict[str, Any]:
     return event
 
 
+def test_a_sensitive_file_finding_names_the_file_and_the_process() -> None:
+    incident = guardduty.to_incident(load_event("persistence-runtime-sensitive-file-modified"))
+    assert incident.details == {"file_path": "/etc/cron.d/refresh", "file_operation": "Write", "process": "/bin/sh"}
+    long = load_event("persistence-runtime-sensitive-file-modified")
+    long["detail"]["service"]["runtimeDetails"]["context"]["filePath"] = "/" + "a" * 5000
+    assert len(guardduty.to_incident(long).details["file_path"]) == guardduty.DETAIL_LIMIT
+
+
+def test_an_instance_group_sequence_keeps_the_worker_nodes_of_its_one_cluster() -> None:
+    event = load_event("attack-sequence-ec2-compromised-instance-group-worker-nodes")
+    incident = guardduty.to_incident(event)
+    assert (incident.resource_kind, incident.cluster) == (ResourceKind.NODE, "demo")
+    assert incident.instance_ids == ("i-cd9226b0ed9ce5ec6", "i-0b7e5a3c1d9f24680")  # not the bastion
+    # nodes of two clusters: the sequence names no one cluster, so no node is aimed at
+    resources = event["detail"]["service"]["detection"]["sequence"]["resources"]
+    resources[1]["tags"] = [{"key": "eks:cluster-name", "value": "other"}]
+    split = guardduty.to_incident(event)
+    assert (split.cluster, split.details["clusters"]) == (None, "demo,other")
+
+
 @pytest.mark.parametrize(
     ("event", "message"),
     [

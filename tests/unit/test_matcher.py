@@ -110,6 +110,11 @@ EXPECTED_RULES = {
     "privilege-escalation-runtime-runc-container-escape-node": "compromised-node",
     "sample-privilege-escalation-privileged-container": "privileged-pod",
     "unauthorized-access-instance-credential-exfiltration-outside-aws": "compromised-credentials",
+    "unauthorized-access-instance-credential-exfiltration-retired-type": "compromised-credentials",
+    "persistence-runtime-sensitive-file-modified": "compromised-pod",
+    "execution-runtime-malicious-file-executed-custom": "compromised-image",
+    "attack-sequence-ec2-compromised-instance-group-worker-nodes": "attack-sequence-on-worker-nodes",
+    "discovery-kubernetes-tor-ip-caller-on-workload": "compromised-kubernetes-user",
 }
 
 

@@ -178,3 +178,9 @@ def test_the_webhook_url_never_reaches_a_log_line_even_at_debug(
     assert secret not in logged
     assert secret not in out + err
     assert "notifier failed" in logged
+
+
+def test_a_sensitive_file_finding_says_which_file_and_how() -> None:
+    text = _all_text(slack_message.build(_report("persistence-runtime-sensitive-file-modified")))
+    assert "*File*\\n`Write /etc/cron.d/refresh`" in text
+    assert "*Process*\\n`/bin/sh`" in text
