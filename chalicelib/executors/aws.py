@@ -98,6 +98,15 @@ class EC2Gateway:
             self._write(self._ec2.revoke_security_group_egress, GroupId=group_id, IpPermissions=outbound)
         return len(inbound), len(outbound)
 
+    def allow_all_traffic(self, group_id: str) -> None:
+        """Every protocol, port and address in and out (IPv4 and IPv6): the rule set under which a
+        security group tracks no connection."""
+        self.revoke_all_rules(group_id)
+        everything = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+                       "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}]  # fmt: skip
+        self._write(self._ec2.authorize_security_group_ingress, GroupId=group_id, IpPermissions=everything)
+        self._write(self._ec2.authorize_security_group_egress, GroupId=group_id, IpPermissions=everything)
+
     def set_interface_groups(self, interface_id: str, group_ids: list[str]) -> None:
         self._write(self._ec2.modify_network_interface_attribute, NetworkInterfaceId=interface_id, Groups=group_ids)
 

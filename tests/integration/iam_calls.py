@@ -48,6 +48,8 @@ _TAGGED = {
     ("ec2", "CreateTags"),
     ("ec2", "RevokeSecurityGroupEgress"),
     ("ec2", "RevokeSecurityGroupIngress"),
+    ("ec2", "AuthorizeSecurityGroupEgress"),
+    ("ec2", "AuthorizeSecurityGroupIngress"),
     ("ec2", "DeleteSecurityGroup"),
     ("autoscaling", "SetInstanceProtection"),
     ("autoscaling", "DetachInstances"),

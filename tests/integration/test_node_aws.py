@@ -204,6 +204,47 @@ def test_a_tagged_group_with_rules_is_never_trusted_as_it_is(fleet: Fleet, make_
     assert result.prior["isolation_group_rules_removed"]["inbound"][0]["FromPort"] == 22
 
 
+def test_isolation_cuts_tracked_connections_through_a_transient_open_group(fleet: Fleet, make_responder: Any) -> None:
+    from tests.integration.iam_calls import RECORDED
+
+    target = fleet.instances[0]
+    enis = set(fleet.interface_groups(target))
+    before = len(RECORDED)
+    (result,) = make_responder(rules_with("ec2:isolate-instance")).handle(_ec2_incident(target), Mode.LIVE).actions
+    assert result.status.value == "succeeded", result.detail
+    calls = RECORDED[before:]
+    opened = [c for c in calls if c.operation in {"AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress"}]
+    (transient,) = {c.params["GroupId"] for c in opened}
+    # the transient group allowed every protocol from and to everywhere (IPv4 and IPv6): nothing tracked
+    for call in opened:
+        (rule,) = call.params["IpPermissions"]
+        assert (rule["IpProtocol"], rule["IpRanges"], rule["Ipv6Ranges"]) == (
+            "-1", [{"CidrIp": "0.0.0.0/0"}], [{"CidrIpv6": "::/0"}])  # fmt: skip
+    # each ENI went through it, and straight on to the isolation group, nothing in between
+    moves = [(c.params["NetworkInterfaceId"], c.params["Groups"]) for c in calls
+             if c.operation == "ModifyNetworkInterfaceAttribute"]  # fmt: skip
+    isolation = {g for groups in fleet.interface_groups(target).values() for g in groups}
+    assert moves == [m for eni in sorted(enis, key=[m[0] for m in moves].index)
+                     for m in ((eni, [transient]), (eni, sorted(isolation)))]  # fmt: skip
+    # and it is gone afterwards: the node is left only in the rule-less group
+    assert not fleet.ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": [transient]}])[
+        "SecurityGroups"
+    ]
+    assert f"cut tracked connections through transient group {transient}" in result.detail
+    assert f"deleted transient group {transient}" in result.detail
+
+
+def test_isolation_can_keep_tracked_connections_when_asked(fleet: Fleet, make_responder: Any) -> None:
+    from tests.integration.iam_calls import RECORDED
+
+    before = len(RECORDED)
+    step = {"action": "ec2:isolate-instance", "params": {"cut_established_connections": False}}
+    (result,) = make_responder(rules_with(step)).handle(_ec2_incident(fleet.instances[0]), Mode.LIVE).actions
+    assert result.status.value == "succeeded", result.detail
+    assert not [c for c in RECORDED[before:] if c.operation.startswith("AuthorizeSecurityGroup")]
+    assert "transient" not in result.detail
+
+
 def test_a_second_run_changes_nothing(fleet: Fleet, make_responder: Any) -> None:
     found = _ec2_incident(fleet.instances[0])
     responder = make_responder()

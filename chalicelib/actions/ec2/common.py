@@ -12,6 +12,7 @@ INCIDENT_TAG = "eks-responder:incident"
 CLUSTER_TAG = "eks-responder:cluster"
 ISOLATION_GROUP_TAG = "eks-responder:isolation"
 ISOLATED_AT_TAG = "eks-responder:isolated-at"
+UNTRACKING_GROUP_TAG = "eks-responder:untracking"  # the transient all-traffic group of one isolation
 PROTECTED_TAG = "eks-responder:protected"
 
 # Writes to instances and their Auto Scaling groups are allowed only on resources EKS tags as

@@ -13,6 +13,7 @@ from chalicelib.actions.ec2.common import (
     ISOLATION_GROUP_TAG,
     MANAGED_TAG,
     NODE_CONDITION,
+    UNTRACKING_GROUP_TAG,
     aws,
     incident_tags,
     instance,
@@ -23,6 +24,12 @@ from chalicelib.actions.ec2.common import (
 from chalicelib.settings import MANAGED_BY
 
 SG_ARN = "arn:aws:ec2:{region}:{account}:security-group/*"
+UNTRACKING = {"StringEquals": {f"aws:ResourceTag/{UNTRACKING_GROUP_TAG}": "true"}}
+
+
+class IsolateInstanceParams(Params):
+    # Security groups keep tracked connections (an attacker's shell) alive after the rules change.
+    cut_established_connections: bool = True
 
 
 class IsolateInstance(Action):
@@ -31,12 +38,19 @@ class IsolateInstance(Action):
     used only when it is the account's, carries the responder's tags and has no rules (any it
     has are removed); afterwards every interface and the group are read back and verified.
 
-    The original groups of each ENI are recorded, so the change can be undone. Security groups
-    are stateful: see the README for tracked connections and the other pods on the node.
+    Security groups are stateful: a connection already tracked (the attacker's shell) survives
+    a change of rules. Unless `cut_established_connections` is false, each ENI first passes
+    through a transient group that allows all traffic (under which no connection is tracked),
+    then straight on to the empty group, where untracked flows stop at once; the transient group
+    is deleted afterwards. An ENI whose move on fails is put back in its own groups, never left
+    in the open one.
+
+    The original groups of each ENI are recorded, so the change can be undone.
 
     Example::
 
         - action: ec2:isolate-instance
+          params: {cut_established_connections: true}
     """
 
     name = "ec2:isolate-instance"
@@ -45,6 +59,7 @@ class IsolateInstance(Action):
     summary = "move every ENI of the node to an isolation security group with no rules"
     counts_against_instance_cap = True
     disrupts_node = True
+    params_model = IsolateInstanceParams
     iam: ClassVar[tuple[IAMStatement, ...]] = (
         IAMStatement(("ec2:DescribeInstances", "ec2:DescribeSecurityGroups")),
         IAMStatement(("ec2:CreateSecurityGroup",), (SG_ARN, "arn:aws:ec2:{region}:{account}:vpc/*")),
@@ -58,6 +73,18 @@ class IsolateInstance(Action):
             ("ec2:ModifyNetworkInterfaceAttribute",), ("arn:aws:ec2:{region}:{account}:network-interface/*", SG_ARN)
         ),
         IAMStatement(("ec2:CreateTags",), (INSTANCE_ARN,), NODE_CONDITION),
+        # the transient all-traffic group: opened, emptied and deleted only when it carries its tag
+        IAMStatement(
+            (
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:AuthorizeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:DeleteSecurityGroup",
+            ),
+            (SG_ARN,),
+            UNTRACKING,
+        ),
     )
 
     release_iam: ClassVar[tuple[IAMStatement, ...]] = (
@@ -106,6 +133,7 @@ class IsolateInstance(Action):
         return f"move every network interface of instance {target} to the VPC's isolation security group (no rules)"
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        assert isinstance(params, IsolateInstanceParams)
         ec2 = aws(ctx)
         found = instance(ctx, target)
         if found is None or terminated(found):
@@ -126,9 +154,11 @@ class IsolateInstance(Action):
                 evidence_bundle.write(
                     ctx, base, {"instance.json": evidence_bundle.as_json(found)}, {"instance": target.name}
                 )
+            through = _untracking_group(ec2, vpc, done) if params.cut_established_connections and group else ""
             for eni, groups in to_move.items():
-                # In a dry run the group may not exist yet: prove the permission with the current groups.
-                ec2.set_interface_groups(eni, [group] if group else groups)
+                _move(ec2, eni, groups, group, through)
+            if through:
+                _drop(ec2, through, done)
             ec2.tag([target.name], {**incident_tags(ctx), ISOLATED_AT_TAG: ctx.now.isoformat()})
             moved = ", ".join(f"{eni} (was {' '.join(groups) or 'no group'})" for eni, groups in to_move.items())
             done.append(f"moved {moved} to {group or 'the isolation group'}")
@@ -144,6 +174,43 @@ class IsolateInstance(Action):
         return Outcome(
             Status.SUCCEEDED, "; ".join(done) + f"; verified: every interface only in {group}, no rules", prior
         )
+
+
+def _move(ec2: EC2API, eni: str, groups: list[str], group: str, through: str) -> None:
+    """One ENI into the isolation group, through the all-traffic group when there is one, with
+    nothing in between; back to its own groups if the second step fails."""
+    if through:
+        ec2.set_interface_groups(eni, [through])
+    try:
+        # In a dry run the group may not exist yet: prove the permission with the current groups.
+        ec2.set_interface_groups(eni, [group] if group else groups)
+    except Exception:
+        if through:
+            ec2.set_interface_groups(eni, groups)
+        raise
+
+
+def _untracking_group(ec2: EC2API, vpc: str, done: list[str]) -> str:
+    """A new group that allows all traffic, for this isolation only (deleted afterwards)."""
+    tags = {UNTRACKING_GROUP_TAG: "true", MANAGED_TAG: MANAGED_BY, "Name": "eks-responder-untracking"}
+    name = f"eks-responder-untracking-{vpc}-{uuid.uuid4().hex[:8]}"
+    group = ec2.create_security_group(vpc, name, "eks-responder: transient, untracks connections before isolation",
+                                      tags)  # fmt: skip
+    if group:
+        ec2.allow_all_traffic(group)
+        done.append(f"cut tracked connections through transient group {group} (all traffic, so none tracked)")
+    return group
+
+
+def _drop(ec2: EC2API, group: str, done: list[str]) -> None:
+    if ec2.network_interfaces({"group-id": [group]}):
+        done.append(f"left transient group {group} in place: an interface still uses it")
+        return
+    try:
+        ec2.delete_security_group(group)
+        done.append(f"deleted transient group {group}")
+    except Exception as exc:  # noqa: BLE001 - the node is isolated; an unused group is a clean-up note
+        done.append(f"could not delete unused transient group {group} ({type(exc).__name__}): delete it by hand")
 
 
 def _trusted(group: dict[str, Any], owners: set[str]) -> str | None:
