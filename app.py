@@ -24,6 +24,11 @@ def on_guardduty_finding(event: CloudWatchEvent) -> dict[str, Any]:
     return wiring.handle_event(event.to_dict(), event.context)
 
 
+@app.on_cw_event(patterns.SECURITYHUB_GUARDDUTY_FINDING, name="on_securityhub_finding")
+def on_securityhub_finding(event: CloudWatchEvent) -> dict[str, Any]:
+    return wiring.handle_event(event.to_dict(), event.context)
+
+
 @app.on_cw_event(patterns.KMS_API_CALL, name="on_kms_api_call")
 def on_kms_api_call(event: CloudWatchEvent) -> dict[str, Any]:
     return wiring.handle_event(event.to_dict(), event.context)
@@ -74,6 +79,7 @@ def slack_actions() -> Response:
 # Malformed events must reach intake (which logs them with their id) instead of failing in Chalice.
 for _handler in (
     on_guardduty_finding,
+    on_securityhub_finding,
     on_kms_api_call,
     on_kms_key_event,
     on_ecr_image_scan,

@@ -77,6 +77,9 @@ def _human(result: dict[str, Any], out: TextIO) -> None:
         out.write(f"  ERROR: {result['error']}\n")
         _human_extras(result, out)
         return
+    if result.get("duplicate"):  # the incident table has it already (a redelivery, or another copy of it)
+        out.write(f"  duplicate of incident {result['incident_id']}: {result['reason']}\n")
+        return
     if "incident" not in result:  # a flow-log delivery with nothing found
         out.write(f"  {result.get('reason') or result.get('delivery')}\n")
         return
@@ -185,7 +188,7 @@ def _replay_one(
         if "error" in result:
             result = {k: v for k, v in result.items() if k in {"error", "notifications", "message"}}
             worst = EXIT_NOT_UNDERSTOOD
-        elif any(a["status"] == "failed" for a in result["actions"]):
+        elif any(a["status"] == "failed" for a in result.get("actions", [])):
             worst = max(worst, EXIT_ACTION_FAILED)
         _emit(args, out, {"event": ref, **result})
     return worst

@@ -34,6 +34,7 @@ class Function:
 
 FUNCTIONS: tuple[Function, ...] = (
     Function("on_guardduty_finding", ("guardduty",), "GuardDuty findings"),
+    Function("on_securityhub_finding", ("securityhub",), "GuardDuty findings through Security Hub"),
     Function("on_kms_api_call", ("kms",), "CloudTrail KMS calls"),
     Function("on_kms_key_event", ("kms",), "KMS key events"),
     Function("on_ecr_image_scan", ("ecr", "inspector"), "ECR scan results"),

@@ -118,6 +118,10 @@ def iam_statements(stage_env: dict[str, str], function: functions.Function, rule
         statements.extend(KEYS)
     if "ecr" in sources:
         statements.extend(SCANS)
+    if "securityhub" in sources:
+        from chalicelib.executors.guardduty_findings import IAM as NATIVE_FINDINGS
+
+        statements.extend(NATIVE_FINDINGS)  # the native finding behind a Security Hub copy
     if "flowlogs" in sources:
         statements.extend([*ATTRIBUTION, *flow_sources.permissions(stage_env)])
     for action in reached:
@@ -260,7 +264,9 @@ def spoke_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
     from chalicelib.executors.flow_sources import bucket_permissions
 
     # A member's own flow-log bucket is read there (FLOW_LOGS_BUCKET with `{account}`, or a central one it owns).
-    statements = [*EKS_AUTH, *SCANS, *ATTRIBUTION, *ALIAS, *bucket_permissions(stage_env)]
+    from chalicelib.executors.guardduty_findings import IAM as NATIVE_FINDINGS
+
+    statements = [*EKS_AUTH, *SCANS, *ATTRIBUTION, *ALIAS, *NATIVE_FINDINGS, *bucket_permissions(stage_env)]
     if kinds & IDENTITY_KINDS:
         statements.extend(IDENTITY)
     if "key" in kinds:
@@ -336,6 +342,7 @@ def forwarding_template() -> dict[str, Any]:
 
     forwarded = {
         "GuardDutyFindings": patterns.GUARDDUTY_FINDING,
+        "SecurityHubGuardDutyFindings": patterns.SECURITYHUB_GUARDDUTY_FINDING,
         "KmsApiCalls": patterns.KMS_API_CALL,
         "KmsKeyEvents": patterns.KMS_KEY_EVENT,
         "EcrImageScans": patterns.ECR_IMAGE_SCAN,

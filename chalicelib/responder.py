@@ -63,6 +63,10 @@ class IdentityConnector(Protocol):
     def alias(self) -> str | None: ...
 
 
+class FindingsReader(Protocol):
+    def read(self, region: str, detector: str, finding_id: str) -> dict[str, Any] | None: ...
+
+
 class SpokeRouter(Protocol):
     def __call__(self, account: str, incident_id: str) -> Connectors: ...
     def manages(self, account: str) -> bool: ...
@@ -92,6 +96,7 @@ class Connectors:
     identity: IdentityConnector | None
     keys: Callable[..., KeysAPI] | None
     via: str | None = None  # the spoke role these credentials come from, in a member account
+    findings: FindingsReader | None = None  # GuardDuty's findings in that account
 
 
 class UnreachableKube:
@@ -167,6 +172,7 @@ class Responder:
         caps: CapStore | None = None,
         plans: PlanKeeper | None = None,
         spokes: SpokeRouter | None = None,
+        findings: FindingsReader | None = None,
     ) -> None:
         self._rules = rules
         self._settings = settings
@@ -180,6 +186,7 @@ class Responder:
         self._caps = caps
         self._plans = plans
         self._spokes = spokes  # (account, incident id) -> connectors through that account's spoke role
+        self._findings = findings
 
     def close(self) -> None:
         """Release connections (a Lambda keeps them for the container's life)."""
@@ -224,7 +231,10 @@ class Responder:
         return account, aws_connector.objects(region)
 
     def enrich(self, incident: Incident, mode: Mode) -> Incident:
-        """A counts-only image scan gets its CVE list (not in plan mode: nothing is contacted there)."""
+        """A counts-only image scan gets its CVE list, a Security Hub copy its native GuardDuty
+        finding (not in plan mode: nothing is contacted there)."""
+        if incident.source == "securityhub" and mode is not Mode.PLAN:
+            return self._native(incident)
         if self._scans is None or mode is Mode.PLAN or not vulnerabilities.wants_findings(incident):
             return incident
         details = incident.details
@@ -237,6 +247,35 @@ class Responder:
             return replace(incident, details={**details, "findings_error": _brief(exc)})
         today = self._clock().date()
         return vulnerabilities.fold(incident, found, complete=complete, risks=self._rules.accepted_risks, today=today)
+
+    def _native(self, copy: Incident) -> Incident:
+        """The finding GuardDuty holds for a Security Hub copy, read in its own account (through
+        the spoke role for a member), parsed like a native event; the copy, saying why, when it
+        cannot be read."""
+        from chalicelib.sources import registry
+
+        def kept(why: str) -> Incident:
+            logger.warning("native finding not read", extra={"incident_id": copy.id, "error": why})
+            return replace(copy, details={**copy.details, "native": f"not read ({why}): acting on the copy's facts"})
+
+        reach = self._account_reach(copy.account, copy.id)
+        if isinstance(reach, tuple) or reach.findings is None:
+            return kept(reach[1] if isinstance(reach, tuple) else "no GuardDuty access configured")
+        try:
+            detail = reach.findings.read(copy.region, copy.details["guardduty_detector"], copy.id)
+        except Exception as exc:  # noqa: BLE001 - the copy still names what it names
+            return kept(_brief(exc))
+        if detail is None:
+            return kept("GuardDuty no longer has it")
+        event = {"source": "aws.guardduty", "detail-type": "GuardDuty Finding", "id": copy.event_id,
+                 "account": copy.account, "region": copy.region, "detail": detail}  # fmt: skip
+        try:
+            native = registry.to_incident(event, copy.raw_ref)
+        except Exception as exc:  # noqa: BLE001 - what GuardDuty answered is checked like any event
+            return kept(_brief(exc))
+        if native.id != copy.id or native.account != copy.account:
+            return kept(f"GuardDuty answered with finding {native.id} of account {native.account}")
+        return replace(native, source=copy.source, details={**native.details, "via": copy.details["via"]})
 
     def accepted_risk(self, incident: Incident) -> bool:
         return accepted(incident, self._rules, datetime.now(UTC).date()) is not None
@@ -365,7 +404,7 @@ class Responder:
         """The hub's own connectors, a member's through its spoke role (`why` names the session),
         or why not: an account not managed here, a spoke role that cannot be assumed (never a
         fallback to the hub's own credentials)."""
-        own = Connectors(self._connector, self._aws, self._identity, self._keys)
+        own = Connectors(self._connector, self._aws, self._identity, self._keys, findings=self._findings)
         home = self._home_account(why) if account else None
         if not account or home is None or account == home:
             return own

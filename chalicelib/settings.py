@@ -87,7 +87,15 @@ def _overrides(env: Mapping[str, str], allowed: frozenset[str]) -> dict[str, dic
     return found
 
 
-FLOW_DETECTORS = ("threat-list", "mining-pool", "admin-from-internet", "port-scan", "egress-volume")
+FLOW_DETECTORS = (
+    "threat-list",
+    "mining-pool",
+    "admin-from-internet",
+    "port-scan",
+    "address-sweep",
+    "forbidden-destination",
+    "egress-volume",
+)
 # Stratum ports of common mining pools (and their TLS variants).
 FLOW_MINING_PORTS = (3333, 4444, 5555, 5588, 7777, 8888, 9999, 14433, 14444, 45560, 45700)
 _MAX_PORT = 65535
@@ -189,6 +197,9 @@ class Settings:
     flow_admin_ports: tuple[int, ...] = (22, 3389)
     flow_scan_min_ports: int = 100
     flow_scan_max_bytes: int = 1000
+    flow_sweep_min_addresses: int = 64
+    # CIDR or CIDR:port[-port] our pods and nodes must never reach (control-plane ENIs, other VPCs' ranges)
+    flow_forbidden_destinations: tuple[str, ...] = ()
     flow_egress_bytes: int = 1 << 30
     extra: dict[str, str] = field(default_factory=dict, compare=False)
     # ACCOUNT_OVERRIDES: per member account, settings that differ from the stage's (same names).
@@ -272,6 +283,8 @@ class Settings:
             flow_admin_ports=_ports(env, "FLOW_ADMIN_PORTS", (22, 3389)),
             flow_scan_min_ports=_int(env, "FLOW_SCAN_MIN_PORTS", 100),
             flow_scan_max_bytes=_int(env, "FLOW_SCAN_MAX_BYTES", 1000),
+            flow_sweep_min_addresses=_int(env, "FLOW_SWEEP_MIN_ADDRESSES", 64),
+            flow_forbidden_destinations=_list(env, "FLOW_FORBIDDEN_DESTINATIONS"),
             flow_egress_bytes=_int(env, "FLOW_EGRESS_BYTES", 1 << 30),
             account_overrides=_overrides(env, cls.OVERRIDABLE),
             source=dict(env),

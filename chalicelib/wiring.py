@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from chalicelib.executors.kms import KeyRegistry, KMSGateway, PolicyStore
     from chalicelib.executors.ledger import IncidentLedger
     from chalicelib.executors.plans import PlanStore
-    from chalicelib.flowlogs.addresses import Ranges
+    from chalicelib.flowlogs.addresses import Forbidden, Ranges
     from chalicelib.flowlogs.attribution import Attribution
     from chalicelib.flowlogs.batch import Intake
     from chalicelib.flowlogs.detect import DetectorSettings, Scanner
@@ -84,6 +84,7 @@ def build_evidence(current: Settings) -> EvidenceSink | None:
 
 def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
     from chalicelib.executors.aws import AwsConnector
+    from chalicelib.executors.guardduty_findings import FindingReader
     from chalicelib.executors.identity import IdentityConnector
     from chalicelib.executors.scan_findings import ScanFindingsReader
     from chalicelib.responder import Responder
@@ -100,6 +101,7 @@ def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
         caps=build_caps(current),
         plans=build_plans(current),
         spokes=build_spokes(current),
+        findings=FindingReader(aws_session),
     )
 
 
@@ -110,6 +112,7 @@ def build_spokes(current: Settings) -> Spokes | None:
         return None
     from chalicelib.executors.accounts import ManagedAccounts, SpokeCredentials, Spokes
     from chalicelib.executors.aws import AwsConnector
+    from chalicelib.executors.guardduty_findings import FindingReader
     from chalicelib.executors.identity import IdentityConnector
     from chalicelib.executors.kube import ClusterConnector
     from chalicelib.responder import Connectors
@@ -117,7 +120,8 @@ def build_spokes(current: Settings) -> Spokes | None:
     def build(spoke: Callable[[], Any], via: str) -> Connectors:
         kube = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=spoke, region=region("") or None,
                                 timeout=current.kube_timeout)  # fmt: skip
-        return Connectors(kube, AwsConnector(spoke), IdentityConnector(spoke), build_keys(current, spoke), via)
+        return Connectors(kube, AwsConnector(spoke), IdentityConnector(spoke), build_keys(current, spoke), via,
+                          FindingReader(spoke))  # fmt: skip
 
     credentials = SpokeCredentials(aws_session, current.spoke_role, current.spoke_external_id)
     return Spokes(credentials, build, ManagedAccounts(current.managed_accounts, aws_session))
@@ -412,7 +416,16 @@ def detector_settings(current: Settings) -> DetectorSettings:
         scan_min_ports=current.flow_scan_min_ports,
         scan_max_bytes=current.flow_scan_max_bytes,
         egress_bytes=current.flow_egress_bytes,
+        sweep_min_addresses=current.flow_sweep_min_addresses,
+        forbidden=forbidden_destinations(current.flow_forbidden_destinations),
     )
+
+
+@functools.cache
+def forbidden_destinations(entries: tuple[str, ...]) -> Forbidden:
+    from chalicelib.flowlogs.addresses import parse_forbidden
+
+    return parse_forbidden(entries, "FLOW_FORBIDDEN_DESTINATIONS")
 
 
 _threats: dict[str | None, tuple[float, Ranges]] = {}
@@ -440,7 +453,8 @@ def scanner(current: Settings) -> Scanner:
     from chalicelib.flowlogs.addresses import Classifier
     from chalicelib.flowlogs.detect import Scanner
 
-    return Scanner(Classifier(threat_ranges(current), internal_ranges(current.flow_internal_cidrs)),
+    forbidden = forbidden_destinations(current.flow_forbidden_destinations).ranges
+    return Scanner(Classifier(threat_ranges(current), internal_ranges(current.flow_internal_cidrs), forbidden),
                    detector_settings(current))  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBi
 
 from chalicelib.actions.base import INCIDENT_LABEL, INVESTIGATION_LABEL, QUARANTINE_LABEL
 from chalicelib.actions.k8s.block_image import IMAGE_ANNOTATION
-from devstack import accounts_demo, approval_demo, seed, stack
+from devstack import accounts_demo, approval_demo, securityhub_demo, seed, stack
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_POLICY = create_global_resource("kyverno.io", "v1", "ClusterPolicy", "clusterpolicies")
@@ -67,7 +67,11 @@ def _client(env: dict[str, str], service: str) -> Any:
 
 def _show_instances(env: dict[str, str], seeded: seed.SeededCluster) -> None:
     say("What changed in AWS (moto)")
-    ec2, autoscaling = _client(env, "ec2"), _client(env, "autoscaling")
+    ec2, autoscaling, elbv2 = _client(env, "ec2"), _client(env, "autoscaling"), _client(env, "elbv2")
+    serving: dict[str, list[str]] = {}
+    for group in elbv2.describe_target_groups()["TargetGroups"]:
+        for target in elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]:
+            serving.setdefault(target["Target"]["Id"], []).append(group["TargetGroupName"])
     names = {g["GroupId"]: g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]}
     for instance_id, node in seeded.nodes.items():
         found = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
@@ -79,11 +83,14 @@ def _show_instances(env: dict[str, str], seeded: seed.SeededCluster) -> None:
         tagged = [{"Name": "volume-id", "Values": [m["Ebs"]["VolumeId"] for m in found["BlockDeviceMappings"]]},
                   {"Name": "tag-key", "Values": ["eks-responder:incident"]}]  # fmt: skip
         snapshots = ec2.describe_snapshots(OwnerIds=["self"], Filters=tagged)["Snapshots"]
+        addresses = {a["PrivateIpAddress"] for e in found["NetworkInterfaces"] for a in e["PrivateIpAddresses"]}
+        targets = sorted({g for key in (instance_id, *addresses) for g in serving.get(key, [])})
         print(
             f"  {instance_id} ({node}): {len(found['NetworkInterfaces'])} ENIs in {', '.join(groups)}; "
             f"termination protection {'on' if protected['DisableApiTermination']['Value'] else 'off'}; "
             f"scale-in protection {'on' if scaling and scaling[0]['ProtectedFromScaleIn'] else 'off'}; "
-            f"{len(snapshots)} snapshot(s)"
+            f"{scaling[0]['LifecycleState'] if scaling else 'no Auto Scaling group'}; "
+            f"load balancer targets: {', '.join(targets) or 'none'}; {len(snapshots)} snapshot(s)"
         )
     for acl in ec2.describe_network_acls()["NetworkAcls"]:
         for entry in acl["Entries"]:
@@ -151,6 +158,7 @@ def main() -> int:
         _show_sns(env, seeded.queue_url)
         with seed.admin_client(running) as client:
             code = approval_demo.run(env, client) or code
+        code = securityhub_demo.run(env) or code
         code = accounts_demo.run(env) or code
         say("Stopping everything the demo started")
     say(f"Done in {time.monotonic() - started:.0f} s (replay exit code {code})")

@@ -6,7 +6,8 @@ private ENI it touches. Normal traffic: pod to pod and pod to service (most of i
 internet, DNS and NTP, internet scanners rejected at the edge, servers on high ports answering
 clients (the classic port-scan false positive), NODATA/SKIPDATA records. Planted on top: flows to
 threat-listed addresses and CIDRs, mining-pool connections, SSH/RDP accepted from the internet,
-an external and an internal port scan, and pods sending gigabytes out. `Truth` lists them.
+an external and an internal port scan, a pod sweeping internal addresses, and pods sending
+gigabytes out. `Truth` lists them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Truth:
     mining: set[str] = field(default_factory=set)
     admin: set[str] = field(default_factory=set)
     scanners: set[str] = field(default_factory=set)
+    sweepers: set[str] = field(default_factory=set)  # pods probing many internal addresses (east-west)
     egress: set[str] = field(default_factory=set)
 
 
@@ -207,6 +209,10 @@ def _planted(w: _Writer, topo: Topology, rng: random.Random, threats: tuple[list
     for port in rng.sample(range(1, 20000), 300):
         w.record(topo.pod_eni[inside], inside, victim, 40404, port, 6, 60, "ACCEPT", topo.node_of[inside].instance)
     truth.scanners.add(inside)
+    sweeper = rng.choice(pods)  # lateral movement: bare SYNs to the kubelet port of 150 addresses
+    for probed in rng.sample([p for p in pods if p != sweeper], 150):
+        w.record(topo.pod_eni[sweeper], sweeper, probed, 40500, 10250, 6, 44, "ACCEPT", topo.node_of[sweeper].instance)
+    truth.sweepers.add(sweeper)
     for _ in range(5):
         pod = rng.choice(pods)
         remote = _public(rng)

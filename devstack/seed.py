@@ -41,6 +41,7 @@ EXPECTED_NODES = (
 EVIDENCE_BUCKET = "eks-responder-evidence-demo"
 NODE_GROUP_ASG = "eks-general-demo"
 DEVELOPER_ROLE = "developer"
+CONTRACTOR_ROLE = "contractor"  # the caller of the Tor finding
 NODE_ROLE = "eks-demo-general-node"
 NODE_PROFILE = "eks-demo-general-node"
 
@@ -172,7 +173,7 @@ def _identities(session: Any, stack: LocalStack) -> None:
     """The IAM roles the events name: a developer (mapped in aws-auth) and the nodes' role."""
     iam = session.client("iam", endpoint_url=stack.moto_url)
     trust = json.dumps({"Version": "2012-10-17", "Statement": []})
-    for role in (DEVELOPER_ROLE, NODE_ROLE):
+    for role in (DEVELOPER_ROLE, CONTRACTOR_ROLE, NODE_ROLE):
         iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
     iam.create_instance_profile(InstanceProfileName=NODE_PROFILE)
     iam.add_role_to_instance_profile(InstanceProfileName=NODE_PROFILE, RoleName=NODE_ROLE)
@@ -200,6 +201,15 @@ def _node_group(session: Any, stack: LocalStack, ec2: Any, image: str, instances
     ec2.attach_network_interface(
         NetworkInterfaceId=secondary["NetworkInterface"]["NetworkInterfaceId"], InstanceId=instances[0], DeviceIndex=1
     )
+    # A load balancer's target groups: every node by instance (a NodePort), and a pod by address (IP mode).
+    elbv2 = session.client("elbv2", endpoint_url=stack.moto_url)
+    nodes = elbv2.create_target_group(Name="demo-web-nodes", Protocol="HTTP", Port=30080, VpcId=first["VpcId"])
+    elbv2.register_targets(TargetGroupArn=nodes["TargetGroups"][0]["TargetGroupArn"],
+                           Targets=[{"Id": i, "Port": 30080} for i in instances])  # fmt: skip
+    pods = elbv2.create_target_group(Name="demo-web-pods", Protocol="HTTP", Port=8080, VpcId=first["VpcId"],
+                                     TargetType="ip")  # fmt: skip
+    elbv2.register_targets(TargetGroupArn=pods["TargetGroups"][0]["TargetGroupArn"],
+                           Targets=[{"Id": POD_INTERFACE[1], "Port": 8080}])  # fmt: skip
 
 
 def seed(stack: LocalStack) -> SeededCluster:
@@ -407,6 +417,7 @@ def _rbac_and_aws_auth(client: Client) -> None:
     nodes = {"username": "system:node:{{EC2PrivateDNSName}}", "groups": ["system:bootstrappers", "system:nodes"]}
     roles = [
         {"rolearn": f"arn:aws:iam::{ACCOUNT}:role/{DEVELOPER_ROLE}", **developer},
+        {"rolearn": f"arn:aws:iam::{ACCOUNT}:role/{CONTRACTOR_ROLE}", **developer},
         {"rolearn": f"arn:aws:iam::{ACCOUNT}:role/{NODE_ROLE}", **nodes},
     ]
     aws_auth = {"name": "aws-auth", "namespace": "kube-system"}

@@ -6,6 +6,7 @@ from chalicelib.actions.base import Action
 from chalicelib.actions.ec2.block_ip import BlockIP
 from chalicelib.actions.ec2.isolate_instance import IsolateInstance
 from chalicelib.actions.ec2.protect_instance import ProtectInstance
+from chalicelib.actions.ec2.remove_from_service import RemoveFromService
 from chalicelib.actions.ec2.snapshot_volumes import SnapshotVolumes
 from chalicelib.actions.eks.delete_access_entry import DeleteAccessEntry
 from chalicelib.actions.iam.deactivate_access_keys import DeactivateAccessKeys
@@ -34,6 +35,7 @@ _ACTIONS: tuple[type[Action], ...] = (
     ProtectInstance,
     SnapshotVolumes,
     IsolateInstance,
+    RemoveFromService,
     BlockIP,
     RevokeRoleSessions,
     DeactivateAccessKeys,

@@ -21,7 +21,7 @@ def as_json(value: Any) -> bytes:
 def incident_prefix(incident: Incident) -> str:
     """Where an incident's evidence lives: by account and region first, so a member account's
     evidence can be kept, listed, granted or expired by prefix in the hub's one store."""
-    return f"{incident.account}/{incident.region}/{incident.id}"
+    return f"{incident.account or 'unknown-account'}/{incident.region or 'unknown-region'}/{incident.id}"
 
 
 def write(ctx: ActionContext, base: str, files: dict[str, bytes], about: dict[str, Any]) -> str:

@@ -28,10 +28,17 @@ def _filters(filters: dict[str, list[str]]) -> list[dict[str, Any]]:
 
 
 class EC2Gateway:
-    def __init__(self, ec2: Any, autoscaling: Any, *, dry_run: bool) -> None:
+    def __init__(self, ec2: Any, autoscaling: Any, *, dry_run: bool, elbv2: Callable[[], Any] | None = None) -> None:
         self._ec2 = ec2
         self._asg = autoscaling
+        self._elbv2 = elbv2  # built on first use: most incidents never touch a load balancer
         self.dry_run = dry_run
+
+    def _not_sent(self, permission: str) -> bool:
+        """In a dry run, a call the API cannot dry-run is named and not sent (True)."""
+        if self.dry_run:
+            dry_run.not_sent(permission)
+        return self.dry_run
 
     def _write(self, call: Callable[..., Any], **kwargs: Any) -> Any:
         if not self.dry_run:
@@ -126,6 +133,54 @@ class EC2Gateway:
         found = self._asg.describe_auto_scaling_instances(InstanceIds=[instance_id])["AutoScalingInstances"]
         return dict(found[0]) if found else None
 
+    def enter_standby(self, group: str, instance_id: str) -> None:
+        # The group keeps its desired capacity, so it launches a replacement instead of waiting.
+        if not self._not_sent("autoscaling:EnterStandby"):
+            self._asg.enter_standby(InstanceIds=[instance_id], AutoScalingGroupName=group,
+                                    ShouldDecrementDesiredCapacity=False)  # fmt: skip
+
+    def exit_standby(self, group: str, instance_id: str) -> None:
+        if not self._not_sent("autoscaling:ExitStandby"):
+            self._asg.exit_standby(InstanceIds=[instance_id], AutoScalingGroupName=group)
+
+    def _lb(self) -> Any:
+        if self._elbv2 is None:
+            raise RuntimeError("no Elastic Load Balancing client configured")
+        return self._elbv2()
+
+    def targets_in(self, vpc_id: str, ids: set[str]) -> list[dict[str, Any]]:
+        """Every registration of these ids (an instance id, or its addresses for IP targets) in the
+        VPC's target groups: {"TargetGroupArn", "Id", "Port"}."""
+        found: list[dict[str, Any]] = []
+        for page in self._lb().get_paginator("describe_target_groups").paginate():
+            for group in page.get("TargetGroups", []):
+                if group.get("VpcId") != vpc_id:
+                    continue
+                arn = str(group["TargetGroupArn"])
+                health = self._lb().describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+                for described in health:
+                    target = described.get("Target") or {}
+                    if str(target.get("Id")) in ids:
+                        found.append({"TargetGroupArn": arn, "Id": str(target["Id"]), "Port": target.get("Port")})
+        return found
+
+    def _targets(self, entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for entry in entries:
+            port = {"Port": int(entry["Port"])} if entry.get("Port") is not None else {}
+            grouped.setdefault(str(entry["TargetGroupArn"]), []).append({"Id": str(entry["Id"]), **port})
+        return grouped
+
+    def deregister(self, entries: list[dict[str, Any]]) -> None:
+        if not self._not_sent("elasticloadbalancing:DeregisterTargets"):
+            for arn, targets in self._targets(entries).items():
+                self._lb().deregister_targets(TargetGroupArn=arn, Targets=targets)
+
+    def register(self, entries: list[dict[str, Any]]) -> None:
+        if not self._not_sent("elasticloadbalancing:RegisterTargets"):
+            for arn, targets in self._targets(entries).items():
+                self._lb().register_targets(TargetGroupArn=arn, Targets=targets)
+
     def set_scale_in_protection(self, group: str, instance_id: str, *, protected: bool) -> None:
         if self.dry_run:
             dry_run.not_sent("autoscaling:SetInstanceProtection")
@@ -217,6 +272,7 @@ class AwsConnector:
     def __init__(self, session: Callable[[], Any]) -> None:
         self._session = session
         self._clients: dict[str, tuple[Any, Any]] = {}
+        self._lb_clients: dict[str, Any] = {}
 
     def gateway(self, region: str, *, dry_run: bool) -> EC2Gateway:
         if region not in self._clients:
@@ -227,7 +283,12 @@ class AwsConnector:
                 session.client("autoscaling", region_name=region),
             )
         ec2, autoscaling = self._clients[region]
-        return EC2Gateway(ec2, autoscaling, dry_run=dry_run)
+        return EC2Gateway(ec2, autoscaling, dry_run=dry_run, elbv2=lambda: self._elbv2(region))
+
+    def _elbv2(self, region: str) -> Any:
+        if region not in self._lb_clients:
+            self._lb_clients[region] = self._session().client("elbv2", region_name=region)
+        return self._lb_clients[region]
 
     def objects(self, region: str) -> Any:
         """An S3 client in this account, for reading the flow-log objects its buckets hold."""

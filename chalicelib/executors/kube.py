@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx2
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.generic_resource import create_global_resource
-from lightkube.resources.apps_v1 import ReplicaSet
+from lightkube.resources.apps_v1 import DaemonSet, ReplicaSet
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Event, Node, Pod, Service, ServiceAccount
 from lightkube.resources.networking_v1 import NetworkPolicy
@@ -191,6 +191,9 @@ class KubeGateway:
 
     def list_services(self, namespace: str) -> list[dict[str, Any]]:
         return [_to_dict(s) for s in self._client.list(Service, namespace=namespace)]
+
+    def list_daemonsets(self) -> list[dict[str, Any]]:
+        return [_to_dict(d) for d in self._client.list(DaemonSet, namespace="*")]
 
     def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(ServiceAccount, name, namespace)

@@ -18,6 +18,7 @@ from chalicelib.errors import EventError
 PUBLIC = 1
 THREAT = 2
 NO_ADDRESS = 4  # "-": NODATA / SKIPDATA records
+FORBIDDEN = 16  # in a range ours must never reach (8 is the scanner's mark, set by the scanner)
 MEMO_LIMIT = 1_000_000  # a flood of spoofed sources cannot exhaust memory: beyond it, classified each time
 
 # Not public: RFC 1918, shared (CGNAT), loopback, link-local, multicast, reserved; IPv6 ULA,
@@ -92,6 +93,49 @@ class Ranges:
 _PRIVATE = Ranges(_PRIVATE_V4 + _PRIVATE_V6)
 
 
+@dataclass(frozen=True)
+class Forbidden:
+    """Destinations ours must never reach: the ranges (for the classifier), and per range the
+    destination ports it forbids (none: every port)."""
+
+    ranges: Ranges
+    rules: tuple[tuple[Ranges, frozenset[int] | None], ...]
+
+    def forbids(self, address: str, port: int) -> bool:
+        parsed = _parse(address)
+        if parsed is None:
+            return False
+        return any(r.contains(*parsed) and (ports is None or port in ports) for r, ports in self.rules)
+
+
+def parse_forbidden(entries: Iterable[str], where: str) -> Forbidden:
+    """`CIDR` or `CIDR:port` or `CIDR:first-last` (IPv6 as `[CIDR]:port`); a bad entry is named."""
+    rules = []
+    spans = []
+    for entry in entries:
+        text = entry.strip()
+        network, ports = text, None
+        if text.startswith("["):
+            network, _, rest = text[1:].partition("]")
+            ports = rest.removeprefix(":") or None
+        elif text.count(":") == 1:
+            network, ports = text.split(":")
+        try:
+            span = _network(network)
+            chosen: frozenset[int] | None = None
+            if ports:
+                first, _, last = ports.partition("-")
+                low, high = int(first), int(last or first)
+                if not 0 < low <= high <= 65535:  # noqa: PLR2004
+                    raise ValueError(f"ports {ports!r} are not within 1-65535")
+                chosen = frozenset(range(low, high + 1))
+        except ValueError as exc:
+            raise EventError(f"{where}: {text!r}: {exc}") from None
+        spans.append(span)
+        rules.append((Ranges.of_spans([span]), chosen))
+    return Forbidden(Ranges.of_spans(spans), tuple(rules))
+
+
 def parse_networks(text: str, where: str) -> Ranges:
     """One address or CIDR per line (a threat list, internal ranges); `#` comments; a bad line is named."""
     spans = []
@@ -112,6 +156,7 @@ class Classifier:
 
     threats: Ranges
     internal: Ranges = field(default_factory=lambda: Ranges(()))  # also ours: an IPv6 VPC's /56, say
+    forbidden: Ranges = field(default_factory=lambda: Ranges(()))  # destinations ours must never reach
 
     def __post_init__(self) -> None:
         self.memo: dict[bytes, int] = {b"-": NO_ADDRESS}
@@ -125,6 +170,8 @@ class Classifier:
             flags = 0 if _PRIVATE.contains(bits, value) or self.internal.contains(bits, value) else PUBLIC
             if self.threats.contains(bits, value):
                 flags |= THREAT
+            if self.forbidden.size and self.forbidden.contains(bits, value):
+                flags |= FORBIDDEN
         if len(self.memo) < MEMO_LIMIT:
             self.memo[address] = flags
         return flags

@@ -1,7 +1,8 @@
 """The scanner: one pass over flow-log records, flagging what the detectors look for.
 
 Detectors: connections to or from the threat list, mining-pool ports, SSH/RDP accepted from
-the internet, port scans, unusual egress volume. A block of records is split at once and the
+the internet, port scans, sweeps of many internal addresses (east-west), connections to
+destinations ours must never reach, unusual egress volume. A block of records is split at once and the
 columns every record needs are sliced out; per record the work is two dict lookups and a few
 comparisons of bytes, and a record is decoded only when a detector fires. Memory is bounded by
 distinct addresses and findings, never by the number of records.
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.flowlogs.addresses import NO_ADDRESS, PUBLIC, THREAT, Classifier
+from chalicelib.flowlogs.addresses import FORBIDDEN, NO_ADDRESS, PUBLIC, THREAT, Classifier, Forbidden
 from chalicelib.flowlogs.fields import Layout
 from chalicelib.settings import FLOW_DETECTORS as DETECTORS
 from chalicelib.settings import FLOW_MINING_PORTS as MINING_PORTS
@@ -29,6 +30,9 @@ MAX_PROBING_SOURCES = 200_000  # sources whose probed ports are counted in one d
 # The largest TCP packet without payload: a 40-byte IPv6 header and a 60-byte TCP header (full
 # options). A SYN-ACK, an ACK or a RST never exceeds it; a packet that does carries data.
 BARE_TCP_PACKET = 100
+# A probe's outbound side: a SYN (and its retries), or SYN, ACK and RST of a connect scan. Any
+# exchange that carried a request has more: a scraper's or a health check's flows never count.
+PROBE_PACKETS = 3
 TCP = "6"
 
 
@@ -41,6 +45,9 @@ class DetectorSettings:
     scan_max_port: int = 32767  # above: ephemeral ports, where servers answer (never a scan)
     scan_max_bytes: int = 1000  # a probe is small; bigger flows are not counted as probes
     egress_bytes: int = 1 << 30  # per source address (on one interface), to public addresses, per batch
+    # distinct internal addresses one internal source sent payload-less TCP probes to
+    sweep_min_addresses: int = 64
+    forbidden: Forbidden | None = None  # destinations ours must never reach
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class Finding:
     ports: set[int] = field(default_factory=set)
     top: list[tuple[int, int, Flow]] = field(default_factory=list)  # heap of the biggest flows
     established: set[str] = field(default_factory=set)  # remotes ours sent data to: safe to block
+    capped: bool = False  # counting stopped at a limit: `records` is a lower bound
 
     def add(self, flow: Flow, remote: str | None, port: int | None = None) -> None:
         self.records += 1
@@ -117,6 +125,12 @@ class Finding:
     @property
     def flows(self) -> list[Flow]:
         return [flow for _, _, flow in sorted(self.top, reverse=True)]
+
+
+def sweep_limit(settings: DetectorSettings) -> int:
+    """Addresses counted per sweeping source: enough to say how wide, bounded in memory (the count
+    stops there, and the alert says "at least")."""
+    return max(4 * settings.sweep_min_addresses, _KEEP)
 
 
 def _text(value: bytes) -> str:
@@ -149,12 +163,16 @@ class Scanner:
         self._egress: dict[bytes, list[Any]] = {}  # address -> [the interface counted, bytes sent]
         self._egress_flows: dict[bytes, Finding] = {}
         self._established: dict[bytes, set[str]] = {}  # ours -> remotes ours sent data to (flagged records)
+        self._sweeps: dict[bytes, set[bytes]] = {}  # internal source -> internal addresses it probed
         on = self.settings.enabled
         self._mining = {str(p).encode() for p in self.settings.mining_ports} if "mining-pool" in on else set()
         self._admin = {str(p).encode() for p in self.settings.admin_ports} if "admin-from-internet" in on else set()
         self._threats = "threat-list" in on
         self._scans = "port-scan" in on
         self._egress_on = "egress-volume" in on
+        self._sweeping = "address-sweep" in on and self._scans
+        forbidden = self.settings.forbidden
+        self._forbidden = forbidden if "forbidden-destination" in on and forbidden and forbidden.rules else None
 
     # -- the hot path ---------------------------------------------------------------------------
 
@@ -218,7 +236,7 @@ class Scanner:
             lines += 1
         return fields, lines, Layout((*layout.fields, *layout.missing))
 
-    def _rows(  # noqa: C901 - the hot loop stays flat: a call per record costs more than a branch
+    def _rows(  # noqa: C901, PLR0915 - the hot loop stays flat: a call per record costs more than a branch
         self, rows: Iterator[tuple[bytes, bytes, bytes, int]], fields: list[bytes], layout: Layout
     ) -> None:
         memo = self.classifier.memo
@@ -233,6 +251,13 @@ class Scanner:
         egress = self._egress if self._egress_on else None
         egress_limit = self.settings.egress_bytes
         sp, dp, ip = (layout.position(name) for name in ("srcport", "dstport", "interface-id"))
+        sweeps = self._sweeps if self._sweeping else None
+        sweep_cap = sweep_limit(self.settings)
+        probe_packets = {str(n).encode() for n in range(1, PROBE_PACKETS + 1)}
+        probe_bytes = BARE_TCP_PACKET * PROBE_PACKETS
+        pr, pk = layout.index("protocol"), layout.index("packets")
+        if pr is None or pk is None:
+            sweeps, pr, pk = None, 0, 0  # a layout without them cannot tell a bare probe from a request
         for src, dst, nbytes, at in rows:
             try:
                 fs = memo[src]
@@ -278,6 +303,20 @@ class Scanner:
                         seen = self._new_prober(src, at)
                     if seen is not None:
                         seen.add(dport)
+                        # East-west: ours to ours, a bare TCP probe (a scraper's or health check's
+                        # requests take more packets and never count).
+                        if (
+                            sweeps is not None
+                            and not (fs or fd)
+                            and fields[at + pr] == b"6"
+                            and fields[at + pk] in probe_packets
+                            and int(nbytes) <= probe_bytes
+                        ):
+                            targets = sweeps.get(src)
+                            if targets is None:
+                                targets = sweeps[src] = set()
+                            if len(targets) < sweep_cap:
+                                targets.add(dst)
 
     def _new_prober(self, src: bytes, at: int) -> set[bytes] | None:
         """A source's first probe: start counting its ports, unless too many sources are counted already."""
@@ -321,6 +360,10 @@ class Scanner:
                 self._finding("admin-from-internet", dst, False).add(flow, flow.src, _number(flow.dst_port))
         if fs & SCANNER:
             self._finding("port-scan", src, bool(fs & PUBLIC)).add(flow, flow.dst, _number(flow.dst_port))
+        if self._forbidden and fd & FORBIDDEN and not fs & PUBLIC and flow.action == "ACCEPT":
+            port = _number(flow.dst_port)
+            if self._forbidden.forbids(flow.dst, port):
+                self._finding("forbidden-destination", src, False).add(flow, flow.dst, port)
 
     def _egress_flow(self, src: bytes, flow: Flow, total: int) -> None:
         finding = self._egress_flows.get(src)
@@ -357,6 +400,15 @@ class Scanner:
             if not finding.remote:
                 sent = self._established.get(finding.address.encode(), set())
                 finding.established = finding.remotes & sent
+        for src, targets in self._sweeps.items():
+            if len(targets) >= self.settings.sweep_min_addresses:
+                sweep = Finding("address-sweep", _text(src), False, records=len(targets))
+                sweep.capped = len(targets) >= sweep_limit(self.settings)
+                sweep.remotes = {_text(t) for t in sorted(targets)[:_KEEP]}
+                sweep.ports = {int(p) for p in self._ports.get(src, ())}
+                if src in self._first_interface:
+                    sweep.interfaces.add(_text(self._first_interface[src]))
+                found.append(sweep)
         for src, seen in self._ports.items():
             if len(seen) < self.settings.scan_min_ports:
                 continue

@@ -168,9 +168,13 @@ def settle(ctx: ActionContext, action: Action, target: Target, succeeded: bool) 
     if kind is None:
         return
     if succeeded:
-        key = "cordon-count" if kind == "node" else "isolated-count"
-        ctx.cache[key] = int(ctx.cache.get(key, 0)) + 1
+        if kind == "node":
+            ctx.cache["cordon-count"] = int(ctx.cache.get("cordon-count", 0)) + 1
+        else:  # an instance counts once, however many of its actions count (isolation, out of service)
+            ctx.cache.setdefault("isolated-instances", set()).add(target.name)
         return
+    if kind == "instance" and target.name in ctx.cache.get("isolated-instances", set()):
+        return  # another of its actions took it out of service: the slot stays taken
     lease = ctx.cache.get("leases", {}).pop((kind, target.name), None)
     if lease is not None and ctx.caps is not None:
         ctx.caps.release(kind, lease[0], lease[1], target.name)
@@ -205,21 +209,21 @@ def _instance_cap(ctx: ActionContext, target: Target) -> str | None:
     if _shared_caps(ctx):
         cap = ctx.settings.max_instances_isolated_per_hour
         return _lease(ctx, "instance", target.name, cap, "isolated", "MAX_INSTANCES_ISOLATED_PER_HOUR")
-    if "isolated-count" not in ctx.cache:
+    if "isolated-instances" not in ctx.cache:
         since = ctx.now - timedelta(hours=1)
         isolated = ctx.aws.describe_instances(
             {CLUSTER_TAG_FILTER: [ctx.incident.cluster or ""], "tag-key": [ISOLATED_AT_TAG]}
         )
-        count = 0
+        recent: set[str] = set()
         for other in isolated:
             stamp = _tags(other).get(ISOLATED_AT_TAG, "")
             try:
-                if other.get("InstanceId") != target.name and datetime.fromisoformat(stamp) >= since:
-                    count += 1
+                if datetime.fromisoformat(stamp) >= since:
+                    recent.add(str(other.get("InstanceId")))
             except ValueError:
                 continue
-        ctx.cache["isolated-count"] = count
-    count = int(ctx.cache["isolated-count"])
+        ctx.cache["isolated-instances"] = recent
+    count = len(set(ctx.cache["isolated-instances"]) - {target.name})
     cap = ctx.settings.max_instances_isolated_per_hour
     if count >= cap:
         return (

@@ -24,6 +24,12 @@ KINDS = {
                   "{address} probed {ports} ports on {n} address(es)"),
     "port-scan-from-internet": ("Recon:FlowLogs/PortScanFromInternet", Severity.MEDIUM,
                                 "{address} (internet) probed {ports} ports on our addresses"),
+    "address-sweep": ("Discovery:FlowLogs/InternalAddressSweep", Severity.HIGH,
+                      "{address} probed {records} internal addresses on {ports} port(s) (east-west)"),
+    "address-sweep-capped": ("Discovery:FlowLogs/InternalAddressSweep", Severity.HIGH,
+                             "{address} probed at least {records} internal addresses on {ports} port(s) (east-west)"),
+    "forbidden-destination": ("LateralMovement:FlowLogs/ForbiddenDestination", Severity.HIGH,
+                              "{address} connected to {n} address(es) it must never reach"),
     "egress-volume": ("Exfiltration:FlowLogs/EgressVolume", Severity.MEDIUM,
                       "{address} sent {gb:.1f} GB to {n} internet address(es)"),
 }  # fmt: skip
@@ -56,8 +62,11 @@ def to_incident(finding: Finding, batch: Batch) -> Incident:
     if kind == "port-scan" and finding.remote:
         kind = "port-scan-from-internet"
     type_, severity, title = KINDS[kind]
+    if kind == "address-sweep" and finding.capped:
+        title = KINDS["address-sweep-capped"][2]
     remotes = sorted(finding.remotes)
-    text = title.format(address=finding.address, n=len(remotes), ports=len(finding.ports), gb=finding.bytes / 1e9)
+    text = title.format(address=finding.address, n=len(remotes), ports=len(finding.ports), gb=finding.bytes / 1e9,
+                        records=finding.records)  # fmt: skip
     flows = [str(flow) for flow in finding.flows[:TOP]]
     details = {
         "detector": finding.detector,

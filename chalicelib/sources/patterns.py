@@ -9,6 +9,17 @@ GUARDDUTY_FINDING: dict[str, Any] = {
     "detail-type": ["GuardDuty Finding"],
 }
 
+# GuardDuty's findings as Security Hub passes them on (ASFF, and OCSF in Security Hub's newer
+# form): only GuardDuty's, so the function never wakes for Config or Inspector findings.
+SECURITYHUB_GUARDDUTY_FINDING: dict[str, Any] = {
+    "source": ["aws.securityhub"],
+    "detail-type": ["Security Hub Findings - Imported", "Findings Imported V2"],
+    "$or": [
+        {"detail": {"findings": {"ProductName": ["GuardDuty"]}}},
+        {"detail": {"findings": {"metadata": {"product": {"name": ["GuardDuty"]}}}}},
+    ],
+}
+
 # KMS calls that can take a key (and the cluster it protects) down or hand it to someone else.
 KMS_TAMPERING_CALLS = [
     "ScheduleKeyDeletion",

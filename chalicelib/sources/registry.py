@@ -6,7 +6,7 @@ from typing import Any
 
 from chalicelib.errors import EventError
 from chalicelib.incident import Incident
-from chalicelib.sources import ecr, guardduty, identifiers, kms
+from chalicelib.sources import ecr, guardduty, identifiers, kms, securityhub
 from chalicelib.sources.envelope import check_depth
 
 
@@ -20,6 +20,8 @@ def to_incident(event: Any, raw_ref: str | None = None) -> Incident:
     identifiers.check_envelope(event)
     if source == "aws.guardduty":
         return identifiers.check(guardduty.to_incident(event, raw_ref))
+    if source == "aws.securityhub":
+        return identifiers.check(securityhub.to_incident(event, raw_ref))
     if source == "aws.kms":
         return identifiers.check(kms.to_incident(event, raw_ref))
     if source in {"aws.ecr", "aws.inspector2"}:

@@ -53,6 +53,8 @@ _TAGGED = {
     ("ec2", "DeleteSecurityGroup"),
     ("autoscaling", "SetInstanceProtection"),
     ("autoscaling", "DetachInstances"),
+    ("autoscaling", "EnterStandby"),
+    ("autoscaling", "ExitStandby"),
 }
 
 

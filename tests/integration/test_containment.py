@@ -383,8 +383,8 @@ def test_isolation_holds_against_existing_allow_policies_and_services(
 
     # A second run finds it isolated and verifies it
     again = make_responder(rules_with("k8s:isolate-pod")).handle(found, Mode.LIVE)
-    assert (again.actions[0].status.value, again.actions[0].detail) == (
-        "skipped", f"pod {ns}/{bad} is already isolated (verified)")  # fmt: skip
+    assert again.actions[0].status.value == "skipped"
+    assert again.actions[0].detail.startswith(f"pod {ns}/{bad} is already isolated (verified; NOT ENFORCED")
 
 
 def test_isolation_that_does_not_hold_is_reported_failed(cluster: Cluster, make_responder: Any) -> None:
@@ -460,3 +460,37 @@ def test_a_privileged_pod_in_a_protected_namespace_does_not_disrupt_its_node(
         assert not admin.get(Node, node).spec.unschedulable
     finally:
         admin.delete(Pod, pod, namespace="kube-system")
+
+
+def test_isolation_says_whether_the_cluster_enforces_it(cluster: Cluster, admin: Client, make_responder: Any) -> None:
+    from lightkube.resources.apps_v1 import DaemonSet
+    from lightkube.types import PatchType
+
+    node = cluster.node("node-a", "i-0aaa")
+    first, second = cluster.pod("a", node), cluster.pod("b", node)
+    rules = rules_with("k8s:isolate-pod")
+    # No NetworkPolicy engine runs (the local API server has no network plugin): said in the result and the notes
+    report = make_responder(rules).handle(incident(namespace=cluster.namespace, pods=(first,)), Mode.LIVE)
+    (result,) = report.actions
+    assert result.status.value == "succeeded"
+    assert "NOT ENFORCED: no NetworkPolicy engine runs in cluster local" in result.detail
+    assert "isolation declared but not enforced in cluster local" in " ".join(report.notes)
+    # A running Cilium agent enforces it
+    labels = {"k8s-app": "cilium"}
+    template = {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "cilium-agent", "image": "cilium"}]}}
+    meta = {"name": "cilium", "namespace": cluster.namespace}
+    agent = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta,
+             "spec": {"selector": {"matchLabels": labels}, "template": template}}  # fmt: skip
+    from lightkube.codecs import from_dict
+
+    admin.create(from_dict(agent))
+    try:
+        status = {"status": {"numberReady": 2, "desiredNumberScheduled": 2, "currentNumberScheduled": 2,
+                             "numberMisscheduled": 0}}  # fmt: skip
+        admin.patch(DaemonSet.Status, "cilium", status, namespace=cluster.namespace, patch_type=PatchType.MERGE)
+        report = make_responder(rules).handle(incident(namespace=cluster.namespace, pods=(second,)), Mode.LIVE)
+        (result,) = report.actions
+        assert result.detail.endswith("enforced by Cilium"), result.detail
+        assert not [n for n in report.notes if "not enforced" in n]
+    finally:
+        admin.delete(DaemonSet, "cilium", namespace=cluster.namespace)

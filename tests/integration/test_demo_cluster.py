@@ -85,7 +85,11 @@ def test_pods_and_nodes_are_contained(demo: Demo) -> None:
     assert ("k8s:isolate-pod", "payments/web-5d9c7b8f6-x7k2p", "skipped") in _statuses(shell)
     sequence = _statuses(results["attack-sequence-eks-compromised-cluster.json"])
     assert ("k8s:isolate-pod", "payments/web-5d9c7b8f6-x7k2p", "succeeded") in sequence
-    assert ("k8s:cordon-node", nodes["i-cd9226b0ed9ce5ec6"], "succeeded") in sequence
+    # its node was already taken by the instance-group sequence (replayed just before): cordoned once
+    assert ("k8s:cordon-node", nodes["i-cd9226b0ed9ce5ec6"], "skipped") in sequence
+    group = _statuses(results["attack-sequence-ec2-compromised-instance-group-worker-nodes.json"])
+    assert ("k8s:cordon-node", nodes["i-cd9226b0ed9ce5ec6"], "succeeded") in group
+    assert ("ec2:remove-from-service", "i-cd9226b0ed9ce5ec6", "succeeded") in group
 
     # The DaemonSet resolves to its three pods.
     daemonset = _statuses(results["backdoor-runtime-c2-activity-dns-daemonset.json"])
@@ -127,6 +131,18 @@ def test_the_node_playbook_runs_on_the_aws_side(demo: Demo) -> None:
         for e in acl["Entries"]
         if e["RuleAction"] == "deny" and e["RuleNumber"] < 32767
     }
+    # Out of service: Standby in its node group (capacity kept), in no target group by id or address
+    autoscaling, elbv2 = running_client(running, "autoscaling"), running_client(running, "elbv2")
+    (state,) = autoscaling.describe_auto_scaling_instances(InstanceIds=["i-cd9226b0ed9ce5ec6"])["AutoScalingInstances"]
+    assert state["LifecycleState"] == "Standby"
+    addresses = {a["PrivateIpAddress"] for e in first["NetworkInterfaces"] for a in e["PrivateIpAddresses"]}
+    registered = {
+        t["Target"]["Id"]
+        for g in elbv2.describe_target_groups()["TargetGroups"]
+        for t in elbv2.describe_target_health(TargetGroupArn=g["TargetGroupArn"])["TargetHealthDescriptions"]
+    }
+    assert not registered & {"i-cd9226b0ed9ce5ec6", *addresses}
+    assert set(nodes) - set(isolated) <= registered  # the nodes left serving still serve
     # The miner's pool (GuardDuty), the flow logs' mining pool and the SSH source, in and out.
     assert denied == {(f"81.2.69.{host}/32", egress) for host in (192, 77, 200) for egress in (False, True)}
 
@@ -141,6 +157,11 @@ def test_flow_logs_contain_the_pod_behind_the_address(demo: Demo) -> None:
     assert {a["action"]: a["status"] for a in mining["actions"]}["k8s:isolate-pod"] == "succeeded"
     assert ssh["incident"]["type"] == "InitialAccess:FlowLogs/AdminPortFromInternet"
     assert ssh["incident"]["instance_id"] == "i-7733adfa936a8baee"
+    # Lateral movement: the same pod swept the kubelet port of 70 internal addresses
+    sweep = demo.results["vpc-flow-logs-lateral-movement.log"]
+    assert sweep["incident"]["type"] == "Discovery:FlowLogs/InternalAddressSweep"
+    assert sweep["incident"]["pods"] == ["payments/invoice-worker"]
+    assert sweep["rule"] == "flow-pod-contacts-threats"
     with seed.admin_client(demo.running) as client:
         pod = client.get(Pod, "invoice-worker", namespace="payments")
     assert (pod.metadata.labels or {}).get(QUARANTINE_LABEL) == "true"

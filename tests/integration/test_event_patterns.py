@@ -107,3 +107,39 @@ def test_delivered_flow_log_objects_reach_the_flow_log_function_only(aws_session
     routed = _route(aws_session, events)
     assert routed["flow-log-object"] == [flow_key, hive_key]
     assert routed["guardduty"] == routed["kms-api-call"] == []
+
+
+def _matches(pattern: Any, event: Any) -> bool:
+    """EventBridge's documented matching, for the one pattern moto cannot run: a field that holds a
+    list of objects matches when any object does (moto's matcher does not descend into lists)."""
+    if isinstance(event, list):
+        return any(_matches(pattern, item) for item in event)
+    for key, wanted in pattern.items():
+        if key == "$or":
+            if not any(_matches(p, event) for p in wanted):
+                return False
+        elif isinstance(wanted, dict):
+            if not isinstance(event, dict) or key not in event or not _matches(wanted, event[key]):
+                return False
+        else:
+            value = event.get(key) if isinstance(event, dict) else None
+            values = value if isinstance(value, list) else [value]
+            if not any(v in wanted for v in values):
+                return False
+    return True
+
+
+def test_only_guardduty_findings_in_security_hub_reach_the_security_hub_function() -> None:
+    pattern = patterns.SECURITYHUB_GUARDDUTY_FINDING
+    copies = [load_json(p) for p in sorted((EVENTS / "securityhub").glob("*.json"))]
+    assert len(copies) == 2
+    assert all(_matches(pattern, c) for c in copies)
+    config = json.loads(json.dumps(copies[0]))  # an AWS Config finding, in both forms: not ours
+    config["detail"]["findings"][0].update(ProductName="Config", ProductArn="arn:aws:securityhub:::product/aws/config")
+    ocsf_config = json.loads(json.dumps(copies[1]))
+    ocsf_config["detail"]["findings"][0]["metadata"]["product"]["name"] = "Config"
+    native = load_json(EVENTS / "guardduty" / "execution-runtime-reverse-shell.json")
+    assert not any(_matches(pattern, e) for e in (config, ocsf_config, native))
+    # and the reference matcher agrees with moto's where moto can judge (no lists of objects)
+    assert _matches(patterns.GUARDDUTY_FINDING, native)
+    assert not _matches(patterns.GUARDDUTY_FINDING, copies[0])

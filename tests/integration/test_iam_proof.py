@@ -111,6 +111,8 @@ def _ids(call: Call) -> dict[str, list[str]]:
             add("snapshot", "snap-created")
     elif call.service == "autoscaling":
         add("autoScalingGroup", p.get("AutoScalingGroupName"))
+    elif call.service == "elasticloadbalancing":
+        add("targetgroup", p.get("TargetGroupArn"))
     elif call.service == "iam":
         add("role", p.get("RoleName"))
         add("user", p.get("UserName"))

@@ -127,9 +127,13 @@ def test_node_playbook_isolates_protects_and_snapshots(fleet: Fleet, admin: Clie
         ("ec2:snapshot-volumes", "succeeded"),
         ("k8s:label-node", "succeeded"),
         ("k8s:cordon-node", "succeeded"),
+        ("ec2:remove-from-service", "succeeded"),
         ("ec2:isolate-instance", "succeeded"),
         ("ec2:block-ip", "succeeded"),
     ], [r.detail for r in report.actions]
+    # out of service: Standby in its group, which keeps its capacity
+    (state,) = fleet.autoscaling.describe_auto_scaling_instances(InstanceIds=[target])["AutoScalingInstances"]
+    assert state["LifecycleState"] == "Standby"
     # the instance ends with only the isolation group on every ENI, primary and secondary
     after = fleet.interface_groups(target)
     assert set(after) == set(before)

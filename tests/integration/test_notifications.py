@@ -356,3 +356,30 @@ def test_a_ledger_failure_after_the_work_never_runs_it_twice(
     assert result["rule"] == "compromised-pod"
     assert len(webhook.received) == 1
     assert len(_sns_messages(with_table["sqs"], with_table["queue"])) == 1
+
+
+def _invoke_as(project: Path, function: str, event: dict[str, Any]) -> dict[str, Any]:
+    with ChaliceClient(app.app, stage_name="dev", project_dir=str(project)) as client:
+        payload: dict[str, Any] = client.lambda_.invoke(function, event).payload
+        return payload
+
+
+def test_a_security_hub_copy_and_its_native_twin_are_one_incident(with_table: dict[str, Any], webhook: Webhook) -> None:
+    from tests.conftest import EVENTS, load_json
+
+    project = with_table["project"]
+    # the native finding first, then Security Hub's copy of it (ASFF): one incident, told once
+    native = _invoke_as(project, "on_guardduty_finding", load_event("execution-runtime-reverse-shell"))
+    assert native["rule"] == "compromised-pod"
+    asff = load_json(EVENTS / "securityhub" / "asff-copy-of-execution-runtime-reverse-shell.json")
+    twin = _invoke_as(project, "on_securityhub_finding", asff)
+    assert (twin["duplicate"], twin["incident_id"]) == (True, native["incident"]["id"])
+    # the copy first (OCSF), then the native event: the copy is the incident, the native a duplicate.
+    # GuardDuty's own finding could not be read here (the local AWS endpoint has no GetFindings): said.
+    ocsf = load_json(EVENTS / "securityhub" / "ocsf-copy-of-impact-runtime-crypto-miner-executed.json")
+    first = _invoke_as(project, "on_securityhub_finding", ocsf)
+    assert first["incident"]["source"] == "securityhub"
+    assert first["incident"]["details"]["native"].startswith("not read (")
+    second = _invoke_as(project, "on_guardduty_finding", load_event("impact-runtime-crypto-miner-executed-deployment"))
+    assert (second["duplicate"], second["incident_id"]) == (True, first["incident"]["id"])
+    assert len(webhook.received) == 2  # one message per incident, not per copy

@@ -56,6 +56,7 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
     functions = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
     assert set(functions) == {
         "OnGuarddutyFinding",
+        "OnSecurityhubFinding",
         "OnKmsApiCall",
         "OnKmsKeyEvent",
         "OnEcrImageScan",
@@ -84,6 +85,7 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
     assert functions["OnFlowLogObject"]["Properties"]["MemorySize"] == 1769  # a full vCPU for the scan
     assert events["OnGuarddutyFinding"]["Pattern"] == patterns.GUARDDUTY_FINDING
     assert events["OnKmsApiCall"]["Pattern"] == patterns.KMS_API_CALL
+    assert events["OnSecurityhubFinding"]["Pattern"] == patterns.SECURITYHUB_GUARDDUTY_FINDING
     assert events["OnInspectorFinding"]["Pattern"] == patterns.INSPECTOR_IMAGE_FINDING
     assert events["RefreshKeyPolicies"]["Schedule"] == "rate(1 hour)"
 

@@ -249,3 +249,41 @@ def test_an_image_block_is_lifted(cluster: Cluster, make_responder: Any, store: 
     before, during, after, released = act_then_release(make_responder, store, "k8s:block-image", found, state)
     assert (before, during, after) == ([], [name], [])
     assert f"deleted ClusterPolicy {name}" in released["actions"][0]["detail"]
+
+
+def test_a_node_taken_out_of_service_goes_back_into_it(
+    fleet: Fleet, aws_session: Any, make_responder: Any, store: PlanStore
+) -> None:
+    target = fleet.instances[0]
+    described = fleet.ec2.describe_instances(InstanceIds=[target])["Reservations"][0]["Instances"][0]
+    address, vpc = described["PrivateIpAddress"], described["VpcId"]
+    elbv2 = aws_session.client("elbv2")
+    by_instance = elbv2.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]
+    by_ip = elbv2.create_target_group(Name="pods", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip")[
+        "TargetGroups"
+    ][0]
+    elbv2.register_targets(TargetGroupArn=by_instance["TargetGroupArn"],
+                           Targets=[{"Id": target, "Port": 80}, {"Id": fleet.instances[1], "Port": 80}])  # fmt: skip
+    elbv2.register_targets(TargetGroupArn=by_ip["TargetGroupArn"], Targets=[{"Id": address, "Port": 8080}])
+
+    def state() -> Any:
+        registered = sorted(
+            (group["TargetGroupName"], t["Target"]["Id"])
+            for group in (by_instance, by_ip)
+            for t in elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])["TargetHealthDescriptions"]
+        )
+        asg = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["eks-general"])
+        group = asg["AutoScalingGroups"][0]
+        lifecycle = {i["InstanceId"]: i["LifecycleState"] for i in group["Instances"]}
+        return registered, lifecycle.get(target), group["DesiredCapacity"]
+
+    before, during, after, released = act_then_release(
+        make_responder, store, "ec2:remove-from-service", _ec2_incident(target), state
+    )
+    assert before == (sorted([("pods", address), ("web", fleet.instances[1]), ("web", target)]), "InService", 2)
+    # out of service: in neither group (by id nor by address), Standby, and the group's capacity kept
+    assert during == ([("web", fleet.instances[1])], "Standby", 2)
+    # back in both groups and InService; leaving Standby adds the instance to the desired capacity,
+    # so the replacement the group launched meanwhile stays (the release says so)
+    assert after == (before[0], "InService", 3)
+    assert [a["status"] for a in released["actions"]] == ["succeeded"]

@@ -248,3 +248,18 @@ def test_an_offline_replay_of_an_s3_event_contacts_nothing(
     assert code == 0
     (result,) = results
     assert result["reason"] == f"an offline plan reads nothing: replay with --live to read s3://flow-logs/{key}"
+
+
+def test_a_duplicate_is_printed_as_one_and_is_not_an_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib import intake
+
+    said = {"event_id": "e", "incident_id": "0f58", "duplicate": True, "reason": "already handled at severity high"}
+    monkeypatch.setattr(intake, "handle", lambda *_, **__: dict(said))
+    event = str(EVENTS / "guardduty" / "execution-runtime-reverse-shell.json")
+    assert main(["replay", "--json", event]) == 0
+    (result,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert result == {"event": event, "incident_id": "0f58", "duplicate": True, "reason": said["reason"]}
+    assert main(["replay", event]) == 0
+    assert "duplicate of incident 0f58: already handled at severity high" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import io
 import json
 import zlib
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from chalicelib.flowlogs.addresses import PUBLIC, THREAT, Classifier, Ranges, pa
 from chalicelib.flowlogs.detect import DetectorSettings, Scanner
 from chalicelib.flowlogs.fields import DEFAULT, header_layout, parse_format
 from chalicelib.flowlogs.reader import ReadError, gzip_blocks, logs_payload, with_layout
+from chalicelib.incident import ResourceKind
 from chalicelib.policy.loader import load_rules
 from chalicelib.policy.matcher import decide
 from chalicelib.settings import DEFAULT_RULES_FILE
@@ -168,12 +170,14 @@ def generated() -> dict[str, Any]:
 def test_every_planted_flow_is_found_and_nothing_else(generated: dict[str, Any], kind: str) -> None:
     scanner, truth, records = generated[kind]
     found = scanner.findings()
-    by = {d: {f.address for f in found if f.detector == d} for d in
-          ("threat-list", "mining-pool", "admin-from-internet", "port-scan", "egress-volume")}  # fmt: skip
+    detectors = ("threat-list", "mining-pool", "admin-from-internet", "port-scan", "address-sweep", "egress-volume")
+    by = {d: {f.address for f in found if f.detector == d} for d in detectors}
+    assert {f.detector for f in found} <= set(by)
     assert by["threat-list"] == truth.threat
     assert by["mining-pool"] == truth.mining
     assert by["admin-from-internet"] == truth.admin
     assert by["port-scan"] == truth.scanners  # servers answering on high ports are not scanners
+    assert by["address-sweep"] == truth.sweepers  # clients' small requests to many servers are not sweeps
     assert by["egress-volume"] == truth.egress
     assert scanner.records == records  # the header is not a record
     assert scanner.skipped > 0
@@ -422,3 +426,68 @@ def test_an_s3_key_names_the_account_and_region_that_logged_it(key: str, origin:
     from chalicelib import wiring
 
     assert wiring._origin_of(key) == origin
+
+
+# -- lateral movement ------------------------------------------------------------------------------
+
+
+def _v2(src: str, dst: str, sport: int, dport: int, packets: int, size: int, action: str = "ACCEPT") -> bytes:
+    return f"2 123456789012 eni-0a1 {src} {dst} {sport} {dport} 6 {packets} {size} 1 61 {action} OK".encode()
+
+
+def test_a_pod_sweeping_many_internal_addresses_is_found_and_a_scraper_is_not() -> None:
+    scanner = _scanner(sweep_min_addresses=64)
+    probes = [_v2("10.0.5.9", f"10.0.{i // 250}.{i % 250 + 1}", 41000 + i, 10250, 1, 44) for i in range(80)]
+    # a metrics scraper: small requests to as many addresses, but whole exchanges (more packets)
+    scrapes = [_v2("10.0.7.7", f"10.0.{i // 250}.{i % 250 + 1}", 42000 + i, 9100, 6, 420) for i in range(200)]
+    # a handful of SYNs is not a sweep
+    few = [_v2("10.0.8.8", f"10.0.3.{i}", 43000 + i, 443, 2, 120) for i in range(1, 20)]
+    scan_lines([*probes, *scrapes, *few], DEFAULT, scanner)
+    (sweep,) = scanner.findings()
+    assert (sweep.detector, sweep.address, sweep.records, sweep.ports) == ("address-sweep", "10.0.5.9", 80, {10250})
+    incident = to_incident(sweep, BATCH)
+    assert incident.type == "Discovery:FlowLogs/InternalAddressSweep"
+    assert incident.title == "10.0.5.9 probed 80 internal addresses on 1 port(s) (east-west)"
+    assert incident.remote_ips == ()  # internal addresses are never denied in a network ACL
+    attributed = replace(incident, resource_kind=ResourceKind.POD)
+    assert decide(attributed, load_rules(DEFAULT_RULES_FILE)).rule.name == "flow-pod-contacts-threats"
+
+
+def test_a_connection_to_a_forbidden_destination_is_found() -> None:
+    from chalicelib.flowlogs.addresses import parse_forbidden
+
+    forbidden = parse_forbidden(["10.0.0.16/28:10250", "192.168.100.0/24"], "test")
+    scanner = Scanner(Classifier(THREATS, forbidden=forbidden.ranges), DetectorSettings(forbidden=forbidden))
+    scan_lines(
+        [
+            _v2("10.0.5.9", "10.0.0.20", 41000, 10250, 8, 2400),  # the kubelet of a control-plane range: forbidden
+            _v2("10.0.5.9", "10.0.0.20", 41001, 443, 8, 2400),  # another port of it: allowed
+            _v2("10.0.5.9", "192.168.100.4", 41002, 5432, 8, 2400),  # any port of a forbidden range
+            _v2("10.0.5.10", "192.168.100.4", 41003, 5432, 1, 40, "REJECT"),  # refused: nothing reached
+        ],
+        DEFAULT,
+        scanner,
+    )
+    (found,) = scanner.findings()
+    assert (found.detector, found.address, found.remotes, found.ports) == (
+        "forbidden-destination", "10.0.5.9", {"10.0.0.20", "192.168.100.4"}, {10250, 5432})  # fmt: skip
+    assert to_incident(found, BATCH).type == "LateralMovement:FlowLogs/ForbiddenDestination"
+
+
+@pytest.mark.parametrize("entry", ["10.0.0.0/33", "10.0.0.0/24:0", "10.0.0.0/24:80-20", "nowhere:80"])
+def test_a_bad_forbidden_destination_is_named(entry: str) -> None:
+    from chalicelib.flowlogs.addresses import parse_forbidden
+
+    with pytest.raises(EventError, match="FLOW_FORBIDDEN_DESTINATIONS"):
+        parse_forbidden([entry], "FLOW_FORBIDDEN_DESTINATIONS")
+
+
+def test_a_wide_sweep_is_counted_up_to_a_bound_and_says_so() -> None:
+    from chalicelib.flowlogs.detect import sweep_limit
+
+    scanner = _scanner(sweep_min_addresses=10)
+    scan_lines([_v2("10.0.5.9", f"10.1.{i // 250}.{i % 250}", 40000 + i, 22, 1, 60) for i in range(500)], DEFAULT,
+               scanner)  # fmt: skip
+    (sweep,) = scanner.findings()
+    assert (sweep.records, sweep.capped) == (sweep_limit(scanner.settings), True) == (50, True)
+    assert to_incident(sweep, BATCH).title.startswith("10.0.5.9 probed at least 50 internal addresses")

@@ -16,6 +16,8 @@ KNOWN_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "d
 IAM_ONLY_ACTIONS = {"s3:ListBucket", "lambda:InvokeFunction"}  # IAM names of ListObjectsV2 and Invoke
 SERVICE_MODELS = {
     "eks": "eks",
+    "guardduty": "guardduty",
+    "elasticloadbalancing": "elbv2",
     "logs": "logs",
     "s3": "s3",
     "ec2": "ec2",
@@ -93,6 +95,12 @@ def test_no_wildcard_actions_and_every_action_exists() -> None:
 PREFIX_LISTS = ("RESOURCE_STAR", ("ec2:getmanagedprefixlistentries",))
 INHERENT = {
     "on_guardduty_finding": {
+        ("PERMISSIONS_MANAGEMENT_ACTIONS", ("iam:deleterolepolicy", "iam:putrolepolicy", "iam:updateaccesskey")),
+        ("CREDENTIALS_EXPOSURE", ("iam:updateaccesskey",)),
+        PREFIX_LISTS,
+    },
+    # the same playbooks as GuardDuty's own function: its findings, through Security Hub
+    "on_securityhub_finding": {
         ("PERMISSIONS_MANAGEMENT_ACTIONS", ("iam:deleterolepolicy", "iam:putrolepolicy", "iam:updateaccesskey")),
         ("CREDENTIALS_EXPOSURE", ("iam:updateaccesskey",)),
         PREFIX_LISTS,

@@ -37,6 +37,7 @@ from chalicelib.actions.base import (
     Target,
     responder_marks,
 )
+from chalicelib.actions.k8s import enforcement
 from chalicelib.actions.k8s.common import changed_metadata, missing, prior_metadata, restore_metadata
 from chalicelib.actions.k8s.selectors import selects, service_selects
 from chalicelib.settings import MANAGED_BY
@@ -144,6 +145,7 @@ class IsolatePod(Action):
         RBACRule("", "pods", ("get", "patch")),
         RBACRule("", "services", ("list",)),
         RBACRule("networking.k8s.io", "networkpolicies", ("get", "list", "create", "patch")),
+        RBACRule("apps", "daemonsets", ("list",)),  # is a NetworkPolicy engine running at all?
     )
 
     release_rbac: ClassVar[tuple[RBACRule, ...]] = (
@@ -238,15 +240,19 @@ class IsolatePod(Action):
             moved = f"; removed labels {', '.join(removed)} (kept in {ORIGINAL_LABELS_ANNOTATION})" if removed else ""
             done.append(f"labelled pod {target} {QUARANTINE_LABEL}=true{moved}")
 
+        enforced = enforcement.verdict(ctx)
         if ctx.dry_run:
-            return Outcome(Status.SUCCEEDED, "; ".join(done) or f"pod {target} is already isolated", prior)
+            return Outcome(Status.SUCCEEDED, f"{'; '.join(done) or f'pod {target} is already isolated'}; {enforced}",
+                           prior)  # fmt: skip
         problem = verify(ctx.kube, namespace, target.name)
         if problem:
             so_far = f" (done: {'; '.join(done)})" if done else ""
             return Outcome(Status.FAILED, f"isolation of pod {target} does not hold: {problem}{so_far}", prior)
         if not done:
-            return Outcome(Status.SKIPPED, f"pod {target} is already isolated (verified)")
-        return Outcome(Status.SUCCEEDED, "; ".join(done) + "; verified: only the deny-all policy selects it", prior)
+            return Outcome(Status.SKIPPED, f"pod {target} is already isolated (verified; {enforced})")
+        return Outcome(
+            Status.SUCCEEDED, "; ".join(done) + f"; verified: only the deny-all policy selects it; {enforced}", prior
+        )
 
     @staticmethod
     def _ensure_policy(ctx: ActionContext, namespace: str, done: list[str], prior: dict[str, Any]) -> None:

@@ -1,0 +1,166 @@
+"""Security Hub as an intake: GuardDuty findings that reach the responder through Security Hub.
+
+Both of Security Hub's event forms are read: `Security Hub Findings - Imported` (ASFF) and
+`Findings Imported V2` (OCSF). Only a finding GuardDuty produced is taken (ASFF: the product ARN
+`…::product/aws/guardduty`, which only GuardDuty can import under; OCSF: product GuardDuty and a
+GuardDuty finding ARN); anything else is an error that says so.
+
+The incident's id is the GuardDuty finding id, so a native `GuardDuty Finding` event and its
+Security Hub copy are one incident: whichever comes second is a duplicate. The copy names
+less than the native finding (no pods, no workloads), so the responder reads the native finding
+from GuardDuty (`guardduty:GetFindings`, in the finding's account) before acting, and acts on
+the copy's own facts only when that read fails, saying so.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from chalicelib.errors import EventError
+from chalicelib.incident import Incident, ResourceKind, Severity
+
+SOURCE = "securityhub"
+ASFF = "Security Hub Findings - Imported"
+OCSF = "Findings Imported V2"
+_FINDING_ARN = re.compile(
+    r"^arn:aws[a-z-]*:guardduty:([a-z0-9-]+):(\d{12}):detector/([0-9a-zA-Z]{1,300})/finding/([0-9a-zA-Z]{1,300})$"
+)
+_GUARDDUTY_PRODUCT = re.compile(r"^arn:aws[a-z-]*:securityhub:[a-z0-9-]+::product/aws/guardduty$")
+# ASFF writes a GuardDuty type's "/" as "-" inside its own "/"-separated Types:
+# TTPs/Execution/Execution:Runtime-ReverseShell
+_ASFF_TYPE = re.compile(r"^([A-Za-z]+):([A-Za-z0-9]+)-(.+)$")
+_OCSF_SEVERITY = {1: 2.0, 2: 2.0, 3: 5.0, 4: 8.0, 5: 9.5, 6: 9.5}  # Informational … Fatal, as GuardDuty scores
+_LABEL_SCORE = {"INFORMATIONAL": 1.0, "LOW": 2.0, "MEDIUM": 5.0, "HIGH": 8.0, "CRITICAL": 9.5}
+
+
+def _dict(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise EventError(f"{where} is {type(value).__name__}, not an object")
+    return value
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _one_finding(event: dict[str, Any]) -> dict[str, Any]:
+    findings = _dict(event.get("detail"), "detail").get("findings")
+    if not isinstance(findings, list) or len(findings) != 1:
+        count = len(findings) if isinstance(findings, list) else "no"
+        raise EventError(f"a Security Hub event carries one finding; this one carries {count}")
+    return _dict(findings[0], "detail.findings[0]")
+
+
+def _guardduty_arn(value: str) -> tuple[str, str, str, str]:
+    """(region, account, detector id, finding id) of a GuardDuty finding ARN."""
+    match = _FINDING_ARN.match(value)
+    if match is None:
+        raise EventError(f"not a GuardDuty finding ARN: {value[:200]!r}")
+    region, account, detector, finding = match.groups()
+    return region, account, detector, finding
+
+
+def _type_from_asff(types: Any) -> str | None:
+    for entry in _items(types):
+        last = _text(entry).rsplit("/", 1)[-1]
+        match = _ASFF_TYPE.match(last)
+        if match:
+            return f"{match.group(1)}:{match.group(2)}/{match.group(3)}"
+    return None
+
+
+def _score(value: Any, label: Any) -> float:
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        score = _LABEL_SCORE.get(_text(label).upper(), 0.0)
+    if not 0.0 <= score <= 10.0:  # noqa: PLR2004
+        raise EventError(f"severity {value!r} is not a GuardDuty score (0-10)")
+    return score
+
+
+def _asff(finding: dict[str, Any]) -> dict[str, Any]:
+    product = _text(finding.get("ProductArn"))
+    if not _GUARDDUTY_PRODUCT.match(product):
+        raise EventError(f"not a GuardDuty finding (product {product[:120]!r}): only GuardDuty's are acted on")
+    region, account, detector, finding_id = _guardduty_arn(_text(finding.get("Id")))
+    provider = _obj(finding.get("FindingProviderFields"))
+    severity, plain = _obj(provider.get("Severity")), _obj(finding.get("Severity"))
+    cluster, instance = None, None
+    for resource in map(_obj, _items(finding.get("Resources"))):
+        kind, rid = _text(resource.get("Type")), _text(resource.get("Id"))
+        if kind == "AwsEksCluster":
+            eks = _obj(_obj(resource.get("Details")).get("AwsEksCluster"))
+            cluster = _text(eks.get("Name")) or rid.rsplit("/", 1)[-1] or None
+        elif kind == "AwsEc2Instance":
+            instance = rid.rsplit("/", 1)[-1] or None
+    return {
+        "region": region, "account": account, "detector": detector, "id": finding_id,
+        "type": _type_from_asff(provider.get("Types") or finding.get("Types")),
+        "score": _score(severity.get("Original", plain.get("Original")), severity.get("Label") or plain.get("Label")),
+        "title": _text(finding.get("Title")), "cluster": cluster, "instance": instance, "form": "ASFF",
+    }  # fmt: skip
+
+
+def _ocsf(finding: dict[str, Any]) -> dict[str, Any]:
+    product = _obj(_obj(finding.get("metadata")).get("product"))
+    if _text(product.get("name")) != "GuardDuty":
+        raise EventError(f"not a GuardDuty finding (product {_text(product.get('name'))[:60]!r})")
+    info = _dict(finding.get("finding_info"), "finding_info")
+    region, account, detector, finding_id = _guardduty_arn(_text(info.get("uid")))
+    types = _items(info.get("types"))
+    kind = next((t for t in map(_text, types) if ":" in t and "/" in t), None) or _type_from_asff(types)
+    severity_id = finding.get("severity_id")
+    score = _OCSF_SEVERITY.get(severity_id, 0.0) if isinstance(severity_id, int) else 0.0
+    cluster, instance = None, None
+    for resource in map(_obj, _items(finding.get("resources"))):
+        rtype, uid = _text(resource.get("type")), _text(resource.get("uid"))
+        if rtype in {"AWS::EKS::Cluster", "AwsEksCluster"}:
+            cluster = _text(resource.get("name")) or uid.rsplit("/", 1)[-1] or None
+        elif rtype in {"AWS::EC2::Instance", "AwsEc2Instance"}:
+            instance = uid.rsplit("/", 1)[-1] or None
+    return {
+        "region": region, "account": account, "detector": detector, "id": finding_id, "type": kind, "score": score,
+        "title": _text(info.get("title")), "cluster": cluster, "instance": instance, "form": "OCSF",
+    }  # fmt: skip
+
+
+def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
+    """The Security Hub copy as an incident with the GuardDuty finding's id; the responder reads the
+    native finding before acting (see the module's docstring)."""
+    detail_type = event.get("detail-type")
+    finding = _one_finding(event)
+    if detail_type == ASFF:
+        facts = _asff(finding)
+    elif detail_type == OCSF:
+        facts = _ocsf(finding)
+    else:
+        raise EventError(f"not a Security Hub findings event: detail-type {detail_type!r}")
+    kind = ResourceKind.CLUSTER if facts["cluster"] else ResourceKind.NODE if facts["instance"] else ResourceKind.OTHER
+    finding_type = facts["type"] or "Unknown:SecurityHub/GuardDutyFinding"
+    return Incident(
+        id=facts["id"],
+        source=SOURCE,
+        type=finding_type,
+        title=facts["title"][:500] or finding_type,
+        severity=Severity.from_score(facts["score"]),
+        score=facts["score"],
+        account=facts["account"],
+        region=facts["region"],
+        resource_kind=kind,
+        cluster=facts["cluster"],
+        instance_ids=(facts["instance"],) if facts["instance"] else (),
+        event_id=event.get("id") if isinstance(event.get("id"), str) else None,
+        raw_ref=raw_ref
+        or f"arn:aws:guardduty:{facts['region']}:{facts['account']}:detector/{facts['detector']}/finding/{facts['id']}",
+        details={"via": f"Security Hub ({facts['form']})", "guardduty_detector": facts["detector"]},
+    )

@@ -1,0 +1,143 @@
+"""Security Hub copies of GuardDuty findings: one incident with the native finding, never two."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import replace
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from chalicelib.errors import EventError
+from chalicelib.executors.guardduty_findings import FindingReader, wire_names
+from chalicelib.incident import ResourceKind, Severity
+from chalicelib.policy.loader import load_rules
+from chalicelib.responder import Mode, Responder
+from chalicelib.settings import DEFAULT_RULES_FILE, Settings
+from chalicelib.sources import guardduty, registry
+from tests.conftest import EVENTS, load_event, load_json
+
+OWN_PRODUCT = "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default"
+ASFF = EVENTS / "securityhub" / "asff-copy-of-execution-runtime-reverse-shell.json"
+OCSF = EVENTS / "securityhub" / "ocsf-copy-of-impact-runtime-crypto-miner-executed.json"
+
+
+def test_an_asff_copy_is_the_native_findings_incident_by_id() -> None:
+    native = guardduty.to_incident(load_event("execution-runtime-reverse-shell"))
+    found = registry.to_incident(load_json(ASFF))
+    assert (found.id, found.type, found.severity, found.account, found.region, found.cluster) == (
+        native.id, native.type, Severity.HIGH, native.account, native.region, "demo")  # fmt: skip
+    assert (found.source, found.resource_kind) == ("securityhub", ResourceKind.CLUSTER)
+    assert found.details == {"via": "Security Hub (ASFF)", "guardduty_detector": "4ab1f0c2d3e4f5a6b7c8d9e0f1a2b3c4"}
+
+
+def test_an_ocsf_copy_is_read_too() -> None:
+    native = guardduty.to_incident(load_event("impact-runtime-crypto-miner-executed-deployment"))
+    found = registry.to_incident(load_json(OCSF))
+    assert (found.id, found.type, found.severity, found.cluster) == (native.id, native.type, Severity.HIGH, "demo")
+    assert found.details["via"] == "Security Hub (OCSF)"
+
+
+def _asff(**changes: Any) -> dict[str, Any]:
+    event: dict[str, Any] = load_json(ASFF)
+    event["detail"]["findings"][0].update(changes)
+    return event
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (_asff(ProductArn="arn:aws:securityhub:us-east-1::product/aws/config"), "not a GuardDuty finding"),
+        # anyone may import findings under the account's own product: never taken for GuardDuty's
+        (_asff(ProductArn=OWN_PRODUCT), "not a GuardDuty finding"),
+        (_asff(Id="arn:aws:guardduty:us-east-1:123456789012:detector/x/finding/../etc"), "not a GuardDuty finding ARN"),
+        (_asff(Severity={"Original": "42"}, FindingProviderFields={"Severity": {"Original": "42"}}), "severity"),
+        ({**load_json(ASFF), "detail": {"findings": []}}, "carries 0"),
+    ],
+)
+def test_what_is_not_a_guardduty_copy_is_refused_with_the_reason(event: dict[str, Any], message: str) -> None:
+    with pytest.raises(EventError, match=message):
+        registry.to_incident(event)
+
+
+def _member_names(value: Any, shape: Any) -> Any:
+    """The inverse of wire_names: an event's finding as boto3 returns it from GetFindings."""
+    kind = getattr(shape, "type_name", None)
+    if kind == "structure" and isinstance(value, dict):
+        by_wire = {m.serialization.get("name", n): (n, m) for n, m in shape.members.items()}
+        return {by_wire[k][0]: _member_names(v, by_wire[k][1]) for k, v in value.items()
+                if k in by_wire and v is not None}  # fmt: skip
+    if kind == "list" and isinstance(value, list):
+        return [_member_names(v, shape.member) for v in value]
+    return value
+
+
+class _Session:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def client(self, *_: Any, **__: Any) -> Any:
+        return self._client
+
+
+def _reader(native: dict[str, Any]) -> tuple[FindingReader, Stubber]:
+    client = boto3.client("guardduty", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    shape = client.meta.service_model.operation_model("GetFindings").output_shape.members["Findings"].member
+    stub = Stubber(client)
+    detail = native["detail"]
+    expected = {"DetectorId": "4ab1f0c2d3e4f5a6b7c8d9e0f1a2b3c4", "FindingIds": [detail["id"]]}
+    stub.add_response("get_findings", {"Findings": [_member_names(detail, shape)]}, expected)
+    stub.activate()
+    return FindingReader(lambda: _Session(client)), stub
+
+
+def test_the_native_finding_is_read_back_in_the_events_own_spelling() -> None:
+    native = load_event("execution-runtime-reverse-shell")
+    reader, stub = _reader(native)
+    detail = reader.read("us-east-1", "4ab1f0c2d3e4f5a6b7c8d9e0f1a2b3c4", native["detail"]["id"])
+    stub.assert_no_pending_responses()
+    assert detail is not None
+    # every field the model knows comes back as the EventBridge event spells it
+    assert detail["resource"]["kubernetesDetails"]["kubernetesWorkloadDetails"]["name"] == "web-5d9c7b8f6-x7k2p"
+    assert detail["resource"]["instanceDetails"]["instanceId"] == "i-cd9226b0ed9ce5ec6"
+    assert guardduty.to_incident({**native, "detail": detail}) == guardduty.to_incident(native)
+
+
+def test_a_copy_is_acted_on_with_the_native_findings_facts() -> None:
+    native = load_event("execution-runtime-reverse-shell")
+    reader, _ = _reader(native)
+    responder = Responder(load_rules(DEFAULT_RULES_FILE), Settings(), findings=reader)
+    enriched = responder.enrich(registry.to_incident(load_json(ASFF)), Mode.DRY_RUN)
+    expected = guardduty.to_incident(native)
+    assert enriched == replace(expected, source="securityhub", event_id=load_json(ASFF)["id"])
+    assert enriched.pods  # the copy named no pod; the native does
+    assert enriched.details["via"] == "Security Hub (ASFF)"
+
+
+def test_a_copy_whose_native_finding_cannot_be_read_says_so() -> None:
+    client = boto3.client("guardduty", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    stub.add_client_error("get_findings", "AccessDeniedException", "not allowed")
+    stub.activate()
+    responder = Responder(load_rules(DEFAULT_RULES_FILE), Settings(), findings=FindingReader(lambda: _Session(client)))
+    enriched = responder.enrich(registry.to_incident(load_json(ASFF)), Mode.DRY_RUN)
+    assert enriched.resource_kind is ResourceKind.CLUSTER
+    assert enriched.details["native"].startswith("not read (An error occurred (AccessDeniedException)")
+    assert "acting on the copy's facts" in enriched.details["native"]
+
+
+def test_a_plan_reads_nothing() -> None:
+    responder = Responder(load_rules(DEFAULT_RULES_FILE), Settings(), findings=None)
+    copy_ = registry.to_incident(load_json(ASFF))
+    assert responder.enrich(copy_, Mode.PLAN) == copy_
+
+
+def test_wire_names_keep_what_the_model_does_not_know_out() -> None:
+    client = boto3.client("guardduty", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    shape = client.meta.service_model.operation_model("GetFindings").output_shape.members["Findings"].member
+    assert wire_names({"Id": "a", "Unknown": 1, "Resource": {"ResourceType": "Instance"}}, shape) == {
+        "id": "a", "resource": {"resourceType": "Instance"}}  # fmt: skip
+    assert json.dumps(copy.deepcopy(wire_names({"Severity": 8.0}, shape))) == '{"severity": 8.0}'
