@@ -14,6 +14,7 @@ from typing import Any
 from chalicelib.actions.base import IdentityAPI, KubeAPI, Target
 from chalicelib.incident import Incident, ResourceKind
 from chalicelib.response import identities
+from chalicelib.sources.runtime_coverage import AGENT_CHECK
 
 FARGATE_LABEL = "eks.amazonaws.com/compute-type"
 FARGATE_REASON = "a Fargate pod has no node to cordon or EC2 instance to isolate"
@@ -66,6 +67,8 @@ def offline(incident: Incident) -> Targets:
             )
     for node in incident.nodes:
         found.nodes.append(Target("node", node))
+    if incident.details.get("agent_check") == AGENT_CHECK:
+        found.nodes.append(Target("node", "<nodes without a running GuardDuty agent>", resolved=False))
     for instance in incident.instance_ids:
         found.nodes.append(Target("node", f"<node of instance {instance}>", resolved=False))
     if not found.nodes:
@@ -144,6 +147,30 @@ def _instance_of(node: dict[str, Any]) -> str | None:
     return tail if provider.startswith("aws://") and tail.startswith("i-") else None
 
 
+AGENT_NAMESPACE = "amazon-guardduty"
+AGENT_PREFIX = "aws-guardduty-agent-"  # the pods of GuardDuty's DaemonSet
+
+
+def nodes_without_agent(kube: KubeAPI) -> list[str]:
+    """Nodes where no GuardDuty agent pod is running and ready (Fargate nodes never run one)."""
+    watched = set()
+    for pod in kube.list_pods(AGENT_NAMESPACE):
+        if not str(pod["metadata"]["name"]).startswith(AGENT_PREFIX):
+            continue
+        status = pod.get("status") or {}
+        statuses = status.get("containerStatuses") or []
+        if status.get("phase") == "Running" and statuses and all(c.get("ready") for c in statuses):
+            watched.add((pod.get("spec") or {}).get("nodeName"))
+    quiet = []
+    for node in kube.list_nodes():
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        if labels.get("eks.amazonaws.com/compute-type") == "fargate":
+            continue
+        if node["metadata"]["name"] not in watched:
+            quiet.append(str(node["metadata"]["name"]))
+    return sorted(quiet)
+
+
 def resolve(incident: Incident, kube: KubeAPI) -> Targets:
     """Pods of the finding (workloads expanded), then its nodes and their EC2 instances.
 
@@ -187,6 +214,11 @@ def resolve(incident: Incident, kube: KubeAPI) -> Targets:
 
     for name in incident.nodes:
         found.nodes.append(Target("node", name, exists=kube.get_node(name) is not None))
+    if incident.details.get("agent_check") == AGENT_CHECK:
+        quiet = nodes_without_agent(kube)
+        named = f": {', '.join(quiet)}" if quiet else ""
+        found.notes.append(f"{len(quiet)} node(s) without a running GuardDuty agent{named}")
+        found.nodes.extend(Target("node", name) for name in quiet)
     if found.nodes or incident.instance_ids or pod_nodes:
         _map_nodes_and_instances(incident, kube, found, pod_nodes)
     return found

@@ -6,7 +6,8 @@ from typing import Any
 
 GUARDDUTY_FINDING: dict[str, Any] = {
     "source": ["aws.guardduty"],
-    "detail-type": ["GuardDuty Finding"],
+    # the agent of Runtime Monitoring stopping is a signal too (Healthy is not subscribed)
+    "detail-type": ["GuardDuty Finding", "GuardDuty Runtime Protection Unhealthy"],
 }
 
 # GuardDuty's findings as Security Hub passes them on (ASFF, and OCSF in Security Hub's newer

@@ -6,7 +6,7 @@ from typing import Any
 
 from chalicelib.errors import EventError
 from chalicelib.incident import Incident
-from chalicelib.sources import ecr, guardduty, identifiers, kms, securityhub
+from chalicelib.sources import ecr, guardduty, identifiers, kms, runtime_coverage, securityhub
 from chalicelib.sources.envelope import check_depth
 
 
@@ -18,6 +18,8 @@ def to_incident(event: Any, raw_ref: str | None = None) -> Incident:
     if not isinstance(source, str):
         raise EventError(f"the event's source is {type(source).__name__}, not a string")
     identifiers.check_envelope(event)
+    if source == "aws.guardduty" and event.get("detail-type") == runtime_coverage.DETAIL_TYPE:
+        return identifiers.check(runtime_coverage.to_incident(event, raw_ref))
     if source == "aws.guardduty":
         return identifiers.check(guardduty.to_incident(event, raw_ref))
     if source == "aws.securityhub":

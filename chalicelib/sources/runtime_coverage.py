@@ -55,7 +55,9 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
         details["issue"] = issue
     if reporting:
         details["reporting"] = reporting
-    title = f"GuardDuty's runtime agent stopped reporting in cluster {cluster}" + (f" ({reporting})" if reporting else "")
+    title = f"GuardDuty's runtime agent stopped reporting in cluster {cluster}"
+    if reporting:
+        title += f" ({reporting})"
     return Incident(
         id=f"runtime-coverage-{account}-{region}-{cluster}-{hour}",
         source="guardduty",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from lightkube import Client
-from lightkube.resources.core_v1 import Node, Pod, Service
+from lightkube.resources.core_v1 import Namespace, Node, Pod, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from chalicelib.actions.base import (
@@ -494,3 +494,37 @@ def test_isolation_says_whether_the_cluster_enforces_it(cluster: Cluster, admin:
         assert not [n for n in report.notes if "not enforced" in n]
     finally:
         admin.delete(DaemonSet, "cilium", namespace=cluster.namespace)
+
+
+def test_nodes_where_the_guardduty_agent_stopped_are_marked(
+    cluster: Cluster, admin: Client, make_responder: Any
+) -> None:
+    from lightkube.codecs import from_dict
+    from lightkube.types import PatchType
+
+    from chalicelib.sources import registry
+    from tests.conftest import load_json
+
+    for name in ("node-a", "node-b", "node-c"):
+        cluster.node(name, f"i-0{name[-1]}aa")
+    namespace = "amazon-guardduty"
+    if namespace not in {n.metadata.name for n in admin.list(Namespace)}:
+        admin.create(from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+    agents = {"aws-guardduty-agent-aaaaa": ("node-a", True), "aws-guardduty-agent-bbbbb": ("node-b", False)}
+    try:
+        for pod, (node, ready) in agents.items():
+            cluster.pod(pod, node, namespace=namespace)
+            container = {"name": "main", "ready": ready, "restartCount": 3, "image": "agent", "imageID": "agent"}
+            running = {"status": {"phase": "Running", "containerStatuses": [container]}}
+            admin.patch(Pod.Status, pod, running, namespace=namespace, patch_type=PatchType.MERGE)
+        event = load_json(EVENTS / "runtime-coverage" / "guardduty-runtime-protection-unhealthy-eks.json")
+        event["detail"]["resourceDetails"]["eksClusterDetails"]["clusterName"] = "local"
+        report = make_responder().handle(registry.to_incident(event), Mode.LIVE)
+        assert report.rule == "runtime-agent-stopped"
+        # node-a's agent runs; node-b's is not ready; node-c has none: those two are marked
+        assert _statuses(report) == [("k8s:label-node", n, "succeeded") for n in ("node-b", "node-c")]
+        assert "2 node(s) without a running GuardDuty agent: node-b, node-c" in report.notes
+        assert INVESTIGATION_LABEL not in (admin.get(Node, "node-a").metadata.labels or {})
+    finally:
+        for pod in agents:
+            admin.delete(Pod, pod, namespace=namespace)

@@ -65,8 +65,13 @@ def test_every_project_event_matches_the_subscription() -> None:
 
 
 def test_other_sources_do_not_match() -> None:
-    event = {**load_event("execution-runtime-reverse-shell"), "detail-type": "GuardDuty Runtime Protection Unhealthy"}
-    assert not _matches(patterns.GUARDDUTY_FINDING, event)
+    # the agent turning unhealthy is subscribed; healthy again, or malware-scan status, is not
+    for detail_type in ("GuardDuty Runtime Protection Healthy", "GuardDuty Malware Protection Object Scan Result"):
+        event = {**load_event("execution-runtime-reverse-shell"), "detail-type": detail_type}
+        assert not _matches(patterns.GUARDDUTY_FINDING, event)
+    unhealthy = load_event("execution-runtime-reverse-shell")
+    unhealthy["detail-type"] = "GuardDuty Runtime Protection Unhealthy"
+    assert _matches(patterns.GUARDDUTY_FINDING, unhealthy)
 
 
 def test_handler_returns_a_report(client: Client) -> None:
