@@ -449,7 +449,8 @@ class Responder:
         kinds = {actions.get(s.action).target_kind for s in steps}
         aws = reach.aws.gateway(incident.region, dry_run=dry_run) if reach.aws and "instance" in kinds else None
         identity = None
-        if reach.identity and kinds & (IDENTITY_KINDS | {"key"}):
+        wanted = kinds & (IDENTITY_KINDS | {"key"}) or any(actions.get(s.action).uses_identity for s in steps)
+        if reach.identity and wanted:
             identity = reach.identity.gateway(incident.region, dry_run=dry_run)
         keys = reach.keys(incident.region, dry_run=dry_run) if reach.keys and "key" in kinds else None
         found.look_up_identities(incident, None if unreachable else kube, identity)

@@ -9,6 +9,7 @@ from chalicelib.actions.ec2.protect_instance import ProtectInstance
 from chalicelib.actions.ec2.remove_from_service import RemoveFromService
 from chalicelib.actions.ec2.snapshot_volumes import SnapshotVolumes
 from chalicelib.actions.eks.delete_access_entry import DeleteAccessEntry
+from chalicelib.actions.eks.delete_pod_identity import DeletePodIdentityAssociation
 from chalicelib.actions.iam.deactivate_access_keys import DeactivateAccessKeys
 from chalicelib.actions.iam.revoke_role_sessions import RevokeRoleSessions
 from chalicelib.actions.k8s.block_image import BlockImage
@@ -40,6 +41,7 @@ _ACTIONS: tuple[type[Action], ...] = (
     RevokeRoleSessions,
     DeactivateAccessKeys,
     DeleteAccessEntry,
+    DeletePodIdentityAssociation,
     DeleteRoleBinding,
     CancelKeyDeletion,
     EnableKey,

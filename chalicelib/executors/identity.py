@@ -92,17 +92,31 @@ class IdentityGateway:
             return []
         return [str(r["Arn"]) for r in roles]
 
+    def pod_identity_associations(self, cluster: str, namespace: str, service_account: str) -> list[dict[str, Any]]:
+        """The service account's Pod Identity associations, each as described (role, tags, ...)."""
+        try:
+            listed = self._eks.list_pod_identity_associations(
+                clusterName=cluster, namespace=namespace, serviceAccount=service_account
+            )["associations"]
+        except self._eks.exceptions.ClientError as exc:
+            # No such cluster in EKS (a self-managed one) has no associations, like a cluster without any.
+            if _code(exc) in _MISSING or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:  # noqa: PLR2004
+                return []
+            raise
+        return [
+            dict(self._eks.describe_pod_identity_association(
+                clusterName=cluster, associationId=association["associationId"])["association"])
+            for association in listed
+        ]  # fmt: skip
+
     def pod_identity_roles(self, cluster: str, namespace: str, service_account: str) -> list[str]:
-        listed = self._eks.list_pod_identity_associations(
-            clusterName=cluster, namespace=namespace, serviceAccount=service_account
-        )["associations"]
-        roles = []
-        for association in listed:
-            described = self._eks.describe_pod_identity_association(
-                clusterName=cluster, associationId=association["associationId"]
-            )["association"]
-            roles.append(str(described["roleArn"]))
-        return roles
+        return [str(a["roleArn"]) for a in self.pod_identity_associations(cluster, namespace, service_account)]
+
+    def delete_pod_identity_association(self, cluster: str, association_id: str) -> None:
+        if self.dry_run:
+            dry_run.not_sent("eks:DeletePodIdentityAssociation")
+            return
+        self._eks.delete_pod_identity_association(clusterName=cluster, associationId=association_id)
 
     def access_entry(self, cluster: str, principal_arn: str) -> dict[str, Any] | None:
         try:

@@ -52,6 +52,9 @@ def test_isolate_pod_quarantines_only_that_pod(cluster: Cluster, admin: Client, 
         ("k8s:label-pod", f"{cluster.namespace}/{bad}", "succeeded"),
         ("k8s:capture-pod", f"{cluster.namespace}/{bad}", "succeeded"),
         ("k8s:isolate-pod", f"{cluster.namespace}/{bad}", "succeeded"),
+        # the service account's AWS role is every replica's: a human decides (none here to revoke)
+        ("eks:delete-pod-identity-association", f"{cluster.namespace}/{bad}", "awaiting-approval"),
+        ("iam:revoke-role-sessions", "-", "skipped"),
     ]
     policy = admin.get(NetworkPolicy, QUARANTINE_POLICY, namespace=cluster.namespace)
     assert policy.spec.policyTypes == ["Ingress", "Egress"]
