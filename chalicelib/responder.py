@@ -447,7 +447,8 @@ class Responder:
             kube = cast("KubeAPI", UnreachableKube(unreachable))
             found = targets.aws_only(incident, unreachable) if not no_cluster else targets.Targets()
         kinds = {actions.get(s.action).target_kind for s in steps}
-        aws = reach.aws.gateway(incident.region, dry_run=dry_run) if reach.aws and "instance" in kinds else None
+        needs_aws = "instance" in kinds or any(actions.get(s.action).uses_aws for s in steps)
+        aws = reach.aws.gateway(incident.region, dry_run=dry_run) if reach.aws and needs_aws else None
         identity = None
         wanted = kinds & (IDENTITY_KINDS | {"key"}) or any(actions.get(s.action).uses_identity for s in steps)
         if reach.identity and wanted:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from chalicelib.actions.base import Action
 from chalicelib.actions.ec2.block_ip import BlockIP
 from chalicelib.actions.ec2.isolate_instance import IsolateInstance
+from chalicelib.actions.ec2.isolate_pod_eni import IsolatePodEni
 from chalicelib.actions.ec2.protect_instance import ProtectInstance
 from chalicelib.actions.ec2.remove_from_service import RemoveFromService
 from chalicelib.actions.ec2.snapshot_volumes import SnapshotVolumes
@@ -36,6 +37,7 @@ _ACTIONS: tuple[type[Action], ...] = (
     ProtectInstance,
     SnapshotVolumes,
     IsolateInstance,
+    IsolatePodEni,
     RemoveFromService,
     BlockIP,
     RevokeRoleSessions,

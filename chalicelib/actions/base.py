@@ -324,6 +324,7 @@ class Action(ABC):
     # protected namespace (the platform's own workloads run on every node).
     disrupts_node: ClassVar[bool] = False
     uses_identity: ClassVar[bool] = False  # a pod action that also needs IAM and EKS (the identity gateway)
+    uses_aws: ClassVar[bool] = False  # a pod action that also needs EC2 (the AWS gateway)
     # Actions that write to the evidence store: the report links to the incident's evidence.
     writes_evidence: ClassVar[bool] = False
 

@@ -52,6 +52,7 @@ def test_isolate_pod_quarantines_only_that_pod(cluster: Cluster, admin: Client, 
         ("k8s:label-pod", f"{cluster.namespace}/{bad}", "succeeded"),
         ("k8s:capture-pod", f"{cluster.namespace}/{bad}", "succeeded"),
         ("k8s:isolate-pod", f"{cluster.namespace}/{bad}", "succeeded"),
+        ("ec2:isolate-pod-eni", f"{cluster.namespace}/{bad}", "skipped"),  # no branch ENI: the policy does it
         # the service account's AWS role is every replica's: a human decides (none here to revoke)
         ("eks:delete-pod-identity-association", f"{cluster.namespace}/{bad}", "awaiting-approval"),
         ("iam:revoke-role-sessions", "-", "skipped"),

@@ -101,7 +101,8 @@ def test_a_pod_talking_to_a_threat_is_found_by_its_address_and_isolated(
     assert incident["instance_id"] == worker.instance_id
     assert result["rule"] == "flow-pod-contacts-threats"
     assert _status(result) == {"k8s:label-pod": "succeeded", "k8s:capture-pod": "succeeded",
-                               "k8s:isolate-pod": "succeeded", "ec2:block-ip": "succeeded"}  # fmt: skip
+                               "k8s:isolate-pod": "succeeded", "ec2:isolate-pod-eni": "skipped",
+                               "ec2:block-ip": "succeeded"}  # fmt: skip
     pod = cluster.admin.get(Pod, worker.pod, namespace=cluster.namespace)
     assert (pod.metadata.labels or {}).get(MARK) == "true"
     assert list(cluster.admin.list(NetworkPolicy, namespace=cluster.namespace))
@@ -174,7 +175,9 @@ def test_an_s3_delivery_is_streamed_from_the_bucket_and_handled(
     (found,) = delivery["results"]
     assert found["incident"]["account"] == "123456789012"  # from the key, as S3 delivery names it
     assert found["incident"]["pods"] == [f"{cluster.namespace}/{worker.pod}"]
-    assert {a["status"] for a in found["actions"]} == {"planned"}  # dry run: validated, nothing changed
+    # dry run: validated, nothing changed (the pod has no branch ENI: nothing to plan there)
+    assert {a["action"]: a["status"] for a in found["actions"]}.pop("ec2:isolate-pod-eni") == "skipped"
+    assert {a["status"] for a in found["actions"] if a["action"] != "ec2:isolate-pod-eni"} == {"planned"}
     pod = cluster.admin.get(Pod, worker.pod, namespace=cluster.namespace)
     assert MARK not in (pod.metadata.labels or {})
 
@@ -240,6 +243,7 @@ def test_replay_of_a_payload_prints_the_attributed_pod_and_the_planned_actions(
     assert row["mode"] == "dry-run"
     assert [(a["action"], a["status"]) for a in row["actions"]] == [
         ("k8s:label-pod", "planned"), ("k8s:capture-pod", "planned"), ("k8s:isolate-pod", "planned"),
+        ("ec2:isolate-pod-eni", "skipped"),
         ("ec2:block-ip", "planned"),
     ]  # fmt: skip
     # Planned, not done (the API server's dry run; moto applies ACL entries even with DryRun, so not that).

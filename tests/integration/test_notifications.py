@@ -160,8 +160,8 @@ def test_the_same_finding_three_times_acts_and_tells_once(with_table: dict[str, 
     event = load_event("execution-runtime-reverse-shell")
     first = _invoke(with_table["project"], event)
     assert first["rule"] == "compromised-pod"
-    pod_playbook = ["k8s:label-pod", "k8s:capture-pod", "k8s:isolate-pod", "eks:delete-pod-identity-association",
-                    "iam:revoke-role-sessions"]  # fmt: skip
+    pod_playbook = ["k8s:label-pod", "k8s:capture-pod", "k8s:isolate-pod", "ec2:isolate-pod-eni",
+                    "eks:delete-pod-identity-association", "iam:revoke-role-sessions"]  # fmt: skip
     assert [a["action"] for a in first["actions"]] == pod_playbook
     # EventBridge redelivers, and GuardDuty re-publishes with a higher count and the same severity.
     again = _invoke(with_table["project"], event)
@@ -340,7 +340,7 @@ def test_a_crash_halfway_is_finished_by_the_redelivery_and_no_step_runs_twice(
     again = wiring.handle_event(copy.deepcopy(event), LocalContext())  # EventBridge redelivers
     statuses = {a["action"]: a["status"] for a in again["actions"]}
     assert statuses == {"k8s:label-pod": "skipped", "k8s:capture-pod": "skipped", "k8s:isolate-pod": "succeeded",
-                        "eks:delete-pod-identity-association": "awaiting-approval",
+                        "ec2:isolate-pod-eni": "skipped", "eks:delete-pod-identity-association": "awaiting-approval",
                         "iam:revoke-role-sessions": "skipped"}  # fmt: skip
     assert "exactly_once" not in again
     assert len(webhook.received) == 1

@@ -29,6 +29,7 @@ ORDER = [
     "k8s:label-pod",
     "k8s:capture-pod",
     "k8s:isolate-pod",
+    "ec2:isolate-pod-eni",
     "k8s:label-node",
     "k8s:cordon-node",
     "k8s:delete-rolebinding",
@@ -76,6 +77,9 @@ def test_every_registered_action_runs_as_the_responder(
     for name in ORDER:
         mine = [(status, detail) for action, status, detail in ran if action == name]
         assert mine, name
+        if name == "ec2:isolate-pod-eni":  # it read the pod as the responder: no branch ENI to move
+            assert all(status == "skipped" and "has no branch ENI" in detail for status, detail in mine), mine
+            continue
         assert all(status == "succeeded" for status, _ in mine), (name, mine)
 
 

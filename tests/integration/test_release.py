@@ -287,3 +287,46 @@ def test_a_node_taken_out_of_service_goes_back_into_it(
     # so the replacement the group launched meanwhile stays (the release says so)
     assert after == (before[0], "InService", 3)
     assert [a["status"] for a in released["actions"]] == ["succeeded"]
+
+
+def test_a_pods_branch_eni_is_isolated_and_put_back(
+    cluster: Cluster, admin: Client, aws_session: Any, make_responder: Any, store: PlanStore
+) -> None:
+    import json
+
+    from lightkube.types import PatchType
+
+    ec2 = aws_session.client("ec2")
+    subnet = ec2.describe_subnets()["Subnets"][0]
+    app = ec2.create_security_group(GroupName="payments-db-access", Description="x", VpcId=subnet["VpcId"])["GroupId"]
+    branch = ec2.create_network_interface(SubnetId=subnet["SubnetId"], Groups=[app])["NetworkInterface"]
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    annotation = [{"eniId": branch["NetworkInterfaceId"], "privateIp": branch["PrivateIpAddress"], "vlanId": 1}]
+    admin.patch(Pod, "web", {"metadata": {"annotations": {"vpc.amazonaws.com/pod-eni": json.dumps(annotation)}}},
+                namespace=cluster.namespace, patch_type=PatchType.MERGE)  # fmt: skip
+
+    def state() -> list[str]:
+        described = ec2.describe_network_interfaces(NetworkInterfaceIds=[branch["NetworkInterfaceId"]])
+        return [g["GroupId"] for g in described["NetworkInterfaces"][0]["Groups"]]
+
+    found = incident(namespace=cluster.namespace, pods=("web",))
+    before, during, after, released = act_then_release(make_responder, store, "ec2:isolate-pod-eni", found, state)
+    assert before == [app]
+    (isolation,) = during
+    group = ec2.describe_security_groups(GroupIds=[isolation])["SecurityGroups"][0]
+    assert (group["IpPermissions"], group["IpPermissionsEgress"]) == ([], [])  # rule-less
+    assert after == before
+    assert [a["status"] for a in released["actions"]] == ["succeeded"]
+
+
+def test_a_pod_without_a_branch_eni_is_left_to_its_network_policy(cluster: Cluster, make_responder: Any) -> None:
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    (result,) = (
+        make_responder(rules_with("ec2:isolate-pod-eni"))
+        .handle(incident(namespace=cluster.namespace, pods=("web",)), Mode.LIVE)
+        .actions
+    )
+    assert (result.status.value, result.detail) == (
+        "skipped", f"pod {cluster.namespace}/web has no branch ENI (security groups for pods not in use)")  # fmt: skip

@@ -254,10 +254,16 @@ def verify(ec2: EC2API, instance_id: str, group: str) -> str | None:
     found = ec2.describe_instance(instance_id)
     if found is None:
         return None
-    wrong = {
-        str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])]
-        for e in found.get("NetworkInterfaces", [])
-    }
+    return _only_in(found.get("NetworkInterfaces", []), ec2, group)
+
+
+def verify_interfaces(ec2: EC2API, interfaces: list[str], group: str) -> str | None:
+    """Read back: why these ENIs are not isolated, or None when each is only in the rule-less group."""
+    return _only_in(ec2.network_interfaces({"network-interface-id": interfaces}), ec2, group)
+
+
+def _only_in(interfaces: list[dict[str, Any]], ec2: EC2API, group: str) -> str | None:
+    wrong = {str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])] for e in interfaces}
     wrong = {eni: groups for eni, groups in wrong.items() if groups != [group]}
     if wrong:
         return ", ".join(f"{eni} is in {' '.join(groups) or 'no group'}" for eni, groups in wrong.items())

@@ -1,0 +1,143 @@
+"""ec2:isolate-pod-eni: a pod with its own branch ENI (security groups for pods) loses its network
+there too, not only through a NetworkPolicy."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, ClassVar
+
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, RBACRule, Status, Target
+from chalicelib.actions.ec2.common import aws
+from chalicelib.actions.ec2.isolate_instance import (
+    SG_ARN,
+    UNTRACKING,
+    _drop,
+    _isolation_group,
+    _move,
+    _untracking_group,
+    verify_interfaces,
+)
+
+POD_ENI_ANNOTATION = "vpc.amazonaws.com/pod-eni"
+_ENI = re.compile(r"^eni-[0-9a-f]{8,17}$")
+
+
+def branch_enis(pod: dict[str, Any]) -> list[str]:
+    """The branch ENIs the VPC CNI gave the pod (its annotation, a JSON list); checked ids only."""
+    raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(POD_ENI_ANNOTATION)
+    try:
+        listed = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    found = [str(e.get("eniId")) for e in listed if isinstance(e, dict)] if isinstance(listed, list) else []
+    return [e for e in found if _ENI.match(e)]
+
+
+class IsolatePodEni(Action):
+    """For a pod that uses security groups for pods: move its branch ENI to the VPC's rule-less
+    isolation group (the same group, and the same passage through a transient all-traffic group
+    that cuts tracked connections, as `ec2:isolate-instance`), verified by reading it back. The
+    branch ENI's groups are recorded, so a release puts them back. A pod without a branch ENI is
+    skipped: its traffic goes through its node, where `k8s:isolate-pod` cuts it.
+
+    Example::
+
+        - action: ec2:isolate-pod-eni
+    """
+
+    name = "ec2:isolate-pod-eni"
+    target_kind = "pod"
+    uses_aws = True
+    disrupts_workload = True
+    summary = "move the pod's branch ENI (security groups for pods) to the rule-less isolation group"
+    rbac: ClassVar[tuple[RBACRule, ...]] = (RBACRule("", "pods", ("get",)),)
+    iam: ClassVar[tuple[IAMStatement, ...]] = (
+        IAMStatement(("ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups")),
+        IAMStatement(("ec2:CreateSecurityGroup",), (SG_ARN, "arn:aws:ec2:{region}:{account}:vpc/*")),
+        IAMStatement(("ec2:CreateTags",), (SG_ARN,), {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}),
+        IAMStatement(
+            ("ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"),
+            (SG_ARN,),
+            {"StringEquals": {"aws:ResourceTag/eks-responder:isolation": "true"}},
+        ),
+        IAMStatement(
+            ("ec2:ModifyNetworkInterfaceAttribute",), ("arn:aws:ec2:{region}:{account}:network-interface/*", SG_ARN)
+        ),
+        IAMStatement(
+            (
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:AuthorizeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:DeleteSecurityGroup",
+            ),
+            (SG_ARN,),
+            UNTRACKING,
+        ),
+    )
+    releases = "puts the branch ENI back in the security groups it had"
+    keeps = "a branch ENI whose groups someone changed since (unless forced); connections cut meanwhile stay cut"
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"move the branch ENI of pod {target} (if it has one) to the VPC's isolation security group"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:  # noqa: PLR0911 - one per outcome
+        assert target.namespace is not None
+        pod = ctx.kube.get_pod(target.namespace, target.name)
+        if pod is None:
+            return Outcome(Status.SKIPPED, f"pod {target} no longer exists")
+        enis = branch_enis(pod)
+        if not enis:
+            return Outcome(Status.SKIPPED, f"pod {target} has no branch ENI (security groups for pods not in use)")
+        ec2 = aws(ctx)
+        found = ec2.network_interfaces({"network-interface-id": enis})
+        if not found:
+            return Outcome(Status.SKIPPED, f"pod {target}: branch ENI {', '.join(enis)} no longer exists")
+        vpc = str(found[0]["VpcId"])
+        owners = {str(e.get("OwnerId")) for e in found if e.get("OwnerId")}
+        groups = {str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])] for e in found}
+        done: list[str] = []
+        prior: dict[str, Any] = {"network_interfaces": groups, "vpc": vpc}
+        group = _isolation_group(ec2, vpc, owners, done, prior)
+        to_move = {eni: was for eni, was in groups.items() if was != [group]}
+        if to_move:
+            through = _untracking_group(ec2, vpc, done) if group else ""
+            for eni, was in to_move.items():
+                _move(ec2, eni, was, group, through)
+            if through:
+                _drop(ec2, through, done)
+            moved = ", ".join(f"{eni} (was {' '.join(was)})" for eni, was in to_move.items())
+            done.append(f"moved branch ENI {moved} to {group or 'the isolation group'}")
+        prior["isolation_group"] = group
+        if ctx.dry_run:
+            return Outcome(Status.SUCCEEDED, "; ".join(done) or f"pod {target}'s branch ENI is already isolated", prior)
+        problem = verify_interfaces(ec2, list(groups), group)
+        if problem:
+            return Outcome(Status.FAILED, f"isolation of pod {target}'s branch ENI does not hold: {problem}", prior)
+        if not to_move:
+            return Outcome(Status.SKIPPED, f"pod {target}'s branch ENI is already isolated in {group} (verified)")
+        return Outcome(Status.SUCCEEDED, "; ".join(done) + f"; verified: only in {group}, no rules", prior)
+
+    def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
+        ec2 = aws(ctx)
+        group = str(prior.get("isolation_group") or "")
+        recorded = prior.get("network_interfaces") or {}
+        listed = ec2.network_interfaces({"network-interface-id": list(recorded)}) if recorded else []
+        current = {str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])] for e in listed}
+        done, changed = [], []
+        for eni, was in recorded.items():
+            now = current.get(eni)
+            if now is None or now == was:
+                continue
+            if now != [group] and not force:
+                changed.append(f"{eni} is now in {' '.join(now)}")
+                continue
+            ec2.set_interface_groups(eni, list(was))
+            done.append(f"{eni} back in {' '.join(was)}")
+        if changed:
+            note = f"left alone, changed since the isolation (force puts them back anyway): {'; '.join(changed)}"
+            return Outcome(Status.SUCCEEDED if done else Status.SKIPPED, "; ".join([*done, note]))
+        if not done:
+            return Outcome(Status.SKIPPED, f"pod {target}: its branch ENI already has its original groups")
+        return Outcome(Status.SUCCEEDED, f"pod {target}: {'; '.join(done)}")
