@@ -55,6 +55,11 @@ def check_envelope(event: dict[str, object]) -> None:
 
 
 def _principal(principal: Principal) -> None:
+    if principal.kind is PrincipalKind.SERVICE_ACCOUNT and principal.name.startswith("system:serviceaccount:"):
+        # Its namespace and name become Kubernetes request paths and messages, like a pod's.
+        namespace, _, name = principal.name.removeprefix("system:serviceaccount:").partition(":")
+        if not LABEL.match(namespace) or not SUBDOMAIN.match(name):
+            _fail("service account", principal.name)
     iam = principal.kind in (PrincipalKind.IAM_ROLE, PrincipalKind.IAM_USER, PrincipalKind.INSTANCE_PROFILE)
     if not (IAM_NAME if iam else USER_NAME).match(principal.name):
         _fail("principal name", principal.name)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SDKS = {"boto3", "botocore", "lightkube", "kubernetes", "httpx", "httpx2"}
 PURE = [
@@ -53,3 +55,15 @@ def test_importing_app_loads_no_sdk() -> None:
     ).stdout
     # Powertools imports the bare botocore package (for its user agent): cheap, and no client code.
     assert [m for m in json.loads(out) if m != "botocore"] == []
+
+
+@pytest.mark.parametrize("name", ["../../api/v1/namespaces/kube-system/secrets", "%2e%2e%2fkube-system", "x/../y"])
+def test_a_service_account_name_is_a_name(name: str) -> None:
+    from chalicelib.errors import EventError
+    from chalicelib.sources import registry
+    from tests.conftest import load_event
+
+    event = load_event("execution-runtime-reverse-shell")
+    event["detail"]["resource"]["kubernetesDetails"]["kubernetesWorkloadDetails"]["serviceAccountName"] = name
+    with pytest.raises(EventError, match="service account"):
+        registry.to_incident(event)
