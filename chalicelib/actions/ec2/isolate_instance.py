@@ -27,6 +27,53 @@ SG_ARN = "arn:aws:ec2:{region}:{account}:security-group/*"
 UNTRACKING = {"StringEquals": {f"aws:ResourceTag/{UNTRACKING_GROUP_TAG}": "true"}}
 
 
+# Moving interfaces into the isolation group (found or made rule-less), through the transient
+# all-traffic group: shared by every action that isolates an ENI.
+GROUP_IAM: tuple[IAMStatement, ...] = (
+    IAMStatement(("ec2:CreateSecurityGroup",), (SG_ARN, "arn:aws:ec2:{region}:{account}:vpc/*")),
+    IAMStatement(("ec2:CreateTags",), (SG_ARN,), {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}),
+    IAMStatement(
+        ("ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"),
+        (SG_ARN,),
+        {"StringEquals": {f"aws:ResourceTag/{ISOLATION_GROUP_TAG}": "true"}},
+    ),
+    IAMStatement(
+        ("ec2:ModifyNetworkInterfaceAttribute",), ("arn:aws:ec2:{region}:{account}:network-interface/*", SG_ARN)
+    ),
+    # the transient all-traffic group: opened, emptied and deleted only when it carries its tag
+    IAMStatement(
+        (
+            "ec2:AuthorizeSecurityGroupIngress",
+            "ec2:AuthorizeSecurityGroupEgress",
+            "ec2:RevokeSecurityGroupEgress",
+            "ec2:RevokeSecurityGroupIngress",
+            "ec2:DeleteSecurityGroup",
+        ),
+        (SG_ARN,),
+        UNTRACKING,
+    ),
+)
+
+
+def put_back(
+    ec2: EC2API, recorded: dict[str, list[str]], current: dict[str, list[str]], group: str, *, force: bool
+) -> tuple[list[str], list[str]]:
+    """Interfaces back in their recorded groups: (what was put back, what someone changed since and
+    was left alone unless forced)."""
+    done: list[str] = []
+    changed: list[str] = []
+    for eni, groups in recorded.items():
+        now = current.get(eni)
+        if now is None or now == groups:
+            continue
+        if now != [group] and not force:
+            changed.append(f"{eni} is now in {' '.join(now)}")
+            continue
+        ec2.set_interface_groups(eni, list(groups))
+        done.append(f"{eni} back in {' '.join(groups)}")
+    return done, changed
+
+
 class IsolateInstanceParams(Params):
     # Security groups keep tracked connections (an attacker's shell) alive after the rules change.
     cut_established_connections: bool = True
@@ -62,29 +109,8 @@ class IsolateInstance(Action):
     params_model = IsolateInstanceParams
     iam: ClassVar[tuple[IAMStatement, ...]] = (
         IAMStatement(("ec2:DescribeInstances", "ec2:DescribeSecurityGroups")),
-        IAMStatement(("ec2:CreateSecurityGroup",), (SG_ARN, "arn:aws:ec2:{region}:{account}:vpc/*")),
-        IAMStatement(("ec2:CreateTags",), (SG_ARN,), {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}),
-        IAMStatement(
-            ("ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"),
-            (SG_ARN,),
-            {"StringEquals": {f"aws:ResourceTag/{ISOLATION_GROUP_TAG}": "true"}},
-        ),
-        IAMStatement(
-            ("ec2:ModifyNetworkInterfaceAttribute",), ("arn:aws:ec2:{region}:{account}:network-interface/*", SG_ARN)
-        ),
+        *GROUP_IAM,
         IAMStatement(("ec2:CreateTags",), (INSTANCE_ARN,), NODE_CONDITION),
-        # the transient all-traffic group: opened, emptied and deleted only when it carries its tag
-        IAMStatement(
-            (
-                "ec2:AuthorizeSecurityGroupIngress",
-                "ec2:AuthorizeSecurityGroupEgress",
-                "ec2:RevokeSecurityGroupEgress",
-                "ec2:RevokeSecurityGroupIngress",
-                "ec2:DeleteSecurityGroup",
-            ),
-            (SG_ARN,),
-            UNTRACKING,
-        ),
     )
 
     release_iam: ClassVar[tuple[IAMStatement, ...]] = (
@@ -107,17 +133,7 @@ class IsolateInstance(Action):
         group = str(prior.get("isolation_group") or "")
         current = {str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])]
                    for e in found.get("NetworkInterfaces", [])}  # fmt: skip
-        done: list[str] = []
-        changed: list[str] = []
-        for eni, groups in (prior.get("network_interfaces") or {}).items():
-            now = current.get(eni)
-            if now is None or now == groups:
-                continue
-            if now != [group] and not force:
-                changed.append(f"{eni} is now in {' '.join(now)}")
-                continue
-            ec2.set_interface_groups(eni, list(groups))
-            done.append(f"{eni} back in {' '.join(groups)}")
+        done, changed = put_back(ec2, prior.get("network_interfaces") or {}, current, group, force=force)
         created = prior.get("isolation_group_created")
         if created and not ctx.dry_run and not ec2.network_interfaces({"group-id": [str(created)]}):
             ec2.delete_security_group(str(created))

@@ -10,12 +10,12 @@ from typing import Any, ClassVar
 from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, RBACRule, Status, Target
 from chalicelib.actions.ec2.common import aws
 from chalicelib.actions.ec2.isolate_instance import (
-    SG_ARN,
-    UNTRACKING,
+    GROUP_IAM,
     _drop,
     _isolation_group,
     _move,
     _untracking_group,
+    put_back,
     verify_interfaces,
 )
 
@@ -54,27 +54,7 @@ class IsolatePodEni(Action):
     rbac: ClassVar[tuple[RBACRule, ...]] = (RBACRule("", "pods", ("get",)),)
     iam: ClassVar[tuple[IAMStatement, ...]] = (
         IAMStatement(("ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups")),
-        IAMStatement(("ec2:CreateSecurityGroup",), (SG_ARN, "arn:aws:ec2:{region}:{account}:vpc/*")),
-        IAMStatement(("ec2:CreateTags",), (SG_ARN,), {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}),
-        IAMStatement(
-            ("ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"),
-            (SG_ARN,),
-            {"StringEquals": {"aws:ResourceTag/eks-responder:isolation": "true"}},
-        ),
-        IAMStatement(
-            ("ec2:ModifyNetworkInterfaceAttribute",), ("arn:aws:ec2:{region}:{account}:network-interface/*", SG_ARN)
-        ),
-        IAMStatement(
-            (
-                "ec2:AuthorizeSecurityGroupIngress",
-                "ec2:AuthorizeSecurityGroupEgress",
-                "ec2:RevokeSecurityGroupEgress",
-                "ec2:RevokeSecurityGroupIngress",
-                "ec2:DeleteSecurityGroup",
-            ),
-            (SG_ARN,),
-            UNTRACKING,
-        ),
+        *GROUP_IAM,
     )
     releases = "puts the branch ENI back in the security groups it had"
     keeps = "a branch ENI whose groups someone changed since (unless forced); connections cut meanwhile stay cut"
@@ -125,16 +105,7 @@ class IsolatePodEni(Action):
         recorded = prior.get("network_interfaces") or {}
         listed = ec2.network_interfaces({"network-interface-id": list(recorded)}) if recorded else []
         current = {str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])] for e in listed}
-        done, changed = [], []
-        for eni, was in recorded.items():
-            now = current.get(eni)
-            if now is None or now == was:
-                continue
-            if now != [group] and not force:
-                changed.append(f"{eni} is now in {' '.join(now)}")
-                continue
-            ec2.set_interface_groups(eni, list(was))
-            done.append(f"{eni} back in {' '.join(was)}")
+        done, changed = put_back(ec2, recorded, current, group, force=force)
         if changed:
             note = f"left alone, changed since the isolation (force puts them back anyway): {'; '.join(changed)}"
             return Outcome(Status.SUCCEEDED if done else Status.SKIPPED, "; ".join([*done, note]))
