@@ -8,6 +8,7 @@ from chalicelib.actions.ec2.isolate_instance import IsolateInstance
 from chalicelib.actions.ec2.isolate_pod_eni import IsolatePodEni
 from chalicelib.actions.ec2.protect_instance import ProtectInstance
 from chalicelib.actions.ec2.remove_from_service import RemoveFromService
+from chalicelib.actions.ec2.scan_for_malware import ScanForMalware
 from chalicelib.actions.ec2.snapshot_volumes import SnapshotVolumes
 from chalicelib.actions.eks.delete_access_entry import DeleteAccessEntry
 from chalicelib.actions.eks.delete_pod_identity import DeletePodIdentityAssociation
@@ -39,6 +40,7 @@ _ACTIONS: tuple[type[Action], ...] = (
     IsolateInstance,
     IsolatePodEni,
     RemoveFromService,
+    ScanForMalware,
     BlockIP,
     RevokeRoleSessions,
     DeactivateAccessKeys,

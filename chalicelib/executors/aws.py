@@ -28,10 +28,19 @@ def _filters(filters: dict[str, list[str]]) -> list[dict[str, Any]]:
 
 
 class EC2Gateway:
-    def __init__(self, ec2: Any, autoscaling: Any, *, dry_run: bool, elbv2: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        ec2: Any,
+        autoscaling: Any,
+        *,
+        dry_run: bool,
+        elbv2: Callable[[], Any] | None = None,
+        guardduty: Callable[[], Any] | None = None,
+    ) -> None:
         self._ec2 = ec2
         self._asg = autoscaling
         self._elbv2 = elbv2  # built on first use: most incidents never touch a load balancer
+        self._guardduty = guardduty
         self.dry_run = dry_run
 
     def _not_sent(self, permission: str) -> bool:
@@ -142,6 +151,14 @@ class EC2Gateway:
     def exit_standby(self, group: str, instance_id: str) -> None:
         if not self._not_sent("autoscaling:ExitStandby"):
             self._asg.exit_standby(InstanceIds=[instance_id], AutoScalingGroupName=group)
+
+    def start_malware_scan(self, instance_arn: str) -> str | None:
+        """GuardDuty's on-demand malware scan of the instance's volumes: the scan id (None in a dry run)."""
+        if self._not_sent("guardduty:StartMalwareScan"):
+            return None
+        if self._guardduty is None:
+            raise RuntimeError("no GuardDuty client configured")
+        return str(self._guardduty().start_malware_scan(ResourceArn=instance_arn)["ScanId"])
 
     def _lb(self) -> Any:
         if self._elbv2 is None:
@@ -283,7 +300,8 @@ class AwsConnector:
                 session.client("autoscaling", region_name=region),
             )
         ec2, autoscaling = self._clients[region]
-        return EC2Gateway(ec2, autoscaling, dry_run=dry_run, elbv2=lambda: self._elbv2(region))
+        return EC2Gateway(ec2, autoscaling, dry_run=dry_run, elbv2=lambda: self._elbv2(region),
+                          guardduty=lambda: self._session().client("guardduty", region_name=region))  # fmt: skip
 
     def _elbv2(self, region: str) -> Any:
         if region not in self._lb_clients:
