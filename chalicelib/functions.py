@@ -34,11 +34,12 @@ class Function:
 
 FUNCTIONS: tuple[Function, ...] = (
     Function("on_guardduty_finding", ("guardduty",), "GuardDuty findings"),
-    Function("on_securityhub_finding", ("securityhub",), "GuardDuty findings through Security Hub"),
     Function("on_kms_api_call", ("kms",), "CloudTrail KMS calls"),
     Function("on_kms_key_event", ("kms",), "KMS key events"),
     Function("on_ecr_image_scan", ("ecr", "inspector"), "ECR scan results"),
     Function("on_inspector_finding", ("inspector",), "Inspector findings on images"),
+    # After the image functions: an Inspector copy is an "inspector" incident, proved against theirs.
+    Function("on_securityhub_finding", ("securityhub", "inspector"), "findings via Security Hub"),
     Function("on_flow_log_object", ("flowlogs",), "flow logs delivered to S3"),
     Function("on_flow_logs", ("flowlogs",), "flow logs from a CloudWatch Logs subscription"),
     Function("refresh_key_policies", (), "the hourly key-policy snapshot", "snapshot"),

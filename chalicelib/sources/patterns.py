@@ -11,12 +11,14 @@ GUARDDUTY_FINDING: dict[str, Any] = {
 }
 
 # GuardDuty's findings as Security Hub passes them on (ASFF, and OCSF in Security Hub's newer
-# form): only GuardDuty's, so the function never wakes for Config or Inspector findings.
+# form), and Inspector's on ECR images (ASFF): the function never wakes for Config findings.
 SECURITYHUB_GUARDDUTY_FINDING: dict[str, Any] = {
     "source": ["aws.securityhub"],
     "detail-type": ["Security Hub Findings - Imported", "Findings Imported V2"],
     "$or": [
         {"detail": {"findings": {"ProductName": ["GuardDuty"]}}},
+        # Inspector's image findings (its EC2 and Lambda ones are not the responder's)
+        {"detail": {"findings": {"ProductName": ["Inspector"], "Resources": {"Type": ["AwsEcrContainerImage"]}}}},
         {"detail": {"findings": {"metadata": {"product": {"name": ["GuardDuty"]}}}}},
     ],
 }

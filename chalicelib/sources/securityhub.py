@@ -27,6 +27,7 @@ _FINDING_ARN = re.compile(
     r"^arn:aws[a-z-]*:guardduty:([a-z0-9-]+):(\d{12}):detector/([0-9a-zA-Z]{1,300})/finding/([0-9a-zA-Z]{1,300})$"
 )
 _GUARDDUTY_PRODUCT = re.compile(r"^arn:aws[a-z-]*:securityhub:[a-z0-9-]+::product/aws/guardduty$")
+_INSPECTOR_PRODUCT = re.compile(r"^arn:aws[a-z-]*:securityhub:[a-z0-9-]+::product/aws/inspector$")
 # ASFF writes a GuardDuty type's "/" as "-" inside its own "/"-separated Types:
 # TTPs/Execution/Execution:Runtime-ReverseShell
 _ASFF_TYPE = re.compile(r"^([A-Za-z]+):([A-Za-z0-9]+)-(.+)$")
@@ -134,11 +135,53 @@ def _ocsf(finding: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _inspector_event(event: dict[str, Any], finding: dict[str, Any]) -> dict[str, Any]:
+    """An Inspector finding on an ECR image, as ASFF carries it, in the shape of Inspector's own
+    `Inspector2 Finding` event: parsed by the same code, it is the same incident (one per image)."""
+    images = [r for r in map(_obj, _items(finding.get("Resources"))) if r.get("Type") == "AwsEcrContainerImage"]
+    if not images:
+        raise EventError("an Inspector finding from Security Hub that is not about an ECR image: not acted on")
+    image = _obj(_obj(images[0].get("Details")).get("AwsEcrContainerImage"))
+    vulnerability = _obj(next(iter(_items(finding.get("Vulnerabilities"))), {}))
+    fields = _obj(finding.get("ProductFields"))
+    closed = _obj(finding.get("Workflow")).get("Status") == "RESOLVED" or finding.get("RecordState") == "ARCHIVED"
+    detail = {
+        "findingArn": finding.get("Id"), "awsAccountId": finding.get("AwsAccountId"),
+        "type": "PACKAGE_VULNERABILITY", "title": _text(finding.get("Title")),
+        "severity": _text(_obj(finding.get("Severity")).get("Label")) or "UNTRIAGED",
+        "status": "CLOSED" if closed else "ACTIVE",
+        "fixAvailable": vulnerability.get("FixAvailable"), "exploitAvailable": vulnerability.get("ExploitAvailable"),
+        "packageVulnerabilityDetails": {"vulnerabilityId": vulnerability.get("Id")},
+        "resources": [{"type": "AWS_ECR_CONTAINER_IMAGE", "id": images[0].get("Id"), "region": finding.get("Region"),
+                       "details": {"awsEcrContainerImage": {
+                           "repositoryName": image.get("Name") or image.get("RepositoryName"),
+                           "registry": image.get("RegistryId"), "imageHash": image.get("ImageDigest"),
+                           "imageTags": image.get("ImageTags") or []}}}],
+    }  # fmt: skip
+    score = fields.get("aws/inspector/inspectorScore")
+    if isinstance(score, str) and re.fullmatch(r"\d{1,2}(\.\d+)?", score):
+        detail["inspectorScore"] = float(score)
+    epss = vulnerability.get("EpssScore")
+    if isinstance(epss, (int, float)) and not isinstance(epss, bool):
+        detail["epss"] = {"score": float(epss)}
+    return {"id": event.get("id"), "source": "aws.inspector2", "detail-type": "Inspector2 Finding",
+            "account": event.get("account"), "region": event.get("region"),
+            "detail": {k: v for k, v in detail.items() if v is not None}}  # fmt: skip
+
+
 def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
-    """The Security Hub copy as an incident with the GuardDuty finding's id; the responder reads the
-    native finding before acting (see the module's docstring)."""
+    """The Security Hub copy as an incident with the GuardDuty finding's id (the responder reads the
+    native finding before acting, see the module's docstring), or an Inspector image finding as
+    Inspector's own event would make it."""
+    from dataclasses import replace
+
+    from chalicelib.sources import ecr
+
     detail_type = event.get("detail-type")
     finding = _one_finding(event)
+    if detail_type == ASFF and _INSPECTOR_PRODUCT.match(_text(finding.get("ProductArn"))):
+        native = ecr.to_incident(_inspector_event(event, finding), raw_ref)
+        return replace(native, details={**native.details, "via": "Security Hub (ASFF)"})
     if detail_type == ASFF:
         facts = _asff(finding)
     elif detail_type == OCSF:

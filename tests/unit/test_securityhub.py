@@ -141,3 +141,23 @@ def test_wire_names_keep_what_the_model_does_not_know_out() -> None:
     assert wire_names({"Id": "a", "Unknown": 1, "Resource": {"ResourceType": "Instance"}}, shape) == {
         "id": "a", "resource": {"resourceType": "Instance"}}  # fmt: skip
     assert json.dumps(copy.deepcopy(wire_names({"Severity": 8.0}, shape))) == '{"severity": 8.0}'
+
+
+def test_an_inspector_image_finding_from_security_hub_is_inspectors_own_incident() -> None:
+    from tests.conftest import SAMPLES
+
+    sample = SAMPLES / "ecr" / "Inspector2_Finding_ECR_PACKAGE_VULNERABILITY.2024-doc.json"
+    native = registry.to_incident(load_json(sample))
+    copy_ = registry.to_incident(load_json(EVENTS / "securityhub" / "asff-copy-of-inspector-image-finding.json"))
+    assert copy_.id == native.id  # one incident per image, whichever arrives
+    assert replace(copy_, event_id=None, raw_ref=None, details={}) == replace(
+        native, event_id=None, raw_ref=None, details={})  # fmt: skip
+    assert {k: v for k, v in copy_.details.items() if k != "via"} == native.details
+    assert copy_.details["via"] == "Security Hub (ASFF)"
+
+
+def test_an_inspector_finding_not_about_an_image_is_refused() -> None:
+    event = load_json(EVENTS / "securityhub" / "asff-copy-of-inspector-image-finding.json")
+    event["detail"]["findings"][0]["Resources"][0]["Type"] = "AwsEc2Instance"
+    with pytest.raises(EventError, match="not about an ECR image"):
+        registry.to_incident(event)
