@@ -305,6 +305,8 @@ def test_a_pods_branch_eni_is_isolated_and_put_back(
     annotation = [{"eniId": branch["NetworkInterfaceId"], "privateIp": branch["PrivateIpAddress"], "vlanId": 1}]
     admin.patch(Pod, "web", {"metadata": {"annotations": {"vpc.amazonaws.com/pod-eni": json.dumps(annotation)}}},
                 namespace=cluster.namespace, patch_type=PatchType.MERGE)  # fmt: skip
+    admin.patch(Pod.Status, "web", {"status": {"podIP": branch["PrivateIpAddress"]}}, namespace=cluster.namespace,
+                patch_type=PatchType.MERGE)  # fmt: skip
 
     def state() -> list[str]:
         described = ec2.describe_network_interfaces(NetworkInterfaceIds=[branch["NetworkInterfaceId"]])
@@ -330,3 +332,33 @@ def test_a_pod_without_a_branch_eni_is_left_to_its_network_policy(cluster: Clust
     )
     assert (result.status.value, result.detail) == (
         "skipped", f"pod {cluster.namespace}/web has no branch ENI (security groups for pods not in use)")  # fmt: skip
+
+
+def test_an_annotation_naming_another_eni_moves_nothing(
+    cluster: Cluster, admin: Client, aws_session: Any, make_responder: Any
+) -> None:
+    import json
+
+    from lightkube.types import PatchType
+
+    ec2 = aws_session.client("ec2")
+    subnet = ec2.describe_subnets()["Subnets"][0]
+    database = ec2.create_security_group(GroupName="database", Description="x", VpcId=subnet["VpcId"])["GroupId"]
+    theirs = ec2.create_network_interface(SubnetId=subnet["SubnetId"], Groups=[database])["NetworkInterface"]
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    # whoever can edit the pod writes another ENI (a database's) into the annotation
+    hostile = json.dumps([{"eniId": theirs["NetworkInterfaceId"], "privateIp": theirs["PrivateIpAddress"]}])
+    admin.patch(Pod, "web", {"metadata": {"annotations": {"vpc.amazonaws.com/pod-eni": hostile}}},
+                namespace=cluster.namespace, patch_type=PatchType.MERGE)  # fmt: skip
+    admin.patch(Pod.Status, "web", {"status": {"podIP": "10.99.0.7"}}, namespace=cluster.namespace,
+                patch_type=PatchType.MERGE)  # fmt: skip
+    (result,) = (
+        make_responder(rules_with("ec2:isolate-pod-eni"))
+        .handle(incident(namespace=cluster.namespace, pods=("web",)), Mode.LIVE)
+        .actions
+    )
+    assert result.status.value == "skipped"
+    assert "does not carry the pod's address 10.99.0.7: not moved" in result.detail
+    groups = ec2.describe_network_interfaces(NetworkInterfaceIds=[theirs["NetworkInterfaceId"]])["NetworkInterfaces"]
+    assert [g["GroupId"] for g in groups[0]["Groups"]] == [database]

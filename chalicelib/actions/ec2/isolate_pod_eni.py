@@ -71,9 +71,15 @@ class IsolatePodEni(Action):
         if not enis:
             return Outcome(Status.SKIPPED, f"pod {target} has no branch ENI (security groups for pods not in use)")
         ec2 = aws(ctx)
-        found = ec2.network_interfaces({"network-interface-id": enis})
+        listed = ec2.network_interfaces({"network-interface-id": enis})
+        # An annotation anyone who can edit the pod can write: only an ENI that carries the pod's own
+        # address is its branch ENI (never the database's that a hostile annotation names).
+        pod_ip = str((pod.get("status") or {}).get("podIP") or "")
+        found = [e for e in listed if pod_ip and pod_ip in {str(a.get("PrivateIpAddress")) for a in
+                                                             e.get("PrivateIpAddresses") or []}]  # fmt: skip
         if not found:
-            return Outcome(Status.SKIPPED, f"pod {target}: branch ENI {', '.join(enis)} no longer exists")
+            why = "no longer exists" if not listed else f"does not carry the pod's address {pod_ip or '(none)'}"
+            return Outcome(Status.SKIPPED, f"pod {target}: branch ENI {', '.join(enis)} {why}: not moved")
         vpc = str(found[0]["VpcId"])
         owners = {str(e.get("OwnerId")) for e in found if e.get("OwnerId")}
         groups = {str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])] for e in found}
