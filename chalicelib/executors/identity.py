@@ -35,6 +35,12 @@ def _code(exc: Any) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
+def _not_in_eks(exc: Any) -> bool:
+    """No such entry, or no such cluster in EKS (a self-managed one): both mean "none"."""
+    status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return _code(exc) in _MISSING or status == 404  # noqa: PLR2004
+
+
 class IdentityGateway:
     def __init__(self, iam: Any, sts: Any, eks: Any, *, dry_run: bool) -> None:
         self._iam = iam
@@ -100,7 +106,7 @@ class IdentityGateway:
             )["associations"]
         except self._eks.exceptions.ClientError as exc:
             # No such cluster in EKS (a self-managed one) has no associations, like a cluster without any.
-            if _code(exc) in _MISSING or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:  # noqa: PLR2004
+            if _not_in_eks(exc):
                 return []
             raise
         return [
@@ -124,9 +130,7 @@ class IdentityGateway:
                 self._eks.describe_access_entry(clusterName=cluster, principalArn=principal_arn)["accessEntry"]
             )
         except self._eks.exceptions.ClientError as exc:
-            # No such entry, or no such cluster in EKS (a self-managed one): both mean "no entry".
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if _code(exc) in _MISSING or status == 404:  # noqa: PLR2004
+            if _not_in_eks(exc):
                 return None
             raise
         policies = self._eks.list_associated_access_policies(clusterName=cluster, principalArn=principal_arn)
