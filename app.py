@@ -54,6 +54,11 @@ def on_flow_log_object(event: CloudWatchEvent) -> dict[str, Any]:
     return wiring.handle_flow_log_objects(event.to_dict(), event.context)
 
 
+@app.on_cw_event(patterns.MEMORY_CAPTURE_STATUS, name="on_memory_capture_status")
+def on_memory_capture_status(event: CloudWatchEvent) -> dict[str, Any]:
+    return wiring.handle_capture_status(event.to_dict())
+
+
 # Chalice has no CloudWatch Logs subscription decorator: `make flow-logs` (deploy/flow_logs.py) connects it.
 @app.lambda_function(name="on_flow_logs")
 def on_flow_logs(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -85,5 +90,6 @@ for _handler in (
     on_ecr_image_scan,
     on_inspector_finding,
     on_flow_log_object,
+    on_memory_capture_status,
 ):
     _handler.event_class = TolerantCloudWatchEvent

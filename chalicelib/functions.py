@@ -22,7 +22,8 @@ class Function:
     name: str
     sources: tuple[str, ...]  # the incident sources it handles; empty for the snapshot and the approvals API
     summary: str
-    kind: str = "events"  # events | snapshot (key policies) | expiry (plans) | approvals (the Slack route)
+    # events | snapshot (key policies) | expiry (plans) | approvals (the Slack route) | captures (memory)
+    kind: str = "events"
 
     def role_name(self, stage: str) -> str:
         """The role Chalice creates for the function (app-stage-function)."""
@@ -42,6 +43,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("on_securityhub_finding", ("securityhub", "inspector"), "findings via Security Hub"),
     Function("on_flow_log_object", ("flowlogs",), "flow logs delivered to S3"),
     Function("on_flow_logs", ("flowlogs",), "flow logs from a CloudWatch Logs subscription"),
+    Function("on_memory_capture_status", (), "memory captures that ended: manifest and message", "captures"),
     Function("refresh_key_policies", (), "the hourly key-policy snapshot", "snapshot"),
     Function("expire_plans", (), "plans whose approval time ran out, told once", "expiry"),
     # Chalice's name for the function behind API Gateway: Slack's Approve and Reject clicks.

@@ -63,6 +63,15 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     return raw
 
 
+def _matching(env: Mapping[str, str], name: str, pattern: str, what: str) -> tuple[str, ...]:
+    """A list setting whose every entry must match `pattern` (it is written into requests as is)."""
+    values = _list(env, name)
+    for value in values:
+        if not re.fullmatch(pattern, value):
+            raise ConfigError(f"{name}: {value!r} is not {what}")
+    return values
+
+
 def _overrides(env: Mapping[str, str], allowed: frozenset[str]) -> dict[str, dict[str, str]]:
     """ACCOUNT_OVERRIDES: `{"111122223333": {"DRY_RUN": "true", ...}, ...}` (JSON)."""
     import json
@@ -172,6 +181,11 @@ class Settings:
     never_block: tuple[str, ...] = DEFAULT_NEVER_BLOCK  # CIDRs ec2:block-ip never denies
     max_acl_denies_per_subnet: int = 20  # deny entries ec2:block-ip keeps in one network ACL
     evidence_bucket: str | None = None
+    # ec2:capture-memory: the SHA-256 of the AVML binary the operator put at <prefix>/tools/avml
+    avml_sha256: str | None = None
+    # Security groups (sg-) or prefix lists (pl-) of the VPC endpoints an isolated node may still
+    # reach on 443, so a memory capture finishes after isolation (SSM and S3 endpoints only).
+    forensics_egress: tuple[str, ...] = ()
     evidence_prefix: str = "evidence"
     evidence_dir: Path | None = None
     kubeconfig: Path | None = None
@@ -268,6 +282,8 @@ class Settings:
             never_block=_list(env, "NEVER_BLOCK", DEFAULT_NEVER_BLOCK),
             max_acl_denies_per_subnet=_int(env, "MAX_ACL_DENIES_PER_SUBNET", 20),
             evidence_bucket=env.get("EVIDENCE_BUCKET") or None,
+            avml_sha256=(_matching(env, "AVML_SHA256", "[0-9a-f]{64}", "a SHA-256 (64 lowercase hex)") or (None,))[0],
+            forensics_egress=_matching(env, "FORENSICS_EGRESS", "(sg|pl)-[0-9a-f]{8,17}", "an sg- or pl- id"),
             evidence_prefix=env.get("EVIDENCE_PREFIX", "evidence").strip("/") or "evidence",
             evidence_dir=Path(evidence_dir) if evidence_dir else None,
             kubeconfig=Path(kubeconfig) if kubeconfig else None,

@@ -76,10 +76,25 @@ def build_evidence(current: Settings) -> EvidenceSink | None:
     from chalicelib.executors.evidence import FolderEvidence, S3Evidence
 
     if current.evidence_bucket:
-        return S3Evidence(aws_session().client("s3"), current.evidence_bucket, current.evidence_prefix)
+        session = aws_session()
+        return S3Evidence(session.client("s3"), current.evidence_bucket, current.evidence_prefix,
+                          presigner(session))  # fmt: skip
     if current.evidence_dir:
         return FolderEvidence(current.evidence_dir)
     return None
+
+
+def presigner(session: Any) -> Any:
+    """The S3 client that signs URLs a node uses: regional, virtual-hosted (what the memory-capture
+    document's parameters accept). Against a local endpoint, the session's own client."""
+    import os
+
+    if os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3"):
+        return None
+    from botocore.config import Config
+
+    style = Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
+    return session.client("s3", region_name=region(), config=style)
 
 
 def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
@@ -343,6 +358,15 @@ def group_members(current: Settings) -> Callable[[str], set[str]]:
         return found
 
     return members
+
+
+def handle_capture_status(event: dict[str, Any], current: Settings | None = None) -> dict[str, Any]:
+    """A memory capture's command ended: its manifest, the audit record and the message."""
+    from chalicelib.actions.ec2.memory_document import document_name
+    from chalicelib.response.captures import report_ended
+
+    current = current or settings()
+    return report_ended(event, document_name(current.stage), build_evidence(current), build_notifiers(current))
 
 
 def expire_plans(current: Settings | None = None) -> dict[str, Any]:

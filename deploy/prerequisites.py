@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,7 @@ def create(session: Any, stage: str, account: str) -> dict[str, str]:
     problems = evidence_bucket_problems(s3, bucket)
     if problems:
         raise SystemExit(f"evidence bucket {bucket} exists but cannot be trusted with evidence: {'; '.join(problems)}")
+    memory_capture_document(session.client("ssm"), stage, bucket)
     names["SNS_TOPIC_ARN"] = session.client("sns").create_topic(Name=f"eks-responder-{stage}-incidents")["TopicArn"]
     secrets = session.client("secretsmanager")
     secret = names["SLACK_WEBHOOK_SECRET"]
@@ -130,6 +132,27 @@ def create(session: Any, stage: str, account: str) -> dict[str, str]:
     names["POLICY_ACCOUNT_ID"] = account
     names["POLICY_REGION"] = region
     return names
+
+
+def memory_capture_document(ssm: Any, stage: str, bucket: str) -> str:
+    """The stage's memory-capture document (ec2:capture-memory), its parameters bound to this
+    bucket: created, or given a new default version when the repository's differs."""
+    from chalicelib.actions.ec2 import memory_document
+
+    if not re.fullmatch(memory_document.BUCKET_NAME[1:-1], bucket):
+        raise SystemExit(f"evidence bucket {bucket}: a name with dots cannot bind the memory-capture document")
+    name = memory_document.document_name(stage)
+    content = json.dumps(memory_document.content(bucket))
+    try:
+        current = ssm.get_document(Name=name, DocumentFormat="JSON")
+    except ssm.exceptions.InvalidDocument:
+        ssm.create_document(Name=name, Content=content, DocumentType="Command", DocumentFormat="JSON")
+        return name
+    if json.loads(current["Content"]) != json.loads(content):
+        version = ssm.update_document(Name=name, Content=content, DocumentVersion="$LATEST", DocumentFormat="JSON")
+        latest = version["DocumentDescription"]["DocumentVersion"]
+        ssm.update_document_default_version(Name=name, DocumentVersion=latest)
+    return name
 
 
 def configure(config_file: Path, stage: str, names: dict[str, str]) -> None:

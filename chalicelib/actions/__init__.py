@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chalicelib.actions.base import Action
 from chalicelib.actions.ec2.block_ip import BlockIP
+from chalicelib.actions.ec2.capture_memory import CaptureMemory
 from chalicelib.actions.ec2.isolate_instance import IsolateInstance
 from chalicelib.actions.ec2.isolate_pod_eni import IsolatePodEni
 from chalicelib.actions.ec2.protect_instance import ProtectInstance
@@ -37,6 +38,7 @@ _ACTIONS: tuple[type[Action], ...] = (
     LabelNode,
     ProtectInstance,
     SnapshotVolumes,
+    CaptureMemory,
     IsolateInstance,
     IsolatePodEni,
     RemoveFromService,

@@ -36,11 +36,13 @@ class EC2Gateway:
         dry_run: bool,
         elbv2: Callable[[], Any] | None = None,
         guardduty: Callable[[], Any] | None = None,
+        ssm: Callable[[], Any] | None = None,
     ) -> None:
         self._ec2 = ec2
         self._asg = autoscaling
         self._elbv2 = elbv2  # built on first use: most incidents never touch a load balancer
         self._guardduty = guardduty
+        self._ssm = ssm
         self.dry_run = dry_run
 
     def _not_sent(self, permission: str) -> bool:
@@ -123,6 +125,13 @@ class EC2Gateway:
         self._write(self._ec2.authorize_security_group_ingress, GroupId=group_id, IpPermissions=everything)
         self._write(self._ec2.authorize_security_group_egress, GroupId=group_id, IpPermissions=everything)
 
+    def allow_https_to(self, group_id: str, destinations: list[str]) -> None:
+        """Outbound TCP 443 to each security group (sg-) or prefix list (pl-), nothing else."""
+        pairs = [{"GroupId": d} for d in destinations if d.startswith("sg-")]
+        lists = [{"PrefixListId": d} for d in destinations if d.startswith("pl-")]
+        rule = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "UserIdGroupPairs": pairs, "PrefixListIds": lists}
+        self._write(self._ec2.authorize_security_group_egress, GroupId=group_id, IpPermissions=[rule])
+
     def set_interface_groups(self, interface_id: str, group_ids: list[str]) -> None:
         self._write(self._ec2.modify_network_interface_attribute, NetworkInterfaceId=interface_id, Groups=group_ids)
 
@@ -159,6 +168,19 @@ class EC2Gateway:
         if self._guardduty is None:
             raise RuntimeError("no GuardDuty client configured")
         return str(self._guardduty().start_malware_scan(ResourceArn=instance_arn)["ScanId"])
+
+    def send_command(self, document: str, instance_id: str, parameters: dict[str, list[str]], comment: str,
+                     timeout_seconds: int) -> str | None:  # fmt: skip
+        """Run Command with one document on one instance: the command id (None in a dry run)."""
+        if self._not_sent("ssm:SendCommand"):
+            return None
+        if self._ssm is None:
+            raise RuntimeError("no Systems Manager client configured")
+        sent = self._ssm().send_command(
+            DocumentName=document, InstanceIds=[instance_id], Parameters=parameters, Comment=comment[:100],
+            TimeoutSeconds=timeout_seconds,  # to start: an agent that cannot take it by then never runs it
+        )  # fmt: skip
+        return str(sent["Command"]["CommandId"])
 
     def _lb(self) -> Any:
         if self._elbv2 is None:
@@ -301,7 +323,8 @@ class AwsConnector:
             )
         ec2, autoscaling = self._clients[region]
         return EC2Gateway(ec2, autoscaling, dry_run=dry_run, elbv2=lambda: self._elbv2(region),
-                          guardduty=lambda: self._session().client("guardduty", region_name=region))  # fmt: skip
+                          guardduty=lambda: self._session().client("guardduty", region_name=region),
+                          ssm=lambda: self._session().client("ssm", region_name=region))  # fmt: skip
 
     def _elbv2(self, region: str) -> Any:
         if region not in self._lb_clients:

@@ -36,10 +36,21 @@ class FolderEvidence:
     def location(self, key: str) -> str:
         return str(self._path(key))
 
+    def read(self, key: str, limit: int) -> bytes | None:
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        with path.open("rb") as handle:
+            return handle.read(limit)
+
+    def presign(self, key: str, method: str, seconds: int) -> str | None:
+        return None  # a node cannot upload into a local folder
+
 
 class S3Evidence:
-    def __init__(self, s3_client: Any, bucket: str, prefix: str) -> None:
+    def __init__(self, s3_client: Any, bucket: str, prefix: str, presigner: Any = None) -> None:
         self._s3 = s3_client
+        self._presigner = presigner or s3_client  # virtual-hosted, regional URLs in AWS (wiring)
         self._bucket = bucket
         self._prefix = prefix.strip("/")
 
@@ -61,3 +72,22 @@ class S3Evidence:
 
     def location(self, key: str) -> str:
         return f"s3://{self._bucket}/{self._key(key)}"
+
+    def read(self, key: str, limit: int) -> bytes | None:
+        """At most `limit` bytes of an object (None when there is none): small records only."""
+        try:
+            found = self._s3.get_object(Bucket=self._bucket, Key=self._key(key), Range=f"bytes=0-{limit - 1}")
+        except self._s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        data: bytes = found["Body"].read(limit)
+        return data
+
+    def presign(self, key: str, method: str, seconds: int) -> str | None:
+        """A URL that lets its holder GET or PUT this one key for `seconds` (signed, no call made)."""
+        operation = {"GET": "get_object", "PUT": "put_object"}[method]
+        url: str = self._presigner.generate_presigned_url(
+            operation, Params={"Bucket": self._bucket, "Key": self._key(key)}, ExpiresIn=seconds
+        )
+        return url

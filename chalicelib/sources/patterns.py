@@ -65,3 +65,15 @@ FLOW_LOG_OBJECT: dict[str, Any] = {
     "detail-type": ["Object Created"],
     "detail": {"object": {"key": [{"wildcard": "*AWSLogs/*vpcflowlogs*.log.gz"}]}},
 }
+
+# A memory capture's command ended (ec2:capture-memory's follow-up): only the stages' own documents,
+# only the statuses with which a command ends.
+MEMORY_CAPTURE_STATUS: dict[str, Any] = {
+    "source": ["aws.ssm"],
+    "detail-type": ["EC2 Command Invocation Status-change Notification"],
+    "detail": {
+        "document-name": [{"prefix": "eks-responder-"}],
+        "status": ["Success", "Failed", "Cancelled", "TimedOut", "DeliveryTimedOut", "ExecutionTimedOut",
+                   "Undeliverable", "Terminated", "InvalidPlatform", "AccessDenied"],
+    },
+}  # fmt: skip

@@ -33,7 +33,8 @@ GROUP_IAM: tuple[IAMStatement, ...] = (
     IAMStatement(("ec2:CreateSecurityGroup",), (SG_ARN, "arn:aws:ec2:{region}:{account}:vpc/*")),
     IAMStatement(("ec2:CreateTags",), (SG_ARN,), {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}}),
     IAMStatement(
-        ("ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"),
+        # outbound HTTPS to the forensics endpoints is the one rule it may add (FORENSICS_EGRESS)
+        ("ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress"),
         (SG_ARN,),
         {"StringEquals": {f"aws:ResourceTag/{ISOLATION_GROUP_TAG}": "true"}},
     ),
@@ -162,7 +163,8 @@ class IsolateInstance(Action):
         owners = {str(e.get("OwnerId")) for e in found.get("NetworkInterfaces", []) if e.get("OwnerId")}
         done: list[str] = []
         prior: dict[str, Any] = {"network_interfaces": interfaces, "vpc": vpc}
-        group = _isolation_group(ec2, vpc, owners, done, prior)
+        allowed = forensic_egress(ctx, ec2, vpc)
+        group = _isolation_group(ec2, vpc, owners, done, prior, allowed)
         to_move = {eni: groups for eni, groups in interfaces.items() if groups != [group]}
         if to_move:
             if ctx.evidence is not None and not ctx.dry_run:
@@ -181,14 +183,16 @@ class IsolateInstance(Action):
         prior["isolation_group"] = group
         if ctx.dry_run:
             return Outcome(Status.SUCCEEDED, "; ".join(done) or f"instance {target} is already isolated", prior)
-        problem = verify(ec2, target.name, group)
+        problem = verify(ec2, target.name, group, allowed)
         if problem:
             so_far = f" (done: {'; '.join(done)})" if done else ""
             return Outcome(Status.FAILED, f"isolation of instance {target} does not hold: {problem}{so_far}", prior)
         if not done:
             return Outcome(Status.SKIPPED, f"instance {target} is already isolated in {group} (verified)")
         return Outcome(
-            Status.SUCCEEDED, "; ".join(done) + f"; verified: every interface only in {group}, no rules", prior
+            Status.SUCCEEDED,
+            "; ".join(done) + f"; verified: every interface only in {group}, {rules_text(allowed)}",
+            prior,
         )
 
 
@@ -238,21 +242,61 @@ def _trusted(group: dict[str, Any], owners: set[str]) -> str | None:
     return None
 
 
-def _isolation_group(ec2: EC2API, vpc: str, owners: set[str], done: list[str], prior: dict[str, Any]) -> str:
-    """The VPC's isolation group, rule-less: a tag alone earns no trust, and rules are removed."""
+def forensic_egress(ctx: ActionContext, ec2: EC2API, vpc: str) -> list[str]:
+    """The FORENSICS_EGRESS destinations that apply in this VPC: every prefix list, and the
+    endpoint security groups that are the VPC's own (a rule cannot name another VPC's group)."""
+    found = []
+    for destination in ctx.settings.forensics_egress:
+        if destination.startswith("pl-"):
+            found.append(destination)
+            continue
+        group = ec2.security_group(destination)
+        if group is not None and str(group.get("VpcId")) == vpc:
+            found.append(destination)
+    return found
+
+
+def _egress(rules: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    found: set[tuple[Any, ...]] = set()
+    for rule in rules:
+        key = (rule.get("IpProtocol"), rule.get("FromPort"), rule.get("ToPort"))
+        found.update((*key, p.get("GroupId")) for p in rule.get("UserIdGroupPairs") or [])
+        found.update((*key, p.get("PrefixListId")) for p in rule.get("PrefixListIds") or [])
+        found.update((*key, r.get("CidrIp")) for r in rule.get("IpRanges") or [])
+        found.update((*key, r.get("CidrIpv6")) for r in rule.get("Ipv6Ranges") or [])
+    return found
+
+
+def _holds(group: dict[str, Any], allowed: list[str]) -> bool:
+    """No inbound rule, and outbound only HTTPS to the allowed endpoints (none: no rule at all)."""
+    if group.get("IpPermissions"):
+        return False
+    return _egress(group.get("IpPermissionsEgress") or []) == {("tcp", 443, 443, d) for d in allowed}
+
+
+def rules_text(allowed: list[str]) -> str:
+    return f"no rules but HTTPS to {' '.join(allowed)} (FORENSICS_EGRESS)" if allowed else "no rules"
+
+
+def _isolation_group(
+    ec2: EC2API, vpc: str, owners: set[str], done: list[str], prior: dict[str, Any], allowed: list[str]
+) -> str:
+    """The VPC's isolation group, with no rules but the forensics endpoints': a tag alone earns no
+    trust, and any other rule is removed."""
     for candidate in ec2.security_groups(vpc, {ISOLATION_GROUP_TAG: "true"}):
         gid = str(candidate["GroupId"])
         why = _trusted(candidate, owners)
         if why:
             done.append(f"ignored {gid}, tagged as an isolation group but {why}")
             continue
-        inbound, outbound = candidate.get("IpPermissions") or [], candidate.get("IpPermissionsEgress") or []
-        if inbound or outbound:
+        if not _holds(candidate, allowed):
+            inbound, outbound = candidate.get("IpPermissions") or [], candidate.get("IpPermissionsEgress") or []
             ec2.revoke_all_rules(gid)
             prior["isolation_group_rules_removed"] = {"group": gid, "inbound": inbound, "outbound": outbound}
-            done.append(
-                f"removed {len(inbound)} inbound and {len(outbound)} outbound rule(s) from isolation group {gid}"
-            )
+            if allowed:
+                ec2.allow_https_to(gid, allowed)
+            done.append(f"reset isolation group {gid} to {rules_text(allowed)} (it had {len(inbound)} inbound and "
+                        f"{len(outbound)} outbound rule(s))")  # fmt: skip
         return gid
     tags = {ISOLATION_GROUP_TAG: "true", MANAGED_TAG: MANAGED_BY, "Name": "eks-responder-isolation"}
     # A unique name: a group squatting on a predictable name could otherwise block the creation.
@@ -260,25 +304,27 @@ def _isolation_group(ec2: EC2API, vpc: str, owners: set[str], done: list[str], p
     group = ec2.create_security_group(vpc, name, "eks-responder: no inbound or outbound traffic", tags)
     if group:
         ec2.revoke_all_rules(group)  # a new group allows all outbound traffic by default
+        if allowed:
+            ec2.allow_https_to(group, allowed)
         prior["isolation_group_created"] = group
-    done.append(f"created isolation group {group or '(dry run)'} in {vpc}")
+    done.append(f"created isolation group {group or '(dry run)'} in {vpc} ({rules_text(allowed)})")
     return group
 
 
-def verify(ec2: EC2API, instance_id: str, group: str) -> str | None:
-    """Read back: why the instance is not isolated, or None when every ENI is only in the rule-less group."""
+def verify(ec2: EC2API, instance_id: str, group: str, allowed: list[str]) -> str | None:
+    """Read back: why the instance is not isolated, or None when every ENI is only in the isolation group."""
     found = ec2.describe_instance(instance_id)
     if found is None:
         return None
-    return _only_in(found.get("NetworkInterfaces", []), ec2, group)
+    return _only_in(found.get("NetworkInterfaces", []), ec2, group, allowed)
 
 
-def verify_interfaces(ec2: EC2API, interfaces: list[str], group: str) -> str | None:
-    """Read back: why these ENIs are not isolated, or None when each is only in the rule-less group."""
-    return _only_in(ec2.network_interfaces({"network-interface-id": interfaces}), ec2, group)
+def verify_interfaces(ec2: EC2API, interfaces: list[str], group: str, allowed: list[str]) -> str | None:
+    """Read back: why these ENIs are not isolated, or None when each is only in the isolation group."""
+    return _only_in(ec2.network_interfaces({"network-interface-id": interfaces}), ec2, group, allowed)
 
 
-def _only_in(interfaces: list[dict[str, Any]], ec2: EC2API, group: str) -> str | None:
+def _only_in(interfaces: list[dict[str, Any]], ec2: EC2API, group: str, allowed: list[str]) -> str | None:
     wrong = {str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])] for e in interfaces}
     wrong = {eni: groups for eni, groups in wrong.items() if groups != [group]}
     if wrong:
@@ -286,6 +332,6 @@ def _only_in(interfaces: list[dict[str, Any]], ec2: EC2API, group: str) -> str |
     current = ec2.security_group(group)
     if current is None:
         return f"isolation group {group} does not exist"
-    if current.get("IpPermissions") or current.get("IpPermissionsEgress"):
-        return f"isolation group {group} has rules"
+    if not _holds(current, allowed):
+        return f"isolation group {group} has rules other than {rules_text(allowed)}"
     return None

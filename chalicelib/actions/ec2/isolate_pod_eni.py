@@ -15,7 +15,9 @@ from chalicelib.actions.ec2.isolate_instance import (
     _isolation_group,
     _move,
     _untracking_group,
+    forensic_egress,
     put_back,
+    rules_text,
     verify_interfaces,
 )
 
@@ -85,7 +87,8 @@ class IsolatePodEni(Action):
         groups = {str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])] for e in found}
         done: list[str] = []
         prior: dict[str, Any] = {"network_interfaces": groups, "vpc": vpc}
-        group = _isolation_group(ec2, vpc, owners, done, prior)
+        allowed = forensic_egress(ctx, ec2, vpc)
+        group = _isolation_group(ec2, vpc, owners, done, prior, allowed)
         to_move = {eni: was for eni, was in groups.items() if was != [group]}
         if to_move:
             through = _untracking_group(ec2, vpc, done) if group else ""
@@ -98,12 +101,12 @@ class IsolatePodEni(Action):
         prior["isolation_group"] = group
         if ctx.dry_run:
             return Outcome(Status.SUCCEEDED, "; ".join(done) or f"pod {target}'s branch ENI is already isolated", prior)
-        problem = verify_interfaces(ec2, list(groups), group)
+        problem = verify_interfaces(ec2, list(groups), group, allowed)
         if problem:
             return Outcome(Status.FAILED, f"isolation of pod {target}'s branch ENI does not hold: {problem}", prior)
         if not to_move:
             return Outcome(Status.SKIPPED, f"pod {target}'s branch ENI is already isolated in {group} (verified)")
-        return Outcome(Status.SUCCEEDED, "; ".join(done) + f"; verified: only in {group}, no rules", prior)
+        return Outcome(Status.SUCCEEDED, "; ".join(done) + f"; verified: only in {group}, {rules_text(allowed)}", prior)
 
     def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
         ec2 = aws(ctx)
