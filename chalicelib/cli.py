@@ -80,6 +80,18 @@ def _human(result: dict[str, Any], out: TextIO) -> None:
     if result.get("duplicate"):  # the incident table has it already (a redelivery, or another copy of it)
         out.write(f"  duplicate of incident {result['incident_id']}: {result['reason']}\n")
         return
+    if "capture" in result or "ignored" in result:  # a memory capture's end, described or not ours
+        capture = result.get("capture")
+        line = (
+            (
+                f"memory capture on {capture['instance']} (SSM command {capture['command']}) ended: "
+                f"{capture['status']}; {result['note']}"
+            )
+            if capture
+            else f"not reported: {result['ignored']}"
+        )
+        out.write(f"  {line}\n")
+        return
     if "incident" not in result:  # a flow-log delivery with nothing found
         out.write(f"  {result.get('reason') or result.get('delivery')}\n")
         return
@@ -181,6 +193,9 @@ def _replay_one(
     worst = 0
     for index, event in enumerate(events):
         ref = str(path) if len(events) == 1 else f"{path}#{index}"
+        if _is_capture_status(event):
+            _emit(args, out, {"event": ref, **_capture_status(args, event)})
+            continue
         result = intake.handle(event, responder, mode, raw_ref=ref, ledger=ledger, notifiers=notifiers)
         if args.show_messages and "duplicate" not in result:
             result["message"] = slack_message.build(result)
@@ -192,6 +207,31 @@ def _replay_one(
             worst = max(worst, EXIT_ACTION_FAILED)
         _emit(args, out, {"event": ref, **result})
     return worst
+
+
+def _is_capture_status(event: Any) -> bool:
+    from chalicelib.response.captures import DETAIL_TYPE
+
+    return isinstance(event, dict) and event.get("source") == "aws.ssm" and event.get("detail-type") == DETAIL_TYPE
+
+
+def _capture_status(args: argparse.Namespace, event: dict[str, Any]) -> dict[str, Any]:
+    """A memory capture's end: reported (manifest, audit, message) with --live; described otherwise."""
+    from chalicelib import wiring
+    from chalicelib.actions.ec2.memory_document import document_name
+    from chalicelib.response.captures import NotOursError, parse
+
+    settings = Settings.from_env()
+    if args.live:
+        reported = wiring.handle_capture_status(event, settings)
+        reported.pop("event_id", None)
+        return reported
+    try:
+        ended = parse(event, document_name(settings.stage))
+    except NotOursError as exc:
+        return {"ignored": str(exc)}
+    return {"capture": {"command": ended.command, "instance": ended.instance, "status": ended.status},
+            "note": "a memory capture ended: --live writes its manifest and tells it"}  # fmt: skip
 
 
 def _flow_settings(args: argparse.Namespace) -> Settings:

@@ -55,6 +55,7 @@ _TAGGED = {
     ("autoscaling", "DetachInstances"),
     ("autoscaling", "EnterStandby"),
     ("autoscaling", "ExitStandby"),
+    ("ssm", "SendCommand"),
 }
 
 
@@ -112,6 +113,7 @@ def _tags_of(
             return {name: {t["Key"]: t["Value"] for g in groups for t in g.get("Tags", [])}}
         ec2 = session.client("ec2", endpoint_url=endpoint)
         ids = [params[k] for k in ("InstanceId", "GroupId") if k in params] + list(params.get("Resources", []))
+        ids += list(params.get("InstanceIds", [])) if service == "ssm" else []
         found = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": ids}])["Tags"] if ids else []
         tags: dict[str, dict[str, str]] = {i: {} for i in ids}
         for tag in found:
@@ -165,6 +167,8 @@ def install(patch: pytest.MonkeyPatch) -> None:
                                                  intake.handle_incident))  # fmt: skip
     patch.setattr(wiring, "refresh_key_policies", _as(lambda *_, **__: "refresh_key_policies",
                                                       wiring.refresh_key_policies))  # fmt: skip
+    patch.setattr(wiring, "handle_capture_status", _as(lambda *_, **__: "on_memory_capture_status",
+                                                       wiring.handle_capture_status))  # fmt: skip
     patch.setattr(wiring, "flow_log_objects", _as(lambda *_, **__: "on_flow_log_object", wiring.flow_log_objects))
     patch.setattr(wiring, "handle_flow_log_payload", _as(lambda *_, **__: "on_flow_logs",
                                                          wiring.handle_flow_log_payload))  # fmt: skip

@@ -140,6 +140,9 @@ def _ids(call: Call) -> dict[str, list[str]]:
         add("repository", p.get("repositoryName"))
     elif call.service == "sts":
         add("role", p.get("RoleArn"))
+    elif call.service == "ssm":
+        add("document", p.get("DocumentName"))
+        add("instance", *p.get("InstanceIds", []))
     return found
 
 
@@ -169,6 +172,7 @@ def _arn(call: Call, kind: str, value: str) -> str:
         "bucket": f"arn:aws:s3:::{value}",
         "table": f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{value}",
         "secret": f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{value}-AbCdEf",
+        "document": f"arn:aws:ssm:{region}:{ACCOUNT}:document/{value}",
         "repository": f"arn:aws:ecr:{region}:{call.params.get('registryId', ACCOUNT)}:repository/{value}",
     }
     assert kind in built, (call.service, kind)
@@ -200,7 +204,8 @@ def authorisations(call: Call) -> list[Authorisation]:
             if not resource_level or not _documented(action, arn):
                 continue  # the action is not authorised on this kind of resource
             tags = call.tags.get(value, {})
-            checks.append(Authorisation(action, arn, {f"aws:ResourceTag/{k}": v for k, v in tags.items()}))
+            key = "ssm:resourceTag" if call.service == "ssm" else "aws:ResourceTag"  # SSM's own condition key
+            checks.append(Authorisation(action, arn, {f"{key}/{k}": v for k, v in tags.items()}))
     if not checks:
         checks.append(Authorisation(action, "*"))
     for spec in call.params.get("TagSpecifications", []):  # tags set on creation: ec2:CreateTags too

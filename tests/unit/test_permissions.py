@@ -93,20 +93,25 @@ def test_no_wildcard_actions_and_every_action_exists() -> None:
 # What parliament (with its community auditors) still reports for a deployed stage, and why each
 # is inherent to an incident responder (README, "IAM: what the analyser still reports").
 PREFIX_LISTS = ("RESOURCE_STAR", ("ec2:getmanagedprefixlistentries",))
+# SendCommand authorizes the document and the instance separately; the analyser wants the document
+# in every statement, but the instance statement carries the EKS-node condition the document cannot.
+SEND_COMMAND = ("RESOURCE_MISMATCH", ("{'action': 'ssm:sendcommand', 'required_format': 'arn:*:ssm:*:*:document/*'}",))
 INHERENT = {
     "on_guardduty_finding": {
         ("PERMISSIONS_MANAGEMENT_ACTIONS", ("iam:deleterolepolicy", "iam:putrolepolicy", "iam:updateaccesskey")),
         ("CREDENTIALS_EXPOSURE", ("iam:updateaccesskey",)),
         PREFIX_LISTS,
+        SEND_COMMAND,
     },
     # the same playbooks as GuardDuty's own function: its findings, through Security Hub
     "on_securityhub_finding": {
         ("PERMISSIONS_MANAGEMENT_ACTIONS", ("iam:deleterolepolicy", "iam:putrolepolicy", "iam:updateaccesskey")),
         ("CREDENTIALS_EXPOSURE", ("iam:updateaccesskey",)),
         PREFIX_LISTS,
+        SEND_COMMAND,
     },
-    "on_flow_logs": {PREFIX_LISTS},
-    "on_flow_log_object": {PREFIX_LISTS},
+    "on_flow_logs": {PREFIX_LISTS, SEND_COMMAND},
+    "on_flow_log_object": {PREFIX_LISTS, SEND_COMMAND},
     "on_kms_api_call": {
         (
             "PERMISSIONS_MANAGEMENT_ACTIONS",
