@@ -76,12 +76,13 @@ class S3Evidence:
     def read(self, key: str, limit: int) -> bytes | None:
         """At most `limit` bytes of an object (None when there is none): small records only."""
         try:
-            found = self._s3.get_object(Bucket=self._bucket, Key=self._key(key), Range=f"bytes=0-{limit - 1}")
+            found = self._s3.get_object(Bucket=self._bucket, Key=self._key(key))
         except self._s3.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                 return None
             raise
-        data: bytes = found["Body"].read(limit)
+        with found["Body"] as body:  # the first `limit` bytes; the rest is never read
+            data: bytes = body.read(limit)
         return data
 
     def presign(self, key: str, method: str, seconds: int) -> str | None:

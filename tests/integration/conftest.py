@@ -233,11 +233,11 @@ def aws_session(local_stack: devstack.LocalStack, monkeypatch: pytest.MonkeyPatc
 def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session: Any) -> Iterator[Any]:
     built: list[Responder] = []
 
-    def build(rules: Any = None, **settings: Any) -> Responder:
+    def build(rules: Any = None, evidence: Any = None, **settings: Any) -> Responder:
         current = Settings(kubeconfig=local_stack.responder_kubeconfig, evidence_dir=tmp_path / "evidence", **settings)
         connector = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=lambda: None, region="us-east-1")
         assert current.evidence_dir is not None
-        evidence = FolderEvidence(current.evidence_dir)
+        evidence = evidence or FolderEvidence(current.evidence_dir)
         aws = AwsConnector(lambda: aws_session)
         identity = IdentityConnector(lambda: aws_session)
         rules = rules or load_rules(DEFAULT_RULES_FILE)

@@ -90,10 +90,13 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
     assert events["RefreshKeyPolicies"]["Schedule"] == "rate(1 hour)"
 
 
-def test_the_spoke_and_forwarding_templates_pass_cfn_lint() -> None:
+def test_the_spoke_forwarding_and_memory_capture_templates_pass_cfn_lint() -> None:
     templates = sorted((ROOT / "deploy" / "spoke").glob("spoke-role-*.json"))
     assert [t.name for t in templates] == ["spoke-role-dev.json", "spoke-role-prod.json"]
     templates.append(ROOT / "deploy" / "regions" / "forward-to-hub.json")
+    documents = sorted((ROOT / "deploy" / "ssm").glob("memory-capture-*.json"))
+    assert [t.name for t in documents] == ["memory-capture-dev.json", "memory-capture-prod.json"]
+    templates.extend(documents)
     lint = subprocess.run([str(BIN / "cfn-lint"), "--format", "parseable", *map(str, templates)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert lint.returncode == 0, lint.stdout + lint.stderr

@@ -63,7 +63,7 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 put() { curl -fsS --retry 3 -H "Content-MD5: $(openssl md5 -binary "$1" | base64)" -T "$1" "$2"; }
 curl -fsS --retry 3 -o avml '{{ToolUrl}}'
-echo '{{ToolSha256}}  avml' | sha256sum -c -
+printf '%s  avml\n' '{{ToolSha256}}' | sha256sum -c -
 chmod 700 avml
 {
   echo "== captured $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"; uname -a; cat /proc/uptime
