@@ -66,6 +66,7 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
         "RefreshKeyPolicies",
         "APIHandler",  # the Slack approval route
         "ExpirePlans",
+        "OnMemoryCaptureStatus",  # the end of a memory capture
     }
     events = {
         name: next(iter(f["Properties"]["Events"].values()))["Properties"]
