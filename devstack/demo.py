@@ -18,8 +18,9 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
 
 from chalicelib.actions.base import INCIDENT_LABEL, INVESTIGATION_LABEL, QUARANTINE_LABEL
+from chalicelib.actions.ec2.capture_memory import CAPTURE_TAG
 from chalicelib.actions.k8s.block_image import IMAGE_ANNOTATION
-from devstack import accounts_demo, approval_demo, securityhub_demo, seed, stack
+from devstack import accounts_demo, approval_demo, capture_demo, securityhub_demo, seed, stack
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_POLICY = create_global_resource("kyverno.io", "v1", "ClusterPolicy", "clusterpolicies")
@@ -85,12 +86,14 @@ def _show_instances(env: dict[str, str], seeded: seed.SeededCluster) -> None:
         snapshots = ec2.describe_snapshots(OwnerIds=["self"], Filters=tagged)["Snapshots"]
         addresses = {a["PrivateIpAddress"] for e in found["NetworkInterfaces"] for a in e["PrivateIpAddresses"]}
         targets = sorted({g for key in (instance_id, *addresses) for g in serving.get(key, [])})
+        capture = {t["Key"]: t["Value"] for t in found.get("Tags", [])}.get(CAPTURE_TAG, "")
         print(
             f"  {instance_id} ({node}): {len(found['NetworkInterfaces'])} ENIs in {', '.join(groups)}; "
             f"termination protection {'on' if protected['DisableApiTermination']['Value'] else 'off'}; "
             f"scale-in protection {'on' if scaling and scaling[0]['ProtectedFromScaleIn'] else 'off'}; "
             f"{scaling[0]['LifecycleState'] if scaling else 'no Auto Scaling group'}; "
             f"load balancer targets: {', '.join(targets) or 'none'}; {len(snapshots)} snapshot(s)"
+            f"{'; memory capture started (SSM command ' + capture.split('/')[-1] + ')' if capture else ''}"
         )
     for acl in ec2.describe_network_acls()["NetworkAcls"]:
         for entry in acl["Entries"]:
@@ -145,7 +148,7 @@ def main() -> int:
         seeded = seed.seed(running)
         env = {**os.environ, **running.env(), "EVIDENCE_BUCKET": seeded.evidence_bucket, "DRY_RUN": "false",
                "MAX_NODES_CORDONED_PER_HOUR": "3", "SNS_TOPIC_ARN": seeded.topic_arn,
-               "CLUSTERS": "demo"}  # fmt: skip
+               "CLUSTERS": "demo", "AVML_SHA256": seed.AVML_SHA256}  # fmt: skip
         say("Replaying events/ live, as the responder identity (RBAC: the generated ClusterRole only)")
         cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", "--show-messages",
                str(ROOT / "events")]  # fmt: skip
@@ -158,6 +161,7 @@ def main() -> int:
         _show_sns(env, seeded.queue_url)
         with seed.admin_client(running) as client:
             code = approval_demo.run(env, client) or code
+        code = capture_demo.run(env, seeded.evidence_bucket) or code
         code = securityhub_demo.run(env) or code
         code = accounts_demo.run(env) or code
         say("Stopping everything the demo started")

@@ -8,6 +8,7 @@ the same on every run: the project's events/ name them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.request
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ EXPECTED_NODES = (
     ("i-8230151cfc191d475", "ip-10-24-214-92.ec2.internal"),
 )
 EVIDENCE_BUCKET = "eks-responder-evidence-demo"
+AVML_STAND_IN = b"#!/bin/sh\n# stands in for the AVML binary: the local stack runs no node\n"
+AVML_SHA256 = hashlib.sha256(AVML_STAND_IN).hexdigest()
 NODE_GROUP_ASG = "eks-general-demo"
 DEVELOPER_ROLE = "developer"
 CONTRACTOR_ROLE = "contractor"  # the caller of the Tor finding
@@ -129,6 +132,11 @@ def _aws(stack: LocalStack) -> dict[str, str]:
     _registry(session, stack)
     s3 = session.client("s3", endpoint_url=stack.moto_url)
     s3.create_bucket(Bucket=EVIDENCE_BUCKET)
+    # ec2:capture-memory's set-up, as the README tells: the tool in the bucket, the document bound to it
+    s3.put_object(Bucket=EVIDENCE_BUCKET, Key="evidence/tools/avml", Body=AVML_STAND_IN)
+    from deploy.prerequisites import memory_capture_document
+
+    memory_capture_document(session.client("ssm", endpoint_url=stack.moto_url), "local", EVIDENCE_BUCKET)
     return dict(found)
 
 

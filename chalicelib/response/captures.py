@@ -140,8 +140,8 @@ def report_ended(event: dict[str, Any], document: str, evidence: EvidenceSink | 
         logger.warning("capture status not reported", extra={"event_id": event.get("id"), "reason": str(exc)})
         return {"event_id": event.get("id"), "ignored": str(exc)}
     incident = incident_from_state(record["incident"])
-    reason = f"the memory capture of {ended.instance} started by this incident ended: {ended.status}"
-    report = Report(incident, "memory-capture", reason, Mode.LIVE, (result,), evidence=evidence.location(
-        str(record["evidence"])))  # fmt: skip
+    note = f"the memory capture of {ended.instance} this incident started has ended: {ended.status}"
+    report = Report(incident, "memory-capture", None, Mode.LIVE, (result,), notes=(note,),
+                    evidence=evidence.location(str(record["evidence"])))  # fmt: skip
     audit.record(report, ended.event_id)
     return told({"event_id": ended.event_id, **report.to_dict()}, notifiers)

@@ -68,7 +68,7 @@ def running_client(running: stack.LocalStack, service: str) -> Any:
 
 
 def _statuses(result: dict[str, Any]) -> list[tuple[str, str, str]]:
-    return [(a["action"], a["target"], a["status"]) for a in result["actions"]]
+    return [(a["action"], a["target"], a["status"]) for a in result.get("actions", [])]
 
 
 def _cordoned(results: dict[str, dict[str, Any]]) -> list[str]:

@@ -100,9 +100,13 @@ def test_the_capture_is_sent_uploaded_through_its_urls_and_its_end_reported(
     assert folder + "memory.lime" in parameters["ImageUrl"][0]
     # the node is tagged with it, and a second run of the same incident sends nothing
     tags = {t["Key"]: t["Value"] for t in fleet.instance(target)["Tags"]}
-    assert tags[CAPTURE_TAG] == f"{found.id}/{command['CommandId']}"
+    assert tags[CAPTURE_TAG].startswith(f"{found.id}/{command['CommandId']}/")
     (again,) = responder.handle(found, Mode.LIVE).actions
     assert again.status.value == "skipped"
+    # ... nor does another finding about the same node within the hour
+    (other,) = responder.handle(replace(found, id=found.id[::-1]), Mode.LIVE).actions
+    assert other.status.value == "skipped"
+    assert "one an hour" in other.detail
     assert len(ssm.list_commands()["Commands"]) == 1
     # WHEN the node uses its URLs, and SSM says the command succeeded
     memory, volatile = b"LiME" * 1000, b"== processes\nroot 1 /sbin/init\n"
@@ -192,7 +196,7 @@ def test_the_isolation_group_lets_the_node_reach_only_the_forensics_endpoints(
     again = make_responder(rules_with("ec2:isolate-instance"), forensics_egress=(endpoints, prefix_list))
     (result,) = again.handle(replace(found, id=found.id + "0"), Mode.LIVE).actions
     assert result.status.value in {"succeeded", "skipped"}, result.detail
-    assert "reset isolation group" in result.detail
+    assert f"from isolation group {group}" in result.detail
     sg = fleet.ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]
     assert [(r["IpProtocol"], r.get("FromPort")) for r in sg["IpPermissionsEgress"]] == [("tcp", 443)]
     assert {t["Key"]: t["Value"] for t in sg["Tags"]}[ISOLATION_GROUP_TAG] == "true"

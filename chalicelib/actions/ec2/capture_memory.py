@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from pydantic import Field
@@ -12,7 +13,8 @@ from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome
 from chalicelib.actions.ec2 import memory_document
 from chalicelib.actions.ec2.common import INSTANCE_ARN, NODE_CONDITION, aws, instance, missing, tags_of, terminated
 
-CAPTURE_TAG = "eks-responder:memory-capture"  # <incident>/<command id>: one capture per incident
+CAPTURE_TAG = "eks-responder:memory-capture"  # <incident>/<command id>/<started>
+ONE_CAPTURE_EVERY = timedelta(hours=1)  # a node several findings name is captured once, not once each
 SEND_TIMEOUT_SECONDS = 600  # an agent that has not taken the command in 10 minutes never runs it
 
 
@@ -67,10 +69,9 @@ class CaptureMemory(Action):
         found = instance(ctx, target)
         if found is None or terminated(found):
             return missing(target)
-        earlier = tags_of(found).get(CAPTURE_TAG, "")
-        if earlier.startswith(f"{ctx.incident.id}/"):
-            command = earlier.split("/", 1)[1]
-            return Outcome(Status.SKIPPED, f"instance {target}: memory capture already started (SSM command {command})")
+        earlier = _earlier(tags_of(found).get(CAPTURE_TAG, ""), ctx, target)
+        if earlier is not None:
+            return earlier
         if not ctx.settings.avml_sha256:
             return Outcome(Status.SKIPPED, f"instance {target}: memory capture is not set up (AVML_SHA256 unset; "
                                            "README: Memory capture)")  # fmt: skip
@@ -91,7 +92,7 @@ class CaptureMemory(Action):
             return Outcome(Status.SUCCEEDED, f"instance {target}: memory capture not started (dry run)")
         record = memory_document.record(ctx.incident, target.name, sent, document, base, ctx.now)
         evidence.put(f"{memory_document.CAPTURES_KEY}/{sent}.json", json.dumps(record).encode(), "application/json")
-        ec2.tag([target.name], {CAPTURE_TAG: f"{ctx.incident.id}/{sent}"})
+        ec2.tag([target.name], {CAPTURE_TAG: f"{ctx.incident.id}/{sent}/{ctx.now.isoformat()}"})
         where = evidence.location(base)
         detail = (f"instance {target}: memory capture started (SSM command {sent}, document {document}): "
                   f"volatile.txt, memory.lime and SHA256SUMS to {where}/; reported when the command ends")  # fmt: skip
@@ -99,3 +100,21 @@ class CaptureMemory(Action):
             detail += ("; FORENSICS_EGRESS is unset, so an isolated node cannot reach SSM or S3: a capture still "
                        "running at isolation fails")  # fmt: skip
         return Outcome(Status.SUCCEEDED, detail, {"command_id": sent, "evidence": where})
+
+
+def _earlier(tag: str, ctx: ActionContext, target: Target) -> Outcome | None:
+    """Why no new capture starts: this incident's, or another's within the hour (None: start one)."""
+    incident, _, rest = tag.partition("/")
+    command, _, started = rest.partition("/")
+    if not command:
+        return None
+    if incident == ctx.incident.id:
+        return Outcome(Status.SKIPPED, f"instance {target}: memory capture already started (SSM command {command})")
+    try:
+        recent = ctx.now - datetime.fromisoformat(started) < ONE_CAPTURE_EVERY
+    except ValueError:
+        recent = False
+    if recent:
+        return Outcome(Status.SKIPPED, f"instance {target}: a memory capture started at {started} for incident "
+                                       f"{incident} (SSM command {command}); one an hour")  # fmt: skip
+    return None

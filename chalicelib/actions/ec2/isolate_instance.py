@@ -295,8 +295,8 @@ def _isolation_group(
             prior["isolation_group_rules_removed"] = {"group": gid, "inbound": inbound, "outbound": outbound}
             if allowed:
                 ec2.allow_https_to(gid, allowed)
-            done.append(f"reset isolation group {gid} to {rules_text(allowed)} (it had {len(inbound)} inbound and "
-                        f"{len(outbound)} outbound rule(s))")  # fmt: skip
+            done.append(f"removed {len(inbound)} inbound and {len(outbound)} outbound rule(s) from isolation group "
+                        f"{gid} ({rules_text(allowed)} now)")  # fmt: skip
         return gid
     tags = {ISOLATION_GROUP_TAG: "true", MANAGED_TAG: MANAGED_BY, "Name": "eks-responder-isolation"}
     # A unique name: a group squatting on a predictable name could otherwise block the creation.
