@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httpx2
 from lightkube import ApiError, Client, KubeConfig
-from lightkube.generic_resource import create_global_resource
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.resources.apps_v1 import DaemonSet, ReplicaSet
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Event, Node, Pod, Service, ServiceAccount
@@ -265,6 +265,62 @@ class KubeGateway:
             raise
         except httpx2.HTTPStatusError as exc:
             if exc.response.status_code == _NOT_FOUND:
+                return False
+            raise
+        self._checked(f"delete {kind}")
+        return True
+
+    @staticmethod
+    def _namespaced(api_version: str, kind: str) -> Any:
+        group, _, version = api_version.rpartition("/")
+        plural = kind.lower()[:-1] + "ies" if kind.endswith("y") else kind.lower() + "s"
+        return create_namespaced_resource(group, version, kind, plural)
+
+    def get_namespaced_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """An object of any namespaced API; None when it (or its API) is not there."""
+        try:
+            found = self._client.get(self._namespaced(api_version, kind), name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == _NOT_FOUND:
+                return None
+            raise
+        except httpx2.HTTPStatusError as exc:
+            if exc.response.status_code == _NOT_FOUND:
+                return None
+            raise
+        return _to_dict(found)
+
+    def create_namespaced_object(self, namespace: str, body: dict[str, Any]) -> str:
+        """Create a namespaced object of any API: "created", "exists" or "unsupported" (API not served)."""
+        resource = self._namespaced(str(body["apiVersion"]), str(body["kind"]))
+        try:
+            self._client.create(resource.from_dict(body), namespace=namespace, dry_run=self._dry_run)
+        except ApiError as exc:
+            if exc.status.code == 409:  # noqa: PLR2004
+                return "exists"
+            if exc.status.code == _NOT_FOUND:
+                return "unsupported"
+            raise
+        except httpx2.HTTPStatusError as exc:
+            if exc.response.status_code == _NOT_FOUND:
+                return "unsupported"
+            raise
+        self._checked(f"create {body['kind']}")
+        return "created"
+
+    def patch_namespaced_object(
+        self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> None:
+        resource = self._namespaced(api_version, kind)
+        self._client.patch(resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE,
+                           dry_run=self._dry_run)  # fmt: skip
+        self._checked(f"patch {kind}")
+
+    def delete_namespaced_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        try:
+            self._client.delete(self._namespaced(api_version, kind), name, namespace=namespace, dry_run=self._dry_run)
+        except ApiError as exc:
+            if exc.status.code == _NOT_FOUND:
                 return False
             raise
         self._checked(f"delete {kind}")

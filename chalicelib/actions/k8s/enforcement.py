@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.actions.base import ActionContext
+from chalicelib.actions.base import QUARANTINE_LABEL, QUARANTINE_POLICY, ActionContext, responder_marks
+from chalicelib.settings import MANAGED_BY
 
 _ENGINES = {"calico-node": "Calico", "cilium": "Cilium", "antrea-agent": "Antrea", "kube-router": "kube-router",
             "weave-net": "Weave Net"}  # fmt: skip
@@ -72,3 +73,42 @@ def verdict(ctx: ActionContext) -> str:
     if engine is None and not unknown and note not in ctx.notes:
         ctx.notes.append(note)
     return said
+
+
+# The engines' own deny rules win over every allow, their cluster-wide policies' included, which a
+# NetworkPolicy cannot: where one runs, isolation writes its deny policy beside the NetworkPolicy.
+CILIUM_POLICY = ("cilium.io/v2", "CiliumNetworkPolicy")
+CALICO_POLICY = ("projectcalico.org/v3", "NetworkPolicy")  # Calico's API server (not its raw CRDs)
+NATIVE_KINDS = {"Cilium": CILIUM_POLICY, "Calico": CALICO_POLICY}
+
+
+def native_spec(engine: str) -> dict[str, Any]:
+    if engine == "Cilium":
+        return {
+            "endpointSelector": {"matchLabels": {QUARANTINE_LABEL: "true"}},
+            "ingressDeny": [{"fromEntities": ["all"]}],
+            "egressDeny": [{"toEntities": ["all"]}],
+        }
+    # Calico: order 0 is evaluated first in its tier, and Deny ends the evaluation.
+    return {
+        "order": 0,
+        "selector": f"{QUARANTINE_LABEL} == 'true'",
+        "types": ["Ingress", "Egress"],
+        "ingress": [{"action": "Deny"}],
+        "egress": [{"action": "Deny"}],
+    }
+
+
+def native_policy(engine: str | None, namespace: str, incident_id: str) -> dict[str, Any] | None:
+    """The engine's own deny-all for quarantined pods of `namespace` (None for other engines)."""
+    if engine not in NATIVE_KINDS:
+        return None
+    api_version, kind = NATIVE_KINDS[engine]
+    labels, annotations = responder_marks(incident_id)
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": QUARANTINE_POLICY, "namespace": namespace,
+                     "labels": {**labels, "app.kubernetes.io/name": MANAGED_BY}, "annotations": annotations},
+        "spec": native_spec(engine),
+    }  # fmt: skip

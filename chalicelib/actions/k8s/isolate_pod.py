@@ -128,6 +128,45 @@ def verify(kube: KubeAPI, namespace: str, name: str) -> str | None:  # noqa: PLR
     return None
 
 
+def _ensure_native(ctx: ActionContext, namespace: str, done: list[str], prior: dict[str, Any]) -> str | None:
+    """Where Cilium or Calico enforces, its own deny-all for quarantined pods (whose deny beats any
+    allow, cluster-wide policies' included); what it is, for the read-back (None: not written)."""
+    engine, _ = enforcement.check(ctx)
+    body = enforcement.native_policy(engine, namespace, ctx.incident.id)
+    if body is None or engine is None:
+        return None
+    api_version, kind = body["apiVersion"], body["kind"]
+    where = f"{kind} {namespace}/{QUARANTINE_POLICY}"
+    answer = ctx.kube.create_namespaced_object(namespace, body)
+    if answer == "unsupported":
+        done.append(f"{engine} runs but its policy API {api_version} is not served: {where} not written")
+        return None
+    if answer == "created":
+        done.append(f"created {where} ({engine}'s deny rules win over any allow, cluster-wide ones included)")
+        prior["native_policy_created"] = [api_version, kind]
+        return engine
+    current = ctx.kube.get_namespaced_object(api_version, kind, namespace, QUARANTINE_POLICY) or {}
+    if current.get("spec") != body["spec"]:  # someone else's object under our name: made ours, theirs kept
+        nulls = dict.fromkeys((current.get("spec") or {}), None)
+        ctx.kube.patch_namespaced_object(api_version, kind, namespace, QUARANTINE_POLICY,
+                                         {"spec": {**nulls, **body["spec"]}})  # fmt: skip
+        done.append(f"repaired {where}: now deny-all")
+        prior["native_policy_repaired"] = {"kind": kind, "spec": current.get("spec")}
+    return engine
+
+
+def _native_problem(kube: KubeAPI, namespace: str, engine: str | None) -> str | None:
+    """Read back the engine's deny policy the run wrote or checked."""
+    if engine is None:
+        return None
+    body = enforcement.native_policy(engine, namespace, "-")
+    assert body is not None
+    found = kube.get_namespaced_object(body["apiVersion"], body["kind"], namespace, QUARANTINE_POLICY)
+    if found is None or found.get("spec") != body["spec"]:
+        return f"{body['kind']} {namespace}/{QUARANTINE_POLICY} is missing or not deny-all"
+    return None
+
+
 class IsolatePod(Action):
     """Quarantine the pod: deny-all NetworkPolicy, out of every selector that could let traffic
     through, verified by reading back. Only CNIs that enforce NetworkPolicy cut the traffic.
@@ -146,10 +185,18 @@ class IsolatePod(Action):
         RBACRule("", "services", ("list",)),
         RBACRule("networking.k8s.io", "networkpolicies", ("get", "list", "create", "patch")),
         RBACRule("apps", "daemonsets", ("list",)),  # is a NetworkPolicy engine running at all?
+        # where Cilium or Calico runs, its own deny policy too (enforcement.native_policy)
+        # (RBAC cannot limit create to a name: create any, read and change only ours)
+        RBACRule("cilium.io", "ciliumnetworkpolicies", ("create",)),
+        RBACRule("cilium.io", "ciliumnetworkpolicies", ("get", "patch"), (QUARANTINE_POLICY,)),
+        RBACRule("projectcalico.org", "networkpolicies", ("create",)),
+        RBACRule("projectcalico.org", "networkpolicies", ("get", "patch"), (QUARANTINE_POLICY,)),
     )
 
     release_rbac: ClassVar[tuple[RBACRule, ...]] = (
         RBACRule("networking.k8s.io", "networkpolicies", ("delete",), (QUARANTINE_POLICY,)),
+        RBACRule("cilium.io", "ciliumnetworkpolicies", ("delete",), (QUARANTINE_POLICY,)),
+        RBACRule("projectcalico.org", "networkpolicies", ("delete",), (QUARANTINE_POLICY,)),
     )
     releases = (
         "gives the pod its labels back (so it rejoins its workload and Services), restores the selectors of the "
@@ -193,6 +240,9 @@ class IsolatePod(Action):
             if prior.get("network_policy_created"):
                 ctx.kube.delete_network_policy(namespace, QUARANTINE_POLICY)
                 done.append(f"deleted NetworkPolicy {namespace}/{QUARANTINE_POLICY}")
+            created = prior.get("native_policy_created")
+            if created and ctx.kube.delete_namespaced_object(created[0], created[1], namespace, QUARANTINE_POLICY):
+                done.append(f"deleted {created[1]} {namespace}/{QUARANTINE_POLICY} ({created[0]})")
         if pod is None and not done:
             return missing(target)
         return Outcome(Status.SUCCEEDED, "; ".join(done))
@@ -215,6 +265,7 @@ class IsolatePod(Action):
         prior: dict[str, Any] = {}
         # The policy goes first, so the pod is never labelled without the policy that isolates it.
         self._ensure_policy(ctx, namespace, done, prior)
+        native = _ensure_native(ctx, namespace, done, prior)
 
         current = _labels(pod)
         labels, annotations = responder_marks(ctx.incident.id, pod)
@@ -244,7 +295,7 @@ class IsolatePod(Action):
         if ctx.dry_run:
             return Outcome(Status.SUCCEEDED, f"{'; '.join(done) or f'pod {target} is already isolated'}; {enforced}",
                            prior)  # fmt: skip
-        problem = verify(ctx.kube, namespace, target.name)
+        problem = verify(ctx.kube, namespace, target.name) or _native_problem(ctx.kube, namespace, native)
         if problem:
             so_far = f" (done: {'; '.join(done)})" if done else ""
             return Outcome(Status.FAILED, f"isolation of pod {target} does not hold: {problem}{so_far}", prior)
