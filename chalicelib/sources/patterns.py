@@ -11,7 +11,7 @@ GUARDDUTY_FINDING: dict[str, Any] = {
 }
 
 # GuardDuty's findings as Security Hub passes them on (ASFF, and OCSF in Security Hub's newer
-# form), and Inspector's on ECR images (ASFF): the function never wakes for Config findings.
+# form), and Inspector's on ECR images (both forms): the function never wakes for Config findings.
 SECURITYHUB_GUARDDUTY_FINDING: dict[str, Any] = {
     "source": ["aws.securityhub"],
     "detail-type": ["Security Hub Findings - Imported", "Findings Imported V2"],
@@ -20,6 +20,14 @@ SECURITYHUB_GUARDDUTY_FINDING: dict[str, Any] = {
         # Inspector's image findings (its EC2 and Lambda ones are not the responder's)
         {"detail": {"findings": {"ProductName": ["Inspector"], "Resources": {"Type": ["AwsEcrContainerImage"]}}}},
         {"detail": {"findings": {"metadata": {"product": {"name": ["GuardDuty"]}}}}},
+        {
+            "detail": {
+                "findings": {
+                    "metadata": {"product": {"name": ["Inspector"]}},
+                    "resources": {"type": ["AWS::ECR::ContainerImage", "AwsEcrContainerImage"]},
+                }
+            }
+        },
     ],
 }
 

@@ -3,7 +3,9 @@
 Both of Security Hub's event forms are read: `Security Hub Findings - Imported` (ASFF) and
 `Findings Imported V2` (OCSF). Only a finding GuardDuty produced is taken (ASFF: the product ARN
 `…::product/aws/guardduty`, which only GuardDuty can import under; OCSF: product GuardDuty and a
-GuardDuty finding ARN); anything else is an error that says so.
+GuardDuty finding ARN), or one of Inspector's on an ECR image (rewritten into Inspector's own
+event and parsed by its code, so the finding ARN and image are checked there); anything else is
+an error that says so.
 
 The incident's id is the GuardDuty finding id, so a native `GuardDuty Finding` event and its
 Security Hub copy are one incident: whichever comes second is a duplicate. The copy names
@@ -169,6 +171,54 @@ def _inspector_event(event: dict[str, Any], finding: dict[str, Any]) -> dict[str
             "detail": {k: v for k, v in detail.items() if v is not None}}  # fmt: skip
 
 
+_OCSF_IMAGE_TYPES = {"AWS::ECR::ContainerImage", "AwsEcrContainerImage"}
+_ECR_IMAGE_ARN = re.compile(r"^arn:aws[a-z-]*:ecr:[a-z0-9-]+:(\d{12}):repository/(.{2,256})/(sha256:[0-9a-f]{64})$")
+_OCSF_LABEL = {1: "INFORMATIONAL", 2: "LOW", 3: "MEDIUM", 4: "HIGH", 5: "CRITICAL", 6: "CRITICAL"}
+_OCSF_CLOSED = {3, 4}  # Suppressed, Resolved
+
+
+def _yes_no(value: Any) -> str | None:
+    return ("YES" if value else "NO") if isinstance(value, bool) else None
+
+
+def _inspector_ocsf_event(event: dict[str, Any], finding: dict[str, Any]) -> dict[str, Any]:
+    """An Inspector image finding as Security Hub's OCSF form carries it (a Vulnerability Finding),
+    in the shape of Inspector's own event, like the ASFF form."""
+    images = [r for r in map(_obj, _items(finding.get("resources"))) if _text(r.get("type")) in _OCSF_IMAGE_TYPES]
+    if not images:
+        raise EventError("an Inspector finding from Security Hub that is not about an ECR image: not acted on")
+    uid, data = _text(images[0].get("uid")), _obj(images[0].get("data"))
+    match = _ECR_IMAGE_ARN.match(uid)
+    registry, repository, digest = match.groups() if match else (None, None, None)
+    info = _dict(finding.get("finding_info"), "finding_info")
+    vulnerability = _obj(next(iter(_items(finding.get("vulnerabilities"))), {}))
+    cve = _obj(vulnerability.get("cve"))
+    severity_id, status_id = finding.get("severity_id"), finding.get("status_id")
+    label = _OCSF_LABEL.get(severity_id, "") if isinstance(severity_id, int) else ""
+    closed = status_id in _OCSF_CLOSED or _text(finding.get("status")) in {"Suppressed", "Resolved"}
+    detail = {
+        "findingArn": info.get("uid"), "awsAccountId": _obj(_obj(finding.get("cloud")).get("account")).get("uid"),
+        "type": "PACKAGE_VULNERABILITY", "title": _text(info.get("title")),
+        "severity": label or _text(finding.get("severity")).upper() or "UNTRIAGED",
+        "status": "CLOSED" if closed else "ACTIVE",
+        "fixAvailable": _yes_no(vulnerability.get("is_fix_available")),
+        "exploitAvailable": _yes_no(vulnerability.get("is_exploit_available")),
+        "packageVulnerabilityDetails": {"vulnerabilityId": cve.get("uid")},
+        "resources": [{"type": "AWS_ECR_CONTAINER_IMAGE", "id": uid, "region": images[0].get("region"),
+                       "details": {"awsEcrContainerImage": {
+                           "repositoryName": data.get("repositoryName") or repository,
+                           "registry": data.get("registry") or registry,
+                           "imageHash": data.get("imageHash") or digest,
+                           "imageTags": data.get("imageTags") or []}}}],
+    }  # fmt: skip
+    epss = _obj(cve.get("epss")).get("score")
+    if isinstance(epss, (int, float)) and not isinstance(epss, bool):
+        detail["epss"] = {"score": float(epss)}
+    return {"id": event.get("id"), "source": "aws.inspector2", "detail-type": "Inspector2 Finding",
+            "account": event.get("account"), "region": event.get("region"),
+            "detail": {k: v for k, v in detail.items() if v is not None}}  # fmt: skip
+
+
 def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
     """The Security Hub copy as an incident with the GuardDuty finding's id (the responder reads the
     native finding before acting, see the module's docstring), or an Inspector image finding as
@@ -182,6 +232,9 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
     if detail_type == ASFF and _INSPECTOR_PRODUCT.match(_text(finding.get("ProductArn"))):
         native = ecr.to_incident(_inspector_event(event, finding), raw_ref)
         return replace(native, details={**native.details, "via": "Security Hub (ASFF)"})
+    if detail_type == OCSF and _text(_obj(_obj(finding.get("metadata")).get("product")).get("name")) == "Inspector":
+        native = ecr.to_incident(_inspector_ocsf_event(event, finding), raw_ref)
+        return replace(native, details={**native.details, "via": "Security Hub (OCSF)"})
     if detail_type == ASFF:
         facts = _asff(finding)
     elif detail_type == OCSF:

@@ -156,6 +156,31 @@ def test_an_inspector_image_finding_from_security_hub_is_inspectors_own_incident
     assert copy_.details["via"] == "Security Hub (ASFF)"
 
 
+def test_inspectors_ocsf_copy_is_the_same_incident_as_its_asff_copy_and_the_native_event() -> None:
+    asff = registry.to_incident(load_json(EVENTS / "securityhub" / "asff-copy-of-inspector-image-finding.json"))
+    ocsf = registry.to_incident(load_json(EVENTS / "securityhub" / "ocsf-copy-of-inspector-image-finding.json"))
+    assert ocsf.id == asff.id
+    assert replace(ocsf, event_id=None, raw_ref=None, details={}) == replace(
+        asff, event_id=None, raw_ref=None, details={})  # fmt: skip
+    assert {k: v for k, v in ocsf.details.items() if k != "via"} == {
+        k: v for k, v in asff.details.items() if k != "via"}  # fmt: skip
+    assert ocsf.details["via"] == "Security Hub (OCSF)"
+
+
+def test_inspectors_ocsf_copy_keeps_its_severity_status_and_exploit_facts() -> None:
+    event = load_json(EVENTS / "securityhub" / "ocsf-copy-of-inspector-image-finding.json")
+    finding = event["detail"]["findings"][0]
+    finding.update({"severity_id": 5, "severity": "Critical"})
+    finding["vulnerabilities"][0]["is_exploit_available"] = True
+    critical = registry.to_incident(event)
+    assert critical.severity.label == "critical"
+    finding.update({"status_id": 4, "status": "Resolved"})
+    assert registry.to_incident(event).details != critical.details  # a closed finding is said to be closed
+    finding["resources"][0]["type"] = "AWS::EC2::Instance"
+    with pytest.raises(EventError, match="not about an ECR image"):
+        registry.to_incident(event)
+
+
 def test_an_inspector_finding_not_about_an_image_is_refused() -> None:
     event = load_json(EVENTS / "securityhub" / "asff-copy-of-inspector-image-finding.json")
     event["detail"]["findings"][0]["Resources"][0]["Type"] = "AwsEc2Instance"
