@@ -132,16 +132,18 @@ def _matches(pattern: Any, event: Any) -> bool:
 def test_only_guardduty_findings_in_security_hub_reach_the_security_hub_function() -> None:
     pattern = patterns.SECURITYHUB_GUARDDUTY_FINDING
     copies = [load_json(p) for p in sorted((EVENTS / "securityhub").glob("*.json"))]
-    assert len(copies) == 3
+    assert len(copies) == 4
     assert all(_matches(pattern, c) for c in copies)
     ec2_inspector = json.loads(json.dumps(copies[1]))  # Inspector on an EC2 instance: not the responder's
     ec2_inspector["detail"]["findings"][0]["Resources"][0]["Type"] = "AwsEc2Instance"
+    ocsf_ec2_inspector = json.loads(json.dumps(copies[3]))  # the same, in the OCSF form
+    ocsf_ec2_inspector["detail"]["findings"][0]["resources"][0]["type"] = "AWS::EC2::Instance"
     config = json.loads(json.dumps(copies[0]))  # an AWS Config finding, in both forms: not ours
     config["detail"]["findings"][0].update(ProductName="Config", ProductArn="arn:aws:securityhub:::product/aws/config")
     ocsf_config = json.loads(json.dumps(copies[2]))
     ocsf_config["detail"]["findings"][0]["metadata"]["product"]["name"] = "Config"
     native = load_json(EVENTS / "guardduty" / "execution-runtime-reverse-shell.json")
-    assert not any(_matches(pattern, e) for e in (config, ocsf_config, native, ec2_inspector))
+    assert not any(_matches(pattern, e) for e in (config, ocsf_config, native, ec2_inspector, ocsf_ec2_inspector))
     # and the reference matcher agrees with moto's where moto can judge (no lists of objects)
     assert _matches(patterns.GUARDDUTY_FINDING, native)
     assert not _matches(patterns.GUARDDUTY_FINDING, copies[0])

@@ -200,7 +200,8 @@ class IsolatePod(Action):
     )
     releases = (
         "gives the pod its labels back (so it rejoins its workload and Services), restores the selectors of the "
-        "policies it narrowed, and deletes the quarantine policy when no other pod of the namespace is quarantined"
+        "policies it narrowed, and deletes the quarantine policy (and the Cilium or Calico one it created) when no "
+        "other pod of the namespace is quarantined"
     )
     keeps = ("a quarantine policy or narrowed selectors other quarantined pods still need; a policy of that name "
              "that was not deny-all stays repaired; the replacement pod its ReplicaSet started stays")  # fmt: skip
