@@ -43,6 +43,21 @@ RBAC: tuple[RBACRule, ...] = (
 _NOT_FOUND = 404
 
 
+def _missing(exc: Exception) -> bool:
+    """A 404: the object, or its whole API (a group nobody serves answers in plain text), is not there."""
+    if isinstance(exc, ApiError):
+        return exc.status.code == _NOT_FOUND
+    return isinstance(exc, httpx2.HTTPStatusError) and exc.response.status_code == _NOT_FOUND
+
+
+def _generic(api_version: str, kind: str, *, namespaced: bool) -> Any:
+    """The lightkube resource of any API and kind (plural by English rule, as CRDs name them)."""
+    group, _, version = api_version.rpartition("/")
+    plural = kind.lower()[:-1] + "ies" if kind.endswith("y") else kind.lower() + "s"
+    make = create_namespaced_resource if namespaced else create_global_resource
+    return make(group, version, kind, plural)
+
+
 def _to_dict(obj: Any) -> dict[str, Any]:
     data: dict[str, Any] = obj.to_dict()
     return data
@@ -230,101 +245,65 @@ class KubeGateway:
         )
         self._checked("patch configmap")
 
-    def create_cluster_object(self, body: dict[str, Any]) -> str:
-        """Create a cluster-scoped object of any API; "unsupported" when the cluster does not serve its API."""
-        group, _, version = str(body["apiVersion"]).rpartition("/")
+    def _create_any(self, body: dict[str, Any], namespace: str | None) -> str:
+        """Create an object of any API: "created", "exists" or "unsupported" (the API is not served)."""
         kind = str(body["kind"])
-        resource = create_global_resource(
-            group, version, kind, kind.lower()[:-1] + "ies" if kind.endswith("y") else kind.lower() + "s"
-        )
+        resource = _generic(str(body["apiVersion"]), kind, namespaced=namespace is not None)
+        extra = {"namespace": namespace} if namespace is not None else {}
         try:
-            self._client.create(resource.from_dict(body), dry_run=self._dry_run)
-        except ApiError as exc:
-            if exc.status.code == 409:  # noqa: PLR2004
+            self._client.create(resource.from_dict(body), dry_run=self._dry_run, **extra)
+        except (ApiError, httpx2.HTTPStatusError) as exc:
+            if isinstance(exc, ApiError) and exc.status.code == 409:  # noqa: PLR2004
                 return "exists"
-            if exc.status.code == _NOT_FOUND:
-                return "unsupported"
-            raise
-        except httpx2.HTTPStatusError as exc:  # an API group nobody serves answers in plain text
-            if exc.response.status_code == _NOT_FOUND:
+            if _missing(exc):
                 return "unsupported"
             raise
         self._checked(f"create {kind}")
         return "created"
 
+    def create_cluster_object(self, body: dict[str, Any]) -> str:
+        """Create a cluster-scoped object of any API; "unsupported" when the cluster does not serve its API."""
+        return self._create_any(body, None)
+
+    def create_namespaced_object(self, namespace: str, body: dict[str, Any]) -> str:
+        """Create a namespaced object of any API: "created", "exists" or "unsupported"."""
+        return self._create_any(body, namespace)
+
     def delete_cluster_object(self, api_version: str, kind: str, name: str) -> bool:
         """Delete a cluster-scoped object of any API; False when it (or its API) is not there."""
-        group, _, version = api_version.rpartition("/")
-        plural = kind.lower()[:-1] + "ies" if kind.endswith("y") else kind.lower() + "s"
-        resource = create_global_resource(group, version, kind, plural)
+        return self._delete_any(api_version, kind, name, None)
+
+    def delete_namespaced_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        return self._delete_any(api_version, kind, name, namespace)
+
+    def _delete_any(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+        extra: dict[str, Any] = {"namespace": namespace} if namespace is not None else {}
         try:
-            self._client.delete(resource, name, dry_run=self._dry_run)
-        except ApiError as exc:
-            if exc.status.code == _NOT_FOUND:
-                return False
-            raise
-        except httpx2.HTTPStatusError as exc:
-            if exc.response.status_code == _NOT_FOUND:
+            self._client.delete(_generic(api_version, kind, namespaced=namespace is not None), name,
+                                dry_run=self._dry_run, **extra)  # fmt: skip
+        except (ApiError, httpx2.HTTPStatusError) as exc:
+            if _missing(exc):
                 return False
             raise
         self._checked(f"delete {kind}")
         return True
-
-    @staticmethod
-    def _namespaced(api_version: str, kind: str) -> Any:
-        group, _, version = api_version.rpartition("/")
-        plural = kind.lower()[:-1] + "ies" if kind.endswith("y") else kind.lower() + "s"
-        return create_namespaced_resource(group, version, kind, plural)
 
     def get_namespaced_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """An object of any namespaced API; None when it (or its API) is not there."""
         try:
-            found = self._client.get(self._namespaced(api_version, kind), name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == _NOT_FOUND:
-                return None
-            raise
-        except httpx2.HTTPStatusError as exc:
-            if exc.response.status_code == _NOT_FOUND:
+            found = self._client.get(_generic(api_version, kind, namespaced=True), name, namespace=namespace)
+        except (ApiError, httpx2.HTTPStatusError) as exc:
+            if _missing(exc):
                 return None
             raise
         return _to_dict(found)
 
-    def create_namespaced_object(self, namespace: str, body: dict[str, Any]) -> str:
-        """Create a namespaced object of any API: "created", "exists" or "unsupported" (API not served)."""
-        resource = self._namespaced(str(body["apiVersion"]), str(body["kind"]))
-        try:
-            self._client.create(resource.from_dict(body), namespace=namespace, dry_run=self._dry_run)
-        except ApiError as exc:
-            if exc.status.code == 409:  # noqa: PLR2004
-                return "exists"
-            if exc.status.code == _NOT_FOUND:
-                return "unsupported"
-            raise
-        except httpx2.HTTPStatusError as exc:
-            if exc.response.status_code == _NOT_FOUND:
-                return "unsupported"
-            raise
-        self._checked(f"create {body['kind']}")
-        return "created"
-
     def patch_namespaced_object(
         self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]
     ) -> None:
-        resource = self._namespaced(api_version, kind)
-        self._client.patch(resource, name, patch, namespace=namespace, patch_type=PatchType.MERGE,
-                           dry_run=self._dry_run)  # fmt: skip
+        self._client.patch(_generic(api_version, kind, namespaced=True), name, patch, namespace=namespace,
+                           patch_type=PatchType.MERGE, dry_run=self._dry_run)  # fmt: skip
         self._checked(f"patch {kind}")
-
-    def delete_namespaced_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
-        try:
-            self._client.delete(self._namespaced(api_version, kind), name, namespace=namespace, dry_run=self._dry_run)
-        except ApiError as exc:
-            if exc.status.code == _NOT_FOUND:
-                return False
-            raise
-        self._checked(f"delete {kind}")
-        return True
 
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None:
         policy = cast("NetworkPolicy", NetworkPolicy.from_dict(body))
