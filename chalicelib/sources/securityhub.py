@@ -195,7 +195,8 @@ def _inspector_ocsf_event(event: dict[str, Any], finding: dict[str, Any]) -> dic
     cve = _obj(vulnerability.get("cve"))
     severity_id, status_id = finding.get("severity_id"), finding.get("status_id")
     label = _OCSF_LABEL.get(severity_id, "") if isinstance(severity_id, int) else ""
-    closed = status_id in _OCSF_CLOSED or _text(finding.get("status")) in {"Suppressed", "Resolved"}
+    closed = (isinstance(status_id, int) and status_id in _OCSF_CLOSED) or _text(finding.get("status")) in {
+        "Suppressed", "Resolved"}  # fmt: skip
     detail = {
         "findingArn": info.get("uid"), "awsAccountId": _obj(_obj(finding.get("cloud")).get("account")).get("uid"),
         "type": "PACKAGE_VULNERABILITY", "title": _text(info.get("title")),
