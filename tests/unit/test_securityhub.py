@@ -176,7 +176,8 @@ def test_inspectors_ocsf_copy_keeps_its_severity_status_and_exploit_facts() -> N
     assert critical.severity.label == "critical"
     finding.update({"status_id": 4, "status": "Resolved"})
     assert registry.to_incident(event).details != critical.details  # a closed finding is said to be closed
-    for malformed in ({}, [], "4", None):  # what the hostile corpus tried: read as "not closed", never a crash
+    malformed_ids: tuple[Any, ...] = ({}, [], "4", None)  # what the hostile corpus tried
+    for malformed in malformed_ids:  # read as "not closed", never a crash
         finding.update({"status_id": malformed, "status": "New"})
         assert registry.to_incident(event).details == critical.details
     finding["resources"][0]["type"] = "AWS::EC2::Instance"
