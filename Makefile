@@ -16,7 +16,7 @@ help:
 	@echo "make hostile every field of every event, replaced by hostile values (counts what escapes)"
 	@echo "make permissions   regenerate .chalice/policy-*.json and deploy/rbac/clusterrole.yaml"
 	@echo "make bench   measure cold-start import time, flow-log scan speed and many-account containment"
-	@echo "make prerequisites STAGE=prod; make deploy STAGE=prod   deploy to AWS (see README)"
+	@echo "make prerequisites STAGE=prod; make deploy STAGE=prod   deploy to AWS (see docs/deploy.md)"
 	@echo "make flow-logs STAGE=prod LOG_GROUP=/vpc/flow-logs (or BUCKET=...)   connect a flow log"
 
 $(STAMP):

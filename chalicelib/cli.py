@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     rl.add_argument("incident", metavar="INCIDENT", help="the incident id")
     rl.add_argument("--step", type=int, action="append", metavar="N", help="only step N (repeat for more)")
     rl.add_argument("--dry-run", action="store_true", help="check every undo with the APIs' dry run; change nothing")
-    rl.add_argument("--force", action="store_true", help="undo even what someone changed since (see the README)")
+    rl.add_argument("--force", action="store_true", help="undo even what someone changed since (see docs/release.md)")
     rl.add_argument("--as", dest="who", metavar="NAME", help="who releases, for the audit trail (default: $USER)")
     rl.add_argument("--kubeconfig", metavar="FILE", help="use this kubeconfig for every cluster")
     rl.add_argument("--json", action="store_true", help="the result as one JSON object")

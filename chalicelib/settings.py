@@ -144,7 +144,7 @@ def _ports(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple
 
 @dataclass(frozen=True)
 class Settings:
-    """Every knob the responder has. See the README's Configuration section."""
+    """Every knob the responder has. See docs/configuration.md."""
 
     stage: str = "local"
     dry_run: bool = True

@@ -132,7 +132,7 @@ def _aws(stack: LocalStack) -> dict[str, str]:
     _registry(session, stack)
     s3 = session.client("s3", endpoint_url=stack.moto_url)
     s3.create_bucket(Bucket=EVIDENCE_BUCKET)
-    # ec2:capture-memory's set-up, as the README tells: the tool in the bucket, the document bound to it
+    # ec2:capture-memory's set-up, as docs/memory-capture.md tells: the tool in the bucket, the document bound to it
     s3.put_object(Bucket=EVIDENCE_BUCKET, Key="evidence/tools/avml", Body=AVML_STAND_IN)
     from deploy.prerequisites import memory_capture_document
 

@@ -348,7 +348,7 @@ class Action(ABC):
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
         """Do it (or, with ctx.dry_run, have the API server validate it). Idempotent."""
 
-    # What `release` needs beyond `rbac` and `iam`, and what it does (the README's undo table).
+    # What `release` needs beyond `rbac` and `iam`, and what it does (docs/release.md's undo table).
     release_rbac: ClassVar[tuple[RBACRule, ...]] = ()
     release_iam: ClassVar[tuple[IAMStatement, ...]] = ()
     releases: ClassVar[str] = ""  # what a release puts back; empty: nothing is undone

@@ -1,5 +1,5 @@
 """VPC Flow Logs: read (S3 objects, CloudWatch Logs payloads), detect, and group into findings.
 
-The hot path is plain standard-library Python over bytes: see README "Performance" and
+The hot path is plain standard-library Python over bytes: see docs/performance.md and
 `bench/flowlogs.py` for why, and for the figures.
 """

@@ -91,7 +91,7 @@ def test_no_wildcard_actions_and_every_action_exists() -> None:
 
 
 # What parliament (with its community auditors) still reports for a deployed stage, and why each
-# is inherent to an incident responder (README, "IAM: what the analyser still reports").
+# is inherent to an incident responder (docs/deploy.md, "IAM: what the analyser still reports").
 PREFIX_LISTS = ("RESOURCE_STAR", ("ec2:getmanagedprefixlistentries",))
 # SendCommand authorizes the document and the instance separately; the analyser wants the document
 # in every statement, but the instance statement carries the EKS-node condition the document cannot.

@@ -34,7 +34,8 @@ class CaptureMemory(Action):
 
     The Lambda does not wait: SSM's `EC2 Command Invocation Status-change Notification` (the
     follow-up event) wakes `on_memory_capture_status`, which writes the capture's MANIFEST.json
-    with the hashes and says how it ended. One capture per node per incident (a tag records it).
+    with the hashes and says how it ended. One capture per node an hour, whatever the incident (a
+    tag records it): a node several findings name is not captured once each.
 
     An isolated node reaches SSM and S3 only through VPC endpoints that FORENSICS_EGRESS lets the
     isolation group reach: without them, a capture still running when the node is isolated
@@ -74,7 +75,7 @@ class CaptureMemory(Action):
             return earlier
         if not ctx.settings.avml_sha256:
             return Outcome(Status.SKIPPED, f"instance {target}: memory capture is not set up (AVML_SHA256 unset; "
-                                           "README: Memory capture)")  # fmt: skip
+                                           "docs/memory-capture.md)")  # fmt: skip
         seconds = params.upload_minutes * 60
         evidence = ctx.evidence
         tool = evidence.presign(memory_document.TOOL_KEY, "GET", seconds) if evidence is not None else None

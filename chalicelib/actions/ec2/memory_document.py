@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 # The files one capture writes, and the document parameter that carries each presigned PUT URL.
 UPLOADS: dict[str, str] = {"VolatileUrl": "volatile.txt", "ImageUrl": "memory.lime", "SumsUrl": "SHA256SUMS"}
-TOOL_KEY = "tools/avml"  # under the evidence prefix; the operator uploads AVML there (README)
+TOOL_KEY = "tools/avml"  # under the evidence prefix; the operator uploads AVML there (docs/memory-capture.md)
 CAPTURES_KEY = "captures"  # one record per command sent: what the completion report reads
 BUCKET_NAME = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"  # no dots: the name goes into a regular expression
 _QUERY = r"\?[A-Za-z0-9%&=._~-]+$"  # a presigned query string: no quote, space or shell character
