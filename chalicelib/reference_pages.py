@@ -138,4 +138,22 @@ def pages(rules: RulesFile, docs: Path) -> dict[Path, str]:
         steps = ", ".join(f"`{s.action}`" for s in rule.actions) or "reports only"
         index.append(f"| {position} | [`{rule.name}`](playbooks/{rule.name}.md) | {steps} |")
     found[docs / "reference" / "playbooks.md"] = "\n".join(index) + "\n"
+    found[docs / "configuration.md"] = configuration_page()
     return found
+
+
+def configuration_page() -> str:
+    from chalicelib.settings_reference import REFERENCE
+
+    lines = [
+        HEADER.replace("the action registry and the default rules", "chalicelib/settings_reference.py"),
+        "# Configuration",
+        "",
+        "Environment variables of the Lambda (set per stage in `.chalice/config.json`) and of `replay`.",
+        "Per member account, `ACCOUNT_OVERRIDES` can make the guardrails stricter ([Many accounts](accounts.md)).",
+        "",
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+        *(f"| {name} | {default} | {meaning} |" for name, default, meaning in REFERENCE),
+    ]
+    return "\n".join(lines) + "\n"
