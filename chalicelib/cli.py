@@ -209,6 +209,15 @@ def _replay_one(
     return worst
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("eks-responder")
+    except metadata.PackageNotFoundError:  # run from a checkout that was not installed
+        return "(not installed)"
+
+
 def _is_capture_status(event: Any) -> bool:
     from chalicelib.response.captures import DETAIL_TYPE
 
@@ -398,6 +407,7 @@ def release(args: argparse.Namespace, out: TextIO) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     parser = argparse.ArgumentParser(prog="eks-responder", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"eks-responder {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     rp = sub.add_parser(

@@ -266,3 +266,12 @@ def test_a_duplicate_is_printed_as_one_and_is_not_an_error(
     assert result == {"event": event, "incident_id": "0f58", "duplicate": True, "reason": said["reason"]}
     assert main(["replay", event]) == 0
     assert "duplicate of incident 0f58: already handled at severity high" in capsys.readouterr().out
+
+
+def test_version_is_the_packages(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"eks-responder {metadata.version('eks-responder')}"
