@@ -26,6 +26,8 @@ def record(report: Report, event_ref: str | None = None) -> None:
             "reason": report.reason,
             "mode": report.mode.value,
             "sample": incident.sample,
+            "observed_at": incident.observed_at,
+            "time_to_contain_seconds": report.time_to_contain,
         },
     )
     for result in report.actions:

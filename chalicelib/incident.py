@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -169,6 +170,9 @@ class Incident:
     key_arns: tuple[str, ...] = ()  # KMS keys the event is about
     failed: bool = False  # the API call the event records failed: nothing changed
     details: dict[str, str] = field(default_factory=dict, compare=False, hash=False)  # source-specific facts
+    # When the finding was last updated (GuardDuty's updatedAt, CloudTrail's eventTime, else the event's
+    # time): where time to contain starts. A copy and its native twin may differ: not part of equality.
+    observed_at: str | None = field(default=None, compare=False, hash=False)
 
     @property
     def tactic(self) -> str:
@@ -212,4 +216,23 @@ class Incident:
             "details": dict(self.details),
             "event_id": self.event_id,
             "raw_ref": self.raw_ref,
+            "observed_at": self.observed_at,
         }
+
+
+_LATEST_PLAUSIBLE = timedelta(days=1)  # a clock a little ahead is fine; a date in the future is not a time
+
+
+def timestamp(value: object) -> str | None:
+    """An event's time as ISO 8601 UTC, or None when it is not one (hostile or missing)."""
+    if not isinstance(value, str) or not 10 <= len(value) <= 40:  # noqa: PLR2004
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    if parsed.year < 2000 or parsed > datetime.now(UTC) + _LATEST_PLAUSIBLE:  # noqa: PLR2004
+        return None
+    return parsed.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -7,10 +7,12 @@ and block nothing but itself.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib import audit
 from chalicelib.errors import EventError
+from chalicelib.incident import timestamp
 from chalicelib.sources import registry
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ def handle(
         rejected: dict[str, Any] = {"event_id": eid, "error": str(exc)}
         return told(rejected, notifiers)
 
+    if incident.observed_at is None and isinstance(event, dict):
+        incident = replace(incident, observed_at=timestamp(event.get("time")))  # when the event was sent
     return handle_incident(incident, eid, responder, mode, ledger=ledger, notifiers=notifiers)
 
 

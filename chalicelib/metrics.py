@@ -23,6 +23,14 @@ def _count(name: str, dimensions: dict[str, str], value: float = 1) -> None:
             metric.add_dimension(name=key, value=dimension or "none")
 
 
+def _seconds(name: str, dimensions: dict[str, str], value: float) -> None:
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    with single_metric(name=name, unit=MetricUnit.Seconds, value=value, namespace=NAMESPACE) as metric:
+        for key, dimension in dimensions.items():
+            metric.add_dimension(name=key, value=dimension or "none")
+
+
 def report(result: dict[str, Any]) -> None:
     """Incidents by source and severity; actions by name and status; rejected events."""
     if not enabled():
@@ -32,6 +40,8 @@ def report(result: dict[str, Any]) -> None:
         return
     incident = result["incident"]
     _count("Incidents", {"source": incident["source"], "severity": incident["severity"]})
+    if result.get("time_to_contain_seconds") is not None:
+        _seconds("TimeToContain", {"source": incident["source"]}, float(result["time_to_contain_seconds"]))
     for action in result.get("actions", []):
         _count("Actions", {"action": action["action"], "status": action["status"]})
 

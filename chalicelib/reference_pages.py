@@ -53,7 +53,12 @@ def action_page(action: Action, rules: RulesFile) -> str:
         HEADER,
         f"# `{action.name}`",
         "",
-        f"**{action.summary}.** Target: {action.target_kind}.",
+        f"**{action.summary}.** Target: {action.target_kind}. "
+        + (
+            "Containment: its first success ends the incident's time to contain."
+            if action.contains
+            else "Not containment (evidence, marking or protection)."
+        ),
         "",
         body.strip(),
         "",

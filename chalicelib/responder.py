@@ -123,6 +123,15 @@ class Report:
     evidence: str | None = None  # where this incident's evidence is, when any was written
     plan: Plan | None = None  # set when steps wait for approval: what is stored for a later invocation
     account_alias: str | None = None  # the incident account's IAM alias, when known (organisations)
+    contained_at: datetime | None = None  # when the first containment step succeeded (live only)
+
+    @property
+    def time_to_contain(self) -> float | None:
+        """Seconds from the finding's last update to the first containment that succeeded."""
+        if self.contained_at is None or not self.incident.observed_at:
+            return None
+        observed = datetime.fromisoformat(self.incident.observed_at.replace("Z", "+00:00"))
+        return round(max(0.0, (self.contained_at - observed).total_seconds()), 1)
 
     @property
     def failed(self) -> bool:
@@ -149,6 +158,7 @@ class Report:
             "notes": list(self.notes),
             "evidence": self.evidence,
             "account_alias": self.account_alias,
+            **({"time_to_contain_seconds": self.time_to_contain} if self.time_to_contain is not None else {}),
             **self._plan_summary(),
         }
 
@@ -320,6 +330,7 @@ class Responder:
             return Report(incident, plan.rule, None, mode, refused)
         session = self._session(incident, steps, mode, reach)
         results = []
+        contained: datetime | None = None
         for planned in chosen:
             action = actions.get(planned.action)
             params = action.params_model.model_validate(planned.params)
@@ -332,8 +343,10 @@ class Responder:
                 results.append(ActionResult(action.name, planned.label, Status.SKIPPED, why))
             else:
                 results.append(self._run_one(action, current[0], params, session.ctx))
+                contained = self._contained(results[-1], mode, contained)
         stamped = tuple(replace(r, step=p.index, approval_required=True) for r, p in zip(results, chosen, strict=True))
-        return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes), account_alias=session.alias)
+        return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes), account_alias=session.alias,
+                      contained_at=contained)  # fmt: skip
 
     def _each_cluster(self, incident: Incident, rule: Rule, mode: Mode) -> Report:
         """An image can run anywhere: look for it in every configured cluster."""
@@ -346,13 +359,16 @@ class Responder:
             clusters, notes = ("<each cluster in CLUSTERS>",), [f"{why}; a live run would do nothing"]
         results: list[ActionResult] = []
         evidence = alias = None
+        contained: list[datetime] = []
         for cluster in clusters:
             scoped = replace(incident, cluster=cluster)
             report = self._plan(scoped, rule, mode, None) if mode is Mode.PLAN else self._execute(scoped, rule, mode)
             results.extend(replace(r, target=f"{cluster}:{r.target}") for r in report.actions)
             notes.extend(f"{cluster}: {note}" for note in report.notes)
             evidence, alias = evidence or report.evidence, alias or report.account_alias
-        return Report(incident, rule.name, None, mode, tuple(results), tuple(notes), evidence, account_alias=alias)
+            contained.extend([report.contained_at] if report.contained_at else [])
+        return Report(incident, rule.name, None, mode, tuple(results), tuple(notes), evidence, account_alias=alias,
+                      contained_at=min(contained, default=None))  # fmt: skip
 
     def _plan(self, incident: Incident, rule: Rule, mode: Mode, why: str | None) -> Report:
         """Describe what would run, applying every guardrail that needs no cluster."""
@@ -480,6 +496,7 @@ class Responder:
             return self._all(incident, rule, mode, *reach)
         session = self._session(incident, rule.actions, mode, reach)
         results = []
+        contained: datetime | None = None
         planned: list[PlannedStep] = []
         for index, step, action, params, target in _each_target(rule.actions, session.found):
             blocked = session.blocked(action)
@@ -498,6 +515,7 @@ class Responder:
                 if wait:  # a dry run proves the step; live, it would wait
                     result = replace(result, detail=f"{result.detail} (waits for approval when live)")
                 results.append(result)
+                contained = self._contained(result, mode, contained)
                 planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE,
                                            result=outcome_of(result)))  # fmt: skip
                 continue
@@ -510,7 +528,13 @@ class Responder:
         plan = self._stored_plan(incident, rule, mode, planned) if kept else None
         notes = (*session.ctx.notes, *session.found.notes, *self._keep(plan))
         numbered = _numbered(results, [p.approval_required for p in planned])
-        return Report(incident, rule.name, None, mode, numbered, notes, evidence, plan, session.alias)
+        return Report(incident, rule.name, None, mode, numbered, notes, evidence, plan, session.alias, contained)
+
+    def _contained(self, result: ActionResult, mode: Mode, already: datetime | None) -> datetime | None:
+        """The time of the first containment step that succeeded live (time to contain ends there)."""
+        if already is None and mode is Mode.LIVE and result.status is Status.SUCCEEDED:
+            return self._clock() if actions.get(result.action).contains else None
+        return already
 
     def release(self, plan: Plan, chosen: dict[int, PlannedStep], *, dry_run: bool, force: bool) -> Report:
         """Put back what the chosen steps changed, last step first, from the prior state each recorded."""

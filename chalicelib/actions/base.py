@@ -351,6 +351,7 @@ class Action(ABC):
     # What `release` needs beyond `rbac` and `iam`, and what it does (docs/release.md's undo table).
     release_rbac: ClassVar[tuple[RBACRule, ...]] = ()
     release_iam: ClassVar[tuple[IAMStatement, ...]] = ()
+    contains: ClassVar[bool] = False  # cuts the threat off (time to contain ends with the first that succeeds)
     releases: ClassVar[str] = ""  # what a release puts back; empty: nothing is undone
     keeps: ClassVar[str] = "nothing to undo"  # what a release cannot (or must not) undo
 

@@ -173,7 +173,14 @@ def _file(details: dict[str, Any]) -> str | None:
     return f"{details['file_operation']} {path}" if details.get("file_operation") else str(path)
 
 
-def _fields(incident: dict[str, Any], alias: Any) -> list[dict[str, str]]:
+def _contained(seconds: Any) -> str | None:
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return None
+    took = f"{seconds:.0f} s" if seconds < 3600 else f"{seconds / 3600:.1f} h"  # noqa: PLR2004
+    return f"{took} after the finding's last update"
+
+
+def _fields(incident: dict[str, Any], alias: Any, contained: Any = None) -> list[dict[str, str]]:
     principals = ", ".join(p.get("arn") or p.get("name") or "" for p in incident.get("principals", []))
     account = incident.get("account")
     facts = [
@@ -188,6 +195,7 @@ def _fields(incident: dict[str, Any], alias: Any) -> list[dict[str, str]]:
         ("Key", ", ".join(incident.get("key_arns") or [])),
         ("File", _file(incident.get("details") or {})),
         ("Process", (incident.get("details") or {}).get("process")),
+        ("Contained", _contained(contained)),
     ]
     shown = [(name, literal(value)) for name, value in facts if value]
     vulnerability = _vulnerability(incident)  # already mrkdwn: escaped values and a link of ours
@@ -235,7 +243,7 @@ def build(report: dict[str, Any]) -> dict[str, Any]:
             "text": {"type": "mrkdwn", "text": cut(f"{emoji} {literal(incident.get('title', ''))}", TEXT_LIMIT)},
         },
     ]
-    fields = _fields(incident, report.get("account_alias"))
+    fields = _fields(incident, report.get("account_alias"), report.get("time_to_contain_seconds"))
     if fields:
         blocks.append({"type": "section", "fields": fields})
     flows = _flows(report.get("incident") or {})

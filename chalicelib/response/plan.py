@@ -26,6 +26,7 @@ from chalicelib.incident import (
     ResourceKind,
     Severity,
     WorkloadRef,
+    timestamp,
 )
 
 if TYPE_CHECKING:
@@ -185,6 +186,7 @@ def incident_state(incident: Incident) -> dict[str, Any]:
             incident.api_call.verb, incident.api_call.resource, incident.api_call.name, incident.api_call.namespace
         ],
         "key_arns": list(incident.key_arns), "failed": incident.failed, "details": dict(incident.details),
+        "observed_at": incident.observed_at,
     }  # fmt: skip
 
 
@@ -211,5 +213,6 @@ def incident_from_state(data: dict[str, Any]) -> Incident:
         api_call=ApiCall(*call) if call else None,
         key_arns=tuple(data.get("key_arns", [])), failed=bool(data.get("failed")),
         details={str(k): str(v) for k, v in (data.get("details") or {}).items()},
+        observed_at=timestamp(data.get("observed_at")),
     )  # fmt: skip
     return identifiers.check(incident)

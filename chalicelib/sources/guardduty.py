@@ -23,6 +23,7 @@ from chalicelib.incident import (
     Severity,
     WorkloadRef,
     principal_from_arn,
+    timestamp,
 )
 from chalicelib.sources.envelope import describe_validation
 
@@ -320,6 +321,7 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
         count=(finding.service.count if finding.service and finding.service.count else 1),
         api_call=_api_call(finding),
         details=_details(finding, grouped),
+        observed_at=timestamp(finding.updated_at),
     )
 
 

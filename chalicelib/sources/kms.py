@@ -11,7 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib import key_policies
 from chalicelib.errors import EventError
-from chalicelib.incident import Incident, Principal, PrincipalRole, ResourceKind, Severity, principal_from_arn
+from chalicelib.incident import (
+    Incident,
+    Principal,
+    PrincipalRole,
+    ResourceKind,
+    Severity,
+    principal_from_arn,
+    timestamp,
+)
 from chalicelib.sources.envelope import describe_validation
 
 SOURCE = "kms"
@@ -159,6 +167,7 @@ def _api_call(envelope: KMSEventModel, record: CloudTrailRecordModel, raw_ref: s
         details=details,
         event_id=envelope.id,
         raw_ref=raw_ref or record.event_id,
+        observed_at=timestamp(record.event_time),
     )
 
 

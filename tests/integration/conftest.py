@@ -233,7 +233,7 @@ def aws_session(local_stack: devstack.LocalStack, monkeypatch: pytest.MonkeyPatc
 def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session: Any) -> Iterator[Any]:
     built: list[Responder] = []
 
-    def build(rules: Any = None, evidence: Any = None, **settings: Any) -> Responder:
+    def build(rules: Any = None, evidence: Any = None, clock: Any = None, **settings: Any) -> Responder:
         current = Settings(kubeconfig=local_stack.responder_kubeconfig, evidence_dir=tmp_path / "evidence", **settings)
         connector = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=lambda: None, region="us-east-1")
         assert current.evidence_dir is not None
@@ -249,7 +249,7 @@ def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session
         built.append(
             Responder(
                 rules, current, connector, evidence, aws=aws, identity=identity, keys=keys, scans=scans, caps=caps,
-                plans=plans, spokes=wiring.build_spokes(current),
+                plans=plans, spokes=wiring.build_spokes(current), **({"clock": clock} if clock else {}),
             )
         )  # fmt: skip
         return built[-1]

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.incident import Incident, PodRef, ResourceKind, Severity, WorkloadRef
+from chalicelib.incident import Incident, PodRef, ResourceKind, Severity, WorkloadRef, timestamp
+from chalicelib.sources import registry
 
 
 @pytest.mark.parametrize(
@@ -49,3 +50,21 @@ def test_incident_tactic_and_resource_type() -> None:
     assert out["workload"] == "Pod/kube-system/p"
     assert out["node"] is None
     assert out["severity"] == "medium"
+
+
+def test_an_event_time_is_believed_only_when_it_is_one() -> None:
+    assert timestamp("2026-11-30T10:20:00.000Z") == "2026-11-30T10:20:00Z"
+    assert timestamp("2026-11-30T11:20:00+01:00") == "2026-11-30T10:20:00Z"
+    assert timestamp("2026-11-30T10:20:00") == "2026-11-30T10:20:00Z"  # no zone: UTC, as AWS writes them
+    for hostile in (None, 5, "", "yesterday", "<!channel>", "9999-12-31T00:00:00Z", "1970-01-01T00:00:00Z",
+                    "2026-11-30T10:20:00Z" + "0" * 50, ["2026-11-30T10:20:00Z"]):  # fmt: skip
+        assert timestamp(hostile) is None, hostile
+
+
+def test_guardduty_findings_carry_their_last_update() -> None:
+    from tests.conftest import EVENTS, load_json
+
+    event = load_json(EVENTS / "guardduty" / "execution-runtime-reverse-shell.json")
+    found = registry.to_incident(event)
+    assert found.observed_at == timestamp(event["detail"]["updatedAt"])
+    assert found.observed_at is not None

@@ -58,6 +58,7 @@ class BlockIP(Action):
     """
 
     name = "ec2:block-ip"
+    contains = True
     target_kind = "instance"
     summary = "deny the finding's remote address in the network ACL of the node's subnet"
     disrupts_node = True  # the whole subnet's network ACL

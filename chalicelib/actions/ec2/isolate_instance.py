@@ -102,6 +102,7 @@ class IsolateInstance(Action):
     """
 
     name = "ec2:isolate-instance"
+    contains = True
     writes_evidence = True
     target_kind = "instance"
     summary = "move every ENI of the node to an isolation security group with no rules"

@@ -49,6 +49,7 @@ class IsolatePodEni(Action):
     """
 
     name = "ec2:isolate-pod-eni"
+    contains = True
     target_kind = "pod"
     uses_aws = True
     disrupts_workload = True

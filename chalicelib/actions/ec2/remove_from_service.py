@@ -32,6 +32,7 @@ class RemoveFromService(Action):
     """
 
     name = "ec2:remove-from-service"
+    contains = True
     target_kind = "instance"
     summary = "Auto Scaling Standby (a replacement starts) and deregistration from load balancer target groups"
     counts_against_instance_cap = True

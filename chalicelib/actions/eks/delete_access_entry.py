@@ -34,6 +34,7 @@ class DeleteAccessEntry(Action):
     """
 
     name = "eks:delete-access-entry"
+    contains = True
     keeps = (
         "the deleted access entry (or aws-auth mapping) is saved in the result for a human to recreate: "
         "granting cluster access is never the responder's"

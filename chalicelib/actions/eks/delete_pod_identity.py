@@ -48,6 +48,7 @@ class DeletePodIdentityAssociation(Action):
     """
 
     name = "eks:delete-pod-identity-association"
+    contains = True
     target_kind = "pod"
     uses_identity = True
     disrupts_workload = True  # every pod of the service account loses its AWS access

@@ -23,6 +23,7 @@ class DeactivateAccessKeys(Action):
     """
 
     name = "iam:deactivate-access-keys"
+    contains = True
     target_kind = "user"
     summary = "set the IAM user's access key(s) inactive; never delete"
     params_model = DeactivateAccessKeysParams

@@ -67,6 +67,7 @@ class RevokeRoleSessions(Action):
     """
 
     name = "iam:revoke-role-sessions"
+    contains = True
     target_kind = "role"
     params_model = RevokeParams
     summary = "deny every session of the role issued before now (aws:TokenIssueTime)"

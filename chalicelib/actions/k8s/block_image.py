@@ -165,6 +165,7 @@ class BlockImage(Action):
     """
 
     name = "k8s:block-image"
+    contains = True
     target_kind = "image"
     summary = "deny new pods that use the image (ValidatingAdmissionPolicy, or a Kyverno policy)"
     rbac: ClassVar[tuple[RBACRule, ...]] = (

@@ -30,6 +30,7 @@ class CordonNode(Action):
     """
 
     name = "k8s:cordon-node"
+    contains = True
     target_kind = "node"
     summary = "mark the node unschedulable and taint it NoSchedule (no drain)"
     counts_against_node_cap = True

@@ -24,6 +24,7 @@ class DeletePod(Action):
     """
 
     name = "k8s:delete-pod"
+    contains = True
     keeps = "a deleted pod cannot come back; its controller starts a new one"
     target_kind = "pod"
     summary = "delete the pod (destroys evidence: capture first; never in default rules)"

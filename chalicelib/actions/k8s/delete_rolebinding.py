@@ -22,6 +22,7 @@ class DeleteRoleBinding(Action):
     """
 
     name = "k8s:delete-rolebinding"
+    contains = True
     keeps = (
         "the deleted binding is saved (result and evidence) for a human to re-apply: recreating a binding is "
         "an escalation the responder is never given"

@@ -177,6 +177,7 @@ class IsolatePod(Action):
     """
 
     name = "k8s:isolate-pod"
+    contains = True
     target_kind = "pod"
     summary = "deny all ingress and egress of the pod, whatever other policies allow (verified)"
     disrupts_workload = True

@@ -17,6 +17,7 @@ class CancelKeyDeletion(Action):
     """
 
     name = "kms:cancel-key-deletion"
+    contains = True
     keeps = "nothing is re-scheduled: putting the tampering back is never a release"
     target_kind = "key"
     summary = "cancel the key's scheduled deletion (it comes back Disabled: follow with kms:enable-key)"

@@ -17,6 +17,7 @@ class EnableKey(Action):
     """
 
     name = "kms:enable-key"
+    contains = True
     keeps = "nothing is re-disabled: putting the tampering back is never a release"
     target_kind = "key"
     summary = "enable the key"

@@ -17,6 +17,7 @@ class EnableKeyRotation(Action):
     """
 
     name = "kms:enable-key-rotation"
+    contains = True
     keeps = "rotation stays on: turning it off is never a release"
     target_kind = "key"
     summary = "turn automatic key rotation back on"

@@ -30,6 +30,7 @@ class RestoreKeyPolicy(Action):
     """
 
     name = "kms:restore-key-policy"
+    contains = True
     keeps = "the tampered policy is not put back; it is in the result and the policy history"
     target_kind = "key"
     summary = "restore the key policy in force before the tampering call (kept by the scheduled snapshot)"

@@ -25,6 +25,7 @@ class RevokeGrant(Action):
     """
 
     name = "kms:revoke-grant"
+    contains = True
     keeps = "revoked grants are not recreated (the grant is in the result for a human)"
     target_kind = "key"
     summary = "revoke the key's grants to principals outside the allowed accounts"
