@@ -79,6 +79,7 @@ prerequisites: venv
 
 deploy: venv check-permissions
 	POWERTOOLS_TRACE_DISABLED=true $(VENV)/bin/chalice deploy --stage $(STAGE)
+	$(PY) -m deploy.dashboard --stage $(STAGE)
 
 # Connect a flow log after `make deploy`: LOG_GROUP=<group> (CloudWatch Logs) or BUCKET=<bucket> (S3).
 flow-logs: venv

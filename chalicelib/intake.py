@@ -87,7 +87,7 @@ def handle_incident(
                 f"already handled at severity {previous['severity']} ({previous['updated_at']}): "
                 "nothing done, nothing sent"
             )
-            return {"event_id": eid, "incident_id": incident.id, "duplicate": True, "reason": reason}
+            return _counted({"event_id": eid, "incident_id": incident.id, "duplicate": True, "reason": reason})
         return ledger.once(incident, work)
     except Exception as exc:  # noqa: BLE001 - any storage failure: act without exactly-once, and say so
         done = getattr(exc, "result", None)
@@ -96,17 +96,21 @@ def handle_incident(
             logger.warning("exactly-once record not stored", extra={"event_id": eid, "error": str(exc)})
             return {**done, "exactly_once": False}
         if type(exc).__name__ == "IdempotencyAlreadyInProgressError":
-            return {
-                "event_id": eid,
-                "incident_id": incident.id,
-                "duplicate": True,
-                "reason": "being handled by another invocation",
-            }
+            return _counted({"event_id": eid, "incident_id": incident.id, "duplicate": True,
+                             "reason": "being handled by another invocation"})  # fmt: skip
         # Acting matters more than deduplicating: without the table, act (actions skip what is done) and say so.
         logger.warning("exactly-once unavailable", extra={"event_id": eid, "error": f"{type(exc).__name__}: {exc}"})
         result = work()
         result["exactly_once"] = False
         return result
+
+
+def _counted(duplicate: dict[str, Any]) -> dict[str, Any]:
+    """A duplicate is not told (its first copy was), only counted."""
+    from chalicelib import metrics
+
+    metrics.report(duplicate)
+    return duplicate
 
 
 def _respond(
