@@ -6,7 +6,7 @@ STAGE ?= dev
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
 
-.PHONY: help venv apiserver demo test conformance fuzz hostile lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
+.PHONY: help venv apiserver browser demo test conformance fuzz hostile lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
 
 help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
@@ -49,7 +49,13 @@ check-permissions: venv
 permissions: venv
 	$(PY) -m chalicelib.permissions
 
-test: venv apiserver lint typecheck check-permissions
+# Debian's Chromium, for the browser check of an incident timeline (Playwright drives it: no browser is downloaded).
+browser:
+	@command -v chromium >/dev/null || { echo "==> Installing Debian's chromium (once)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
+
+test: venv apiserver browser lint typecheck check-permissions
 	$(VENV)/bin/pytest
 
 unit: venv

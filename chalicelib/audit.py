@@ -11,14 +11,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("eks_responder")
 
 
-def record(report: Report, event_ref: str | None = None) -> None:
+def record(report: Report, event_ref: str | None = None, *, by: str | None = None, what: str = "response") -> None:
+    """`what`: response (an event), approved (steps a human approved), release, expiry, capture."""
     incident = report.incident
     logger.info(
         "incident",
         extra={
             "incident_id": incident.id,
             "event": event_ref,
+            "what": what,
+            "by": by,
             "source": incident.source,
+            "title": incident.title,
+            "account": incident.account,
+            "region": incident.region,
             "finding_type": incident.type,
             "severity": incident.severity.label,
             "cluster": incident.cluster,

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -209,6 +210,49 @@ def _replay_one(
     return worst
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a record comes (a caller may have replaced it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+def _audit_to_stderr(*, verbose: bool) -> None:
+    """`-v`: the responder's records (the audit trail among them) as JSON lines on stderr."""
+    logger = logging.getLogger("eks_responder")
+    for handler in [h for h in logger.handlers if isinstance(h, _Stderr)]:
+        logger.removeHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.NOTSET)
+    logger.propagate = not verbose  # said once, as JSON, not again by the root logger's plain handler
+    if verbose:
+        handler = _Stderr()
+        handler.setFormatter(JsonLines())
+        logger.addHandler(handler)
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record, with its extra fields, as Powertools writes them in Lambda: the
+    audit trail `report --from` reads."""
+
+    _STANDARD = frozenset({*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime"})
+
+    def format(self, record: logging.LogRecord) -> str:
+        from datetime import UTC, datetime
+
+        data: dict[str, Any] = {
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+        }
+        data.update({k: v for k, v in vars(record).items() if k not in self._STANDARD})
+        return json.dumps(data, default=str)
+
+
 def _version() -> str:
     from importlib import metadata
 
@@ -379,6 +423,61 @@ def decide(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if "error" in result else 0
 
 
+_INCIDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+
+
+def report(args: argparse.Namespace, out: TextIO) -> int:
+    """`report`: one incident's timeline from its audit trail, and its plan when the table keeps it."""
+    from chalicelib import timeline, wiring
+
+    if not _INCIDENT_ID.match(args.incident):
+        raise ConfigError(f"{args.incident[:80]!r} is not an incident id")
+    current = Settings.from_env()
+    if args.sources:
+        lines: list[str] = []
+        for source in args.sources:
+            try:
+                lines.extend(Path(source).read_text(errors="replace").splitlines())
+            except OSError as exc:
+                raise ConfigError(f"cannot read {source}: {exc.strerror or exc}") from None
+        looked = ", ".join(args.sources)
+    else:
+        lines, looked = _audit_from_cloudwatch(current, args.incident)
+    found = timeline.from_audit(lines, args.incident)
+    store = wiring.build_plans(current)
+    stored = store.get(args.incident) if store is not None else None
+    if stored is not None:
+        found = timeline.with_plan(found, stored[0])
+        looked += f" and the incident table {current.incidents_table}"
+    if found.empty:
+        raise ConfigError(f"no record of incident {args.incident} in {looked}")
+    text = timeline.to_html(found) if args.format == "html" else timeline.to_markdown(found)
+    target = args.output or (f"incident-{args.incident}.html" if args.format == "html" else "-")
+    if target == "-":
+        out.write(text)
+        return 0
+    Path(target).write_text(text)
+    out.write(f"{args.format} timeline of incident {args.incident} ({len(found.entries)} steps): {target}\n")
+    return 0
+
+
+def _audit_from_cloudwatch(current: Settings, incident_id: str) -> tuple[list[str], str]:
+    """The stage's functions' log lines that name the incident (CloudWatch Logs, FilterLogEvents)."""
+    from chalicelib import functions, wiring
+
+    logs = wiring.aws_session().client("logs")
+    lines: list[str] = []
+    groups = [f.log_group(current.stage) for f in functions.FUNCTIONS]
+    for group in groups:
+        try:
+            pages = logs.get_paginator("filter_log_events").paginate(logGroupName=group,
+                                                                     filterPattern=f'"{incident_id}"')  # fmt: skip
+            lines.extend(e["message"] for page in pages for e in page.get("events", []))
+        except logs.exceptions.ResourceNotFoundException:
+            continue
+    return lines, f"the log groups of stage {current.stage}"
+
+
 def release(args: argparse.Namespace, out: TextIO) -> int:
     """`release`: undo the steps of an incident from the prior state they recorded."""
     from chalicelib import decisions, wiring
@@ -402,6 +501,21 @@ def release(args: argparse.Namespace, out: TextIO) -> int:
         if result.get("actions"):
             _human({"event": f"release of {args.incident}", **result}, out)
     return 1 if any(a.get("status") == "failed" for a in result.get("actions", [])) else 0
+
+
+def _report_parser(sub: Any) -> None:
+    tl = sub.add_parser("report", help="one incident's timeline: a self-contained HTML page, or Markdown for a ticket")
+    tl.add_argument("incident", metavar="INCIDENT", help="the incident id")
+    tl.add_argument(
+        "--from",
+        dest="sources",
+        action="append",
+        metavar="FILE",
+        help="an audit log (JSON lines: `replay -v`, the functions' logs); default: CloudWatch Logs",
+    )
+    tl.add_argument("--format", choices=("html", "markdown"), default="html")
+    tl.add_argument("--output", metavar="PATH", help="where to write it (default: incident-<id>.html; markdown: -)")
+    tl.set_defaults(func=report)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -459,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     rl.add_argument("--json", action="store_true", help="the result as one JSON object")
     rl.set_defaults(func=release)
 
+    _report_parser(sub)
+
     cr = sub.add_parser("check-rules", help="validate a rules file")
     cr.add_argument("file", nargs="?", help="rules file (default: RULES_FILE or the packaged rules)")
     cr.set_defaults(func=check_rules)
@@ -466,11 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "apply", False):
         args.live = True
-    logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.CRITICAL,
-        stream=sys.stderr,
-        format="%(levelname)s %(message)s",
-    )
+    logging.basicConfig(level=logging.CRITICAL, stream=sys.stderr, format="%(levelname)s %(message)s")
+    _audit_to_stderr(verbose=getattr(args, "verbose", False))
     try:
         code: int = args.func(args, sys.stdout)
     except ResponderError as exc:

@@ -159,7 +159,7 @@ def release(
     if not chosen:
         return {"incident_id": incident_id, "said": "; ".join(said) or "no step to release"}
     report = responder.release(plan, chosen, dry_run=dry_run, force=force)
-    audit.record(report, None)
+    audit.record(report, None, by=who, what="release")
     results = dict(zip(sorted(chosen, reverse=True), report.actions, strict=True))
     if not dry_run:
         stamp = clock().isoformat()
@@ -201,8 +201,8 @@ def carry_out(
         return {"incident_id": incident_id, "message": "another invocation is carrying out this plan"}
     report = responder.carry_out(plan, approved)
     _keep_results(store, claimed, version, dict(zip(sorted(approved), report.actions, strict=True)))
-    audit.record(report, None)
     by = sorted({s.decided_by or "?" for s in approved.values()})
+    audit.record(report, None, by=", ".join(by), what="approved")
     result = {"event_id": None, **report.to_dict(), "approved_by": by}
     return told(result, notifiers)
 
@@ -228,7 +228,7 @@ def expire(store: PlanStore, notifiers: Sequence[Notifier], clock: Callable[[], 
         results = tuple(ActionResult(s.action, s.label, Status.SKIPPED, why) for s in plan.waiting)
         report = Report(plan.incident, plan.rule, "the plan waited for approval and nobody answered",
                         Mode(plan.mode), results)  # fmt: skip
-        audit.record(report, None)
+        audit.record(report, None, by="expiry", what="expiry")
         told({"event_id": None, **report.to_dict()}, notifiers)
         expired.append(plan.incident.id)
     return {"expired": expired}

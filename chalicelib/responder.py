@@ -623,7 +623,8 @@ class Responder:
 
         def result(status: Status, detail: str, prior: dict[str, Any] | None = None) -> ActionResult:
             elapsed = (time.perf_counter() - started) * 1000
-            return ActionResult(action.name, str(target), status, detail, elapsed, prior)
+            at = self._clock().isoformat().replace("+00:00", "Z")
+            return ActionResult(action.name, str(target), status, detail, elapsed, prior, at=at)
 
         if not target.exists:
             return result(Status.SKIPPED, f"{target.kind} {target} no longer exists")

@@ -140,6 +140,30 @@ def _show_evidence(env: dict[str, str], bucket: str) -> None:
     print(f"  {len(keys)} objects in {len(manifests)} bundles, each with a SHA-256 MANIFEST.json")
 
 
+DEMO_DIR = ROOT / ".demo"
+AUDIT_LOG = DEMO_DIR / "audit.jsonl"
+
+
+def _timeline(env: dict[str, str]) -> int:
+    """The timeline of the incident that did the most, as `eks-responder report` writes it."""
+    done: dict[str, int] = {}
+    for line in AUDIT_LOG.read_text().splitlines():
+        record = json.loads(line) if line.startswith("{") else {}
+        if record.get("message") == "action" and record.get("status") == "succeeded":
+            done[record["incident_id"]] = done.get(record["incident_id"], 0) + 1
+    if not done:
+        say("No incident did anything: no timeline")
+        return 1
+    incident = max(done, key=lambda i: done[i])
+    page = DEMO_DIR / f"timeline-{incident}.html"
+    cmd = [sys.executable, "-m", "chalicelib.cli", "report", incident, "--from", str(AUDIT_LOG), "--output", str(page)]
+    written = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True)
+    say(f"Timeline of incident {incident} ({done[incident]} steps succeeded): {page.relative_to(ROOT)}")
+    if written.returncode:
+        sys.stderr.write(written.stderr[-2000:])
+    return written.returncode
+
+
 def main() -> int:
     started = time.monotonic()
     say("Starting the local stack (real kube-apiserver + etcd, moto server)")
@@ -150,9 +174,11 @@ def main() -> int:
                "MAX_NODES_CORDONED_PER_HOUR": "3", "SNS_TOPIC_ARN": seeded.topic_arn,
                "CLUSTERS": "demo", "AVML_SHA256": seed.AVML_SHA256}  # fmt: skip
         say("Replaying events/ live, as the responder identity (RBAC: the generated ClusterRole only)")
-        cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", "--show-messages",
+        cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", "--show-messages", "-v",
                str(ROOT / "events")]  # fmt: skip
-        code = subprocess.run(cmd, env=env, check=False).returncode
+        DEMO_DIR.mkdir(exist_ok=True)
+        with AUDIT_LOG.open("w") as audit:  # the audit trail (JSON lines), for the timeline below
+            code = subprocess.run(cmd, env=env, check=False, stderr=audit).returncode
         with seed.admin_client(running) as client:
             _show_cluster(client)
             _show_identities(env, client)
@@ -162,6 +188,7 @@ def main() -> int:
         with seed.admin_client(running) as client:
             code = approval_demo.run(env, client) or code
         code = capture_demo.run(env, seeded.evidence_bucket) or code
+        code = _timeline(env) or code
         code = securityhub_demo.run(env) or code
         code = accounts_demo.run(env) or code
         say("Stopping everything the demo started")

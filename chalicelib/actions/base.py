@@ -125,6 +125,7 @@ class ActionResult:
     prior: dict[str, Any] | None = None
     step: int | None = None  # the plan's step number: what an approval or a release names
     approval_required: bool = False
+    at: str | None = None  # when it finished (ISO 8601 UTC): the incident's timeline
 
     def to_dict(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -139,6 +140,8 @@ class ActionResult:
             found["step"] = self.step
         if self.approval_required:
             found["approval"] = "required"
+        if self.at is not None:
+            found["at"] = self.at
         return found
 
 

@@ -173,7 +173,8 @@ def _file(details: dict[str, Any]) -> str | None:
     return f"{details['file_operation']} {path}" if details.get("file_operation") else str(path)
 
 
-def _contained(seconds: Any) -> str | None:
+def contained_text(seconds: Any) -> str | None:
+    """`42 s after the finding's last update` (hours past the first hour)."""
     if not isinstance(seconds, int | float) or isinstance(seconds, bool):
         return None
     took = f"{seconds:.0f} s" if seconds < 3600 else f"{seconds / 3600:.1f} h"  # noqa: PLR2004
@@ -195,7 +196,7 @@ def _fields(incident: dict[str, Any], alias: Any, contained: Any = None) -> list
         ("Key", ", ".join(incident.get("key_arns") or [])),
         ("File", _file(incident.get("details") or {})),
         ("Process", (incident.get("details") or {}).get("process")),
-        ("Contained", _contained(contained)),
+        ("Contained", contained_text(contained)),
     ]
     shown = [(name, literal(value)) for name, value in facts if value]
     vulnerability = _vulnerability(incident)  # already mrkdwn: escaped values and a link of ours

@@ -143,5 +143,5 @@ def report_ended(event: dict[str, Any], document: str, evidence: EvidenceSink | 
     note = f"the memory capture of {ended.instance} this incident started has ended: {ended.status}"
     report = Report(incident, "memory-capture", None, Mode.LIVE, (result,), notes=(note,),
                     evidence=evidence.location(str(record["evidence"])))  # fmt: skip
-    audit.record(report, ended.event_id)
+    audit.record(report, ended.event_id, what="capture")
     return told({"event_id": ended.event_id, **report.to_dict()}, notifiers)

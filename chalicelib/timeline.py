@@ -1,0 +1,238 @@
+"""One incident's timeline, for people: from its audit trail (the JSON lines the functions log, or
+`replay -v`) and, when the incident table has it, its plan (who approved, rejected or released
+what, and when). Rendered as one self-contained HTML page (no script, no external resource) or
+as Markdown for a ticket.
+
+Every value comes from an event or from what the responder wrote about it: all of it is text,
+escaped, never markup. The only links are to S3 objects the responder wrote (the console URL is
+built from a checked bucket name and key).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from chalicelib.incident import timestamp
+from chalicelib.notifiers.slack_message import contained_text
+
+_S3 = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([A-Za-z0-9/_.=-]{1,900})")
+_STATUS_COLOUR = {"succeeded": "#1a7f37", "failed": "#cf222e", "skipped": "#6e7781", "planned": "#0969da",
+                  "awaiting-approval": "#9a6700", "rejected": "#8250df"}  # fmt: skip
+MAX_ENTRIES = 500
+
+
+@dataclass(frozen=True)
+class Entry:
+    at: str | None
+    what: str  # finding, response, approved, release, expiry, capture
+    action: str
+    target: str
+    status: str
+    detail: str
+    by: str | None = None
+
+
+@dataclass
+class Timeline:
+    incident_id: str
+    facts: dict[str, str] = field(default_factory=dict)
+    rule: str | None = None
+    mode: str | None = None
+    observed_at: str | None = None
+    time_to_contain: float | None = None
+    entries: list[Entry] = field(default_factory=list)
+    decisions: list[Entry] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.entries and not self.facts
+
+
+def _text(value: Any, limit: int = 2000) -> str:
+    return str(value)[:limit] if value is not None else ""
+
+
+def from_audit(lines: Iterable[str], incident_id: str) -> Timeline:
+    """The incident's records among audit log lines (other lines and other incidents are skipped)."""
+    found = Timeline(incident_id)
+    what = "response"
+    by: str | None = None
+    for line in lines:
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            record = json.loads(line[start:])
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or record.get("incident_id") != incident_id:
+            continue
+        if record.get("message") == "incident":
+            what, by = _text(record.get("what") or "response", 40), record.get("by")
+            _incident(found, record)
+        elif record.get("message") == "action" and len(found.entries) < MAX_ENTRIES:
+            at = timestamp(record.get("at")) or timestamp(record.get("timestamp"))
+            found.entries.append(Entry(at, what, _text(record.get("action"), 80), _text(record.get("target"), 300),
+                                       _text(record.get("status"), 40), _text(record.get("detail")),
+                                       _text(by, 200) or None))  # fmt: skip
+    return found
+
+
+def _incident(found: Timeline, record: dict[str, Any]) -> None:
+    for key, label in (("finding_type", "Finding"), ("severity", "Severity"), ("title", "Title"),
+                       ("source", "Source"), ("account", "Account"), ("region", "Region"),
+                       ("cluster", "Cluster"), ("event", "Event")):  # fmt: skip
+        if record.get(key) and label not in found.facts:
+            found.facts[label] = _text(record[key], 500)
+    found.rule = found.rule or _text(record.get("rule"), 80) or None
+    found.mode = found.mode or _text(record.get("mode"), 20) or None
+    found.observed_at = found.observed_at or timestamp(record.get("observed_at"))
+    ttc = record.get("time_to_contain_seconds")
+    if found.time_to_contain is None and isinstance(ttc, int | float) and not isinstance(ttc, bool):
+        found.time_to_contain = float(ttc)
+
+
+def with_plan(found: Timeline, plan: Any) -> Timeline:
+    """Add what the stored plan knows: the decisions on each step, by whom and when."""
+    found.rule = found.rule or plan.rule
+    found.mode = found.mode or plan.mode
+    incident = plan.incident
+    for label, value in (("Finding", incident.type), ("Severity", incident.severity.label), ("Title", incident.title),
+                         ("Account", incident.account), ("Region", incident.region),
+                         ("Cluster", incident.cluster)):  # fmt: skip
+        if value and label not in found.facts:
+            found.facts[label] = _text(value, 500)
+    found.observed_at = found.observed_at or incident.observed_at
+    found.decisions.append(
+        Entry(
+            timestamp(plan.created_at),
+            "plan",
+            "",
+            "",
+            "planned",
+            f"rule {plan.rule}: {len(plan.steps)} step(s); approval expires {plan.expires_at}",
+        )
+    )
+    for step in plan.steps:
+        if step.decided_at or step.decided_by:
+            found.decisions.append(Entry(timestamp(step.decided_at), "decision", step.action, step.label,
+                                         step.state.value, f"step {step.index}", step.decided_by))  # fmt: skip
+    return found
+
+
+def _ordered(found: Timeline) -> list[Entry]:
+    entries = [*found.entries, *found.decisions]
+    if found.observed_at:
+        entries.append(Entry(found.observed_at, "finding", "", "", "observed", "the finding's last update"))
+    return sorted(entries, key=lambda e: e.at or "9999")
+
+
+def _links(detail: str) -> str:
+    """The escaped detail, with the S3 objects the responder wrote as console links."""
+    out, last = [], 0
+    for match in _S3.finditer(detail):
+        out.append(html.escape(detail[last : match.start()]))
+        bucket, key = match.groups()
+        url = f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={quote(key, safe='/')}"
+        out.append(f'<a href="{html.escape(url)}">{html.escape(match.group(0))}</a>')
+        last = match.end()
+    out.append(html.escape(detail[last:]))
+    return "".join(out)
+
+
+def _chart(entries: list[Entry]) -> str:
+    """A time axis with one mark per timed entry: an inline SVG, no script."""
+    # The response's own steps: the finding can be hours older, which would squeeze them into a dot.
+    timed = [(datetime.fromisoformat(e.at.replace("Z", "+00:00")), e) for e in entries if e.at and e.what != "finding"]
+    if not timed:
+        return '<p class="muted">No timed step to chart.</p>'
+    start, end = timed[0][0], timed[-1][0]
+    span = max((end - start).total_seconds(), 0.001)
+    width, row = 900, 18
+    height = row * len(timed) + 30
+    marks = []
+    for index, (when, entry) in enumerate(timed):
+        x = 160 + (width - 200) * (when - start).total_seconds() / span
+        y = 20 + index * row
+        colour = _STATUS_COLOUR.get(entry.status, "#57606a")
+        label = html.escape(entry.action or entry.what)
+        marks.append(f'<text x="4" y="{y + 4}" class="lbl">{label[:24]}</text>'
+                     f'<line x1="160" y1="{y}" x2="{x:.1f}" y2="{y}" stroke="#d0d7de"/>'
+                     f'<circle cx="{x:.1f}" cy="{y}" r="5" fill="{colour}"><title>{html.escape(entry.at or "")} '
+                     f"{label} {html.escape(entry.status)}</title></circle>")  # fmt: skip
+    axis = (f'<text x="160" y="{height - 4}" class="lbl">{html.escape(timed[0][1].at or "")}</text>'
+            f'<text x="{width - 40}" y="{height - 4}" class="lbl" text-anchor="end">+{span:.3f} s</text>')  # fmt: skip
+    return (f'<svg class="chart" role="img" aria-label="timeline" viewBox="0 0 {width} {height}" '
+            f'width="{width}" height="{height}">{"".join(marks)}{axis}</svg>')  # fmt: skip
+
+
+_STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#1f2328}
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}table{border-collapse:collapse;width:100%}
+td,th{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa}.status{font-weight:600}.muted{color:#6e7781}.lbl{font:11px monospace;fill:#57606a}
+dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}dd{margin:0}
+code{font:12px monospace;word-break:break-all}td.time code{white-space:nowrap;word-break:normal}
+"""
+
+
+def _shown(at: str | None) -> str:
+    """`2026-12-01 22:59:03.495`: the time to the millisecond, in UTC."""
+    return at.replace("T", " ").replace("Z", "")[:23] if at else "-"
+
+
+def to_html(found: Timeline) -> str:
+    entries = _ordered(found)
+    facts = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in found.facts.items())
+    extra = [("Rule", found.rule), ("Mode", found.mode), ("Observed", found.observed_at),
+             ("Contained", contained_text(found.time_to_contain))]  # fmt: skip
+    facts += "".join(f"<dt>{k}</dt><dd>{html.escape(v)}</dd>" for k, v in extra if v)
+    rows = []
+    for entry in entries:
+        colour = _STATUS_COLOUR.get(entry.status, "#57606a")
+        rows.append(
+            f'<tr class="step"><td class="time"><code>{html.escape(_shown(entry.at))}</code></td>'
+            f"<td>{html.escape(entry.what)}</td>"
+            f"<td><code>{html.escape(entry.action)}</code></td><td><code>{html.escape(entry.target)}</code></td>"
+            f'<td class="status" style="color:{colour}">{html.escape(entry.status)}</td>'
+            f"<td>{_links(entry.detail)}</td><td>{html.escape(entry.by or '')}</td></tr>"
+        )  # fmt: skip
+    title = f"Incident {html.escape(found.incident_id)}"
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{_STYLE}</style></head><body>'
+        f"<h1>{title}</h1><dl>{facts}</dl><h2>Timeline</h2>{_chart(entries)}"
+        f"<h2>Every step</h2><table><thead><tr><th>Time</th><th>What</th><th>Action</th><th>Target</th>"
+        f"<th>Status</th><th>Detail</th><th>By</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f'<p class="muted">Generated by eks-responder report from the audit trail'
+        f"{' and the incident table' if found.decisions else ''}.</p></body></html>\n"
+    )
+
+
+def _md(value: str) -> str:
+    """Text in a Markdown table cell: no HTML (ticket systems render some), no cell break, no code span."""
+    return html.escape(value, quote=False).replace("|", "\\|").replace("\n", " ").replace("`", "'")
+
+
+def _code(value: str) -> str:
+    return f"`{_md(value)}`" if value else ""
+
+
+def to_markdown(found: Timeline) -> str:
+    lines = [f"### Incident `{_md(found.incident_id)}`", ""]
+    lines += [f"- **{k}**: {_md(v)}" for k, v in found.facts.items()]
+    if found.rule:
+        lines.append(f"- **Rule**: `{_md(found.rule)}` ({_md(found.mode or '-')})")
+    if found.time_to_contain is not None:
+        lines.append(f"- **Contained**: {contained_text(found.time_to_contain)}")
+    lines += ["", "| Time | What | Action | Target | Status | Detail | By |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {_md(e.at or '-')} | {_md(e.what)} | {_code(e.action)} | {_code(e.target)} | {_md(e.status)} | "
+              f"{_md(e.detail)} | {_md(e.by or '')} |" for e in _ordered(found)]  # fmt: skip
+    return "\n".join(lines) + "\n"
