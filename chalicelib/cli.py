@@ -503,7 +503,46 @@ def release(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if any(a.get("status") == "failed" for a in result.get("actions", [])) else 0
 
 
+def doctor(args: argparse.Namespace, out: TextIO) -> int:
+    """`doctor`: one line per check of the stage's set-up, with how to fix each problem."""
+    from chalicelib import doctor as checks
+    from chalicelib import wiring
+
+    current = Settings.from_env()
+    if args.kubeconfig:
+        current = replace(current, kubeconfig=Path(args.kubeconfig))
+    session = wiring.aws_session()
+    if args.role_arn:
+        session = _assumed(session, args.role_arn)
+    from chalicelib.executors.kube import ClusterConnector
+
+    connector = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=lambda: session,
+                                 region=session.region_name, timeout=current.kube_timeout)  # fmt: skip
+    found = checks.run(current, session, connector)
+    connector.close()
+    for check in found:
+        out.write(check.line() + "\n")
+    failed = [c for c in found if c.status == checks.FAIL]
+    out.write(f"{len(found)} checks: {len(failed)} failed, {sum(c.status == checks.WARN for c in found)} warnings\n")
+    return 1 if failed else 0
+
+
+def _assumed(session: Any, role_arn: str) -> Any:
+    """A session with the given role's credentials (the responder's own, to check as it)."""
+    import boto3
+
+    granted = session.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="eks-responder-doctor")
+    keys = granted["Credentials"]
+    return boto3.session.Session(aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"],
+                                 aws_session_token=keys["SessionToken"], region_name=session.region_name)  # fmt: skip
+
+
 def _report_parser(sub: Any) -> None:
+    dr = sub.add_parser("doctor", help="check the stage's set-up as the responder would meet it, with fixes")
+    dr.add_argument("--role-arn", metavar="ARN", help="check as this role (the responder's), assumed first")
+    dr.add_argument("--kubeconfig", metavar="FILE", help="use this kubeconfig for every cluster")
+    dr.set_defaults(func=doctor)
+
     tl = sub.add_parser("report", help="one incident's timeline: a self-contained HTML page, or Markdown for a ticket")
     tl.add_argument("incident", metavar="INCIDENT", help="the incident id")
     tl.add_argument(

@@ -305,6 +305,16 @@ class KubeGateway:
                            patch_type=PatchType.MERGE, dry_run=self._dry_run)  # fmt: skip
         self._checked(f"patch {kind}")
 
+    def can(self, group: str, resource: str, verb: str, name: str | None = None) -> bool:
+        """Whether this identity may `verb` the resource, cluster-wide: the API server's own answer."""
+        from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAccessReviewSpec
+        from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
+
+        attributes = ResourceAttributes(group=group, resource=resource, verb=verb, name=name)
+        review = SelfSubjectAccessReview(spec=SelfSubjectAccessReviewSpec(resourceAttributes=attributes))
+        answer = self._client.create(review)
+        return bool(answer.status and answer.status.allowed)
+
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None:
         policy = cast("NetworkPolicy", NetworkPolicy.from_dict(body))
         try:

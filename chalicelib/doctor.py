@@ -1,0 +1,183 @@
+"""`eks-responder doctor`: is this stage ready to respond? One line per check, each problem with
+how to fix it. Run it with the responder's own credentials (a Lambda role's, assumed), so what it
+finds is what the functions will meet: the credentials, the configuration and the rules, the
+incident table, the topic, the secrets and the buckets, the memory-capture set-up, and in every
+cluster of CLUSTERS, each permission the generated ClusterRole grants, asked of the API server
+itself (SelfSubjectAccessReview) as that identity."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.settings import Settings
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str
+    what: str
+    said: str
+    fix: str = ""
+
+    def line(self) -> str:
+        tail = f" — {self.fix}" if self.fix and self.status != OK else ""
+        return f"{self.status:<4} {self.what}: {self.said}{tail}"
+
+
+def _brief(exc: BaseException) -> str:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+    return f"{code or type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _try(what: str, fix: str, call: Callable[[], str]) -> Check:
+    try:
+        return Check(OK, what, call())
+    except Exception as exc:  # noqa: BLE001 - every failure is a line of the report, never a crash
+        return Check(FAIL, what, _brief(exc), fix)
+
+
+def run(current: Settings, session: Any, kube: Any = None) -> list[Check]:
+    """Every check, in the order a newcomer meets the problems."""
+    return list(_checks(current, session, kube))
+
+
+def _checks(current: Settings, session: Any, kube: Any) -> Iterator[Check]:
+    identity = _try("AWS credentials", "configure credentials (the responder's role: --role-arn)",
+                    lambda: _caller(session))  # fmt: skip
+    yield identity
+    yield _rules(current)
+    yield _stage(current)
+    if identity.status == FAIL:
+        return
+    yield from _stores(current, session)
+    yield from _capture(current, session)
+    yield from _clusters(current, kube)
+
+
+def _caller(session: Any) -> str:
+    found = session.client("sts").get_caller_identity()
+    return f"{found['Arn']} (account {found['Account']})"
+
+
+def _rules(current: Settings) -> Check:
+    from chalicelib.policy.loader import load_rules
+
+    def load() -> str:
+        rules = load_rules(current.rules_file)
+        return f"{current.rules_file}: {len(rules.rules)} rules"
+
+    return _try("rules", "fix the file (`eks-responder check-rules FILE` says where)", load)
+
+
+def _stage(current: Settings) -> Check:
+    if current.dry_run:
+        return Check(WARN, "mode", f"stage {current.stage} is in dry run: nothing is changed",
+                     "set DRY_RUN=false once the plans look right")  # fmt: skip
+    return Check(OK, "mode", f"stage {current.stage} acts (DRY_RUN=false)")
+
+
+def _stores(current: Settings, session: Any) -> Iterator[Check]:
+    prerequisites = f"run `make prerequisites STAGE={current.stage}`"
+    if current.incidents_table:
+        table = current.incidents_table
+
+        def describe() -> str:
+            found = session.client("dynamodb").describe_table(TableName=table)["Table"]
+            keys = {k["AttributeName"]: k["KeyType"] for k in found["KeySchema"]}
+            if keys != {"id": "HASH"}:
+                raise ValueError(f"its key is {keys}, not the partition key `id`")
+            return f"{table} ({found['TableStatus']})"
+
+        yield _try("incident table", prerequisites, describe)
+    else:
+        yield Check(WARN, "incident table", "INCIDENTS_TABLE is unset: no exactly-once, no approvals, caps per "
+                    "invocation only", prerequisites)  # fmt: skip
+    if current.sns_topic_arn:
+        topic = current.sns_topic_arn
+        yield _try("SNS topic", prerequisites,
+                   lambda: session.client("sns").get_topic_attributes(TopicArn=topic) and topic)  # fmt: skip
+    for name, secret in (("Slack webhook secret", current.slack_webhook_secret),
+                         ("Slack signing secret", current.slack_signing_secret)):  # fmt: skip
+        if secret:
+            yield _try(name, f"create the secret {secret} in Secrets Manager",
+                       lambda secret=secret: session.client("secretsmanager").describe_secret(SecretId=secret)["Name"])  # type: ignore[misc]  # fmt: skip
+    if not (current.slack_webhook_secret or current.slack_webhook_parameter or current.sns_topic_arn):
+        yield Check(WARN, "notifications", "no Slack webhook and no SNS topic: incidents are only logged",
+                    "set SLACK_WEBHOOK_SECRET or SNS_TOPIC_ARN")  # fmt: skip
+    if current.evidence_bucket:
+        yield _evidence(current.evidence_bucket, session, prerequisites)
+    else:
+        yield Check(WARN, "evidence bucket", "EVIDENCE_BUCKET is unset: captures are skipped", prerequisites)
+    if current.flow_logs_bucket and "{" not in current.flow_logs_bucket:
+        bucket = current.flow_logs_bucket
+        yield _try("flow-log bucket", "check FLOW_LOGS_BUCKET",
+                   lambda: session.client("s3").head_bucket(Bucket=bucket) and bucket)  # fmt: skip
+
+
+def _evidence(bucket: str, session: Any, fix: str) -> Check:
+    from deploy.prerequisites import evidence_bucket_problems
+
+    def check() -> str:
+        s3 = session.client("s3")
+        s3.head_bucket(Bucket=bucket)
+        problems = evidence_bucket_problems(s3, bucket)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return f"{bucket} (Object Lock, no public access)"
+
+    return _try("evidence bucket", fix, check)
+
+
+def _capture(current: Settings, session: Any) -> Iterator[Check]:
+    """ec2:capture-memory: the document, and the tool in the bucket with the hash configured."""
+    from chalicelib.actions.ec2 import memory_document
+
+    if not current.avml_sha256:
+        yield Check(WARN, "memory capture", "AVML_SHA256 is unset: ec2:capture-memory is skipped",
+                    "docs/memory-capture.md: put AVML in the evidence bucket and set its hash")  # fmt: skip
+        return
+    document = memory_document.document_name(current.stage)
+    yield _try("memory-capture document", f"run `make prerequisites STAGE={current.stage}`",
+               lambda: session.client("ssm").describe_document(Name=document)["Document"]["Name"])  # fmt: skip
+    if current.evidence_bucket:
+        bucket, key = current.evidence_bucket, f"{current.evidence_prefix}/{memory_document.TOOL_KEY}"
+
+        def tool() -> str:
+            body = session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+            digest = hashlib.sha256(body).hexdigest()
+            if digest != current.avml_sha256:
+                raise ValueError(f"s3://{bucket}/{key} has SHA-256 {digest}, not AVML_SHA256")
+            return f"s3://{bucket}/{key} matches AVML_SHA256"
+
+        yield _try("AVML in the evidence bucket", "upload AVML there and set its SHA-256", tool)
+
+
+def _clusters(current: Settings, kube: Any) -> Iterator[Check]:
+    from chalicelib.permissions import rbac_rules
+
+    if not current.clusters:
+        yield Check(WARN, "clusters", "CLUSTERS is unset: no cluster checked", "set CLUSTERS to the clusters served")
+        return
+    rules = rbac_rules()
+    for cluster in current.clusters:
+        where = f"cluster {cluster}"
+        try:
+            gateway = kube.gateway(cluster, None, dry_run=True)
+            missing = [f"{r.resource}{'/' + n if n else ''} {verb}" + (f" ({r.api_group})" if r.api_group else "")
+                       for r in rules for n in (r.resource_names or ("",)) for verb in r.verbs
+                       if not gateway.can(r.api_group, r.resource, verb, n or None)]  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - unreachable is a finding, not a crash
+            yield Check(FAIL, where, f"not reachable as this identity ({_brief(exc)})",
+                        "map the role with an EKS access entry (docs/deploy.md, step 4)")  # fmt: skip
+            continue
+        if missing:
+            yield Check(FAIL, where, f"{len(missing)} permission(s) missing: {', '.join(missing[:8])}"
+                        f"{' …' if len(missing) > 8 else ''}",  # noqa: PLR2004
+                        "apply deploy/rbac/clusterrole.yaml and bind its group to this role")  # fmt: skip
+        else:
+            yield Check(OK, where, f"every permission of the generated ClusterRole ({len(rules)} rules) granted")
