@@ -307,10 +307,44 @@ def _flow_file(
 
     settings = _flow_settings(args)
     region = wiring.region("")
-    with path.open("rb") as stream:
-        delivery = batch.scan_object(stream, path.name, wiring.flow_layout(settings), wiring.scanner(settings),
+    scanner = wiring.scanner(settings)
+    shown = not args.json and sys.stderr.isatty()  # progress on a terminal only: never in --json output
+    with path.open("rb") as raw:
+        stream: Any = _Progress(raw, scanner, sys.stderr) if shown else raw
+        delivery = batch.scan_object(stream, path.name, wiring.flow_layout(settings), scanner,
                                      Batch("", region, str(path), batch.now()))  # fmt: skip
+    if shown:
+        stream.done()
     return batch.respond(delivery, wiring.flow_intake(responder, mode, region, ledger, notifiers))
+
+
+class _Progress:
+    """A file that says, twice a second on one updating line, how many records were scanned."""
+
+    EVERY = 0.5
+
+    def __init__(self, stream: Any, scanner: Any, out: TextIO) -> None:
+        import time
+
+        self._stream, self._scanner, self._out, self._clock = stream, scanner, out, time.monotonic
+        self._start = self._last = self._clock()
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._stream.read(size)
+        now = self._clock()
+        if now - self._last >= self.EVERY:
+            self._last = now
+            self._out.write(f"\r  {self._line(now)}")
+            self._out.flush()
+        return data
+
+    def _line(self, now: float) -> str:
+        records = self._scanner.records
+        return f"scanned {records:,} records ({records / max(now - self._start, 1e-6):,.0f} records/s)"
+
+    def done(self) -> None:
+        self._out.write(f"\r  {self._line(self._clock())}\n")
+        self._out.flush()
 
 
 def _flow_event(

@@ -12,19 +12,23 @@ if [[ -x "$bin" ]]; then
   exit 0
 fi
 
+work="$(mktemp -d "${TMPDIR:-/tmp}/eks-responder-build.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+# Package-manager and compiler output goes to a log, shown only when a step fails: the terminal
+# gets one line per step, and during the build a single line that updates in place.
+steps="$work/steps.log"
 log() { printf '[devstack] %s\n' "$*" >&2; }
+quiet() { "$@" >>"$steps" 2>&1 || { tail -n 40 "$steps" >&2; log "failed: $*"; exit 1; }; }
 need_apt=()
 command -v go >/dev/null || need_apt+=(golang-go)
 command -v rsync >/dev/null || need_apt+=(rsync)
 command -v openssl >/dev/null || need_apt+=(openssl)
 if ((${#need_apt[@]})); then
   log "installing build tools from Debian: ${need_apt[*]}"
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2
+  quiet apt-get update -qq
+  quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/eks-responder-build.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
 apt_dir="$work/apt"
 mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/parts"
 # A private source list (packages and sources), so the machine's apt configuration is never touched.
@@ -32,8 +36,8 @@ sed 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources 
 apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/parts"
           -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
 log "fetching the kubernetes source package (about 34 MB)"
-apt-get "${apt_opts[@]}" update -qq >&2
-(cd "$work" && apt-get "${apt_opts[@]}" source --download-only -qq kubernetes >&2)
+quiet apt-get "${apt_opts[@]}" update -qq
+(cd "$work" && quiet apt-get "${apt_opts[@]}" source --download-only -qq kubernetes)
 tarball="$(ls "$work"/kubernetes_*.orig.tar.gz | head -n1)"
 log "unpacking $(basename "$tarball")"
 tar -C "$work" -xzf "$tarball"
@@ -43,7 +47,7 @@ src="$(ls -d "$work"/kubernetes-1.20.* | head -n1)"
 # (every custom resource): the process dies. Debian's reflect2 1.0.2 fixes it and has no
 # dependencies, so its source replaces the vendored copy.
 log "replacing vendored reflect2 with Debian's golang-github-modern-go-reflect2-dev"
-(cd "$work" && apt-get "${apt_opts[@]}" download -qq golang-github-modern-go-reflect2-dev >&2)
+(cd "$work" && quiet apt-get "${apt_opts[@]}" download -qq golang-github-modern-go-reflect2-dev)
 dpkg-deb -x "$(ls "$work"/golang-github-modern-go-reflect2-dev_*.deb | head -n1)" "$work/reflect2"
 rm -rf "$src/vendor/github.com/modern-go/reflect2"
 cp -r "$work/reflect2/usr/share/gocode/src/github.com/modern-go/reflect2" "$src/vendor/github.com/modern-go/reflect2"
@@ -56,10 +60,20 @@ mkdir -p "$work/home"
     make WHAT=cmd/kube-apiserver GOLDFLAGS="-s -w" >"$work/build.log" 2>&1 &
   pid=$!
   start=$SECONDS
+  # On a terminal, one line that updates in place; in a CI log, a line a minute.
+  tty=false
+  [[ -t 2 ]] && tty=true
   while kill -0 "$pid" 2>/dev/null; do
-    sleep 15
-    kill -0 "$pid" 2>/dev/null && log "still building... $((SECONDS - start))s"
+    sleep 5
+    kill -0 "$pid" 2>/dev/null || break
+    packages=$(grep -c '' "$work/build.log" 2>/dev/null || echo 0)
+    if $tty; then
+      printf '\r[devstack] building kube-apiserver: %ds, %s lines of build output' "$((SECONDS - start))" "$packages" >&2
+    elif (( (SECONDS - start) % 60 < 5 )); then
+      log "still building... $((SECONDS - start))s"
+    fi
   done
+  $tty && printf '\n' >&2
   if ! wait "$pid"; then
     tail -n 40 "$work/build.log" >&2
     log "build failed"

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +277,46 @@ def test_version_is_the_packages(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert stopped.value.code == 0
     assert capsys.readouterr().out.strip() == f"eks-responder {metadata.version('eks-responder')}"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _flow_file(tmp_path: Path, records: int) -> Path:
+    lines = (EVENTS / "flowlogs" / "vpc-flow-logs-demo.log").read_text().splitlines()
+    body = [lines[0], *(lines[1 + i % (len(lines) - 1)] for i in range(records))]
+    path = tmp_path / "big.log"
+    path.write_text("\n".join(body) + "\n")
+    return path
+
+
+def test_a_large_flow_log_file_shows_its_progress_on_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chalicelib import cli
+
+    path = _flow_file(tmp_path, 20_000)
+    terminal = _Terminal()
+    monkeypatch.setattr(cli._Progress, "EVERY", 0.0)  # every block, not twice a second
+    monkeypatch.setattr(sys, "stderr", terminal)
+    main(["replay", str(path)])
+    shown = terminal.getvalue()
+    assert shown.startswith("\r  scanned ")
+    assert shown.rstrip().endswith("records/s)")
+    assert "scanned 20,000 records" in shown  # the last line: every record
+    assert shown.count("\n") == 1  # one line, updated in place
+    capsys.readouterr()
+
+
+def test_no_progress_in_json_mode_or_off_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import cli
+
+    path = _flow_file(tmp_path, 2_000)
+    monkeypatch.setattr(cli._Progress, "EVERY", 0.0)
+    for argv, stream in ((["replay", "--json", str(path)], _Terminal()), (["replay", str(path)], io.StringIO())):
+        monkeypatch.setattr(sys, "stderr", stream)
+        monkeypatch.setattr(sys, "stdout", io.StringIO())
+        main(argv)
+        assert "scanned" not in stream.getvalue()
