@@ -81,3 +81,29 @@ def test_the_markdown_form_is_one_table_row_per_step(tmp_path: Path, capsys: pyt
     assert len(rows) == len(result["actions"]) + 1
     assert "&lt;script&gt;" in text  # text in a ticket: ticket systems render some HTML
     assert "<script>" not in text
+
+
+def test_by_default_the_audit_trail_is_read_from_the_functions_log_groups(
+    aws_session: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    _, result = _timeline(tmp_path, capsys)
+    logs = aws_session.client("logs")
+    group = "/aws/lambda/eks-responder-test-on_guardduty_finding"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="2026/12/01/[$LATEST]abc")
+    now = int(time.time() * 1000)
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    other = json.dumps({"message": "incident", "incident_id": "someone-else"})
+    logs.put_log_events(logGroupName=group, logStreamName="2026/12/01/[$LATEST]abc",
+                        logEvents=[{"timestamp": now, "message": line} for line in [*lines, other]])  # fmt: skip
+    monkeypatch.setenv("STAGE", "test")
+    page = tmp_path / "from-logs.md"
+    capsys.readouterr()
+    code = main(["report", result["incident"]["id"], "--format", "markdown", "--output", str(page)])
+    assert code == 0, capsys.readouterr()
+    rows = [line for line in page.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == len(result["actions"]) + 1
+    assert main(["report", "no-such-incident", "--format", "markdown"]) == 2  # not found: said, not a blank page
+    assert "no record of incident no-such-incident" in capsys.readouterr().err
