@@ -6,7 +6,7 @@ STAGE ?= dev
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
 
-.PHONY: help venv apiserver browser demo test conformance fuzz hostile lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
+.PHONY: help venv apiserver browser demo test package conformance fuzz hostile lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
 
 help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
@@ -83,8 +83,21 @@ bench: venv
 prerequisites: venv
 	$(PY) -m deploy.prerequisites --stage $(STAGE)
 
-deploy: venv check-permissions
-	POWERTOOLS_TRACE_DISABLED=true $(VENV)/bin/chalice deploy --stage $(STAGE)
+# The package is built once (`chalice package`), given the bytecode of every module for the runtime
+# (deploy/bytecode.py), and `chalice deploy` then reuses that package: Chalice names it by a hash of
+# the requirements and the app's files, so nothing may write bytecode into the tree in between.
+CHALICE := PYTHONDONTWRITEBYTECODE=1 POWERTOOLS_TRACE_DISABLED=true $(VENV)/bin/chalice
+
+package: venv check-permissions
+	find chalicelib -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .chalice/deployments .chalice/package-$(STAGE)
+	$(CHALICE) package --stage $(STAGE) .chalice/package-$(STAGE) >/dev/null
+	PYTHONDONTWRITEBYTECODE=1 $(PY) -m deploy.bytecode .chalice/deployments/*.zip
+	$(CHALICE) package --stage $(STAGE) .chalice/package-$(STAGE) >/dev/null
+	@echo "==> .chalice/package-$(STAGE): sam.json and deployment.zip (with bytecode)"
+
+deploy: package
+	$(CHALICE) deploy --stage $(STAGE)
 	$(PY) -m deploy.dashboard --stage $(STAGE)
 
 # Connect a flow log after `make deploy`: LOG_GROUP=<group> (CloudWatch Logs) or BUCKET=<bucket> (S3).

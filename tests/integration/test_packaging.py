@@ -7,12 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from chalicelib import permissions
-from chalicelib.functions import FUNCTIONS
+from chalicelib.functions import BY_NAME, FUNCTIONS
 from chalicelib.sources import patterns
 from tests.conftest import ROOT
 
@@ -20,12 +21,13 @@ pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 
 
-def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
+def _project(tmp_path: Path) -> Path:
+    """The project as `make prerequisites` leaves a stage, without dependencies (offline)."""
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(ROOT / "app.py", project)
     shutil.copytree(ROOT / "chalicelib", project / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / ".chalice", project / ".chalice", ignore=shutil.ignore_patterns("deployments", "deployed"))
+    shutil.copytree(ROOT / ".chalice", project / ".chalice", ignore=shutil.ignore_patterns("deployments", "deployed", "package-*"))
     # The template does not depend on the dependencies; leaving them out keeps this test offline.
     (project / "requirements.txt").write_text("")
     # As `make prerequisites` leaves a stage: its account and region known, its policies regenerated.
@@ -42,6 +44,11 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
         (project / ".chalice" / permissions.policy_file("prod", function)).write_text(
             json.dumps(generated[function.name])
         )
+    return project
+
+
+def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
+    project = _project(tmp_path)
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"}
     subprocess.run(
         [str(BIN / "chalice"), "package", "--pkg-format", "cloudformation", "--stage", "prod", str(tmp_path / "out")],
@@ -81,7 +88,10 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
         role = roles[function["Properties"]["Role"]["Fn::GetAtt"][0]]
         (policy,) = role["Properties"]["Policies"]
         chalice_name = next(f.name for f in FUNCTIONS if f.name.replace("_", "") == name.lower())
-        assert policy["PolicyDocument"] == generated[chalice_name], name
+        written = json.loads(
+            (project / ".chalice" / permissions.policy_file("prod", BY_NAME[chalice_name])).read_text()
+        )
+        assert policy["PolicyDocument"] == written, name
     assert events["OnFlowLogObject"]["Pattern"] == patterns.FLOW_LOG_OBJECT
     assert functions["OnFlowLogObject"]["Properties"]["MemorySize"] == 1769  # a full vCPU for the scan
     assert events["OnGuarddutyFinding"]["Pattern"] == patterns.GUARDDUTY_FINDING
@@ -101,3 +111,41 @@ def test_the_spoke_forwarding_and_memory_capture_templates_pass_cfn_lint() -> No
     lint = subprocess.run([str(BIN / "cfn-lint"), "--format", "parseable", *map(str, templates)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_the_package_step_adds_bytecode_the_runtime_uses(tmp_path: Path) -> None:
+    from deploy.bytecode import pyc_name, unchecked_hash
+
+    project = _project(tmp_path)
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true",
+           "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
+    package = [str(BIN / "chalice"), "package", "--stage", "prod"]
+    # as `make package` does: build, compile into Chalice's cached package, package again (reused)
+    subprocess.run([*package, str(tmp_path / "first")], cwd=project, env=env, check=True, capture_output=True)
+    (cached,) = (project / ".chalice" / "deployments").glob("*-python*.zip")
+    subprocess.run([sys.executable, "-m", "deploy.bytecode", str(cached)], cwd=ROOT, env=env, check=True)
+    subprocess.run([*package, str(tmp_path / "out")], cwd=project, env=env, check=True, capture_output=True)
+    with zipfile.ZipFile(tmp_path / "out" / "deployment.zip") as zipped:
+        names = set(zipped.namelist())
+        sources = [n for n in names if n.endswith(".py")]
+        assert "app.py" in sources
+        assert "chalicelib/settings.py" in sources
+        missing = [s for s in sources if pyc_name(s) not in names]
+        assert missing == []
+        assert all(unchecked_hash(zipped.read(pyc_name(s))) for s in sources)
+        task = tmp_path / "task"
+        zipped.extractall(task)
+    # Lambda's /var/task: read-only, file times whatever the unzip gave. A source changed after the
+    # package was built is not even read: the unchecked-hash bytecode is what runs.
+    (task / "chalicelib" / "settings.py").write_text("this is not Python\n")
+    for path in task.rglob("*"):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        ran = subprocess.run([sys.executable, "-c", "import chalicelib.settings as s; print(s.Settings().stage)"],
+                             cwd=task, capture_output=True, text=True, check=False,
+                             env={**env, "PYTHONPATH": str(task)})  # fmt: skip
+    finally:
+        for path in task.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.strip() == "local"
