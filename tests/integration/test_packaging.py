@@ -27,7 +27,8 @@ def _project(tmp_path: Path) -> Path:
     project.mkdir()
     shutil.copy(ROOT / "app.py", project)
     shutil.copytree(ROOT / "chalicelib", project / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / ".chalice", project / ".chalice", ignore=shutil.ignore_patterns("deployments", "deployed", "package-*"))
+    left = shutil.ignore_patterns("deployments", "deployed", "package-*")  # what a build leaves behind
+    shutil.copytree(ROOT / ".chalice", project / ".chalice", ignore=left)
     # The template does not depend on the dependencies; leaving them out keeps this test offline.
     (project / "requirements.txt").write_text("")
     # As `make prerequisites` leaves a stage: its account and region known, its policies regenerated.
