@@ -76,6 +76,7 @@ conformance: venv
 
 bench: venv
 	$(PY) bench/import_time.py
+	$(PY) bench/cold_package.py
 	$(PY) bench/flowlogs.py
 	$(PY) bench/accounts.py
 
