@@ -93,7 +93,7 @@ def _show_instances(env: dict[str, str], seeded: seed.SeededCluster) -> None:
             f"scale-in protection {'on' if scaling and scaling[0]['ProtectedFromScaleIn'] else 'off'}; "
             f"{scaling[0]['LifecycleState'] if scaling else 'no Auto Scaling group'}; "
             f"load balancer targets: {', '.join(targets) or 'none'}; {len(snapshots)} snapshot(s)"
-            f"{'; memory capture started (SSM command ' + capture.split('/')[-1] + ')' if capture else ''}"
+            f"{'; memory capture started (SSM command ' + capture.split('/')[0] + ')' if capture else ''}"
         )
     for acl in ec2.describe_network_acls()["NetworkAcls"]:
         for entry in acl["Entries"]:

@@ -100,7 +100,8 @@ def test_the_capture_is_sent_uploaded_through_its_urls_and_its_end_reported(
     assert folder + "memory.lime" in parameters["ImageUrl"][0]
     # the node is tagged with it, and a second run of the same incident sends nothing
     tags = {t["Key"]: t["Value"] for t in fleet.instance(target)["Tags"]}
-    assert tags[CAPTURE_TAG].startswith(f"{found.id}/{command['CommandId']}/")
+    assert tags[CAPTURE_TAG].startswith(f"{command['CommandId']}/")
+    assert tags[CAPTURE_TAG].endswith(f"/{found.id}")
     (again,) = responder.handle(found, Mode.LIVE).actions
     assert again.status.value == "skipped"
     # ... nor does another finding about the same node within the hour

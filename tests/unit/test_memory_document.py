@@ -110,3 +110,14 @@ def test_capture_settings_are_checked() -> None:
         Settings.from_env({"AVML_SHA256": "not-a-hash"})
     with pytest.raises(ConfigError, match="FORENSICS_EGRESS"):
         Settings.from_env({"FORENSICS_EGRESS": "0.0.0.0/0"})
+
+
+def test_the_capture_tag_holds_any_incident_id_and_reads_back() -> None:
+    from chalicelib.actions.ec2.capture_memory import _tagged
+
+    odd = "kms-KMS CMK Deletion-arn:aws:kms:us-east-1:123456789012:key/1234abcd#x" + "y" * 300
+    tagged = _tagged(odd)
+    assert len(tagged) == 180
+    assert re.fullmatch(r"[A-Za-z0-9 +\-=._:/@]*", tagged)
+    value = f"8c3f9e2a-51d4-4b7e-9a0c-2f6e8d1b7a35/2026-12-01T10:00:00+00:00/{tagged}"
+    assert len(value) <= 256

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import ClassVar
 
@@ -13,7 +14,7 @@ from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome
 from chalicelib.actions.ec2 import memory_document
 from chalicelib.actions.ec2.common import INSTANCE_ARN, NODE_CONDITION, aws, instance, missing, tags_of, terminated
 
-CAPTURE_TAG = "eks-responder:memory-capture"  # <incident>/<command id>/<started>
+CAPTURE_TAG = "eks-responder:memory-capture"  # <command id>/<started>/<incident>
 ONE_CAPTURE_EVERY = timedelta(hours=1)  # a node several findings name is captured once, not once each
 SEND_TIMEOUT_SECONDS = 600  # an agent that has not taken the command in 10 minutes never runs it
 
@@ -93,7 +94,7 @@ class CaptureMemory(Action):
             return Outcome(Status.SUCCEEDED, f"instance {target}: memory capture not started (dry run)")
         record = memory_document.record(ctx.incident, target.name, sent, document, base, ctx.now)
         evidence.put(f"{memory_document.CAPTURES_KEY}/{sent}.json", json.dumps(record).encode(), "application/json")
-        ec2.tag([target.name], {CAPTURE_TAG: f"{ctx.incident.id}/{sent}/{ctx.now.isoformat()}"})
+        ec2.tag([target.name], {CAPTURE_TAG: f"{sent}/{ctx.now.isoformat()}/{_tagged(ctx.incident.id)}"})
         where = evidence.location(base)
         detail = (f"instance {target}: memory capture started (SSM command {sent}, document {document}): "
                   f"volatile.txt, memory.lime and SHA256SUMS to {where}/; reported when the command ends")  # fmt: skip
@@ -103,13 +104,18 @@ class CaptureMemory(Action):
         return Outcome(Status.SUCCEEDED, detail, {"command_id": sent, "evidence": where})
 
 
+def _tagged(incident_id: str) -> str:
+    """The incident id as a tag value may hold it (EC2's characters, 256 in all with the rest)."""
+    return re.sub(r"[^A-Za-z0-9 +\-=._:/@]", "_", incident_id)[:180]
+
+
 def _earlier(tag: str, ctx: ActionContext, target: Target) -> Outcome | None:
     """Why no new capture starts: this incident's, or another's within the hour (None: start one)."""
-    incident, _, rest = tag.partition("/")
-    command, _, started = rest.partition("/")
-    if not command:
+    command, _, rest = tag.partition("/")
+    started, _, incident = rest.partition("/")
+    if not command or not incident:
         return None
-    if incident == ctx.incident.id:
+    if incident == _tagged(ctx.incident.id):
         return Outcome(Status.SKIPPED, f"instance {target}: memory capture already started (SSM command {command})")
     try:
         recent = ctx.now - datetime.fromisoformat(started) < ONE_CAPTURE_EVERY
