@@ -6,6 +6,7 @@ dry run is validated and authorised by the API server exactly like the real requ
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 import time
@@ -130,14 +131,24 @@ class KubeGateway:
     def __init__(self, client: Client | RetryingClient, *, dry_run: bool) -> None:
         self._client = client
         self._dry_run = dry_run
+        # One gateway serves one incident: an object read once is not read again by the next step,
+        # until this gateway writes it (then the next read, a verification say, goes to the server).
+        self._read: dict[tuple[str, str | None, str], dict[str, Any] | None] = {}
 
     def _get(self, res: Any, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-        try:
-            return _to_dict(self._client.get(res, name, namespace=namespace))
-        except ApiError as exc:
-            if exc.status.code == _NOT_FOUND:
-                return None
-            raise
+        key = (res.__name__, namespace, name)
+        if key not in self._read:
+            try:
+                self._read[key] = _to_dict(self._client.get(res, name, namespace=namespace))
+            except ApiError as exc:
+                if exc.status.code != _NOT_FOUND:
+                    raise
+                self._read[key] = None
+        found = self._read[key]
+        return copy.deepcopy(found) if found is not None else None  # callers may change what they get
+
+    def _wrote(self, res: Any, name: str, namespace: str | None = None) -> None:
+        self._read.pop((res.__name__, namespace, name), None)
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(Pod, name, namespace)
@@ -160,10 +171,12 @@ class KubeGateway:
             dry_run.checked(f"Kubernetes {call}", "server-side dryRun=All")
 
     def patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self._wrote(Pod, name, namespace)
         self._client.patch(Pod, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=self._dry_run)
         self._checked("patch pod")
 
     def delete_pod(self, namespace: str, name: str, grace_period_seconds: int | None) -> None:
+        self._wrote(Pod, name, namespace)
         self._client.delete(Pod, name, namespace=namespace, grace_period=grace_period_seconds, dry_run=self._dry_run)
         self._checked("delete pod")
 
@@ -181,6 +194,7 @@ class KubeGateway:
         return [_to_dict(n) for n in self._client.list(Node)]
 
     def patch_node(self, name: str, patch: dict[str, Any]) -> None:
+        self._wrote(Node, name)
         self._client.patch(Node, name, patch, patch_type=PatchType.MERGE, dry_run=self._dry_run)
         self._checked("patch node")
 
@@ -191,6 +205,7 @@ class KubeGateway:
         return [_to_dict(p) for p in self._client.list(NetworkPolicy, namespace=namespace)]
 
     def delete_network_policy(self, namespace: str, name: str) -> None:
+        self._wrote(NetworkPolicy, name, namespace)
         try:
             self._client.delete(NetworkPolicy, name, namespace=namespace, dry_run=self._dry_run)
         except ApiError as exc:
@@ -199,6 +214,7 @@ class KubeGateway:
         self._checked("delete NetworkPolicy")
 
     def patch_network_policy(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self._wrote(NetworkPolicy, name, namespace)
         self._client.patch(
             NetworkPolicy, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=self._dry_run
         )
@@ -228,6 +244,8 @@ class KubeGateway:
         return self._get(RoleBinding, name, namespace)
 
     def delete_binding(self, kind: str, namespace: str | None, name: str) -> None:
+        self._wrote(ClusterRoleBinding, name)
+        self._wrote(RoleBinding, name, namespace)
         if kind == "ClusterRoleBinding":
             self._client.delete(ClusterRoleBinding, name, dry_run=self._dry_run)
         else:
@@ -239,6 +257,7 @@ class KubeGateway:
 
     def replace_config_map_data(self, namespace: str, name: str, data: dict[str, str], resource_version: str) -> None:
         # The resourceVersion makes the write fail, rather than lose an edit made since we read it.
+        self._wrote(ConfigMap, name, namespace)
         patch = {"metadata": {"resourceVersion": resource_version}, "data": data}
         self._client.patch(
             ConfigMap, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=self._dry_run
@@ -316,6 +335,7 @@ class KubeGateway:
         return bool(answer.status and answer.status.allowed)
 
     def create_network_policy(self, namespace: str, body: dict[str, Any]) -> None:
+        self._wrote(NetworkPolicy, str(body["metadata"]["name"]), namespace)
         policy = cast("NetworkPolicy", NetworkPolicy.from_dict(body))
         try:
             self._client.create(policy, namespace=namespace, dry_run=self._dry_run)

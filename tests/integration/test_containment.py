@@ -532,3 +532,29 @@ def test_nodes_where_the_guardduty_agent_stopped_are_marked(
     finally:
         for pod in agents:
             admin.delete(Pod, pod, namespace=namespace)
+
+
+def test_each_object_is_read_once_until_a_step_writes_it(
+    cluster: Cluster, make_responder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx2
+
+    pod = cluster.pod("reads", cluster.node("node-a", "i-0aaa"))
+    sent: list[tuple[str, str]] = []
+    send = httpx2.Client.send
+
+    def counting(self: Any, request: Any, **kwargs: Any) -> Any:
+        sent.append((request.method, request.url.path))
+        return send(self, request, **kwargs)
+
+    monkeypatch.setattr(httpx2.Client, "send", counting)
+    rules = rules_with("k8s:label-pod", "k8s:capture-pod", "k8s:isolate-pod", "k8s:label-pod")
+    report = make_responder(rules).handle(incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE)
+    assert [r.status.value for r in report.actions] == ["succeeded", "succeeded", "succeeded", "skipped"]
+    path = f"/api/v1/namespaces/{cluster.namespace}/pods/{pod}"
+    reads = [p for method, p in sent if method == "GET" and p == path]
+    writes = [p for method, p in sent if method == "PATCH" and p == path]
+    # read for the targets (kept for the label), again after the label's write (capture and
+    # isolation), again after the isolation's write (its verification, and the last step)
+    assert len(writes) == 2
+    assert len(reads) == 3
