@@ -12,7 +12,7 @@ from pydantic import Field
 from chalicelib.actions import evidence_bundle
 from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
 from chalicelib.actions.ec2 import memory_document
-from chalicelib.actions.ec2.common import INSTANCE_ARN, NODE_CONDITION, aws, instance, missing, tags_of, terminated
+from chalicelib.actions.ec2.common import INSTANCE_ARN, NODE_CONDITION, aws, missing, present, tags_of
 
 CAPTURE_TAG = "eks-responder:memory-capture"  # <command id>/<started>/<incident>
 ONE_CAPTURE_EVERY = timedelta(hours=1)  # a node several findings name is captured once, not once each
@@ -68,8 +68,8 @@ class CaptureMemory(Action):
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
         assert isinstance(params, CaptureMemoryParams)
         ec2 = aws(ctx)
-        found = instance(ctx, target)
-        if found is None or terminated(found):
+        found = present(ctx, target)
+        if found is None:
             return missing(target)
         earlier = _earlier(tags_of(found).get(CAPTURE_TAG, ""), ctx, target)
         if earlier is not None:

@@ -35,6 +35,12 @@ def instance(ctx: ActionContext, target: Target) -> dict[str, Any] | None:
     return found
 
 
+def present(ctx: ActionContext, target: Target) -> dict[str, Any] | None:
+    """The instance, or None when it is gone or going (an action then reports it `missing`)."""
+    found = instance(ctx, target)
+    return None if found is None or terminated(found) else found
+
+
 def missing(target: Target) -> Outcome:
     return Outcome(Status.SKIPPED, f"instance {target} no longer exists")
 

@@ -16,10 +16,9 @@ from chalicelib.actions.ec2.common import (
     UNTRACKING_GROUP_TAG,
     aws,
     incident_tags,
-    instance,
     missing,
+    present,
     tags_of,
-    terminated,
 )
 from chalicelib.settings import MANAGED_BY
 
@@ -129,8 +128,8 @@ class IsolateInstance(Action):
 
     def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
         ec2 = aws(ctx)
-        found = instance(ctx, target)
-        if found is None or terminated(found):
+        found = present(ctx, target)
+        if found is None:
             return missing(target)
         group = str(prior.get("isolation_group") or "")
         current = {str(e["NetworkInterfaceId"]): [str(g["GroupId"]) for g in e.get("Groups", [])]
@@ -153,8 +152,8 @@ class IsolateInstance(Action):
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
         assert isinstance(params, IsolateInstanceParams)
         ec2 = aws(ctx)
-        found = instance(ctx, target)
-        if found is None or terminated(found):
+        found = present(ctx, target)
+        if found is None:
             return missing(target)
         vpc = str(found["VpcId"])
         interfaces = {
@@ -173,11 +172,7 @@ class IsolateInstance(Action):
                 evidence_bundle.write(
                     ctx, base, {"instance.json": evidence_bundle.as_json(found)}, {"instance": target.name}
                 )
-            through = _untracking_group(ec2, vpc, done) if params.cut_established_connections and group else ""
-            for eni, groups in to_move.items():
-                _move(ec2, eni, groups, group, through)
-            if through:
-                _drop(ec2, through, done)
+            move_into(ec2, vpc, to_move, group, done, untrack=params.cut_established_connections)
             ec2.tag([target.name], {**incident_tags(ctx), ISOLATED_AT_TAG: ctx.now.isoformat()})
             moved = ", ".join(f"{eni} (was {' '.join(groups) or 'no group'})" for eni, groups in to_move.items())
             done.append(f"moved {moved} to {group or 'the isolation group'}")
@@ -195,6 +190,18 @@ class IsolateInstance(Action):
             "; ".join(done) + f"; verified: every interface only in {group}, {rules_text(allowed)}",
             prior,
         )
+
+
+def move_into(
+    ec2: EC2API, vpc: str, to_move: dict[str, list[str]], group: str, done: list[str], *, untrack: bool
+) -> None:
+    """Each interface into the isolation group; when untracking, through a transient all-traffic
+    group first (deleted afterwards), so no tracked connection survives the move."""
+    through = _untracking_group(ec2, vpc, done) if untrack and group else ""
+    for eni, groups in to_move.items():
+        _move(ec2, eni, groups, group, through)
+    if through:
+        _drop(ec2, through, done)
 
 
 def _move(ec2: EC2API, eni: str, groups: list[str], group: str, through: str) -> None:

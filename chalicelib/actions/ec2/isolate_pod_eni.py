@@ -11,11 +11,9 @@ from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome
 from chalicelib.actions.ec2.common import aws
 from chalicelib.actions.ec2.isolate_instance import (
     GROUP_IAM,
-    _drop,
     _isolation_group,
-    _move,
-    _untracking_group,
     forensic_egress,
+    move_into,
     put_back,
     rules_text,
     verify_interfaces,
@@ -92,11 +90,7 @@ class IsolatePodEni(Action):
         group = _isolation_group(ec2, vpc, owners, done, prior, allowed)
         to_move = {eni: was for eni, was in groups.items() if was != [group]}
         if to_move:
-            through = _untracking_group(ec2, vpc, done) if group else ""
-            for eni, was in to_move.items():
-                _move(ec2, eni, was, group, through)
-            if through:
-                _drop(ec2, through, done)
+            move_into(ec2, vpc, to_move, group, done, untrack=True)
             moved = ", ".join(f"{eni} (was {' '.join(was)})" for eni, was in to_move.items())
             done.append(f"moved branch ENI {moved} to {group or 'the isolation group'}")
         prior["isolation_group"] = group

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
-from chalicelib.actions.ec2.common import INSTANCE_ARN, NODE_CONDITION, aws, instance, missing, terminated
+from chalicelib.actions.ec2.common import INSTANCE_ARN, NODE_CONDITION, aws, missing, present
 
 ASG_ARN = "arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/*"
 
@@ -44,8 +44,8 @@ class ProtectInstance(Action):
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
         assert isinstance(params, ProtectInstanceParams)
         ec2 = aws(ctx)
-        found = instance(ctx, target)
-        if found is None or terminated(found):
+        found = present(ctx, target)
+        if found is None:
             return missing(target)
         termination = bool(ec2.instance_attribute(target.name, "disableApiTermination"))
         shutdown = ec2.instance_attribute(target.name, "instanceInitiatedShutdownBehavior")
@@ -80,8 +80,8 @@ class ProtectInstance(Action):
 
     def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
         ec2 = aws(ctx)
-        found = instance(ctx, target)
-        if found is None or terminated(found):
+        found = present(ctx, target)
+        if found is None:
             return missing(target)
         done: list[str] = []
         if not prior.get("disableApiTermination"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
-from chalicelib.actions.ec2.common import NODE_CONDITION, aws, instance, missing, terminated
+from chalicelib.actions.ec2.common import NODE_CONDITION, aws, missing, present
 
 ASG_ARN = "arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/*"
 TARGET_GROUP_ARN = "arn:aws:elasticloadbalancing:{region}:{account}:targetgroup/*/*"
@@ -56,8 +56,8 @@ class RemoveFromService(Action):
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
         ec2 = aws(ctx)
-        found = instance(ctx, target)
-        if found is None or terminated(found):
+        found = present(ctx, target)
+        if found is None:
             return missing(target)
         done: list[str] = []
         prior: dict[str, Any] = {"standby_in": None, "targets": []}
@@ -82,8 +82,8 @@ class RemoveFromService(Action):
 
     def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
         ec2 = aws(ctx)
-        found = instance(ctx, target)
-        if found is None or terminated(found):
+        found = present(ctx, target)
+        if found is None:
             return missing(target)
         done: list[str] = []
         targets = list(prior.get("targets") or [])
