@@ -76,7 +76,7 @@ conformance: venv
 
 bench: venv
 	$(PY) bench/import_time.py
-	$(PY) bench/cold_package.py
+	$(PY) bench/cold_first_event.py
 	$(PY) bench/time_to_contain.py
 	$(PY) bench/flowlogs.py
 	$(PY) bench/accounts.py

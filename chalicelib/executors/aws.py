@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib import dry_run
+from chalicelib.executors.lazy import LazyClient
 
 _DRY_RUN_OK = "DryRunOperation"
 
@@ -318,8 +319,8 @@ class AwsConnector:
             # Retries and timeouts come from the session's defaults (wiring.aws_session, AWS_MAX_ATTEMPTS).
             session = self._session()
             self._clients[region] = (
-                session.client("ec2", region_name=region),
-                session.client("autoscaling", region_name=region),
+                LazyClient(lambda: session.client("ec2", region_name=region)),
+                LazyClient(lambda: session.client("autoscaling", region_name=region)),
             )
         ec2, autoscaling = self._clients[region]
         return EC2Gateway(ec2, autoscaling, dry_run=dry_run, elbv2=lambda: self._elbv2(region),

@@ -3,6 +3,7 @@ mode reads happen and writes are not sent."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -11,6 +12,7 @@ from typing import Any
 
 from chalicelib import dry_run
 from chalicelib.actions.base import IAMStatement
+from chalicelib.executors.lazy import LazyClient
 
 logger = logging.getLogger(__name__)
 _MISSING = {"NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException"}
@@ -48,6 +50,9 @@ class IdentityGateway:
         self._eks = eks
         self.dry_run = dry_run
         self._caller: str | None = None
+        # One gateway serves one incident: the identity resolution and the step that acts on the
+        # same service account read its associations once, until this gateway deletes one.
+        self._associations: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
 
     def caller_arn(self) -> str:
         if self._caller is None:
@@ -100,6 +105,12 @@ class IdentityGateway:
 
     def pod_identity_associations(self, cluster: str, namespace: str, service_account: str) -> list[dict[str, Any]]:
         """The service account's Pod Identity associations, each as described (role, tags, ...)."""
+        key = (cluster, namespace, service_account)
+        if key not in self._associations:
+            self._associations[key] = self._read_associations(cluster, namespace, service_account)
+        return copy.deepcopy(self._associations[key])
+
+    def _read_associations(self, cluster: str, namespace: str, service_account: str) -> list[dict[str, Any]]:
         try:
             listed = self._eks.list_pod_identity_associations(
                 clusterName=cluster, namespace=namespace, serviceAccount=service_account
@@ -122,6 +133,7 @@ class IdentityGateway:
         if self.dry_run:
             dry_run.not_sent("eks:DeletePodIdentityAssociation")
             return
+        self._associations.clear()
         self._eks.delete_pod_identity_association(clusterName=cluster, associationId=association_id)
 
     def access_entry(self, cluster: str, principal_arn: str) -> dict[str, Any] | None:
@@ -174,9 +186,9 @@ class IdentityConnector:
         if region not in self._clients:
             session = self._session()
             self._clients[region] = (
-                session.client("iam", region_name=region),
-                session.client("sts", region_name=region),
-                session.client("eks", region_name=region),
+                LazyClient(lambda: session.client("iam", region_name=region)),
+                LazyClient(lambda: session.client("sts", region_name=region)),
+                LazyClient(lambda: session.client("eks", region_name=region)),
             )
         iam, sts, eks = self._clients[region]
         return IdentityGateway(iam, sts, eks, dry_run=dry_run)

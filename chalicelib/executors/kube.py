@@ -150,6 +150,12 @@ class KubeGateway:
     def _wrote(self, res: Any, name: str, namespace: str | None = None) -> None:
         self._read.pop((res.__name__, namespace, name), None)
 
+    def _answered(self, res: Any, name: str, namespace: str | None, answer: Any) -> None:
+        """The server's answer to a patch is the object as it stands after it (admission included):
+        the next step reads it from there instead of asking again."""
+        if hasattr(answer, "to_dict"):
+            self._read[(res.__name__, namespace, name)] = _to_dict(answer)
+
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(Pod, name, namespace)
 
@@ -172,7 +178,10 @@ class KubeGateway:
 
     def patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self._wrote(Pod, name, namespace)
-        self._client.patch(Pod, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=self._dry_run)
+        answer = self._client.patch(
+            Pod, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=self._dry_run
+        )
+        self._answered(Pod, name, namespace, answer)
         self._checked("patch pod")
 
     def delete_pod(self, namespace: str, name: str, grace_period_seconds: int | None) -> None:
@@ -195,7 +204,8 @@ class KubeGateway:
 
     def patch_node(self, name: str, patch: dict[str, Any]) -> None:
         self._wrote(Node, name)
-        self._client.patch(Node, name, patch, patch_type=PatchType.MERGE, dry_run=self._dry_run)
+        answer = self._client.patch(Node, name, patch, patch_type=PatchType.MERGE, dry_run=self._dry_run)
+        self._answered(Node, name, None, answer)
         self._checked("patch node")
 
     def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -19,7 +19,8 @@ def load_rules(path: Path) -> RulesFile:
     except OSError as exc:
         raise RulesError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
     try:
-        doc = yaml.safe_load(text)
+        # libyaml's loader where the wheel has it (the Lambda's does): the rules load at every cold start
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise RulesError(f"{path}: not valid YAML: {exc}") from None
     return parse_rules(doc, str(path))

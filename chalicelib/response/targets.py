@@ -226,8 +226,14 @@ def resolve(incident: Incident, kube: KubeAPI) -> Targets:
 
 def _map_nodes_and_instances(incident: Incident, kube: KubeAPI, found: Targets, pod_nodes: list[str]) -> None:
     """Instance ids to nodes (providerID), nodes to instances; Fargate nodes have neither."""
-    nodes = {str(n["metadata"]["name"]): n for n in kube.list_nodes()}
+    # The nodes named or running the pods are read by name; the whole list only when an instance
+    # is on none of them (Kubernetes selects nodes by no field that holds the instance id).
+    named = dict.fromkeys([*(t.name for t in found.nodes), *pod_nodes])
+    nodes = {name: node for name in named if (node := kube.get_node(name)) is not None}
     by_instance = {_instance_of(n): name for name, n in nodes.items()}
+    if any(instance_id not in by_instance for instance_id in incident.instance_ids):
+        nodes = {str(n["metadata"]["name"]): n for n in kube.list_nodes()}
+        by_instance = {_instance_of(n): name for name, n in nodes.items()}
     for instance_id in incident.instance_ids:
         node_name = by_instance.get(instance_id)
         if node_name is None:

@@ -554,7 +554,10 @@ def test_each_object_is_read_once_until_a_step_writes_it(
     path = f"/api/v1/namespaces/{cluster.namespace}/pods/{pod}"
     reads = [p for method, p in sent if method == "GET" and p == path]
     writes = [p for method, p in sent if method == "PATCH" and p == path]
-    # read for the targets (kept for the label), again after the label's write (capture and
-    # isolation), again after the isolation's write (its verification, and the last step)
+    # read once, for the targets; after each write the server's answer serves the next steps
+    # (capture, isolation, the isolation's verification, the last label)
     assert len(writes) == 2
-    assert len(reads) == 3
+    assert len(reads) == 1
+    # the pod's node is read by name, never found by listing every node
+    assert ("GET", "/api/v1/nodes") not in sent
+    assert ("GET", "/api/v1/nodes/node-a") in sent
