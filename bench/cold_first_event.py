@@ -33,6 +33,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import goals
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / ".chalice" / "package-dev" / "deployment.zip"
 EVENT = ROOT / "events" / "guardduty" / "execution-runtime-reverse-shell.json"
@@ -137,9 +139,13 @@ def main() -> int:
     shipped = medians["responder, with bytecode"] / floor
     saved = medians["responder, sources only"] - medians["responder, with bytecode"]
     print(f"bytecode saves {saved:.0f} ms ({saved / medians['responder, sources only']:.0%}) of every cold start")
+    both = f"{shipped:.2f}x ({medians['responder, with bytecode']:.0f} / {floor:.0f} ms)"
+    goals.record("cold first event / hand-written floor", both, f"<= {GOAL}x", shipped <= GOAL)
+    goals.record("  same, sources only (no bytecode)", f"{medians['responder, sources only'] / floor:.2f}x", "", None)
+    goals.record("  bytecode saves", f"{saved:.0f} ms of {medians['responder, sources only']:.0f} ms", "", None)
     print(f"goal: the responder as shipped at most {GOAL}x the floor: {shipped:.2f}x, "
           + ("met" if shipped <= GOAL else "NOT MET"))  # fmt: skip
-    return 0 if shipped <= GOAL else 1
+    return 0  # a goal missed is reported by bench/goals.py; only an error stops `make bench`
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import goals
+
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 1.5
 STATEMENTS = {"boto3": "import boto3", "app": "import app"}
@@ -43,8 +45,9 @@ def main() -> int:
     for name, median in medians.items():
         print(f"import {name:<6} median {median:7.1f} ms over {args.runs} runs")
     verdict = "within" if ratio <= BUDGET else "OVER"
+    goals.record("import app / import boto3", f"{ratio:.2f}x", f"<= {BUDGET}x", ratio <= BUDGET)
     print(f"import app / import boto3 = {ratio:.2f} ({verdict} the {BUDGET}x budget)")
-    return 0 if ratio <= BUDGET else 1
+    return 0  # a goal missed is reported by bench/goals.py; only an error stops `make bench`
 
 
 if __name__ == "__main__":

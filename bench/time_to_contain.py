@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import goals
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENT = ROOT / "events" / "guardduty" / "execution-runtime-reverse-shell.json"
 ONE = """
@@ -117,7 +119,25 @@ def main() -> int:
     for key, value in sorted(per_incident.items(), key=lambda kv: -kv[1]):
         print(f"  {value:5.1f}  {key}")
     print(f"requests of the container's first incident: {sum(first.values())}")
+    goals.record("time to contain, warm: p50 / p99", f"{statistics.median(steady):.1f} / {p99:.1f} ms", "", None)
+    goals.record("time to contain, fresh process: p50", f"{statistics.median(fresh):.0f} ms", "", None)
+    goals.record("requests per incident", f"{sum(per_incident.values()):.0f}", "", None)
+    for name, (reads, writes) in sorted(_changed(per_incident).items()):
+        goals.record(f"  {name}: reads, writes", f"{reads:g}, {writes:g}", "<= 1, <= 1", reads <= 1 and writes <= 1)
+    listed = sum(v for k, v in per_incident.items() if k == "kubernetes GET pods")
+    goals.record("  lists of every pod", f"{listed:g}", "0", listed == 0)
     return 0
+
+
+def _changed(per_incident: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """Reads and writes of each Kubernetes object the incident writes (`kubernetes VERB name`)."""
+    verbs: dict[str, dict[str, float]] = collections.defaultdict(dict)
+    for key, count in per_incident.items():
+        api, verb, name = key.split(" ", 2)
+        if api == "kubernetes":
+            verbs[name][verb] = verbs[name].get(verb, 0) + count
+    return {f"{name}" : (v.get("GET", 0), v.get("PATCH", 0) + v.get("PUT", 0))
+            for name, v in verbs.items() if "PATCH" in v or "PUT" in v}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ BARE_TCP_PACKET = 100
 # exchange that carried a request has more: a scraper's or a health check's flows never count.
 PROBE_PACKETS = 3
 TCP = "6"
+# A miner is the client of its pool: ours sends from a port the OS picked, never a privileged one.
+# Ours on a privileged port (a server answering) and a packet the VPC rejected (a scanner whose
+# source port happens to be a pool's) are not mining.
+CLIENT_PORTS = 1024
 
 
 @dataclass(frozen=True)
@@ -345,7 +349,7 @@ class Scanner:
             ours, theirs = (dst, flow.src) if fs & THREAT else (src, flow.dst)
             self._finding("threat-list", ours, bool(fs & THREAT and fd & THREAT)).add(flow, theirs)
         if fd & PUBLIC and not fs & PUBLIC:
-            if flow.dst_port.encode() in self._mining:
+            if flow.dst_port.encode() in self._mining and _number(flow.src_port) >= CLIENT_PORTS:
                 self._finding("mining-pool", src, False).add(flow, flow.dst, _number(flow.dst_port))
             if self._egress_on:
                 sent = self._egress.setdefault(src, [fields[at + layout.position("interface-id")], 0])
@@ -354,7 +358,8 @@ class Scanner:
                     if sent[1] >= self.settings.egress_bytes:
                         self._egress_flow(src, flow, sent[1])
         elif fs & PUBLIC and not fd & PUBLIC:
-            if flow.src_port.encode() in self._mining:
+            to_our_client = flow.action == "ACCEPT" and _number(flow.dst_port) >= CLIENT_PORTS
+            if to_our_client and flow.src_port.encode() in self._mining:
                 self._finding("mining-pool", dst, False).add(flow, flow.src, _number(flow.src_port))
             if flow.dst_port.encode() in self._admin and flow.action == "ACCEPT":
                 self._finding("admin-from-internet", dst, False).add(flow, flow.src, _number(flow.dst_port))

@@ -381,6 +381,21 @@ def test_a_delivery_counts_its_records_in_metrics(
     assert values["FlowFindings"]["FlowFindings"] == [1.0]
 
 
+def test_a_pool_port_is_mining_only_when_ours_is_the_client() -> None:
+    records = [
+        b"2 1 eni-1 10.0.1.5 198.51.100.7 40000 3333 6 3 300 1 2 ACCEPT OK",  # ours to a pool
+        b"2 1 eni-1 198.51.100.7 10.0.1.5 3333 40000 6 3 300 1 2 ACCEPT OK",  # the pool's answer
+        b"2 1 eni-2 203.0.113.9 10.0.2.6 4444 443 6 1 40 1 2 REJECT OK",  # a scanner's source port, rejected
+        b"2 1 eni-2 203.0.113.9 10.0.2.6 4444 443 6 5 900 1 2 ACCEPT OK",  # a client of our HTTPS server
+        b"2 1 eni-2 10.0.2.6 203.0.113.9 443 4444 6 5 9000 1 2 ACCEPT OK",  # and our server's answer
+    ]
+    scanner = _scanner()
+    scan_lines(iter(records), DEFAULT, scanner)
+    found = scanner.findings()
+    assert [(f.detector, f.address) for f in found] == [("mining-pool", "10.0.1.5")]
+    assert found[0].records == 2
+
+
 def test_internal_cidrs_make_an_ipv6_vpcs_addresses_ours() -> None:
     from chalicelib.flowlogs.addresses import parse_networks
 

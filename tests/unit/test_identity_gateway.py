@@ -50,3 +50,45 @@ def test_dry_run_sends_no_delete() -> None:
     with stub:  # any call would fail: nothing is queued
         IdentityGateway(None, None, eks, dry_run=True).delete_access_entry("prod", ARN)
     stub.assert_no_pending_responses()
+
+
+def test_an_incident_lists_a_service_accounts_associations_once_until_it_deletes_one() -> None:
+    eks, stub = _eks()
+    where = {"clusterName": "prod", "namespace": "payments", "serviceAccount": "web"}
+    arn = "arn:aws:eks:us-east-1:123456789012:podidentityassociation/prod/a-1"
+    association = {"associationId": "a-1", "associationArn": arn, "clusterName": "prod", "namespace": "payments",
+                   "serviceAccount": "web", "ownerArn": ""}  # fmt: skip
+    described = {**association, "roleArn": ARN}
+    stub.add_response("list_pod_identity_associations", {"associations": [association]}, where)
+    stub.add_response("describe_pod_identity_association", {"association": described},
+                      {"clusterName": "prod", "associationId": "a-1"})  # fmt: skip
+    stub.add_response("delete_pod_identity_association", {"association": described},
+                      {"clusterName": "prod", "associationId": "a-1"})  # fmt: skip
+    stub.add_response("list_pod_identity_associations", {"associations": []}, where)
+    with stub:
+        gateway = IdentityGateway(None, None, eks, dry_run=False)
+        # the identity resolution, then the step: one listing between them
+        assert gateway.pod_identity_roles("prod", "payments", "web") == [ARN]
+        first = gateway.pod_identity_associations("prod", "payments", "web")
+        first[0]["roleArn"] = "changed by a caller"
+        assert gateway.pod_identity_associations("prod", "payments", "web")[0]["roleArn"] == ARN
+        gateway.delete_pod_identity_association("prod", "a-1")
+        # after a delete, the next read asks EKS again
+        assert gateway.pod_identity_associations("prod", "payments", "web") == []
+    stub.assert_no_pending_responses()
+
+
+def test_a_client_is_made_when_first_used_and_only_once() -> None:
+    from chalicelib.executors.lazy import LazyClient
+
+    made: list[str] = []
+
+    def make() -> object:
+        made.append("sts")
+        return boto3.client("sts", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+
+    client = LazyClient(make)
+    assert made == []  # built, not used: no client, no service model loaded
+    assert client.meta.service_model.service_name == "sts"
+    assert client.exceptions.ClientError is not None
+    assert made == ["sts"]
