@@ -50,7 +50,8 @@ def _event(index: int) -> dict[str, Any]:
 def _counted() -> collections.Counter[str]:
     """Count every HTTP request botocore and lightkube send from now on, by API and verb."""
     import botocore.client
-    import httpx2
+
+    from chalicelib.executors.kube_http import KubeClient
 
     counts: collections.Counter[str] = collections.Counter()
     call = botocore.client.BaseClient._make_api_call
@@ -60,15 +61,15 @@ def _counted() -> collections.Counter[str]:
         return call(self, operation, params)
 
     botocore.client.BaseClient._make_api_call = aws
-    kube_send = httpx2.Client.send
+    kube_send = KubeClient.request
 
-    def kube(self: Any, request: Any, **kwargs: Any) -> Any:
-        parts = [p for p in request.url.path.split("/") if p]
+    def kube(self: KubeClient, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        parts = [p for p in path.split("/") if p]
         kind = next((p for p in reversed(parts) if not p[0].isdigit() and p not in {"v1", "api", "apis"}), "?")
-        counts[f"kubernetes {request.method} {kind}"] += 1
-        return kube_send(self, request, **kwargs)
+        counts[f"kubernetes {method} {kind}"] += 1
+        return kube_send(self, method, path, *args, **kwargs)
 
-    httpx2.Client.send = kube  # type: ignore[method-assign]
+    KubeClient.request = kube  # type: ignore[method-assign]
     return counts
 
 

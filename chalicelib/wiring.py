@@ -1,6 +1,6 @@
 """The composition root: settings, rules, clients, built once per Lambda container.
 
-Heavy modules (boto3, lightkube) are imported here, on first use, never at import time.
+Heavy modules (boto3, the Kubernetes client) are imported here, on first use, never at import time.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SDKS = {"boto3", "botocore", "lightkube", "kubernetes", "httpx", "httpx2"}
+SDKS = {"boto3", "botocore", "urllib3", "lightkube", "kubernetes", "httpx", "httpx2"}
 PURE = [
     "chalicelib/incident.py",
     "chalicelib/sources",

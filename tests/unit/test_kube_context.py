@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import pytest
-from lightkube import KubeConfig
 
 from chalicelib.errors import ClusterAccessError
 from chalicelib.executors.kube import ClusterConnector, context_for
+from chalicelib.executors.kube_http import Kubeconfig
 
 ARN = "arn:aws:eks:eu-west-1:111122223333:cluster/prod"
 
 
-def kubeconfig(*contexts: tuple[str, str], current: str | None = None) -> KubeConfig:
+def kubeconfig(*contexts: tuple[str, str], current: str | None = None) -> Kubeconfig:
     clusters = sorted({c for _, c in contexts})
-    return KubeConfig.from_dict(
+    return Kubeconfig(
         {
             "apiVersion": "v1",
             "kind": "Config",
@@ -92,7 +93,47 @@ def test_clients_are_cached_per_account_region_and_name(tmp_path: Path) -> None:
         eu = connector.gateway("prod", "eu-west-1", dry_run=True, account="111122223333")
         us = connector.gateway("prod", "us-east-1", dry_run=True, account="111122223333")
         assert eu._client is not us._client
-        assert eu._client.config.cluster.server == "https://127.0.0.1:1"
-        assert us._client.config.cluster.server == "https://127.0.0.2:1"
+        assert eu._client.server == "https://127.0.0.1:1"
+        assert us._client.server == "https://127.0.0.2:1"
     finally:
         connector.close()
+
+
+def test_a_kubeconfigs_files_are_read_from_its_own_folder(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_bytes(b"CA")
+    (tmp_path / "token").write_text("t")
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "clusters": [
+                    {"name": "c", "cluster": {"server": "https://10.0.0.1/", "certificate-authority": "ca.pem"}}
+                ],
+                "users": [
+                    {
+                        "name": "u",
+                        "user": {
+                            "tokenFile": "token",
+                            "client-certificate-data": base64.b64encode(b"CERT").decode(),
+                            "client-key-data": base64.b64encode(b"KEY").decode(),
+                        },
+                    }
+                ],
+                "contexts": [{"name": "prod", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
+    access = Kubeconfig.from_file(path).access("prod")
+    assert access.server == "https://10.0.0.1"
+    assert access.ca_data == b"CA"
+    assert access.token_file == str(tmp_path / "token")
+    assert access.cert == (b"CERT", b"KEY")
+
+
+def test_a_context_without_a_server_is_an_error_not_a_guess() -> None:
+    config = Kubeconfig({"clusters": [{"name": "c", "cluster": {}}], "users": [],
+                         "contexts": [{"name": "prod", "context": {"cluster": "c", "user": "u"}}]})  # fmt: skip
+    with pytest.raises(ClusterAccessError, match="no cluster with a server address"):
+        config.access("prod")
+    with pytest.raises(ClusterAccessError, match="no context 'staging'"):
+        config.access("staging")
