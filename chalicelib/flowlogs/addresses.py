@@ -9,9 +9,11 @@ hundreds of times slower.
 from __future__ import annotations
 
 import socket
+import struct
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from chalicelib.errors import EventError
 
@@ -19,6 +21,7 @@ PUBLIC = 1
 THREAT = 2
 NO_ADDRESS = 4  # "-": NODATA / SKIPDATA records
 FORBIDDEN = 16  # in a range ours must never reach (8 is the scanner's mark, set by the scanner)
+_PACK_V4 = partial(socket.inet_pton, socket.AF_INET)  # strict dotted quads only, like _parse
 MEMO_LIMIT = 1_000_000  # a flood of spoofed sources cannot exhaust memory: beyond it, classified each time
 
 # Not public: RFC 1918, shared (CGNAT), loopback, link-local, multicast, reserved; IPv6 ULA,
@@ -67,22 +70,32 @@ class Ranges:
         return ranges
 
     def _merge(self, triples: Iterable[tuple[int, int, int]]) -> None:
-        spans: dict[int, list[tuple[int, int]]] = {32: [], 128: []}
+        # IPv4 spans sort as single integers (first, then last, in one 64-bit key): several times
+        # faster than tuples for a threat list of tens of thousands of entries.
+        v4: list[int] = []
+        v6: list[tuple[int, int]] = []
         for bits, first, last in triples:
-            spans[bits].append((first, last))
+            if bits == 32:  # noqa: PLR2004
+                v4.append(first << 32 | last)
+            else:
+                v6.append((first, last))
+        v4.sort()
+        v6.sort()
         self._starts: dict[int, list[int]] = {}
         self._ends: dict[int, list[int]] = {}
         self.size = 0
-        for bits, found in spans.items():
-            merged: list[list[int]] = []
-            for first, last in sorted(found):
-                if merged and first <= merged[-1][1] + 1:
-                    merged[-1][1] = max(merged[-1][1], last)
+        for bits, spans in ((32, ((key >> 32, key & 0xFFFFFFFF) for key in v4)), (128, iter(v6))):
+            starts: list[int] = []
+            ends: list[int] = []
+            for first, last in spans:
+                if ends and first <= ends[-1] + 1:
+                    ends[-1] = max(ends[-1], last)
                 else:
-                    merged.append([first, last])
-            self._starts[bits] = [m[0] for m in merged]
-            self._ends[bits] = [m[1] for m in merged]
-            self.size += len(merged)
+                    starts.append(first)
+                    ends.append(last)
+            self._starts[bits] = starts
+            self._ends[bits] = ends
+            self.size += len(starts)
 
     def contains(self, bits: int, value: int) -> bool:
         starts = self._starts[bits]
@@ -138,6 +151,30 @@ def parse_forbidden(entries: Iterable[str], where: str) -> Forbidden:
 
 def parse_networks(text: str, where: str) -> Ranges:
     """One address or CIDR per line (a threat list, internal ranges); `#` comments; a bad line is named."""
+    fast = _plain_list(text)
+    return fast if fast is not None else _parse_lines(text, where)
+
+
+def _plain_list(text: str) -> Ranges | None:
+    """A list of one entry per line, no comments (what threat feeds publish), mostly IPv4 addresses:
+    the addresses are converted together in C, a few milliseconds for fifty thousand. None when
+    the text is anything else, or an entry is bad: the line-by-line parse then names the line."""
+    if "#" in text:
+        return None
+    entries = text.split()
+    if len(entries) != sum(1 for line in text.splitlines() if line and not line.isspace()):
+        return None  # two entries on one line: an error the line-by-line parse reports
+    hosts = [e for e in entries if "/" not in e and ":" not in e]
+    try:
+        packed = b"".join(map(_PACK_V4, hosts))
+        values = struct.unpack(f">{len(hosts)}I", packed)
+        others = [_network(e) for e in entries if "/" in e or ":" in e]
+    except (OSError, ValueError):
+        return None
+    return Ranges.of_spans([*((32, v, v) for v in values), *others])
+
+
+def _parse_lines(text: str, where: str) -> Ranges:
     spans = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
