@@ -6,6 +6,7 @@ import base64
 import gzip
 import io
 import json
+import random
 import zlib
 from collections.abc import Iterable
 from dataclasses import replace
@@ -148,6 +149,26 @@ def test_threat_lists_merge_overlaps_and_name_a_bad_line() -> None:
     assert ranges.contains(32, (10 << 24) | (9 << 16) | (4 << 8) | 7)
     with pytest.raises(EventError, match=r"feed.txt:2: .*not-an-ip"):
         parse_networks("1.2.3.4\nnot-an-ip\n", "feed.txt")
+
+
+def test_a_plain_feed_parses_to_the_same_ranges_as_line_by_line() -> None:
+    from chalicelib.flowlogs.addresses import _parse_lines, _plain_list
+
+    rng = random.Random(5)
+    hosts = [f"45.{rng.randint(0, 3)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}" for _ in range(3000)]
+    nets = ["45.1.0.0/16", "45.2.3.0/24", "2001:db8:bad::/48", "2001:db8:bad:1::7", "45.3.255.255"]
+    feed = "\n".join(hosts + nets) + "\n"
+    fast, slow = _plain_list(feed), _parse_lines(feed, "feed.txt")
+    assert fast is not None
+    assert (fast._starts, fast._ends) == (slow._starts, slow._ends)
+    assert fast.contains(32, (45 << 24) | (1 << 16) | 77)
+    assert not fast.contains(32, (46 << 24) | 1)
+    # Not a plain list, so the line-by-line parse decides (and names the line): a bad or
+    # non-canonical address, two entries on one line.
+    for bad in ("1.2.3.4\n01.2.3.4\n", "1.2.3.4\n1.2.3\n", "1.2.3.4 5.6.7.8\n"):
+        assert _plain_list(bad) is None
+        with pytest.raises(EventError, match=r"feed.txt:\d+: "):
+            parse_networks(bad, "feed.txt")
 
 
 # -- detectors on generated traffic ----------------------------------------------------------------
