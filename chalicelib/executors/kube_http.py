@@ -18,8 +18,10 @@ import os
 import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -32,6 +34,8 @@ PAGE = 500  # items per list request; the rest is fetched with the continue toke
 MAX_PAGES = 200  # a list bigger than 100,000 objects is an error, not a memory exhaustion
 MAX_BODY = 64 * 1024 * 1024
 EXEC_TIMEOUT = 30.0
+EXEC_DEFAULT_LIFETIME = 600.0  # a plugin's token that states no expiry
+EXEC_MARGIN = 60.0
 
 
 class ApiError(Exception):
@@ -168,17 +172,27 @@ def _named(doc: dict[str, Any], section: str, inner: str) -> dict[str, dict[str,
     return found
 
 
-def _exec_token(spec: dict[str, Any]) -> str:
-    """Run the kubeconfig's credential plugin (`aws eks get-token`, say) and read its token."""
+def _exec_token(spec: dict[str, Any]) -> tuple[str, float]:
+    """Run the kubeconfig's credential plugin (`aws eks get-token`, say): its token, and until when
+    (monotonic seconds) to use it: a minute before the expiry it states, else for ten minutes."""
     command = [str(spec.get("command") or ""), *(str(a) for a in spec.get("args") or [])]
     extra = {str(e["name"]): str(e["value"]) for e in spec.get("env") or [] if isinstance(e, dict) and "name" in e}
     try:
         done = subprocess.run(command, env={**os.environ, **extra}, capture_output=True, text=True,  # noqa: S603
                               timeout=EXEC_TIMEOUT, check=True)  # fmt: skip
-        token = json.loads(done.stdout)["status"]["token"]
+        status = json.loads(done.stdout)["status"]
+        token = str(status["token"])
     except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError) as exc:
         raise ClusterAccessError(f"the kubeconfig's credential plugin {command[0]!r} gave no token: {exc}") from None
-    return str(token)
+    lifetime = EXEC_DEFAULT_LIFETIME
+    stamp = status.get("expirationTimestamp") if isinstance(status, dict) else None
+    if isinstance(stamp, str):
+        try:
+            left = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() - time.time()
+            lifetime = max(0.0, left - EXEC_MARGIN)
+        except ValueError:
+            pass
+    return token, time.monotonic() + lifetime
 
 
 class KubeClient:
@@ -194,13 +208,16 @@ class KubeClient:
         self._pool = urllib3.PoolManager(ssl_context=context, timeout=urllib3.Timeout(connect=timeout, read=timeout),
                                          retries=False, maxsize=4)  # fmt: skip
         self._token = access.token
+        self._exec: tuple[str, float] | None = None  # a credential plugin's token and until when to use it
 
     def _authorization(self) -> dict[str, str]:
         token = self._token
         if token is None and self._access.token_file:
             token = Path(self._access.token_file).read_text(encoding="utf-8").strip()  # rotated by its owner
         if token is None and self._access.exec_spec:
-            token = self._token = _exec_token(self._access.exec_spec)
+            if self._exec is None or self._exec[1] <= time.monotonic():
+                self._exec = _exec_token(self._access.exec_spec)
+            token = self._exec[0]
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,

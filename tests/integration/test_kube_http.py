@@ -137,3 +137,19 @@ def _another_ca() -> bytes:
 def test_a_status_message_or_the_text_is_the_error(local_stack: devstack.LocalStack) -> None:
     assert kube_http._message(json.dumps({"kind": "Status", "message": "nope"})) == "nope"
     assert kube_http._message("404 page not found\n") == "404 page not found"
+
+
+@pytest.mark.parametrize(("expires", "runs"), [("2099-01-01T00:00:00Z", 1), ("2000-01-01T00:00:00Z", 3)])
+def test_a_plugins_token_is_used_until_it_expires(
+    expires: str, runs: int, local_stack: devstack.LocalStack, tmp_path: Path
+) -> None:
+    counter = tmp_path / "runs"
+    plugin = tmp_path / "get-token"
+    credential = {"status": {"token": devstack.ADMIN_TOKEN, "expirationTimestamp": expires}}
+    plugin.write_text(f"#!{sys.executable}\nimport json\nopen({str(counter)!r}, 'a').write('x')\n"
+                      f"print(json.dumps({credential!r}))\n")  # fmt: skip
+    plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
+    client = _client(local_stack, exec={"command": str(plugin)})
+    for _ in range(3):
+        client.items(POD, "default")
+    assert len(counter.read_text()) == runs  # a token past its expiry is asked for again
