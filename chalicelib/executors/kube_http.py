@@ -203,10 +203,13 @@ class KubeClient:
         self._access = access
         self._field_manager = field_manager
         context = ssl.create_default_context(cadata=access.ca_data.decode() if access.ca_data else None)
+        # The chain is verified by the context; the host name by urllib3 itself, which matches IP
+        # address SANs too (urllib3 1.26, in older Lambda runtimes, fails an IP with Python's check).
+        context.check_hostname = False
         if access.cert:
             _load_cert(context, *access.cert)
-        self._pool = urllib3.PoolManager(ssl_context=context, timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                                         retries=False, maxsize=4)  # fmt: skip
+        self._pool = urllib3.PoolManager(ssl_context=context, cert_reqs="CERT_REQUIRED", retries=False, maxsize=4,
+                                         timeout=urllib3.Timeout(connect=timeout, read=timeout))  # fmt: skip
         self._token = access.token
         self._exec: tuple[str, float] | None = None  # a credential plugin's token and until when to use it
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import stat
 import sys
@@ -97,6 +98,15 @@ def test_the_server_is_verified_against_the_clusters_ca_only(local_stack: devsta
     inline = {"certificate-authority-data": base64.b64encode(local_stack.ca_file.read_bytes()).decode()}
     client = KubeClient(_config(local_stack, {"token": devstack.ADMIN_TOKEN}, inline).access("local"), timeout=5)
     assert isinstance(client.items(POD, "default"), list)
+
+
+def test_a_server_whose_certificate_does_not_name_it_is_refused(local_stack: devstack.LocalStack) -> None:
+    # The API server's certificate names 127.0.0.1, not localhost: the right CA, the wrong name.
+    renamed = local_stack.apiserver_url.replace("127.0.0.1", "localhost")
+    access = _config(local_stack, {"token": devstack.ADMIN_TOKEN}).access("local")
+    client = KubeClient(dataclasses.replace(access, server=renamed), timeout=5)
+    with pytest.raises(TransportError, match=r"(?i)hostname|match"):
+        client.items(POD, "default")
 
 
 def test_a_token_file_and_a_credential_plugin_authenticate(local_stack: devstack.LocalStack, tmp_path: Path) -> None:
