@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib import dry_run
 from chalicelib.actions.base import RBACRule
@@ -39,9 +39,6 @@ from chalicelib.executors.kube_http import (
     TransportError,
     generic,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 # What resolving targets needs (owners of pods, nodes by provider id), beyond the actions.
 RBAC: tuple[RBACRule, ...] = (

@@ -118,11 +118,9 @@ class Kubeconfig:
 
     @classmethod
     def from_file(cls, path: Path) -> Kubeconfig:
-        import yaml
+        from chalicelib import yaml_text
 
-        text = Path(path).read_text(encoding="utf-8")
-        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
-        return cls(doc, Path(path).parent)
+        return cls(yaml_text.load(Path(path).read_text(encoding="utf-8")), Path(path).parent)
 
     def context_cluster(self, context: str) -> str:
         return str(self.contexts.get(context, {}).get("cluster") or "")

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from chalicelib import actions
+from chalicelib import actions, yaml_text
 from chalicelib.errors import RulesError
 from chalicelib.policy.model import RulesFile
 
@@ -19,8 +19,7 @@ def load_rules(path: Path) -> RulesFile:
     except OSError as exc:
         raise RulesError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
     try:
-        # libyaml's loader where the wheel has it (the Lambda's does): the rules load at every cold start
-        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+        doc = yaml_text.load(text)  # libyaml's loader: the rules load at every cold start
     except yaml.YAMLError as exc:
         raise RulesError(f"{path}: not valid YAML: {exc}") from None
     return parse_rules(doc, str(path))
