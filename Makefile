@@ -6,7 +6,7 @@ STAGE ?= dev
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
 
-.PHONY: help venv apiserver browser demo test package conformance fuzz hostile lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
+.PHONY: help venv native apiserver browser demo test package conformance fuzz hostile lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
 
 help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
@@ -29,11 +29,18 @@ $(STAMP):
 
 venv: $(STAMP)
 
+# The flow-log scanner's compiled first pass (C, limited API); without a compiler the scanner runs in pure Python.
+NATIVE := chalicelib/flowlogs/_prefilter.abi3.so
+$(NATIVE): chalicelib/flowlogs/_prefilter.c deploy/native.py | $(STAMP)
+	$(PY) -m deploy.native
+
+native: $(NATIVE)
+
 # Builds a real kube-apiserver once (about 7 minutes) and caches it in ~/.cache/eks-responder.
 apiserver:
 	@bash devstack/build-kube-apiserver.sh >/dev/null
 
-demo: venv apiserver
+demo: venv native apiserver
 	$(PY) -m devstack.demo
 
 lint: venv
@@ -55,27 +62,27 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
 
-test: venv apiserver browser lint typecheck check-permissions
+test: venv native apiserver browser lint typecheck check-permissions
 	$(VENV)/bin/pytest
 
-unit: venv
+unit: venv native
 	$(VENV)/bin/pytest tests/unit
 
 # The long mutation-fuzzing campaign (the property test in `make test` is its short, fixed-seed form).
-fuzz: venv
+fuzz: venv native
 	$(PY) -m tests.fuzzing.mutations --events $(or $(EVENTS),100000)
 
 # The whole hostile-values corpus (`make test` runs it for one event per source and detail type).
-hostile: venv
+hostile: venv native
 	$(PY) -m tests.fuzzing.hostile
 
 # Replay a folder of public sample events (guardduty/, kms/, ecr/, flowlogs/) offline: make conformance SAMPLES=DIR
-conformance: venv
+conformance: venv native
 	@test -n "$(SAMPLES)" || { echo "usage: make conformance SAMPLES=DIR"; exit 2; }
 	SAMPLES_DIR="$(abspath $(SAMPLES))" $(VENV)/bin/pytest -m conformance tests/conformance
 
 # Each benchmark prints its figures; the last step prints them all beside their goals (exit 1 if one is missed).
-bench: venv
+bench: venv native
 	rm -f .bench/results.jsonl
 	$(PY) bench/import_time.py
 	$(PY) bench/cold_first_event.py
@@ -93,7 +100,7 @@ prerequisites: venv
 # the requirements and the app's files, so nothing may write bytecode into the tree in between.
 CHALICE := PYTHONDONTWRITEBYTECODE=1 POWERTOOLS_TRACE_DISABLED=true $(VENV)/bin/chalice
 
-package: venv check-permissions
+package: venv native check-permissions
 	find chalicelib -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf .chalice/deployments .chalice/package-$(STAGE)
 	$(CHALICE) package --stage $(STAGE) .chalice/package-$(STAGE) >/dev/null

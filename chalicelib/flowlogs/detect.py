@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,16 @@ TCP = "6"
 # Ours on a privileged port (a server answering) and a packet the VPC rejected (a scanner whose
 # source port happens to be a pool's) are not mining.
 CLIENT_PORTS = 1024
+MAX_PROBE_DIGITS = 18  # the compiled first pass reads byte counts up to this many digits
+# The fields the first pass judges a record by, and the ones this scanner (and `Flow`) ever reads.
+_DECISIVE = ("srcaddr", "dstaddr", "srcport", "dstport", "bytes")
+READ = ("srcaddr", "dstaddr", "srcport", "dstport", "bytes", "interface-id", "action", "protocol", "packets")
+
+_keep: Callable[..., tuple[int, list[bytes]] | None] | None
+try:  # the compiled first pass (deploy/native.py builds it); without it, the same findings, slower
+    from chalicelib.flowlogs._prefilter import keep as _keep
+except ImportError:  # pragma: no cover - a machine without a C compiler, or a package built off Linux
+    _keep = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,9 @@ def _number(value: str | bytes) -> int:
 class Scanner:
     """Feed it blocks of records (bytes) with their layout; read `findings()` at the end."""
 
-    def __init__(self, classifier: Classifier, settings: DetectorSettings | None = None) -> None:
+    def __init__(
+        self, classifier: Classifier, settings: DetectorSettings | None = None, *, compiled: bool = True
+    ) -> None:
         self.settings = settings or DetectorSettings()
         self.classifier = classifier
         self.records = 0
@@ -177,18 +189,32 @@ class Scanner:
         self._sweeping = "address-sweep" in on and self._scans
         forbidden = self.settings.forbidden
         self._forbidden = forbidden if "forbidden-destination" in on and forbidden and forbidden.rules else None
+        # What the compiled first pass needs to judge a record as `_rows` would: a plain public
+        # address's flags, the mining and admin ports, and what makes a record a probe.
+        probe_digits = len(str(self.settings.scan_max_bytes)) if self._scans else 0
+        self._judge = (PUBLIC, tuple(self._mining), tuple(self._admin), probe_digits,
+                       self.settings.scan_max_bytes, str(self.settings.scan_max_port).encode())  # fmt: skip
+        self._plans: dict[Layout, tuple[tuple[int, ...], tuple[int, ...], Layout]] = {}
+        self._keep = _keep if compiled and _keep is not None and probe_digits <= MAX_PROBE_DIGITS else None
 
     # -- the hot path ---------------------------------------------------------------------------
 
     def scan(self, block: bytes, layout: Layout) -> None:
         """One block of whole records (newline-separated) in one layout."""
         width = len(layout.fields)
-        fields = block.split()
-        lines = block.count(b"\n") + 1 if block else 0
-        if layout.missing or len(fields) != lines * width or not _aligned(fields, layout):
-            fields, lines, layout = self._regular(block, layout)
+        kept = self._prefiltered(block, layout)
+        if kept is not None:
+            records, fields, layout = kept
             width = len(layout.fields)
-        self.records += lines
+            lines = len(fields) // width
+            self.records += records
+        else:
+            fields = block.split()
+            lines = block.count(b"\n") + 1 if block else 0
+            if layout.missing or len(fields) != lines * width or not _aligned(fields, layout):
+                fields, lines, layout = self._regular(block, layout)
+                width = len(layout.fields)
+            self.records += lines
         # Columns by slicing the block's fields: one split per block, not one per record, is what
         # makes this fast. Only what every record needs is a column; the rest is read at `at`.
         src, dst, size = (fields[layout.position(name) :: width] for name in ("srcaddr", "dstaddr", "bytes"))
@@ -212,6 +238,23 @@ class Scanner:
         self._note_first(self._block_first, fields, layout)
         if self.records - self._marked >= MARK_EVERY:
             self.end_block()
+
+    def _prefiltered(self, block: bytes, layout: Layout) -> tuple[int, list[bytes], Layout] | None:
+        """The compiled first pass (`_prefilter.c`): the block's record count, and the fields this
+        scanner reads of the records it could act on, in a layout of those fields alone; None where
+        the pass does not apply (not built, a layout the scanner pads, a block that is not regular,
+        a flood of probing sources)."""
+        if self._keep is None or layout.missing or len(self._ports) >= MAX_PROBING_SOURCES:
+            return None
+        plan = self._plans.get(layout)
+        if plan is None:
+            status = layout.index("log-status")
+            decisive = (*(layout.position(name) for name in _DECISIVE), -1 if status is None else status)
+            read = tuple(name for name in READ if name in layout.fields)
+            plan = self._plans[layout] = (decisive, tuple(layout.position(name) for name in read), Layout(read))
+        decisive, wanted, reduced = plan
+        kept = self._keep(block, len(layout.fields), decisive, wanted, self.classifier.memo, *self._judge)
+        return None if kept is None else (kept[0], kept[1], reduced)
 
     def _offsets(self, lines: int, width: int) -> list[int]:
         """Where each record starts in the block's fields: kept between blocks, so no int is made per record."""
@@ -299,8 +342,11 @@ class Scanner:
                 dport = fields[at + dp]
                 sport = fields[at + sp]
                 size = len(dport)
-                if (size < port_digits or (size == port_digits and dport <= max_port)) and (
-                    len(sport) > size or (len(sport) == size and sport > dport)
+                # A port that is no number (damage, or a forged line) is never counted: the alert lists them as numbers.
+                if (
+                    (size < port_digits or (size == port_digits and dport <= max_port))
+                    and (len(sport) > size or (len(sport) == size and sport > dport))
+                    and dport.isdigit()
                 ):
                     seen = ports.get(src)
                     if seen is None:

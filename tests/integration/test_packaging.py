@@ -134,6 +134,7 @@ def test_the_package_step_adds_bytecode_the_runtime_uses(tmp_path: Path) -> None
         missing = [s for s in sources if pyc_name(s) not in names]
         assert missing == []
         assert all(unchecked_hash(zipped.read(pyc_name(s))) for s in sources)
+        assert "chalicelib/flowlogs/_prefilter.abi3.so" in names  # the flow-log scanner's compiled pass
         task = tmp_path / "task"
         zipped.extractall(task)
     # Lambda's /var/task: read-only, file times whatever the unzip gave. A source changed after the
@@ -142,11 +143,12 @@ def test_the_package_step_adds_bytecode_the_runtime_uses(tmp_path: Path) -> None
     for path in task.rglob("*"):
         path.chmod(0o555 if path.is_dir() else 0o444)
     try:
-        ran = subprocess.run([sys.executable, "-c", "import chalicelib.settings as s; print(s.Settings().stage)"],
+        check = "import chalicelib.settings as s, chalicelib.flowlogs.detect as d; print(s.Settings().stage, d._keep)"
+        ran = subprocess.run([sys.executable, "-c", check],
                              cwd=task, capture_output=True, text=True, check=False,
                              env={**env, "PYTHONPATH": str(task)})  # fmt: skip
     finally:
         for path in task.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
     assert ran.returncode == 0, ran.stderr[-2000:]
-    assert ran.stdout.strip() == "local"
+    assert ran.stdout.strip() == "local <built-in function keep>"

@@ -527,3 +527,15 @@ def test_a_wide_sweep_is_counted_up_to_a_bound_and_says_so() -> None:
     (sweep,) = scanner.findings()
     assert (sweep.records, sweep.capped) == (sweep_limit(scanner.settings), True) == (50, True)
     assert to_incident(sweep, BATCH).title.startswith("10.0.5.9 probed at least 50 internal addresses")
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_ports_that_are_no_numbers_are_never_counted_as_probed(compiled: bool) -> None:
+    """A forged or damaged line's port (`\\xa0`, `x`) passes the byte comparisons of a probe; counted,
+    it would stop the whole delivery when the alert lists the ports as numbers."""
+    scanner = Scanner(Classifier(THREATS), DetectorSettings(scan_min_ports=3), compiled=compiled)
+    ports = [b"\xa0", b"x", b"1_0", b"80", b"443", b"8080"]
+    lines = [b"2 1 eni-1 34.9.9.9 10.0.3.4 55555 %s 6 1 60 1 2 REJECT OK" % port for port in ports]
+    scanner.scan(b"\n".join(lines), DEFAULT)
+    (scan,) = scanner.findings()
+    assert (scan.detector, scan.address, scan.ports) == ("port-scan", "34.9.9.9", {80, 443, 8080})

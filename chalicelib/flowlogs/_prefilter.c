@@ -1,0 +1,477 @@
+/*
+ * The flow-log scanner's compiled first pass: drop the records no detector can act on before any
+ * of their fields becomes a Python object.
+ *
+ * Most records of a VPC are traffic between our own addresses that is not a probe: the Python
+ * scanner (detect.py) reads each of them only to learn that. This pass checks a block of records
+ * line by line in C and returns the fields the scanner reads (cut as `bytes.split()` cuts them) of
+ * the records that remain, in their order, so the scanner runs its own loop, unchanged, on those
+ * alone. A record is dropped only when the Python loop would have done nothing with it:
+ *
+ *   - both addresses are in the scanner's memo with flags 0 (ours, on no list), or the source is
+ *     a plain public address (flags PUBLIC alone), the destination ours, the source port no mining
+ *     pool's and the destination port neither SSH nor RDP (an internet client of ours), and
+ *   - it is not a probe candidate: its byte count is a plain number above the probe size, or its
+ *     ports say it is not a probe (compared as bytes, exactly as detect.py compares them).
+ *
+ * Anything else is kept, and so is anything this pass cannot judge exactly as Python would (an
+ * address the memo does not hold, a byte count Python's int() would have to read). A block that is
+ * not regular (a line with another number of fields, a status that is not one) is not judged at
+ * all: None, and the scanner takes its own path for it. Stateless; reads the memo, writes nothing.
+ *
+ * Fields are found eight bytes at a time: a word with no byte at or below 0x20 holds no separator,
+ * so only the separators themselves are visited, not every byte.
+ *
+ * Written against the limited C API (one build serves every CPython from 3.11), using nothing from
+ * the C library but memcmp and memcpy, so the object runs on the Lambda runtimes' older glibc.
+ */
+#define Py_LIMITED_API 0x030B0000
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_WIDTH 128     /* fields per record; a layout with more is left to Python */
+#define SLOTS 8192        /* the per-call address cache; a power of two */
+#define MAX_CACHED 4096   /* half full at most: beyond, addresses are looked up in the memo each time */
+#define MAX_DIGITS 18     /* a probe-size limit with more digits than this is left to Python */
+
+enum { SRC, DST, SPORT, DPORT, BYTES, STATUS, COLUMNS };
+
+/* What bytes.split() separates on: the end of a line, and the other ASCII whitespace. */
+enum { REGULAR, SPACE, NEWLINE };
+static const unsigned char CLASS[256] = {
+    ['\t'] = SPACE, ['\n'] = NEWLINE, ['\v'] = SPACE, ['\f'] = SPACE, ['\r'] = SPACE, [' '] = SPACE,
+};
+
+#define UNKNOWN (-1L) /* an address the memo does not hold (flags are never negative) */
+
+typedef struct {
+    const char *at; /* NULL: an empty slot */
+    Py_ssize_t len;
+    uint64_t hash;
+    long flags;
+} Slot;
+
+typedef struct {
+    Slot *slots;
+    Py_ssize_t used;
+    PyObject *memo;
+} Cache;
+
+static uint64_t fnv1a(const char *at, Py_ssize_t len)
+{
+    uint64_t hash = 1469598103934665603ULL;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        hash ^= (unsigned char)at[i];
+        hash *= 1099511628211ULL;
+    }
+    return hash;
+}
+
+/* The address's flags in the memo, or UNKNOWN: 0, or -1 with an error set. */
+static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags)
+{
+    uint64_t hash = fnv1a(at, len);
+    size_t index = (size_t)hash & (SLOTS - 1);
+    for (size_t probe = 0; probe < SLOTS; probe++) {
+        Slot *slot = &cache->slots[(index + probe) & (SLOTS - 1)];
+        if (slot->at == NULL) {
+            break;
+        }
+        if (slot->hash == hash && slot->len == len && memcmp(slot->at, at, (size_t)len) == 0) {
+            *flags = slot->flags;
+            return 0;
+        }
+    }
+    PyObject *key = PyBytes_FromStringAndSize(at, len);
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *found = PyDict_GetItemWithError(cache->memo, key); /* borrowed */
+    Py_DECREF(key);
+    long value = UNKNOWN;
+    if (found == NULL) {
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+    } else {
+        value = PyLong_AsLong(found);
+        if (value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (value < 0) {
+            value = UNKNOWN;
+        }
+    }
+    if (cache->used < MAX_CACHED) {
+        for (size_t probe = 0; probe < SLOTS; probe++) {
+            Slot *slot = &cache->slots[(index + probe) & (SLOTS - 1)];
+            if (slot->at == NULL) {
+                slot->at = at;
+                slot->len = len;
+                slot->hash = hash;
+                slot->flags = value;
+                cache->used++;
+                break;
+            }
+        }
+    }
+    *flags = value;
+    return 0;
+}
+
+#define MAX_PORTS 64 /* mining-pool and admin ports; more are left to Python */
+
+typedef struct {
+    Py_ssize_t count;
+    const char *at[MAX_PORTS];
+    Py_ssize_t len[MAX_PORTS];
+} Ports;
+
+static int one_of(const Ports *ports, const char *at, Py_ssize_t len)
+{
+    for (Py_ssize_t i = 0; i < ports->count; i++) {
+        if (ports->len[i] == len && memcmp(ports->at[i], at, (size_t)len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 0, or 1 when there are too many, or -1 with an error set (an item is not bytes). */
+static int read_ports(PyObject *tuple, Ports *ports)
+{
+    Py_ssize_t count = PyTuple_Size(tuple);
+    if (count < 0) {
+        return -1;
+    }
+    if (count > MAX_PORTS) {
+        return 1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        char *at;
+        if (PyBytes_AsStringAndSize(PyTuple_GetItem(tuple, i), &at, &ports->len[i]) < 0) {
+            return -1;
+        }
+        ports->at[i] = at;
+    }
+    ports->count = count;
+    return 0;
+}
+
+typedef struct {
+    Py_ssize_t probe_digits; /* 0: port scans are off, nothing is a probe */
+    long long max_bytes;
+    const char *max_port;
+    Py_ssize_t port_digits;
+} Probe;
+
+static int all_digits(const char *at, Py_ssize_t len)
+{
+    for (Py_ssize_t i = 0; i < len; i++) {
+        if (at[i] < '0' || at[i] > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int bytes_above(const char *a, Py_ssize_t alen, const char *b, Py_ssize_t blen)
+{
+    /* a > b as Python compares bytes. */
+    Py_ssize_t common = alen < blen ? alen : blen;
+    int order = memcmp(a, b, (size_t)common);
+    return order > 0 || (order == 0 && alen > blen);
+}
+
+/* 1 when detect.py's loop would treat the record as a probe, or would have to read its byte count
+ * with int() (a number or not: either way Python decides); 0 when it would do nothing. */
+static int probe_or_unsure(const Probe *probe, const char *const *at, const Py_ssize_t *len)
+{
+    Py_ssize_t size = len[BYTES];
+    if (size > probe->probe_digits) {
+        return 0;
+    }
+    if (size == probe->probe_digits) {
+        if (!all_digits(at[BYTES], size)) {
+            return 1;
+        }
+        long long value = 0;
+        for (Py_ssize_t i = 0; i < size; i++) {
+            value = value * 10 + (at[BYTES][i] - '0');
+        }
+        if (value > probe->max_bytes) {
+            return 0;
+        }
+    }
+    /* Small enough: a probe when its destination port is at most the highest probed port and its
+     * source port is higher (not a reply), as detect.py compares them: as bytes, by length first. */
+    Py_ssize_t dsize = len[DPORT];
+    int low = dsize < probe->port_digits
+              || (dsize == probe->port_digits && !bytes_above(at[DPORT], dsize, probe->max_port, dsize));
+    int from_higher = len[SPORT] > dsize || (len[SPORT] == dsize && bytes_above(at[SPORT], dsize, at[DPORT], dsize));
+    return low && from_higher;
+}
+
+static int is_status(const char *at, Py_ssize_t len)
+{
+    return (len == 2 && memcmp(at, "OK", 2) == 0) || (len == 6 && memcmp(at, "NODATA", 6) == 0)
+           || (len == 8 && memcmp(at, "SKIPDATA", 8) == 0);
+}
+
+/* Append the wanted fields of the record to `out`: 0, or -1 with an error set. */
+static int keep_fields(PyObject *out, const char *const *starts, const Py_ssize_t *lens, const Py_ssize_t *wanted,
+                       Py_ssize_t count)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *field = PyBytes_FromStringAndSize(starts[wanted[i]], lens[wanted[i]]);
+        if (field == NULL) {
+            return -1;
+        }
+        int failed = PyList_Append(out, field);
+        Py_DECREF(field);
+        if (failed) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    const char *buffer;
+    Py_ssize_t width;
+    const Py_ssize_t *column;
+    const Py_ssize_t *wanted;
+    Py_ssize_t count;
+    const Probe *probe;
+    long public;         /* the memo's flags of a plain public address */
+    const Ports *mining; /* ports of mining pools: theirs, when they are the source */
+    const Ports *admin;  /* SSH and RDP: ours, when the source is public */
+    Cache *cache;
+    PyObject *out;
+    Py_ssize_t records;
+    Py_ssize_t last;   /* the previous separator (-1 before the first) */
+    Py_ssize_t fields; /* of the current line so far */
+    const char *starts[MAX_WIDTH];
+    Py_ssize_t lens[MAX_WIDTH];
+} Pass;
+
+enum { GO_ON, IRREGULAR, FAILED = -1 };
+
+/* The line is complete: check it has the layout's fields and a status, keep it or drop it. */
+static int end_of_line(Pass *s)
+{
+    const Py_ssize_t *column = s->column;
+    Py_ssize_t fields = s->fields;
+    s->fields = 0;
+    if (fields != s->width || (column[STATUS] >= 0 && !is_status(s->starts[column[STATUS]], s->lens[column[STATUS]]))) {
+        return IRREGULAR;
+    }
+    s->records++;
+    const char *at[COLUMNS];
+    Py_ssize_t len[COLUMNS];
+    for (int c = 0; c < COLUMNS; c++) {
+        Py_ssize_t index = column[c] >= 0 ? column[c] : 0;
+        at[c] = s->starts[index];
+        len[c] = s->lens[index];
+    }
+    long fs;
+    long fd;
+    if (flags_of(s->cache, at[SRC], len[SRC], &fs) < 0 || flags_of(s->cache, at[DST], len[DST], &fd) < 0) {
+        return FAILED;
+    }
+    /* Dropped: ours to ours, and a plain public address to ours that is neither from a mining pool's
+     * port nor to SSH or RDP (detect.py's loop does nothing else with them), unless a probe. */
+    int passive = fd == 0 && (fs == 0 || (fs == s->public && !one_of(s->mining, at[SPORT], len[SPORT])
+                                          && !one_of(s->admin, at[DPORT], len[DPORT])));
+    if ((!passive || probe_or_unsure(s->probe, at, len))
+        && keep_fields(s->out, s->starts, s->lens, s->wanted, s->count) < 0) {
+        return FAILED;
+    }
+    return GO_ON;
+}
+
+/* A separator at `q`: the field before it (if any) ends there; a newline ends the line too. */
+static inline int separator(Pass *s, Py_ssize_t q, unsigned char kind)
+{
+    if (q > s->last + 1) {
+        if (s->fields == s->width) {
+            return IRREGULAR;
+        }
+        s->starts[s->fields] = s->buffer + s->last + 1;
+        s->lens[s->fields] = q - s->last - 1;
+        s->fields++;
+    }
+    s->last = q;
+    return kind == NEWLINE ? end_of_line(s) : GO_ON;
+}
+
+static int split_block(Pass *s, Py_ssize_t size)
+{
+    const char *buffer = s->buffer;
+    Py_ssize_t pos = 0;
+    int state;
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL;
+    const uint64_t high = 0x8080808080808080ULL;
+    const uint64_t below_0x21 = 0x5F5F5F5F5F5F5F5FULL; /* 0x80 - 0x21 in every byte */
+    for (; pos + 8 <= size; pos += 8) {
+        uint64_t word;
+        memcpy(&word, buffer + pos, 8);
+        /* The top bit of each byte at or below 0x20 (exact: no carry crosses a byte). */
+        uint64_t low = ~(((word & low7) + below_0x21) | word) & high;
+        while (low) {
+            Py_ssize_t q = pos + (__builtin_ctzll(low) >> 3);
+            low &= low - 1;
+            unsigned char kind = CLASS[(unsigned char)buffer[q]];
+            if (kind != REGULAR && (state = separator(s, q, kind)) != GO_ON) {
+                return state;
+            }
+        }
+    }
+#endif
+    for (; pos < size; pos++) {
+        unsigned char kind = CLASS[(unsigned char)buffer[pos]];
+        if (kind != REGULAR && (state = separator(s, pos, kind)) != GO_ON) {
+            return state;
+        }
+    }
+    return separator(s, size, NEWLINE); /* the last line ends with the block */
+}
+
+static int read_columns(PyObject *tuple, Py_ssize_t *into, Py_ssize_t most, Py_ssize_t *count)
+{
+    Py_ssize_t size = PyTuple_Size(tuple);
+    if (size < 0) {
+        return -1;
+    }
+    if (size > most) {
+        PyErr_SetString(PyExc_ValueError, "too many columns");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        into[i] = PyLong_AsSsize_t(PyTuple_GetItem(tuple, i));
+        if (into[i] == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    *count = size;
+    return 0;
+}
+
+static PyObject *keep(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *data;
+    PyObject *decisive;
+    PyObject *returned;
+    Py_ssize_t width;
+    PyObject *memo;
+    long public;
+    PyObject *mining_ports;
+    PyObject *admin_ports;
+    Probe probe;
+    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
+                          &returned, &PyDict_Type, &memo, &public, &PyTuple_Type, &mining_ports, &PyTuple_Type,
+                          &admin_ports, &probe.probe_digits, &probe.max_bytes, &probe.max_port, &probe.port_digits)) {
+        return NULL;
+    }
+    Ports mining;
+    Ports admin;
+    int ports = read_ports(mining_ports, &mining);
+    if (ports == 0) {
+        ports = read_ports(admin_ports, &admin);
+    }
+    if (ports < 0) {
+        return NULL;
+    }
+    if (ports > 0) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t column[COLUMNS];
+    Py_ssize_t wanted[MAX_WIDTH];
+    Py_ssize_t columns = 0;
+    Py_ssize_t count = 0;
+    if (read_columns(decisive, column, COLUMNS, &columns) < 0 || read_columns(returned, wanted, MAX_WIDTH, &count) < 0) {
+        return NULL;
+    }
+    if (columns != COLUMNS || width < 1 || width > MAX_WIDTH || probe.probe_digits < 0
+        || probe.probe_digits > MAX_DIGITS) {
+        Py_RETURN_NONE;
+    }
+    for (int c = 0; c < COLUMNS; c++) {
+        if (column[c] >= width || (column[c] < 0 && c != STATUS)) {
+            Py_RETURN_NONE;
+        }
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (wanted[i] < 0 || wanted[i] >= width) {
+            Py_RETURN_NONE;
+        }
+    }
+    char *buffer;
+    Py_ssize_t size;
+    if (PyBytes_AsStringAndSize(data, &buffer, &size) < 0) {
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        return NULL;
+    }
+    if (size == 0) { /* Python counts no line in an empty block */
+        return Py_BuildValue("(nN)", (Py_ssize_t)0, out);
+    }
+    Cache cache = {PyMem_Calloc(SLOTS, sizeof(Slot)), 0, memo};
+    Pass *pass = PyMem_Malloc(sizeof(Pass));
+    if (cache.slots == NULL || pass == NULL) {
+        PyMem_Free(cache.slots);
+        PyMem_Free(pass);
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    pass->buffer = buffer;
+    pass->width = width;
+    pass->column = column;
+    pass->wanted = wanted;
+    pass->count = count;
+    pass->probe = &probe;
+    pass->public = public;
+    pass->mining = &mining;
+    pass->admin = &admin;
+    pass->cache = &cache;
+    pass->out = out;
+    pass->records = 0;
+    pass->last = -1;
+    pass->fields = 0;
+    int state = split_block(pass, size);
+    Py_ssize_t records = pass->records;
+    PyMem_Free(pass);
+    PyMem_Free(cache.slots);
+    if (state != GO_ON) {
+        Py_DECREF(out);
+        if (state == IRREGULAR) {
+            Py_RETURN_NONE;
+        }
+        return NULL;
+    }
+    return Py_BuildValue("(nN)", records, out);
+}
+
+static PyMethodDef methods[] = {
+    {"keep", keep, METH_VARARGS,
+     "keep(block, width, (src, dst, srcport, dstport, bytes, status), wanted, memo, public, mining_ports, admin_ports,\n"
+     "     probe_digits, max_bytes, max_port)\n"
+     "-> (records, the wanted fields of the records kept) or None for a block that is not regular."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef definition = {
+    PyModuleDef_HEAD_INIT, "_prefilter", "The flow-log scanner's compiled first pass.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__prefilter(void)
+{
+    return PyModule_Create(&definition);
+}
