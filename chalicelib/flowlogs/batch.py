@@ -38,13 +38,14 @@ class Delivery:
     skipped: int = 0
     malformed: int = 0
     untracked: int = 0  # probes not counted for port scans: too many distinct sources in one delivery
+    compiled: bool = False  # the compiled first pass dropped the idle records (else pure Python read them all)
     error: str | None = None
     incidents: list[Incident] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"origin": self.origin, "records": self.records, "nodata_or_skipdata": self.skipped,
-                "malformed": self.malformed, "untracked_probes": self.untracked, "error": self.error,
-                "incidents": len(self.incidents)}  # fmt: skip
+                "malformed": self.malformed, "untracked_probes": self.untracked, "compiled_first_pass": self.compiled,
+                "error": self.error, "incidents": len(self.incidents)}  # fmt: skip
 
 
 def scan(blocks: Iterator[bytes], layout: Layout | None, scanner: Scanner, batch: Batch) -> Delivery:
@@ -56,6 +57,7 @@ def scan(blocks: Iterator[bytes], layout: Layout | None, scanner: Scanner, batch
         delivery.error = f"{exc}; the {scanner.records} record(s) before it were scanned"
     delivery.records, delivery.skipped, delivery.malformed = scanner.records, scanner.skipped, scanner.malformed
     delivery.untracked = scanner.untracked
+    delivery.compiled = scanner.compiled
     delivery.incidents = [to_incident(finding, batch) for finding in scanner.findings()]
     return delivery
 

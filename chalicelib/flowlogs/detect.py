@@ -197,6 +197,11 @@ class Scanner:
         self._plans: dict[Layout, tuple[tuple[int, ...], tuple[int, ...], Layout]] = {}
         self._keep = _keep if compiled and _keep is not None and probe_digits <= MAX_PROBE_DIGITS else None
 
+    @property
+    def compiled(self) -> bool:
+        """The compiled first pass is in use (built, and not turned off)."""
+        return self._keep is not None
+
     # -- the hot path ---------------------------------------------------------------------------
 
     def scan(self, block: bytes, layout: Layout) -> None:

@@ -169,6 +169,7 @@ def test_replay_of_flow_log_files_in_plan_and_human_form(tmp_path: Path, capsys:
     quiet, mining = results
     assert quiet["reason"] == "no finding in 2 record(s)"
     assert quiet["delivery"]["nodata_or_skipdata"] == 2
+    assert quiet["delivery"]["compiled_first_pass"] is True
     assert mining["incident"]["type"] == "Impact:FlowLogs/MiningPoolConnection"
     assert (mining["rule"], mining["mode"]) == ("flow-not-attributed", "plan")
     assert main(["replay", str(flows / "v3_custom_nat_gateway.log"), str(gz)]) == 0
