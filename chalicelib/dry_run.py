@@ -25,6 +25,11 @@ def not_sent(call: str) -> None:
     _note(f"{call} not sent (the API has no dry run)")
 
 
+def held(call: str) -> None:
+    """`call` was held, to go to the API with a later step's write to the same object."""
+    _note(f"{call} held, sent with a later step's write to the same object")
+
+
 def _note(entry: str) -> None:
     journal = _journal.get()
     if journal is not None and entry not in journal:

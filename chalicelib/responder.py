@@ -28,6 +28,7 @@ from chalicelib.actions.base import (
     Target,
 )
 from chalicelib.errors import ClusterAccessError
+from chalicelib.executors.held_writes import HeldWrites, Key, node_key, pod_key
 from chalicelib.incident import Incident, ResourceKind
 from chalicelib.policy.matcher import accepted, decide
 from chalicelib.response import guardrails, targets, vulnerabilities
@@ -471,10 +472,11 @@ class Responder:
             identity = reach.identity.gateway(incident.region, dry_run=dry_run)
         keys = reach.keys(incident.region, dry_run=dry_run) if reach.keys and "key" in kinds else None
         found.look_up_identities(incident, None if unreachable else kube, identity)
+        held = HeldWrites(kube, dry_run=dry_run)
         ctx = ActionContext(
             incident,
             self._settings.for_account(incident.account),
-            kube,
+            cast("KubeAPI", held),
             self._clock(),
             dry_run,
             self._evidence,
@@ -488,38 +490,48 @@ class Responder:
         if reach.via:
             named = f"{incident.account} ({alias})" if alias else incident.account
             ctx.notes.append(f"acting in account {named} through its spoke role {reach.via}")
-        return _Session(ctx, found, unreachable, no_cluster, incident.cluster or "-", alias)
+        return _Session(ctx, found, unreachable, no_cluster, incident.cluster or "-", held, alias)
 
     def _execute(self, incident: Incident, rule: Rule, mode: Mode) -> Report:
         reach = self._reach(incident)
         if isinstance(reach, tuple):
             return self._all(incident, rule, mode, *reach)
         session = self._session(incident, rule.actions, mode, reach)
-        results = []
+        results: list[ActionResult] = []
         contained: datetime | None = None
         planned: list[PlannedStep] = []
-        for index, step, action, params, target in _each_target(rule.actions, session.found):
+        steps = list(_each_target(rule.actions, session.found))
+        carriers = self._carriers(steps, rule, incident, mode, session)
+        pending: dict[Key, _Held] = {}
+        for position, (index, step, action, params, target) in enumerate(steps):
             blocked = session.blocked(action)
             wait = self._needs_approval(step, rule, incident)
             if blocked is not None:
                 results.append(ActionResult(action.name, session.where, *blocked))
+                planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE))
             elif target is None:
                 results.append(_nothing_to_do(action))
+                planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE))
             elif wait and mode is Mode.LIVE:
                 detail = f"waiting for approval: {action.describe(target, params)}"
                 results.append(ActionResult(action.name, str(target), Status.AWAITING_APPROVAL, detail))
                 planned.append(PlannedStep(index, action.name, target, step.params, True, StepState.WAITING))
-                continue
             else:
-                result = self._run_one(action, target, params, session.ctx)
+                carrier = carriers.get(position)
+                if carrier is not None:
+                    with session.held.holding(_key(target)):
+                        result = self._run_one(action, target, params, session.ctx)
+                    if session.held.held(_key(target)):
+                        pending[_key(target)] = _Held(len(results), carrier, steps[carrier][0])
+                else:
+                    result = self._run_one(action, target, params, session.ctx)
                 if wait:  # a dry run proves the step; live, it would wait
                     result = replace(result, detail=f"{result.detail} (waits for approval when live)")
                 results.append(result)
                 contained = self._contained(result, mode, contained)
                 planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE,
                                            result=outcome_of(result)))  # fmt: skip
-                continue
-            planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE))
+            _settle_held(pending, session.held, results, planned, position, last=position == len(steps) - 1)
         wrote = any(actions.get(r.action).writes_evidence and r.status is Status.SUCCEEDED for r in results)
         where = evidence_bundle.incident_prefix(incident)
         evidence = self._evidence.location(where) if wrote and self._evidence else None
@@ -529,6 +541,34 @@ class Responder:
         notes = (*session.ctx.notes, *session.found.notes, *self._keep(plan))
         numbered = _numbered(results, [p.approval_required for p in planned])
         return Report(incident, rule.name, None, mode, numbered, notes, evidence, plan, session.alias, contained)
+
+    def _carriers(
+        self, steps: list[tuple[int, Step, Action, Params, Target | None]], rule: Rule, incident: Incident, mode: Mode,
+        session: _Session,
+    ) -> dict[int, int]:  # fmt: skip
+        """Steps whose patch of a pod or node waits for a later step of this run that patches the same
+        object (both merge patches): position -> the carrier's position. Only steps that run now count:
+        never one waiting for approval, blocked, or without its object."""
+
+        def runs_now(position: int) -> bool:
+            _, step, action, _, target = steps[position]
+            live_wait = mode is Mode.LIVE and self._needs_approval(step, rule, incident)
+            return (target is not None and target.exists and not target.skip_reason and not live_wait
+                    and session.blocked(action) is None)  # fmt: skip
+
+        carriers: dict[int, int] = {}
+        for position, (_, _, action, _, target) in enumerate(steps):
+            if not action.write_may_wait or target is None or target.kind not in {"pod", "node"}:
+                continue
+            if not runs_now(position):
+                continue
+            for later in range(position + 1, len(steps)):
+                other, other_target = steps[later][2], steps[later][4]
+                if other.merges_into_target and other_target is not None and _key(other_target) == _key(target):
+                    if runs_now(later):
+                        carriers[position] = later
+                    break
+        return carriers
 
     def _contained(self, result: ActionResult, mode: Mode, already: datetime | None) -> datetime | None:
         """The time of the first containment step that succeeded live (time to contain ends there)."""
@@ -659,6 +699,7 @@ class _Session:
     unreachable: str | None
     no_cluster: str | None
     where: str
+    held: HeldWrites
     alias: str | None = None
 
     def blocked(self, action: Action) -> tuple[Status, str] | None:
@@ -683,6 +724,41 @@ def _each_target(
         for target in chosen:
             yield index, step, action, params, target
             index += 1
+
+
+def _key(target: Target) -> Key:
+    return pod_key(target.namespace or "", target.name) if target.kind == "pod" else node_key(target.name)
+
+
+@dataclass(frozen=True)
+class _Held:
+    result: int  # the holding step's place in the results (and the plan)
+    carrier: int  # the position of the step meant to send it
+    carrier_index: int  # that step's number, as the report shows it
+
+
+def _settle_held(pending: dict[Key, _Held], held: HeldWrites, results: list[ActionResult],
+                 planned: list[PlannedStep], position: int, *, last: bool) -> None:  # fmt: skip
+    """A held patch is reported with its step once it went out: with its carrier's write, or on its
+    own once the carrier has run without writing the object (failed, skipped, nothing to change)."""
+    for key, hold in list(pending.items()):
+        result = results[hold.result]
+        if not held.held(key):
+            note = f" (sent in one request with step {hold.carrier_index})"
+        elif position >= hold.carrier or last:
+            try:
+                held.send(key)
+                note = f" (sent on its own: step {hold.carrier_index} did not write it)"
+            except Exception as exc:  # noqa: BLE001 - reported as this step's failure
+                logger.warning("held write failed", extra={"action": result.action, "error": _brief(exc)})
+                note = ""
+                result = replace(result, status=Status.FAILED, detail=f"{result.detail}; but the write failed: "
+                                 f"{_brief(exc)}")  # fmt: skip
+        else:
+            continue
+        results[hold.result] = replace(result, detail=result.detail + note)
+        planned[hold.result] = replace(planned[hold.result], result=outcome_of(results[hold.result]))
+        del pending[key]
 
 
 def _numbered(results: list[ActionResult], waits: list[bool]) -> tuple[ActionResult, ...]:

@@ -355,6 +355,12 @@ class Action(ABC):
     release_rbac: ClassVar[tuple[RBACRule, ...]] = ()
     release_iam: ClassVar[tuple[IAMStatement, ...]] = ()
     contains: ClassVar[bool] = False  # cuts the threat off (time to contain ends with the first that succeeds)
+    # Writes its pod or node target only with JSON merge patches and reads it only with get_pod or
+    # get_node: its request can carry an earlier step's held patch of the same object (one write).
+    merges_into_target: ClassVar[bool] = False
+    # Besides, never reads its own write back: its patch may be held for the next such step's request.
+    # (A step that verifies what it wrote, as isolate-pod and cordon-node do, is never held.)
+    write_may_wait: ClassVar[bool] = False
     releases: ClassVar[str] = ""  # what a release puts back; empty: nothing is undone
     keeps: ClassVar[str] = "nothing to undo"  # what a release cannot (or must not) undo
 

@@ -222,8 +222,12 @@ def test_server_side_dry_run_changes_nothing(cluster: Cluster, admin: Client, ma
     report = make_responder(POD_AND_NODE).handle(found, Mode.DRY_RUN)
     assert {r.status.value for r in report.actions} == {"planned"}
     details = {r.action: r.detail for r in report.actions}
-    assert "Kubernetes patch pod checked by the API (server-side dryRun=All), not applied" in details["k8s:label-pod"]
+    # The label goes out in one request with the isolation's patch, the node's with the cordon's.
+    assert "Kubernetes patch pod held, sent with a later step's write" in details["k8s:label-pod"]
+    assert details["k8s:label-pod"].endswith("(sent in one request with step 3)")
+    assert "Kubernetes patch pod checked by the API (server-side dryRun=All), not applied" in details["k8s:isolate-pod"]
     assert "Kubernetes create NetworkPolicy checked by the API" in details["k8s:isolate-pod"]
+    assert details["k8s:label-node"].endswith("(sent in one request with step 5)")
     assert "Kubernetes patch node checked by the API" in details["k8s:cordon-node"]
     assert QUARANTINE_LABEL not in _labels(admin, cluster.namespace, pod)
     assert not admin.get(Node, node).spec.unschedulable
@@ -554,10 +558,13 @@ def test_each_object_is_read_once_until_a_step_writes_it(
     path = f"/api/v1/namespaces/{cluster.namespace}/pods/{pod}"
     reads = [p for method, p in sent if method == "GET" and p == path]
     writes = [p for method, p in sent if method == "PATCH" and p == path]
-    # read once, for the targets; after each write the server's answer serves the next steps
-    # (capture, isolation, the isolation's verification, the last label)
-    assert len(writes) == 2
+    # read once, for the targets; written once: the label is held and goes out with the isolation's
+    # patch, whose answer serves the next steps (the isolation's verification, the last label)
+    assert len(writes) == 1
     assert len(reads) == 1
+    assert report.actions[0].detail.endswith("(sent in one request with step 3)")
+    labels = dict(cluster.admin.get(Pod, pod, namespace=cluster.namespace).metadata.labels or {})
+    assert labels[INVESTIGATION_LABEL] == labels[QUARANTINE_LABEL] == "true"
     # the pod's node is read by name, never found by listing every node
     assert ("GET", "/api/v1/nodes") not in sent
     assert ("GET", "/api/v1/nodes/node-a") in sent

@@ -33,6 +33,7 @@ class CordonNode(Action):
     contains = True
     target_kind = "node"
     summary = "mark the node unschedulable and taint it NoSchedule (no drain)"
+    merges_into_target = True
     counts_against_node_cap = True
     disrupts_node = True
     rbac: ClassVar[tuple[RBACRule, ...]] = (RBACRule("", "nodes", ("get", "list", "patch")),)

@@ -180,6 +180,7 @@ class IsolatePod(Action):
     contains = True
     target_kind = "pod"
     summary = "deny all ingress and egress of the pod, whatever other policies allow (verified)"
+    merges_into_target = True
     disrupts_workload = True
     rbac: ClassVar[tuple[RBACRule, ...]] = (
         RBACRule("", "pods", ("get", "patch")),

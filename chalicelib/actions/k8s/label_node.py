@@ -19,6 +19,8 @@ class LabelNode(LabelForInvestigation):
     name = "k8s:label-node"
     target_kind = "node"
     summary = "label and annotate the node as under investigation, with the incident id"
+    merges_into_target = True
+    write_may_wait = True
     rbac: ClassVar[tuple[RBACRule, ...]] = (RBACRule("", "nodes", ("get", "patch")),)
 
     def _get(self, ctx: ActionContext, target: Target) -> dict[str, Any] | None:

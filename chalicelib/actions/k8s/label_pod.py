@@ -19,6 +19,8 @@ class LabelPod(LabelForInvestigation):
     name = "k8s:label-pod"
     target_kind = "pod"
     summary = "label and annotate the pod as under investigation, with the incident id"
+    merges_into_target = True
+    write_may_wait = True
     rbac: ClassVar[tuple[RBACRule, ...]] = (RBACRule("", "pods", ("get", "patch")),)
 
     def _get(self, ctx: ActionContext, target: Target) -> dict[str, Any] | None:
