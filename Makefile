@@ -15,6 +15,7 @@ help:
 	@echo "make fuzz    100,000 mutated events through every source's intake (EVENTS=N for more or fewer)"
 	@echo "make hostile every field of every event, replaced by hostile values (counts what escapes)"
 	@echo "make permissions   regenerate .chalice/policy-*.json and deploy/rbac/clusterrole.yaml"
+	@echo "make native  build the flow-log scanner's compiled first pass (test, demo and package do it)"
 	@echo "make bench   measure cold-start import time, flow-log scan speed and many-account containment"
 	@echo "make prerequisites STAGE=prod; make deploy STAGE=prod   deploy to AWS (see docs/deploy.md)"
 	@echo "make flow-logs STAGE=prod LOG_GROUP=/vpc/flow-logs (or BUCKET=...)   connect a flow log"
