@@ -272,6 +272,22 @@ def create_incidents_table(aws_session: Any, name: str = INCIDENTS_TABLE) -> str
 
 
 @pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every request the responder's Kubernetes client sends, as (method, path)."""
+    from chalicelib.executors.kube_http import KubeClient
+
+    requests: list[tuple[str, str]] = []
+    send = KubeClient.request
+
+    def counting(self: KubeClient, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        requests.append((method, path))
+        return send(self, method, path, *args, **kwargs)
+
+    monkeypatch.setattr(KubeClient, "request", counting)
+    return requests
+
+
+@pytest.fixture
 def store(aws_session: Any) -> PlanStore:
     """Plans kept in a fresh incident table on the moto server."""
     return PlanStore(create_incidents_table(aws_session), aws_session.client("dynamodb"))

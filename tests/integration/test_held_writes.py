@@ -14,7 +14,6 @@ from chalicelib import decisions
 from chalicelib.actions.base import INVESTIGATION_LABEL, QUARANTINE_LABEL
 from chalicelib.actions.k8s.isolate_pod import IsolatePod
 from chalicelib.executors.kube import KubeGateway
-from chalicelib.executors.kube_http import KubeClient
 from chalicelib.executors.plans import PlanStore
 from chalicelib.responder import Mode
 from tests.integration.conftest import Cluster, incident, rules_with
@@ -22,20 +21,6 @@ from tests.integration.conftest import Cluster, incident, rules_with
 pytestmark = pytest.mark.integration
 TABLE = "eks-responder-incidents"
 PLAN = ("k8s:label-pod", "k8s:capture-pod", "k8s:isolate-pod", "k8s:label-node", "k8s:cordon-node")
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Every request the responder's Kubernetes client sends: (method, path)."""
-    requests: list[tuple[str, str]] = []
-    send = KubeClient.request
-
-    def counting(self: KubeClient, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
-        requests.append((method, path))
-        return send(self, method, path, *args, **kwargs)
-
-    monkeypatch.setattr(KubeClient, "request", counting)
-    return requests
 
 
 def _labels(admin: Client, kind: Any, name: str, namespace: str | None = None) -> dict[str, str]:
