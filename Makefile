@@ -12,7 +12,8 @@ help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
 	@echo "make test    lint, type-check, check generated permissions, run every test (unit + integration)"
 	@echo "make conformance SAMPLES=DIR   replay a folder of public sample events (optional)"
-	@echo "make fuzz    100,000 mutated events through every source's intake (EVENTS=N for more or fewer)"
+	@echo "make fuzz    100,000 mutated events through every source's intake (EVENTS=N), and hostile flow-log"
+	@echo "             blocks through the compiled and the pure-Python scanner (ROUNDS=N of 120 blocks)"
 	@echo "make hostile every field of every event, replaced by hostile values (counts what escapes)"
 	@echo "make permissions   regenerate .chalice/policy-*.json and deploy/rbac/clusterrole.yaml"
 	@echo "make native  build the flow-log scanner's compiled first pass (test, demo and package do it)"
@@ -72,6 +73,7 @@ unit: venv native
 # The long mutation-fuzzing campaign (the property test in `make test` is its short, fixed-seed form).
 fuzz: venv native
 	$(PY) -m tests.fuzzing.mutations --events $(or $(EVENTS),100000)
+	$(PY) -m tests.fuzzing.flow_blocks --rounds $(or $(ROUNDS),100)
 
 # The whole hostile-values corpus (`make test` runs it for one event per source and detail type).
 hostile: venv native

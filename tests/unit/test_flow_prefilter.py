@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,10 @@ import pytest
 
 from chalicelib.flowlogs import detect
 from chalicelib.flowlogs.addresses import PUBLIC, Classifier, Ranges
-from chalicelib.flowlogs.detect import DetectorSettings, Scanner
-from chalicelib.flowlogs.fields import DEFAULT, Layout, parse_format
+from chalicelib.flowlogs.detect import Scanner
+from chalicelib.flowlogs.fields import parse_format
 from devstack import flowgen
+from tests.fuzzing import flow_blocks
 
 THREATS = Ranges(["45.10.0.0/16", "91.200.1.7"])
 V2 = (3, 4, 5, 6, 9, 13)  # srcaddr, dstaddr, srcport, dstport, bytes, log-status in the default format
@@ -125,19 +125,6 @@ def test_arguments_it_cannot_judge_are_left_to_python_or_refused() -> None:
 # -- the same findings as the pure-Python scanner --------------------------------------------------
 
 
-def _run(blocks: list[tuple[Layout, bytes]], make: Callable[[bool], Scanner]) -> tuple[Any, ...]:
-    outcomes = []
-    for compiled in (True, False):
-        scanner = make(compiled)
-        for layout, block in blocks:
-            scanner.scan(block, layout)
-        found = scanner.findings()
-        counts = (scanner.records, scanner.skipped, scanner.malformed, scanner.untracked)
-        outcomes.append((found, counts, scanner._ports, scanner._sweeps, scanner._egress))
-    assert outcomes[0] == outcomes[1]
-    return outcomes[0]
-
-
 @pytest.mark.parametrize("kind", ["v2", "v5"])
 def test_generated_traffic_gives_the_same_findings_with_most_records_dropped(
     kind: str, monkeypatch: pytest.MonkeyPatch
@@ -158,71 +145,20 @@ def test_generated_traffic_gives_the_same_findings_with_most_records_dropped(
         return kept
 
     monkeypatch.setattr(detect, "_keep", counting)
-    found, counts, *_ = _run(blocks, lambda compiled: Scanner(Classifier(ranges), compiled=compiled))
+    found, counts, *_ = flow_blocks.both(blocks, lambda compiled: Scanner(Classifier(ranges), compiled=compiled))
     assert counts[0] == len(lines) - 1  # the header is not a record
     assert dropped > counts[0] // 2
     assert {f.address for f in found if f.detector == "egress-volume"} == truth.egress
     assert {f.address for f in found if f.detector == "port-scan"} == truth.scanners
 
 
-HOSTILE = [
-    b"-", b"0", b"999", b"1000", b"1001", b"0999", b"1_0", b"+5", b" 5", b"\xff\xfe", b"22", b"3389", b"3333",
-    b"4444", b"32767", b"32768", b"99999", b"1" * 19, b"10.0.1.5", b"10.0.2.9", b"45.10.0.1", b"34.1.2.3",
-    b"OK", b"NODATA", b"SKIPDATA", b"x\x00y", b"\xa0", b"a" * 300, b"6", b"1", b"3", b"REJECT",
-]  # fmt: skip
-SEPARATORS = [b"\t", b"\x0b", b"\x0c", b"\r", b"  ", b"\x00", b"\x1c"]
-
-
-def _mutated(rng: random.Random, lines: list[bytes], anything: bool) -> bytes:
-    """Hostile values in some fields; with `anything`, also fields lost or added, odd separators,
-    blank lines (blocks the compiled pass leaves to Python)."""
-    out = []
-    rate = rng.choice((0.02, 0.1, 0.3))
-    for original in lines:
-        line = original
-        if rng.random() < rate:
-            fields = line.split(b" ")
-            roll = rng.random() if anything else 0.0
-            if roll < 0.6:  # the status stays one (else the block is not regular)
-                value = rng.choice([v for v in HOSTILE if len(v.split()) == 1] if not anything else HOSTILE)
-                fields[rng.randrange(len(fields) - 1)] = value
-            elif roll < 0.7:
-                del fields[rng.randrange(len(fields))]
-            elif roll < 0.8:
-                fields.insert(rng.randrange(len(fields)), rng.choice(HOSTILE))
-            else:
-                at = rng.randrange(1, len(fields))
-                fields[at] = rng.choice(SEPARATORS) + fields[at]
-            line = b" ".join(fields)
-        out.append(line)
-    if anything and rng.random() < 0.1:
-        out.insert(rng.randrange(len(out)), b"")
-    return b"\n".join(out) + (b"\n" if anything and rng.random() < 0.1 else b"")
-
-
-SETTINGS = [
-    DetectorSettings(),
-    DetectorSettings(mining_ports=(3333, 4444), scan_min_ports=5, sweep_min_addresses=3, egress_bytes=20_000),
-    DetectorSettings(scan_max_bytes=5, scan_max_port=1023),
-    DetectorSettings(enabled=frozenset({"threat-list", "egress-volume"})),
-]
-
-
-@pytest.mark.parametrize("settings", SETTINGS, ids=["defaults", "sensitive", "narrow-probes", "no-scans"])
-def test_hostile_blocks_give_the_same_findings(settings: DetectorSettings) -> None:
+@pytest.mark.parametrize("name", sorted(flow_blocks.SETTINGS))
+def test_hostile_blocks_give_the_same_findings(name: str) -> None:
+    """The short form of the `make fuzz` campaign (tests/fuzzing/flow_blocks.py)."""
     rng = random.Random(41)
-    lines, _, _, _ = flowgen.generate(6_000, seed=13, threats=(["91.200.1.7"], ["45.10.0.0/16"]))
-    base = [line.encode() for line in lines[1:]]
-    # Addresses of the hostile values, and a few more of ours, public ones and "-".
-    base += [record("10.0.1.5", "10.0.2.9", 51000, 443, 400), record("34.1.2.3", "10.0.1.5", 3333, 51000, 80)]
-    blocks = []
-    regular = 0
-    for turn in range(120):
-        block = _mutated(rng, rng.sample(base, 100), anything=turn % 3 == 0)
-        regular += keep(block, {}) is not None
-        blocks.append((DEFAULT, block))
-    # A second pass over the same blocks, with every address in the memo: most records now judged in C.
-    blocks += blocks
-    counts = _run(blocks, lambda compiled: Scanner(Classifier(THREATS), settings, compiled=compiled))[1]
+    chosen = flow_blocks.blocks(rng, flow_blocks.base_records(), 120)
+    regular = sum(keep(block, {}) is not None for _, block in chosen[:120])
+    settings = flow_blocks.SETTINGS[name]
+    counts = flow_blocks.both(chosen, lambda compiled: Scanner(Classifier(THREATS), settings, compiled=compiled))[1]
     assert regular >= 60  # the compiled pass judged most blocks, not only the fall-back
     assert counts[2] > 0  # malformed records were met, and counted alike
