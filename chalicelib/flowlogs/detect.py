@@ -2,10 +2,12 @@
 
 Detectors: connections to or from the threat list, mining-pool ports, SSH/RDP accepted from
 the internet, port scans, sweeps of many internal addresses (east-west), connections to
-destinations ours must never reach, unusual egress volume. A block of records is split at once and the
-columns every record needs are sliced out; per record the work is two dict lookups and a few
-comparisons of bytes, and a record is decoded only when a detector fires. Memory is bounded by
-distinct addresses and findings, never by the number of records.
+destinations ours must never reach, unusual egress volume. A compiled first pass (`_prefilter.c`)
+reads each block and hands on only the records a detector could act on (most records are traffic
+between our own addresses); those are split at once and the columns every record needs are sliced
+out; per record the work is two dict lookups and a few comparisons of bytes, and a record is
+decoded only when a detector fires. Without the compiled pass the whole block takes that road.
+Memory is bounded by distinct addresses and findings, never by the number of records.
 """
 
 from __future__ import annotations
@@ -247,9 +249,10 @@ class Scanner:
     def _prefiltered(self, block: bytes, layout: Layout) -> tuple[int, list[bytes], Layout] | None:
         """The compiled first pass (`_prefilter.c`): the block's record count, and the fields this
         scanner reads of the records it could act on, in a layout of those fields alone; None where
-        the pass does not apply (not built, a layout the scanner pads, a block that is not regular,
-        a flood of probing sources)."""
-        if self._keep is None or layout.missing or len(self._ports) >= MAX_PROBING_SOURCES:
+        the pass does not apply (not built, a layout the scanner pads, a block that is not regular).
+        It never drops a probe candidate, so the counts of probing sources (and `untracked`) are the
+        same either way."""
+        if self._keep is None or layout.missing:
             return None
         plan = self._plans.get(layout)
         if plan is None:

@@ -14,7 +14,7 @@ import pytest
 from chalicelib.flowlogs import detect
 from chalicelib.flowlogs.addresses import PUBLIC, Classifier, Ranges
 from chalicelib.flowlogs.detect import Scanner
-from chalicelib.flowlogs.fields import parse_format
+from chalicelib.flowlogs.fields import DEFAULT, parse_format
 from devstack import flowgen
 from tests.fuzzing import flow_blocks
 
@@ -162,3 +162,14 @@ def test_hostile_blocks_give_the_same_findings(name: str) -> None:
     counts = flow_blocks.both(chosen, lambda compiled: Scanner(Classifier(THREATS), settings, compiled=compiled))[1]
     assert regular >= 60  # the compiled pass judged most blocks, not only the fall-back
     assert counts[2] > 0  # malformed records were met, and counted alike
+
+
+def test_a_flood_of_probing_sources_is_counted_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond the sources the scanner tracks, probes are counted as untracked: the compiled pass
+    never drops a probe, so the count is the same with it."""
+    monkeypatch.setattr(detect, "MAX_PROBING_SOURCES", 5)
+    probes = [record(f"10.0.7.{i}", "10.0.2.9", 40000 + i, 443, 60) for i in range(40)]
+    quiet = [record("10.0.1.5", "10.0.2.9", 443, 51000, 5000)] * 40
+    blocks = [(DEFAULT, b"\n".join(probes + quiet))] * 2
+    counts = flow_blocks.both(blocks, lambda compiled: Scanner(Classifier(THREATS), compiled=compiled))[1]
+    assert counts[3] == 2 * (40 - 5)  # untracked: each probe of a source beyond the first five, twice
