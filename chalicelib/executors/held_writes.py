@@ -9,9 +9,9 @@ object the next steps read is the one the server would return after it, so every
 computes what it changes (and what its release puts back) exactly as if the first write had gone.
 
 Nothing waits on a held patch for long: it is sent with the next write to the same object, or
-alone before any request that reads such objects by their labels (a list), before the object is
-deleted, and when the responder settles the step that was to carry it (that step failed, was
-skipped or wrote nothing). Until it is sent the holding step is not reported as done: the
+alone before the object is deleted, and when the responder settles the step that was to carry it
+(that step failed, was skipped or wrote nothing). Reads in between, lists included, show the
+object as the held patch will leave it. Until it is sent the holding step is not reported as done: the
 responder confirms it, or fails it, from what happened to the held patch (`sent`).
 """
 
@@ -71,6 +71,7 @@ class HeldWrites:
         self._holding: set[Key] = set()
         self._held: dict[Key, dict[str, Any]] = {}
         self._view: dict[Key, dict[str, Any]] = {}
+        self.alone: set[Key] = set()  # held patches that went out on their own, not with a later write
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._kube, name)
@@ -93,6 +94,7 @@ class HeldWrites:
         if patch is not None:
             self._patch(key, patch)
             self._forget(key)
+            self.alone.add(key)
 
     def send_all(self) -> None:
         for key in list(self._held):
@@ -141,12 +143,10 @@ class HeldWrites:
         self._kube.delete_pod(namespace, name, grace_period_seconds)
 
     def list_pods(self, namespace: str) -> list[dict[str, Any]]:
-        self._send_kind("pod")  # the list shows labels as the server has them
-        return self._kube.list_pods(namespace)
+        return self._shown("pod", self._kube.list_pods(namespace))
 
     def pods_with_ip(self, ip: str) -> list[dict[str, Any]]:
-        self._send_kind("pod")
-        return self._kube.pods_with_ip(ip)
+        return self._shown("pod", self._kube.pods_with_ip(ip))
 
     # -- nodes -----------------------------------------------------------------------------------
 
@@ -160,9 +160,16 @@ class HeldWrites:
         self._write(node_key(name), patch, lambda: self._kube.get_node(name))
 
     def list_nodes(self) -> list[dict[str, Any]]:
-        self._send_kind("node")
-        return self._kube.list_nodes()
+        return self._shown("node", self._kube.list_nodes())
 
-    def _send_kind(self, kind: str) -> None:
-        for key in [k for k in self._held if k[0] == kind]:
-            self.send(key)
+    def _shown(self, kind: str, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A list as it will be once the held patches are sent: a held object as its patch leaves it.
+        (These lists select by namespace or field, never by label, so the same objects are listed.)"""
+        if not any(key[0] == kind for key in self._held):
+            return listed
+        shown = []
+        for obj in listed:
+            meta = obj.get("metadata") or {}
+            key: Key = (kind, meta.get("namespace") if kind == "pod" else None, str(meta.get("name")))
+            shown.append(copy.deepcopy(self._view[key]) if key in self._held else obj)
+        return shown

@@ -108,3 +108,15 @@ def test_a_label_is_not_held_for_a_step_that_waits_for_approval(
     assert "sent" not in report.actions[0].detail  # written at once: the pod is marked while it waits
     assert _labels(admin, Pod, pod, cluster.namespace)[INVESTIGATION_LABEL] == "true"
     assert sent.count(("PATCH", f"/api/v1/namespaces/{cluster.namespace}/pods/{pod}")) == 1
+
+
+def test_a_held_label_goes_out_before_a_step_deletes_the_pod(
+    cluster: Cluster, admin: Client, make_responder: Any, sent: list[tuple[str, str]]
+) -> None:
+    pod = cluster.pod("web", cluster.node("node-a", "i-0aaa"))
+    rules = rules_with("k8s:label-pod", "k8s:delete-pod", "k8s:isolate-pod")
+    report = make_responder(rules).handle(incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE)
+    assert report.actions[0].status.value == "succeeded"
+    assert report.actions[0].detail.endswith("(sent on its own before step 2 deleted the object)")
+    path = f"/api/v1/namespaces/{cluster.namespace}/pods/{pod}"
+    assert [m for m, p in sent if p == path and m in {"PATCH", "DELETE"}][:2] == ["PATCH", "DELETE"]

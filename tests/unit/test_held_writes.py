@@ -87,15 +87,19 @@ def test_a_held_patch_is_seen_by_later_reads_and_sent_with_the_next_write() -> N
     assert not held.held(pod_key("ns", "web"))
 
 
-def test_a_held_patch_goes_out_before_a_list_or_a_delete_shows_the_object() -> None:
+def test_lists_show_a_held_object_as_its_patch_leaves_it_and_a_delete_sends_it_first() -> None:
     kube = FakeKube()
+    kube.pods[("ns", "db")] = {"metadata": {"name": "db", "namespace": "ns", "labels": {}}}
+    kube.pods[("ns", "web")]["metadata"].update(name="web", namespace="ns")
     held = _held(kube)
-    held.list_pods("ns")
-    assert kube.requests[-2:] == ["patch pod web ['investigation']", "list pods"]
-    held = _held(kube)
+    listed = {p["metadata"]["name"]: p["metadata"]["labels"] for p in held.list_pods("ns")}
+    assert listed == {"web": {"app": "web", "investigation": "true"}, "db": {}}
+    assert kube.requests[-1] == "list pods"  # nothing sent for it
+    assert held.held(pod_key("ns", "web"))
     held.delete_pod("ns", "web", None)
     assert kube.requests[-2:] == ["patch pod web ['investigation']", "delete pod web"]
     assert not held.held(pod_key("ns", "web"))
+    assert pod_key("ns", "web") in held.alone
 
 
 def test_a_patch_of_a_missing_object_is_not_held_and_send_all_empties_the_rest() -> None:
