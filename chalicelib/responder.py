@@ -531,7 +531,7 @@ class Responder:
                 contained = self._contained(result, mode, contained)
                 planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE,
                                            result=outcome_of(result)))  # fmt: skip
-            _settle_held(pending, session.held, results, planned, (position, index), last=position == len(steps) - 1)
+            _settle_held(pending, session.held, results, planned, (position, index))
         wrote = any(actions.get(r.action).writes_evidence and r.status is Status.SUCCEEDED for r in results)
         where = evidence_bundle.incident_prefix(incident)
         evidence = self._evidence.location(where) if wrote and self._evidence else None
@@ -738,7 +738,7 @@ class _Held:
 
 
 def _settle_held(pending: dict[Key, _Held], held: HeldWrites, results: list[ActionResult],
-                 planned: list[PlannedStep], now: tuple[int, int], *, last: bool) -> None:  # fmt: skip
+                 planned: list[PlannedStep], now: tuple[int, int]) -> None:  # fmt: skip
     """A held patch is reported with its step once it went out: with its carrier's write, on its own
     before a step deleted the object, or on its own once the carrier has run without
     writing the object (failed, skipped, nothing to change). `now`: the step just run (position, number)."""
@@ -749,7 +749,7 @@ def _settle_held(pending: dict[Key, _Held], held: HeldWrites, results: list[Acti
             together = key not in held.alone
             note = f" (sent in one request with step {hold.carrier_index})" if together else (
                 f" (sent on its own before step {index} deleted the object)")  # fmt: skip
-        elif position >= hold.carrier or last:
+        elif position >= hold.carrier:  # every carrier is a step of the plan: settled by its end
             try:
                 held.send(key)
                 note = f" (sent on its own: step {hold.carrier_index} did not write it)"

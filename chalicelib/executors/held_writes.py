@@ -96,10 +96,6 @@ class HeldWrites:
             self._forget(key)
             self.alone.add(key)
 
-    def send_all(self) -> None:
-        for key in list(self._held):
-            self.send(key)
-
     def _forget(self, key: Key) -> None:
         self._held.pop(key, None)
         self._view.pop(key, None)

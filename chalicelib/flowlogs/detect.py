@@ -43,7 +43,7 @@ CLIENT_PORTS = 1024
 MAX_PROBE_DIGITS = 18  # the compiled first pass reads byte counts up to this many digits
 # The fields the first pass judges a record by, and the ones this scanner (and `Flow`) ever reads.
 _DECISIVE = ("srcaddr", "dstaddr", "srcport", "dstport", "bytes")
-READ = ("srcaddr", "dstaddr", "srcport", "dstport", "bytes", "interface-id", "action", "protocol", "packets")
+_READ = ("srcaddr", "dstaddr", "srcport", "dstport", "bytes", "interface-id", "action", "protocol", "packets")
 
 _keep: Callable[..., tuple[int, list[bytes]] | None] | None
 try:  # the compiled first pass (deploy/native.py builds it); without it, the same findings, slower
@@ -258,7 +258,7 @@ class Scanner:
         if plan is None:
             status = layout.index("log-status")
             decisive = (*(layout.position(name) for name in _DECISIVE), -1 if status is None else status)
-            read = tuple(name for name in READ if name in layout.fields)
+            read = tuple(name for name in _READ if name in layout.fields)
             plan = self._plans[layout] = (decisive, tuple(layout.position(name) for name in read), Layout(read))
         decisive, wanted, reduced = plan
         kept = self._keep(block, len(layout.fields), decisive, wanted, self.classifier.memo, *self._judge)

@@ -102,7 +102,7 @@ def test_lists_show_a_held_object_as_its_patch_leaves_it_and_a_delete_sends_it_f
     assert pod_key("ns", "web") in held.alone
 
 
-def test_a_patch_of_a_missing_object_is_not_held_and_send_all_empties_the_rest() -> None:
+def test_a_patch_of_a_missing_object_is_not_held_and_a_held_one_can_go_alone() -> None:
     kube = FakeKube()
     held = HeldWrites(kube, dry_run=False)  # type: ignore[arg-type]
     with held.holding(node_key("n1")):
@@ -112,6 +112,6 @@ def test_a_patch_of_a_missing_object_is_not_held_and_send_all_empties_the_rest()
         held.patch_pod("ns", "gone", LABEL)
     assert not held.held(pod_key("ns", "gone"))
     assert held.held(node_key("n1"))
-    held.send_all()
+    held.send(node_key("n1"))
     assert kube.requests[-1] == "patch node n1"
     assert kube.nodes["n1"]["metadata"]["labels"] == {"investigation": "true"}
