@@ -10,15 +10,20 @@ only, the bounds let it:
 - change the labels and annotations of pods, never their spec;
 - change `spec.unschedulable` and taints of nodes, no other node field;
 - remove `aws-auth` entries, never add or change one (every line it keeps was already there);
-- create only the admission objects it generates: `eks-responder-block-*` policies that judge
-  new pods and debug containers and nothing else, bound to deny outside `kube-system`; Kyverno
-  policies of the same name that only validate (no mutate, generate, image verification or
-  external context).
+- write only well-formed entries into the image-blocks ConfigMap (a bounded number of them, each
+  a list of image references), which the standing image-blocks policy reads;
+- create only Kyverno policies named `eks-responder-block-*` that only validate new pods and debug
+  containers (no mutate, generate, image verification or external context), never in `kube-system`.
+
+It never creates or deletes an admission policy or binding: its ClusterRole grants only `get` on the
+image-blocks policy. That matters because a current API server does not run admission policies on
+admission policies or their bindings, so no bound could stop an identity that may create them.
 
 One set of CEL bodies, two forms: a ValidatingAdmissionPolicy (Kubernetes 1.30+, every EKS
 version in support) and a Kyverno ClusterPolicy with CEL rules (Kyverno 1.11+) for clusters that
-standardise on Kyverno. Generated into deploy/rbac/; the tests run every body with a real CEL
-evaluator (given Kubernetes' `split` string function) against allowed and refused requests.
+standardise on Kyverno. Generated into deploy/rbac/; the integration tests apply the policy to a
+current kube-apiserver and are refused by it, and the unit tests run every body with a CEL library
+(given Kubernetes' `split` string function) where no server is at hand.
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ from typing import Any
 ADMISSION = "admissionregistration.k8s.io"
 NAME = "eks-responder-bounds"
 POLICY_PREFIX = "eks-responder-block-"
+IMAGE_BLOCKS = "eks-responder-image-blocks"  # the standing policy, its binding and the ConfigMap it reads
+IMAGE_BLOCKS_NAMESPACE = "eks-responder"
+MAX_IMAGE_BLOCKS = 256
+# What k8s:block-image writes: an entry named for the digest, each line a digest or a tagged reference.
+_ENTRY_NAME = f"^{POLICY_PREFIX}[0-9a-f]{{16}}$"
+_ENTRY_LINE = "^(@sha256:[0-9a-f]{64}|[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})$"
 NODE_FIELDS = ("podCIDR", "podCIDRs", "providerID", "configSource", "externalID")
 NEVER_BLOCKED = "kube-system"  # every image block must leave the platform's namespace alone
 LABELS = {"app.kubernetes.io/name": "eks-responder", "app.kubernetes.io/managed-by": "eks-responder"}
@@ -61,22 +72,20 @@ def _kept_lines(key: str) -> str:
     )
 
 
+def _image_blocks() -> str:
+    return (
+        f"object.metadata.name == '{IMAGE_BLOCKS}' && object.metadata.namespace == '{IMAGE_BLOCKS_NAMESPACE}' && "
+        f"(!has(object.data) || (size(object.data) <= {MAX_IMAGE_BLOCKS} && object.data.all(k, "
+        f"k.matches('{_ENTRY_NAME}') && size(object.data[k]) <= 4096 && "
+        f"object.data[k].split('\\n').all(line, line.matches('{_ENTRY_LINE}')))))"
+    )
+
+
 def _only(value: str, keys: tuple[str, ...]) -> str:
     return f"{value}.all(k, k in {list(keys)})"
 
 
 _OWN_NAME = f"object.metadata.name.startsWith('{POLICY_PREFIX}')"
-_POD_RULES = (
-    "object.spec.matchConstraints.resourceRules.all(r, r.apiGroups == [''] && "
-    "r.resources.all(x, x in ['pods', 'pods/ephemeralcontainers']) && "
-    "r.operations.all(o, o in ['CREATE', 'UPDATE']))"
-)
-_SPARES_PLATFORM = (
-    "has(object.spec.matchResources) && has(object.spec.matchResources.namespaceSelector) && "
-    "has(object.spec.matchResources.namespaceSelector.matchExpressions) && "
-    "object.spec.matchResources.namespaceSelector.matchExpressions.exists(e, "
-    f"e.key == 'kubernetes.io/metadata.name' && e.operator == 'NotIn' && '{NEVER_BLOCKED}' in e.values)"
-)
 _KYVERNO_RULE = (
     _only("r", ("name", "match", "exclude", "validate"))
     + " && "
@@ -93,16 +102,9 @@ BOUNDS: tuple[Bound, ...] = (
     Bound("nodes", "", "Node", ("UPDATE",), " && ".join(_same(f) for f in NODE_FIELDS),
           "the responder may change only spec.unschedulable and the taints of a node"),
     Bound("configmaps", "", "ConfigMap", ("UPDATE",),
-          f"object.metadata.name == 'aws-auth' && {_kept_lines('mapRoles')} && {_kept_lines('mapUsers')}",
-          "the responder may only remove aws-auth entries"),
-    Bound("validatingadmissionpolicies", ADMISSION, "ValidatingAdmissionPolicy", ("CREATE", "UPDATE", "DELETE"),
-          f"{_OWN_NAME} && !has(object.spec.paramKind) && {_POD_RULES}",
-          f"the responder creates only its own {POLICY_PREFIX}* policies, and they judge only pods"),
-    Bound("validatingadmissionpolicybindings", ADMISSION, "ValidatingAdmissionPolicyBinding",
-          ("CREATE", "UPDATE", "DELETE"),
-          f"{_OWN_NAME} && object.spec.validationActions == ['Deny'] && object.spec.policyName == object.metadata.name"
-          f" && !has(object.spec.paramRef) && {_SPARES_PLATFORM}",
-          f"the responder binds only its own block policies, to deny, never in {NEVER_BLOCKED}"),
+          f"(object.metadata.name == 'aws-auth' && {_kept_lines('mapRoles')} && {_kept_lines('mapUsers')})"
+          f" || ({_image_blocks()})",
+          f"the responder may only remove aws-auth entries, and write only image references into {IMAGE_BLOCKS}"),
     Bound("clusterpolicies", "kyverno.io", "ClusterPolicy", ("CREATE", "UPDATE", "DELETE"),
           f"{_OWN_NAME} && "
           + _only("object.spec", ("validationFailureAction", "background", "rules"))
@@ -123,7 +125,7 @@ def expression(bound: Bound) -> str:
     """The body as a ValidatingAdmissionPolicy validation: one policy matches every resource."""
     guard = f"request.resource.resource != '{bound.resource}'"
     if bound.resource == "pods":  # the subresources it may touch are not matched; the pod itself is judged
-        guard += " || request.subResource != ''"
+        guard += " || (has(request.subResource) && request.subResource != '')"
     return f"{guard} || ({body(bound)})"
 
 

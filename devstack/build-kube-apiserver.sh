@@ -1,76 +1,103 @@
 #!/usr/bin/env bash
-# Build a real kube-apiserver (v1.20.2) from Debian bookworm's kubernetes source package
-# and cache it outside the clone. Debian's Go 1.19 builds it offline from the vendored tree.
-# Usage: devstack/build-kube-apiserver.sh   (prints the binary's path; a no-op when cached)
+# Build a real, current kube-apiserver from the k8s.io/kubernetes Go module and cache it outside
+# the clone. The release and every module under it are pinned by devstack/kube-apiserver/go.mod
+# and go.sum; a plain `go build` works because the release's generated OpenAPI code is committed.
+#
+# Usage:
+#   devstack/build-kube-apiserver.sh                        the pinned release (prints the binary's path)
+#   KUBE_VERSION=1.35.4 devstack/build-kube-apiserver.sh    another release: its staging modules are
+#                                                           resolved now (not pinned), in a work folder
+#   KUBE_VERSION=1.20.2 devstack/build-kube-apiserver.sh    the old server, from Debian's source package
+#   KUBE_VERSION=1.37.2 devstack/build-kube-apiserver.sh --pin   re-pin go.mod and go.sum to a release
+# A no-op when the binary is cached. One progress line per step on standard error.
 set -euo pipefail
 
+here="$(cd "$(dirname "$0")" && pwd)"
+module="$here/kube-apiserver"
 cache="${EKS_RESPONDER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/eks-responder}"
-# "-r2": vendored reflect2 replaced by 1.0.2 (see below); older caches are rebuilt.
-bin="$cache/bin/kube-apiserver-v1.20.2-r2"
-if [[ -x "$bin" ]]; then
+log() { printf '[devstack] %s\n' "$*" >&2; }
+
+pinned="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$module/go.mod")"
+version="${KUBE_VERSION:-$pinned}"
+version="v${version#v}"
+pin=false
+[[ "${1:-}" == "--pin" ]] && pin=true
+
+if [[ "$version" == v1.20.* ]]; then
+  exec bash "$here/build-kube-apiserver-1.20.sh"
+fi
+
+bin="$cache/bin/kube-apiserver-$version"
+if [[ -x "$bin" ]] && ! $pin; then
+  echo "$bin"
+  exit 0
+fi
+
+command -v go >/dev/null || { log "Go is needed to build kube-apiserver $version (go.dev: 1.26 or newer)"; exit 1; }
+mkdir -p "$cache/bin"
+exec 9>"$cache/build.lock"
+if ! flock -n 9; then
+  log "another build of kube-apiserver is running; waiting for it"
+  flock 9
+fi
+if [[ -x "$bin" ]] && ! $pin; then  # the build we waited for made it
   echo "$bin"
   exit 0
 fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/eks-responder-build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-# Package-manager and compiler output goes to a log, shown only when a step fails: the terminal
-# gets one line per step, and during the build a single line that updates in place.
 steps="$work/steps.log"
-log() { printf '[devstack] %s\n' "$*" >&2; }
 quiet() { "$@" >>"$steps" 2>&1 || { tail -n 40 "$steps" >&2; log "failed: $*"; exit 1; }; }
-need_apt=()
-command -v go >/dev/null || need_apt+=(golang-go)
-command -v rsync >/dev/null || need_apt+=(rsync)
-command -v openssl >/dev/null || need_apt+=(openssl)
-if ((${#need_apt[@]})); then
-  log "installing build tools from Debian: ${need_apt[*]}"
-  quiet apt-get update -qq
-  quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+export GOFLAGS="" CGO_ENABLED=0 GOWORK=off
+
+src="$work/module"
+cp -r "$module" "$src"
+if [[ "$version" != "$pinned" ]] || $pin; then
+  # The staging modules a release replaces with local paths, read from that release's own go.mod,
+  # each at the matching v0.minor.patch release.
+  log "resolving k8s.io/kubernetes $version and its staging modules"
+  gomod="$(cd "$src" && go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')"
+  [[ -f "$gomod" ]] || { log "k8s.io/kubernetes $version is not served by the module proxy"; exit 1; }
+  staging="v0.${version#v1.}"
+  edits=(-require="k8s.io/kubernetes@$version" -dropreplace=k8s.io/kubernetes)
+  while read -r path; do
+    edits+=(-replace="$path=$path@$staging")
+  done < <(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod")
+  (cd "$src" && quiet go mod edit "${edits[@]}" && quiet go mod tidy)
+  if $pin; then
+    cp "$src/go.mod" "$src/go.sum" "$module/"
+    log "pinned $module/go.mod and go.sum to $version"
+  fi
+else
+  log "downloading the modules pinned in devstack/kube-apiserver/go.sum (checked against it)"
+  (cd "$src" && quiet go mod download && quiet go mod verify)
 fi
 
-apt_dir="$work/apt"
-mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/parts"
-# A private source list (packages and sources), so the machine's apt configuration is never touched.
-sed 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources > "$apt_dir/parts/src.sources"
-apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/parts"
-          -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
-log "fetching the kubernetes source package (about 34 MB)"
-quiet apt-get "${apt_opts[@]}" update -qq
-(cd "$work" && quiet apt-get "${apt_opts[@]}" source --download-only -qq kubernetes)
-tarball="$(ls "$work"/kubernetes_*.orig.tar.gz | head -n1)"
-log "unpacking $(basename "$tarball")"
-tar -C "$work" -xzf "$tarball"
-src="$(ls -d "$work"/kubernetes-1.20.* | head -n1)"
-
-# The vendored modern-go/reflect2 1.0.1 faults under Go 1.18+ when the server encodes a map
-# (every custom resource): the process dies. Debian's reflect2 1.0.2 fixes it and has no
-# dependencies, so its source replaces the vendored copy.
-log "replacing vendored reflect2 with Debian's golang-github-modern-go-reflect2-dev"
-(cd "$work" && quiet apt-get "${apt_opts[@]}" download -qq golang-github-modern-go-reflect2-dev)
-dpkg-deb -x "$(ls "$work"/golang-github-modern-go-reflect2-dev_*.deb | head -n1)" "$work/reflect2"
-rm -rf "$src/vendor/github.com/modern-go/reflect2"
-cp -r "$work/reflect2/usr/share/gocode/src/github.com/modern-go/reflect2" "$src/vendor/github.com/modern-go/reflect2"
-
-log "building kube-apiserver (about 7 minutes on 2 cores; done once, then cached in $cache)"
-mkdir -p "$work/home"
+total="$(cd "$src" && go list -mod=readonly -deps . | wc -l)"
+log "compiling kube-apiserver $version: $total packages (about 5 minutes on 2 cores, once)"
+minor="${version#v1.}"
+minor="${minor%%.*}"
+x=k8s.io/component-base/version
+ldflags="-s -w -X $x.gitVersion=$version -X $x.gitMajor=1 -X $x.gitMinor=$minor"
+ldflags+=" -X $x.gitTreeState=clean -X $x.buildDate=1970-01-01T00:00:00Z"
 (
   cd "$src"
-  env -u GOPATH GOPROXY=off CGO_ENABLED=0 GOFLAGS= HOME="$work/home" GOCACHE="$work/gocache" \
-    make WHAT=cmd/kube-apiserver GOLDFLAGS="-s -w" >"$work/build.log" 2>&1 &
+  go build -mod=readonly -trimpath -v -ldflags "$ldflags" -o "$work/kube-apiserver" . >"$work/build.log" 2>&1 &
   pid=$!
   start=$SECONDS
-  # On a terminal, one line that updates in place; in a CI log, a line a minute.
   tty=false
   [[ -t 2 ]] && tty=true
+  last=-1
   while kill -0 "$pid" 2>/dev/null; do
     sleep 5
-    kill -0 "$pid" 2>/dev/null || break
-    packages=$(grep -c '' "$work/build.log" 2>/dev/null || echo 0)
+    done_packages=$(grep -c '' "$work/build.log" 2>/dev/null || true)
+    minute=$(((SECONDS - start) / 60))
     if $tty; then
-      printf '\r[devstack] building kube-apiserver: %ds, %s lines of build output' "$((SECONDS - start))" "$packages" >&2
-    elif (( (SECONDS - start) % 60 < 5 )); then
-      log "still building... $((SECONDS - start))s"
+      printf '\r[devstack] compiling: %ds, %s of %s packages' "$((SECONDS - start))" "$done_packages" "$total" >&2
+    elif ((minute != last)); then  # in a CI log, a line a minute
+      last=$minute
+      log "compiling: ${minute} min, $done_packages of $total packages"
     fi
   done
   $tty && printf '\n' >&2
@@ -80,8 +107,9 @@ mkdir -p "$work/home"
     exit 1
   fi
 )
-mkdir -p "$cache/bin"
-install -m 0755 "$src/_output/bin/kube-apiserver" "$bin.tmp"
+reported="$("$work/kube-apiserver" --version)"
+[[ "$reported" == "Kubernetes $version" ]] || { log "the binary reports '$reported', not Kubernetes $version"; exit 1; }
+install -m 0755 "$work/kube-apiserver" "$bin.tmp"
 mv "$bin.tmp" "$bin"
-log "cached $bin"
+log "cached $bin ($reported)"
 echo "$bin"

@@ -66,6 +66,20 @@ def _uid(obj: Any) -> str:
     return uid
 
 
+def until_established(client: Client, crd: str, timeout: float = 60.0) -> None:
+    """Poll the CRD until the server serves its API. A watch would do, but a current server answers a
+    watch from a resourceVersion its CRD cache has not reached yet with "Too large resource version"."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(CustomResourceDefinition, crd).status
+        if status and any(c.type == "Established" and c.status == "True" for c in status.conditions or []):
+            return
+        time.sleep(0.05)  # polling a condition, not waiting for time to pass
+    raise RuntimeError(f"{crd} was not established within {timeout:.0f} s")
+
+
 def _apply(client: Client, obj: dict[str, Any]) -> None:
     client.apply(from_dict(obj), field_manager="devstack", force=True)
 
@@ -247,7 +261,7 @@ def _kubernetes(client: Client, nodes: dict[str, str]) -> None:
         _apply(client, doc)
     # Kubernetes 1.20 has no ValidatingAdmissionPolicy: k8s:block-image falls back on Kyverno's API.
     _apply(client, yaml.safe_load(KYVERNO_CRD.read_text()))
-    client.wait(CustomResourceDefinition, "clusterpolicies.kyverno.io", for_conditions=["Established"])
+    until_established(client, "clusterpolicies.kyverno.io")
     for namespace in ("payments", "tools", "monitoring", "eks-responder"):
         _apply(client, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     names = list(nodes.values())

@@ -1,8 +1,9 @@
 """Start and stop a real kube-apiserver, etcd and moto server on free loopback ports.
 
-The API server is built once from Debian's kubernetes source package and cached outside the
-clone (devstack/build-kube-apiserver.sh). Two identities exist: an admin, and the responder,
-whose only rights are those of the generated ClusterRole, so RBAC is really enforced.
+The API server is a current release built once from the k8s.io/kubernetes Go module (pinned by
+devstack/kube-apiserver/go.mod) and cached outside the clone (devstack/build-kube-apiserver.sh;
+KUBE_VERSION picks another release). Two identities exist: an admin, and the responder, whose
+only rights are those of the generated ClusterRole, so RBAC is really enforced.
 """
 
 from __future__ import annotations
@@ -45,13 +46,37 @@ def free_port() -> int:
         return port
 
 
-def kube_apiserver_binary(log: Log = _quiet) -> Path:
-    """The cached API server binary, building it first when it is missing."""
-    log("kube-apiserver: checking the cache (the first run builds it: about 7 minutes)")
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], check=False, stdout=subprocess.PIPE, text=True)
+def cache_dir() -> Path:
+    """Where built binaries are kept, outside any clone (as the build script computes it)."""
+    if "EKS_RESPONDER_CACHE" in os.environ:
+        return Path(os.environ["EKS_RESPONDER_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "eks-responder"
+
+
+def cached_kube_apiserver(version: str) -> Path | None:
+    """A release already built, or None: nothing is built (the 1.20 client check uses it)."""
+    names = ("kube-apiserver-v1.20.2-r2",) if version.lstrip("v").startswith("1.20") else ()
+    for name in (*names, f"kube-apiserver-v{version.lstrip('v')}"):
+        candidate: Path = cache_dir() / "bin" / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def kube_apiserver_binary(log: Log = _quiet, version: str | None = None) -> Path:
+    """The cached API server binary (KUBE_VERSION's, or the pinned release), built first when missing."""
+    log("kube-apiserver: checking the cache (the first run builds it: about 5 minutes on 2 cores)")
+    env = {**os.environ, "KUBE_VERSION": version} if version else None
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], check=False, stdout=subprocess.PIPE, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError("building kube-apiserver failed (see the messages above)")
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def server_version(binary: Path) -> str:
+    """What the binary says it is (`Kubernetes v1.36.3` -> `v1.36.3`)."""
+    out = subprocess.run([str(binary), "--version"], check=True, capture_output=True, text=True).stdout
+    return out.split()[-1]
 
 
 def etcd_binary() -> Path:
@@ -173,9 +198,15 @@ def _spawn(args: list[str], logfile: Path, env: dict[str, str] | None = None) ->
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def start(workdir: Path | None = None, log: Log = _quiet) -> LocalStack:
-    """Start etcd, kube-apiserver and moto; return once all three answer."""
-    apiserver = kube_apiserver_binary(log)
+def start(
+    workdir: Path | None = None,
+    log: Log = _quiet,
+    apiserver: Path | None = None,
+    extra_apiserver_args: tuple[str, ...] = (),
+    moto: bool = True,
+) -> LocalStack:
+    """Start etcd, kube-apiserver (the given binary, or the cached release) and moto; return once all answer."""
+    apiserver = apiserver or kube_apiserver_binary(log)
     owns = workdir is None
     work = Path(tempfile.mkdtemp(prefix="eks-responder-stack-")) if workdir is None else workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -238,21 +269,23 @@ def start(workdir: Path | None = None, log: Log = _quiet) -> LocalStack:
                 "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
+                *extra_apiserver_args,
             ],
             logs / "kube-apiserver.log",
         )
         stack.processes.append(("kube-apiserver", api))
         _wait("kube-apiserver", lambda: _https_ok(f"{stack.apiserver_url}/readyz", stack.ca_file, ADMIN_TOKEN), api)
 
-        log(f"moto: starting on {stack.moto_url}")
-        moto_bin = Path(sys.executable).parent / "moto_server"
-        moto = _spawn(
-            [str(moto_bin), "-H", "127.0.0.1", "-p", str(moto_port)],
-            logs / "moto.log",
-            env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
-        )
-        stack.processes.append(("moto", moto))
-        _wait("moto", lambda: _http_ok(f"{stack.moto_url}/moto-api/"), moto)
+        if moto:
+            log(f"moto: starting on {stack.moto_url}")
+            moto_bin = Path(sys.executable).parent / "moto_server"
+            aws = _spawn(
+                [str(moto_bin), "-H", "127.0.0.1", "-p", str(moto_port)],
+                logs / "moto.log",
+                env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+            )
+            stack.processes.append(("moto", aws))
+            _wait("moto", lambda: _http_ok(f"{stack.moto_url}/moto-api/"), aws)
     except BaseException:
         stack.stop()
         raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -185,8 +186,9 @@ class KubeAPI(Protocol):
                                 patch: dict[str, Any]) -> None: ...  # fmt: skip
     def delete_namespaced_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool: ...
     def replace_config_map_data(
-        self, namespace: str, name: str, data: dict[str, str], resource_version: str
-    ) -> None: ...
+        self, namespace: str, name: str, data: Mapping[str, str | None], resource_version: str
+    ) -> None: ...  # a None value removes the key
+    def admission_policy_in_force(self, name: str) -> bool | str: ...  # True, or what is missing
 
 
 class EC2API(Protocol):

@@ -10,7 +10,7 @@ import copy
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +249,9 @@ class KubeGateway:
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(CONFIG_MAP, name, namespace)
 
-    def replace_config_map_data(self, namespace: str, name: str, data: dict[str, str], resource_version: str) -> None:
+    def replace_config_map_data(
+        self, namespace: str, name: str, data: Mapping[str, str | None], resource_version: str
+    ) -> None:
         # The resourceVersion makes the write fail, rather than lose an edit made since we read it.
         self._wrote(CONFIG_MAP, name, namespace)
         patch = {"metadata": {"resourceVersion": resource_version}, "data": data}
@@ -295,6 +297,25 @@ class KubeGateway:
                 return False
             raise
         self._checked(f"delete {kind}")
+        return True
+
+    def admission_policy_in_force(self, name: str) -> bool | str:
+        """True when the ValidatingAdmissionPolicy `name` and its binding of the same name are there and
+        the binding denies with that policy; otherwise what is missing, in words."""
+        kinds = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+        found = []
+        for kind in kinds:
+            try:
+                found.append(
+                    dict(self._client.get(generic("admissionregistration.k8s.io/v1", kind, namespaced=False), name))
+                )
+            except ApiError as exc:
+                if _missing(exc):
+                    return f"the cluster has no {kind} {name} (apply deploy/rbac/image-blocks.yaml)"
+                raise
+        spec = found[1].get("spec") or {}
+        if spec.get("policyName") != name or "Deny" not in (spec.get("validationActions") or []):
+            return f"ValidatingAdmissionPolicyBinding {name} does not deny with policy {name}"
         return True
 
     def get_namespaced_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:

@@ -19,7 +19,9 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Node
 from lightkube.types import PatchType
 
-from chalicelib import actions, wiring
+from chalicelib import actions, bounds, wiring
+from chalicelib.actions.k8s.block_image import image_blocks_documents
+from chalicelib.bounds import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE
 from chalicelib.executors.aws import AwsConnector
 from chalicelib.executors.caps import CapLeases
 from chalicelib.executors.evidence import FolderEvidence
@@ -28,11 +30,12 @@ from chalicelib.executors.kube import ClusterConnector
 from chalicelib.executors.plans import PlanStore
 from chalicelib.executors.scan_findings import ScanFindingsReader
 from chalicelib.incident import Incident, PodRef, ResourceKind, Severity, WorkloadRef
-from chalicelib.permissions import cluster_role_documents
+from chalicelib.permissions import RESPONDER_GROUP, cluster_role_documents
 from chalicelib.policy.loader import load_rules, parse_rules
 from chalicelib.responder import Responder
 from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from devstack import stack as devstack
+from devstack.seed import until_established
 from tests.conftest import ROOT
 from tests.integration import iam_calls
 
@@ -62,7 +65,48 @@ def local_stack() -> Iterator[devstack.LocalStack]:
             # default rules, grants less (tests/unit/test_permissions.py).
             for doc in cluster_role_documents(list(actions.REGISTRY.values())):
                 admin.apply(from_dict(doc), force=True)
+            # As deployed (deploy/rbac/image-blocks.yaml, responder-bounds.yaml): every live test runs
+            # the responder with the server enforcing its bounds, so each write a playbook makes is admitted.
+            for doc in image_blocks_documents(Settings().all_protected_namespaces):
+                admin.apply(from_dict(doc), force=True)
+            enforce_bounds(admin, running.responder_kubeconfig)
         yield running
+
+
+BOUNDS_PROBE = "eks-responder-bounds-probe"
+
+
+def bounds_enforced(admin: Client, responder_kubeconfig: Path) -> bool:
+    """Whether the server refuses, by the bounds, a write they forbid (a dry-run pod spec change)."""
+    from lightkube.resources.core_v1 import Pod
+
+    with contextlib.suppress(ApiError):
+        admin.create(from_dict({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": BOUNDS_PROBE, "namespace": "default"},
+            "spec": {"containers": [{"name": "main", "image": "public.ecr.aws/nginx/nginx:1.27"}]},
+        }))  # fmt: skip
+    with Client(KubeConfig.from_file(responder_kubeconfig), field_manager="tests") as responder:
+        try:
+            responder.patch(
+                Pod, BOUNDS_PROBE, {"spec": {"activeDeadlineSeconds": 60}}, namespace="default",
+                patch_type=PatchType.MERGE, dry_run=True,
+            )  # fmt: skip
+        except ApiError as exc:
+            if bounds.NAME in str(exc.status.message):
+                return True
+            raise
+    return False
+
+
+def enforce_bounds(admin: Client, responder_kubeconfig: Path, timeout: float = 30.0) -> None:
+    """Apply the generated bounds and their binding, then wait until the server enforces them."""
+    for doc in bounds.documents(RESPONDER_GROUP):
+        admin.apply(from_dict(doc), force=True)
+    deadline = time.monotonic() + timeout
+    while not bounds_enforced(admin, responder_kubeconfig):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the server did not enforce {bounds.NAME} within {timeout:.0f} s")
+        time.sleep(0.1)  # polling a condition: the policy reaches the admission plugin's informer
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +194,7 @@ KYVERNO_CRD_NAME = "clusterpolicies.kyverno.io"
 def kyverno_api(admin: Client) -> None:
     """The cluster serves Kyverno's ClusterPolicy API (the CRD only: nothing enforces it here)."""
     admin.apply(from_dict(yaml.safe_load(KYVERNO_CRD.read_text())), force=True)
-    admin.wait(CustomResourceDefinition, KYVERNO_CRD_NAME, for_conditions=["Established"])
+    until_established(admin, KYVERNO_CRD_NAME)
 
 
 @pytest.fixture
@@ -171,9 +215,26 @@ def without_kyverno_api(admin: Client) -> None:
 
 
 @pytest.fixture
+def without_image_blocks(admin: Client) -> Iterator[None]:
+    """A cluster where the standing image-blocks policy was never applied (its ConfigMap is absent)."""
+    from lightkube.resources.core_v1 import ConfigMap
+
+    admin.delete(ConfigMap, IMAGE_BLOCKS, namespace=IMAGE_BLOCKS_NAMESPACE)
+    yield
+    (config_map,) = [d for d in image_blocks_documents(()) if d["kind"] == "ConfigMap"]
+    admin.create(from_dict(config_map))
+
+
+@pytest.fixture
 def cluster(admin: Client) -> Cluster:
+    from lightkube.resources.core_v1 import ConfigMap
+
     for node in admin.list(Node):
         admin.delete(Node, node.metadata.name)  # type: ignore[arg-type]
+    # No image stays blocked from one test to the next.
+    blocks = admin.get(ConfigMap, IMAGE_BLOCKS, namespace=IMAGE_BLOCKS_NAMESPACE)
+    if blocks.data:
+        admin.replace(ConfigMap(metadata=blocks.metadata, data={}))
     namespace = f"t-{uuid.uuid4().hex[:8]}"
     admin.create(from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
     return Cluster(admin, namespace)

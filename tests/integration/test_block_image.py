@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from lightkube.generic_resource import create_global_resource
-from lightkube.resources.core_v1 import Pod
+from lightkube.resources.core_v1 import ConfigMap, Pod
 from lightkube.types import PatchType
 
 from chalicelib.actions.k8s.block_image import kyverno_policy, policy_name
+from chalicelib.bounds import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE
 from chalicelib.incident import Incident, ResourceKind, Severity
 from chalicelib.responder import Mode
 from chalicelib.settings import Settings
@@ -53,6 +54,11 @@ def run_pod(cluster: Cluster, name: str, image: str, namespace: str, image_id: s
         cluster.admin.patch(Pod.Status, name, status, namespace=namespace, patch_type=PatchType.MERGE)
 
 
+def image_blocks(cluster: Cluster) -> dict[str, str]:
+    stored = cluster.admin.get(ConfigMap, IMAGE_BLOCKS, namespace=IMAGE_BLOCKS_NAMESPACE)
+    return dict(stored.data or {})
+
+
 def labels(cluster: Cluster, namespace: str, name: str) -> dict[str, str]:
     return dict(cluster.admin.get(Pod, name, namespace=namespace).metadata.labels or {})
 
@@ -67,7 +73,7 @@ def _three_pods(cluster: Cluster, digest: str) -> str:
 
 
 def test_a_critical_scan_labels_every_pod_running_the_digest_and_blocks_the_image(
-    cluster: Cluster, make_responder: Any, kyverno_api: None
+    cluster: Cluster, make_responder: Any
 ) -> None:
     digest = f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}"
     other = _three_pods(cluster, digest)
@@ -83,26 +89,42 @@ def test_a_critical_scan_labels_every_pod_running_the_digest_and_blocks_the_imag
     assert labels(cluster, other, "by-tag").get("eks-responder.io/under-investigation") == "true"
     assert "eks-responder.io/under-investigation" not in labels(cluster, cluster.namespace, "bystander")
 
-    # Kubernetes 1.20 answers 404 for ValidatingAdmissionPolicy; the Kyverno API is served.
+    # The standing policy's list gets the digest and the tag the scan named (tests/integration/test_admission.py
+    # shows the server then refusing them).
     (block,) = [r for r in report.actions if r.action == "k8s:block-image"]
-    assert "Kyverno ClusterPolicy" in block.detail
+    assert "ValidatingAdmissionPolicy eks-responder-image-blocks (bound, Deny); verified" in block.detail
+    name = policy_name(f"{REPOSITORY}@{digest}")
+    assert image_blocks(cluster) == {name: f"@{digest}\n{REPOSITORY}:1.4"}
+
+    again = responder.handle(scan(digest), Mode.LIVE)
+    (block_again,) = [r for r in again.actions if r.action == "k8s:block-image"]
+    assert (block_again.status.value, "already blocked" in block_again.detail) == ("skipped", True)
+
+
+def test_without_the_standing_policy_a_kyverno_policy_blocks_the_image(
+    cluster: Cluster, make_responder: Any, kyverno_api: None, without_image_blocks: None
+) -> None:
+    digest = f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    run_pod(cluster, "by-digest", f"{REPOSITORY}@{digest}", cluster.namespace)
+    responder = make_responder(clusters=("local",))
+    report = responder.handle(scan(digest), Mode.LIVE)
+    (block,) = [r for r in report.actions if r.action == "k8s:block-image"]
+    assert "Kyverno ClusterPolicy" in block.detail, block.detail
     name = policy_name(f"{REPOSITORY}@{digest}")
     stored = cluster.admin.get(ClusterPolicy, name)
     sent = kyverno_policy(f"{REPOSITORY}@{digest}", ["1.4"], report.incident.id, PROTECTED)
     spec = stored.to_dict()["spec"]  # type: ignore[no-untyped-call]
     assert spec == sent["spec"]  # nothing pruned: the server knows every field written
     assert stored.metadata.labels["app.kubernetes.io/managed-by"] == "eks-responder"
-
+    assert all(rule["exclude"]["any"][0]["resources"]["namespaces"] == sorted(PROTECTED) for rule in spec["rules"])
     again = responder.handle(scan(digest), Mode.LIVE)
     (block_again,) = [r for r in again.actions if r.action == "k8s:block-image"]
     assert (block_again.status.value, "already blocked" in block_again.detail) == ("skipped", True)
-    assert all(rule["exclude"]["any"][0]["resources"]["namespaces"] == sorted(PROTECTED) for rule in spec["rules"])
-
     cluster.admin.delete(ClusterPolicy, name)
 
 
 def test_without_a_policy_api_the_manifests_go_to_the_evidence_store(
-    cluster: Cluster, make_responder: Any, tmp_path: Path, without_kyverno_api: None
+    cluster: Cluster, make_responder: Any, tmp_path: Path, without_kyverno_api: None, without_image_blocks: None
 ) -> None:
     digest = f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}"
     run_pod(cluster, "by-digest", f"{REPOSITORY}@{digest}", cluster.namespace)
@@ -117,8 +139,11 @@ def test_without_a_policy_api_the_manifests_go_to_the_evidence_store(
     assert str(folder / "MANIFEST.json") in block.detail
     written = json.loads((folder / "kyverno-clusterpolicy.json").read_text())
     assert written == kyverno_policy(f"{REPOSITORY}@{digest}", ["1.4"], report.incident.id, PROTECTED)
-    native = json.loads((folder / "validating-admission-policy.json").read_text())
-    assert [doc["kind"] for doc in native] == ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+    native = json.loads((folder / "image-blocks.json").read_text())
+    assert [doc["kind"] for doc in native] == ["Namespace", "ValidatingAdmissionPolicy",
+                                               "ValidatingAdmissionPolicyBinding", "ConfigMap"]  # fmt: skip
+    entry = json.loads((folder / "image-blocks-entry.json").read_text())
+    assert entry == {policy_name(f"{REPOSITORY}@{digest}"): f"@{digest}\n{REPOSITORY}:1.4"}
 
 
 def test_an_image_scan_without_configured_clusters_changes_nothing(cluster: Cluster, make_responder: Any) -> None:

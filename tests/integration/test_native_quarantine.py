@@ -24,6 +24,7 @@ from chalicelib.actions.base import QUARANTINE_POLICY
 from chalicelib.actions.k8s import enforcement
 from chalicelib.executors.plans import PlanStore
 from chalicelib.responder import Mode
+from devstack.seed import until_established
 from tests.integration.conftest import Cluster, incident, rules_with
 
 pytestmark = pytest.mark.integration
@@ -55,7 +56,7 @@ def _engine(admin: Client, namespace: str, engine: str, *, api: bool = True) -> 
     crd = f"{plural}.{group}"
     if api:
         admin.apply(from_dict(_crd(group, version, kind, plural)), field_manager="test", force=True)
-        admin.wait(CustomResourceDefinition, crd, for_conditions=["Established"])
+        until_established(admin, crd)
     labels = {"k8s-app": daemonset}
     template = {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "agent", "image": daemonset}]}}
     admin.create(from_dict({"apiVersion": "apps/v1", "kind": "DaemonSet",

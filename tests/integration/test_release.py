@@ -233,7 +233,25 @@ def test_an_isolated_instance_gets_its_groups_back_and_the_group_goes(
     assert "deleted isolation group" in released["actions"][0]["detail"]
 
 
-def test_an_image_block_is_lifted(cluster: Cluster, make_responder: Any, store: PlanStore, kyverno_api: None) -> None:
+def test_an_image_block_is_lifted(cluster: Cluster, make_responder: Any, store: PlanStore) -> None:
+    import uuid
+
+    from chalicelib.actions.k8s.block_image import policy_name
+    from tests.integration.test_block_image import REPOSITORY, image_blocks, scan
+
+    digest = f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    found = replace(scan(digest), cluster="local")
+    name = policy_name(f"{REPOSITORY}@{digest}")
+    before, during, after, released = act_then_release(
+        make_responder, store, "k8s:block-image", found, lambda: sorted(image_blocks(cluster))
+    )
+    assert (before, during, after) == ([], [name], [])
+    assert f"removed {name} from ConfigMap eks-responder/eks-responder-image-blocks" in released["actions"][0]["detail"]
+
+
+def test_a_kyverno_image_block_is_lifted(
+    cluster: Cluster, make_responder: Any, store: PlanStore, kyverno_api: None, without_image_blocks: None
+) -> None:
     import uuid
 
     from chalicelib.actions.k8s.block_image import policy_name
