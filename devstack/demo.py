@@ -20,6 +20,7 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBi
 from chalicelib.actions.base import INCIDENT_LABEL, INVESTIGATION_LABEL, QUARANTINE_LABEL
 from chalicelib.actions.ec2.capture_memory import CAPTURE_TAG
 from chalicelib.actions.k8s.block_image import IMAGE_ANNOTATION
+from chalicelib.bounds import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE
 from devstack import accounts_demo, approval_demo, capture_demo, securityhub_demo, seed, stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,10 @@ def _show_cluster(client: Any) -> None:
         ]
         incident = labels.get(INCIDENT_LABEL, "")
         print(f"  pod  {pod.metadata.namespace + '/' + pod.metadata.name:<40} {' '.join(flags) or '-':<18} {incident}")
+    blocks = client.get(ConfigMap, IMAGE_BLOCKS, namespace=IMAGE_BLOCKS_NAMESPACE)
+    for entry, references in sorted((blocks.data or {}).items()):
+        print(f"  image block {entry} (ValidatingAdmissionPolicy {IMAGE_BLOCKS}): denies new pods using "
+              f"{', '.join(references.splitlines())}")  # fmt: skip
     for blocked in client.list(CLUSTER_POLICY):
         image = (blocked.metadata.annotations or {}).get(IMAGE_ANNOTATION, "?")
         print(f"  kyverno clusterpolicy {blocked.metadata.name}: denies pods using {image}")

@@ -23,7 +23,7 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Node, Pod
 from lightkube.types import PatchType
 
-from chalicelib.permissions import CLUSTER_ROLE_FILE
+from chalicelib.permissions import BOUNDS_FILE, CLUSTER_ROLE_FILE, IMAGE_BLOCKS_FILE
 
 if TYPE_CHECKING:
     from devstack.stack import LocalStack
@@ -257,9 +257,12 @@ KYVERNO_CRD = Path(__file__).parent / "kyverno-clusterpolicy-crd.yaml"
 
 
 def _kubernetes(client: Client, nodes: dict[str, str]) -> None:
-    for doc in yaml.safe_load_all(CLUSTER_ROLE_FILE.read_text()):
-        _apply(client, doc)
-    # Kubernetes 1.20 has no ValidatingAdmissionPolicy: k8s:block-image falls back on Kyverno's API.
+    # As the deploy checklist has an administrator do: the ClusterRole, the standing image-blocks
+    # policy and the bounds on the responder's own identity, all enforced by the server.
+    for manifest in (CLUSTER_ROLE_FILE, IMAGE_BLOCKS_FILE, BOUNDS_FILE):
+        for doc in yaml.safe_load_all(manifest.read_text()):
+            _apply(client, doc)
+    # Kyverno's API too (the CRD only), for the bounds' Kyverno form and clusters that use it.
     _apply(client, yaml.safe_load(KYVERNO_CRD.read_text()))
     until_established(client, "clusterpolicies.kyverno.io")
     for namespace in ("payments", "tools", "monitoring", "eks-responder"):

@@ -309,3 +309,41 @@ def test_a_blocked_digest_is_kept_out_by_the_server_and_containment_still_goes_t
     assert not cluster.admin.get(ConfigMap, IMAGE_BLOCKS, namespace=IMAGE_BLOCKS_NAMESPACE).data
     answers = _answers_until(lambda: _new_pod(cluster, cluster.namespace, image), lambda answer: answer is None)
     assert answers[-1] is None, "the released digest is still refused"
+
+
+# --- Pod Security Admission: the responder runs no pod of its own, and works in a restricted namespace
+
+
+def test_the_responder_creates_no_pods_so_pod_security_never_stands_in_its_way() -> None:
+    from chalicelib import actions
+
+    for action in actions.REGISTRY.values():
+        for rule in (*action.rbac, *getattr(action, "release_rbac", ())):
+            assert not (rule.resource.startswith("pods") and "create" in rule.verbs), (action.name, rule)
+
+
+def test_containment_in_a_namespace_that_enforces_the_restricted_profile(
+    cluster: Cluster, make_responder: Any
+) -> None:
+    namespace = f"r-{uuid.uuid4().hex[:8]}"
+    labels_ = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels_}})
+    # The server enforces the profile: a pod that does not meet it is refused.
+    with pytest.raises(ApiError) as refused:
+        run_pod(cluster, "loose", "public.ecr.aws/nginx/nginx:1.27", namespace)
+    assert "violates PodSecurity" in str(refused.value.status.message)
+    restricted = {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "main", "image": "public.ecr.aws/nginx/nginx:1.27", "securityContext": {
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
+    }  # fmt: skip
+    meta = {"name": "web", "namespace": namespace, "labels": {"app": "web"}}
+    cluster.create({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": restricted})
+    report = make_responder(rules_with("k8s:label-pod", "k8s:capture-pod", "k8s:isolate-pod")).handle(
+        incident(namespace=namespace, pods=("web",)), Mode.LIVE
+    )
+    assert [r.status.value for r in report.actions] == ["succeeded"] * 3, [r.detail for r in report.actions]
+    assert labels(cluster, namespace, "web")["eks-responder.io/under-investigation"] == "true"

@@ -272,3 +272,52 @@ def test_aws_auth_mapping_is_removed_and_kept_for_undo(admin: Client, make_respo
     left = yaml.safe_load(admin.get(ConfigMap, "aws-auth", namespace="kube-system").data["mapRoles"])
     assert left == [nodes]
     assert responder.handle(_with(caller), Mode.LIVE).actions[0].status.value == "skipped"
+
+
+EKSCTL_AWS_AUTH = f"""# by hand and by eksctl: quotes, flow lists and comments the responder keeps as they are
+- groups:
+  - system:bootstrappers
+  - system:nodes
+  rolearn: arn:aws:iam::{ACCOUNT}:role/eks-node
+  username: system:node:{{{{EC2PrivateDNSName}}}}
+- rolearn: "arn:aws:iam::{ACCOUNT}:role/developer"
+  username: dev
+  groups: [devs]   # the team's own group
+- rolearn: arn:aws:iam::{ACCOUNT}:role/ops
+  username: ops
+  groups:
+    - ops
+"""
+
+
+def test_an_aws_auth_mapping_is_removed_leaving_every_other_line_as_it_was(
+    admin: Client, make_responder: Any, aws_session: Any
+) -> None:
+    """The bounds admit only removals of whole lines: re-serialising the rest (quotes, flow lists,
+    indentation) would be refused by the server, so the mapping's own lines are cut out."""
+    with contextlib.suppress(ApiError):
+        admin.delete(ConfigMap, "aws-auth", namespace="kube-system")
+    meta = {"name": "aws-auth", "namespace": "kube-system"}
+    admin.create(from_dict({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+                            "data": {"mapRoles": EKSCTL_AWS_AUTH}}))  # fmt: skip
+    caller = Principal(PrincipalKind.IAM_ROLE, "developer", f"arn:aws:iam::{ACCOUNT}:role/developer")
+    result = make_responder(rules_with("eks:delete-access-entry")).handle(_with(caller), Mode.LIVE).actions[0]
+    assert result.status.value == "succeeded", result.detail
+    left = admin.get(ConfigMap, "aws-auth", namespace="kube-system").data["mapRoles"]
+    lines = EKSCTL_AWS_AUTH.splitlines(keepends=True)
+    assert left == "".join(lines[:6] + lines[9:])  # the developer's three lines gone, nothing else touched
+
+
+def test_an_aws_auth_in_flow_style_is_reported_not_rewritten(
+    admin: Client, make_responder: Any, aws_session: Any
+) -> None:
+    with contextlib.suppress(ApiError):
+        admin.delete(ConfigMap, "aws-auth", namespace="kube-system")
+    flow = f'[{{rolearn: "arn:aws:iam::{ACCOUNT}:role/developer", username: dev, groups: [devs]}}]'
+    meta = {"name": "aws-auth", "namespace": "kube-system"}
+    admin.create(from_dict({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"mapRoles": flow}}))
+    caller = Principal(PrincipalKind.IAM_ROLE, "developer", f"arn:aws:iam::{ACCOUNT}:role/developer")
+    result = make_responder(rules_with("eks:delete-access-entry")).handle(_with(caller), Mode.LIVE).actions[0]
+    assert result.status.value == "failed"
+    assert "remove it by hand" in result.detail
+    assert admin.get(ConfigMap, "aws-auth", namespace="kube-system").data["mapRoles"] == flow

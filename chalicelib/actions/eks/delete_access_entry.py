@@ -73,13 +73,22 @@ class DeleteAccessEntry(Action):
             return Outcome(Status.SKIPPED, f"{target} has no access entry and the cluster has no aws-auth ConfigMap")
         data: dict[str, str] = dict(config.get("data") or {})
         removed: dict[str, list[dict[str, Any]]] = {}
-        updated: dict[str, str] = {}
+        updated: dict[str, str | None] = {}
         for key, field in (("mapRoles", "rolearn"), ("mapUsers", "userarn")):
-            entries = yaml.safe_load(data.get(key) or "[]") or []
-            kept = [e for e in entries if not _same_principal(str(e.get(field, "")), target.name)]
-            if len(kept) != len(entries):
-                removed[key] = [e for e in entries if e not in kept]
-                updated[key] = yaml.safe_dump(kept, sort_keys=False)
+            text = data.get(key) or ""
+            entries = yaml.safe_load(text or "[]") or []
+            gone = [i for i, e in enumerate(entries) if _same_principal(str(e.get(field, "")), target.name)]
+            if not gone:
+                continue
+            try:
+                updated[key] = without_items(text, gone)
+            except ValueError:
+                return Outcome(
+                    Status.FAILED,
+                    f"aws-auth {key} is not a block list of entries, so {target}'s mapping cannot be taken out "
+                    "leaving every other line as it is: remove it by hand",
+                )
+            removed[key] = [entries[i] for i in gone]
         if not removed:
             return Outcome(Status.SKIPPED, f"{target} has no access entry and no aws-auth mapping")
         version = str((config.get("metadata") or {}).get("resourceVersion", ""))
@@ -88,3 +97,22 @@ class DeleteAccessEntry(Action):
         return Outcome(
             Status.SUCCEEDED, f"removed {lines} aws-auth mapping(s) of {target}", {"aws_auth_removed": removed}
         )
+
+
+def without_items(text: str, indexes: list[int]) -> str | None:
+    """The YAML block list `text` with the items at `indexes` taken out and every other line kept as
+    it was, byte for byte (the responder's bounds admit only removals); None when no item is left
+    (the key goes). ValueError when the text is no block list of mappings (flow style, say)."""
+    node = yaml.compose(text)
+    if not isinstance(node, yaml.SequenceNode) or node.flow_style or not node.value:
+        raise ValueError("not a block list")
+    if not all(isinstance(item, yaml.MappingNode) and not item.flow_style for item in node.value):
+        raise ValueError("not a block list of mappings")
+    lines = text.splitlines(keepends=True)
+    # An item runs from the line of its "- " to the line before the next item's (comments with it).
+    starts = [item.start_mark.line for item in node.value] + [len(lines)]
+    dropped = {line for i in indexes for line in range(starts[i], starts[i + 1])}
+    kept = [line for number, line in enumerate(lines) if number not in dropped]
+    if len(indexes) == len(node.value):
+        return None
+    return "".join(kept)
