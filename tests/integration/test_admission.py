@@ -322,9 +322,7 @@ def test_the_responder_creates_no_pods_so_pod_security_never_stands_in_its_way()
             assert not (rule.resource.startswith("pods") and "create" in rule.verbs), (action.name, rule)
 
 
-def test_containment_in_a_namespace_that_enforces_the_restricted_profile(
-    cluster: Cluster, make_responder: Any
-) -> None:
+def test_containment_in_a_namespace_that_enforces_the_restricted_profile(cluster: Cluster, make_responder: Any) -> None:
     namespace = f"r-{uuid.uuid4().hex[:8]}"
     labels_ = {
         "pod-security.kubernetes.io/enforce": "restricted",
