@@ -584,6 +584,10 @@ def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -
             offline = f"an offline plan reads nothing: replay with --live to read {origin}"
             results.append({"origin": origin, "ignored": offline})
             continue
+        flows_of, flows_in, refused = _whose_flows(current, key, owner, where)
+        if refused:  # not even read: the object's content is the writer's to choose as well
+            results.append(batch.rejected(origin, EventError(refused), intake.notifiers))
+            continue
         try:
             reader = intake.responder.bucket_reader(owner or None, where)
             if isinstance(reader, str):
@@ -593,11 +597,34 @@ def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -
         except Exception as exc:  # noqa: BLE001 - told like a damaged delivery, never retried forever
             results.append(batch.respond(batch.Delivery(origin, error=f"cannot read the object: {exc}"), intake))
             continue
-        # The flows are the logging account's, in its region (a central bucket holds many): as the key says.
-        logged_by, logged_in = _origin_of(key)
-        delivery = Batch(logged_by or owner, logged_in or where, origin, batch.now())
+        delivery = Batch(flows_of, flows_in, origin, batch.now())
         results.append(batch.respond(batch.scan_object(stream, key, layout, scan, delivery), intake))
     return {"deliveries": results}
+
+
+def _whose_flows(current: Settings, key: str, owner: str, where: str) -> tuple[str, str, str | None]:
+    """(account, region, why refused) of the flows in an object. A bucket per account belongs to its
+    member, who can write any key into it: there the account (and, with `{region}`, the region) is the
+    bucket's, and a key naming another is refused, never acted on in the account it names. A central
+    bucket holds every account's flows, written by the delivery service: there the key says whose."""
+    logged_by, logged_in = _origin_of(key)
+    template = current.flow_logs_bucket or ""
+    if "{account}" not in template:
+        return logged_by or owner, logged_in or where, None
+    if logged_by and logged_by != owner:
+        return owner, where, (f"refused: the key names account {_shown(logged_by)}, but the object is in the "
+                              f"flow-log bucket of account {owner}, which holds only that account's flows")  # fmt: skip
+    if "{region}" in template and logged_in and logged_in != where:
+        return owner, where, (f"refused: the key names region {_shown(logged_in)}, but the object is in the "
+                              f"flow-log bucket of region {where}")  # fmt: skip
+    return owner, logged_in or where, None
+
+
+def _shown(value: str) -> str:
+    """A value from a key, quoted safely for a message: what no identifier can hold becomes '?'."""
+    from chalicelib.sources import identifiers
+
+    return value if identifiers.ACCOUNT.match(value) or identifiers.REGION.match(value) else "?"
 
 
 def _origin_of(key: str) -> tuple[str, str]:
@@ -623,10 +650,17 @@ def handle_flow_log_payload(event: dict[str, Any], context: Any = None) -> dict[
     from chalicelib.lambda_events import invocation
 
     with invocation(context):
-        return _flow_log_payload(event)
+        return _flow_log_payload(event, _function_account(context))
 
 
-def _flow_log_payload(event: dict[str, Any]) -> dict[str, Any]:
+def _function_account(context: Any) -> str | None:
+    """The account the function runs in, from its own ARN (no call needed); None outside Lambda."""
+    arn = str(getattr(context, "invoked_function_arn", "") or "")
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 and parts[4].isdigit() else None  # noqa: PLR2004
+
+
+def _flow_log_payload(event: dict[str, Any], account: str | None = None) -> dict[str, Any]:
     from chalicelib.errors import EventError, ResponderError
     from chalicelib.flowlogs import batch
 
@@ -634,7 +668,9 @@ def _flow_log_payload(event: dict[str, Any]) -> dict[str, Any]:
     where = region()
     try:
         layout, scan = _flow_setup(current)
-        found = batch.scan_payload(event, layout, scan, batch.now(), where)
+        # A subscription is in the function's own account (CloudWatch Logs invokes a function of its own).
+        subscribed_in = (lambda: account) if account else responder().own_account
+        found = batch.scan_payload(event, layout, scan, batch.now(), where, subscribed_in=subscribed_in)
     except ResponderError as exc:
         return batch.rejected("cloudwatch-logs-payload", exc, notifiers())
     except Exception as exc:  # noqa: BLE001 - a threat list S3 could not serve: told, not retried

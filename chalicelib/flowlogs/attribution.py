@@ -40,6 +40,19 @@ def _addresses(eni: dict[str, Any]) -> set[str]:
     return found
 
 
+def _in_vpc(incident: Incident, details: dict[str, str], vpc: str) -> Incident:
+    """The incident keyed by the VPC its address is in too (two VPCs of one account may both use it);
+    `details` gains the VPC."""
+    from chalicelib.sources import identifiers
+    from chalicelib.sources.flowlogs import incident_id
+
+    if not identifiers.VPC.match(vpc) or "kind" not in details or "hour" not in details:
+        return incident
+    details["vpc"] = vpc
+    return replace(incident, id=incident_id(details["kind"], incident.account, incident.region, details["address"],
+                                            details["hour"], vpc))  # fmt: skip
+
+
 class Attribution:
     def __init__(self, ec2: EC2API | None, kube: Callable[[str], KubeAPI] | None) -> None:
         self._ec2 = ec2
@@ -135,6 +148,7 @@ class Attribution:
         if eni is None:
             details["attribution"] = f"no network interface in this account and region has address {address}"
             return replace(incident, details=details)
+        incident = _in_vpc(incident, details, str(eni.get("VpcId") or ""))
         instance_id = (eni.get("Attachment") or {}).get("InstanceId")
         if not instance_id:
             kind = eni.get("InterfaceType") or "interface"

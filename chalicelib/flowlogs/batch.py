@@ -69,11 +69,27 @@ def scan_object(stream: BinaryIO, name: str, layout: Layout | None, scanner: Sca
 
 
 def scan_payload(
-    event: dict[str, Any], layout: Layout | None, scanner: Scanner, at: datetime, region: str = ""
+    event: dict[str, Any],
+    layout: Layout | None,
+    scanner: Scanner,
+    at: datetime,
+    region: str = "",
+    subscribed_in: Callable[[], str | None] | None = None,
 ) -> Delivery:
-    """A CloudWatch Logs subscription delivery (the function's own region); its log group names the flow log."""
+    """A CloudWatch Logs subscription delivery (the function's own region); its log group names the flow log.
+
+    A subscription delivers only its own account's log events to the function: a payload whose
+    `owner` is another account (the subscription's account, `subscribed_in`, when given) is refused."""
+    from chalicelib.errors import EventError
+
     payload = logs_payload(event)
-    batch = Batch(payload.owner, region, f"logs:{payload.log_group}/{payload.log_stream}", at)
+    origin = f"logs:{payload.log_group}/{payload.log_stream}"
+    expected = subscribed_in() if subscribed_in is not None else None
+    if expected and payload.owner != expected:
+        shown = payload.owner if payload.owner.isdigit() and len(payload.owner) == 12 else "?"  # noqa: PLR2004
+        raise EventError(f"refused: {origin} says it is account {shown}'s, but the subscription is in account "
+                         f"{expected}, which delivers only its own log events")  # fmt: skip
+    batch = Batch(payload.owner, region, origin, at)
     if payload.control:
         return Delivery(batch.origin)
     return scan(iter([b"\n".join(payload.messages)]), layout, scanner, batch)

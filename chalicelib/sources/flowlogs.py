@@ -1,7 +1,10 @@
-"""Flow-log findings become incidents: one per detector and address per hour.
+"""Flow-log findings become incidents: one per detector, account, region and address per hour.
 
 The id covers the hour, so a connection that goes on for an hour, seen in six S3 objects or a
-hundred CloudWatch Logs batches, is one incident (and one message) with the incident ledger.
+hundred CloudWatch Logs batches, is one incident (and one message) with the incident ledger. It
+names the account and region (and, once attribution finds the interface, its VPC), because private
+addresses repeat: a decoy flow from 10.0.1.5 in one account must never make the real miner at
+10.0.1.5 in another a duplicate.
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ class Batch:
             object.__setattr__(self, "region", "")
 
 
+def incident_id(kind: str, account: str, region: str, address: str, hour: str, vpc: str = "") -> str:
+    where = "-".join(part for part in (account or "unknown-account", region or "unknown-region", vpc) if part)
+    return f"flowlogs-{kind}-{where}-{address}-{hour}"
+
+
 def to_incident(finding: Finding, batch: Batch) -> Incident:
     kind = finding.detector
     if kind == "port-scan" and finding.remote:
@@ -70,6 +78,8 @@ def to_incident(finding: Finding, batch: Batch) -> Incident:
     flows = [str(flow) for flow in finding.flows[:TOP]]
     details = {
         "detector": finding.detector,
+        "kind": kind,
+        "hour": batch.at.strftime("%Y%m%dT%H"),
         "address": finding.address,
         "remote": "yes" if finding.remote else "no",
         "records": str(finding.records),
@@ -92,7 +102,7 @@ def to_incident(finding: Finding, batch: Batch) -> Incident:
         details["not_established"] = ",".join(unproven[:20])
     hour = batch.at.strftime("%Y%m%dT%H")
     return Incident(
-        id=f"flowlogs-{kind}-{finding.address}-{hour}",
+        id=incident_id(kind, batch.account, batch.region, finding.address, hour),
         source="flowlogs",
         type=type_,
         title=text,

@@ -22,6 +22,7 @@ CLUSTER = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 INSTANCE = re.compile(r"^i-[0-9a-f]{8,17}$")
+VPC = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 # IAM user, role and instance-profile names; ARNs of IAM and STS principals (paths allowed).
 IAM_NAME = re.compile(r"^[\w+=,.@-]{1,128}$")
 IAM_ARN = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:([a-z-]+/[\w+=,.@/-]{1,512}|root)$")

@@ -341,3 +341,42 @@ def test_each_member_may_keep_its_own_flow_log_bucket(aws_session: Any, make_res
         # another account's bucket, claimed by a member's event: not its bucket, not read
         other = _deliver(f"acme-flow-logs-{MEMBERS[0]}", key, member, current, responder)
     assert other["ignored"] == f"not the flow-log bucket acme-flow-logs-{member} of account {member}"
+
+
+def test_a_key_naming_another_account_in_a_members_bucket_is_refused(
+    aws_session: Any, make_responder: Any, tmp_path: Any
+) -> None:
+    """Member B owns its bucket and may write any key there: an object under `AWSLogs/<A>/...` in
+    B's bucket is never attributed or acted on in account A (through A's spoke role)."""
+    from chalicelib.settings import Settings
+    from tests.integration import iam_calls
+    from tests.integration.iam_calls import RECORDED
+
+    victim, attacker = MEMBERS[0], MEMBERS[2]
+    key = _flow_object(in_account(aws_session, attacker), f"acme-flow-logs-{attacker}", victim)
+    (tmp_path / "threats.txt").write_text("45.10.0.9\n")
+    current = Settings(flow_logs_bucket="acme-flow-logs-{account}", threat_list=str(tmp_path / "threats.txt"))
+    responder = make_responder(managed_accounts=MEMBERS)
+    sent: list[dict[str, Any]] = []
+
+    class Told:
+        name = "test"
+
+        def send(self, report: dict[str, Any]) -> None:
+            sent.append(report)
+
+    before = len(RECORDED)
+    from chalicelib import wiring
+
+    detail = {"bucket": {"name": f"acme-flow-logs-{attacker}"}, "object": {"key": key}}
+    event = {"id": "e-1", "source": "aws.s3", "detail-type": "Object Created", "account": attacker,
+             "region": "us-east-1", "detail": detail}  # fmt: skip
+    with iam_calls.paused():
+        intake = wiring.flow_intake(responder, Mode.LIVE, "us-east-1", notifiers_=[Told()])
+        (delivery,) = wiring.flow_log_objects(event, current, intake)["deliveries"]
+    assert delivery["error"].startswith(f"refused: the key names account {victim}"), delivery
+    assert "incident" not in delivery
+    assert [r["error"] for r in sent] == [delivery["error"]]  # told, with the object's name
+    assert sent[0]["event_id"] == f"s3://acme-flow-logs-{attacker}/{key}"
+    # Nothing was read, looked up or changed in the victim's account (no call at all there).
+    assert not [c for c in RECORDED[before:] if c.account == victim]

@@ -229,7 +229,7 @@ def test_one_source_many_hits_is_one_incident_with_its_top_flows() -> None:
     scan_lines((r.encode() for r in records), DEFAULT, scanner)
     (finding,) = scanner.findings()
     incident = to_incident(finding, BATCH)
-    assert incident.id == "flowlogs-threat-list-10.0.3.4-20261128T09"
+    assert incident.id == "flowlogs-threat-list-123456789012-us-east-1-10.0.3.4-20261128T09"
     assert incident.type == "CommandAndControl:FlowLogs/ThreatListConnection"
     assert len(incident.remote_ips) == 29
     top = incident.details["top_flows"].splitlines()
@@ -539,3 +539,75 @@ def test_ports_that_are_no_numbers_are_never_counted_as_probed(compiled: bool) -
     scanner.scan(b"\n".join(lines), DEFAULT)
     (scan,) = scanner.findings()
     assert (scan.detector, scan.address, scan.ports) == ("port-scan", "34.9.9.9", {80, 443, 8080})
+
+
+def test_the_same_private_address_in_two_accounts_is_two_incidents() -> None:
+    """A decoy flow from 10.0.3.4 in one account never makes the real one in another a duplicate."""
+    record = b"2 1 eni-1 10.0.3.4 45.10.1.9 40000 443 6 3 1000 1 2 ACCEPT OK"
+    ids = set()
+    for account in ("111111111111", "222222222222"):
+        scanner = _scanner()
+        scan_lines(iter([record]), DEFAULT, scanner)
+        (finding,) = scanner.findings()
+        ids.add(to_incident(finding, Batch(account, "us-east-1", "test", AT)).id)
+    assert ids == {
+        "flowlogs-threat-list-111111111111-us-east-1-10.0.3.4-20261128T09",
+        "flowlogs-threat-list-222222222222-us-east-1-10.0.3.4-20261128T09",
+    }
+    scanner = _scanner()
+    scan_lines(iter([record]), DEFAULT, scanner)
+    (finding,) = scanner.findings()
+    assert to_incident(finding, Batch("111111111111", "eu-west-1", "test", AT)).id not in ids
+
+
+def test_the_vpc_of_the_attributed_interface_joins_the_id() -> None:
+    from chalicelib.flowlogs.attribution import Attribution
+
+    class EC2:
+        def network_interfaces(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+            return [{"NetworkInterfaceId": "eni-1", "VpcId": vpc, "PrivateIpAddress": "10.0.3.4"}]
+
+    scanner = _scanner()
+    scan_lines(iter([b"2 1 eni-1 10.0.3.4 45.10.1.9 40000 443 6 3 1000 1 2 ACCEPT OK"]), DEFAULT, scanner)
+    (finding,) = scanner.findings()
+    incident = to_incident(finding, BATCH)
+    ids = set()
+    for vpc in ("vpc-0aaaaaaaaaaaaaaaa", "vpc-0bbbbbbbbbbbbbbbb"):
+        found = Attribution(EC2(), None).attribute(incident)  # type: ignore[arg-type]
+        assert found.details["vpc"] == vpc
+        ids.add(found.id)
+    assert ids == {
+        "flowlogs-threat-list-123456789012-us-east-1-vpc-0aaaaaaaaaaaaaaaa-10.0.3.4-20261128T09",
+        "flowlogs-threat-list-123456789012-us-east-1-vpc-0bbbbbbbbbbbbbbbb-10.0.3.4-20261128T09",
+    }
+
+
+def test_a_payload_of_another_account_than_the_subscriptions_is_refused() -> None:
+    """A subscription delivers only its own account's log events: an `owner` naming another
+    account is refused (never attributed or acted on there), and said so with the stream's name."""
+    from chalicelib.errors import EventError
+
+    payload = _payload(["2 1 eni-1 10.0.0.1 45.10.1.9 40000 443 6 1 1 1 2 ACCEPT OK"])
+    owner = json.loads(gzip.decompress(base64.b64decode(payload["awslogs"]["data"])))["owner"]
+    with pytest.raises(EventError, match=r"refused: logs:.* says it is account \S+'s, but the subscription is in"):
+        batch.scan_payload(payload, None, _scanner(), AT, subscribed_in=lambda: "999999999999")
+    assert batch.scan_payload(payload, None, _scanner(), AT, subscribed_in=lambda: owner).records == 1
+
+
+def test_the_lambda_path_refuses_a_payload_of_another_account_by_the_functions_own_arn() -> None:
+    from types import SimpleNamespace
+
+    from chalicelib import wiring
+
+    context = SimpleNamespace(invoked_function_arn="arn:aws:lambda:us-east-1:999999999999:function:f",
+                              aws_request_id="r-1", get_remaining_time_in_millis=lambda: 60_000)  # fmt: skip
+    assert wiring._function_account(context) == "999999999999"
+    assert wiring._function_account(None) is None
+    wiring.reset()
+    try:
+        result = wiring._flow_log_payload(_payload(["2 1 eni-1 10.0.0.1 45.10.1.9 40000 443 6 1 1 1 2 ACCEPT OK"]),
+                                          "999999999999")  # fmt: skip
+    finally:
+        wiring.reset()
+    assert result["event_id"] == "cloudwatch-logs-payload"
+    assert "says it is account 123456789012's, but the subscription is in account 999999999999" in result["error"]
