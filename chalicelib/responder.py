@@ -419,20 +419,19 @@ class Responder:
 
     def _account_reach(self, account: str, why: str) -> Connectors | tuple[Status, str]:
         """The hub's own connectors, a member's through its spoke role (`why` names the session),
-        or why not: an account not managed here, a spoke role that cannot be assumed (never a
-        fallback to the hub's own credentials)."""
+        or why not: an account not managed here, an own account STS cannot establish, a spoke role
+        that cannot be assumed (never a fallback to the hub's own credentials)."""
         own = Connectors(self._connector, self._aws, self._identity, self._keys, findings=self._findings)
-        home = self._home_account(why) if account else None
-        if not account or home is None or account == home:
+        if not account or self._identity is None:  # no AWS at all (a local kubeconfig): one account only
             return own
-        managed = self._settings.managed_accounts
-        if self._spokes is None or not self._spokes.manages(account):
-            if managed:
-                return (Status.SKIPPED, f"account {account} is not managed by this responder (MANAGED_ACCOUNTS): "
-                                        "reported, nothing done")  # fmt: skip
-            return (Status.FAILED, f"the finding is for account {account}, but this responder acts only in its own "
-                                   f"account {home}: nothing is done elsewhere")  # fmt: skip
+        home = self._home_account(why)
+        if home == account:
+            return own
+        refused = self._not_reached(account, home)
+        if refused is not None:
+            return refused
         try:
+            assert self._spokes is not None  # _not_reached checked it
             return self._spokes(account, why)
         except Exception as exc:  # noqa: BLE001 - the reason is the result: nothing runs in that account
             logger.warning("spoke role unavailable", extra={"incident_id": why, "error": _brief(exc)})
@@ -440,6 +439,18 @@ class Responder:
                 Status.FAILED,
                 f"{_brief(exc)}: nothing is done in account {account} (never with the hub's credentials)",
             )
+
+    def _not_reached(self, account: str, home: str | None) -> tuple[Status, str] | None:
+        if home is None:
+            why = "the responder's own account could not be established (STS)"
+            return (Status.FAILED, f"{why}: nothing is done in account {account} (never with the hub's credentials)")
+        if self._spokes is None or not self._spokes.manages(account):
+            if self._settings.managed_accounts:
+                return (Status.SKIPPED, f"account {account} is not managed by this responder (MANAGED_ACCOUNTS): "
+                                        "reported, nothing done")  # fmt: skip
+            return (Status.FAILED, f"the finding is for account {account}, but this responder acts only in its own "
+                                   f"account {home}: nothing is done elsewhere")  # fmt: skip
+        return None
 
     def _session(self, incident: Incident, steps: tuple[Step, ...], mode: Mode, reach: Connectors) -> _Session:
         """The gateways, the resolved targets and the action context for one incident (reads only)."""

@@ -134,7 +134,7 @@ def build_spokes(current: Settings) -> Spokes | None:
 
     def build(spoke: Callable[[], Any], via: str) -> Connectors:
         kube = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=spoke, region=region("") or None,
-                                timeout=current.kube_timeout)  # fmt: skip
+                                timeout=current.kube_timeout, plain_names=False)  # fmt: skip
         return Connectors(kube, AwsConnector(spoke), IdentityConnector(spoke), build_keys(current, spoke), via,
                           FindingReader(spoke))  # fmt: skip
 

@@ -357,10 +357,12 @@ class ClusterConnector:
 
     With a kubeconfig, only a context for exactly that cluster is used: a context named like the
     cluster, or named (or pointing at a cluster entry named) by its EKS ARN, as `aws eks
-    update-kubeconfig` writes them. An ARN must agree with the finding's account and region.
-    There is no fallback to the current context: a finding about another cluster must never act
-    on this one. Without a kubeconfig, the cluster is looked up with eks:DescribeCluster in the
-    finding's region and a token is signed.
+    update-kubeconfig` writes them. An ARN must agree with the finding's account and region. A
+    plain name (`prod`) says neither, so it stands only for the hub's own cluster of that name in the
+    hub's region (`plain_names`, off for a member account's connector): a member's finding about its
+    own `prod` must never reach the hub's. There is no fallback to the current context: a finding
+    about another cluster must never act on this one. Without a kubeconfig, the cluster is looked up
+    with eks:DescribeCluster in the finding's region (and account) and a token is signed.
     """
 
     def __init__(
@@ -370,8 +372,10 @@ class ClusterConnector:
         aws_session: Callable[[], Any],
         region: str | None,
         timeout: float = 10.0,
+        plain_names: bool = True,
     ) -> None:
         self._kubeconfig = kubeconfig
+        self._plain_names = plain_names
         self._aws_session = aws_session
         self._region = region
         self._clients: dict[tuple[str, str, str], tuple[RetryingClient, float]] = {}
@@ -396,7 +400,9 @@ class ClusterConnector:
         try:
             if self._kubeconfig is not None:
                 kc = Kubeconfig.from_file(self._kubeconfig)
-                access, expires = kc.access(context_for(kc, cluster, region, account)), float("inf")
+                home = self._region if self._plain_names else None
+                access = kc.access(context_for(kc, cluster, region, account, plain_names=self._plain_names, home=home))
+                expires = float("inf")
             else:
                 where = region or self._region
                 if not where:
@@ -416,8 +422,18 @@ class ClusterConnector:
 _EKS_ARN = re.compile(r"^arn:aws[a-z-]*:eks:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):cluster/(?P<name>[^/]+)$")
 
 
-def context_for(kc: Kubeconfig, cluster: str, region: str | None, account: str | None) -> str:
-    """The kubeconfig context for exactly this cluster, or ClusterAccessError saying why there is none."""
+def context_for(
+    kc: Kubeconfig,
+    cluster: str,
+    region: str | None,
+    account: str | None,
+    *,
+    plain_names: bool = True,
+    home: str | None = None,
+) -> str:
+    """The kubeconfig context for exactly this cluster, or ClusterAccessError saying why there is none.
+    A plain-named context counts only where `plain_names` allows (the hub's own account) and, when
+    the hub's region `home` is known, only for a cluster in that region."""
     matches: list[str] = []
     mismatched: list[str] = []
     for name in kc.contexts:
@@ -432,7 +448,12 @@ def context_for(kc: Kubeconfig, cluster: str, region: str | None, account: str |
                 continue
             matches.append(name)
         elif name == cluster:
-            matches.append(name)
+            if not plain_names:
+                mismatched.append(f"{name} (a plain name stands for the hub's own cluster: name a member's by its ARN)")
+            elif home and region and region != home:
+                mismatched.append(f"{name} (a plain name stands for the cluster in {home})")
+            else:
+                matches.append(name)
     if len(matches) == 1:
         return matches[0]
     where = f"cluster {cluster} (account {account or '?'}, region {region or '?'})"

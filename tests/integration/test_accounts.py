@@ -380,3 +380,45 @@ def test_a_key_naming_another_account_in_a_members_bucket_is_refused(
     assert sent[0]["event_id"] == f"s3://acme-flow-logs-{attacker}/{key}"
     # Nothing was read, looked up or changed in the victim's account (no call at all there).
     assert not [c for c in RECORDED[before:] if c.account == victim]
+
+
+def test_a_members_finding_never_reaches_the_hubs_cluster_through_a_plain_name(
+    cluster: Any, make_responder: Any, aws_session: Any
+) -> None:
+    """The kubeconfig's plain-named context `local` is the hub's cluster: a member's finding about
+    its own cluster `local` must not label the hub's pod of that name."""
+    from chalicelib.actions.base import INVESTIGATION_LABEL
+    from tests.integration.test_block_image import labels
+
+    pod = cluster.pod("web")
+    member = MEMBERS[0]
+    found = replace(incident(namespace=cluster.namespace, pods=(pod,)), account=member)
+    responder = make_responder(rules_with("k8s:label-pod"), managed_accounts=MEMBERS)
+    report = responder.handle(found, Mode.LIVE)
+    assert [a.status.value for a in report.actions] != ["succeeded"], report.actions
+    assert "a plain name stands for the hub's own cluster" in json.dumps(report.to_dict())
+    assert INVESTIGATION_LABEL not in labels(cluster, cluster.namespace, pod)
+    # The hub's own finding about its cluster is acted on as before.
+    own = responder.handle(replace(found, id=f"{found.id}-hub", account=HUB), Mode.LIVE)
+    assert [a.status.value for a in own.actions] == ["succeeded"], own.actions
+    assert labels(cluster, cluster.namespace, pod)[INVESTIGATION_LABEL] == "true"
+
+
+def test_an_own_account_sts_cannot_establish_never_lets_the_hub_act_for_a_member(
+    aws_session: Any, make_responder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accounts = {a: in_account(aws_session, a) for a in MEMBERS}
+    accounts[HUB] = aws_session
+    for session in accounts.values():
+        session.client("iam").create_role(RoleName="developer", AssumeRolePolicyDocument=TRUST)
+    responder = make_responder(rules_with("iam:revoke-role-sessions"), managed_accounts=MEMBERS)
+
+    def unavailable() -> str:
+        raise RuntimeError("STS: Throttling")
+
+    monkeypatch.setattr(responder._identity, "account", unavailable)
+    report = responder.handle(_finding(MEMBERS[0]), Mode.LIVE)
+    (step,) = report.actions
+    assert step.status.value == "failed"
+    assert "own account could not be established" in step.detail
+    assert not any(_revoked(s) for s in accounts.values())  # the hub's same-named role above all

@@ -137,3 +137,17 @@ def test_a_context_without_a_server_is_an_error_not_a_guess() -> None:
         config.access("prod")
     with pytest.raises(ClusterAccessError, match="no context 'staging'"):
         config.access("staging")
+
+
+def test_a_plain_name_stands_only_for_the_hubs_own_cluster() -> None:
+    """A member's finding about its own `prod` never reaches the hub's `prod` through a plain name."""
+    kc = kubeconfig(("prod", "prod"))
+    assert context_for(kc, "prod", "eu-west-1", "111122223333", plain_names=True, home="eu-west-1") == "prod"
+    with pytest.raises(ClusterAccessError, match="a plain name stands for the hub's own cluster"):
+        context_for(kc, "prod", "eu-west-1", "444455556666", plain_names=False)
+    with pytest.raises(ClusterAccessError, match="a plain name stands for the cluster in eu-west-1"):
+        context_for(kc, "prod", "us-east-1", "111122223333", plain_names=True, home="eu-west-1")
+    # A member's cluster is named by its ARN, which says whose it is.
+    member = "arn:aws:eks:eu-west-1:444455556666:cluster/prod"
+    kc = kubeconfig(("prod", "prod"), (member, member))
+    assert context_for(kc, "prod", "eu-west-1", "444455556666", plain_names=False) == member
