@@ -8,6 +8,7 @@ the same on every run: the project's events/ name them.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import urllib.request
@@ -440,9 +441,10 @@ def _rbac_and_aws_auth(client: Client) -> None:
         )
     developer = {"username": "developer:{{SessionName}}", "groups": ["developers"]}
     nodes = {"username": "system:node:{{EC2PrivateDNSName}}", "groups": ["system:bootstrappers", "system:nodes"]}
+    # Each entry its own lists, as eksctl writes them (a shared list would be dumped as a YAML alias).
     roles = [
-        {"rolearn": f"arn:aws:iam::{ACCOUNT}:role/{DEVELOPER_ROLE}", **developer},
-        {"rolearn": f"arn:aws:iam::{ACCOUNT}:role/{CONTRACTOR_ROLE}", **developer},
+        {"rolearn": f"arn:aws:iam::{ACCOUNT}:role/{DEVELOPER_ROLE}", **copy.deepcopy(developer)},
+        {"rolearn": f"arn:aws:iam::{ACCOUNT}:role/{CONTRACTOR_ROLE}", **copy.deepcopy(developer)},
         {"rolearn": f"arn:aws:iam::{ACCOUNT}:role/{NODE_ROLE}", **nodes},
     ]
     aws_auth = {"name": "aws-auth", "namespace": "kube-system"}

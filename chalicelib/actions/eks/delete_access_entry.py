@@ -82,11 +82,11 @@ class DeleteAccessEntry(Action):
                 continue
             try:
                 updated[key] = without_items(text, gone)
-            except ValueError:
+            except ValueError as exc:
                 return Outcome(
                     Status.FAILED,
-                    f"aws-auth {key} is not a block list of entries, so {target}'s mapping cannot be taken out "
-                    "leaving every other line as it is: remove it by hand",
+                    f"aws-auth {key}: {target}'s mapping cannot be taken out leaving every other line as it is "
+                    f"({exc}): remove it by hand",
                 )
             removed[key] = [entries[i] for i in gone]
         if not removed:
@@ -105,14 +105,23 @@ def without_items(text: str, indexes: list[int]) -> str | None:
     (the key goes). ValueError when the text is no block list of mappings (flow style, say)."""
     node = yaml.compose(text)
     if not isinstance(node, yaml.SequenceNode) or node.flow_style or not node.value:
-        raise ValueError("not a block list")
+        raise ValueError("it is not a block list")
     if not all(isinstance(item, yaml.MappingNode) and not item.flow_style for item in node.value):
-        raise ValueError("not a block list of mappings")
+        raise ValueError("it is not a block list of mappings")
     lines = text.splitlines(keepends=True)
     # An item runs from the line of its "- " to the line before the next item's (comments with it).
     starts = [item.start_mark.line for item in node.value] + [len(lines)]
     dropped = {line for i in indexes for line in range(starts[i], starts[i + 1])}
-    kept = [line for number, line in enumerate(lines) if number not in dropped]
     if len(indexes) == len(node.value):
         return None
-    return "".join(kept)
+    kept = "".join(line for number, line in enumerate(lines) if number not in dropped)
+    # What is left must say exactly what it said of the other entries (an anchor defined in a removed
+    # entry and used by a kept one, say, would not).
+    entries = yaml.safe_load(text)
+    try:
+        same = yaml.safe_load(kept) == [e for i, e in enumerate(entries) if i not in set(indexes)]
+    except yaml.YAMLError:
+        same = False
+    if not same:
+        raise ValueError("the other entries would not read the same")
+    return kept
