@@ -204,15 +204,15 @@ class Responder:
         if self._connector is not None:
             self._connector.close()
 
-    def attribution(self, region: str, account: str | None = None) -> Attribution | None:
+    def attribution(self, region: str, account: str | None = None) -> Attribution | str:
         """Address lookups for one flow-log delivery, read-only, in the account whose interfaces
-        logged it (a member's through its spoke role); None when that account cannot be reached."""
+        logged it (a member's through its spoke role); why not, when that account cannot be reached."""
         from chalicelib.flowlogs.attribution import Attribution
 
         reach = self._account_reach(account, "flow-log-delivery") if account else None
         if isinstance(reach, tuple):
             logger.warning("flow-log account not reachable", extra={"account": account, "reason": reach[1]})
-            return None
+            return reach[1]
         aws_connector = reach.aws if reach else self._aws
         ec2 = aws_connector.gateway(region, dry_run=True) if aws_connector else None
         connector = reach.kube if reach else self._connector

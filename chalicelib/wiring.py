@@ -505,7 +505,7 @@ def flow_intake(
     from chalicelib.flowlogs.batch import Intake
     from chalicelib.responder import Mode as Modes
 
-    def attribution(account: str) -> Attribution | None:
+    def attribution(account: str) -> Attribution | str | None:
         return None if mode is Modes.PLAN else responder_.attribution(region, account or None)
 
     return Intake(responder_, mode, attribution, ledger_, notifiers_)

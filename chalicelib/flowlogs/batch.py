@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -101,7 +101,7 @@ class Intake:
 
     responder: Responder
     mode: Mode
-    attribution: Callable[[str], Attribution | None]  # the delivery's account -> its lookups
+    attribution: Callable[[str], Attribution | str | None]  # the delivery's account -> its lookups, or why none
     ledger: Ledger | None = None
     notifiers: Sequence[Notifier] = ()
 
@@ -119,7 +119,10 @@ def respond(delivery: Delivery, intake: Intake) -> dict[str, Any]:
                                                 intake.notifiers)  # fmt: skip
     attribution = intake.attribution(delivery.incidents[0].account) if delivery.incidents else None
     for incident in delivery.incidents:
-        found = attribution.attribute(incident) if attribution is not None else incident
+        if isinstance(attribution, str):
+            found = replace(incident, details={**incident.details, "attribution": f"not looked up: {attribution}"})
+        else:
+            found = attribution.attribute(incident) if attribution is not None else incident
         result["results"].append(
             incidents.handle_incident(
                 found, delivery.origin, intake.responder, intake.mode, ledger=intake.ledger, notifiers=intake.notifiers

@@ -178,5 +178,5 @@ def test_a_cloudwatch_logs_delivery_runs_through_the_handler(client: Client, mon
     (result,) = payload["results"]
     assert result["incident"]["type"] == "Impact:FlowLogs/MiningPoolConnection"
     assert result["mode"] == "dry-run"  # the dev stage
-    assert result["incident"]["details"]["attribution"].startswith("lookup failed")
+    assert result["incident"]["details"]["attribution"].startswith("not looked up: the responder's own account could")
     assert result["rule"] == "flow-not-attributed"
