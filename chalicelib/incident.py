@@ -169,6 +169,8 @@ class Incident:
     api_call: ApiCall | None = None
     key_arns: tuple[str, ...] = ()  # KMS keys the event is about
     failed: bool = False  # the API call the event records failed: nothing changed
+    # Why every step waits for a human whatever the rules say (an address two running pods had): "" if none.
+    hold: str = ""
     details: dict[str, str] = field(default_factory=dict, compare=False, hash=False)  # source-specific facts
     # When the finding was last updated (GuardDuty's updatedAt, CloudTrail's eventTime, else the event's
     # time): where time to contain starts. A copy and its native twin may differ: not part of equality.
@@ -213,6 +215,7 @@ class Incident:
             "count": self.count,
             "key_arns": list(self.key_arns),
             "failed": self.failed,
+            "hold": self.hold,
             "details": dict(self.details),
             "event_id": self.event_id,
             "raw_ref": self.raw_ref,

@@ -501,6 +501,8 @@ class Responder:
         if reach.via:
             named = f"{incident.account} ({alias})" if alias else incident.account
             ctx.notes.append(f"acting in account {named} through its spoke role {reach.via}")
+        if incident.hold:
+            ctx.notes.append(f"every step waits for a human: {incident.hold}")
         return _Session(ctx, found, unreachable, no_cluster, incident.cluster or "-", held, alias)
 
     def _execute(self, incident: Incident, rule: Rule, mode: Mode) -> Report:

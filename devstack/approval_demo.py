@@ -49,7 +49,7 @@ def _prepare(env: dict[str, str], client: Any) -> tuple[Path, dict[str, str]]:
     session.client("secretsmanager", endpoint_url=endpoint).create_secret(Name=SECRET_NAME, SecretString=SIGNING_SECRET)
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": POD, "namespace": "payments", "labels": {"app": "checkout"}},
-           "spec": {"containers": [{"name": "main", "image": "public.ecr.aws/docker/library/python:3.12-slim"}]}}  # fmt: skip
+           "spec": {"containers": [{"name": "main", "image": "public.ecr.aws/docker/library/python:3"}]}}  # fmt: skip
     client.create(from_dict(pod))
     folder = Path(tempfile.mkdtemp(prefix="eks-responder-approval-"))
     rules = folder / "rules.yaml"

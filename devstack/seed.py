@@ -402,7 +402,9 @@ POD_INTERFACE = ("eni-6d08f04177e28436f", "172.31.7.251")
 def _flow_pod(client: Client, node: str) -> None:
     """A pod whose address (on the node's VPC CNI interface) the demo's flow logs show."""
     client.create(from_dict(_pod("payments", "invoice-worker", node, {"app": "invoice-worker"})))
-    status = {"status": {"podIP": POD_INTERFACE[1], "podIPs": [{"ip": POD_INTERFACE[1]}], "phase": "Running"}}
+    # As a kubelet reports it; started before the capture window of events/flowlogs/ (2025-11-28 09:00).
+    status = {"status": {"podIP": POD_INTERFACE[1], "podIPs": [{"ip": POD_INTERFACE[1]}], "phase": "Running",
+                         "startTime": "2025-11-28T00:00:00Z"}}  # fmt: skip
     client.patch(Pod.Status, "invoice-worker", status, namespace="payments", patch_type=PatchType.MERGE)
 
 

@@ -60,7 +60,7 @@ class Attribution:
         self._enis: dict[str, dict[str, Any] | None] = {}
         self._by_address: dict[str, dict[str, Any] | None] = {}
         self._instances: dict[str, dict[str, Any] | None] = {}
-        self._pods: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._pods: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._clusters: dict[str, KubeAPI | str] = {}  # a gateway, or why there is none
 
     # -- lookups, cached for the batch ----------------------------------------------------------
@@ -97,17 +97,18 @@ class Attribution:
                 self._clusters[name] = f"cluster {name} not reachable: {exc}"
         return self._clusters[name]
 
-    def _pod(self, cluster: str, address: str) -> dict[str, Any] | str | None:
+    def _holders(self, cluster: str, address: str) -> list[dict[str, Any]] | str:
+        """The pods (not on the host network) that hold the address, or why they could not be listed."""
         kube = self._cluster(cluster)
         if isinstance(kube, str):
             return kube
         key = (cluster, address)
         if key not in self._pods:
             try:
-                pods = [p for p in kube.pods_with_ip(address) if not (p.get("spec") or {}).get("hostNetwork")]
+                listed = kube.pods_with_ip(address)
             except Exception as exc:  # noqa: BLE001
                 return f"pods with address {address} not listed: {exc}"
-            self._pods[key] = pods[0] if pods else None
+            self._pods[key] = [p for p in listed if not (p.get("spec") or {}).get("hostNetwork") and _holds(p, address)]
         return self._pods[key]
 
     # -- attribution ----------------------------------------------------------------------------
@@ -163,15 +164,97 @@ class Attribution:
         if address == instance.get("PrivateIpAddress"):
             details["attribution"] = f"{address} is node {instance_id} of cluster {cluster} itself"
             return replace(found, details=details)
-        pod = self._pod(cluster, address)
-        if isinstance(pod, str) or pod is None:
-            why = pod or f"no pod has address {address}"
+        return self._pod_behind(found, details, address, instance_id, cluster)
+
+    def _pod_behind(
+        self, found: Incident, details: dict[str, str], address: str, instance_id: str, cluster: str
+    ) -> Incident:
+        """The one pod running with the address when the flows were captured; the node when none did;
+        every candidate, held for a human, when more than one did."""
+        pods = self._holders(cluster, address)
+        if isinstance(pods, str) or not pods:
+            why = pods or f"no pod has address {address}"
             details["attribution"] = f"{address} is on node {instance_id} of cluster {cluster}; {why}"
             return replace(found, details=details)
-        meta, spec = pod["metadata"], pod.get("spec") or {}
-        ref = PodRef(str(meta["namespace"]), str(meta["name"]), spec.get("nodeName"))
+        window = _window(details.get("flows_between", ""))
+        running = [p for p in pods if _ran_during(p, window)]
+        if not running:
+            # A finished pod keeps its address after the address went to another: never contained for it.
+            gone = ", ".join(sorted(_name(p) for p in pods))
+            details["attribution"] = (f"{address} is on node {instance_id} of cluster {cluster}; the pods that had it "
+                                      f"({gone}) were not running when the flows were captured")  # fmt: skip
+            return replace(found, details=details)
+        refs = tuple(_ref(p) for p in sorted(running, key=_name))
+        if len(refs) > 1:
+            named = " and ".join(str(r) for r in refs)
+            details["attribution"] = (f"{address} was held by {len(refs)} running pods on node {instance_id} of "
+                                      f"cluster {cluster}: {named}; which one sent the flows is not known")  # fmt: skip
+            hold = f"address {address} was held by {named}: approve the steps of the one that sent the flows"
+            return replace(found, details=details, pods=refs, namespace=None, resource_kind=ResourceKind.POD, hold=hold)
+        (ref,) = refs
+        meta = running[0]["metadata"]
         # The owner is reported, not targeted: one pod's connections say nothing about its replicas.
         owner = next((f"{o['kind']}/{o['name']}" for o in meta.get("ownerReferences") or [] if o.get("controller")), "")
         details["attribution"] = f"{address} is pod {ref} on node {ref.node or instance_id} of cluster {cluster}"
         details["owner"] = owner
         return replace(found, details=details, pods=(ref,), namespace=ref.namespace, resource_kind=ResourceKind.POD)
+
+
+# A pod starts, or its containers finish, within the capture window's own one-minute-or-so slack.
+_SLACK = 60
+_FINISHED = ("Succeeded", "Failed")
+
+
+def _holds(pod: dict[str, Any], address: str) -> bool:
+    status = pod.get("status") or {}
+    held = {str(a.get("ip")) for a in status.get("podIPs") or [] if isinstance(a, dict)}
+    return address in held or status.get("podIP") == address
+
+
+def _window(text: str) -> tuple[int, int] | None:
+    first, _, last = text.partition("-")
+    return (int(first), int(last)) if first.isdigit() and last.isdigit() else None
+
+
+def _seconds(value: Any) -> int | None:
+    from datetime import datetime
+
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
+
+
+def _ran_during(pod: dict[str, Any], window: tuple[int, int] | None) -> bool:
+    """Whether the pod could have sent the flows: running when they were captured (or, with no
+    capture times in the format, running now). Started after them, finished or deleted before them,
+    it could not."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    started = _seconds(status.get("startTime")) or _seconds(meta.get("creationTimestamp"))
+    deleted = _seconds(meta.get("deletionTimestamp"))
+    finished = status.get("phase") in _FINISHED
+    ended = [_seconds(((c.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+             for c in status.get("containerStatuses") or [] if isinstance(c, dict)]  # fmt: skip
+    if window is None:
+        return not finished and deleted is None
+    first, last = window
+    if started is not None and started > last + _SLACK:
+        return False
+    if deleted is not None and deleted < first - _SLACK:
+        return False
+    if finished:
+        known = [e for e in ended if e is not None]
+        return bool(known) and max(known) >= first - _SLACK
+    return True
+
+
+def _name(pod: dict[str, Any]) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _ref(pod: dict[str, Any]) -> PodRef:
+    meta, spec = pod["metadata"], pod.get("spec") or {}
+    return PodRef(str(meta["namespace"]), str(meta["name"]), spec.get("nodeName"))

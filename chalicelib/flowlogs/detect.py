@@ -43,7 +43,19 @@ CLIENT_PORTS = 1024
 MAX_PROBE_DIGITS = 18  # the compiled first pass reads byte counts up to this many digits
 # The fields the first pass judges a record by, and the ones this scanner (and `Flow`) ever reads.
 _DECISIVE = ("srcaddr", "dstaddr", "srcport", "dstport", "bytes")
-_READ = ("srcaddr", "dstaddr", "srcport", "dstport", "bytes", "interface-id", "action", "protocol", "packets")
+_READ = (
+    "srcaddr",
+    "dstaddr",
+    "srcport",
+    "dstport",
+    "bytes",
+    "interface-id",
+    "action",
+    "protocol",
+    "packets",
+    "start",
+    "end",
+)
 
 _keep: Callable[..., tuple[int, list[bytes]] | None] | None
 try:  # the compiled first pass (deploy/native.py builds it); without it, the same findings, slower
@@ -77,6 +89,8 @@ class Flow:
     action: str
     protocol: str = "-"
     packets: int = 0
+    start: int = 0  # the capture window's start and end (Unix seconds); 0 when the format lacks them
+    end: int = 0
 
     @classmethod
     def parse(cls, fields: list[bytes], at: int, layout: Layout) -> Flow:
@@ -87,7 +101,8 @@ class Flow:
             return fields[at + index].decode("ascii", "replace") if index is not None else "-"
 
         return cls(get("interface-id"), get("srcaddr"), get("dstaddr"), get("srcport"), get("dstport"),
-                   _number(get("bytes")), get("action"), get("protocol"), _number(get("packets")))  # fmt: skip
+                   _number(get("bytes")), get("action"), get("protocol"), _number(get("packets")),
+                   _number(get("start")), _number(get("end")))  # fmt: skip
 
     @property
     def carried_data(self) -> bool:
@@ -122,6 +137,8 @@ class Finding:
     top: list[tuple[int, int, Flow]] = field(default_factory=list)  # heap of the biggest flows
     established: set[str] = field(default_factory=set)  # remotes ours sent data to: safe to block
     capped: bool = False  # counting stopped at a limit: `records` is a lower bound
+    first: int = 0  # the earliest start and latest end of its flows (Unix seconds), 0 when unknown
+    last: int = 0
 
     def add(self, flow: Flow, remote: str | None, port: int | None = None) -> None:
         self.records += 1
@@ -132,6 +149,9 @@ class Finding:
             self.interfaces.add(flow.interface)
         if port is not None:
             self.ports.add(port)
+        if flow.start > 0:
+            self.first = min(self.first or flow.start, flow.start)
+            self.last = max(self.last, flow.end)
         entry = (flow.size, self.records, flow)
         if len(self.top) < TOP_FLOWS:
             heapq.heappush(self.top, entry)

@@ -151,10 +151,12 @@ class Plan:
 
 
 def needs_approval(step: Step, rule: Rule, incident: Incident, rules: RulesFile, default: str) -> bool:
-    """The step's own word, else its rule's, else the first approvals entry that fits, else the
-    stage's APPROVAL_DEFAULT."""
+    """An incident held for a human, else the step's own word, else its rule's, else the first
+    approvals entry that fits, else the stage's APPROVAL_DEFAULT."""
     from chalicelib.policy.matcher import matches
 
+    if incident.hold:
+        return True
     if step.approval is not None:
         return step.approval == "required"
     if rule.approval is not None:
@@ -185,7 +187,8 @@ def incident_state(incident: Incident) -> dict[str, Any]:
         "api_call": None if incident.api_call is None else [
             incident.api_call.verb, incident.api_call.resource, incident.api_call.name, incident.api_call.namespace
         ],
-        "key_arns": list(incident.key_arns), "failed": incident.failed, "details": dict(incident.details),
+        "key_arns": list(incident.key_arns), "failed": incident.failed, "hold": incident.hold,
+        "details": dict(incident.details),
         "observed_at": incident.observed_at,
     }  # fmt: skip
 
@@ -211,7 +214,7 @@ def incident_from_state(data: dict[str, Any]) -> Incident:
         privileged=bool(data.get("privileged")), sample=bool(data.get("sample")), event_id=data.get("event_id"),
         raw_ref=data.get("raw_ref"), count=int(data.get("count", 1)),
         api_call=ApiCall(*call) if call else None,
-        key_arns=tuple(data.get("key_arns", [])), failed=bool(data.get("failed")),
+        key_arns=tuple(data.get("key_arns", [])), failed=bool(data.get("failed")), hold=str(data.get("hold") or ""),
         details={str(k): str(v) for k, v in (data.get("details") or {}).items()},
         observed_at=timestamp(data.get("observed_at")),
     )  # fmt: skip

@@ -89,6 +89,8 @@ def to_incident(finding: Finding, batch: Batch) -> Incident:
         "top_flows": "\n".join(flows),
         "origin": batch.origin,
     }
+    if finding.first and finding.last >= finding.first:  # when the flows were captured: who had the address then
+        details["flows_between"] = f"{finding.first}-{finding.last}"
     if finding.ports:
         shown = sorted(finding.ports)
         more = "…" if len(shown) > SHOWN_PORTS else ""

@@ -25,6 +25,7 @@ from tests.integration.conftest import Cluster
 
 pytestmark = pytest.mark.integration
 THREAT = "45.10.0.9"
+STARTED = "2025-11-28T00:00:00Z"  # what a kubelet reports: before the records' capture window (1764320000)
 MARK = "eks-responder.io/under-investigation"
 
 
@@ -54,7 +55,7 @@ def worker(aws_session: Any, cluster: Cluster) -> Worker:
     pod_ip = next(a["PrivateIpAddress"] for a in addresses["PrivateIpAddresses"] if not a["Primary"])
     node = cluster.node(f"flow-{uuid.uuid4().hex[:6]}", made["InstanceId"])
     pod = cluster.pod("api", node)
-    status = {"status": {"podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "phase": "Running"}}
+    status = {"status": {"podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "phase": "Running", "startTime": STARTED}}
     cluster.admin.patch(Pod.Status, pod, status, namespace=cluster.namespace, patch_type=PatchType.MERGE)
     return Worker(made["InstanceId"], interface, made["PrivateIpAddress"], pod_ip, node, pod, made["SubnetId"])
 
@@ -249,3 +250,74 @@ def test_replay_of_a_payload_prints_the_attributed_pod_and_the_planned_actions(
     # Planned, not done (the API server's dry run; moto applies ACL entries even with DryRun, so not that).
     pod = cluster.admin.get(Pod, worker.pod, namespace=cluster.namespace)
     assert MARK not in (pod.metadata.labels or {})
+
+
+# --- which pod had the address when the flows were captured (1764320000-1764320060)
+
+
+def _holder(cluster: Cluster, worker: Worker, name: str, status: dict[str, Any]) -> str:
+    """Another pod on the worker's node whose status holds the same address."""
+    cluster.pod(name, worker.node)
+    held = {"podIP": worker.pod_ip, "podIPs": [{"ip": worker.pod_ip}], **status}
+    cluster.admin.patch(Pod.Status, name, {"status": held}, namespace=cluster.namespace, patch_type=PatchType.MERGE)
+    return name
+
+
+def _finished(at: str) -> dict[str, Any]:
+    terminated = {"exitCode": 0, "reason": "Completed", "startedAt": "2025-11-27T00:00:00Z", "finishedAt": at}
+    return {"phase": "Succeeded", "startTime": "2025-11-27T00:00:00Z", "containerStatuses": [{
+        "name": "main", "image": "nginx", "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"terminated": terminated}}]}  # fmt: skip
+
+
+def _marked(cluster: Cluster, name: str) -> bool:
+    return (cluster.admin.get(Pod, name, namespace=cluster.namespace).metadata.labels or {}).get(MARK) == "true"
+
+
+def test_a_finished_decoy_keeping_the_address_never_spares_the_running_pod(
+    worker: Worker, cluster: Cluster, make_responder: Any
+) -> None:
+    """A tenant's Job pod that finished before the flows keeps status.podIP; listed first or not,
+    the pod running with the address then is the one contained."""
+    decoy = _holder(cluster, worker, "aaa-decoy", _finished("2025-11-28T08:00:00Z"))
+    (result,) = _run(make_responder, [_record(worker.interface, worker.pod_ip, THREAT, 40001, 443)])
+    assert result["incident"]["pods"] == [f"{cluster.namespace}/{worker.pod}"], result["incident"]["details"]
+    assert _marked(cluster, worker.pod)
+    assert not _marked(cluster, decoy)
+
+
+def test_an_address_only_a_finished_pod_had_contains_no_pod(
+    worker: Worker, cluster: Cluster, make_responder: Any
+) -> None:
+    cluster.admin.delete(Pod, worker.pod, namespace=cluster.namespace, grace_period=0)
+    decoy = _holder(cluster, worker, "finished-job", _finished("2025-11-28T08:00:00Z"))
+    (result,) = _run(make_responder, [_record(worker.interface, worker.pod_ip, THREAT, 40001, 443)])
+    assert result["incident"]["pods"] == []
+    assert "were not running when the flows were captured" in result["incident"]["details"]["attribution"]
+    assert not _marked(cluster, decoy)
+
+
+def test_a_pod_started_after_the_flows_is_not_their_sender(
+    worker: Worker, cluster: Cluster, make_responder: Any
+) -> None:
+    status = {"status": {"startTime": "2025-11-29T00:00:00Z"}}
+    cluster.admin.patch(Pod.Status, worker.pod, status, namespace=cluster.namespace, patch_type=PatchType.MERGE)
+    (result,) = _run(make_responder, [_record(worker.interface, worker.pod_ip, THREAT, 40001, 443)])
+    assert result["incident"]["pods"] == []
+    assert not _marked(cluster, worker.pod)
+
+
+def test_two_running_pods_with_the_address_are_named_and_wait_for_a_human(
+    worker: Worker, cluster: Cluster, make_responder: Any
+) -> None:
+    other = _holder(cluster, worker, "twin", {"phase": "Running", "startTime": "2025-11-27T00:00:00Z"})
+    (result,) = _run(make_responder, [_record(worker.interface, worker.pod_ip, THREAT, 40001, 443)])
+    incident = result["incident"]
+    assert sorted(incident["pods"]) == sorted([f"{cluster.namespace}/{worker.pod}", f"{cluster.namespace}/{other}"])
+    assert "held by 2 running pods" in incident["details"]["attribution"]
+    assert incident["hold"].startswith(f"address {worker.pod_ip} was held by")
+    statuses = set(_status(result).values())
+    assert statuses <= {"awaiting-approval", "skipped", "planned"}, _status(result)
+    assert "awaiting-approval" in statuses
+    assert not _marked(cluster, worker.pod)
+    assert not _marked(cluster, other)
