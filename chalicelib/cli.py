@@ -312,7 +312,7 @@ def _flow_file(
     with path.open("rb") as raw:
         stream: Any = _Progress(raw, scanner, sys.stderr) if shown else raw
         delivery = batch.scan_object(stream, path.name, wiring.flow_layout(settings), scanner,
-                                     Batch("", region, str(path), batch.now()))  # fmt: skip
+                                     Batch("", region, str(path), batch.now(), replay=True))  # fmt: skip
     if shown:
         stream.done()
     return batch.respond(delivery, wiring.flow_intake(responder, mode, region, ledger, notifiers))
@@ -361,7 +361,7 @@ def _flow_event(
     if "awslogs" in event:
         layout, scanner = wiring.flow_layout(settings), wiring.scanner(settings)
         try:
-            delivery = batch.scan_payload(event, layout, scanner, batch.now(), region)
+            delivery = batch.scan_payload(event, layout, scanner, batch.now(), region, replay=True)
         except EventError as exc:
             return {"origin": "cloudwatch-logs-payload", "error": str(exc), "results": []}
         return batch.respond(delivery, intake)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.actions.base import IAMStatement
@@ -150,6 +151,10 @@ class Attribution:
             details["attribution"] = f"no network interface in this account and region has address {address}"
             return replace(incident, details=details)
         incident = _in_vpc(incident, details, str(eni.get("VpcId") or ""))
+        moved = _moved_since(eni, address, logged, _window(details.get("flows_between", "")))
+        if moved:
+            details["attribution"] = moved
+            return replace(incident, details=details)
         instance_id = (eni.get("Attachment") or {}).get("InstanceId")
         if not instance_id:
             kind = eni.get("InterfaceType") or "interface"
@@ -205,6 +210,23 @@ _SLACK = 60
 _FINISHED = ("Succeeded", "Failed")
 
 
+def _moved_since(eni: dict[str, Any], address: str, logged: list[str], window: tuple[int, int] | None) -> str:
+    """Why the interface holding the address now is not the one that held it when the flows were
+    captured ("" when nothing says so): the address is on another interface than the one that logged
+    it, or the interface was attached to its instance after the flows."""
+    eni_id = str(eni.get("NetworkInterfaceId") or "")
+    if logged and eni_id not in logged:
+        return (f"{address} is now on {eni_id}, not on the interface that logged the flows ({', '.join(logged[:3])}): "
+                "it moved since, so whoever holds it now is not acted on")  # fmt: skip
+    attachment = eni.get("Attachment") or {}
+    attached = attachment.get("AttachTime")
+    at = int(attached.timestamp()) if isinstance(attached, datetime) else _seconds(attached)
+    if window is not None and at is not None and at > window[1] + _SLACK:
+        return (f"{eni_id} was attached to {attachment.get('InstanceId')} after the flows were captured: that "
+                "instance did not hold the address then, and is not acted on")  # fmt: skip
+    return ""
+
+
 def _holds(pod: dict[str, Any], address: str) -> bool:
     status = pod.get("status") or {}
     held = {str(a.get("ip")) for a in status.get("podIPs") or [] if isinstance(a, dict)}
@@ -217,8 +239,6 @@ def _window(text: str) -> tuple[int, int] | None:
 
 
 def _seconds(value: Any) -> int | None:
-    from datetime import datetime
-
     if not isinstance(value, str):
         return None
     try:

@@ -75,6 +75,8 @@ def scan_payload(
     at: datetime,
     region: str = "",
     subscribed_in: Callable[[], str | None] | None = None,
+    *,
+    replay: bool = False,
 ) -> Delivery:
     """A CloudWatch Logs subscription delivery (the function's own region); its log group names the flow log.
 
@@ -89,7 +91,7 @@ def scan_payload(
         shown = payload.owner if payload.owner.isdigit() and len(payload.owner) == 12 else "?"  # noqa: PLR2004
         raise EventError(f"refused: {origin} says it is account {shown}'s, but the subscription is in account "
                          f"{expected}, which delivers only its own log events")  # fmt: skip
-    batch = Batch(payload.owner, region, origin, at)
+    batch = Batch(payload.owner, region, origin, at, replay=replay)
     if payload.control:
         return Delivery(batch.origin)
     return scan(iter([b"\n".join(payload.messages)]), layout, scanner, batch)

@@ -48,6 +48,9 @@ class Batch:
     region: str
     origin: str  # s3://bucket/key or the CloudWatch Logs group and stream
     at: datetime  # when the batch was read: incidents are per hour
+    # A file replayed by an operator: its capture times are history, so whoever holds an address now
+    # is who it is attributed to (a delivery is judged by who held it when the flows were captured).
+    replay: bool = False
 
     def __post_init__(self) -> None:
         # From the payload's `owner` or the object's key, so hostile: an account or region that is
@@ -89,7 +92,9 @@ def to_incident(finding: Finding, batch: Batch) -> Incident:
         "top_flows": "\n".join(flows),
         "origin": batch.origin,
     }
-    if finding.first and finding.last >= finding.first:  # when the flows were captured: who had the address then
+    if batch.replay:
+        details["replay"] = "a replayed file: attributed to whoever holds each address now, not when it was captured"
+    elif finding.first and finding.last >= finding.first:  # when the flows were captured: who had the address then
         details["flows_between"] = f"{finding.first}-{finding.last}"
     if finding.ports:
         shown = sorted(finding.ports)

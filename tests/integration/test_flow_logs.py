@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from tests.integration.conftest import Cluster
 
 pytestmark = pytest.mark.integration
 THREAT = "45.10.0.9"
-STARTED = "2025-11-28T00:00:00Z"  # what a kubelet reports: before the records' capture window (1764320000)
+STARTED = "2025-11-28T00:00:00Z"  # what a kubelet reports: long before the records' capture window
 MARK = "eks-responder.io/under-investigation"
 
 
@@ -69,7 +70,9 @@ def _payload(records: list[str]) -> dict[str, Any]:
 
 def _record(interface: str, src: str, dst: str, sport: int, dport: int, size: int = 4000,
             action: str = "ACCEPT") -> str:  # fmt: skip
-    return f"2 123456789012 {interface} {src} {dst} {sport} {dport} 6 10 {size} 1764320000 1764320060 {action} OK"
+    # Captured a minute or two ago, as a delivery is: who held each address then is who it is.
+    start = int(time.time()) - 120
+    return f"2 123456789012 {interface} {src} {dst} {sport} {dport} 6 10 {size} {start} {start + 60} {action} OK"
 
 
 def _run(make_responder: Any, records: list[str], threats: tuple[str, ...] = (f"{THREAT}/32",)) -> list[dict[str, Any]]:
@@ -252,7 +255,7 @@ def test_replay_of_a_payload_prints_the_attributed_pod_and_the_planned_actions(
     assert MARK not in (pod.metadata.labels or {})
 
 
-# --- which pod had the address when the flows were captured (1764320000-1764320060)
+# --- which pod had the address when the flows were captured (the last two minutes)
 
 
 def _holder(cluster: Cluster, worker: Worker, name: str, status: dict[str, Any]) -> str:
@@ -300,7 +303,8 @@ def test_an_address_only_a_finished_pod_had_contains_no_pod(
 def test_a_pod_started_after_the_flows_is_not_their_sender(
     worker: Worker, cluster: Cluster, make_responder: Any
 ) -> None:
-    status = {"status": {"startTime": "2025-11-29T00:00:00Z"}}
+    later = datetime.fromtimestamp(time.time() + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status = {"status": {"startTime": later}}
     cluster.admin.patch(Pod.Status, worker.pod, status, namespace=cluster.namespace, patch_type=PatchType.MERGE)
     (result,) = _run(make_responder, [_record(worker.interface, worker.pod_ip, THREAT, 40001, 443)])
     assert result["incident"]["pods"] == []

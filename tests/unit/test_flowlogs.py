@@ -611,3 +611,37 @@ def test_the_lambda_path_refuses_a_payload_of_another_account_by_the_functions_o
         wiring.reset()
     assert result["event_id"] == "cloudwatch-logs-payload"
     assert "says it is account 123456789012's, but the subscription is in account 999999999999" in result["error"]
+
+
+def _attributed_with(eni: dict[str, Any], record: bytes) -> Any:
+    from chalicelib.flowlogs.attribution import Attribution
+
+    class EC2:
+        def network_interfaces(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+            wanted = filters.get("network-interface-id")
+            return [] if wanted and wanted != [eni["NetworkInterfaceId"]] else [eni]
+
+        def describe_instance(self, instance_id: str) -> dict[str, Any]:
+            raise AssertionError("an instance that did not hold the address is never looked at")
+
+    scanner = _scanner()
+    scan_lines(iter([record]), DEFAULT, scanner)
+    (finding,) = scanner.findings()
+    return Attribution(EC2(), None).attribute(to_incident(finding, BATCH))  # type: ignore[arg-type]
+
+
+def test_an_address_that_moved_to_another_interface_since_is_reported_not_acted_on() -> None:
+    eni = {"NetworkInterfaceId": "eni-0new", "VpcId": "vpc-0aaaaaaaaaaaaaaaa", "PrivateIpAddress": "10.0.3.4",
+           "Attachment": {"InstanceId": "i-0bbbbbbbbbbbbbbbb"}}  # fmt: skip
+    found = _attributed_with(eni, b"2 1 eni-0old 10.0.3.4 45.10.1.9 40000 443 6 3 1000 1764320000 1764320060 ACCEPT OK")
+    assert "now on eni-0new, not on the interface that logged the flows (eni-0old)" in found.details["attribution"]
+    assert (found.instance_ids, found.resource_kind.value) == ((), "other")
+
+
+def test_an_interface_attached_after_the_flows_is_not_their_instance() -> None:
+    attached = datetime(2025, 11, 28, 12, 0, tzinfo=UTC)  # the flows: 2025-11-28 08:53
+    eni = {"NetworkInterfaceId": "eni-1", "VpcId": "vpc-0aaaaaaaaaaaaaaaa", "PrivateIpAddress": "10.0.3.4",
+           "Attachment": {"InstanceId": "i-0bbbbbbbbbbbbbbbb", "AttachTime": attached}}  # fmt: skip
+    found = _attributed_with(eni, b"2 1 eni-1 10.0.3.4 45.10.1.9 40000 443 6 3 1000 1764320000 1764320060 ACCEPT OK")
+    assert "was attached to i-0bbbbbbbbbbbbbbbb after the flows were captured" in found.details["attribution"]
+    assert found.instance_ids == ()
