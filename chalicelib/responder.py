@@ -406,6 +406,8 @@ class Responder:
         return Report(incident, rule.name, None, mode, numbered, notes)
 
     def _needs_approval(self, step: Step, rule: Rule, incident: Incident) -> bool:
+        if actions.get(step.action).held_for(incident):
+            return True
         default = self._settings.for_account(incident.account).approval_default
         return needs_approval(step, rule, incident, self._rules, default)
 
@@ -503,6 +505,10 @@ class Responder:
             ctx.notes.append(f"acting in account {named} through its spoke role {reach.via}")
         if incident.hold:
             ctx.notes.append(f"every step waits for a human: {incident.hold}")
+        for name in dict.fromkeys(s.action for s in steps):
+            waits_for = actions.get(name).held_for(incident)
+            if waits_for:
+                ctx.notes.append(f"{name} waits for a human: {waits_for}")
         return _Session(ctx, found, unreachable, no_cluster, incident.cluster or "-", held, alias)
 
     def _execute(self, incident: Incident, rule: Rule, mode: Mode) -> Report:

@@ -370,3 +370,8 @@ class Action(ABC):
         """Put back what `run` changed, from the prior state it recorded. Refuses (skipped, with the
         reason) when the target changed since in a way the undo would overwrite, unless `force`."""
         return Outcome(Status.SKIPPED, f"{self.name} is not undone: {self.keeps}")
+
+    def held_for(self, incident: Incident) -> str | None:
+        """Why this step must wait for a human for this incident whatever the rules say (its evidence
+        is too weak to act on alone), or None."""
+        return None

@@ -38,6 +38,11 @@ KINDS = {
 }  # fmt: skip
 TOP = 10
 SHOWN_PORTS = 30
+# What a detection says about its remote addresses, for `ec2:block-ip` (which denies them subnet-wide).
+# Strong: the remote itself is on a threat list. Heuristic: only a port says so (a partner API on 8888,
+# an administrator's SSH client): a human decides. Anything else names no suspect remote at all (a
+# scan's remotes are its victims, an egress volume's or a forbidden destination's are ours to reach).
+REMOTE_EVIDENCE = {"threat-list": "strong", "mining-pool": "heuristic", "admin-from-internet": "heuristic"}
 
 
 @dataclass(frozen=True)
@@ -103,10 +108,15 @@ def to_incident(finding: Finding, batch: Batch) -> Incident:
     # What `ec2:block-ip` may deny: only remotes ours sent data to over accepted TCP (a completed
     # handshake). An address seen only as a packet's source may be forged (anyone can write
     # 8.8.8.8 there), so it is reported, never blocked: an internet scanner is never blocked.
-    remote_ips = () if finding.remote else tuple(sorted(finding.established))
+    evidence = REMOTE_EVIDENCE.get(finding.detector)
+    remote_ips = () if finding.remote or evidence is None else tuple(sorted(finding.established))
     unproven = [r for r in remotes if r not in finding.established] if not finding.remote else [finding.address]
     if unproven:
         details["not_established"] = ",".join(unproven[:20])
+    if evidence is None:
+        details["remote_evidence"] = f"none: a {finding.detector} detection names no remote to block"
+    elif remote_ips:
+        details["remote_evidence"] = evidence
     hour = batch.at.strftime("%Y%m%dT%H")
     return Incident(
         id=incident_id(kind, batch.account, batch.region, finding.address, hour),

@@ -143,8 +143,9 @@ def test_the_node_playbook_runs_on_the_aws_side(demo: Demo) -> None:
     }
     assert not registered & {"i-cd9226b0ed9ce5ec6", *addresses}
     assert set(nodes) - set(isolated) <= registered  # the nodes left serving still serve
-    # The miner's pool (GuardDuty), the flow logs' mining pool and the SSH source, in and out.
-    assert denied == {(f"81.2.69.{host}/32", egress) for host in (192, 77, 200) for egress in (False, True)}
+    # The miner's pool GuardDuty names, in and out. The flow logs' mining-port remote and SSH source are
+    # suspected by a port alone: their deny waits for a human (test_flow_logs_contain_the_pod_behind_the_address).
+    assert denied == {("81.2.69.192/32", egress) for egress in (False, True)}
 
 
 def test_flow_logs_contain_the_pod_behind_the_address(demo: Demo) -> None:
@@ -155,6 +156,9 @@ def test_flow_logs_contain_the_pod_behind_the_address(demo: Demo) -> None:
     assert mining["incident"]["pods"] == ["payments/invoice-worker"]
     assert mining["rule"] == "flow-pod-contacts-threats"
     assert {a["action"]: a["status"] for a in mining["actions"]}["k8s:isolate-pod"] == "succeeded"
+    assert {a["action"]: a["status"] for a in mining["actions"]}["ec2:block-ip"] == "awaiting-approval"
+    assert any("ec2:block-ip waits for a human: 81.2.69.77 is suspected by a port heuristic" in n
+               for n in mining["notes"])  # fmt: skip
     assert ssh["incident"]["type"] == "InitialAccess:FlowLogs/AdminPortFromInternet"
     assert ssh["incident"]["instance_id"] == "i-7733adfa936a8baee"
     # Lateral movement: the same pod swept the kubelet port of 70 internal addresses

@@ -126,3 +126,79 @@ def test_a_deliverys_account_and_region_are_checked_before_anything_uses_them() 
     assert (hostile.account, hostile.region) == ("", "")
     fine = Batch("123456789012", "us-east-1", "logs:g/s", datetime.now(UTC))
     assert (fine.account, fine.region) == ("123456789012", "us-east-1")
+
+
+# --- what gets blocked is graded by the evidence about that remote
+
+
+def test_a_port_scan_never_names_the_api_its_scanner_also_talked_to() -> None:
+    """A pod that probes 120 ports and talks to an unrelated API: the scan is the finding, the API
+    is no suspect, so nothing is denied for the subnet."""
+    probes = [_line(NODE, "10.0.9.9", 40000 + i, 1000 + i, 1, 40, "REJECT") for i in range(120)]
+    api = [_line(NODE, "52.94.1.10", 41000, 443, 10, 4000), _line("52.94.1.10", NODE, 443, 41000, 12, 9000)]
+    found = _incidents(probes + api)
+    incident = found["port-scan"]
+    assert incident.remote_ips == ()  # type: ignore[attr-defined]
+    assert incident.details["remote_evidence"].startswith("none: a port-scan detection")  # type: ignore[attr-defined]
+
+
+def test_a_mining_port_alone_is_a_heuristic_a_threat_list_entry_is_strong() -> None:
+    from chalicelib.actions.ec2.block_ip import BlockIP
+
+    partner = [_line(NODE, "52.94.1.20", 41000, 8888, 10, 4000), _line("52.94.1.20", NODE, 8888, 41000, 12, 9000)]
+    c2 = [_line(NODE, THREAT, 41001, 443, 10, 4000), _line(THREAT, NODE, 443, 41001, 12, 9000)]
+    found = _incidents(partner + c2)
+    pool, listed = found["mining-pool"], found["threat-list"]
+    assert pool.details["remote_evidence"] == "heuristic"  # type: ignore[attr-defined]
+    assert listed.details["remote_evidence"] == "strong"  # type: ignore[attr-defined]
+    assert "a human decides" in (BlockIP().held_for(pool) or "")  # type: ignore[arg-type]
+    assert BlockIP().held_for(listed) is None  # type: ignore[arg-type]
+
+
+class _Subnet:
+    """One subnet's network ACL, holding `taken` deny entries of earlier incidents."""
+
+    def __init__(self, taken: int) -> None:
+        self.entries = [{"RuleNumber": n, "Egress": eg, "RuleAction": "deny", "CidrBlock": f"81.2.70.{n}/32"}
+                        for n in range(1, taken // 2 + 1) for eg in (False, True)]  # fmt: skip
+        self.entries += [{"RuleNumber": 100, "Egress": eg, "RuleAction": "allow", "CidrBlock": "0.0.0.0/0"}
+                         for eg in (False, True)]  # fmt: skip
+
+    def describe_instance(self, instance_id: str) -> dict[str, str]:
+        return {"InstanceId": instance_id, "SubnetId": "subnet-1", "VpcId": "vpc-1"}
+
+    def nat_gateway_addresses(self, vpc_id: str) -> set[str]:
+        return set()
+
+    def aws_service_ranges(self) -> dict[str, list[str]]:
+        return {}
+
+    def network_acl_of(self, subnet: str) -> dict[str, object]:
+        return {"NetworkAclId": "acl-1", "Entries": list(self.entries)}
+
+    def add_acl_deny(self, acl: str, number: int, cidr: str, *, egress: bool) -> None:
+        self.entries.append({"RuleNumber": number, "Egress": egress, "RuleAction": "deny", "CidrBlock": cidr})
+
+
+@pytest.mark.parametrize(("evidence", "added"), [("heuristic", False), ("strong", True)])
+def test_a_heuristic_never_takes_the_last_slots_of_the_deny_budget(evidence: str, added: bool) -> None:
+    """Ten decoy "pool" connections (approved or not) can never leave a threat-listed C2 found
+    afterwards without its deny: the last quarter of MAX_ACL_DENIES_PER_SUBNET is kept for strong
+    evidence."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from chalicelib.actions.base import ActionContext, NoParams, Target
+    from chalicelib.actions.ec2.block_ip import BlockIP
+    from chalicelib.settings import Settings
+
+    subnet = _Subnet(taken=14)  # of 20: 6 left, 5 of them the strong evidence's own
+    found = replace(_incidents([_line(NODE, THREAT, 41001, 443, 10, 4000)])["threat-list"],
+                    details={"remote_evidence": evidence}, remote_ips=("81.2.69.9",))  # fmt: skip
+    ctx = ActionContext(found, Settings(), None, datetime.now(UTC), False, aws=subnet)  # type: ignore[arg-type]
+    outcome = BlockIP().run(ctx, Target("instance", "i-0aaaaaaaaaaaaaaaa"), NoParams())
+    assert ("81.2.69.9/32" in str(subnet.entries)) is added, outcome.detail
+    if not added:
+        assert "of which heuristic evidence may use 15" in outcome.detail
+    else:
+        assert "(on the threat list, and ours exchanged data with it)" in outcome.detail

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from chalicelib.actions.base import EC2API, Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
 from chalicelib.actions.ec2.common import aws, instance, missing
+
+if TYPE_CHECKING:
+    from chalicelib.incident import Incident
 
 # Network ACL rules are evaluated from the lowest number up; ours must come before the allows.
 _LOWEST_RULE = 1
@@ -85,6 +88,13 @@ class BlockIP(Action):
     def describe(self, target: Target, params: Params) -> str:
         return f"deny remote address(es) of the finding in the network ACL of instance {target}'s subnet"
 
+    def held_for(self, incident: Incident) -> str | None:
+        if incident.details.get("remote_evidence") == "heuristic":
+            return (f"{', '.join(incident.remote_ips) or 'the remote'} is suspected by a port heuristic only "
+                    f"({incident.details.get('detector', 'flow logs')}): a human decides before it is denied for the "
+                    "whole subnet")  # fmt: skip
+        return None
+
     def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
         return _release(aws(ctx), prior, force=force)
 
@@ -114,12 +124,17 @@ class BlockIP(Action):
         ours = [e for e in entries if e.get("RuleAction") == "deny" and int(e["RuleNumber"]) < _first_allow(
             entries, egress=bool(e.get("Egress")))]  # fmt: skip
         cap = ctx.settings.max_acl_denies_per_subnet
+        weak = ctx.incident.details.get("remote_evidence") == "heuristic"
+        # A heuristic detection never takes the last quarter of the budget: a threat-listed C2 found
+        # after ten decoy "pool" connections still gets its deny.
+        budget = cap - max(2, cap // 4) if weak else cap
         needed = sum(not denied(entries, _cidr(a), egress=eg) for a in addresses for eg in (False, True))
-        if needed and len(ours) + needed > cap:
+        if needed and len(ours) + needed > budget:
+            kept_for = f", of which heuristic evidence may use {budget}" if weak else ""
             return Outcome(
                 Status.SKIPPED,
                 f"blast-radius cap: {acl['NetworkAclId']} already has {len(ours)} deny entries before its allow "
-                f"rules (MAX_ACL_DENIES_PER_SUBNET={cap}); {', '.join(addresses)} not added",
+                f"rules (MAX_ACL_DENIES_PER_SUBNET={cap}{kept_for}); {', '.join(addresses)} not added",
             )
         added: list[dict[str, Any]] = []
         for address in addresses:
@@ -145,7 +160,17 @@ class BlockIP(Action):
         listed = ", ".join(f"#{e['RuleNumber']} {'out' if e['Egress'] else 'in'} {e['CidrBlock']}" for e in added)
         kept = [*(f"{a} (NEVER_BLOCK)" for a in spared), *kept]
         also = f"; never blocked: {'; '.join(kept)}" if kept else ""
-        return Outcome(Status.SUCCEEDED, f"denied in {acl['NetworkAclId']}: {listed}; verified{also}", prior)
+        why = _why_blocked(ctx.incident)
+        return Outcome(Status.SUCCEEDED, f"denied in {acl['NetworkAclId']}{why}: {listed}; verified{also}", prior)
+
+
+def _why_blocked(incident: Incident) -> str:
+    evidence = incident.details.get("remote_evidence")
+    if evidence == "strong":
+        return " (on the threat list, and ours exchanged data with it)"
+    if evidence == "heuristic":
+        return " (a port heuristic, approved by a human)"
+    return ""
 
 
 def _release(ec2: EC2API, prior: dict[str, Any], *, force: bool) -> Outcome:
