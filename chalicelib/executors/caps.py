@@ -4,11 +4,16 @@ A cap of N per hour is N slot items (`cap#<kind>#<account>#<region>#<cluster>#<i
 slot is one conditional PutItem that succeeds only when the slot is free, its lease is older than
 an hour, or it already belongs to the same target; DynamoDB serialises the writes, so fifty
 simultaneous findings can never take more than N slots between them.
+
+A shared effect (one network ACL deny that several incidents rely on) is one item
+(`holds#<effect>`) with the set of incidents that hold it: a release takes its incident out, and
+only the last holder undoes the effect.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,6 +76,32 @@ class CapLeases:
                 ExpressionAttributeNames={"#target": "target"},
                 ExpressionAttributeValues={":target": {"S": target}},
             )
+
+    def hold(self, effect: str, incident: str, made: dict[str, Any] | None = None) -> None:
+        """Record that `incident` relies on a shared effect (atomically: ADD to a set); `made`, by the
+        incident that created it, says how to undo it, for whichever holder lets go last."""
+        names = {"#holders": "holders"}
+        values: dict[str, Any] = {":me": {"SS": [incident]}}
+        update = "ADD #holders :me"
+        if made is not None:
+            names["#made"] = "made"
+            values[":made"] = {"S": json.dumps(made, sort_keys=True)}
+            update += " SET #made = :made"
+        self._dynamodb.update_item(TableName=self._table, Key={"id": {"S": f"holds#{effect}"}},
+                                   UpdateExpression=update, ExpressionAttributeNames=names,
+                                   ExpressionAttributeValues=values)  # fmt: skip
+
+    def let_go(self, effect: str, incident: str) -> tuple[list[str], dict[str, Any] | None]:
+        """`incident` no longer relies on the effect: (the incidents that still do, how to undo it)."""
+        answer = self._dynamodb.update_item(
+            TableName=self._table, Key={"id": {"S": f"holds#{effect}"}}, UpdateExpression="DELETE #holders :me",
+            ExpressionAttributeNames={"#holders": "holders"}, ExpressionAttributeValues={":me": {"SS": [incident]}},
+            ReturnValues="ALL_NEW",
+        )  # fmt: skip
+        item = answer.get("Attributes") or {}
+        remaining = sorted(item.get("holders", {}).get("SS", []))
+        made = item.get("made", {}).get("S")
+        return remaining, json.loads(made) if made else None
 
     def first_to_reach(self, kind: str, scope: str, now: datetime) -> bool:
         """True for exactly one caller per cap and hour: the one that tells people the cap was reached."""

@@ -106,6 +106,30 @@ def test_network_acl_denies_are_removed(fleet: Fleet, make_responder: Any, store
     assert "removed #" in released["actions"][0]["detail"]
 
 
+def test_a_deny_another_incident_relies_on_is_kept_until_it_is_released_too(
+    fleet: Fleet, make_responder: Any, store: PlanStore
+) -> None:
+    """Two incidents block the same address: releasing the first (which made the deny) keeps it,
+    naming the incident that still relies on it; releasing the second removes it."""
+    target = fleet.instances[0]
+    before = sorted(str(e) for e in fleet.acl_entries(target))
+    first = _ec2_incident(target, remote=("81.2.69.144",))
+    second = replace(first, id=f"{first.id}-second")
+    responder = make_responder(rules_with("ec2:block-ip"), incidents_table=TABLE)
+    made = responder.handle(first, Mode.LIVE).actions[0]
+    joined = responder.handle(second, Mode.LIVE).actions[0]
+    assert (made.status.value, joined.status.value) == ("succeeded", "succeeded"), joined.detail
+    assert "relies on those denies too" in joined.detail
+    denies = [e for e in fleet.acl_entries(target) if e.get("CidrBlock") == "81.2.69.144/32"]
+    assert len(denies) == 2
+    kept = decisions.release(store, responder, first.id, steps=None, who="cli:test")
+    assert f"still relied on by incident {second.id}" in kept["actions"][0]["detail"], kept
+    assert [e for e in fleet.acl_entries(target) if e.get("CidrBlock") == "81.2.69.144/32"] == denies
+    last = decisions.release(store, responder, second.id, steps=None, who="cli:test")
+    assert "removed #" in last["actions"][0]["detail"], last
+    assert sorted(str(e) for e in fleet.acl_entries(target)) == before
+
+
 def test_a_changed_acl_entry_is_left_alone_unless_forced(
     fleet: Fleet,
     make_responder: Any,

@@ -82,7 +82,8 @@ class BlockIP(Action):
     release_iam: ClassVar[tuple[IAMStatement, ...]] = (
         IAMStatement(("ec2:DeleteNetworkAclEntry",), ("arn:aws:ec2:{region}:{account}:network-acl/*",)),
     )
-    releases = "removes the deny entries it added (only those: same rule number, address and action)"
+    releases = ("removes the deny entries it added (only those: same rule number, address and action), unless "
+                "another incident still relies on them: then the last one released removes them")
     keeps = "entries someone changed since (unless forced); connections cut meanwhile stay cut"
 
     def describe(self, target: Target, params: Params) -> str:
@@ -96,20 +97,27 @@ class BlockIP(Action):
         return None
 
     def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
-        return _release(aws(ctx), prior, force=force)
+        held = [str(e) for e in prior.get("held") or []]
+        if not held or ctx.caps is None:
+            return _release(aws(ctx), prior, force=force)
+        # Shared with other incidents: only the last holder removes a deny, whoever added it.
+        kept, last = [], []
+        for effect in held:
+            remaining, made = ctx.caps.let_go(effect, ctx.incident.id)
+            if remaining:
+                kept.append(f"{_effect_label(effect)} (still relied on by incident {', '.join(remaining)})")
+            elif made:
+                last.append(made)
+        said = f"; kept {'; '.join(kept)}" if kept else ""
+        if not last:
+            return Outcome(Status.SUCCEEDED, f"this incident no longer holds its denies{said}")
+        outcome = _release(aws(ctx), {"network_acl": prior.get("network_acl"), "entries_added": last}, force=force)
+        return Outcome(outcome.status, f"{outcome.detail}{said}")
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:  # noqa: PLR0911 - one return per outcome
-        spared = [a for a in ctx.incident.remote_ips if _is_public(a) and _listed(a, ctx.settings.never_block)]
-        addresses = [a for a in ctx.incident.remote_ips if _is_public(a) and a not in spared]
-        if not addresses:
-            named = ", ".join(ctx.incident.remote_ips)
-            if spared:
-                return Outcome(Status.SKIPPED, f"never blocked (NEVER_BLOCK, e.g. public DNS resolvers): {named}")
-            why = f"only private or reserved addresses ({named})" if named else "no remote address"
-            forgeable = ctx.incident.details.get("not_established")
-            if forgeable and not named:
-                why = f"no address ours sent data to; {forgeable} only as packet sources, which can be forged"
-            return Outcome(Status.SKIPPED, f"the finding names {why}; nothing to block")
+        addresses, spared, nothing = _blockable(ctx)
+        if nothing is not None:
+            return nothing
         ec2 = aws(ctx)
         found = instance(ctx, target)
         if found is None:
@@ -151,17 +159,58 @@ class BlockIP(Action):
                 entry = {"RuleNumber": number, "Egress": egress, "RuleAction": "deny", "CidrBlock": cidr}
                 entries.append(entry)
                 added.append(entry)
-        prior = {"network_acl": acl["NetworkAclId"], "entries_added": added}
+        prior: dict[str, Any] = {"network_acl": acl["NetworkAclId"], "entries_added": added}
         problem = None if ctx.dry_run else _verify(ec2, str(found["SubnetId"]), addresses)
         if problem:
             return Outcome(Status.FAILED, f"block does not hold in {acl['NetworkAclId']}: {problem}", prior)
+        if ctx.caps is not None and not ctx.dry_run:
+            prior["held"] = _hold(ctx.caps, str(acl["NetworkAclId"]), addresses, added, ctx.incident.id)
         if not added:
+            if prior.get("held"):
+                return Outcome(Status.SUCCEEDED, f"{', '.join(addresses)} already denied in {acl['NetworkAclId']}; "
+                                                 "this incident relies on those denies too (kept until the last "
+                                                 "incident that does is released)", prior)  # fmt: skip
             return Outcome(Status.SKIPPED, f"{', '.join(addresses)} already denied in {acl['NetworkAclId']}")
         listed = ", ".join(f"#{e['RuleNumber']} {'out' if e['Egress'] else 'in'} {e['CidrBlock']}" for e in added)
         kept = [*(f"{a} (NEVER_BLOCK)" for a in spared), *kept]
         also = f"; never blocked: {'; '.join(kept)}" if kept else ""
         why = _why_blocked(ctx.incident)
         return Outcome(Status.SUCCEEDED, f"denied in {acl['NetworkAclId']}{why}: {listed}; verified{also}", prior)
+
+
+def _blockable(ctx: ActionContext) -> tuple[list[str], list[str], Outcome | None]:
+    """(the public remotes to deny, those NEVER_BLOCK spares, or why there is nothing to block)."""
+    spared = [a for a in ctx.incident.remote_ips if _is_public(a) and _listed(a, ctx.settings.never_block)]
+    addresses = [a for a in ctx.incident.remote_ips if _is_public(a) and a not in spared]
+    if addresses:
+        return addresses, spared, None
+    named = ", ".join(ctx.incident.remote_ips)
+    if spared:
+        return [], spared, Outcome(Status.SKIPPED, f"never blocked (NEVER_BLOCK, e.g. public DNS resolvers): {named}")
+    why = f"only private or reserved addresses ({named})" if named else "no remote address"
+    forgeable = ctx.incident.details.get("not_established")
+    if forgeable and not named:
+        why = f"no address ours sent data to; {forgeable} only as packet sources, which can be forged"
+    return [], [], Outcome(Status.SKIPPED, f"the finding names {why}; nothing to block")
+
+
+def _hold(caps: Any, acl: str, addresses: list[str], added: list[dict[str, Any]], incident: str) -> list[str]:
+    """Record this incident as a holder of each deny it relies on (made by it or not); the entries it
+    made go with their record, so whichever holder is released last can remove them."""
+    effects = []
+    for address in addresses:
+        for egress in (False, True):
+            cidr = _cidr(address)
+            effect = f"acl-deny#{acl}#{cidr}#{'out' if egress else 'in'}"
+            made = next((e for e in added if e["CidrBlock"] == cidr and e["Egress"] == egress), None)
+            caps.hold(effect, incident, made)
+            effects.append(effect)
+    return effects
+
+
+def _effect_label(effect: str) -> str:
+    _, acl, cidr, direction = effect.split("#", 3)
+    return f"{direction} {cidr} in {acl}"
 
 
 def _why_blocked(incident: Incident) -> str:
