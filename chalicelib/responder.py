@@ -23,6 +23,7 @@ from chalicelib.actions.base import (
     IdentityAPI,
     KeysAPI,
     KubeAPI,
+    Outcome,
     Params,
     Status,
     Target,
@@ -625,6 +626,19 @@ class Responder:
     def _undo_one(self, action: Action, target: Target, prior: dict[str, Any], ctx: ActionContext, *,
                   force: bool) -> ActionResult:  # fmt: skip
         started = time.perf_counter()
+        effect = str(prior.get("held") or "")
+        if effect and ctx.caps is not None:
+            # A shared effect: this incident lets go, and only the last holder undoes it.
+            others, made = ctx.caps.held_by(effect) if ctx.dry_run else ctx.caps.let_go(effect, ctx.incident.id)
+            others = [o for o in others if o != ctx.incident.id]
+            if others:
+                kept = f"release: kept, still relied on by incident {', '.join(others)}"
+                return ActionResult(action.name, str(target), Status.SUCCEEDED, kept)
+            # The last holder puts back the state before the first incident changed it.
+            if made is not None:
+                prior = made
+            elif prior.get("joined"):
+                return ActionResult(action.name, str(target), Status.SKIPPED, "release: nothing recorded to undo")
         try:
             with dry_run.journal() as writes:
                 outcome = action.release(ctx, target, prior, force=force)
@@ -704,6 +718,8 @@ class Responder:
             # Say exactly what the dry run proved: which writes the API checked, which were not sent.
             detail = f"dry run: {outcome.detail} [{dry_run.describe(writes)}]"
             return result(Status.PLANNED, detail, outcome.prior)
+        if action.shared and ctx.caps is not None and not ctx.dry_run:
+            outcome = _held(ctx.caps, _effect(action, target, ctx.incident), ctx.incident.id, outcome)
         return result(outcome.status, outcome.detail, outcome.prior)
 
     def _all(self, incident: Incident, rule: Rule, mode: Mode, status: Status, detail: str) -> Report:
@@ -728,6 +744,26 @@ class _Session:
         if self.unreachable is not None and action.target_kind in {"pod", "node", "binding"}:
             return Status.FAILED, self.unreachable
         return None
+
+
+def _effect(action: Action, target: Target, incident: Incident) -> str:
+    """A shared effect's name: the action, where (account, region, cluster) and on what."""
+    return f"{action.name}#{incident.account or '-'}#{incident.region or '-'}#{incident.cluster or '-'}#{target}"
+
+
+def _held(caps: CapStore, effect: str, incident: str, outcome: Outcome) -> Outcome:
+    """Record the incident as a holder of what it made, or of what it found already in place (it
+    relies on it too); a join becomes a step with something to release."""
+    if outcome.status is Status.SUCCEEDED and outcome.prior:
+        caps.hold(effect, incident, outcome.prior)
+        return replace(outcome, prior={**outcome.prior, "held": effect})
+    if outcome.already and outcome.status is Status.SKIPPED:
+        caps.hold(effect, incident)
+        detail = (
+            f"{outcome.detail}; this incident relies on it too (kept until the last incident that does is released)"
+        )
+        return Outcome(Status.SUCCEEDED, detail, {"held": effect, "joined": True}, already=True)
+    return outcome
 
 
 def _each_target(

@@ -114,6 +114,7 @@ class Outcome:
     status: Status
     detail: str
     prior: dict[str, Any] | None = None
+    already: bool = False  # nothing to do: the target is already so (another incident may have done it)
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,7 @@ class CapStore(Protocol):
     def first_to_reach(self, kind: str, scope: str, now: datetime) -> bool: ...
     def hold(self, effect: str, incident: str, made: dict[str, Any] | None = None) -> None: ...
     def let_go(self, effect: str, incident: str) -> tuple[list[str], dict[str, Any] | None]: ...
+    def held_by(self, effect: str) -> tuple[list[str], dict[str, Any] | None]: ...
 
 
 @dataclass
@@ -366,6 +368,10 @@ class Action(ABC):
     # Besides, never reads its own write back: its patch may be held for the next such step's request.
     # (A step that verifies what it wrote, as isolate-pod and cordon-node do, is never held.)
     write_may_wait: ClassVar[bool] = False
+    # The effect can be one several incidents rely on (a pod's quarantine, a node's cordon, an
+    # instance's isolation): each incident that finds it in place holds it too, and only the last
+    # holder released undoes it (with the prior state of the incident that made it).
+    shared: ClassVar[bool] = False
     releases: ClassVar[str] = ""  # what a release puts back; empty: nothing is undone
     keeps: ClassVar[str] = "nothing to undo"  # what a release cannot (or must not) undo
 

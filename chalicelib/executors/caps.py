@@ -78,30 +78,44 @@ class CapLeases:
             )
 
     def hold(self, effect: str, incident: str, made: dict[str, Any] | None = None) -> None:
-        """Record that `incident` relies on a shared effect (atomically: ADD to a set); `made`, by the
-        incident that created it, says how to undo it, for whichever holder lets go last."""
-        names = {"#holders": "holders"}
-        values: dict[str, Any] = {":me": {"SS": [incident]}}
-        update = "ADD #holders :me"
+        """Record that `incident` relies on a shared effect (atomically: ADD to a set). `made`, the prior
+        state of an incident that changed it, is kept only when nobody held the effect before: it is the
+        state before the first change, which whichever holder lets go last puts back (a later
+        incident's own prior is the state the first one left)."""
+        key = {"id": {"S": f"holds#{effect}"}}
+        me = {":me": {"SS": [incident]}}
         if made is not None:
-            names["#made"] = "made"
-            values[":made"] = {"S": json.dumps(made, sort_keys=True)}
-            update += " SET #made = :made"
-        self._dynamodb.update_item(TableName=self._table, Key={"id": {"S": f"holds#{effect}"}},
-                                   UpdateExpression=update, ExpressionAttributeNames=names,
-                                   ExpressionAttributeValues=values)  # fmt: skip
+            try:
+                self._dynamodb.update_item(
+                    TableName=self._table, Key=key, UpdateExpression="ADD #holders :me SET #made = :made",
+                    ConditionExpression="attribute_not_exists(#holders)",
+                    ExpressionAttributeNames={"#holders": "holders", "#made": "made"},
+                    ExpressionAttributeValues={**me, ":made": {"S": json.dumps(made, sort_keys=True)}},
+                )  # fmt: skip
+                return
+            except self._dynamodb.exceptions.ConditionalCheckFailedException:
+                pass  # held already: the first change's prior state stays
+        self._dynamodb.update_item(TableName=self._table, Key=key, UpdateExpression="ADD #holders :me",
+                                   ExpressionAttributeNames={"#holders": "holders"},
+                                   ExpressionAttributeValues=me)  # fmt: skip
 
     def let_go(self, effect: str, incident: str) -> tuple[list[str], dict[str, Any] | None]:
-        """`incident` no longer relies on the effect: (the incidents that still do, how to undo it)."""
+        """`incident` no longer relies on the effect: (the incidents that still do, how to undo it).
+        The record stays, so a release tried again (refused the first time) still knows."""
         answer = self._dynamodb.update_item(
             TableName=self._table, Key={"id": {"S": f"holds#{effect}"}}, UpdateExpression="DELETE #holders :me",
             ExpressionAttributeNames={"#holders": "holders"}, ExpressionAttributeValues={":me": {"SS": [incident]}},
             ReturnValues="ALL_NEW",
         )  # fmt: skip
         item = answer.get("Attributes") or {}
-        remaining = sorted(item.get("holders", {}).get("SS", []))
         made = item.get("made", {}).get("S")
-        return remaining, json.loads(made) if made else None
+        return sorted(item.get("holders", {}).get("SS", [])), json.loads(made) if made else None
+
+    def held_by(self, effect: str) -> tuple[list[str], dict[str, Any] | None]:
+        """Who holds the effect, and how to undo it (read only: a dry-run release changes nothing)."""
+        item = self._dynamodb.get_item(TableName=self._table, Key={"id": {"S": f"holds#{effect}"}}).get("Item") or {}
+        made = item.get("made", {}).get("S")
+        return sorted(item.get("holders", {}).get("SS", [])), json.loads(made) if made else None
 
     def first_to_reach(self, kind: str, scope: str, now: datetime) -> bool:
         """True for exactly one caller per cap and hour: the one that tells people the cap was reached."""

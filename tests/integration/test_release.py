@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from lightkube import Client
 from lightkube.resources.core_v1 import Node, Pod
+from lightkube.resources.networking_v1 import NetworkPolicy
 
 from chalicelib import decisions
 from chalicelib.executors.plans import PlanStore
@@ -404,3 +405,50 @@ def test_an_annotation_naming_another_eni_moves_nothing(
     assert "does not carry the pod's address 10.99.0.7: not moved" in result.detail
     groups = ec2.describe_network_interfaces(NetworkInterfaceIds=[theirs["NetworkInterfaceId"]])["NetworkInterfaces"]
     assert [g["GroupId"] for g in groups[0]["Groups"]] == [database]
+
+
+def test_a_quarantine_another_incident_relies_on_stays_until_the_last_release(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    """Two incidents about one pod: the second finds it isolated (and marks it for itself) and holds
+    the isolation too. Releasing the first keeps the pod isolated and says who still relies on it;
+    releasing the second puts the pod back as it was before the first."""
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    before = _metadata(admin, Pod, "web", cluster.namespace)
+    first = incident(namespace=cluster.namespace, pods=("web",))
+    second = replace(first, id=f"{first.id}-second")
+    responder = make_responder(rules_with("k8s:isolate-pod"), incidents_table=TABLE)
+    made = responder.handle(first, Mode.LIVE).actions[0]
+    joined = responder.handle(second, Mode.LIVE).actions[0]
+    assert (made.status.value, joined.status.value) == ("succeeded", "succeeded"), joined.detail
+    kept = decisions.release(store, responder, first.id, steps=None, who="cli:test")
+    assert kept["actions"][0]["detail"] == f"release: kept, still relied on by incident {second.id}"
+    labels, _ = _metadata(admin, Pod, "web", cluster.namespace)
+    assert labels["eks-responder.io/quarantine"] == "true"
+    assert list(admin.list(NetworkPolicy, namespace=cluster.namespace))
+    last = decisions.release(store, responder, second.id, steps=None, who="cli:test")
+    assert last["actions"][0]["status"] == "succeeded", last
+    assert _metadata(admin, Pod, "web", cluster.namespace)[0] == before[0]
+    assert not list(admin.list(NetworkPolicy, namespace=cluster.namespace))
+
+
+def test_a_cordon_found_in_place_is_held_and_lifted_only_by_the_last_release(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    first = incident(namespace=cluster.namespace, pods=("web",))
+    second = replace(first, id=f"{first.id}-second")
+    responder = make_responder(rules_with("k8s:cordon-node"), incidents_table=TABLE)
+    assert responder.handle(first, Mode.LIVE).actions[0].status.value == "succeeded"
+    joined = responder.handle(second, Mode.LIVE).actions[0]
+    assert joined.status.value == "succeeded", joined.detail
+    assert "already cordoned; this incident relies on it too" in joined.detail
+    kept = decisions.release(store, responder, first.id, steps=None, who="cli:test")
+    assert kept["actions"][0]["detail"] == f"release: kept, still relied on by incident {second.id}"
+    assert admin.get(Node, "node-a").spec.unschedulable is True
+    last = decisions.release(store, responder, second.id, steps=None, who="cli:test")
+    assert last["actions"][0]["status"] == "succeeded", last
+    assert not admin.get(Node, "node-a").spec.unschedulable
+    assert not [t for t in admin.get(Node, "node-a").spec.taints or [] if t.key == "eks-responder.io/quarantine"]

@@ -82,8 +82,10 @@ class BlockIP(Action):
     release_iam: ClassVar[tuple[IAMStatement, ...]] = (
         IAMStatement(("ec2:DeleteNetworkAclEntry",), ("arn:aws:ec2:{region}:{account}:network-acl/*",)),
     )
-    releases = ("removes the deny entries it added (only those: same rule number, address and action), unless "
-                "another incident still relies on them: then the last one released removes them")
+    releases = (
+        "removes the deny entries it added (only those: same rule number, address and action), unless "
+        "another incident still relies on them: then the last one released removes them"
+    )
     keeps = "entries someone changed since (unless forced); connections cut meanwhile stay cut"
 
     def describe(self, target: Target, params: Params) -> str:
@@ -102,12 +104,13 @@ class BlockIP(Action):
             return _release(aws(ctx), prior, force=force)
         # Shared with other incidents: only the last holder removes a deny, whoever added it.
         kept, last = [], []
+        own = {_effect_of(str(prior.get("network_acl")), e): e for e in prior.get("entries_added") or []}
         for effect in held:
             remaining, made = ctx.caps.let_go(effect, ctx.incident.id)
             if remaining:
                 kept.append(f"{_effect_label(effect)} (still relied on by incident {', '.join(remaining)})")
-            elif made:
-                last.append(made)
+            elif made or effect in own:
+                last.append(made or own[effect])
         said = f"; kept {'; '.join(kept)}" if kept else ""
         if not last:
             return Outcome(Status.SUCCEEDED, f"this incident no longer holds its denies{said}")
@@ -201,11 +204,15 @@ def _hold(caps: Any, acl: str, addresses: list[str], added: list[dict[str, Any]]
     for address in addresses:
         for egress in (False, True):
             cidr = _cidr(address)
-            effect = f"acl-deny#{acl}#{cidr}#{'out' if egress else 'in'}"
+            effect = _effect_of(acl, {"CidrBlock": cidr, "Egress": egress})
             made = next((e for e in added if e["CidrBlock"] == cidr and e["Egress"] == egress), None)
             caps.hold(effect, incident, made)
             effects.append(effect)
     return effects
+
+
+def _effect_of(acl: str, entry: dict[str, Any]) -> str:
+    return f"acl-deny#{acl}#{entry['CidrBlock']}#{'out' if entry['Egress'] else 'in'}"
 
 
 def _effect_label(effect: str) -> str:

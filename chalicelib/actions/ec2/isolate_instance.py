@@ -126,6 +126,8 @@ class IsolateInstance(Action):
                 "created once no interface uses it")  # fmt: skip
     keeps = "interfaces whose groups someone changed since (unless forced); connections cut meanwhile stay cut"
 
+    shared = True
+
     def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
         ec2 = aws(ctx)
         found = present(ctx, target)
@@ -184,7 +186,7 @@ class IsolateInstance(Action):
             so_far = f" (done: {'; '.join(done)})" if done else ""
             return Outcome(Status.FAILED, f"isolation of instance {target} does not hold: {problem}{so_far}", prior)
         if not done:
-            return Outcome(Status.SKIPPED, f"instance {target} is already isolated in {group} (verified)")
+            return Outcome(Status.SKIPPED, f"instance {target} is already isolated in {group} (verified)", already=True)
         return Outcome(
             Status.SUCCEEDED,
             "; ".join(done) + f"; verified: every interface only in {group}, {rules_text(allowed)}",

@@ -38,6 +38,8 @@ class CordonNode(Action):
     disrupts_node = True
     rbac: ClassVar[tuple[RBACRule, ...]] = (RBACRule("", "nodes", ("get", "list", "patch")),)
 
+    shared = True
+
     def describe(self, target: Target, params: Params) -> str:
         return f"cordon node {target} (unschedulable, taint {QUARANTINE_TAINT}:NoSchedule)"
 
@@ -48,7 +50,7 @@ class CordonNode(Action):
         spec = node.get("spec") or {}
         taints: list[dict[str, Any]] = list(spec.get("taints") or [])
         if spec.get("unschedulable") and any(t.get("key") == QUARANTINE_TAINT for t in taints):
-            return Outcome(Status.SKIPPED, f"node {target} is already cordoned")
+            return Outcome(Status.SKIPPED, f"node {target} is already cordoned", already=True)
         prior = {"unschedulable": bool(spec.get("unschedulable")), "taints": [dict(t) for t in taints]}
         labels, annotations = responder_marks(ctx.incident.id, node)
         annotations[CORDONED_AT_ANNOTATION] = ctx.now.isoformat()

@@ -208,6 +208,8 @@ class IsolatePod(Action):
     keeps = ("a quarantine policy or narrowed selectors other quarantined pods still need; a policy of that name "
              "that was not deny-all stays repaired; the replacement pod its ReplicaSet started stays")  # fmt: skip
 
+    shared = True
+
     def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
         assert target.namespace is not None
         namespace = target.namespace
@@ -303,7 +305,7 @@ class IsolatePod(Action):
             so_far = f" (done: {'; '.join(done)})" if done else ""
             return Outcome(Status.FAILED, f"isolation of pod {target} does not hold: {problem}{so_far}", prior)
         if not done:
-            return Outcome(Status.SKIPPED, f"pod {target} is already isolated (verified; {enforced})")
+            return Outcome(Status.SKIPPED, f"pod {target} is already isolated (verified; {enforced})", already=True)
         return Outcome(
             Status.SUCCEEDED, "; ".join(done) + f"; verified: only the deny-all policy selects it; {enforced}", prior
         )
