@@ -111,6 +111,13 @@ class CapLeases:
         made = item.get("made", {}).get("S")
         return sorted(item.get("holders", {}).get("SS", [])), json.loads(made) if made else None
 
+    def remade(self, effect: str, made: dict[str, Any]) -> None:
+        """The effect was changed by another incident (a deny evicted, or put back): how to undo it now."""
+        value = {":made": {"S": json.dumps(made, sort_keys=True)}}
+        self._dynamodb.update_item(TableName=self._table, Key={"id": {"S": f"holds#{effect}"}},
+                                   UpdateExpression="SET #made = :made", ExpressionAttributeNames={"#made": "made"},
+                                   ExpressionAttributeValues=value)  # fmt: skip
+
     def held_by(self, effect: str) -> tuple[list[str], dict[str, Any] | None]:
         """Who holds the effect, and how to undo it (read only: a dry-run release changes nothing)."""
         item = self._dynamodb.get_item(TableName=self._table, Key={"id": {"S": f"holds#{effect}"}}).get("Item") or {}

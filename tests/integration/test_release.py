@@ -452,3 +452,37 @@ def test_a_cordon_found_in_place_is_held_and_lifted_only_by_the_last_release(
     assert last["actions"][0]["status"] == "succeeded", last
     assert not admin.get(Node, "node-a").spec.unschedulable
     assert not [t for t in admin.get(Node, "node-a").spec.taints or [] if t.key == "eks-responder.io/quarantine"]
+
+
+def test_stronger_evidence_evicts_a_heuristic_deny_and_puts_it_back_when_released(
+    fleet: Fleet, make_responder: Any, store: PlanStore
+) -> None:
+    """The deny budget is spent by confidence: a heuristic deny (approved by a human) fills what it
+    may; a threat-listed C2 found then evicts it, says so, and puts it back when it is released."""
+    target = fleet.instances[0]
+    responder = make_responder(rules_with("ec2:block-ip"), incidents_table=TABLE, max_acl_denies_per_subnet=4)
+    weak = replace(_ec2_incident(target, remote=("81.2.69.50",)), id="weak-pool",
+                   details={"remote_evidence": "heuristic", "detector": "mining-pool"})  # fmt: skip
+    waiting = responder.handle(weak, Mode.LIVE).actions[0]
+    assert waiting.status.value == "awaiting-approval"
+    approved = decisions.decide(store, weak.id, approve=True, steps=None, who="U1",
+                                run=lambda i: decisions.carry_out(store, responder, i, ()))  # fmt: skip
+    assert [a["status"] for a in approved["carried_out"]["actions"]] == ["succeeded"], approved
+    listed = {e.get("CidrBlock") for e in fleet.acl_entries(target)}
+    assert "81.2.69.50/32" in listed
+    other = replace(_ec2_incident(target, remote=("81.2.69.60", "81.2.69.61")), id="c2",
+                    details={"remote_evidence": "strong", "detector": "threat-list"})  # fmt: skip
+    strong = responder.handle(other, Mode.LIVE).actions[0]
+    assert strong.status.value == "succeeded", strong.detail
+    assert "to make room, evicted the heuristic deny of 81.2.69.50/32 (incident weak-pool)" in strong.detail
+    listed = {e.get("CidrBlock") for e in fleet.acl_entries(target)}
+    assert {"81.2.69.60/32", "81.2.69.61/32"} <= listed
+    assert "81.2.69.50/32" not in listed
+    released = decisions.release(store, responder, other.id, steps=None, who="cli:test")
+    assert "put back the heuristic denies it had evicted" in released["actions"][0]["detail"], released
+    listed = {e.get("CidrBlock") for e in fleet.acl_entries(target)}
+    assert "81.2.69.50/32" in listed
+    assert not {"81.2.69.60/32", "81.2.69.61/32"} & listed
+    # The heuristic incident's own release then removes what was put back.
+    decisions.release(store, responder, weak.id, steps=None, who="cli:test")
+    assert "81.2.69.50/32" not in {e.get("CidrBlock") for e in fleet.acl_entries(target)}

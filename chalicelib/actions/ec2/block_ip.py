@@ -109,13 +109,20 @@ class BlockIP(Action):
             remaining, made = ctx.caps.let_go(effect, ctx.incident.id)
             if remaining:
                 kept.append(f"{_effect_label(effect)} (still relied on by incident {', '.join(remaining)})")
+            elif made and made.get("evicted_by"):
+                kept.append(
+                    f"{_effect_label(effect)} (evicted before by incident {made['evicted_by']}: nothing to remove)"
+                )
             elif made or effect in own:
                 last.append(made or own[effect])
         said = f"; kept {'; '.join(kept)}" if kept else ""
         if not last:
-            return Outcome(Status.SUCCEEDED, f"this incident no longer holds its denies{said}")
-        outcome = _release(aws(ctx), {"network_acl": prior.get("network_acl"), "entries_added": last}, force=force)
-        return Outcome(outcome.status, f"{outcome.detail}{said}")
+            outcome = Outcome(Status.SUCCEEDED, f"this incident no longer holds its denies{said}")
+        else:
+            removed = _release(aws(ctx), {"network_acl": prior.get("network_acl"), "entries_added": last}, force=force)
+            outcome = Outcome(removed.status, f"{removed.detail}{said}")
+        back = _put_back(ctx.caps, aws(ctx), str(prior.get("network_acl")), prior.get("evicted") or [], ctx.incident.id)
+        return Outcome(outcome.status, f"{outcome.detail}{back}") if back else outcome
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:  # noqa: PLR0911 - one return per outcome
         addresses, spared, nothing = _blockable(ctx)
@@ -131,22 +138,9 @@ class BlockIP(Action):
         acl = ec2.network_acl_of(str(found["SubnetId"]))
         if acl is None:
             return Outcome(Status.FAILED, f"no network ACL found for subnet {found['SubnetId']}")
-        entries: list[dict[str, Any]] = list(acl.get("Entries", []))
-        ours = [e for e in entries if e.get("RuleAction") == "deny" and int(e["RuleNumber"]) < _first_allow(
-            entries, egress=bool(e.get("Egress")))]  # fmt: skip
-        cap = ctx.settings.max_acl_denies_per_subnet
-        weak = ctx.incident.details.get("remote_evidence") == "heuristic"
-        # A heuristic detection never takes the last quarter of the budget: a threat-listed C2 found
-        # after ten decoy "pool" connections still gets its deny.
-        budget = cap - max(2, cap // 4) if weak else cap
-        needed = sum(not denied(entries, _cidr(a), egress=eg) for a in addresses for eg in (False, True))
-        if needed and len(ours) + needed > budget:
-            kept_for = f", of which heuristic evidence may use {budget}" if weak else ""
-            return Outcome(
-                Status.SKIPPED,
-                f"blast-radius cap: {acl['NetworkAclId']} already has {len(ours)} deny entries before its allow "
-                f"rules (MAX_ACL_DENIES_PER_SUBNET={cap}{kept_for}); {', '.join(addresses)} not added",
-            )
+        entries, evicted, full = _room(ctx, ec2, acl, addresses)
+        if full is not None:
+            return full
         added: list[dict[str, Any]] = []
         for address in addresses:
             cidr = _cidr(address)
@@ -163,22 +157,36 @@ class BlockIP(Action):
                 entries.append(entry)
                 added.append(entry)
         prior: dict[str, Any] = {"network_acl": acl["NetworkAclId"], "entries_added": added}
+        if evicted:
+            prior["evicted"] = evicted
         problem = None if ctx.dry_run else _verify(ec2, str(found["SubnetId"]), addresses)
         if problem:
             return Outcome(Status.FAILED, f"block does not hold in {acl['NetworkAclId']}: {problem}", prior)
         if ctx.caps is not None and not ctx.dry_run:
-            prior["held"] = _hold(ctx.caps, str(acl["NetworkAclId"]), addresses, added, ctx.incident.id)
+            grade = ctx.incident.details.get("remote_evidence") or "strong"
+            prior["held"] = _hold(ctx.caps, str(acl["NetworkAclId"]), addresses, added, ctx.incident.id, grade)
         if not added:
             if prior.get("held"):
                 return Outcome(Status.SUCCEEDED, f"{', '.join(addresses)} already denied in {acl['NetworkAclId']}; "
                                                  "this incident relies on those denies too (kept until the last "
                                                  "incident that does is released)", prior)  # fmt: skip
             return Outcome(Status.SKIPPED, f"{', '.join(addresses)} already denied in {acl['NetworkAclId']}")
-        listed = ", ".join(f"#{e['RuleNumber']} {'out' if e['Egress'] else 'in'} {e['CidrBlock']}" for e in added)
         kept = [*(f"{a} (NEVER_BLOCK)" for a in spared), *kept]
-        also = f"; never blocked: {'; '.join(kept)}" if kept else ""
-        why = _why_blocked(ctx.incident)
-        return Outcome(Status.SUCCEEDED, f"denied in {acl['NetworkAclId']}{why}: {listed}; verified{also}", prior)
+        return Outcome(
+            Status.SUCCEEDED, _denied_text(ctx.incident, str(acl["NetworkAclId"]), added, kept, evicted), prior
+        )
+
+
+def _denied_text(
+    incident: Incident, acl: str, added: list[dict[str, Any]], kept: list[str], evicted: list[dict[str, Any]]
+) -> str:
+    listed = ", ".join(f"#{e['RuleNumber']} {'out' if e['Egress'] else 'in'} {e['CidrBlock']}" for e in added)
+    also = f"; never blocked: {'; '.join(kept)}" if kept else ""
+    if evicted:
+        also += "; to make room, evicted the heuristic deny of " + ", ".join(
+            f"{item['cidr']} (incident {', '.join(item['holders'])})" for item in evicted
+        )
+    return f"denied in {acl}{_why_blocked(incident)}: {listed}; verified{also}"
 
 
 def _blockable(ctx: ActionContext) -> tuple[list[str], list[str], Outcome | None]:
@@ -197,7 +205,9 @@ def _blockable(ctx: ActionContext) -> tuple[list[str], list[str], Outcome | None
     return [], [], Outcome(Status.SKIPPED, f"the finding names {why}; nothing to block")
 
 
-def _hold(caps: Any, acl: str, addresses: list[str], added: list[dict[str, Any]], incident: str) -> list[str]:
+def _hold(
+    caps: Any, acl: str, addresses: list[str], added: list[dict[str, Any]], incident: str, evidence: str
+) -> list[str]:
     """Record this incident as a holder of each deny it relies on (made by it or not); the entries it
     made go with their record, so whichever holder is released last can remove them."""
     effects = []
@@ -206,9 +216,89 @@ def _hold(caps: Any, acl: str, addresses: list[str], added: list[dict[str, Any]]
             cidr = _cidr(address)
             effect = _effect_of(acl, {"CidrBlock": cidr, "Egress": egress})
             made = next((e for e in added if e["CidrBlock"] == cidr and e["Egress"] == egress), None)
-            caps.hold(effect, incident, made)
+            caps.hold(effect, incident, {**made, "evidence": evidence} if made else None)
             effects.append(effect)
     return effects
+
+
+def _room(
+    ctx: ActionContext, ec2: EC2API, acl: dict[str, Any], addresses: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Outcome | None]:
+    """(the ACL's entries, what was evicted to make room, or why there is no room). The budget is
+    spent by confidence: a heuristic never takes the last quarter (a threat-listed C2 found after
+    ten decoy "pool" connections still gets its deny), and strong evidence evicts heuristic denies
+    when the cap is reached (recorded, and put back when it is released)."""
+    entries: list[dict[str, Any]] = list(acl.get("Entries", []))
+
+    def ours() -> list[dict[str, Any]]:
+        return [e for e in entries if e.get("RuleAction") == "deny" and int(e["RuleNumber"]) < _first_allow(
+            entries, egress=bool(e.get("Egress")))]  # fmt: skip
+
+    cap = ctx.settings.max_acl_denies_per_subnet
+    weak = ctx.incident.details.get("remote_evidence") == "heuristic"
+    budget = cap - max(2, cap // 4) if weak else cap
+    needed = sum(not denied(entries, _cidr(a), egress=eg) for a in addresses for eg in (False, True))
+    evicted: list[dict[str, Any]] = []
+    if needed and len(ours()) + needed > budget and not weak and ctx.caps is not None and not ctx.dry_run:
+        evicted = _evict(ctx.caps, ec2, str(acl["NetworkAclId"]), ours(), len(ours()) + needed - budget, ctx.incident)
+        gone = {(e["RuleNumber"], e["Egress"]) for item in evicted for e in item["entries"]}
+        entries = [e for e in entries if (int(e["RuleNumber"]), bool(e.get("Egress"))) not in gone]
+    if needed and len(ours()) + needed > budget:
+        kept_for = f", of which heuristic evidence may use {budget}" if weak else ""
+        return (
+            entries,
+            evicted,
+            Outcome(
+                Status.SKIPPED,
+                f"blast-radius cap: {acl['NetworkAclId']} already has {len(ours())} deny entries before its allow "
+                f"rules (MAX_ACL_DENIES_PER_SUBNET={cap}{kept_for}); {', '.join(addresses)} not added",
+            ),
+        )
+    return entries, evicted, None
+
+
+def _evict(
+    caps: Any, ec2: EC2API, acl: str, ours: list[dict[str, Any]], wanted: int, by: Incident
+) -> list[dict[str, Any]]:
+    """Remove heuristic denies (whole addresses, both directions) until `wanted` slots are free; each
+    eviction is recorded on its holds (so its incidents' releases leave it alone) and returned."""
+    evicted: list[dict[str, Any]] = []
+    freed = 0
+    for cidr in dict.fromkeys(str(e.get("CidrBlock")) for e in ours if e.get("CidrBlock")):
+        if freed >= wanted:
+            break
+        entries = [e for e in ours if e.get("CidrBlock") == cidr]
+        records = [(_effect_of(acl, {"CidrBlock": cidr, "Egress": bool(e.get("Egress"))}), e) for e in entries]
+        held = [(effect, *caps.held_by(effect)) for effect, _ in records]
+        if not held or not all(made and made.get("evidence") == "heuristic" and holders for _, holders, made in held):
+            continue
+        for (effect, entry), (_, _, made) in zip(records, held, strict=True):
+            ec2.remove_acl_entry(acl, int(entry["RuleNumber"]), egress=bool(entry.get("Egress")))
+            caps.remade(effect, {"evicted_by": by.id, "entry": made})
+        holders = sorted({h for _, hs, _ in held for h in hs})
+        slots = [{"RuleNumber": int(e["RuleNumber"]), "Egress": bool(e.get("Egress"))} for e in entries]
+        evicted.append({"cidr": cidr, "holders": holders, "effects": [e for e, _ in records], "entries": slots})
+        freed += len(entries)
+    return evicted
+
+
+def _put_back(caps: Any, ec2: EC2API, acl: str, evicted: list[dict[str, Any]], me: str) -> str:
+    """Released, the stronger incident puts back the heuristic denies it evicted that are still held."""
+    back = []
+    for item in evicted:
+        for effect in item.get("effects") or []:
+            holders, made = caps.held_by(effect)
+            if not holders or not made or made.get("evicted_by") != me:
+                continue
+            entry = dict(made["entry"])
+            entries = list((ec2.network_acl_by_id(acl) or {}).get("Entries", []))
+            number = free_rule_number(entries, egress=bool(entry["Egress"]))
+            if number is None:
+                continue
+            ec2.add_acl_deny(acl, number, str(entry["CidrBlock"]), egress=bool(entry["Egress"]))
+            caps.remade(effect, {**entry, "RuleNumber": number})
+            back.append(f"#{number} {'out' if entry['Egress'] else 'in'} {entry['CidrBlock']}")
+    return f"; put back the heuristic denies it had evicted: {', '.join(back)}" if back else ""
 
 
 def _effect_of(acl: str, entry: dict[str, Any]) -> str:
