@@ -76,7 +76,9 @@ class BlockIP(Action):
         ),
         # AWS owns the managed lists: their ARNs name no account an ARN pattern could scope (read-only).
         IAMStatement(("ec2:GetManagedPrefixListEntries",)),
-        IAMStatement(("ec2:CreateNetworkAclEntry",), ("arn:aws:ec2:{region}:{account}:network-acl/*",)),
+        # Delete: strong evidence evicts heuristic denies when the budget is full (and puts them back).
+        IAMStatement(("ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAclEntry"),
+                     ("arn:aws:ec2:{region}:{account}:network-acl/*",)),  # fmt: skip
     )
 
     release_iam: ClassVar[tuple[IAMStatement, ...]] = (
