@@ -81,11 +81,24 @@ def _type_from_asff(types: Any) -> str | None:
     return None
 
 
-def _score(value: Any, label: Any) -> float:
+def _normalized_label(value: Any) -> str:
+    """The label Security Hub documents for a `Normalized` severity (0-100), the only one older ASFF
+    findings carry: 0 informational, 1-39 low, 40-69 medium, 70-89 high, 90-100 critical."""
+    try:
+        normalized = float(value)
+    except (TypeError, ValueError):
+        return ""
+    if not 0 <= normalized <= 100:  # noqa: PLR2004
+        return ""
+    bounds = ((90, "CRITICAL"), (70, "HIGH"), (40, "MEDIUM"), (1, "LOW"))
+    return next((label for low, label in bounds if normalized >= low), "INFORMATIONAL")
+
+
+def _score(value: Any, label: Any, normalized: Any = None) -> float:
     try:
         score = float(value)
     except (TypeError, ValueError):
-        score = _LABEL_SCORE.get(_text(label).upper(), 0.0)
+        score = _LABEL_SCORE.get((_text(label) or _normalized_label(normalized)).upper(), 0.0)
     if not 0.0 <= score <= 10.0:  # noqa: PLR2004
         raise EventError(f"severity {value!r} is not a GuardDuty score (0-10)")
     return score
@@ -109,7 +122,9 @@ def _asff(finding: dict[str, Any]) -> dict[str, Any]:
     return {
         "region": region, "account": account, "detector": detector, "id": finding_id,
         "type": _type_from_asff(provider.get("Types") or finding.get("Types")),
-        "score": _score(severity.get("Original", plain.get("Original")), severity.get("Label") or plain.get("Label")),
+        # Older findings carry {Product, Normalized} and no Label: GuardDuty's own score is `Product`.
+        "score": _score(severity.get("Original", plain.get("Original", plain.get("Product"))),
+                        severity.get("Label") or plain.get("Label"), plain.get("Normalized")),
         "title": _text(finding.get("Title")), "cluster": cluster, "instance": instance, "form": "ASFF",
     }  # fmt: skip
 

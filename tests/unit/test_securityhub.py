@@ -190,3 +190,20 @@ def test_an_inspector_finding_not_about_an_image_is_refused() -> None:
     event["detail"]["findings"][0]["Resources"][0]["Type"] = "AwsEc2Instance"
     with pytest.raises(EventError, match="not about an ECR image"):
         registry.to_incident(event)
+
+
+@pytest.mark.parametrize(
+    ("severity", "expected"),
+    [
+        ({"Product": 5, "Normalized": 50}, Severity.MEDIUM),  # GuardDuty's own score, as older findings carry it
+        ({"Normalized": 50}, Severity.MEDIUM),
+        ({"Normalized": 75}, Severity.HIGH),
+        ({"Normalized": 95}, Severity.CRITICAL),
+        ({"Normalized": 20}, Severity.LOW),
+    ],
+)
+def test_an_older_asff_severity_without_a_label_is_scored_as_security_hub_documents(
+    severity: dict[str, Any], expected: Severity
+) -> None:
+    event = _asff(Severity=severity, FindingProviderFields={})
+    assert registry.to_incident(event).severity is expected

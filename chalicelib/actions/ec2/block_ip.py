@@ -77,8 +77,10 @@ class BlockIP(Action):
         # AWS owns the managed lists: their ARNs name no account an ARN pattern could scope (read-only).
         IAMStatement(("ec2:GetManagedPrefixListEntries",)),
         # Delete: strong evidence evicts heuristic denies when the budget is full (and puts them back).
-        IAMStatement(("ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAclEntry"),
-                     ("arn:aws:ec2:{region}:{account}:network-acl/*",)),  # fmt: skip
+        IAMStatement(
+            ("ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAclEntry"),
+            ("arn:aws:ec2:{region}:{account}:network-acl/*",),
+        ),
     )
 
     release_iam: ClassVar[tuple[IAMStatement, ...]] = (
