@@ -4,13 +4,31 @@ SecureString (cached by Powertools parameters), never from a plain variable or a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from chalicelib.actions.base import IAMStatement
 from chalicelib.notifiers import slack_message
 
 TIMEOUT_SECONDS = 5
+# An incoming webhook's path is its secret (/services/T…/B…/<token>): wherever it appears, whole or not.
+_SERVICES_PATH = re.compile(r"/?services/[^\s\"'<>]+", re.IGNORECASE)
+
+
+def redacted(text: str, url: str) -> str:
+    """`text` with the webhook URL, its path and each of its secret segments taken out: a body or an
+    error that echoes the request path (a 404 page, a proxy's message) must not store the token."""
+    if url:
+        text = text.replace(url, "<slack webhook>")
+        path = urlsplit(url).path
+        if len(path) > 1:
+            text = text.replace(path, "<slack webhook path>")
+        for segment in path.split("/"):
+            if len(segment) >= 8:  # noqa: PLR2004 - T…, B… and the token; "services" itself is harmless
+                text = text.replace(segment, "<secret>")
+    return _SERVICES_PATH.sub("services/<secret>", text)
 
 
 class _Redact(logging.Filter):
@@ -22,8 +40,9 @@ class _Redact(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        if self._secret and self._secret in text:
-            record.msg, record.args = text.replace(self._secret, "<slack webhook>"), None
+        cleaned = redacted(text, self._secret)
+        if cleaned != text:
+            record.msg, record.args = cleaned, None
         return True
 
 
@@ -54,9 +73,9 @@ class SlackNotifier:
             response = client.send(text=message["text"], attachments=message["attachments"])
         except Exception as exc:  # noqa: BLE001 - re-raised without the secret
             # The exception text can carry the URL too (connection errors name it): never pass it on.
-            raise RuntimeError(str(exc).replace(url, "<slack webhook>")) from None
+            raise RuntimeError(redacted(str(exc), url)) from None
         if response.status_code != 200:  # noqa: PLR2004
-            raise RuntimeError(f"Slack answered {response.status_code}: {response.body[:200]}")
+            raise RuntimeError(f"Slack answered {response.status_code}: {redacted(str(response.body), url)[:200]}")
 
 
 def secret_webhook(secret_name: str | None, parameter_name: str | None) -> Callable[[], str]:

@@ -184,3 +184,40 @@ def test_a_sensitive_file_finding_says_which_file_and_how() -> None:
     text = _all_text(slack_message.build(_report("persistence-runtime-sensitive-file-modified")))
     assert "*File*\\n`Write /etc/cron.d/refresh`" in text
     assert "*Process*\\n`/bin/sh`" in text
+
+
+def test_a_webhook_error_that_echoes_the_request_path_is_stored_without_the_secret() -> None:
+    """Slack's (or a proxy's) error page may echo /services/T…/B…/<token>: the failure that is
+    kept and logged says what happened, never the token."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from chalicelib.notifiers.base import notify
+    from chalicelib.notifiers.slack import SlackNotifier
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = f"no_service: no such hook {self.path} (services{self.path.removeprefix('/services')})".encode()
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = "T0AAAAAAA/B0BBBBBBB/XyZsecretTokenValue123"
+    url = f"http://127.0.0.1:{server.server_address[1]}/services/{token}"
+    try:
+        (delivery,) = notify({"event_id": "e-1", "error": "x"}, [SlackNotifier(lambda: url)])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not delivery.delivered
+    assert delivery.error is not None
+    assert "404" in delivery.error
+    for secret in ("XyZsecretTokenValue123", "T0AAAAAAA", "B0BBBBBBB", token):
+        assert secret not in delivery.error, delivery.error
