@@ -324,6 +324,15 @@ class Responder:
         chosen = tuple(approved[i] for i in sorted(approved))
         from chalicelib.policy.model import Step as RuleStep
 
+        # The stricter of the modes at planning and now: a rule (or account) switched to dry run since
+        # the plan was shown is carried out as a dry run, never live on an old approval.
+        drier = (
+            incident.account in self._settings.account_overrides
+            and self._settings.for_account(incident.account).dry_run
+        )
+        stricter = mode is Mode.LIVE and (rule.dry_run or drier)
+        if stricter:
+            mode = Mode.DRY_RUN
         steps = tuple(RuleStep(action=p.action, params=p.params) for p in chosen)
         reach = self._reach(incident)
         if isinstance(reach, tuple):
@@ -347,7 +356,11 @@ class Responder:
                 results.append(self._run_one(action, current[0], params, session.ctx))
                 contained = self._contained(results[-1], mode, contained)
         stamped = tuple(replace(r, step=p.index, approval_required=True) for r, p in zip(results, chosen, strict=True))
-        return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes), account_alias=session.alias,
+        notes = tuple(session.ctx.notes)
+        if stricter:
+            notes += (f"planned live, but rule {rule.name} (or account {incident.account}) is a dry run now: "
+                      "the approved steps were carried out as a dry run",)  # fmt: skip
+        return Report(incident, plan.rule, None, mode, stamped, notes, account_alias=session.alias,
                       contained_at=contained)  # fmt: skip
 
     def _each_cluster(self, incident: Incident, rule: Rule, mode: Mode) -> Report:

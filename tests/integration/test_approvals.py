@@ -14,6 +14,7 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 
 from chalicelib import decisions
 from chalicelib.executors.plans import PlanStore
+from chalicelib.policy.loader import parse_rules
 from chalicelib.responder import Mode
 from tests.integration.conftest import Cluster, incident, rules_with
 
@@ -163,4 +164,21 @@ def test_a_plan_nobody_answered_expires_and_is_told_once(
     plan, _ = store.get(report.incident.id) or (None, 0)
     assert plan is not None
     assert plan.step(2).state.value == "expired"
+    assert not _isolated(admin, cluster.namespace, "web")
+
+
+def test_an_approval_after_the_rule_went_dry_is_carried_out_as_a_dry_run(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    """Planned live, then the rule is switched to `dry_run: true`: the old message's approval runs
+    in the stricter mode, and says so."""
+    report = _waiting(cluster, make_responder)
+    dry = parse_rules({"version": 1, "rules": [{"name": "test-rule", "dry_run": True, "actions": list(RULES)}]}, "t")
+    later = make_responder(dry, incidents_table=TABLE)
+    result = decisions.decide(store, report.incident.id, approve=True, steps=None, who="U1",
+                              run=lambda i: decisions.carry_out(store, later, i, ()))  # fmt: skip
+    carried = result["carried_out"]
+    assert carried["mode"] == "dry-run"
+    assert [a["status"] for a in carried["actions"]] == ["planned"], carried["actions"]
+    assert any("is a dry run now" in n for n in carried["notes"])
     assert not _isolated(admin, cluster.namespace, "web")
