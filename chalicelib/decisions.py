@@ -59,9 +59,11 @@ def decide(
     who: str,
     run: Callable[[str], dict[str, Any]],
     clock: Callable[[], datetime] = _now,
+    revision: str | None = None,
 ) -> dict[str, Any]:
-    """Approve or reject; when something was approved, `run(incident_id)` has it carried out."""
-    return _record(store, incident_id, "approve" if approve else "reject", steps, who, run, clock)
+    """Approve or reject; when something was approved, `run(incident_id)` has it carried out. With a
+    `revision` (a Slack button's), only the plan the message showed may be decided."""
+    return _record(store, incident_id, "approve" if approve else "reject", steps, who, run, clock, revision)
 
 
 def request_release(
@@ -72,9 +74,10 @@ def request_release(
     who: str,
     run: Callable[[str], dict[str, Any]],
     clock: Callable[[], datetime] = _now,
+    revision: str | None = None,
 ) -> dict[str, Any]:
     """An approver's Release click: recorded in the plan, then undone by the function that owns it."""
-    return _record(store, incident_id, "release", steps, who, run, clock)
+    return _record(store, incident_id, "release", steps, who, run, clock, revision)
 
 
 def _record(
@@ -85,6 +88,7 @@ def _record(
     who: str,
     run: Callable[[str], dict[str, Any]],
     clock: Callable[[], datetime],
+    revision: str | None = None,
 ) -> dict[str, Any]:
     from chalicelib.executors.plans import PlanConflictError
 
@@ -93,6 +97,9 @@ def _record(
         if stored is None:
             return {"incident_id": incident_id, "decision": verb, "message": f"no plan is kept for {incident_id}"}
         plan, version = stored
+        if revision is not None and revision != plan.revision:
+            logger.warning("stale decision refused", extra={"incident_id": incident_id, "decision": verb, "by": who})
+            return {"incident_id": incident_id, "decision": verb, "message": _stale(plan, verb)}
         if verb == "release":
             decision = approvals.request_release(plan, steps=steps, who=who, now=clock())
         else:
@@ -111,6 +118,17 @@ def _record(
             result["carried_out"] = run(incident_id)
         return result
     return {"incident_id": incident_id, "decision": verb, "message": "the plan kept changing: try again"}
+
+
+PAST = {"approve": "approved", "reject": "rejected", "release": "released"}
+
+
+def _stale(plan: Plan, verb: str) -> str:
+    steps = "; ".join(f"step {s.index}: {s.action} on {s.label} ({s.state.value})" for s in plan.steps)
+    return (
+        f"Nothing was {PAST[verb]}: this message shows an older plan of {plan.incident.id}, replaced since "
+        f"(a new occurrence). The current plan: {steps}. Decide from its message or the CLI."
+    )
 
 
 def _keep_results(store: PlanStore, plan: Plan, version: int, results: dict[int, ActionResult]) -> None:

@@ -143,10 +143,11 @@ class Report:
         """What a message's buttons and other tooling need: the steps waiting, the steps a release undoes."""
         found: dict[str, Any] = {}
         if self.plan and self.plan.waiting:
-            found["approval"] = {"waiting": [p.index for p in self.plan.waiting], "expires_at": self.plan.expires_at}
+            found["approval"] = {"waiting": [p.index for p in self.plan.waiting], "expires_at": self.plan.expires_at,
+                                 "revision": self.plan.revision}  # fmt: skip
         undoable = [p.index for p in self.plan.steps if p.undoable] if self.plan else []
         if undoable:
-            found["undo"] = {"steps": undoable}
+            found["undo"] = {"steps": undoable, "revision": self.plan.revision if self.plan else ""}
         return found
 
     def to_dict(self) -> dict[str, Any]:

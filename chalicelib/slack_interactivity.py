@@ -20,14 +20,16 @@ from urllib.parse import parse_qs
 logger = logging.getLogger("eks_responder")
 
 ACTIONS = {"approve": True, "reject": False, "release": None}
+PAST = {"approve": "approved", "reject": "rejected", "release": "released"}
 _USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 _GROUP = re.compile(r"^S[A-Z0-9]{2,20}$")
 MAX_BODY = 64 * 1024  # Slack's payloads are a few KB
 
 
-def action_value(incident_id: str, step: int | None = None) -> str:
-    """What a button carries: the incident, and the step or `*` for every waiting step."""
-    return f"{incident_id}|{'*' if step is None else step}"
+def action_value(incident_id: str, step: int | None = None, revision: str = "") -> str:
+    """What a button carries: the incident, the step or `*` for every waiting step, and the revision of
+    the plan the message showed (a decision binds to what the approver saw)."""
+    return f"{incident_id}|{'*' if step is None else step}|{revision}"
 
 
 def approved_by(user: str, approvers: tuple[str, ...], members: Callable[[str], set[str]] | None) -> bool:
@@ -80,7 +82,9 @@ def handle(
         user = str(payload["user"]["id"])
         action = payload["actions"][0]
         verb = str(action["action_id"]).split("-", 1)[0]
-        incident_id, _, step = str(action["value"]).rpartition("|")
+        parts = str(action["value"]).rsplit("|", 2)
+        # A button from before decisions were bound to their plan has no revision: it is stale too.
+        incident_id, step, revision = parts if len(parts) == 3 else (*parts, "-")  # noqa: PLR2004
         steps = None if step == "*" else (int(step),)
     except (KeyError, IndexError, ValueError, TypeError, AttributeError):
         return 400, {"error": "not a block action this app sent"}
@@ -88,13 +92,13 @@ def handle(
         return 400, {"error": "not a block action this app sent"}
     if not approved_by(user, approvers, members):
         logger.warning("approval refused", extra={"user": user, "incident_id": incident_id, "decision": verb})
-        return 200, _answer(f"You are not on the approvers list (APPROVERS): nothing was {verb}d.")
+        return 200, _answer(f"You are not on the approvers list (APPROVERS): nothing was {PAST[verb]}.")
     if verb == "release":
         if release is None:
             return 200, _answer("Release from Slack is not enabled here: use `eks-responder release`.")
-        result = release(incident_id, steps=steps, who=f"slack:{user}")
+        result = release(incident_id, steps=steps, who=f"slack:{user}", revision=revision)
     else:
-        result = decide(incident_id, approve=ACTIONS[verb], steps=steps, who=f"slack:{user}")
+        result = decide(incident_id, approve=ACTIONS[verb], steps=steps, who=f"slack:{user}", revision=revision)
     from chalicelib.notifiers.slack_message import literal
 
     text = literal(result.get("message") or result.get("error") or "done")

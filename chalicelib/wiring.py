@@ -288,13 +288,14 @@ def decide(
     who: str,
     current: Settings | None = None,
     run: Callable[[str], dict[str, Any]] | None = None,
+    revision: str | None = None,
 ) -> dict[str, Any]:
     """Record a human's decision; when steps were approved, have them carried out."""
     current = current or settings()
     store = build_plans(current)
     if store is None:
         return {"incident_id": incident_id, "error": "no INCIDENTS_TABLE: no plan is kept, nothing to decide"}
-    return decisions.decide(store, incident_id, approve=approve, steps=steps, who=who,
+    return decisions.decide(store, incident_id, approve=approve, steps=steps, who=who, revision=revision,
                                  run=run or (lambda incident: invoke_owner(incident, current)))  # fmt: skip
 
 
@@ -322,11 +323,13 @@ def slack_action(request: Any, current: Settings | None = None) -> Response:
     def decided(incident_id: str, **how: Any) -> dict[str, Any]:
         return decide(incident_id, current=current, **how)
 
-    def released(incident_id: str, *, steps: tuple[int, ...] | None, who: str) -> dict[str, Any]:
+    def released(
+        incident_id: str, *, steps: tuple[int, ...] | None, who: str, revision: str | None = None
+    ) -> dict[str, Any]:
         store = build_plans(current)
         if store is None:
             return {"error": "no INCIDENTS_TABLE: no plan is kept, nothing to release"}
-        return decisions.request_release(store, incident_id, steps=steps, who=who,
+        return decisions.request_release(store, incident_id, steps=steps, who=who, revision=revision,
                                          run=lambda incident: invoke_owner(incident, current))  # fmt: skip
 
     status, answer = slack_interactivity.handle(

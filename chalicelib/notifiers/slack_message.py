@@ -290,6 +290,7 @@ def approval_buttons(report: dict[str, Any]) -> dict[str, Any] | None:
     if not waiting and not undoable:
         return None
     incident_id = str(report["incident"]["id"])
+    revision = str((report.get("approval") or {}).get("revision") or (report.get("undo") or {}).get("revision") or "")
 
     def button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
         found: dict[str, Any] = {"type": "button", "text": {"type": "plain_text", "text": text},
@@ -299,13 +300,15 @@ def approval_buttons(report: dict[str, Any]) -> dict[str, Any] | None:
         return found
 
     elements = [
-        button(f"Approve {len(waiting)} step(s)", "approve", action_value(incident_id), "primary"),
-        button("Reject", "reject", action_value(incident_id), "danger"),
-        *(button(f"Approve step {i}", f"approve-step-{i}", action_value(incident_id, int(i)))
+        button(f"Approve {len(waiting)} step(s)", "approve", action_value(incident_id, None, revision), "primary"),
+        button("Reject", "reject", action_value(incident_id, None, revision), "danger"),
+        *(button(f"Approve step {i}", f"approve-step-{i}", action_value(incident_id, int(i), revision))
           for i in waiting[:MAX_STEP_BUTTONS]),
     ] if waiting else []  # fmt: skip
     if undoable:
-        elements.append(button(f"Release {len(undoable)} step(s)", "release", action_value(incident_id)))
+        elements.append(
+            button(f"Release {len(undoable)} step(s)", "release", action_value(incident_id, None, revision))
+        )
     return {"type": "actions", "block_id": "eks-responder-approval", "elements": elements}
 
 

@@ -119,6 +119,15 @@ class Plan:
     def waiting(self) -> tuple[PlannedStep, ...]:
         return tuple(s for s in self.steps if s.state is StepState.WAITING)
 
+    @property
+    def revision(self) -> str:
+        """Names this plan as shown: when it was made and each step's action and target (not their
+        states, which decisions change). A plan replaced by a more severe occurrence has another."""
+        import hashlib
+
+        shown = [self.created_at, *(f"{s.index}|{s.action}|{s.label}" for s in self.steps)]
+        return hashlib.sha256("\n".join(shown).encode()).hexdigest()[:16]
+
     def expired(self, now: datetime) -> bool:
         return now >= datetime.fromisoformat(self.expires_at)
 

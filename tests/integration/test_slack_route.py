@@ -18,6 +18,8 @@ from lightkube.resources.core_v1 import Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from chalicelib import wiring
+from chalicelib.incident import Severity
+from chalicelib.notifiers import slack_message
 from chalicelib.responder import Mode
 from tests.integration.conftest import Cluster, create_incidents_table, incident
 from tests.unit.test_slack_interactivity import SECRET, click, signed
@@ -87,7 +89,12 @@ def test_a_signed_click_by_an_approver_isolates_the_pod_and_nothing_else_does(
     cluster.pod("web", "node-a")
     report = wiring.responder().handle(incident(namespace=cluster.namespace, pods=("web",)), Mode.LIVE)
     assert [a.status.value for a in report.actions] == ["succeeded", "awaiting-approval"]
-    value = f"{report.incident.id}|*"
+    # The value the message's "Approve" button carries: the incident, every step, the plan's revision.
+    (buttons,) = [
+        b for b in slack_message.build(report.to_dict())["attachments"][0]["blocks"] if b["type"] == "actions"
+    ]
+    value = next(e["value"] for e in buttons["elements"] if e["action_id"] == "approve")
+    assert value.startswith(f"{report.incident.id}|*|")
 
     # refused: another secret, a replay older than five minutes, someone not on the approvers list
     assert post(server, *signed(click("approve", value), secret="wrong"))[0] == 401
@@ -121,3 +128,27 @@ def test_a_signed_click_by_an_approver_isolates_the_pod_and_nothing_else_does(
     assert "eks-responder.io/under-investigation" not in (
         admin.get(Pod, "web", namespace=cluster.namespace).metadata.labels or {}
     )
+
+
+def test_a_button_of_a_replaced_plan_is_refused_with_the_current_plan(
+    server: str, cluster: Cluster, admin: Client
+) -> None:
+    """A more severe occurrence replaces the plan: "Approve step 2" of the old message must not
+    approve whatever step 2 is now. The click is refused, and the current plan is shown."""
+    from dataclasses import replace
+
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    found = incident(namespace=cluster.namespace, pods=("web",))
+    first = wiring.responder().handle(found, Mode.LIVE)
+    (buttons,) = [b for b in slack_message.build(first.to_dict())["attachments"][0]["blocks"] if b["type"] == "actions"]
+    old = next(e["value"] for e in buttons["elements"] if e["action_id"] == "approve-step-2")
+    # The same finding, more severe: re-evaluated, its plan replaced (made again, a new revision).
+    again = wiring.responder().handle(replace(found, severity=Severity.CRITICAL, score=9.5), Mode.LIVE)
+    assert again.plan is not None
+    assert again.plan.revision != old.rsplit("|", 1)[1]
+    status, answer = post(server, *signed(click("approve-step-2", old)))
+    assert status == 200
+    assert "Nothing was approved: this message shows an older plan" in answer["text"]
+    assert "The current plan: step 1" in answer["text"]
+    assert not _isolated(admin, cluster.namespace)

@@ -49,26 +49,26 @@ def handle(headers: dict[str, str], body: bytes, decide: Decisions, clock: float
 
 def test_a_signed_click_by_an_approver_decides() -> None:
     decide = Decisions()
-    status, answer = handle(*signed(click("approve", "inc-1|*")), decide)
+    status, answer = handle(*signed(click("approve", "inc-1|*|r1")), decide)
     assert status == 200
-    assert decide.calls == [{"incident_id": "inc-1", "approve": True, "steps": None, "who": f"slack:{APPROVER}"}]
+    assert decide.calls == [{"incident_id": "inc-1", "approve": True, "steps": None, "who": f"slack:{APPROVER}", "revision": "r1"}]
     assert "approved by slack:U024BE7LH" in answer["text"]
     assert answer["response_type"] == "ephemeral"
 
 
 def test_a_step_button_and_reject_name_what_they_decide() -> None:
     decide = Decisions()
-    handle(*signed(click("approve-step-2", "inc-1|2")), decide)
-    handle(*signed(click("reject", "inc-1|*")), decide)
+    handle(*signed(click("approve-step-2", "inc-1|2|r1")), decide)
+    handle(*signed(click("reject", "inc-1|*|r1")), decide)
     assert [(c["approve"], c["steps"]) for c in decide.calls] == [(True, (2,)), (False, None)]
 
 
 @pytest.mark.parametrize(
     ("request_", "why"),
     [
-        (lambda: signed(click("approve", "inc-1|*"), secret="not-the-secret"), "another secret"),
-        (lambda: signed(click("approve", "inc-1|*"), at=time.time() - 301), "older than five minutes"),
-        (lambda: signed(click("approve", "inc-1|*"), at=time.time() + 301), "from the future"),
+        (lambda: signed(click("approve", "inc-1|*|r1"), secret="not-the-secret"), "another secret"),
+        (lambda: signed(click("approve", "inc-1|*|r1"), at=time.time() - 301), "older than five minutes"),
+        (lambda: signed(click("approve", "inc-1|*|r1"), at=time.time() + 301), "from the future"),
         (lambda: ({"x-slack-request-timestamp": str(int(time.time()))}, b"payload=%7B%7D"), "no signature"),
     ],
     ids=["bad-signature", "stale", "future", "unsigned"],
@@ -82,14 +82,14 @@ def test_unsigned_wrongly_signed_or_replayed_requests_are_refused(request_: Any,
 
 
 def test_a_replayed_body_with_a_fresh_timestamp_does_not_verify() -> None:
-    headers, body = signed(click("approve", "inc-1|*"), at=time.time() - 400)
+    headers, body = signed(click("approve", "inc-1|*|r1"), at=time.time() - 400)
     headers["x-slack-request-timestamp"] = str(int(time.time()))
     assert handle(headers, body, Decisions())[0] == 401
 
 
 def test_someone_not_on_the_approvers_list_decides_nothing() -> None:
     decide = Decisions()
-    status, answer = handle(*signed(click("approve", "inc-1|*", user="U999OTHER")), decide)
+    status, answer = handle(*signed(click("approve", "inc-1|*|r1", user="U999OTHER")), decide)
     assert status == 200
     assert "not on the approvers list" in answer["text"]
     assert decide.calls == []
@@ -97,8 +97,8 @@ def test_someone_not_on_the_approvers_list_decides_nothing() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [{"type": "block_actions"}, click("delete-everything", "inc-1|*"), click("approve", "inc-1|x"),
-     click("approve", "|*"), click("approve", "inc-1|*", user="<!channel>")],
+    [{"type": "block_actions"}, click("delete-everything", "inc-1|*|r1"), click("approve", "inc-1|x|r1"),
+     click("approve", "|*|r1"), click("approve", "inc-1|*|r1", user="<!channel>")],
 )  # fmt: skip
 def test_a_payload_this_app_did_not_send_is_a_bad_request(payload: dict[str, Any]) -> None:
     decide = Decisions()
@@ -110,7 +110,7 @@ def test_the_answer_shows_event_text_as_text() -> None:
     def hostile(incident_id: str, **how: Any) -> dict[str, Any]:
         return {"message": "no plan is waiting for <!channel> <http://evil.example|x>"}
 
-    _, answer = slack_interactivity.handle(*signed(click("approve", "x|*")), signing_secret=SECRET,
+    _, answer = slack_interactivity.handle(*signed(click("approve", "x|*|r1")), signing_secret=SECRET,
                                            approvers=(APPROVER,), decide=hostile)  # fmt: skip
     assert "<!channel>" not in answer["text"]
     assert "<http" not in answer["text"]
@@ -119,12 +119,13 @@ def test_the_answer_shows_event_text_as_text() -> None:
 def test_a_message_with_waiting_steps_has_the_buttons() -> None:
     report = {
         "incident": {"id": "inc-1", "type": "Execution:Runtime/ReverseShell", "severity": "high", "title": "t"},
-        "rule": "r", "mode": "live", "actions": [], "approval": {"waiting": [1, 2], "expires_at": "2026-12-01T20:00"},
+        "rule": "r", "mode": "live", "actions": [],
+        "approval": {"waiting": [1, 2], "expires_at": "2026-12-01T20:00", "revision": "r1"},
     }  # fmt: skip
     (buttons,) = [b for b in slack_message.build(report)["attachments"][0]["blocks"] if b["type"] == "actions"]
     values = [(e["action_id"], e["value"]) for e in buttons["elements"]]
-    assert values == [("approve", "inc-1|*"), ("reject", "inc-1|*"), ("approve-step-1", "inc-1|1"),
-                      ("approve-step-2", "inc-1|2")]  # fmt: skip
+    assert values == [("approve", "inc-1|*|r1"), ("reject", "inc-1|*|r1"), ("approve-step-1", "inc-1|1|r1"),
+                      ("approve-step-2", "inc-1|2|r1")]  # fmt: skip
     del report["approval"]
     assert not [b for b in slack_message.build(report)["attachments"][0]["blocks"] if b["type"] == "actions"]
 
@@ -137,24 +138,24 @@ def test_a_release_click_asks_the_release_and_nothing_else() -> None:
         released.append({"incident_id": incident_id, **how})
         return {"message": "step 3 (k8s:isolate-pod on ns/web): release requested by slack:U024BE7LH"}
 
-    headers, body = signed(click("release", "inc-1|*"))
+    headers, body = signed(click("release", "inc-1|*|r1"))
     status, answer = slack_interactivity.handle(headers, body, signing_secret=SECRET, approvers=(APPROVER,),
                                                 decide=decide, release=release)  # fmt: skip
     assert status == 200
-    assert released == [{"incident_id": "inc-1", "steps": None, "who": f"slack:{APPROVER}"}]
+    assert released == [{"incident_id": "inc-1", "steps": None, "who": f"slack:{APPROVER}", "revision": "r1"}]
     assert decide.calls == []
     assert "release requested" in answer["text"]
-    _, off = handle(*signed(click("release", "inc-1|*")), decide)
+    _, off = handle(*signed(click("release", "inc-1|*|r1")), decide)
     assert "not enabled" in off["text"]
 
 
 def test_a_message_about_undoable_steps_has_a_release_button() -> None:
     report = {
         "incident": {"id": "inc-1", "type": "Execution:Runtime/ReverseShell", "severity": "high", "title": "t"},
-        "rule": "r", "mode": "live", "actions": [], "undo": {"steps": [1, 3]},
+        "rule": "r", "mode": "live", "actions": [], "undo": {"steps": [1, 3], "revision": "r1"},
     }  # fmt: skip
     (buttons,) = [b for b in slack_message.build(report)["attachments"][0]["blocks"] if b["type"] == "actions"]
-    assert [(e["action_id"], e["value"]) for e in buttons["elements"]] == [("release", "inc-1|*")]
+    assert [(e["action_id"], e["value"]) for e in buttons["elements"]] == [("release", "inc-1|*|r1")]
 
 
 def test_a_member_of_an_approver_group_decides_and_an_unreadable_group_approves_nobody() -> None:
@@ -168,7 +169,7 @@ def test_a_member_of_an_approver_group_decides_and_an_unreadable_group_approves_
     assert not slack_interactivity.approved_by("U777MEMBER", ("SBROKEN",), members)
     assert not slack_interactivity.approved_by("U777MEMBER", ("S0ONCALL",), None)  # no token: groups unchecked
     decide = Decisions()
-    headers, body = signed(click("approve", "inc-1|*", user="U777MEMBER"))
+    headers, body = signed(click("approve", "inc-1|*|r1", user="U777MEMBER"))
     status, _ = slack_interactivity.handle(headers, body, signing_secret=SECRET, approvers=("S0ONCALL",),
                                            decide=decide, members=members)  # fmt: skip
     assert status == 200
