@@ -51,7 +51,8 @@ def test_a_signed_click_by_an_approver_decides() -> None:
     decide = Decisions()
     status, answer = handle(*signed(click("approve", "inc-1|*|r1")), decide)
     assert status == 200
-    assert decide.calls == [{"incident_id": "inc-1", "approve": True, "steps": None, "who": f"slack:{APPROVER}", "revision": "r1"}]
+    decided = {"incident_id": "inc-1", "approve": True, "steps": None, "who": f"slack:{APPROVER}", "revision": "r1"}
+    assert decide.calls == [decided]
     assert "approved by slack:U024BE7LH" in answer["text"]
     assert answer["response_type"] == "ephemeral"
 
