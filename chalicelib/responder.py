@@ -416,7 +416,9 @@ class Responder:
             results.append(
                 ActionResult(action.name, str(target), Status.PLANNED, f"{why}: {detail}" if why else detail)
             )
-        notes = (why,) if why else ()
+        notes: tuple[str, ...] = (why,) if why else ()
+        if incident.details.get("malformed"):
+            notes += (f"malformed in the finding, {incident.details['malformed']}",)
         numbered = _numbered(results, waits)
         return Report(incident, rule.name, None, mode, numbered, notes)
 
@@ -520,6 +522,8 @@ class Responder:
             ctx.notes.append(f"acting in account {named} through its spoke role {reach.via}")
         if incident.hold:
             ctx.notes.append(f"every step waits for a human: {incident.hold}")
+        if incident.details.get("malformed"):
+            ctx.notes.append(f"malformed in the finding, {incident.details['malformed']}")
         for name in dict.fromkeys(s.action for s in steps):
             waits_for = actions.get(name).held_for(incident)
             if waits_for:

@@ -82,9 +82,40 @@ def check(incident: Incident) -> Incident:
         # GuardDuty's generated samples name placeholders (GeneratedFindingKubernetesWorkloadNamespace)
         # and are never acted on: they are planned and reported, so only what builds links is checked.
         return incident
+    incident = _degraded(incident)
     _kubernetes(incident)
     _aws(incident)
     return incident
+
+
+def _degraded(incident: Incident) -> Incident:
+    """The incident without the accessory fields that fail their syntax (a principal, its access key,
+    an image), each named in `details["malformed"]` (never with its value): everything else the
+    finding proves is still done, and the steps that needed what was dropped say they had nothing."""
+    from dataclasses import replace
+
+    notes: list[str] = []
+    principals = []
+    for principal in incident.principals:
+        try:
+            _principal(principal)
+        except EventError:
+            keyless = replace(principal, access_key_id=None)
+            try:
+                _principal(keyless)
+            except EventError:
+                notes.append(f"one {principal.kind.value} principal (its name or ARN is not one)")
+                continue
+            notes.append(f"the access key id of {keyless.name} (not an access key id)")
+            principal = keyless  # noqa: PLW2901 - the same principal, its malformed key left out
+        principals.append(principal)
+    images = tuple(i for i in incident.images if IMAGE.match(i) and ".." not in i and "//" not in i)
+    if len(images) < len(incident.images):
+        notes.append(f"{len(incident.images) - len(images)} image reference(s) (not image references)")
+    if not notes:
+        return incident
+    details = {**incident.details, "malformed": "; ".join(notes) + ": left out"}
+    return replace(incident, principals=tuple(principals), images=images, details=details)
 
 
 def _kubernetes(incident: Incident) -> None:

@@ -59,11 +59,14 @@ def test_importing_app_loads_no_sdk() -> None:
 
 @pytest.mark.parametrize("name", ["../../api/v1/namespaces/kube-system/secrets", "%2e%2e%2fkube-system", "x/../y"])
 def test_a_service_account_name_is_a_name(name: str) -> None:
-    from chalicelib.errors import EventError
+    """A service account name that is no name never becomes a principal (a request path): it is left
+    out, named as malformed, and the rest of the finding (the pod) is still handled."""
     from chalicelib.sources import registry
     from tests.conftest import load_event
 
     event = load_event("execution-runtime-reverse-shell")
     event["detail"]["resource"]["kubernetesDetails"]["kubernetesWorkloadDetails"]["serviceAccountName"] = name
-    with pytest.raises(EventError, match="service account"):
-        registry.to_incident(event)
+    incident = registry.to_incident(event)
+    assert not [p for p in incident.principals if name in p.name]
+    assert incident.details["malformed"] == "one service-account principal (its name or ARN is not one): left out"
+    assert incident.pods

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +9,9 @@ import pytest
 
 from chalicelib.errors import EventError
 from chalicelib.incident import PrincipalKind, ResourceKind, Severity
+from chalicelib.policy.loader import load_rules
+from chalicelib.responder import Mode, Responder
+from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from chalicelib.sources import guardduty
 from chalicelib.sources.envelope import split_document
 from tests.conftest import GUARDDUTY_SAMPLES, event_files, load_event, load_json, sample_files
@@ -169,3 +173,26 @@ def test_null_sections_are_tolerated() -> None:
     event["detail"]["service"] = None
     incident = guardduty.to_incident(event)
     assert incident.resource_kind is ResourceKind.NODE  # only the instance is left
+
+
+def test_a_malformed_accessory_field_is_left_out_and_the_rest_still_done() -> None:
+    """An anonymous-access-granted finding whose access-key block is malformed: the key is left out and
+    named, never its value, and the binding granting anonymous access is still planned for removal."""
+    from chalicelib.sources import registry
+
+    event = load_event("policy-kubernetes-anonymous-access-granted")
+    event["detail"]["resource"]["accessKeyDetails"] = {
+        "accessKeyId": "<!channel> not a key", "principalId": "AIDAEXAMPLE", "userName": "developer",
+        "userType": "IAMUser"}  # fmt: skip
+    incident = registry.to_incident(event)
+    assert incident.details["malformed"] == "the access key id of developer (not an access key id): left out"
+    assert "<!channel>" not in json.dumps(incident.to_dict())
+    assert all(p.access_key_id is None for p in incident.principals)
+    report = Responder(load_rules(DEFAULT_RULES_FILE), Settings()).handle(incident, Mode.PLAN)
+    assert "k8s:delete-rolebinding" in [a.action for a in report.actions]
+    assert "malformed in the finding, the access key id of developer (not an access key id): left out" in report.notes
+    # A principal whose very name is malformed goes, named only by its kind.
+    event["detail"]["resource"]["accessKeyDetails"]["userName"] = "<!channel>"
+    dropped = registry.to_incident(event)
+    assert dropped.details["malformed"].startswith("one iam-user principal")
+    assert "<!channel>" not in dropped.details["malformed"]
