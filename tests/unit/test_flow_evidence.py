@@ -202,3 +202,20 @@ def test_a_heuristic_never_takes_the_last_slots_of_the_deny_budget(evidence: str
         assert "of which heuristic evidence may use 15" in outcome.detail
     else:
         assert "(on the threat list, and ours exchanged data with it)" in outcome.detail
+
+
+def test_the_block_says_a_scan_names_no_remote_to_block() -> None:
+    from datetime import UTC, datetime
+
+    from chalicelib.actions.base import ActionContext, NoParams, Target
+    from chalicelib.actions.ec2.block_ip import BlockIP
+    from chalicelib.settings import Settings
+
+    probes = [_line(NODE, "10.0.9.9", 40000 + i, 1000 + i, 1, 40, "REJECT") for i in range(120)]
+    incident = _incidents(probes)["port-scan"]
+    ctx = ActionContext(incident, Settings(), None, datetime.now(UTC), False)  # type: ignore[arg-type]
+    outcome = BlockIP().run(ctx, Target("instance", "i-0aaaaaaaaaaaaaaaa"), NoParams())
+    assert (
+        outcome.detail
+        == "the finding names no remote to block (a port-scan detection names no remote to block); nothing to block"
+    )

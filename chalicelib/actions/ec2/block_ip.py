@@ -204,6 +204,9 @@ def _blockable(ctx: ActionContext) -> tuple[list[str], list[str], Outcome | None
         return [], spared, Outcome(Status.SKIPPED, f"never blocked (NEVER_BLOCK, e.g. public DNS resolvers): {named}")
     why = f"only private or reserved addresses ({named})" if named else "no remote address"
     forgeable = ctx.incident.details.get("not_established")
+    evidence = ctx.incident.details.get("remote_evidence", "")
+    if evidence.startswith("none:") and not named:
+        return [], [], Outcome(Status.SKIPPED, f"nothing to block: {evidence.removeprefix('none: ')}")
     if forgeable and not named:
         why = f"no address ours sent data to; {forgeable} only as packet sources, which can be forged"
     return [], [], Outcome(Status.SKIPPED, f"the finding names {why}; nothing to block")
