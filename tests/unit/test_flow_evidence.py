@@ -215,7 +215,4 @@ def test_the_block_says_a_scan_names_no_remote_to_block() -> None:
     incident = _incidents(probes)["port-scan"]
     ctx = ActionContext(incident, Settings(), None, datetime.now(UTC), False)  # type: ignore[arg-type]
     outcome = BlockIP().run(ctx, Target("instance", "i-0aaaaaaaaaaaaaaaa"), NoParams())
-    assert (
-        outcome.detail
-        == "the finding names no remote to block (a port-scan detection names no remote to block); nothing to block"
-    )
+    assert outcome.detail == "nothing to block: a port-scan detection names no remote to block"
