@@ -737,7 +737,12 @@ class Responder:
             detail = f"dry run: {outcome.detail} [{dry_run.describe(writes)}]"
             return result(Status.PLANNED, detail, outcome.prior)
         if action.shared and ctx.caps is not None and not ctx.dry_run:
-            outcome = _held(ctx.caps, _effect(action, target, ctx.incident), ctx.incident.id, outcome)
+            try:
+                outcome = _held(ctx.caps, _effect(action, target, ctx.incident), ctx.incident.id, outcome)
+            except Exception as exc:  # noqa: BLE001 - the effect is made: its result and prior state are kept
+                logger.warning("hold not recorded", extra={"action": action.name, "error": _brief(exc)})
+                outcome = replace(outcome, detail=f"{outcome.detail}; not recorded as shared ({_brief(exc)}): "
+                                                  "a release undoes it whatever other incidents rely on")  # fmt: skip
         return result(outcome.status, outcome.detail, outcome.prior)
 
     def _all(self, incident: Incident, rule: Rule, mode: Mode, status: Status, detail: str) -> Report:

@@ -486,3 +486,25 @@ def test_stronger_evidence_evicts_a_heuristic_deny_and_puts_it_back_when_release
     # The heuristic incident's own release then removes what was put back.
     decisions.release(store, responder, weak.id, steps=None, who="cli:test")
     assert "81.2.69.50/32" not in {e.get("CidrBlock") for e in fleet.acl_entries(target)}
+
+
+def test_an_isolation_made_while_the_table_throttles_is_kept_and_still_released(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.executors.caps import CapLeases
+
+    def throttled(*_: object, **__: object) -> None:
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(CapLeases, "hold", throttled)
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    before = _metadata(admin, Pod, "web", cluster.namespace)
+    found = incident(namespace=cluster.namespace, pods=("web",))
+    responder = make_responder(rules_with("k8s:isolate-pod"), incidents_table=TABLE)
+    (step,) = responder.handle(found, Mode.LIVE).actions
+    assert step.status.value == "succeeded", step.detail
+    assert "not recorded as shared (ProvisionedThroughputExceededException)" in step.detail
+    released = decisions.release(store, responder, found.id, steps=None, who="cli:test")
+    assert released["actions"][0]["status"] == "succeeded", released
+    assert _metadata(admin, Pod, "web", cluster.namespace)[0] == before[0]

@@ -216,3 +216,29 @@ def test_the_block_says_a_scan_names_no_remote_to_block() -> None:
     ctx = ActionContext(incident, Settings(), None, datetime.now(UTC), False)  # type: ignore[arg-type]
     outcome = BlockIP().run(ctx, Target("instance", "i-0aaaaaaaaaaaaaaaa"), NoParams())
     assert outcome.detail == "nothing to block: a port-scan detection names no remote to block"
+
+
+def test_a_deny_made_while_the_table_throttles_keeps_what_undoes_it() -> None:
+    """The shared record cannot be written (throttled): the deny is in place, the step says so, and
+    its prior state still removes what it added."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from chalicelib.actions.base import ActionContext, NoParams, Target
+    from chalicelib.actions.ec2.block_ip import BlockIP
+    from chalicelib.settings import Settings
+
+    class Throttled:
+        def hold(self, *_: object, **__: object) -> None:
+            raise RuntimeError("ProvisionedThroughputExceededException")
+
+    subnet = _Subnet(taken=0)
+    found = replace(_incidents([_line(NODE, THREAT, 41001, 443, 10, 4000)])["threat-list"],
+                    details={"remote_evidence": "strong"}, remote_ips=("81.2.69.9",))  # fmt: skip
+    ctx = ActionContext(found, Settings(), None, datetime.now(UTC), False, aws=subnet, caps=Throttled())  # type: ignore[arg-type]
+    outcome = BlockIP().run(ctx, Target("instance", "i-0aaaaaaaaaaaaaaaa"), NoParams())
+    assert outcome.status.value == "succeeded", outcome.detail
+    assert "not recorded as shared (RuntimeError)" in outcome.detail
+    assert outcome.prior is not None
+    assert "held" not in outcome.prior
+    assert [e["CidrBlock"] for e in outcome.prior["entries_added"]] == ["81.2.69.9/32", "81.2.69.9/32"]

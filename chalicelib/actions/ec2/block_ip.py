@@ -166,9 +166,7 @@ class BlockIP(Action):
         problem = None if ctx.dry_run else _verify(ec2, str(found["SubnetId"]), addresses)
         if problem:
             return Outcome(Status.FAILED, f"block does not hold in {acl['NetworkAclId']}: {problem}", prior)
-        if ctx.caps is not None and not ctx.dry_run:
-            grade = ctx.incident.details.get("remote_evidence") or "strong"
-            prior["held"] = _hold(ctx.caps, str(acl["NetworkAclId"]), addresses, added, ctx.incident.id, grade)
+        unshared = _recorded(ctx, str(acl["NetworkAclId"]), addresses, added, prior)
         if not added:
             if prior.get("held"):
                 return Outcome(Status.SUCCEEDED, f"{', '.join(addresses)} already denied in {acl['NetworkAclId']}; "
@@ -176,9 +174,8 @@ class BlockIP(Action):
                                                  "incident that does is released)", prior)  # fmt: skip
             return Outcome(Status.SKIPPED, f"{', '.join(addresses)} already denied in {acl['NetworkAclId']}")
         kept = [*(f"{a} (NEVER_BLOCK)" for a in spared), *kept]
-        return Outcome(
-            Status.SUCCEEDED, _denied_text(ctx.incident, str(acl["NetworkAclId"]), added, kept, evicted), prior
-        )
+        text = _denied_text(ctx.incident, str(acl["NetworkAclId"]), added, kept, evicted)
+        return Outcome(Status.SUCCEEDED, text + unshared, prior)
 
 
 def _denied_text(
@@ -210,6 +207,21 @@ def _blockable(ctx: ActionContext) -> tuple[list[str], list[str], Outcome | None
     if forgeable and not named:
         why = f"no address ours sent data to; {forgeable} only as packet sources, which can be forged"
     return [], [], Outcome(Status.SKIPPED, f"the finding names {why}; nothing to block")
+
+
+def _recorded(
+    ctx: ActionContext, acl: str, addresses: list[str], added: list[dict[str, Any]], prior: dict[str, Any]
+) -> str:
+    """Record the incident as a holder of its denies (prior gains `held`); "" or, when the table could
+    not be written, what that means: the denies are in place, and a release removes what this added."""
+    if ctx.caps is None or ctx.dry_run:
+        return ""
+    grade = ctx.incident.details.get("remote_evidence") or "strong"
+    try:
+        prior["held"] = _hold(ctx.caps, acl, addresses, added, ctx.incident.id, grade)
+    except Exception as exc:  # noqa: BLE001 - the denies are in place: keep what undoes them
+        return f"; not recorded as shared ({type(exc).__name__}): a release removes what this step added"
+    return ""
 
 
 def _hold(
