@@ -647,7 +647,11 @@ class Responder:
         effect = str(prior.get("held") or "")
         if effect and ctx.caps is not None:
             # A shared effect: this incident lets go, and only the last holder undoes it.
-            others, made = ctx.caps.held_by(effect) if ctx.dry_run else ctx.caps.let_go(effect, ctx.incident.id)
+            try:
+                others, made = ctx.caps.held_by(effect) if ctx.dry_run else ctx.caps.let_go(effect, ctx.incident.id)
+            except Exception as exc:  # noqa: BLE001 - nothing undone: who else holds it is not known
+                why = f"release: not undone, the shared record could not be read ({_brief(exc)}); try again"
+                return ActionResult(action.name, str(target), Status.FAILED, why)
             others = [o for o in others if o != ctx.incident.id]
             if others:
                 kept = f"release: kept, still relied on by incident {', '.join(others)}"
