@@ -171,6 +171,9 @@ class Incident:
     failed: bool = False  # the API call the event records failed: nothing changed
     # Why every step waits for a human whatever the rules say (an address two running pods had): "" if none.
     hold: str = ""
+    # Why the incident is only reported (a Security Hub copy whose native finding could not be read back):
+    # planned, told, never acted on, and never recorded as handled. "" if it is what it says.
+    unverified: str = ""
     details: dict[str, str] = field(default_factory=dict, compare=False, hash=False)  # source-specific facts
     # When the finding was last updated (GuardDuty's updatedAt, CloudTrail's eventTime, else the event's
     # time): where time to contain starts. A copy and its native twin may differ: not part of equality.
@@ -216,6 +219,7 @@ class Incident:
             "key_arns": list(self.key_arns),
             "failed": self.failed,
             "hold": self.hold,
+            "unverified": self.unverified,
             "details": dict(self.details),
             "event_id": self.event_id,
             "raw_ref": self.raw_ref,

@@ -88,7 +88,13 @@ def handle_incident(
                 "nothing done, nothing sent"
             )
             return _counted({"event_id": eid, "incident_id": incident.id, "duplicate": True, "reason": reason})
-        return ledger.once(incident, work)
+        # An unverified copy is reported, never recorded: a forged copy that arrives first must not
+        # make the native event of the same id a duplicate.
+        return (
+            _respond(incident, eid, responder, mode, None, notifiers)
+            if incident.unverified
+            else ledger.once(incident, work)
+        )
     except Exception as exc:  # noqa: BLE001 - any storage failure: act without exactly-once, and say so
         done = getattr(exc, "result", None)
         if isinstance(done, dict):

@@ -268,8 +268,10 @@ class Responder:
         from chalicelib.sources import registry
 
         def kept(why: str) -> Incident:
+            # Anyone who can import findings can write a copy: what it says alone is never acted on.
             logger.warning("native finding not read", extra={"incident_id": copy.id, "error": why})
-            return replace(copy, details={**copy.details, "native": f"not read ({why}): acting on the copy's facts"})
+            native = f"not read ({why}): the copy is reported, not acted on"
+            return replace(copy, details={**copy.details, "native": native}, unverified=f"native finding {native}")
 
         reach = self._account_reach(copy.account, copy.id)
         if isinstance(reach, tuple) or reach.findings is None:
@@ -307,6 +309,8 @@ class Responder:
             mode = Mode.DRY_RUN
         if incident.sample:
             return self._plan(incident, rule, mode, "sample finding, planned only")
+        if incident.unverified:
+            return self._plan(incident, rule, mode, f"unverified copy, planned only: {incident.unverified}")
         if incident.resource_kind is ResourceKind.IMAGE and incident.cluster is None:
             return self._each_cluster(incident, rule, mode)
         if mode is Mode.PLAN:

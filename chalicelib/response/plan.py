@@ -197,6 +197,7 @@ def incident_state(incident: Incident) -> dict[str, Any]:
             incident.api_call.verb, incident.api_call.resource, incident.api_call.name, incident.api_call.namespace
         ],
         "key_arns": list(incident.key_arns), "failed": incident.failed, "hold": incident.hold,
+        "unverified": incident.unverified,
         "details": dict(incident.details),
         "observed_at": incident.observed_at,
     }  # fmt: skip
@@ -224,6 +225,7 @@ def incident_from_state(data: dict[str, Any]) -> Incident:
         raw_ref=data.get("raw_ref"), count=int(data.get("count", 1)),
         api_call=ApiCall(*call) if call else None,
         key_arns=tuple(data.get("key_arns", [])), failed=bool(data.get("failed")), hold=str(data.get("hold") or ""),
+        unverified=str(data.get("unverified") or ""),
         details={str(k): str(v) for k, v in (data.get("details") or {}).items()},
         observed_at=timestamp(data.get("observed_at")),
     )  # fmt: skip

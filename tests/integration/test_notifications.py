@@ -380,12 +380,17 @@ def test_a_security_hub_copy_and_its_native_twin_are_one_incident(with_table: di
     asff = load_json(EVENTS / "securityhub" / "asff-copy-of-execution-runtime-reverse-shell.json")
     twin = _invoke_as(project, "on_securityhub_finding", asff)
     assert (twin["duplicate"], twin["incident_id"]) == (True, native["incident"]["id"])
-    # the copy first (OCSF), then the native event: the copy is the incident, the native a duplicate.
-    # GuardDuty's own finding could not be read here (the local AWS endpoint has no GetFindings): said.
+    # The copy first (OCSF), its native finding unreadable here (the local AWS endpoint has no
+    # GetFindings): the copy is reported, not acted on, and not recorded, so the native event that
+    # follows is acted on, never suppressed as its duplicate (a forged copy cannot silence it).
     ocsf = load_json(EVENTS / "securityhub" / "ocsf-copy-of-impact-runtime-crypto-miner-executed.json")
     first = _invoke_as(project, "on_securityhub_finding", ocsf)
     assert first["incident"]["source"] == "securityhub"
     assert first["incident"]["details"]["native"].startswith("not read (")
+    assert first["incident"]["unverified"]
+    assert {a["status"] for a in first["actions"]} <= {"planned"}
     second = _invoke_as(project, "on_guardduty_finding", load_event("impact-runtime-crypto-miner-executed-deployment"))
-    assert (second["duplicate"], second["incident_id"]) == (True, first["incident"]["id"])
-    assert len(webhook.received) == 2  # one message per incident, not per copy
+    assert "duplicate" not in second, second
+    assert second["incident"]["id"] == first["incident"]["id"]
+    assert second["rule"] and second["actions"]
+    assert len(webhook.received) == 3  # the native, the unverified copy (reported), the native after it

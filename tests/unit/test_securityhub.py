@@ -126,7 +126,14 @@ def test_a_copy_whose_native_finding_cannot_be_read_says_so() -> None:
     enriched = responder.enrich(registry.to_incident(load_json(ASFF)), Mode.DRY_RUN)
     assert enriched.resource_kind is ResourceKind.CLUSTER
     assert enriched.details["native"].startswith("not read (An error occurred (AccessDeniedException)")
-    assert "acting on the copy's facts" in enriched.details["native"]
+    assert enriched.details["native"].endswith("the copy is reported, not acted on")
+    assert enriched.unverified.startswith("native finding not read")
+    # What the copy alone says is planned and told, never acted on: here, the node playbook it names.
+    node = replace(enriched, instance_ids=("i-cd9226b0ed9ce5ec6",), resource_kind=ResourceKind.NODE)
+    report = responder.handle(node, Mode.LIVE)
+    assert report.actions
+    assert {a.status.value for a in report.actions} == {"planned"}
+    assert report.notes[0].startswith("unverified copy, planned only: native finding not read")
 
 
 def test_a_plan_reads_nothing() -> None:
