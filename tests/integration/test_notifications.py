@@ -392,5 +392,6 @@ def test_a_security_hub_copy_and_its_native_twin_are_one_incident(with_table: di
     second = _invoke_as(project, "on_guardduty_finding", load_event("impact-runtime-crypto-miner-executed-deployment"))
     assert "duplicate" not in second, second
     assert second["incident"]["id"] == first["incident"]["id"]
-    assert second["rule"] and second["actions"]
+    assert second["rule"]
+    assert second["actions"]
     assert len(webhook.received) == 3  # the native, the unverified copy (reported), the native after it
