@@ -1,4 +1,5 @@
-"""`eks-responder`: replay events locally, check a rules file, regenerate permissions."""
+"""`eks-responder`: replay events, approve, reject and release stored plans, check the set-up
+(doctor), report an incident's timeline, check a rules file."""
 
 from __future__ import annotations
 
@@ -162,6 +163,9 @@ def _replay_all(
     for path in _inputs(args.paths):
         try:
             worst = max(worst, _replay_one(args, out, path, responder, mode, notifiers, ledger))
+        except ResponderError as exc:  # bad input or configuration (a format without addresses): said plainly
+            _emit(args, out, {"event": str(path), "error": str(exc)[:500]})
+            worst = EXIT_NOT_UNDERSTOOD
         except Exception as exc:  # noqa: BLE001 - one input's failure never stops the others, and is told
             _emit(args, out, {"event": str(path), "error": f"internal error: {type(exc).__name__}: {exc}"[:500]})
             worst = EXIT_NOT_UNDERSTOOD
@@ -290,8 +294,7 @@ def _capture_status(args: argparse.Namespace, event: dict[str, Any]) -> dict[str
 def _flow_settings(args: argparse.Namespace) -> Settings:
     settings = Settings.from_env()
     if args.flow_format:
-        given = Path(args.flow_format)
-        text = given.read_text() if given.is_file() else args.flow_format
+        text = _format_text(args.flow_format)
         settings = replace(settings, flow_log_format=text.strip())
     return settings
 
@@ -460,6 +463,15 @@ def decide(args: argparse.Namespace, out: TextIO) -> int:
 _INCIDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
 
+def _format_text(value: str) -> str:
+    """A flow-log format given as a file's path or as the format itself (a long field list is no path)."""
+    try:
+        given = Path(value)
+        return given.read_text() if given.is_file() else value
+    except OSError:  # the name is too long, or otherwise no file: the value is the format
+        return value
+
+
 def report(args: argparse.Namespace, out: TextIO) -> int:
     """`report`: one incident's timeline from its audit trail, and its plan when the table keeps it."""
     from chalicelib import timeline, wiring
@@ -586,9 +598,13 @@ def _report_parser(sub: Any) -> None:
         metavar="FILE",
         help="an audit log (JSON lines: `replay -v`, the functions' logs); default: CloudWatch Logs",
     )
-    tl.add_argument("--format", choices=("html", "markdown"), default="html")
+    tl.add_argument("--format", choices=("html", "markdown"), default="html",
+                    help="html: a self-contained page (default); markdown: for a ticket or a chat")  # fmt: skip
     tl.add_argument("--output", metavar="PATH", help="where to write it (default: incident-<id>.html; markdown: -)")
     tl.set_defaults(func=report)
+
+
+_AWS_SETUP_ERRORS = {"NoRegionError", "NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -657,6 +673,11 @@ def main(argv: list[str] | None = None) -> int:
         args.live = True
     logging.basicConfig(level=logging.CRITICAL, stream=sys.stderr, format="%(levelname)s %(message)s")
     _audit_to_stderr(verbose=getattr(args, "verbose", False))
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, with its errors as one line each (a traceback only for a bug)."""
     try:
         code: int = args.func(args, sys.stdout)
     except ResponderError as exc:
@@ -665,6 +686,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except Exception as exc:
+        # No region or no credentials (botocore's own errors): one line that says what to set.
+        if type(exc).__module__.startswith("botocore") and type(exc).__name__ in _AWS_SETUP_ERRORS:
+            hint = "set AWS_REGION and credentials; report reads files with --from"
+            sys.stderr.write(f"eks-responder: AWS: {exc} ({hint})\n")
+            return EXIT_NOT_UNDERSTOOD
+        raise
     return code
 
 

@@ -321,3 +321,40 @@ def test_no_progress_in_json_mode_or_off_a_terminal(tmp_path: Path, monkeypatch:
         monkeypatch.setattr(sys, "stdout", io.StringIO())
         main(argv)
         assert "scanned" not in stream.getvalue()
+
+
+def test_report_without_a_region_or_credentials_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    assert main(["report", "0f58ba0fda05c4a3253c92dd408cff48"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eks-responder: AWS: You must specify a region")
+    assert "--from" in err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_a_long_flow_format_is_a_format_not_a_file_name(capsys: pytest.CaptureFixture[str]) -> None:
+    """A field list longer than a file name may be (255 bytes) is read as the format it is."""
+    from chalicelib.flowlogs.fields import DEFAULT
+
+    long = " ".join([*DEFAULT.fields, *["tcp-flags"] * 30])
+    assert len(long) > 255
+    main(["replay", "--json", "--flow-format", long, str(EVENTS / "flowlogs" / "vpc-flow-logs-demo.log")])
+    out = capsys.readouterr().out
+    assert "File name too long" not in out
+    assert "internal error" not in out
+
+
+def test_the_help_names_only_commands_that_exist(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "regenerate permissions" not in text
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    assert "html: a self-contained page" in capsys.readouterr().out
