@@ -45,7 +45,6 @@ IAM_WRITES: dict[str, tuple[str, ...]] = {
     "iam:DeleteRolePolicy": ("arn:aws:iam::{account}:role/{name}", "arn:aws:iam::{account}:role/*/{name}"),
     "eks:DeleteAccessEntry": ("arn:aws:eks:{region}:{account}:access-entry/*/*/*/{name}/*",),
 }
-OWN_ROLES = f"{functions.APP_NAME}-*"
 CLUSTER_KINDS = {"pod", "node", "binding", "principal", "image"}
 IDENTITY_KINDS = {"role", "user", "principal", "key"}
 
@@ -180,26 +179,48 @@ def _capture_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
     return [*(_bucket_statements(bucket) if bucket else []), *slack.permissions(stage_env), *sns.permissions(stage_env)]
 
 
-def _name_variants(pattern: str) -> list[str]:
-    """IAM matches ARNs case-sensitively: a protected name is denied in the spellings people use."""
-    variants = [pattern, pattern.lower(), pattern.upper(), "-".join(w.title() for w in pattern.split("-"))]
-    return list(dict.fromkeys(variants))
-
-
 def deny_statements(stage_env: dict[str, str], allowed: list[IAMStatement]) -> list[IAMStatement]:
-    """An explicit Deny, for every IAM write the function holds, on the responder's own roles and on
-    the protected principals: no bug in a handler can turn the responder on itself or the break-glass."""
+    """An explicit Deny, for every IAM write the function holds, on the responder's own roles (by
+    exact name: the stage's function roles and the spoke role), on the protected principals (exact
+    ARNs) and on every role or user tagged PROTECTED_PRINCIPAL_TAG=true: no bug in a handler can turn
+    the responder on itself or the break-glass. Never a name glob: anyone who may create a role
+    could match one and so be spared."""
     from chalicelib.settings import Settings
 
     held = sorted({a for s in allowed for a in s.actions if a in IAM_WRITES})
-    protected = Settings.from_env(stage_env).protected_principals
-    names = [OWN_ROLES, *(v for p in protected if not p.startswith("arn:") for v in _name_variants(p))]
-    arns = [p for p in protected if p.startswith("arn:")]
+    settings = Settings.from_env(stage_env)
+    own = [*(f.role_name("{stage}") for f in functions.FUNCTIONS), settings.spoke_role]
+    protected = settings.protected_principals
     denies = []
     for action in held:
-        resources = [f.replace("{name}", n) for n in names for f in IAM_WRITES[action]]
-        denies.append(IAMStatement((action,), tuple(dict.fromkeys([*resources, *arns])), effect="Deny"))
+        kind = "user" if ":user/" in IAM_WRITES[action][0] else "role"
+        if action.startswith("eks:"):
+            # An access entry's ARN names its principal's kind, account and name (not its path).
+            pattern = IAM_WRITES[action][0]
+            names = [*(("role", "{account}", n) for n in own if n in _cluster_roles(stage_env)),
+                     *((_kind_of(p), p.split(":")[4], p.rsplit("/", 1)[-1]) for p in protected)]  # fmt: skip
+            resources = [pattern.replace("*/*/{name}", f"{k}/{a}/{n}") for k, a, n in names]
+        else:
+            exact = [f"arn:aws:iam::{{account}}:role/{n}" for n in own] if kind == "role" else []
+            resources = [*exact, *(p for p in protected if _kind_of(p) == kind)]
+        if resources:
+            denies.append(IAMStatement((action,), tuple(dict.fromkeys(resources)), effect="Deny"))
+        if not action.startswith("eks:"):
+            tagged = {"StringEqualsIgnoreCase": {f"aws:ResourceTag/{settings.protected_principal_tag}": "true"}}
+            denies.append(IAMStatement((action,), (f"arn:aws:iam::{{account}}:{kind}/*",), tagged, "Deny"))
     return denies
+
+
+def _kind_of(arn: str) -> str:
+    return "user" if ":user/" in arn else "role"
+
+
+def _cluster_roles(stage_env: dict[str, str]) -> set[str]:
+    """The own roles that may hold an access entry: the event functions' (they reach clusters) and the spoke's."""
+    from chalicelib.settings import Settings
+
+    names = {f.role_name("{stage}") for f in functions.FUNCTIONS if f.sources}
+    return names | {Settings.from_env(stage_env).spoke_role}
 
 
 def _bucket_statements(bucket: str) -> list[IAMStatement]:

@@ -21,6 +21,7 @@ from chalicelib.actions.base import (
     CapStore,
     EvidenceSink,
     IdentityAPI,
+    ImagesAPI,
     KeysAPI,
     KubeAPI,
     Outcome,
@@ -99,6 +100,7 @@ class Connectors:
     keys: Callable[..., KeysAPI] | None
     via: str | None = None  # the spoke role these credentials come from, in a member account
     findings: FindingsReader | None = None  # GuardDuty's findings in that account
+    images: ImagesAPI | None = None  # where a digest lives in that account's registry
 
 
 class UnreachableKube:
@@ -186,6 +188,7 @@ class Responder:
         plans: PlanKeeper | None = None,
         spokes: SpokeRouter | None = None,
         findings: FindingsReader | None = None,
+        images: ImagesAPI | None = None,
     ) -> None:
         self._rules = rules
         self._settings = settings
@@ -200,6 +203,7 @@ class Responder:
         self._plans = plans
         self._spokes = spokes  # (account, incident id) -> connectors through that account's spoke role
         self._findings = findings
+        self._images = images
 
     def close(self) -> None:
         """Release connections (a Lambda keeps them for the container's life)."""
@@ -444,7 +448,8 @@ class Responder:
         """The hub's own connectors, a member's through its spoke role (`why` names the session),
         or why not: an account not managed here, an own account STS cannot establish, a spoke role
         that cannot be assumed (never a fallback to the hub's own credentials)."""
-        own = Connectors(self._connector, self._aws, self._identity, self._keys, findings=self._findings)
+        own = Connectors(self._connector, self._aws, self._identity, self._keys, findings=self._findings,
+                         images=self._images)  # fmt: skip
         if not account or self._identity is None:  # no AWS at all (a local kubeconfig): one account only
             return own
         home = self._home_account(why)
@@ -518,6 +523,8 @@ class Responder:
             identity,
             keys,
             caps=self._caps,
+            images=reach.images if "image" in kinds else None,
+            accepted_risks=self._rules.accepted_risks,
         )
         # Named only for organisations: one account needs no name, and the lookup is a call.
         alias = reach.identity.alias() if reach.identity and self._settings.managed_accounts else None

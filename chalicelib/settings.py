@@ -13,8 +13,10 @@ from chalicelib.errors import ConfigError
 DEFAULT_RULES_FILE = Path(__file__).parent / "policy" / "rules.yaml"
 DEFAULT_PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "amazon-guardduty")
 MANAGED_BY = "eks-responder"
-# Identities never revoked: examples a team adapts (break-glass roles; add the cluster creator's).
-DEFAULT_PROTECTED_PRINCIPALS = ("*break-glass*", "*BreakGlass*", "*breakglass*")
+# Identities never revoked are named exactly (PROTECTED_PRINCIPALS) or carry this tag with the value
+# `true`: a name glob is refused, since anyone who may create a role may give it a matching name.
+DEFAULT_PROTECTED_PRINCIPAL_TAG = "eks-responder:protected"
+_PRINCIPAL_ARN = r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/([\w+=,.@-]+/)*[\w+=,.@-]{1,128}"
 # Addresses never denied in a network ACL: the public DNS resolvers nodes use. Add your NAT
 # gateways' addresses, endpoints and partners (NEVER_BLOCK).
 DEFAULT_NEVER_BLOCK = (
@@ -69,6 +71,34 @@ def _matching(env: Mapping[str, str], name: str, pattern: str, what: str) -> tup
     for value in values:
         if not re.fullmatch(pattern, value):
             raise ConfigError(f"{name}: {value!r} is not {what}")
+    return values
+
+
+def _cidrs(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    import ipaddress
+
+    values = _list(env, name)
+    for value in values:
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not a CIDR block (e.g. 203.0.113.0/24)") from None
+        if network.prefixlen == 0:
+            raise ConfigError(f"{name}: {value!r} is every address; list the ranges that must keep access")
+    return values
+
+
+def _principals(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Exact IAM role or user ARNs. A glob or a bare name is refused: `iam:CreateRole` is enough to
+    satisfy one, so it would let whoever holds it choose who is spared."""
+    values = _list(env, name)
+    for value in values:
+        if not re.fullmatch(_PRINCIPAL_ARN, value):
+            raise ConfigError(
+                f"{name}: {value!r} is not an exact IAM role or user ARN (arn:aws:iam::<account>:role/<name>); "
+                "name globs are refused, since anyone who may create a role can match one: list the ARNs, "
+                f"or tag the principals {DEFAULT_PROTECTED_PRINCIPAL_TAG}=true (PROTECTED_PRINCIPAL_TAG)"
+            )
     return values
 
 
@@ -157,7 +187,9 @@ class Settings:
     protected_clusters: tuple[str, ...] = ()
     max_nodes_cordoned_per_hour: int = 3
     protected_instances: tuple[str, ...] = ()
-    protected_principals: tuple[str, ...] = DEFAULT_PROTECTED_PRINCIPALS
+    protected_principals: tuple[str, ...] = ()  # exact role or user ARNs
+    protected_principal_tag: str = DEFAULT_PROTECTED_PRINCIPAL_TAG
+    public_endpoint_cidrs: tuple[str, ...] = ()  # eks:restrict-public-endpoint's ranges
     allowed_accounts: tuple[str, ...] = ()
     managed_accounts: tuple[str, ...] = ()  # member accounts acted in through the spoke role ("*": any)
     spoke_role: str = "eks-responder-spoke"  # the role's name in every member account
@@ -258,7 +290,9 @@ class Settings:
             protected_clusters=_list(env, "PROTECTED_CLUSTERS"),
             max_nodes_cordoned_per_hour=_int(env, "MAX_NODES_CORDONED_PER_HOUR", 3),
             protected_instances=_list(env, "PROTECTED_INSTANCES"),
-            protected_principals=_list(env, "PROTECTED_PRINCIPALS", DEFAULT_PROTECTED_PRINCIPALS),
+            protected_principals=_principals(env, "PROTECTED_PRINCIPALS"),
+            protected_principal_tag=env.get("PROTECTED_PRINCIPAL_TAG") or DEFAULT_PROTECTED_PRINCIPAL_TAG,
+            public_endpoint_cidrs=_cidrs(env, "PUBLIC_ENDPOINT_CIDRS"),
             allowed_accounts=_list(env, "ALLOWED_ACCOUNTS"),
             managed_accounts=_list(env, "MANAGED_ACCOUNTS"),
             spoke_role=env.get("SPOKE_ROLE_NAME") or "eks-responder-spoke",
@@ -266,7 +300,7 @@ class Settings:
             clusters=_list(env, "CLUSTERS"),
             protected_keys=_list(env, "PROTECTED_KEYS"),
             protected_key_tag=env.get("PROTECTED_KEY_TAG") or None,
-            kms_admin_principals=_list(env, "KMS_ADMIN_PRINCIPALS"),
+            kms_admin_principals=_principals(env, "KMS_ADMIN_PRINCIPALS"),
             key_policy_bucket=env.get("KEY_POLICY_BUCKET") or env.get("EVIDENCE_BUCKET") or None,
             slack_webhook_secret=env.get("SLACK_WEBHOOK_SECRET") or None,
             slack_webhook_parameter=env.get("SLACK_WEBHOOK_PARAMETER") or None,

@@ -23,7 +23,7 @@ REFERENCE: tuple[tuple[str, str, str], ...] = (
     (
         "`PROTECTED_IMAGES`",
         "–",
-        "Image reference globs `k8s:block-image` never blocks, e.g. shared base images (`public.ecr.aws/docker/library/*`).",
+        "Image reference globs `k8s:block-image` never blocks, e.g. shared base images (`public.ecr.aws/docker/library/*`) or `111122223333.dkr.ecr.us-east-1.amazonaws.com/prod/*`. A block is by digest, so the content decides: a digest that a repository these globs cover, in the same ECR registry, also holds is never blocked, whichever repository the finding names; so is one held by a repository where an accepted risk covers the finding's CVE, and one whose places cannot be read.",
     ),
     ("`PROTECTED_NODE_LABELS`", "–", "`key` or `key=value`; nodes carrying one are never touched."),
     ("`PROTECTED_CLUSTERS`", "–", "Cluster name globs where nothing is ever done (plans only say why)."),
@@ -34,8 +34,18 @@ REFERENCE: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "`PROTECTED_PRINCIPALS`",
-        "`*break-glass*,*BreakGlass*,*breakglass*`",
-        "Globs over IAM ARNs and names never revoked. Add your break-glass roles and the cluster creator's role (e.g. `arn:aws:iam::111122223333:role/platform-admin`).",
+        "–",
+        "Exact IAM role or user ARNs never revoked (their sessions, keys or access entries), e.g. your break-glass roles and the cluster creator's role (`arn:aws:iam::111122223333:role/platform-admin`); the generated policies deny the writes on them too. A glob or a bare name is refused at start-up: anyone who may create a role could give it a matching name and be spared.",
+    ),
+    (
+        "`PROTECTED_PRINCIPAL_TAG`",
+        "`eks-responder:protected`",
+        "A role or user carrying this tag with the value `true` is never revoked (checked before each step, and denied in the generated policies). Let only administrators set it: an SCP denying `iam:TagRole`, `iam:TagUser`, `iam:UntagRole`, `iam:UntagUser` and `iam:CreateRole`/`iam:CreateUser` with `aws:TagKeys` naming it, except for your administrators' roles.",
+    ),
+    (
+        "`PUBLIC_ENDPOINT_CIDRS`",
+        "–",
+        "The CIDR blocks `eks:restrict-public-endpoint` limits a cluster's public API endpoint to, once a human approves: your operators', CI's and this responder's egress ranges. Without it the step changes nothing and says what the endpoint is open to.",
     ),
     (
         "`MANAGED_ACCOUNTS`",
@@ -68,7 +78,7 @@ REFERENCE: tuple[tuple[str, str, str], ...] = (
     (
         "`KMS_ADMIN_PRINCIPALS`",
         "–",
-        "Globs over IAM ARNs and names of key administrators: their KMS changes are reported, not reversed.",
+        "Exact IAM role or user ARNs of key administrators: their KMS changes are reported, not reversed (globs are refused, as for `PROTECTED_PRINCIPALS`).",
     ),
     ("`SLACK_WEBHOOK_SECRET`", "–", "Secrets Manager secret holding the Slack incoming webhook URL."),
     ("`SLACK_WEBHOOK_PARAMETER`", "–", "Or an SSM SecureString parameter holding it."),

@@ -101,6 +101,7 @@ def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
     from chalicelib.executors.aws import AwsConnector
     from chalicelib.executors.guardduty_findings import FindingReader
     from chalicelib.executors.identity import IdentityConnector
+    from chalicelib.executors.image_places import ImagePlaces
     from chalicelib.executors.scan_findings import ScanFindingsReader
     from chalicelib.responder import Responder
 
@@ -117,6 +118,7 @@ def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
         plans=build_plans(current),
         spokes=build_spokes(current),
         findings=FindingReader(aws_session),
+        images=ImagePlaces(aws_session),
     )
 
 
@@ -129,6 +131,7 @@ def build_spokes(current: Settings) -> Spokes | None:
     from chalicelib.executors.aws import AwsConnector
     from chalicelib.executors.guardduty_findings import FindingReader
     from chalicelib.executors.identity import IdentityConnector
+    from chalicelib.executors.image_places import ImagePlaces
     from chalicelib.executors.kube import ClusterConnector
     from chalicelib.responder import Connectors
 
@@ -136,7 +139,7 @@ def build_spokes(current: Settings) -> Spokes | None:
         kube = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=spoke, region=region("") or None,
                                 timeout=current.kube_timeout, plain_names=False)  # fmt: skip
         return Connectors(kube, AwsConnector(spoke), IdentityConnector(spoke), build_keys(current, spoke), via,
-                          FindingReader(spoke))  # fmt: skip
+                          FindingReader(spoke), ImagePlaces(spoke))  # fmt: skip
 
     credentials = SpokeCredentials(aws_session, current.spoke_role, current.spoke_external_id)
     return Spokes(credentials, build, ManagedAccounts(current.managed_accounts, aws_session))

@@ -13,6 +13,7 @@ from chalicelib.actions.ec2.scan_for_malware import ScanForMalware
 from chalicelib.actions.ec2.snapshot_volumes import SnapshotVolumes
 from chalicelib.actions.eks.delete_access_entry import DeleteAccessEntry
 from chalicelib.actions.eks.delete_pod_identity import DeletePodIdentityAssociation
+from chalicelib.actions.eks.restrict_public_endpoint import RestrictPublicEndpoint
 from chalicelib.actions.iam.deactivate_access_keys import DeactivateAccessKeys
 from chalicelib.actions.iam.revoke_role_sessions import RevokeRoleSessions
 from chalicelib.actions.k8s.block_image import BlockImage
@@ -49,6 +50,7 @@ _ACTIONS: tuple[type[Action], ...] = (
     DeleteAccessEntry,
     DeletePodIdentityAssociation,
     DeleteRoleBinding,
+    RestrictPublicEndpoint,
     CancelKeyDeletion,
     EnableKey,
     EnableKeyRotation,

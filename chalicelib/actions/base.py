@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from chalicelib.incident import Incident
     from chalicelib.settings import Settings
 
-TargetKind = Literal["pod", "node", "instance", "role", "user", "principal", "binding", "key", "image"]
+TargetKind = Literal["pod", "node", "instance", "role", "user", "principal", "binding", "key", "image", "cluster"]
 
 # Labels and annotations the responder writes. Every object it touches carries them.
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -245,6 +245,7 @@ class IdentityAPI(Protocol):
 
     def caller_arn(self) -> str: ...
     def get_role(self, name: str) -> dict[str, Any] | None: ...
+    def user_tags(self, name: str) -> list[dict[str, Any]]: ...
     def role_policy(self, role: str, policy: str) -> dict[str, Any] | None: ...
     def put_role_policy(self, role: str, policy: str, document: dict[str, Any]) -> None: ...
     def delete_role_policy(self, role: str, policy: str) -> None: ...
@@ -256,6 +257,8 @@ class IdentityAPI(Protocol):
     def delete_pod_identity_association(self, cluster: str, association_id: str) -> None: ...
     def access_entry(self, cluster: str, principal_arn: str) -> dict[str, Any] | None: ...
     def delete_access_entry(self, cluster: str, principal_arn: str) -> None: ...
+    def cluster_endpoint(self, cluster: str) -> dict[str, Any] | None: ...  # resourcesVpcConfig; None: no such cluster
+    def set_public_access_cidrs(self, cluster: str, cidrs: list[str]) -> None: ...
 
 
 class KeysAPI(Protocol):
@@ -276,6 +279,12 @@ class KeysAPI(Protocol):
     def why_protected(self, arn: str) -> str | None: ...
     def good_policy_before(self, ident: str, when: datetime | None) -> dict[str, Any] | None: ...
     def distrust_policy(self, ident: str, sha: str, written_by: str, written_at: str) -> bool: ...
+
+
+class ImagesAPI(Protocol):
+    """Where an image's digest lives in an ECR registry (executors.image_places)."""
+
+    def holding(self, region: str, registry: str, digest: str, wanted: Callable[[str], bool]) -> list[str]: ...
 
 
 class EvidenceSink(Protocol):
@@ -315,6 +324,8 @@ class ActionContext:
     cache: dict[str, Any] = field(default_factory=dict)
     caps: CapStore | None = None
     notes: list[str] = field(default_factory=list)  # said once in the report, not per action
+    images: ImagesAPI | None = None
+    accepted_risks: tuple[Any, ...] = ()  # the rules' AcceptedRisk entries: a digest they cover is never blocked
 
 
 class Params(BaseModel):

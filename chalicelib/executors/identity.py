@@ -20,6 +20,9 @@ _MISSING = {"NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException"
 # What resolving identities needs, beyond the actions: instance profile -> role, Pod Identity -> role.
 IAM: tuple[IAMStatement, ...] = (
     IAMStatement(("iam:GetInstanceProfile",), ("arn:aws:iam::{account}:instance-profile/*",)),
+    # Whether a target carries the protection tag (PROTECTED_PRINCIPAL_TAG), and a role's path.
+    IAMStatement(("iam:GetRole",), ("arn:aws:iam::{account}:role/*",)),
+    IAMStatement(("iam:ListUserTags",), ("arn:aws:iam::{account}:user/*",)),
     IAMStatement(("eks:ListPodIdentityAssociations",), ("arn:aws:eks:{region}:{account}:cluster/*",)),
     IAMStatement(
         ("eks:DescribePodIdentityAssociation",), ("arn:aws:eks:{region}:{account}:podidentityassociation/*/*",)
@@ -64,6 +67,12 @@ class IdentityGateway:
             return dict(self._iam.get_role(RoleName=name)["Role"])
         except self._iam.exceptions.NoSuchEntityException:
             return None
+
+    def user_tags(self, name: str) -> list[dict[str, Any]]:
+        try:
+            return list(self._iam.list_user_tags(UserName=name).get("Tags") or [])
+        except self._iam.exceptions.NoSuchEntityException:
+            return []
 
     def role_policy(self, role: str, policy: str) -> dict[str, Any] | None:
         try:
@@ -154,6 +163,21 @@ class IdentityGateway:
             dry_run.not_sent("eks:DeleteAccessEntry")
             return
         self._eks.delete_access_entry(clusterName=cluster, principalArn=principal_arn)
+
+    def cluster_endpoint(self, cluster: str) -> dict[str, Any] | None:
+        try:
+            found = self._eks.describe_cluster(name=cluster)["cluster"]
+        except self._eks.exceptions.ClientError as exc:
+            if _not_in_eks(exc):
+                return None
+            raise
+        return dict(found.get("resourcesVpcConfig") or {})
+
+    def set_public_access_cidrs(self, cluster: str, cidrs: list[str]) -> None:
+        if self.dry_run:
+            dry_run.not_sent("eks:UpdateClusterConfig")
+            return
+        self._eks.update_cluster_config(name=cluster, resourcesVpcConfig={"publicAccessCidrs": cidrs})
 
 
 class IdentityConnector:

@@ -40,6 +40,8 @@ def matches(match: Match, incident: Incident) -> bool:  # noqa: PLR0911 - one ch
         return False
     if match.failed is not None and incident.failed != match.failed:
         return False
+    if match.caller_kinds and not {p.kind for p in incident.principals} & set(match.caller_kinds):
+        return False
     return _scope_matches(match, incident) and _image_matches(match, incident)
 
 

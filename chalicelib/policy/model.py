@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from chalicelib.incident import ResourceKind, Severity
+from chalicelib.incident import PrincipalKind, ResourceKind, Severity
 
 SeverityName = Literal["low", "medium", "high", "critical"]
 ApprovalName = Literal["auto", "required"]
@@ -29,6 +29,8 @@ class Match(_Strict):
     resource_kinds: tuple[ResourceKind, ...] = ()
     privileged: bool | None = None
     failed: bool | None = None  # the recorded API call failed (CloudTrail errorCode)
+    # the kind of identity the finding names: iam-role, iam-user, service-account, kubernetes-user, anonymous, ...
+    caller_kinds: tuple[PrincipalKind, ...] = ()
     accounts: tuple[str, ...] = ()
     exclude_accounts: tuple[str, ...] = ()
     clusters: tuple[str, ...] = ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
@@ -10,7 +11,7 @@ from chalicelib.actions.base import CORDONED_AT_ANNOTATION, Action, ActionContex
 from chalicelib.actions.ec2.common import CLUSTER_TAG, ISOLATED_AT_TAG, PROTECTED_TAG
 from chalicelib.actions.ec2.common import instance as cached_instance
 from chalicelib.actions.iam.common import account_of, name_of
-from chalicelib.functions import APP_NAME
+from chalicelib.functions import FUNCTIONS
 from chalicelib.incident import Incident, PrincipalRole, principal_from_arn
 from chalicelib.settings import Settings
 
@@ -105,8 +106,10 @@ def block(action: Action, target: Target, ctx: ActionContext) -> str | None:  # 
     static = static_block(action, target, settings, ctx.incident.account) or platform_block(
         action, ctx.incident, settings
     )
-    if static or target.kind in {"pod", "binding", "image"}:
+    if static or target.kind in {"pod", "binding", "cluster"}:
         return static
+    if target.kind == "image":
+        return image_block(target, ctx)
     if target.kind in IDENTITY_KINDS:
         return identity_block(target, ctx)
     if target.kind == "key":
@@ -130,6 +133,48 @@ def block(action: Action, target: Target, ctx: ActionContext) -> str | None:  # 
                     f"blast-radius cap reached: {count} node(s) of cluster {ctx.incident.cluster} cordoned "
                     f"in the last hour (MAX_NODES_CORDONED_PER_HOUR={cap})"
                 )
+    return None
+
+
+_ECR_DIGEST = re.compile(
+    r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([a-z0-9._/-]{2,256})@(sha256:[a-f0-9]{64})$"
+)
+
+
+def image_block(target: Target, ctx: ActionContext) -> str | None:
+    """A digest is blocked in every registry, so it is judged by where its content lives: never
+    blocked when a protected repository (PROTECTED_IMAGES) or an accepted risk's repository of the
+    same registry holds it too, and not blocked when that cannot be looked up."""
+    match = _ECR_DIGEST.match(target.name)
+    if match is None:
+        return None  # no ECR digest: only the reference as written is blocked, judged by name above
+    registry, region, _, digest = match.groups()
+    host = target.name.split("/", 1)[0]
+    settings, cve = ctx.settings, ctx.incident.details.get("cve")
+    risks = [r for r in ctx.accepted_risks if cve and r.cve == cve and ctx.now.date() <= r.expires]
+
+    def why(repository: str) -> str | None:
+        reference = f"{host}/{repository}@{digest}"
+        if any(fnmatchcase(reference, p) for p in settings.protected_images):
+            return f"protected repository {repository} (PROTECTED_IMAGES)"
+        risk = next((r for r in risks if any(fnmatchcase(repository, g) for g in r.repositories)), None)
+        return f"repository {repository}, where {cve} is an accepted risk ({risk.reason})" if risk else None
+
+    if not settings.protected_images and not risks:
+        return None
+    key = f"image-places#{registry}#{region}#{digest}"
+    if key not in ctx.cache:
+        if ctx.images is None:
+            return f"NOT BLOCKED: where {digest} lives in registry {registry} cannot be looked up (no AWS access)"
+        try:
+            ctx.cache[key] = ctx.images.holding(region, registry, digest, lambda name: why(name) is not None)
+        except Exception as exc:  # noqa: BLE001 - any failure means the content's places are unknown
+            return (f"NOT BLOCKED: where {digest} lives in registry {registry} could not be read "
+                    f"({type(exc).__name__}: {str(exc)[:160]}); a protected image may hold it")  # fmt: skip
+    places = [w for w in map(why, ctx.cache[key]) if w]
+    if places:
+        more = f" and {len(places) - 1} more" if len(places) > 1 else ""
+        return f"NOT BLOCKED: digest {digest} is also in {places[0]}{more}; blocking it would block that image too"
     return None
 
 
@@ -262,25 +307,23 @@ def _last_ready_node(ctx: ActionContext, target: Target, tags: dict[str, str]) -
 
 
 def _matches(arn: str, patterns: tuple[str, ...]) -> bool:
-    """Globs against the ARN or the name, case-insensitively: `Break-Glass-Admin` is `*break-glass*`."""
+    """Globs against the ARN or the name, case-insensitively (keys: an alias or id names one)."""
     lowered = (arn.lower(), name_of(arn).lower())
     return any(fnmatchcase(lowered[0], p.lower()) or fnmatchcase(lowered[1], p.lower()) for p in patterns)
 
 
-def identity_static_block(target: Target, settings: Settings, incident_account: str) -> str | None:  # noqa: PLR0911
+def identity_static_block(target: Target, settings: Settings, incident_account: str) -> str | None:
     arn = target.name
     name = name_of(arn)
-    if _matches(arn, settings.protected_principals):
+    if any(same_principal(arn, p) for p in settings.protected_principals):
         return f"{arn} is protected (PROTECTED_PRINCIPALS)"
-    if name.lower().startswith(f"{APP_NAME}-"):
-        return f"{arn} is one of the responder's own roles ({APP_NAME}-<stage>-<function>); never revoked"
     namespace = target.attributes.get("service_account_namespace")
     if namespace and namespace in settings.all_protected_namespaces:
         return (
             f"{arn} is the IAM role of a service account in protected namespace {namespace} (the platform's "
             "own identity, e.g. the VPC CNI): never revoked"
         )
-    if _matches(arn, settings.kms_admin_principals):
+    if any(same_principal(arn, p) for p in settings.kms_admin_principals):
         return f"{arn} is a key administrator (KMS_ADMIN_PRINCIPALS); never revoked"
     if f":role{SERVICE_LINKED_PATH}" in arn or name.startswith("AWSServiceRoleFor"):
         return f"{arn} is an AWS service-linked role; never revoked"
@@ -305,16 +348,53 @@ def _same_identity(a: str, b: str) -> bool:
     return account_of(a) == account_of(b) and name_of(a) == name_of(b)
 
 
+def _kind(arn: str) -> str:
+    return "user" if ":user/" in arn else "role" if ":role/" in arn else ""
+
+
+def same_principal(arn: str, listed: str) -> bool:
+    """One IAM identity: same account, kind and name (a name is unique in its account, whatever the
+    path, and an assumed-role session is its role). Never a glob."""
+    return _same_identity(arn, listed) and _kind(arn) == _kind(listed) != ""
+
+
+def own_roles(ctx: ActionContext) -> list[str]:
+    """The responder's own roles, by exact ARN: the stage's function roles in the account it runs in,
+    or the spoke role when it acts in a member account. A role merely named like them is not one."""
+    me = _own_identity(ctx)
+    account, stage = account_of(me), ctx.settings.stage
+    if name_of(me) == ctx.settings.spoke_role:
+        return [me]
+    return [me, *(f"arn:aws:iam::{account}:role/{f.role_name(stage)}" for f in FUNCTIONS)]
+
+
+def _tagged(tags: Any, key: str) -> bool:
+    return any(t.get("Key") == key and str(t.get("Value", "")).lower() == "true" for t in tags or [])
+
+
 def identity_block(target: Target, ctx: ActionContext) -> str | None:
     if ctx.identity is None:
         return "no AWS access configured"
     if _same_identity(_own_identity(ctx), target.name):
         return f"{target.name} is the responder's own identity; never revoked"
-    if target.kind == "role":
+    if any(same_principal(target.name, own) for own in own_roles(ctx)):
+        return f"{target.name} is one of the responder's own roles (stage {ctx.settings.stage}); never revoked"
+    return _looked_up_block(target, ctx)
+
+
+def _looked_up_block(target: Target, ctx: ActionContext) -> str | None:
+    """What IAM says of the target: a service-linked role, or the protection tag."""
+    assert ctx.identity is not None
+    tag = ctx.settings.protected_principal_tag
+    tags: Any = None
+    if target.kind == "role" or _kind(target.name) == "role":
         role = ctx.identity.get_role(name_of(target.name))
         if role and str(role.get("Path", "")).startswith(SERVICE_LINKED_PATH):
             return f"{target.name} is an AWS service-linked role; never revoked"
-    return None
+        tags = (role or {}).get("Tags")
+    elif target.kind == "user" or _kind(target.name) == "user":
+        tags = ctx.identity.user_tags(name_of(target.name))
+    return f"{target.name} is protected by its tag {tag}=true; never revoked" if _tagged(tags, tag) else None
 
 
 def _callers(ctx: ActionContext) -> list[str]:
@@ -323,7 +403,7 @@ def _callers(ctx: ActionContext) -> list[str]:
 
 def key_static_block(target: Target, settings: Settings, callers: list[str]) -> str | None:
     """What a plan can tell about a key without AWS: admin callers, and keys that cannot be protected."""
-    admins = [c for c in callers if _matches(c, settings.kms_admin_principals)]
+    admins = [c for c in callers if any(same_principal(c, p) for p in settings.kms_admin_principals)]
     if admins:
         return f"made by a key administrator ({admins[0]}, KMS_ADMIN_PRINCIPALS): alerted, not reversed"
     listed = _matches(target.name, settings.protected_keys)

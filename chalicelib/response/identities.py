@@ -117,7 +117,7 @@ def bindings(incident: Incident, kube: KubeAPI | None) -> list[Target]:
     wanted = {ANONYMOUS, DEFAULT_ADMIN}
     if "AdminAccessToDefaultServiceAccount" in incident.type:
         wanted = {DEFAULT_ADMIN}
-    elif "Anonymous" in incident.type:
+    elif "Anonymous" in incident.type or anonymous_caller(incident):
         wanted = {ANONYMOUS}
     found = {(t.attributes["kind"], t.namespace, t.name): t for t in named}
     for binding in kube.list_bindings():
@@ -126,3 +126,22 @@ def bindings(incident: Incident, kube: KubeAPI | None) -> list[Target]:
             target = binding_target(binding)
             found.setdefault((target.attributes["kind"], target.namespace, target.name), target)
     return list(found.values())
+
+
+def anonymous_caller(incident: Incident) -> bool:
+    """The call was unauthenticated: `system:anonymous`, or a caller of `system:unauthenticated`."""
+    return any(p.kind is PrincipalKind.ANONYMOUS for p in incident.principals)
+
+
+def clusters(incident: Incident, identity: IdentityAPI | None, notes: list[str]) -> list[Target]:
+    """The incident's cluster, with how its API endpoint is reachable said in the report."""
+    if not incident.cluster:
+        return []
+    if identity is not None:
+        from chalicelib.actions.eks.restrict_public_endpoint import exposure
+
+        try:
+            notes.append(f"cluster {incident.cluster}: {exposure(identity.cluster_endpoint(incident.cluster))}")
+        except Exception as exc:  # noqa: BLE001 - a report line, never a reason to stop
+            notes.append(f"cluster {incident.cluster}: endpoint not read ({type(exc).__name__})")
+    return [Target("cluster", incident.cluster)]

@@ -46,6 +46,7 @@ class Targets:
             "binding": lambda: identities.bindings(incident, kube),
             "key": lambda: [Target("key", arn) for arn in incident.key_arns],
             "image": lambda: [Target("image", image) for image in incident.images],
+            "cluster": lambda: identities.clusters(incident, identity, self.notes),
         }
 
     def add_instance(self, instance_id: str, skip_reason: str | None = None) -> None:

@@ -2,8 +2,9 @@
 
 Both of Security Hub's event forms are read: `Security Hub Findings - Imported` (ASFF) and
 `Findings Imported V2` (OCSF). Only a finding GuardDuty produced is taken (ASFF: the product ARN
-`…::product/aws/guardduty`, which only GuardDuty can import under; OCSF: product GuardDuty and a
-GuardDuty finding ARN), or one of Inspector's on an ECR image (rewritten into Inspector's own
+`…::product/aws/guardduty`, which only GuardDuty can import under; OCSF: the product uid
+`…::productv2/aws/guardduty`, likewise, and a GuardDuty finding ARN; a product *name* is never
+enough), or one of Inspector's on an ECR image (rewritten into Inspector's own
 event and parsed by its code, so the finding ARN and image are checked there); anything else is
 an error that says so.
 
@@ -20,7 +21,7 @@ import re
 from typing import Any
 
 from chalicelib.errors import EventError
-from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.incident import Incident, Principal, PrincipalKind, PrincipalRole, ResourceKind, Severity
 
 SOURCE = "securityhub"
 ASFF = "Security Hub Findings - Imported"
@@ -30,6 +31,10 @@ _FINDING_ARN = re.compile(
 )
 _GUARDDUTY_PRODUCT = re.compile(r"^arn:aws[a-z-]*:securityhub:[a-z0-9-]+::product/aws/guardduty$")
 _INSPECTOR_PRODUCT = re.compile(r"^arn:aws[a-z-]*:securityhub:[a-z0-9-]+::product/aws/inspector$")
+# Security Hub's OCSF form names the product by a `productv2` ARN in `metadata.product.uid`; like
+# ASFF's `product/aws/...`, only AWS's own service can import under it. The product *name* is free
+# text any importer sets, so it is never enough on its own.
+_OCSF_PRODUCT = re.compile(r"^arn:aws[a-z-]*:securityhub:[a-z0-9-]+::productv2/aws/(guardduty|inspector)$")
 # ASFF writes a GuardDuty type's "/" as "-" inside its own "/"-separated Types:
 # TTPs/Execution/Execution:Runtime-ReverseShell
 _ASFF_TYPE = re.compile(r"^([A-Za-z]+):([A-Za-z0-9]+)-(.+)$")
@@ -111,7 +116,7 @@ def _asff(finding: dict[str, Any]) -> dict[str, Any]:
     region, account, detector, finding_id = _guardduty_arn(_text(finding.get("Id")))
     provider = _obj(finding.get("FindingProviderFields"))
     severity, plain = _obj(provider.get("Severity")), _obj(finding.get("Severity"))
-    cluster, instance = None, None
+    cluster, instance, user = None, None, _kubernetes_user(finding)
     for resource in map(_obj, _items(finding.get("Resources"))):
         kind, rid = _text(resource.get("Type")), _text(resource.get("Id"))
         if kind == "AwsEksCluster":
@@ -126,13 +131,47 @@ def _asff(finding: dict[str, Any]) -> dict[str, Any]:
         "score": _score(severity.get("Original", plain.get("Original", plain.get("Product"))),
                         severity.get("Label") or plain.get("Label"), plain.get("Normalized")),
         "title": _text(finding.get("Title")), "cluster": cluster, "instance": instance, "form": "ASFF",
+        "user": user,
     }  # fmt: skip
 
 
-def _ocsf(finding: dict[str, Any]) -> dict[str, Any]:
+_K8S_NAME = re.compile(r"^[A-Za-z0-9:@._/=+-]{1,256}$")
+
+
+def _kubernetes_user(finding: dict[str, Any]) -> tuple[str, tuple[str, ...]] | None:
+    """The Kubernetes user an ASFF copy carries in `Resources[].Details.Other` (a map of strings):
+    its key ending `username` and, when there, its `groups` (comma-separated or a JSON list)."""
+    import json
+
+    for resource in map(_obj, _items(finding.get("Resources"))):
+        other = _obj(_obj(resource.get("Details")).get("Other"))
+        names = [v for k, v in other.items() if k.lower().endswith("username") and isinstance(v, str)]
+        if not names or not _K8S_NAME.match(names[0]):
+            continue
+        raw = next((v for k, v in other.items() if k.lower().endswith("groups") and isinstance(v, str)), "")
+        try:
+            listed = json.loads(raw) if raw.startswith("[") else raw.split(",")
+        except ValueError:
+            listed = []
+        groups = tuple(g.strip() for g in listed if isinstance(g, str) and _K8S_NAME.match(g.strip()))
+        return names[0], groups
+    return None
+
+
+def _ocsf_product(finding: dict[str, Any]) -> str:
+    """`guardduty` or `inspector` when the OCSF copy's product is AWS's own; an error otherwise."""
     product = _obj(_obj(finding.get("metadata")).get("product"))
-    if _text(product.get("name")) != "GuardDuty":
-        raise EventError(f"not a GuardDuty finding (product {_text(product.get('name'))[:60]!r})")
+    uid, vendor = _text(product.get("uid")), _text(product.get("vendor_name"))
+    match = _OCSF_PRODUCT.match(uid)
+    if not match or vendor not in {"", "AWS"}:
+        raise EventError(
+            f"not a finding of AWS's own GuardDuty or Inspector (product uid {uid[:120]!r}, "
+            f"name {_text(product.get('name'))[:60]!r}): only theirs are acted on"
+        )
+    return match.group(1)
+
+
+def _ocsf(finding: dict[str, Any]) -> dict[str, Any]:
     info = _dict(finding.get("finding_info"), "finding_info")
     region, account, detector, finding_id = _guardduty_arn(_text(info.get("uid")))
     types = _items(info.get("types"))
@@ -248,7 +287,7 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
     if detail_type == ASFF and _INSPECTOR_PRODUCT.match(_text(finding.get("ProductArn"))):
         native = ecr.to_incident(_inspector_event(event, finding), raw_ref)
         return replace(native, details={**native.details, "via": "Security Hub (ASFF)"})
-    if detail_type == OCSF and _text(_obj(_obj(finding.get("metadata")).get("product")).get("name")) == "Inspector":
+    if detail_type == OCSF and _ocsf_product(finding) == "inspector":
         native = ecr.to_incident(_inspector_ocsf_event(event, finding), raw_ref)
         return replace(native, details={**native.details, "via": "Security Hub (OCSF)"})
     if detail_type == ASFF:
@@ -258,6 +297,12 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
     else:
         raise EventError(f"not a Security Hub findings event: detail-type {detail_type!r}")
     kind = ResourceKind.CLUSTER if facts["cluster"] else ResourceKind.NODE if facts["instance"] else ResourceKind.OTHER
+    principals: tuple[Principal, ...] = ()
+    if facts.get("user"):
+        name, groups = facts["user"]
+        anonymous = name == "system:anonymous" or "system:unauthenticated" in groups
+        user_kind = PrincipalKind.ANONYMOUS if anonymous else PrincipalKind.KUBERNETES_USER
+        principals = (Principal(user_kind, name, groups=groups, involved_as=PrincipalRole.CALLER),)
     finding_type = facts["type"] or "Unknown:SecurityHub/GuardDutyFinding"
     return Incident(
         id=facts["id"],
@@ -271,6 +316,7 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
         resource_kind=kind,
         cluster=facts["cluster"],
         instance_ids=(facts["instance"],) if facts["instance"] else (),
+        principals=principals,
         event_id=event.get("id") if isinstance(event.get("id"), str) else None,
         raw_ref=raw_ref
         or f"arn:aws:guardduty:{facts['region']}:{facts['account']}:detector/{facts['detector']}/finding/{facts['id']}",

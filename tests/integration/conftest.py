@@ -26,6 +26,7 @@ from chalicelib.executors.aws import AwsConnector
 from chalicelib.executors.caps import CapLeases
 from chalicelib.executors.evidence import FolderEvidence
 from chalicelib.executors.identity import IdentityConnector
+from chalicelib.executors.image_places import ImagePlaces
 from chalicelib.executors.kube import ClusterConnector
 from chalicelib.executors.plans import PlanStore
 from chalicelib.executors.scan_findings import ScanFindingsReader
@@ -304,13 +305,15 @@ def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session
         rules = rules or load_rules(DEFAULT_RULES_FILE)
         keys = wiring.build_keys(current)
         scans = ScanFindingsReader(lambda: aws_session)
+        images = ImagePlaces(lambda: aws_session)
         table = current.incidents_table
         caps = CapLeases(table, aws_session.client("dynamodb")) if table else None
         plans = PlanStore(table, aws_session.client("dynamodb")) if table else None
         built.append(
             Responder(
                 rules, current, connector, evidence, aws=aws, identity=identity, keys=keys, scans=scans, caps=caps,
-                plans=plans, spokes=wiring.build_spokes(current), **({"clock": clock} if clock else {}),
+                plans=plans, spokes=wiring.build_spokes(current), images=images,
+                **({"clock": clock} if clock else {}),
             )
         )  # fmt: skip
         return built[-1]

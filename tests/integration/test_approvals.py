@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from lightkube import Client
+from lightkube import ApiError, Client
 from lightkube.resources.core_v1 import Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
@@ -182,3 +182,59 @@ def test_an_approval_after_the_rule_went_dry_is_carried_out_as_a_dry_run(
     assert [a["status"] for a in carried["actions"]] == ["planned"], carried["actions"]
     assert any("is a dry run now" in n for n in carried["notes"])
     assert not _isolated(admin, cluster.namespace, "web")
+
+
+def _eks_cluster(aws_session: Any, name: str, cidrs: list[str]) -> Any:
+    eks = aws_session.client("eks")
+    eks.create_cluster(name=name, roleArn="arn:aws:iam::123456789012:role/eks-cluster",
+                       resourcesVpcConfig={"subnetIds": [], "endpointPublicAccess": True,
+                                           "endpointPrivateAccess": False, "publicAccessCidrs": cidrs})  # fmt: skip
+    return eks
+
+
+def test_an_anonymous_caller_loses_its_bindings_and_the_public_endpoint_is_restricted_once_approved(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore, aws_session: Any
+) -> None:
+    from dataclasses import replace
+
+    from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
+
+    from chalicelib.incident import Principal, PrincipalKind, PrincipalRole, ResourceKind
+    from chalicelib.policy.loader import load_rules
+    from chalicelib.settings import DEFAULT_RULES_FILE
+
+    eks = _eks_cluster(aws_session, "local", ["0.0.0.0/0"])
+    name = f"anon-view-{cluster.namespace}"
+    anonymous = {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous"}
+    cluster.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                    "metadata": {"name": name}, "subjects": [anonymous],
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": "view"}})  # fmt: skip
+    caller = Principal(PrincipalKind.ANONYMOUS, "system:anonymous", groups=("system:unauthenticated",),
+                       involved_as=PrincipalRole.CALLER)  # fmt: skip
+    found = replace(incident(kind=ResourceKind.CLUSTER, type_="Discovery:Kubernetes/MaliciousIPCaller.Custom"),
+                    principals=(caller,))  # fmt: skip
+    settings = {"incidents_table": TABLE, "public_endpoint_cidrs": ("203.0.113.0/24",)}
+    rules = load_rules(DEFAULT_RULES_FILE)
+
+    report = make_responder(rules, **settings).handle(found, Mode.LIVE)
+
+    assert report.rule == "anonymous-kubernetes-caller"
+    by_action = {r.action: r for r in report.actions}
+    assert by_action["k8s:delete-rolebinding"].status.value == "succeeded", by_action["k8s:delete-rolebinding"].detail
+    with pytest.raises(ApiError):
+        admin.get(ClusterRoleBinding, name)
+    admin.get(ClusterRoleBinding, "system:public-info-viewer")  # Kubernetes' own: kept
+    # the endpoint's exposure is reported, and its restriction waits for a human whatever the rules say
+    assert "cluster local: public endpoint open to 0.0.0.0/0 (private access off)" in report.notes
+    assert by_action["eks:restrict-public-endpoint"].status.value == "awaiting-approval"
+    assert eks.describe_cluster(name="local")["cluster"]["resourcesVpcConfig"]["publicAccessCidrs"] == ["0.0.0.0/0"]
+
+    second = make_responder(rules, **settings)
+    result = decisions.decide(store, report.incident.id, approve=True, steps=None, who="U1",
+                              run=lambda i: decisions.carry_out(store, second, i, ()))  # fmt: skip
+    assert [a["status"] for a in result["carried_out"]["actions"]] == ["succeeded"], result
+    config = eks.describe_cluster(name="local")["cluster"]["resourcesVpcConfig"]
+    assert config["publicAccessCidrs"] == ["203.0.113.0/24"]
+    (done,) = result["carried_out"]["actions"]
+    assert "from 0.0.0.0/0 to 203.0.113.0/24" in done["detail"]

@@ -89,6 +89,13 @@ def _formats(action: str) -> tuple[str, ...]:
     return tuple(e["resource_arn_format"] for e in get_action_data(service, name).get(service, []))
 
 
+def _repositories(call: Call) -> list[str]:
+    named = [call.params.get("repositoryName"), *call.params.get("repositoryNames", [])]
+    if call.operation == "DescribeRepositories" and not call.params.get("repositoryNames"):
+        named.append("*")  # listing a registry is authorised on every repository of it
+    return [n for n in named if n]
+
+
 def _ids(call: Call) -> dict[str, list[str]]:
     """Resource ids a call names, by the resource type of its ARN."""
     p = call.params
@@ -137,7 +144,7 @@ def _ids(call: Call) -> dict[str, list[str]]:
     elif call.service == "secretsmanager":
         add("secret", p.get("SecretId"))
     elif call.service == "ecr":
-        add("repository", p.get("repositoryName"))
+        add("repository", *_repositories(call))
     elif call.service == "sts":
         add("role", p.get("RoleArn"))
     elif call.service == "ssm":
@@ -268,29 +275,27 @@ def test_every_recorded_call_is_allowed_by_its_functions_policy() -> None:
 
 def test_writes_to_the_responders_own_and_protected_roles_are_denied() -> None:
     _recorded()
-    targets = [
-        *(
-            f"arn:aws:iam::{ACCOUNT}:role/{f.role_name(stage)}"
-            for f in functions.FUNCTIONS
-            for stage in ("dev", "prod")
-        ),
-        f"arn:aws:iam::{ACCOUNT}:role/break-glass-admin",
-        f"arn:aws:iam::{ACCOUNT}:role/Break-Glass-Admin",
-    ]
+    targets = [f"arn:aws:iam::{ACCOUNT}:role/{f.role_name('test')}" for f in functions.FUNCTIONS]
+    tagged = {"aws:ResourceTag/eks-responder:protected": "TRUE"}
     for function in functions.FUNCTIONS:
         policy = _policy(function.name)
-        for target in targets:
-            verdict = evaluate(policy, Authorisation("iam:PutRolePolicy", target))
-            assert verdict in {"denied", "implicit deny"}, (function.name, target)
-            if "iam:PutRolePolicy" in json.dumps(policy):
-                assert verdict == "denied", (function.name, target)  # held elsewhere: explicitly denied here
-        access_entry = f"arn:aws:eks:us-east-1:{ACCOUNT}:access-entry/prod/role/{ACCOUNT}/eks-responder-prod-x/uuid"
+        held = "iam:PutRolePolicy" in json.dumps(policy)
+        checks = [Authorisation("iam:PutRolePolicy", t) for t in targets]
+        checks.append(Authorisation("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/break-glass", tagged))
+        for check in checks:
+            verdict = evaluate(policy, check)
+            assert verdict in {"denied", "implicit deny"}, (function.name, check)
+            if held:
+                assert verdict == "denied", (function.name, check)  # held elsewhere: explicitly denied here
+        own = functions.BY_NAME["on_guardduty_finding"].role_name("test")
+        access_entry = f"arn:aws:eks:us-east-1:{ACCOUNT}:access-entry/prod/role/{ACCOUNT}/{own}/uuid"
         assert evaluate(policy, Authorisation("eks:DeleteAccessEntry", access_entry)) != "allowed", function.name
-    # ... while the same write to an ordinary role in the account is allowed where it is held,
+    # ... while the same write to an ordinary role in the account is allowed where it is held, also to
+    # one merely named like the responder's (anyone may create it) or like a break-glass,
     guardduty = _policy("on_guardduty_finding")
-    assert (
-        evaluate(guardduty, Authorisation("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/developer")) == "allowed"
-    )
+    for name in ("developer", "eks-responder-ci-deployer", "payments-breakglass-bot", "eks-responder-prod-x"):
+        check = Authorisation("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/{name}")
+        assert evaluate(guardduty, check) == "allowed", name
     # and never in another account.
     other = Authorisation("iam:PutRolePolicy", "arn:aws:iam::999999999999:role/developer")
     assert evaluate(guardduty, other) == "implicit deny"

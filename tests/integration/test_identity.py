@@ -14,6 +14,7 @@ from lightkube.codecs import from_dict
 from lightkube.resources.core_v1 import ConfigMap
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
 
+from chalicelib import functions
 from chalicelib.actions.iam.revoke_role_sessions import POLICY_NAME
 from chalicelib.incident import Principal, PrincipalKind, PrincipalRole, ResourceKind
 from chalicelib.responder import Mode
@@ -138,25 +139,63 @@ def test_a_role_ec2_assumes_is_a_node_role_whatever_the_finding_calls_it(aws_ses
     assert "spared" in report.actions[0].detail
 
 
-@pytest.mark.parametrize(
-    ("role", "reason"),
-    [
-        ("Break-Glass-Admin", "PROTECTED_PRINCIPALS"),
-        ("BREAK-GLASS", "PROTECTED_PRINCIPALS"),
-        ("eks-responder-prod-on_kms_api_call", "the responder's own roles"),
-    ],
-)
-def test_the_platform_and_the_responder_are_never_revoked(
-    aws_session: Any, make_responder: Any, role: str, reason: str
-) -> None:
-    iam = aws_session.client("iam")
-    arn = _role(iam, role)
-    report = make_responder(rules_with("iam:revoke-role-sessions")).handle(
-        _with(Principal(PrincipalKind.IAM_ROLE, role, arn)), Mode.LIVE
+def _revoke(make_responder: Any, arn: str, **settings: Any) -> Any:
+    name = arn.rsplit("/", 1)[-1]
+    report = make_responder(rules_with("iam:revoke-role-sessions"), **settings).handle(
+        _with(Principal(PrincipalKind.IAM_ROLE, name, arn)), Mode.LIVE
     )
-    assert report.actions[0].status.value == "skipped"
-    assert reason in report.actions[0].detail
-    assert iam.list_role_policies(RoleName=role)["PolicyNames"] == []
+    return report.actions[0]
+
+
+@pytest.mark.parametrize(
+    "name", ["eks-responder-ci-deployer", "eks-responder-local-on_guardduty_finding-2", "payments-breakglass-bot"]
+)
+def test_a_role_named_like_the_responders_own_or_a_break_glass_is_revoked_like_any(
+    aws_session: Any, make_responder: Any, name: str
+) -> None:
+    # anyone with iam:CreateRole chooses a name: immunity is never by name
+    iam = aws_session.client("iam")
+    result = _revoke(make_responder, _role(iam, name))
+    assert result.status.value == "succeeded", result.detail
+    assert iam.list_role_policies(RoleName=name)["PolicyNames"] == [POLICY_NAME]
+
+
+def test_the_stages_own_function_roles_are_never_revoked(aws_session: Any, make_responder: Any) -> None:
+    iam = aws_session.client("iam")
+    own = functions.BY_NAME["on_kms_api_call"].role_name("local")  # the settings' stage
+    result = _revoke(make_responder, _role(iam, own))
+    assert result.status.value == "skipped"
+    assert "one of the responder's own roles (stage local)" in result.detail
+    assert iam.list_role_policies(RoleName=own)["PolicyNames"] == []
+    # another stage's role of the same account is not this responder's own
+    other = functions.BY_NAME["on_kms_api_call"].role_name("prod")
+    assert _revoke(make_responder, _role(iam, other)).status.value == "succeeded"
+
+
+def test_a_protected_principal_is_named_by_its_exact_arn(aws_session: Any, make_responder: Any) -> None:
+    iam = aws_session.client("iam")
+    listed = _role(iam, "platform-admin", path="/ops/")
+    look_alike = _role(iam, "platform-admin-2")
+    result = _revoke(make_responder, f"arn:aws:iam::{ACCOUNT}:role/platform-admin", protected_principals=(listed,))
+    assert (result.status.value, "protected (PROTECTED_PRINCIPALS)" in result.detail) == ("skipped", True)
+    assert iam.list_role_policies(RoleName="platform-admin")["PolicyNames"] == []
+    assert _revoke(make_responder, look_alike, protected_principals=(listed,)).status.value == "succeeded"
+
+
+def test_a_principal_tagged_protected_is_never_revoked(aws_session: Any, make_responder: Any) -> None:
+    iam = aws_session.client("iam")
+    tags = [{"Key": "eks-responder:protected", "Value": "True"}]
+    arn = str(iam.create_role(RoleName="break-glass", AssumeRolePolicyDocument=TRUST, Tags=tags)["Role"]["Arn"])
+    result = _revoke(make_responder, arn)
+    assert (result.status.value, "protected by its tag eks-responder:protected=true" in result.detail) == (
+        "skipped", True)  # fmt: skip
+    assert iam.list_role_policies(RoleName="break-glass")["PolicyNames"] == []
+    user = iam.create_user(UserName="operator", Tags=tags)["User"]["Arn"]
+    key = iam.create_access_key(UserName="operator")["AccessKey"]["AccessKeyId"]
+    found = _with(Principal(PrincipalKind.IAM_USER, "operator", user, (), PrincipalRole.CALLER, key))
+    report = make_responder(rules_with("iam:deactivate-access-keys")).handle(found, Mode.LIVE)
+    assert (report.actions[0].status.value, "protected by its tag" in report.actions[0].detail) == ("skipped", True)
+    assert [k["Status"] for k in iam.list_access_keys(UserName="operator")["AccessKeyMetadata"]] == ["Active"]
 
 
 def test_the_irsa_role_of_a_protected_namespace_is_never_revoked(
@@ -185,7 +224,6 @@ def test_the_irsa_role_of_a_protected_namespace_is_never_revoked(
             "arn:aws:iam::123456789012:role/aws-service-role/eks.amazonaws.com/AWSServiceRoleForAmazonEKS",
             "service-linked",
         ),
-        ("arn:aws:iam::123456789012:role/break-glass-admin", "PROTECTED_PRINCIPALS"),
         ("arn:aws:iam::999999999999:role/developer", "not the finding's account"),
         ("arn:aws:iam::123456789012:user/moto", "the responder's own identity"),
     ],

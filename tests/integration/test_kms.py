@@ -249,12 +249,15 @@ def test_the_responders_own_calls_are_ignored(kms: Any, key: str, make_responder
 
 def test_key_administrators_are_alerted_on_not_reversed(kms: Any, key: str, make_responder: Any) -> None:
     kms.disable_key(KeyId=kid(key))
-    report = responder(make_responder, key, kms_admin_principals=("intruder",)).handle(
-        event("DisableKey", key), Mode.LIVE
-    )
+    admin = f"arn:aws:iam::{ACCOUNT}:role/intruder"  # the session's role, by its exact ARN
+    report = responder(make_responder, key, kms_admin_principals=(admin,)).handle(event("DisableKey", key), Mode.LIVE)
     assert {r.status.value for r in report.actions} == {"skipped"}
     assert "key administrator" in report.actions[0].detail
     assert kms.describe_key(KeyId=kid(key))["KeyMetadata"]["KeyState"] == "Disabled"
+    # a name is not an identity: another account's role of the same name is no administrator here
+    elsewhere = ("arn:aws:iam::999999999999:role/intruder",)
+    again = responder(make_responder, key, kms_admin_principals=elsewhere).handle(event("DisableKey", key), Mode.LIVE)
+    assert "key administrator" not in " ".join(r.detail for r in again.actions)
 
 
 def test_unprotected_keys_are_only_reported(kms: Any, key: str, make_responder: Any) -> None:

@@ -8,8 +8,11 @@ from typing import Any
 
 import botocore.session
 import parliament
+import pytest
 
 from chalicelib import actions, functions, permissions
+from chalicelib.errors import ConfigError
+from chalicelib.settings import Settings
 
 KNOWN_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 # IAM actions that are not API operations of the same name.
@@ -188,18 +191,55 @@ def test_a_flow_rule_that_revokes_a_role_gives_the_flow_function_that_write(tmp_
     flow = functions.BY_NAME["on_flow_logs"]
     policy = permissions.iam_policy({"RULES_FILE": str(path)}, flow)
     assert {"iam:PutRolePolicy", "iam:DeleteRolePolicy"} <= _allowed(policy)  # the revoke, and its release
-    denied = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
-    assert sorted(a for s in denied for a in s["Action"]) == ["iam:DeleteRolePolicy", "iam:PutRolePolicy"]
+    denied = {a for s in policy["Statement"] if s["Effect"] == "Deny" for a in s["Action"]}
+    assert sorted(denied) == ["iam:DeleteRolePolicy", "iam:PutRolePolicy"]
 
 
-def test_every_iam_write_is_denied_on_own_and_protected_roles() -> None:
+def _denies(policy: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for statement in policy["Statement"]:
+        if statement["Effect"] == "Deny":
+            for action in statement["Action"]:
+                found.setdefault(action, []).append(statement)
+    return found
+
+
+def test_every_iam_write_is_denied_on_own_roles_by_exact_name_and_on_tagged_principals() -> None:
     for name, policy in _all_policies().items():
+        stage = "dev"  # iam_policy's default stage
         held = _allowed(policy) & set(permissions.IAM_WRITES)
-        denies = {a: s["Resource"] for s in policy["Statement"] if s["Effect"] == "Deny" for a in s["Action"]}
+        denies = _denies(policy)
         assert set(denies) == held, name
-        for action, resources in denies.items():
-            assert any("eks-responder-*" in r for r in resources), (name, action)
-            assert any("Break-Glass" in r for r in resources), (name, action)  # matched in the usual spellings
+        for action, statements in denies.items():
+            resources = [r for s in statements for r in s["Resource"]]
+            # never a glob over names: a role anyone may create could match it and be spared
+            assert not any("eks-responder-*" in r or "break" in r.lower() for r in resources), (name, action)
+            own = functions.BY_NAME["on_guardduty_finding"].role_name(stage)
+            if action != "iam:UpdateAccessKey":  # the responder's own identities are roles, never users
+                assert any(r.endswith(f"/{own}") or f"/{own}/" in r for r in resources), (name, action)
+            if action.startswith("iam:"):
+                (tagged,) = [s for s in statements if "Condition" in s]
+                assert tagged["Condition"] == {
+                    "StringEqualsIgnoreCase": {"aws:ResourceTag/eks-responder:protected": "true"}
+                }, name
+
+
+def test_protected_principals_are_denied_by_their_exact_arns() -> None:
+    role, user = "arn:aws:iam::111122223333:role/ops/platform-admin", "arn:aws:iam::111122223333:user/breakglass"
+    env = {**STAGE_ENVS["without"], "PROTECTED_PRINCIPALS": f"{role},{user}"}
+    denies = _denies(permissions.iam_policy(env, functions.BY_NAME["on_guardduty_finding"]))
+    assert role in {r for s in denies["iam:PutRolePolicy"] for r in s["Resource"]}
+    assert user in {r for s in denies["iam:UpdateAccessKey"] for r in s["Resource"]}
+    entries = {r for s in denies["eks:DeleteAccessEntry"] for r in s["Resource"]}
+    assert "arn:aws:eks:*:${aws:PrincipalAccount}:access-entry/*/role/111122223333/platform-admin/*" in entries
+
+
+@pytest.mark.parametrize("value", ["*break-glass*", "break-glass-admin", "arn:aws:iam::*:role/admin",
+                                   "arn:aws:iam::111122223333:role/admin-*"])  # fmt: skip
+def test_a_name_glob_for_protected_principals_is_refused(value: str) -> None:
+    for setting in ("PROTECTED_PRINCIPALS", "KMS_ADMIN_PRINCIPALS"):
+        with pytest.raises(ConfigError, match="not an exact IAM role or user ARN"):
+            Settings.from_env({setting: value})
 
 
 def test_every_handler_has_a_function_entry() -> None:

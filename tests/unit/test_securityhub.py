@@ -63,6 +63,42 @@ def test_what_is_not_a_guardduty_copy_is_refused_with_the_reason(event: dict[str
         registry.to_incident(event)
 
 
+def _ocsf_product(path: str, **product: str) -> dict[str, Any]:
+    event: dict[str, Any] = load_json(EVENTS / "securityhub" / path)
+    event["detail"]["findings"][0]["metadata"]["product"] = product
+    return event
+
+
+GD_OCSF, INSPECTOR_OCSF = OCSF.name, "ocsf-copy-of-inspector-image-finding.json"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        # the product's name is free text: a custom integration may call itself GuardDuty
+        _ocsf_product(GD_OCSF, name="GuardDuty", vendor_name="AWS",
+                      uid="arn:aws:securityhub:us-east-1:123456789012:productv2/123456789012/default"),
+        _ocsf_product(GD_OCSF, name="GuardDuty", vendor_name="AWS"),
+        _ocsf_product(INSPECTOR_OCSF, name="Inspector", vendor_name="AWS"),
+        _ocsf_product(GD_OCSF, name="GuardDuty", vendor_name="Example Corp",
+                      uid="arn:aws:securityhub:us-east-1::productv2/aws/guardduty"),
+        _ocsf_product(GD_OCSF, name="GuardDuty", uid="arn:aws:securityhub:us-east-1::productv2/aws/guardduty/x"),
+    ],
+)  # fmt: skip
+def test_an_ocsf_copy_is_believed_only_from_awss_own_product(event: dict[str, Any]) -> None:
+    with pytest.raises(EventError, match="not a finding of AWS's own GuardDuty or Inspector"):
+        registry.to_incident(event)
+
+
+def test_the_product_uid_decides_which_service_a_copy_is_from_not_its_name() -> None:
+    # named Inspector, imported under GuardDuty's product: read as GuardDuty's (and so refused for
+    # lacking a GuardDuty finding ARN), never taken as an image finding
+    event = _ocsf_product(INSPECTOR_OCSF, name="Inspector", vendor_name="AWS",
+                          uid="arn:aws:securityhub:us-east-1::productv2/aws/guardduty")  # fmt: skip
+    with pytest.raises(EventError, match="GuardDuty finding ARN"):
+        registry.to_incident(event)
+
+
 def _member_names(value: Any, shape: Any) -> Any:
     """The inverse of wire_names: an event's finding as boto3 returns it from GetFindings."""
     kind = getattr(shape, "type_name", None)
@@ -214,3 +250,25 @@ def test_an_older_asff_severity_without_a_label_is_scored_as_security_hub_docume
 ) -> None:
     event = _asff(Severity=severity, FindingProviderFields={})
     assert registry.to_incident(event).severity is expected
+
+
+def test_an_asff_copy_carries_the_kubernetes_user_it_holds_in_details_other() -> None:
+    from chalicelib.incident import PrincipalKind
+    from chalicelib.policy.matcher import decide
+
+    event = load_json(ASFF)
+    finding = event["detail"]["findings"][0]
+    finding["Types"] = finding["FindingProviderFields"]["Types"] = [
+        "TTPs/Discovery/Discovery:Kubernetes-MaliciousIPCaller"
+    ]
+    finding["Resources"].append({"Type": "Other", "Id": "kubernetes-user", "Details": {"Other": {
+        "kubernetesDetails/kubernetesUserDetails/username": "system:anonymous",
+        "kubernetesDetails/kubernetesUserDetails/groups": "system:unauthenticated"}}})  # fmt: skip
+    found = registry.to_incident(event)
+    (caller,) = found.principals
+    assert (caller.kind, caller.name, caller.groups) == (PrincipalKind.ANONYMOUS, "system:anonymous",
+                                                         ("system:unauthenticated",))  # fmt: skip
+    assert decide(found, load_rules(DEFAULT_RULES_FILE)).rule.name == "anonymous-kubernetes-caller"
+    # a value that is no Kubernetes name is not taken
+    finding["Resources"][-1]["Details"]["Other"]["kubernetesDetails/kubernetesUserDetails/username"] = "a\nb"
+    assert registry.to_incident(event).principals == ()

@@ -7,7 +7,17 @@ import re
 from typing import Any, ClassVar
 
 from chalicelib.actions import evidence_bundle
-from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target, responder_marks
+from chalicelib.actions.base import (
+    Action,
+    ActionContext,
+    IAMStatement,
+    Outcome,
+    Params,
+    RBACRule,
+    Status,
+    Target,
+    responder_marks,
+)
 from chalicelib.bounds import (
     IMAGE_BLOCKS,
     IMAGE_BLOCKS_NAMESPACE,
@@ -16,6 +26,7 @@ from chalicelib.bounds import (
     NEVER_BLOCKED,
     POLICY_PREFIX,
 )
+from chalicelib.executors.image_places import IAM as IMAGE_PLACES
 
 ADMISSION = "admissionregistration.k8s.io"
 IMAGE_ANNOTATION = "eks-responder.io/image"
@@ -179,6 +190,10 @@ class BlockImage(Action):
     deploy/rbac/image-blocks.yaml), else a Kyverno ClusterPolicy where Kyverno runs; otherwise both
     manifests are written to the evidence store for a human to apply. The image is matched by
     digest and by the repository tags the scan named (a pod spec only shows what it asks for).
+    A digest is judged by its content: before it is blocked, the registry's repositories that
+    PROTECTED_IMAGES or an accepted risk of the incident's CVE cover are looked up
+    (`ecr:DescribeRepositories`, `ecr:DescribeImages`), and a digest one of them holds is never
+    blocked; neither is one whose places cannot be read.
 
     Example::
 
@@ -200,6 +215,8 @@ class BlockImage(Action):
         RBACRule("", "configmaps", ("get", "patch"), (IMAGE_BLOCKS,)),
         RBACRule("kyverno.io", "clusterpolicies", ("delete",)),
     )
+    # Where the digest lives is looked up before it is blocked (guardrails.image_block).
+    iam: ClassVar[tuple[IAMStatement, ...]] = IMAGE_PLACES
     releases = "removes its entry from the image-blocks ConfigMap, or deletes the Kyverno policy it created"
     keeps = "pods refused meanwhile are not recreated (their controllers retry on their own)"
 
