@@ -25,6 +25,19 @@ def not_sent(call: str) -> None:
     _note(f"{call} not sent (the API has no dry run)")
 
 
+APPLIED = "APPLIED"
+
+
+def applied(call: str) -> None:
+    """`call` went as a dry run and the endpoint carried it out (it answered with success, not
+    `DryRunOperation`): the change is made and must be reported, and recorded, as made."""
+    _note(f"{call} {APPLIED}: the endpoint ignored DryRun and made the change")
+
+
+def any_applied(entries: list[str]) -> bool:
+    return any(f" {APPLIED}: " in e for e in entries)
+
+
 def held(call: str) -> None:
     """`call` was held, to go to the API with a later step's write to the same object."""
     _note(f"{call} held, sent with a later step's write to the same object")

@@ -652,8 +652,9 @@ class Responder:
         stamped = tuple(replace(r, step=p.index) for r, p in zip(results, ordered, strict=True))
         return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes), account_alias=session.alias)
 
-    def _undo_one(self, action: Action, target: Target, prior: dict[str, Any], ctx: ActionContext, *,
-                  force: bool) -> ActionResult:  # fmt: skip
+    def _undo_one(  # noqa: PLR0911 - one return per way a release ends
+        self, action: Action, target: Target, prior: dict[str, Any], ctx: ActionContext, *, force: bool
+    ) -> ActionResult:
         started = time.perf_counter()
         effect = str(prior.get("held") or "")
         if effect and ctx.caps is not None:
@@ -680,6 +681,10 @@ class Responder:
             return ActionResult(action.name, str(target), Status.FAILED, f"release: {_brief(exc)}")
         elapsed = (time.perf_counter() - started) * 1000
         detail = f"release: {outcome.detail}"
+        if ctx.dry_run and outcome.status is Status.SUCCEEDED and dry_run.any_applied(writes):
+            logger.error("dry run applied", extra={"action": action.name, "target": str(target)})
+            return ActionResult(action.name, str(target), Status.SUCCEEDED,
+                                f"APPLIED DESPITE DRY RUN: {detail} [{dry_run.describe(writes)}]", elapsed)  # fmt: skip
         if ctx.dry_run and outcome.status is Status.SUCCEEDED:
             return ActionResult(
                 action.name, str(target), Status.PLANNED, f"dry run: {detail} [{dry_run.describe(writes)}]"
@@ -724,7 +729,7 @@ class Responder:
             logger.warning("own account unknown", extra={"incident_id": why, "error": _brief(exc)})
             return None
 
-    def _run_one(self, action: Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:
+    def _run_one(self, action: Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:  # noqa: PLR0911
         started = time.perf_counter()
 
         def result(status: Status, detail: str, prior: dict[str, Any] | None = None) -> ActionResult:
@@ -747,6 +752,11 @@ class Responder:
             guardrails.settle(ctx, action, target, succeeded=False)
             return result(Status.FAILED, _brief(exc))
         guardrails.settle(ctx, action, target, succeeded=outcome.status is Status.SUCCEEDED)
+        if ctx.dry_run and outcome.status is Status.SUCCEEDED and dry_run.any_applied(writes):
+            # The endpoint made the change: it is reported, and kept for a release, as made.
+            logger.error("dry run applied", extra={"action": action.name, "target": str(target)})
+            detail = f"APPLIED DESPITE DRY RUN: {outcome.detail} [{dry_run.describe(writes)}]"
+            return result(Status.SUCCEEDED, detail, outcome.prior)
         if ctx.dry_run and outcome.status is Status.SUCCEEDED:
             # Say exactly what the dry run proved: which writes the API checked, which were not sent.
             detail = f"dry run: {outcome.detail} [{dry_run.describe(writes)}]"

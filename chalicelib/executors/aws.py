@@ -1,7 +1,8 @@
 """The EC2 and Auto Scaling executor: the only module that calls those APIs.
 
 Every EC2 write carries DryRun=True in dry-run mode; "DryRunOperation" (the request would have
-succeeded) counts as success, so a dry run proves permissions without changing anything.
+succeeded) counts as success, so a dry run proves permissions without changing anything. An
+endpoint that answers a DryRun write with success has applied it: that is reported as applied.
 """
 
 from __future__ import annotations
@@ -56,12 +57,15 @@ class EC2Gateway:
         if not self.dry_run:
             return call(**kwargs)
         try:
-            call(DryRun=True, **kwargs)
+            answer = call(DryRun=True, **kwargs)
         except self._ec2.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != _DRY_RUN_OK:
                 raise
-        dry_run.checked(f"ec2:{_operation(call)}", "DryRun")
-        return None
+            dry_run.checked(f"ec2:{_operation(call)}", "DryRun")
+            return None
+        # Success is not "would succeed": the endpoint ignored DryRun and applied the write.
+        dry_run.applied(f"ec2:{_operation(call)}")
+        return answer
 
     def network_interfaces(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
         pages = self._ec2.get_paginator("describe_network_interfaces").paginate(Filters=_filters(filters))
