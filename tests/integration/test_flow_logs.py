@@ -183,7 +183,11 @@ def test_an_s3_delivery_is_streamed_from_the_bucket_and_handled(
     assert found["incident"]["pods"] == [f"{cluster.namespace}/{worker.pod}"]
     # dry run: validated, nothing changed (the pod has no branch ENI: nothing to plan there)
     assert {a["action"]: a["status"] for a in found["actions"]}.pop("ec2:isolate-pod-eni") == "skipped"
-    assert {a["status"] for a in found["actions"] if a["action"] != "ec2:isolate-pod-eni"} == {"planned"}
+    statuses = {a["action"]: a for a in found["actions"] if a["action"] != "ec2:isolate-pod-eni"}
+    # moto makes network-ACL entries despite DryRun: the block is reported as made, never as checked
+    block = statuses.pop("ec2:block-ip")
+    assert (block["status"], block["detail"].startswith("APPLIED DESPITE DRY RUN")) == ("succeeded", True), block
+    assert {a["status"] for a in statuses.values()} == {"planned"}
     pod = cluster.admin.get(Pod, worker.pod, namespace=cluster.namespace)
     assert MARK not in (pod.metadata.labels or {})
 
@@ -250,8 +254,9 @@ def test_replay_of_a_payload_prints_the_attributed_pod_and_the_planned_actions(
     assert [(a["action"], a["status"]) for a in row["actions"]] == [
         ("k8s:label-pod", "planned"), ("k8s:capture-pod", "planned"), ("k8s:isolate-pod", "planned"),
         ("ec2:isolate-pod-eni", "skipped"),
-        ("ec2:block-ip", "planned"),
+        ("ec2:block-ip", "succeeded"),  # moto makes ACL entries despite DryRun: reported as made
     ]  # fmt: skip
+    assert row["actions"][-1]["detail"].startswith("APPLIED DESPITE DRY RUN")
     # Planned, not done (the API server's dry run; moto applies ACL entries even with DryRun, so not that).
     pod = cluster.admin.get(Pod, worker.pod, namespace=cluster.namespace)
     assert MARK not in (pod.metadata.labels or {})
