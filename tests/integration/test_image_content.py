@@ -60,6 +60,16 @@ def scan_of(repository: str, digest: str) -> Incident:
     )
 
 
+def _copy_of_production(ecr: Any, layer: str) -> str:
+    """The production image's bytes pushed again to a scratch repository: one digest in both."""
+    push(ecr, "prod/payments", layer)
+    return push(ecr, "scratch/anything", layer)
+
+
+def _with_risks(*risks: AcceptedRisk) -> Any:
+    return load_rules(DEFAULT_RULES_FILE).model_copy(update={"accepted_risks": risks})
+
+
 def _block(report: Any) -> Any:
     (found,) = [r for r in report.actions if r.action == "k8s:block-image"]
     return found
@@ -96,12 +106,10 @@ def test_the_production_images_bytes_in_a_scratch_repository_are_never_blocked(
 def test_a_digest_an_accepted_risk_covers_elsewhere_in_the_registry_is_never_blocked(
     cluster: Cluster, make_responder: Any, ecr: Any, layer: str
 ) -> None:
-    push(ecr, "prod/payments", layer)
-    copied = push(ecr, "scratch/anything", layer)
+    copied = _copy_of_production(ecr, layer)
     risk = AcceptedRisk(cve=CVE, repositories=("prod/*",), expires=TODAY + timedelta(days=30),
                         reason="patched in the next release, JIRA-12")  # fmt: skip
-    rules = load_rules(DEFAULT_RULES_FILE).model_copy(update={"accepted_risks": (risk,)})
-    responder = make_responder(rules=rules, clusters=("local",))
+    responder = make_responder(rules=_with_risks(risk), clusters=("local",))
 
     block = _block(responder.handle(scan_of("scratch/anything", copied), Mode.LIVE))
 
@@ -113,11 +121,10 @@ def test_a_digest_an_accepted_risk_covers_elsewhere_in_the_registry_is_never_blo
 def test_an_expired_accepted_risk_or_another_cve_protects_nothing(
     cluster: Cluster, make_responder: Any, ecr: Any, layer: str
 ) -> None:
-    push(ecr, "prod/payments", layer)
-    copied = push(ecr, "scratch/anything", layer)
+    copied = _copy_of_production(ecr, layer)
     expired = AcceptedRisk(cve=CVE, repositories=("prod/*",), expires=TODAY - timedelta(days=1), reason="old")
     other = AcceptedRisk(cve="CVE-2021-44228", repositories=("prod/*",), expires=TODAY, reason="other")
-    rules = load_rules(DEFAULT_RULES_FILE).model_copy(update={"accepted_risks": (expired, other)})
+    rules = _with_risks(expired, other)
 
     responder = make_responder(rules=rules, clusters=("local",))
     block = _block(responder.handle(scan_of("scratch/anything", copied), Mode.LIVE))
