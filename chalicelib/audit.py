@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chalicelib.responder import Report
@@ -11,8 +11,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger("eks_responder")
 
 
-def record(report: Report, event_ref: str | None = None, *, by: str | None = None, what: str = "response") -> None:
-    """`what`: response (an event), approved (steps a human approved), release, expiry, capture."""
+def record(
+    report: Report,
+    event_ref: str | None = None,
+    *,
+    by: str | None = None,
+    what: str = "response",
+    follows_dry_run: dict[str, Any] | None = None,
+) -> None:
+    """`what`: response (an event), approved (steps a human approved), release, expiry, capture.
+    `follows_dry_run`: the dry run of the same finding this live response follows."""
     incident = report.incident
     logger.info(
         "incident",
@@ -34,6 +42,7 @@ def record(report: Report, event_ref: str | None = None, *, by: str | None = Non
             "sample": incident.sample,
             "observed_at": incident.observed_at,
             "time_to_contain_seconds": report.time_to_contain,
+            **({"follows_dry_run": follows_dry_run} if follows_dry_run else {}),
         },
     )
     for result in report.actions:

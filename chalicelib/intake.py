@@ -33,7 +33,7 @@ def event_id(event: Any) -> str | None:
 class Ledger(Protocol):
     def previous(self, incident_id: str) -> dict[str, Any] | None: ...
     def record(self, report: dict[str, Any]) -> None: ...
-    def once(self, incident: Incident, work: Callable[[], dict[str, Any]]) -> dict[str, Any]: ...
+    def once(self, incident: Incident, work: Callable[[], dict[str, Any]], mode: str = "live") -> dict[str, Any]: ...
 
 
 def handle(
@@ -70,9 +70,10 @@ def handle_incident(
 ) -> dict[str, Any]:
     """An incident (from an event, or one of many from a flow-log batch): respond once, record, tell."""
     incident = responder.enrich(incident, mode)
+    follows: dict[str, Any] | None = None
 
     def work() -> dict[str, Any]:
-        return _respond(incident, eid, responder, mode, ledger, notifiers)
+        return _respond(incident, eid, responder, mode, ledger, notifiers, follows)
 
     accepted = responder.accepted_risk(incident)
     if ledger is None or accepted:
@@ -81,19 +82,21 @@ def handle_incident(
         return _respond(incident, eid, responder, mode, None, () if accepted else notifiers)
     try:
         previous = ledger.previous(incident.id)
-        if previous and previous["rank"] >= incident.severity.value:
+        if previous and previous["rank"] >= incident.severity.value and _repeats(previous, mode):
             logger.info("duplicate incident", extra={"event_id": eid, "incident_id": incident.id, **previous})
             reason = (
                 f"already handled at severity {previous['severity']} ({previous['updated_at']}): "
                 "nothing done, nothing sent"
             )
             return _counted({"event_id": eid, "incident_id": incident.id, "duplicate": True, "reason": reason})
+        if previous and previous["rank"] >= incident.severity.value:
+            follows = previous  # only a dry run was recorded: this live run acts, and says what it follows
         # An unverified copy is reported, never recorded: a forged copy that arrives first must not
         # make the native event of the same id a duplicate.
         return (
             _respond(incident, eid, responder, mode, None, notifiers)
             if incident.unverified
-            else ledger.once(incident, work)
+            else ledger.once(incident, work, str(mode))
         )
     except Exception as exc:  # noqa: BLE001 - any storage failure: act without exactly-once, and say so
         done = getattr(exc, "result", None)
@@ -111,6 +114,12 @@ def handle_incident(
         return result
 
 
+def _repeats(previous: dict[str, Any], mode: Mode) -> bool:
+    """Whether an earlier record makes this run a repeat: a live record does for every mode; a dry
+    run's record only for another dry run (a dry run changes nothing, so the live run must act)."""
+    return previous.get("mode", "live") == "live" or mode != "live"
+
+
 def _counted(duplicate: dict[str, Any]) -> dict[str, Any]:
     """A duplicate is not told (its first copy was), only counted."""
     from chalicelib import metrics
@@ -126,6 +135,7 @@ def _respond(
     mode: Mode,
     ledger: Ledger | None,
     notifiers: Sequence[Notifier],
+    follows: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     try:
         report = responder.handle(incident, mode)
@@ -133,8 +143,15 @@ def _respond(
         logger.exception("responder failed", extra={"event_id": eid, "incident_id": incident.id})
         failed: dict[str, Any] = {"event_id": eid, "error": f"internal error while responding to {incident.id}: {exc}"}
         return told(failed, notifiers)
-    audit.record(report, eid)
+    dry = {"severity": follows["severity"], "at": follows["updated_at"]} if follows is not None else None
+    audit.record(report, eid, follows_dry_run=dry)
     result = {"event_id": eid, **report.to_dict()}
+    if follows is not None:
+        result["follows_dry_run"] = dry
+        result["notes"] = [
+            *result.get("notes", []),
+            f"follows a dry run of this finding ({follows['severity']}, {follows['updated_at']}): this run acts",
+        ]
     if ledger is not None:
         try:
             ledger.record(result)  # before any notification: a failed notifier never loses the incident

@@ -92,7 +92,11 @@ def _incident(found: Timeline, record: dict[str, Any]) -> None:
         if record.get(key) and label not in found.facts:
             found.facts[label] = _text(record[key], 500)
     found.rule = found.rule or _text(record.get("rule"), 80) or None
-    found.mode = found.mode or _text(record.get("mode"), 20) or None
+    # A live response after a dry run of the same finding is what happened: its mode is the timeline's.
+    found.mode = "live" if record.get("mode") == "live" else found.mode or _text(record.get("mode"), 20) or None
+    follows = record.get("follows_dry_run")
+    if isinstance(follows, dict) and "Follows" not in found.facts:
+        found.facts["Follows"] = _text(f"a dry run of this finding at {follows.get('at')}", 200)
     found.observed_at = found.observed_at or timestamp(record.get("observed_at"))
     ttc = record.get("time_to_contain_seconds")
     if found.time_to_contain is None and isinstance(ttc, int | float) and not isinstance(ttc, bool):

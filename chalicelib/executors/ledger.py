@@ -1,7 +1,8 @@
 """Exactly once: Powertools idempotency records and one incident record per incident, in DynamoDB.
 
 One table (partition key `id`, string) holds both: Powertools' in-progress/completed records,
-keyed by incident id and severity band, and `incident#<id>` items with the latest report.
+keyed by incident id, severity band and mode, and `incident#<id>` items with the latest report.
+A dry run is recorded as a dry run: it never makes the live run of the same finding a repeat.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class IncidentLedger:
         self._dynamodb = dynamodb
         self._persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=dynamodb)
         self._config = IdempotencyConfig(
-            event_key_jmespath="[incident_id, severity]",
+            event_key_jmespath="[incident_id, severity, mode]",
             raise_on_no_idempotency_key=True,
             expires_after_seconds=RECORD_DAYS * 86400,
         )
@@ -83,6 +84,7 @@ class IncidentLedger:
             "severity": item["severity"]["S"],
             "rank": int(item["rank"]["N"]),
             "updated_at": item["updated_at"]["S"],
+            "mode": _mode(item),
         }
 
     def record(self, report: dict[str, Any]) -> None:
@@ -95,13 +97,14 @@ class IncidentLedger:
                 "severity": {"S": incident["severity"]},
                 "rank": {"N": str(Severity.parse(incident["severity"]).value)},
                 "updated_at": {"S": now.isoformat()},
+                "mode": {"S": str(report.get("mode") or "live")},
                 "report": {"S": bounded(report)},
                 "expiration": {"N": str(int(now.timestamp()) + RECORD_DAYS * 86400)},
             },
         )
 
-    def once(self, incident: Incident, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """Run `work` once per (incident, severity band).
+    def once(self, incident: Incident, work: Callable[[], dict[str, Any]], mode: str = "live") -> dict[str, Any]:
+        """Run `work` once per (incident, severity band, mode).
 
         The in-progress record expires with the invocation (its Lambda context is registered), so
         a crashed or timed-out invocation blocks the incident only until its own deadline, and the
@@ -124,7 +127,8 @@ class IncidentLedger:
             return summary(ran["result"])
 
         try:
-            stored: dict[str, Any] = respond(key={"incident_id": incident.id, "severity": incident.severity.label})
+            key = {"incident_id": incident.id, "severity": incident.severity.label, "mode": mode}
+            stored: dict[str, Any] = respond(key=key)
         except Exception as exc:
             if "result" in ran:
                 raise WorkDoneError(ran["result"], exc) from exc
@@ -132,3 +136,13 @@ class IncidentLedger:
         if "result" in ran:
             return ran["result"]
         return {**stored, "duplicate": True, "reason": "already handled by an earlier invocation: nothing done again"}
+
+
+def _mode(item: dict[str, Any]) -> str:
+    """The mode a record was made in; records written before modes were kept say so in their report."""
+    if "mode" in item:
+        return str(item["mode"]["S"])
+    try:
+        return str(json.loads(item["report"]["S"]).get("mode") or "live")
+    except (KeyError, TypeError, ValueError):
+        return "live"  # unknown: the safe reading is that it acted, so it is not acted on twice

@@ -263,6 +263,9 @@ def build(report: dict[str, Any]) -> dict[str, Any]:
             {"type": "section", "text": {"type": "mrkdwn", "text": cut(f"No action: {literal(why)}", TEXT_LIMIT)}}
         )
     context = [f"{marker}Rule {literal(report.get('rule') or 'none')}", f"incident {literal(incident['id'])}"]
+    follows = report.get("follows_dry_run")
+    if isinstance(follows, dict):
+        context.append(f"follows a dry run of this finding at {literal(follows.get('at'))}")
     if report.get("evidence"):
         context.append(f"evidence {literal(report['evidence'])}")
     link = console_link(incident)

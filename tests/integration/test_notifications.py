@@ -395,3 +395,53 @@ def test_a_security_hub_copy_and_its_native_twin_are_one_incident(with_table: di
     assert second["rule"]
     assert second["actions"]
     assert len(webhook.received) == 3  # the native, the unverified copy (reported), the native after it
+
+
+def test_the_rollout_dry_then_live_acts_on_the_same_finding(
+    with_table: dict[str, Any],
+    webhook: Webhook,
+    monkeypatch: pytest.MonkeyPatch,
+    cluster: Cluster,
+    local_stack: LocalStack,
+) -> None:
+    """The deploy checklist: a stage in DRY_RUN first, then DRY_RUN off. The dry run's record never
+    makes the live run of the same finding a duplicate; a live record does make later runs repeats."""
+    from lightkube.resources.core_v1 import Pod
+
+    from chalicelib.lambda_events import LocalContext
+
+    _as_the_stage(with_table["project"], monkeypatch)
+    monkeypatch.setenv("KUBECONFIG", str(local_stack.responder_kubeconfig))
+    wiring.reset()
+    pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
+    event = load_event("execution-runtime-reverse-shell")
+    details = event["detail"]["resource"]
+    details["eksClusterDetails"]["name"] = "local"
+    details["kubernetesDetails"]["kubernetesWorkloadDetails"].update(name=pod, namespace=cluster.namespace)
+
+    def labels() -> dict[str, str]:
+        return dict(cluster.admin.get(Pod, pod, namespace=cluster.namespace).metadata.labels or {})
+
+    dry = wiring.handle_event(copy.deepcopy(event), LocalContext())
+    assert dry["mode"] == "dry-run"
+    assert "follows_dry_run" not in dry
+    assert "quarantine" not in " ".join(labels())
+    assert wiring.handle_event(copy.deepcopy(event), LocalContext())["duplicate"] is True  # dry after dry
+
+    monkeypatch.setenv("DRY_RUN", "false")
+    wiring.reset()
+    live = wiring.handle_event(copy.deepcopy(event), LocalContext())
+    assert "duplicate" not in live, live
+    assert live["mode"] == "live"
+    assert {a["action"]: a["status"] for a in live["actions"]}["k8s:label-pod"] == "succeeded"
+    assert "quarantine" in " ".join(labels())
+    assert live["follows_dry_run"]["severity"] == "high"
+    assert any(n.startswith("follows a dry run of this finding") for n in live["notes"])
+    assert "follows a dry run of this finding" in json.dumps(webhook.received[-1])
+
+    again = wiring.handle_event(copy.deepcopy(event), LocalContext())
+    assert again["duplicate"] is True  # a live record is a repeat for a live run ...
+    monkeypatch.setenv("DRY_RUN", "true")
+    wiring.reset()
+    assert wiring.handle_event(copy.deepcopy(event), LocalContext())["duplicate"] is True  # ... and for a dry one
+    assert len(webhook.received) == 2  # the dry run, the live run

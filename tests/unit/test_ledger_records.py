@@ -33,3 +33,12 @@ def test_the_idempotency_summary_never_carries_the_report() -> None:
     kept = summary(REPORT)
     assert set(kept) == {"event_id", "incident_id", "rule", "mode", "actions"}
     assert "prior" not in kept["actions"][0]
+
+
+def test_a_record_without_its_mode_is_read_from_its_report_and_else_counts_as_live() -> None:
+    from chalicelib.executors.ledger import _mode
+
+    assert _mode({"mode": {"S": "dry-run"}, "report": {"S": "{}"}}) == "dry-run"
+    assert _mode({"report": {"S": json.dumps({"mode": "dry-run"})}}) == "dry-run"
+    assert _mode({"report": {"S": "not json"}}) == "live"  # unknown: never acted on twice
+    assert _mode({}) == "live"
