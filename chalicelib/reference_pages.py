@@ -80,6 +80,15 @@ def action_page(action: Action, rules: RulesFile) -> str:
         "",
         *_rbac(action.rbac),
         "",
+        "## What it reads back",
+        "",
+        (
+            f"After its writes it reads back {action.reads_back}: a claim that does not hold fails the step "
+            "(its prior state kept for a release)."
+            if action.reads_back
+            else "Nothing: the API's answer is all it has, and a live result says so (`(not read back)`)."
+        ),
+        "",
         "## Release (undo)",
         "",
         f"- A release: {action.releases or 'nothing (it changes nothing that needs undoing)'}",

@@ -768,6 +768,8 @@ class Responder:
                 logger.warning("hold not recorded", extra={"action": action.name, "error": _brief(exc)})
                 outcome = replace(outcome, detail=f"{outcome.detail}; not recorded as shared ({_brief(exc)}): "
                                                   "a release undoes it whatever other incidents rely on")  # fmt: skip
+        if outcome.status is Status.SUCCEEDED and not action.reads_back and not outcome.already:
+            outcome = replace(outcome, detail=f"{outcome.detail} (not read back)")
         return result(outcome.status, outcome.detail, outcome.prior)
 
     def _all(self, incident: Incident, rule: Rule, mode: Mode, status: Status, detail: str) -> Report:

@@ -117,6 +117,14 @@ class Outcome:
     already: bool = False  # nothing to do: the target is already so (another incident may have done it)
 
 
+def checked(claim: str, wrong: str | None, prior: dict[str, Any] | None = None) -> Outcome:
+    """A write's outcome from what was read back after it: the claim, or that it does not hold (a
+    failed step that keeps its prior state, so a release can still put back what did change)."""
+    if wrong:
+        return Outcome(Status.FAILED, f"{claim} requested, but it does not hold: read back {wrong}", prior)
+    return Outcome(Status.SUCCEEDED, f"{claim} (read back)", prior)
+
+
 @dataclass(frozen=True)
 class ActionResult:
     action: str
@@ -384,6 +392,9 @@ class Action(ABC):
     # instance's isolation): each incident that finds it in place holds it too, and only the last
     # holder released undoes it (with the prior state of the incident that made it).
     shared: ClassVar[bool] = False
+    # What the action reads back after its writes, so its report is a fact: empty means the API's
+    # answer is all it has, and a live result says "(not read back)".
+    reads_back: ClassVar[str] = ""
     releases: ClassVar[str] = ""  # what a release puts back; empty: nothing is undone
     keeps: ClassVar[str] = "nothing to undo"  # what a release cannot (or must not) undo
 

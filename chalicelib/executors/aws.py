@@ -146,6 +146,11 @@ class EC2Gateway:
         return (answer.get(key) or {}).get("Value")
 
     def set_instance_attribute(self, instance_id: str, attribute: str, value: Any) -> None:
+        if isinstance(value, str):
+            # The documented Attribute/Value form: every endpoint reads it the same way (moto takes the
+            # structured form of a string attribute for a security-group change and drops it).
+            self._write(self._ec2.modify_instance_attribute, InstanceId=instance_id, Attribute=attribute, Value=value)
+            return
         key = attribute[0].upper() + attribute[1:]
         self._write(self._ec2.modify_instance_attribute, InstanceId=instance_id, **{key: {"Value": value}})
 

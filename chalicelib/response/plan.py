@@ -59,10 +59,11 @@ class PlannedStep:
 
     @property
     def undoable(self) -> bool:
-        """Ran, changed something, and recorded what it was before."""
+        """Ran, changed something, and recorded what it was before (a step that failed after a
+        write, such as a change that did not read back, keeps its prior state to be put back)."""
         result = self.result or {}
         undone = self.state in (StepState.DONE, StepState.RELEASE_REQUESTED)
-        return undone and result.get("status") == "succeeded" and bool(result.get("prior"))
+        return undone and result.get("status") in ("succeeded", "failed") and bool(result.get("prior"))
 
     @property
     def label(self) -> str:

@@ -25,6 +25,8 @@ class Fault:
     status: int = 503
     methods: tuple[str, ...] = ("GET", "POST", "PATCH", "PUT", "DELETE")
     body: bytes | None = None  # default: a Kubernetes Status
+    when: bytes | None = None  # only requests whose body contains this
+    content_type: str = "application/json"
     hits: int = field(default=0)
 
 
@@ -41,12 +43,13 @@ class FaultProxy:
 
             def _any(self) -> None:
                 proxy.requests.append(f"{self.command} {self.path}")
-                fault = next(
-                    (f for f in proxy.faults if self.command in f.methods and (f.times < 0 or f.hits < f.times)),
-                    None,
-                )
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                fault = next(
+                    (f for f in proxy.faults if self.command in f.methods and (f.times < 0 or f.hits < f.times)
+                     and (f.when is None or f.when in body)),
+                    None,
+                )  # fmt: skip
                 if fault is not None:
                     fault.hits += 1
                     if fault.kind == "reset":
@@ -57,7 +60,7 @@ class FaultProxy:
                         proxy.release.wait(30)  # the client's timeout fires first; released at close
                         self.close_connection = True
                         return
-                    self._answer(fault.status, fault.body or _status_body(fault.status))
+                    self._answer(fault.status, fault.body or _status_body(fault.status), fault.content_type)
                     return
                 self._forward(body)
 
@@ -83,9 +86,9 @@ class FaultProxy:
                 self.wfile.write(data)
                 conn.close()
 
-            def _answer(self, status: int, body: bytes) -> None:
+            def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -114,8 +117,10 @@ class FaultProxy:
         status: int = 503,
         methods: tuple[str, ...] | None = None,
         body: bytes | None = None,
+        when: bytes | None = None,
+        content_type: str = "application/json",
     ) -> Fault:
-        fault = Fault(kind, times, status, methods or Fault.methods, body)
+        fault = Fault(kind, times, status, methods or Fault.methods, body, when, content_type)
         self.faults.append(fault)
         return fault
 
@@ -136,4 +141,12 @@ def ec2_error(code: str) -> bytes:
     return (
         f"<Response><Errors><Error><Code>{code}</Code><Message>injected {code}</Message></Error></Errors>"
         "<RequestID>injected</RequestID></Response>"
+    ).encode()
+
+
+def ec2_accepted(operation: str) -> bytes:
+    """EC2's answer that a write succeeded (what an endpoint that then does not apply it says)."""
+    return (
+        f'<{operation}Response xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        f"<requestId>injected</requestId><return>true</return></{operation}Response>"
     ).encode()

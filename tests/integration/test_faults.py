@@ -24,7 +24,7 @@ from chalicelib.responder import Mode, Responder
 from chalicelib.settings import Settings
 from devstack.stack import LocalStack
 from tests.integration.conftest import Cluster, incident, rules_with
-from tests.integration.faults import FaultProxy, ec2_error
+from tests.integration.faults import FaultProxy, ec2_accepted, ec2_error
 
 pytestmark = pytest.mark.integration
 
@@ -103,10 +103,11 @@ def _ec2_responder(proxy: FaultProxy, aws_session: Any, monkeypatch: pytest.Monk
     return Responder(rules, Settings(), None, aws=AwsConnector(lambda: session))
 
 
-def _instance(ec2: Any) -> str:
+def _instance(ec2: Any, shutdown: str = "stop") -> str:
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     tags = [{"ResourceType": "instance", "Tags": [{"Key": "eks:cluster-name", "Value": "local"}]}]
-    made = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=tags)
+    made = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=tags,
+                             InstanceInitiatedShutdownBehavior=shutdown)  # fmt: skip
     return str(made["Instances"][0]["InstanceId"])
 
 
@@ -135,3 +136,29 @@ def test_aws_throttling_is_retried_and_a_lasting_error_fails_the_step(
     assert down.hits % 3 == 0
     assert ec2.describe_instance_attribute(InstanceId=other, Attribute="disableApiTermination")[
         "DisableApiTermination"]["Value"] is False  # fmt: skip
+
+
+def test_a_write_the_endpoint_accepts_but_does_not_make_fails_its_step_on_read_back(
+    aws_session: Any, aws_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint answers "done" to the shutdown-behaviour change and keeps "terminate": the step
+    says what it read back, fails, and keeps its prior state for the release."""
+    ec2 = aws_session.client("ec2")
+    target = _instance(ec2, "terminate")
+    found = incident(instance_ids=(target,), kind=ResourceKind.NODE, type_="CryptoCurrency:EC2/BitcoinTool.B!DNS")
+    ignored = aws_proxy.inject("status", status=200, methods=("POST",), body=ec2_accepted("ModifyInstanceAttribute"),
+                               when=b"&Value=stop", content_type="text/xml")  # fmt: skip
+    (result,) = _ec2_responder(aws_proxy, aws_session, monkeypatch).handle(found, Mode.LIVE).actions
+    assert ignored.hits == 1
+    assert result.status.value == "failed", result.detail
+    assert "shutdown behaviour stop" in result.detail
+    assert result.detail.endswith("read back shutdown behaviour terminate")
+    assert result.prior == {"disableApiTermination": False, "instanceInitiatedShutdownBehavior": "terminate",
+                            "auto_scaling_group": None, "protected_from_scale_in": False}  # fmt: skip
+
+    aws_proxy.faults.clear()
+    other = _instance(ec2, "terminate")
+    again = type(found)(**{**found.__dict__, "id": "another", "instance_ids": (other,)})
+    (held,) = _ec2_responder(aws_proxy, aws_session, monkeypatch).handle(again, Mode.LIVE).actions
+    assert held.status.value == "succeeded", held.detail
+    assert held.detail.endswith("(read back)")

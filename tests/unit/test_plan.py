@@ -121,3 +121,16 @@ def test_who_decides_whether_a_step_waits(rule: int, step: int, cluster: str, de
     chosen = RULES.rules[rule]
     incident = Incident(**{**INCIDENT.__dict__, "cluster": cluster})
     assert needs_approval(chosen.actions[step], chosen, incident, RULES, default) is required
+
+
+def test_a_step_that_failed_after_a_write_is_released_and_one_that_changed_nothing_is_not() -> None:
+    target = Target("instance", "i-0aaa")
+    prior = {"disableApiTermination": False}
+
+    def step(status: str, prior: dict[str, bool] | None) -> PlannedStep:
+        return PlannedStep(1, "ec2:protect-instance", target, result={"status": status, "prior": prior})
+
+    assert step("succeeded", prior).undoable
+    assert step("failed", prior).undoable  # a change that did not read back: what did change is put back
+    assert not step("failed", None).undoable
+    assert not step("skipped", prior).undoable

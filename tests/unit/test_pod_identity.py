@@ -54,6 +54,7 @@ def test_the_association_is_deleted_and_kept_in_the_result() -> None:
                       {"clusterName": "prod", "associationId": "a-1"})  # fmt: skip
     stub.add_response("delete_pod_identity_association", {"association": ASSOCIATION},
                       {"clusterName": "prod", "associationId": "a-1"})  # fmt: skip
+    stub.add_response("list_pod_identity_associations", {"associations": []}, where)  # read back: gone
     with stub:
         outcome = get("eks:delete-pod-identity-association").run(
             _context(_Kube(), IdentityGateway(None, None, eks, dry_run=False)), Target("pod", "web-1", "payments"),
@@ -61,8 +62,30 @@ def test_the_association_is_deleted_and_kept_in_the_result() -> None:
     stub.assert_no_pending_responses()
     assert outcome.status is Status.SUCCEEDED
     assert f"deleted Pod Identity association a-1 (role {ROLE})" in outcome.detail
+    assert outcome.detail.endswith("(read back)")
     assert outcome.prior == {"associations": [{k: ASSOCIATION[k] for k in (
         "associationId", "roleArn", "namespace", "serviceAccount", "clusterName", "tags")}]}  # fmt: skip
+
+
+def test_an_association_still_listed_after_its_deletion_fails_the_step() -> None:
+    eks, stub = _client("eks")
+    where = {"clusterName": "prod", "namespace": "payments", "serviceAccount": "web"}
+    listed = {"associations": [
+        {k: ASSOCIATION[k] for k in ("clusterName", "namespace", "serviceAccount", "associationArn", "associationId")}
+    ]}  # fmt: skip
+    one = {"clusterName": "prod", "associationId": "a-1"}
+    stub.add_response("list_pod_identity_associations", listed, where)
+    stub.add_response("describe_pod_identity_association", {"association": ASSOCIATION}, one)
+    stub.add_response("delete_pod_identity_association", {"association": ASSOCIATION}, one)
+    stub.add_response("list_pod_identity_associations", listed, where)  # the endpoint answered, nothing changed
+    stub.add_response("describe_pod_identity_association", {"association": ASSOCIATION}, one)
+    with stub:
+        outcome = get("eks:delete-pod-identity-association").run(
+            _context(_Kube(), IdentityGateway(None, None, eks, dry_run=False)), Target("pod", "web-1", "payments"),
+            NoParams())  # fmt: skip
+    assert outcome.status is Status.FAILED
+    assert outcome.detail.endswith("does not hold: read back association(s) a-1 still listed")
+    assert outcome.prior is not None  # kept: a release can still put back whatever did change
 
 
 def test_irsa_names_the_trust_lines_and_changes_nothing() -> None:

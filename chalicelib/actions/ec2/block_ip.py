@@ -86,6 +86,7 @@ class BlockIP(Action):
     release_iam: ClassVar[tuple[IAMStatement, ...]] = (
         IAMStatement(("ec2:DeleteNetworkAclEntry",), ("arn:aws:ec2:{region}:{account}:network-acl/*",)),
     )
+    reads_back = "the network ACL entries (each address denied, before any allow)"
     releases = (
         "removes the deny entries it added (only those: same rule number, address and action), unless "
         "another incident still relies on them: then the last one released removes them"

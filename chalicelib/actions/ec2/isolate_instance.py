@@ -122,6 +122,7 @@ class IsolateInstance(Action):
             {"StringEquals": {f"aws:ResourceTag/{ISOLATION_GROUP_TAG}": "true"}},
         ),
     )
+    reads_back = "every interface's security groups and the isolation group's rules"
     releases = ("puts every interface back in the security groups it had, and deletes the isolation group it "
                 "created once no interface uses it")  # fmt: skip
     keeps = "interfaces whose groups someone changed since (unless forced); connections cut meanwhile stay cut"

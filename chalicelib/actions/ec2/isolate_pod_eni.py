@@ -57,6 +57,7 @@ class IsolatePodEni(Action):
         IAMStatement(("ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups")),
         *GROUP_IAM,
     )
+    reads_back = "the branch interface's security groups and the isolation group's rules"
     releases = "puts the branch ENI back in the security groups it had"
     keeps = "a branch ENI whose groups someone changed since (unless forced); connections cut meanwhile stay cut"
 

@@ -73,7 +73,33 @@ class ProtectInstance(Action):
                 done.append(f"scale-in protection in {name}")
         if not done:
             return Outcome(Status.SKIPPED, f"instance {target} is already protected")
-        return Outcome(Status.SUCCEEDED, f"instance {target}: {', '.join(done)}", prior)
+        if ctx.dry_run:
+            return Outcome(Status.SUCCEEDED, f"instance {target}: {', '.join(done)}", prior)
+        wrong = self._not_held(ec2, target.name, params, group)
+        if wrong:
+            # What was claimed is not so: a failed step, with its prior state kept for the release.
+            said = f"instance {target}: {', '.join(done)} requested, but read back {', '.join(wrong)}"
+            return Outcome(Status.FAILED, said, prior)
+        return Outcome(Status.SUCCEEDED, f"instance {target}: {', '.join(done)} (read back)", prior)
+
+    reads_back = "termination protection, shutdown behaviour, and scale-in protection or group membership"
+
+    @staticmethod
+    def _not_held(ec2: Any, instance: str, params: ProtectInstanceParams, group: dict[str, Any] | None) -> list[str]:
+        wrong: list[str] = []
+        if not ec2.instance_attribute(instance, "disableApiTermination"):
+            wrong.append("termination protection off")
+        shutdown = ec2.instance_attribute(instance, "instanceInitiatedShutdownBehavior")
+        if shutdown != "stop":
+            wrong.append(f"shutdown behaviour {shutdown}")
+        if group:
+            now = ec2.auto_scaling_of(instance)
+            name = group["AutoScalingGroupName"]
+            if params.detach_from_group and now and now.get("AutoScalingGroupName") == name:
+                wrong.append(f"still in {name}")
+            elif not params.detach_from_group and not (now and now.get("ProtectedFromScaleIn")):
+                wrong.append(f"not protected from scale-in in {name}")
+        return wrong
 
     releases = "turns termination protection, shutdown behaviour and scale-in protection back to what they were"
     keeps = "an instance detached from its Auto Scaling group stays detached (its replacement runs)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
 from chalicelib.actions.ec2.common import NODE_CONDITION, aws, missing, present
 
 ASG_ARN = "arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/*"
@@ -74,11 +74,18 @@ class RemoveFromService(Action):
             ec2.deregister(registered)
             prior["targets"] = registered
             where = ", ".join(sorted({str(t["TargetGroupArn"]).split(":")[-1] for t in registered}))
-            done.append(f"deregistered {len(registered)} target(s) from {where}")
+            # Deregistered targets drain for the group's delay: listed until then, so not read back.
+            done.append(f"deregistered {len(registered)} target(s) from {where} (draining; not read back)")
         if not prior["standby_in"] and not registered:
             why = "; ".join(done) or "in no Auto Scaling group"
             return Outcome(Status.SKIPPED, f"instance {target} is already out of service ({why}; no target registered)")
-        return Outcome(Status.SUCCEEDED, f"instance {target}: {'; '.join(done)}", prior)
+        claim = f"instance {target}: {'; '.join(done)}"
+        if ctx.dry_run or not prior["standby_in"]:
+            return Outcome(Status.SUCCEEDED, claim, prior)
+        state = (ec2.auto_scaling_of(target.name) or {}).get("LifecycleState")
+        return checked(claim, None if state in ("Standby", "EnteringStandby") else f"lifecycle state {state}", prior)
+
+    reads_back = "the lifecycle state in its Auto Scaling group (deregistered targets drain: not read back)"
 
     def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
         ec2 = aws(ctx)

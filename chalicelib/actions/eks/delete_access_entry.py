@@ -6,7 +6,17 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, RBACRule, Status, Target
+from chalicelib.actions.base import (
+    Action,
+    ActionContext,
+    IAMStatement,
+    Outcome,
+    Params,
+    RBACRule,
+    Status,
+    Target,
+    checked,
+)
 from chalicelib.actions.iam.common import account_of, identity, name_of
 
 AWS_AUTH = ("kube-system", "aws-auth")
@@ -60,9 +70,11 @@ class DeleteAccessEntry(Action):
             entry = identity(ctx).access_entry(cluster, target.name)
             if entry is not None:
                 identity(ctx).delete_access_entry(cluster, target.name)
-                return Outcome(
-                    Status.SUCCEEDED, f"deleted the access entry of {target} in {cluster}", {"access_entry": entry}
-                )
+                claim, prior = f"deleted the access entry of {target} in {cluster}", {"access_entry": entry}
+                if ctx.dry_run:
+                    return Outcome(Status.SUCCEEDED, claim, prior)
+                left = identity(ctx).access_entry(cluster, target.name)
+                return checked(claim, None if left is None else "the access entry still exists", prior)
             if params.mode == "access-entry":
                 return Outcome(Status.SKIPPED, f"{target} has no access entry in {cluster}")
         return self._aws_auth(ctx, target)
@@ -94,9 +106,16 @@ class DeleteAccessEntry(Action):
         version = str((config.get("metadata") or {}).get("resourceVersion", ""))
         ctx.kube.replace_config_map_data(*AWS_AUTH, updated, version)
         lines = sum(len(v) for v in removed.values())
-        return Outcome(
-            Status.SUCCEEDED, f"removed {lines} aws-auth mapping(s) of {target}", {"aws_auth_removed": removed}
-        )
+        claim, prior = f"removed {lines} aws-auth mapping(s) of {target}", {"aws_auth_removed": removed}
+        if ctx.dry_run:
+            return Outcome(Status.SUCCEEDED, claim, prior)
+        after = dict((ctx.kube.get_config_map(*AWS_AUTH) or {}).get("data") or {})
+        left = [k for k, field in (("mapRoles", "rolearn"), ("mapUsers", "userarn"))
+                if any(_same_principal(str(e.get(field, "")), target.name)
+                       for e in yaml.safe_load(after.get(k) or "[]") or [])]  # fmt: skip
+        return checked(claim, f"still mapped in {', '.join(left)}" if left else None, prior)
+
+    reads_back = "the access entry (no longer found), or the aws-auth ConfigMap (the mapping gone)"
 
 
 def without_items(text: str, indexes: list[int]) -> str | None:

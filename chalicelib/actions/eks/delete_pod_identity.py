@@ -6,7 +6,7 @@ import json
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
 from chalicelib.actions.iam.common import identity, name_of
 
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -105,4 +105,12 @@ class DeletePodIdentityAssociation(Action):
         if not deleted:
             reason = "; ".join(done) or f"service account {where} has no Pod Identity association and no IRSA role"
             return Outcome(Status.SKIPPED, reason)
-        return Outcome(Status.SUCCEEDED, f"service account {where}: {'; '.join(done)}", {"associations": deleted})
+        claim, prior = f"service account {where}: {'; '.join(done)}", {"associations": deleted}
+        if ctx.dry_run:
+            return Outcome(Status.SUCCEEDED, claim, prior)
+        gone = {str(a["associationId"]) for a in deleted}
+        listed = gateway.pod_identity_associations(cluster, target.namespace, account)
+        left = [str(a.get("associationId")) for a in listed if str(a.get("associationId")) in gone]
+        return checked(claim, f"association(s) {', '.join(left)} still listed" if left else None, prior)
+
+    reads_back = "the service account's Pod Identity associations (the deleted ones no longer listed)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
 from chalicelib.actions.iam.common import identity, name_of
 
 
@@ -68,6 +68,11 @@ class DeactivateAccessKeys(Action):
         for key in active:
             api.set_access_key_status(user, str(key["AccessKeyId"]), "Inactive")
         ids = ", ".join(str(k["AccessKeyId"]) for k in active)
-        return Outcome(
-            Status.SUCCEEDED, f"user {user}: deactivated {ids}", {"user": user, "were_active": ids.split(", ")}
-        )
+        claim, prior = f"user {user}: deactivated {ids}", {"user": user, "were_active": ids.split(", ")}
+        if ctx.dry_run:
+            return Outcome(Status.SUCCEEDED, claim, prior)
+        still = [str(k["AccessKeyId"]) for k in api.access_keys(user)
+                 if k["AccessKeyId"] in prior["were_active"] and k.get("Status") == "Active"]  # fmt: skip
+        return checked(claim, f"{', '.join(still)} still active" if still else None, prior)
+
+    reads_back = "the user's access keys (each one it deactivated is Inactive)"

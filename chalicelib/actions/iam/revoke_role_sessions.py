@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
 from chalicelib.actions.iam.common import identity, name_of
 
 POLICY_NAME = "eks-responder-revoke-older-sessions"
@@ -121,7 +121,18 @@ class RevokeRoleSessions(Action):
                 Status.SKIPPED, f"sessions of role {role} already revoked for this incident (before {cutoff})"
             )
         cutoff = ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        api.put_role_policy(role, POLICY_NAME, revoke_document(ctx.incident.id, cutoff))
+        document = revoke_document(ctx.incident.id, cutoff)
+        api.put_role_policy(role, POLICY_NAME, document)
         moved = " (moved the earlier cut-off)" if existing else ""
         detail = f"role {role}: sessions issued before {cutoff} denied by inline policy {POLICY_NAME}{moved}"
-        return Outcome(Status.SUCCEEDED, detail, {"role": role, "policy": POLICY_NAME, "previous_document": existing})
+        prior = {"role": role, "policy": POLICY_NAME, "previous_document": existing}
+        if ctx.dry_run:
+            return Outcome(Status.SUCCEEDED, detail, prior)
+        now = api.role_policy(role, POLICY_NAME)
+        return checked(detail, None if now == document else f"inline policy {POLICY_NAME} is {_said(now)}", prior)
+
+    reads_back = "the role's inline deny policy, compared with the one written"
+
+
+def _said(document: dict[str, Any] | None) -> str:
+    return "absent" if document is None else "a different document"

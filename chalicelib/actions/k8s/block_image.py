@@ -217,6 +217,7 @@ class BlockImage(Action):
     )
     # Where the digest lives is looked up before it is blocked (guardrails.image_block).
     iam: ClassVar[tuple[IAMStatement, ...]] = IMAGE_PLACES
+    reads_back = "the image-blocks entry and the admission policy and binding that read it"
     releases = "removes its entry from the image-blocks ConfigMap, or deletes the Kyverno policy it created"
     keeps = "pods refused meanwhile are not recreated (their controllers retry on their own)"
 

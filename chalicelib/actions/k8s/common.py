@@ -6,6 +6,7 @@ from abc import abstractmethod
 from typing import Any
 
 from chalicelib.actions.base import (
+    INCIDENT_ANNOTATION,
     INVESTIGATION_LABEL,
     Action,
     ActionContext,
@@ -13,6 +14,7 @@ from chalicelib.actions.base import (
     Params,
     Status,
     Target,
+    checked,
     responder_marks,
 )
 
@@ -56,6 +58,19 @@ def restore_metadata(obj: dict[str, Any], prior: dict[str, Any]) -> dict[str, An
     return {"metadata": patch}
 
 
+def _marks_missing(obj: dict[str, Any] | None, incident_id: str) -> str | None:
+    """What of this incident's marks the object lacks (another incident may add its own meanwhile)."""
+    if obj is None:
+        return "the object is gone"
+    meta = obj.get("metadata") or {}
+    wrong = []
+    if (meta.get("labels") or {}).get(INVESTIGATION_LABEL) != "true":
+        wrong.append(f"label {INVESTIGATION_LABEL} not set")
+    if incident_id not in ((meta.get("annotations") or {}).get(INCIDENT_ANNOTATION) or "").split(","):
+        wrong.append(f"annotation {INCIDENT_ANNOTATION} without incident {incident_id}")
+    return "; ".join(wrong) or None
+
+
 class LabelForInvestigation(Action):
     """Label and annotate a pod or node as under investigation, with the incident id."""
 
@@ -78,7 +93,15 @@ class LabelForInvestigation(Action):
             return Outcome(Status.SKIPPED, f"{target.kind} {target} is already labelled for this incident")
         prior = prior_metadata(obj, labels, annotations)
         self._patch(ctx, target, {"metadata": {"labels": labels, "annotations": annotations}})
-        return Outcome(Status.SUCCEEDED, f"labelled {target.kind} {target} {INVESTIGATION_LABEL}=true", prior)
+        claim = f"labelled {target.kind} {target} {INVESTIGATION_LABEL}=true"
+        if ctx.dry_run:
+            return Outcome(Status.SUCCEEDED, claim, prior)
+        # The server's answer to the patch (or, while the patch is held for a later step's write, the
+        # object as that write will leave it: the responder confirms the step once it is sent).
+        after = self._get(ctx, target)
+        return checked(claim, _marks_missing(after, ctx.incident.id), prior)
+
+    reads_back = "the labels and annotations, from the API server's answer to the patch"
 
     releases = "puts the labels and annotations back as they were (removes the ones it added)"
     keeps = "nothing"

@@ -73,6 +73,7 @@ class CordonNode(Action):
             Status.SUCCEEDED, f"cordoned node {target} and tainted it {QUARANTINE_TAINT}:NoSchedule; verified", prior
         )
 
+    reads_back = "the node's unschedulable flag and quarantine taint"
     releases = "uncordons the node (when it was schedulable before) and removes the quarantine taint"
     keeps = "taints and cordons others added meanwhile; pods evicted or rescheduled meanwhile stay where they are"
 

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target
+from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target, checked
 from chalicelib.actions.k8s.common import missing
 
 
@@ -45,4 +45,13 @@ class DeletePod(Action):
             return Outcome(Status.SKIPPED, f"pod {target} is already being deleted")
         ctx.kube.delete_pod(target.namespace, target.name, params.grace_period_seconds)
         spec = pod.get("spec") or {}
-        return Outcome(Status.SUCCEEDED, f"deleted pod {target}", {"node": spec.get("nodeName")})
+        prior = {"node": spec.get("nodeName")}
+        if ctx.dry_run:
+            return Outcome(Status.SUCCEEDED, f"deleted pod {target}", prior)
+        after = ctx.kube.get_pod(target.namespace, target.name)
+        if after is None:
+            return checked(f"deleted pod {target}: gone", None, prior)
+        terminating = bool((after.get("metadata") or {}).get("deletionTimestamp"))
+        return checked(f"deleted pod {target}: terminating", None if terminating else "no deletion under way", prior)
+
+    reads_back = "the pod (gone, or terminating with a deletion timestamp)"

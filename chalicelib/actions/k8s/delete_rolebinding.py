@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target
+from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target, checked
 from chalicelib.response.rbac_grants import dangerous_grant, is_system_binding
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -51,4 +51,10 @@ class DeleteRoleBinding(Action):
                 Status.SKIPPED, f"{kind} {target} no longer grants anonymous or default-service-account admin access"
             )
         ctx.kube.delete_binding(kind, target.namespace, target.name)
-        return Outcome(Status.SUCCEEDED, f"deleted {kind} {target}, which {why}", {"deleted": binding})
+        claim, prior = f"deleted {kind} {target}, which {why}", {"deleted": binding}
+        if ctx.dry_run:
+            return Outcome(Status.SUCCEEDED, claim, prior)
+        left = ctx.kube.get_binding(kind, target.namespace, target.name)
+        return checked(claim, None if left is None else "the binding still exists", prior)
+
+    reads_back = "the binding (no longer found)"

@@ -200,6 +200,7 @@ class IsolatePod(Action):
         RBACRule("cilium.io", "ciliumnetworkpolicies", ("delete",), (QUARANTINE_POLICY,)),
         RBACRule("projectcalico.org", "networkpolicies", ("delete",), (QUARANTINE_POLICY,)),
     )
+    reads_back = "the pod's labels and every NetworkPolicy that selects it"
     releases = (
         "gives the pod its labels back (so it rejoins its workload and Services), restores the selectors of the "
         "policies it narrowed, and deletes the quarantine policy (and the Cilium or Calico one it created) when no "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
 from chalicelib.actions.kms.common import KEY_ARN, PENDING, key_or_missing, keys
 
 
@@ -35,4 +35,10 @@ class CancelKeyDeletion(Action):
             return Outcome(Status.SKIPPED, f"key {target} is not pending deletion ({state})")
         keys(ctx).cancel_key_deletion(target.name)
         prior = {"KeyState": state, "DeletionDate": str(metadata.get("DeletionDate", ""))}
-        return Outcome(Status.SUCCEEDED, f"cancelled the deletion of key {target} (was {state})", prior)
+        claim = f"cancelled the deletion of key {target} (was {state})"
+        if keys(ctx).dry_run:
+            return Outcome(Status.SUCCEEDED, claim, prior)
+        now = str((keys(ctx).describe_key(target.name) or {}).get("KeyState"))
+        return checked(claim, f"key state {now}" if now in PENDING else None, prior)
+
+    reads_back = "the key's state (no longer pending deletion)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
 from chalicelib.actions.kms.common import KEY_ARN, PENDING, key_or_missing, keys
 
 
@@ -37,4 +37,10 @@ class EnableKey(Action):
         if state == "Enabled":
             return Outcome(Status.SKIPPED, f"key {target} is already enabled")
         keys(ctx).enable_key(target.name)
-        return Outcome(Status.SUCCEEDED, f"enabled key {target} (was {state})", {"KeyState": state})
+        claim, prior = f"enabled key {target} (was {state})", {"KeyState": state}
+        if keys(ctx).dry_run:
+            return Outcome(Status.SUCCEEDED, claim, prior)
+        now = str((keys(ctx).describe_key(target.name) or {}).get("KeyState"))
+        return checked(claim, None if now == "Enabled" else f"key state {now}", prior)
+
+    reads_back = "the key's state (Enabled)"

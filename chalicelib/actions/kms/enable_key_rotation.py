@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
 from chalicelib.actions.kms.common import KEY_ARN, key_or_missing, keys
 
 
@@ -38,4 +38,9 @@ class EnableKeyRotation(Action):
         if keys(ctx).rotation_enabled(target.name):
             return Outcome(Status.SKIPPED, f"rotation of key {target} is already enabled")
         keys(ctx).enable_key_rotation(target.name)
-        return Outcome(Status.SUCCEEDED, f"enabled rotation of key {target}", {"KeyRotationEnabled": False})
+        claim, prior = f"enabled rotation of key {target}", {"KeyRotationEnabled": False}
+        if keys(ctx).dry_run:
+            return Outcome(Status.SUCCEEDED, claim, prior)
+        return checked(claim, None if keys(ctx).rotation_enabled(target.name) else "rotation disabled", prior)
+
+    reads_back = "the key's rotation status"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import ClassVar
 
 from chalicelib import key_policies
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
 from chalicelib.actions.kms.common import KEY_ARN, key_id, key_or_missing, keys
 from chalicelib.incident import PrincipalRole
 
@@ -66,4 +67,11 @@ class RestoreKeyPolicy(Action):
             )
         keys(ctx).put_key_policy(target.name, good["policy"])
         detail = f"restored the policy of key {target} first seen at {good.get('first_seen', '?')}"
-        return Outcome(Status.SUCCEEDED, "; ".join([detail, *notes]), {"replaced_policy": current})
+        prior = {"replaced_policy": current}
+        if keys(ctx).dry_run:
+            return Outcome(Status.SUCCEEDED, "; ".join([detail, *notes]), prior)
+        held = _same(keys(ctx).key_policy(target.name), good["policy"])
+        outcome = checked(detail, None if held else "a different policy in force", prior)
+        return replace(outcome, detail="; ".join([outcome.detail, *notes]))
+
+    reads_back = "the key policy in force, compared with the one restored"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
 from chalicelib.actions.iam.common import account_of
 from chalicelib.actions.kms.common import KEY_ARN, key_or_missing, keys
 
@@ -47,4 +47,11 @@ class RevokeGrant(Action):
         for grant in foreign:
             keys(ctx).revoke_grant(target.name, str(grant["GrantId"]))
         listed = ", ".join(f"{g['GrantId']} ({g.get('GranteePrincipal')})" for g in foreign)
-        return Outcome(Status.SUCCEEDED, f"revoked grants on key {target}: {listed}", {"revoked_grants": foreign})
+        claim, prior = f"revoked grants on key {target}: {listed}", {"revoked_grants": foreign}
+        if keys(ctx).dry_run:
+            return Outcome(Status.SUCCEEDED, claim, prior)
+        revoked = {str(g["GrantId"]) for g in foreign}
+        left = [str(g["GrantId"]) for g in keys(ctx).grants(target.name) if str(g.get("GrantId")) in revoked]
+        return checked(claim, f"grant(s) {', '.join(left)} still listed" if left else None, prior)
+
+    reads_back = "the key's grants (the revoked ones no longer listed)"
