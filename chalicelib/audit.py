@@ -50,3 +50,12 @@ def record(
             "action",
             extra={"incident_id": incident.id, "rule": report.rule, "mode": report.mode.value, **result.to_dict()},
         )
+
+
+def decision(incident_id: str, what: str, by: str, steps: list[int], said: str, at: str) -> None:
+    """A human's decision (approve, reject, release) as it was recorded in the plan, from Slack or
+    the CLI: the trail has it even where the incident table is not read."""
+    logger.info(
+        "decision",
+        extra={"incident_id": incident_id, "what": what, "by": by, "steps": steps, "said": said[:2000], "at": at},
+    )

@@ -650,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         dp.add_argument("--as", dest="who", metavar="NAME", help="who decides, for the audit trail (default: $USER)")
         dp.add_argument("--kubeconfig", metavar="FILE", help="use this kubeconfig for every cluster")
         dp.add_argument("--json", action="store_true", help="the result as one JSON object")
+        dp.add_argument("-v", "--verbose", action="store_true", help=AUDIT_HELP)
         dp.set_defaults(func=decide, approve=verb == "approve")
 
     rl = sub.add_parser("release", help="undo what an incident's steps changed (INCIDENTS_TABLE, AWS credentials)")
@@ -660,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     rl.add_argument("--as", dest="who", metavar="NAME", help="who releases, for the audit trail (default: $USER)")
     rl.add_argument("--kubeconfig", metavar="FILE", help="use this kubeconfig for every cluster")
     rl.add_argument("--json", action="store_true", help="the result as one JSON object")
+    rl.add_argument("-v", "--verbose", action="store_true", help=AUDIT_HELP)
     rl.set_defaults(func=release)
 
     _report_parser(sub)
@@ -674,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.CRITICAL, stream=sys.stderr, format="%(levelname)s %(message)s")
     _audit_to_stderr(verbose=getattr(args, "verbose", False))
     return _run(args)
+
+
+AUDIT_HELP = "the audit trail (the decision, every step run or released) as JSON lines on stderr, for `report --from`"
 
 
 def _run(args: argparse.Namespace) -> int:

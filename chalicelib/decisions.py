@@ -110,8 +110,9 @@ def _record(
             store.replace(decision.plan, version)
         except PlanConflictError:
             continue
-        logger.info("plan decided", extra={"incident_id": incident_id, "decision": verb, "by": who,
-                                          "steps": list(decision.changed), "said": decision.message})  # fmt: skip
+        at = decision.plan.step(decision.changed[0]).decided_at or ""
+        what = "release requested" if verb == "release" else PAST[verb]
+        audit.decision(incident_id, what, who, list(decision.changed), decision.message, at)
         result: dict[str, Any] = {"incident_id": incident_id, "decision": verb, "message": decision.message}
         runs = (StepState.APPROVED, StepState.RELEASE_REQUESTED)
         if any(decision.plan.step(i).state in runs for i in decision.changed):
@@ -138,7 +139,9 @@ def _keep_results(store: PlanStore, plan: Plan, version: int, results: dict[int,
 
     from chalicelib.responder import outcome_of
 
-    done = {i: replace(plan.step(i), result=outcome_of(r)) for i, r in results.items()}
+    done = {i: replace(plan.step(i), result=outcome_of(r)).noted("ran", r.at or "", None,
+                                                                 f"{r.status.value}: {r.detail}")
+            for i, r in results.items()}  # fmt: skip
     try:
         store.replace(plan.with_steps(done), version)
     except Exception as exc:  # noqa: BLE001 - logged: the results are in the report and the audit log
@@ -158,8 +161,6 @@ def release(
     clock: Callable[[], datetime] = _now,
 ) -> dict[str, Any]:
     """Undo the steps that changed something (all of them, or `steps`), last first; record who did."""
-    from dataclasses import replace
-
     from chalicelib.executors.plans import PlanConflictError
     from chalicelib.intake import told
 
@@ -181,17 +182,37 @@ def release(
     results = dict(zip(sorted(chosen, reverse=True), report.actions, strict=True))
     if not dry_run:
         stamp = clock().isoformat()
-        undone = {i: replace(chosen[i], state=StepState.RELEASED, decided_by=who, decided_at=stamp)
-                  for i, r in results.items() if r.status in (Status.SUCCEEDED, Status.SKIPPED)
-                  and "changed since" not in r.detail and "replaced by a later" not in r.detail}  # fmt: skip
+        kept = {i: _released(chosen[i], r, who, stamp) for i, r in results.items()}
         try:
-            store.replace(plan.with_steps(undone), version)
+            store.replace(plan.with_steps(kept), version)
         except PlanConflictError:
             said.append("the plan changed meanwhile: the release ran, but its record was not updated")
     result = {"event_id": None, **report.to_dict(), "released_by": who}
     if said:
         result["said"] = "; ".join(said)
     return told(result, notifiers)
+
+
+def _released(step: PlannedStep, result: ActionResult, who: str, stamp: str) -> PlannedStep:
+    """The step after its release, with what really happened in its history: released, release
+    skipped (nothing to put back), let go (another incident still relies on the change), left
+    alone (changed since), or release failed."""
+    from dataclasses import replace
+
+    left = "changed since" in result.detail or "replaced by a later" in result.detail
+    if result.status is Status.FAILED:
+        what = "release failed"
+    elif left:
+        what = "release left it alone"
+    elif result.status is Status.SKIPPED:
+        what = "release skipped"
+    elif "still relied on" in result.detail:
+        what = "let go, kept for another incident"
+    else:
+        what = "released"
+    done = result.status in (Status.SUCCEEDED, Status.SKIPPED) and not left
+    moved = replace(step, state=StepState.RELEASED, decided_by=who, decided_at=stamp) if done else step
+    return moved.noted(what, stamp, who, result.detail)
 
 
 def carry_out(

@@ -717,7 +717,17 @@ class Responder:
     def _stored_plan(self, incident: Incident, rule: Rule, mode: Mode, steps: list[PlannedStep]) -> Plan:
         now = self._clock()
         expires = now + timedelta(minutes=self._settings.approval_minutes)
-        return Plan(incident, rule.name, mode.value, tuple(steps), now.isoformat(), expires.isoformat())
+        stamp = now.isoformat()
+
+        def begun(step: PlannedStep) -> PlannedStep:
+            step = step.noted("planned", stamp, None, f"rule {rule.name}, {mode.value}")
+            if step.state is StepState.WAITING:
+                return step.noted("awaiting approval", stamp, None, f"until {expires.isoformat()}")
+            if step.result:
+                return step.noted("ran", stamp, None, f"{step.result.get('status')}: {step.result.get('detail')}")
+            return step
+
+        return Plan(incident, rule.name, mode.value, tuple(begun(s) for s in steps), stamp, expires.isoformat())
 
     def _home_account(self, why: str) -> str | None:
         """The account the responder's own credentials act in (None when unknown: no STS)."""

@@ -24,7 +24,8 @@ from chalicelib.notifiers.slack_message import contained_text
 
 _S3 = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([A-Za-z0-9/_.=-]{1,900})")
 _STATUS_COLOUR = {"succeeded": "#1a7f37", "failed": "#cf222e", "skipped": "#6e7781", "planned": "#0969da",
-                  "awaiting-approval": "#9a6700", "rejected": "#8250df"}  # fmt: skip
+                  "awaiting-approval": "#9a6700", "rejected": "#8250df", "approved": "#1a7f37",
+                  "released": "#1a7f37", "release failed": "#cf222e", "release skipped": "#6e7781"}  # fmt: skip
 MAX_ENTRIES = 500
 
 
@@ -37,6 +38,7 @@ class Entry:
     status: str
     detail: str
     by: str | None = None
+    step: int | None = None  # the plan's step number, where known
 
 
 @dataclass
@@ -49,10 +51,11 @@ class Timeline:
     time_to_contain: float | None = None
     entries: list[Entry] = field(default_factory=list)
     decisions: list[Entry] = field(default_factory=list)
+    logged: list[Entry] = field(default_factory=list)  # decisions from the audit lines: shown when no plan history
 
     @property
     def empty(self) -> bool:
-        return not self.entries and not self.facts
+        return not self.entries and not self.facts and not self.logged
 
 
 def _text(value: Any, limit: int = 2000) -> str:
@@ -77,11 +80,17 @@ def from_audit(lines: Iterable[str], incident_id: str) -> Timeline:
         if record.get("message") == "incident":
             what, by = _text(record.get("what") or "response", 40), record.get("by")
             _incident(found, record)
+        elif record.get("message") == "decision" and len(found.logged) < MAX_ENTRIES:
+            steps = ", ".join(str(i) for i in record.get("steps") or [] if isinstance(i, int))
+            found.logged.append(Entry(timestamp(record.get("at")) or timestamp(record.get("timestamp")), "decision",
+                                      "", _text(f"step(s) {steps}", 200), _text(record.get("what"), 40),
+                                      _text(record.get("said")), _text(record.get("by"), 200) or None))  # fmt: skip
         elif record.get("message") == "action" and len(found.entries) < MAX_ENTRIES:
             at = timestamp(record.get("at")) or timestamp(record.get("timestamp"))
+            step = record.get("step") if isinstance(record.get("step"), int) else None
             found.entries.append(Entry(at, what, _text(record.get("action"), 80), _text(record.get("target"), 300),
                                        _text(record.get("status"), 40), _text(record.get("detail")),
-                                       _text(by, 200) or None))  # fmt: skip
+                                       _text(by, 200) or None, step))  # fmt: skip
     return found
 
 
@@ -125,14 +134,37 @@ def with_plan(found: Timeline, plan: Any) -> Timeline:
         )
     )
     for step in plan.steps:
-        if step.decided_at or step.decided_by:
+        # Every decision and run the step went through, from its history; a plan stored before
+        # steps kept one has only the latest decision.
+        history = [e for e in step.history if e.get("what") != "planned"]
+        for entry in history:
+            what = entry.get("what", "")
+            detail = f"step {step.index}" + (f": {entry['detail']}" if entry.get("detail") else "")
+            found.decisions.append(Entry(timestamp(entry.get("at")), _kind(what), step.action, step.label,
+                                         _text(what, 60), _text(detail), entry.get("by"), step.index))  # fmt: skip
+        if not history and (step.decided_at or step.decided_by):
             found.decisions.append(Entry(timestamp(step.decided_at), "decision", step.action, step.label,
                                          step.state.value, f"step {step.index}", step.decided_by))  # fmt: skip
     return found
 
 
+def _kind(what: str) -> str:
+    """The timeline's "what" column for a history entry: a human's decision, or the responder's run."""
+    if what == "ran":
+        return "execution"
+    if what.startswith(("release", "let go")) and what != "release requested":
+        return "release"
+    return "decision"
+
+
 def _ordered(found: Timeline) -> list[Entry]:
-    entries = [*found.entries, *found.decisions]
+    # The plan's history has every decision step by step; the audit lines' are for when it is not read.
+    from_plan = any(e.what in ("decision", "execution", "release") for e in found.decisions)
+    # A run or release the audit lines already show (same step) is not shown again from the history.
+    logged = {(e.step, "release" if e.what == "release" else "execution") for e in found.entries
+              if e.step and e.status != "awaiting-approval"}  # fmt: skip
+    decisions = [e for e in found.decisions if (e.step, e.what) not in logged]
+    entries = [*found.entries, *decisions, *([] if from_plan else found.logged)]
     if found.observed_at:
         entries.append(Entry(found.observed_at, "finding", "", "", "observed", "the finding's last update"))
     return sorted(entries, key=lambda e: e.at or "9999")

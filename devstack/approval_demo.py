@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -81,9 +82,24 @@ def _state(client: Any) -> str:
     return f"pod payments/{POD}: {', '.join(marks) or 'no marks'}; {isolated}"
 
 
-def _signed_click(incident_id: str) -> tuple[dict[str, str], bytes]:
+def _button_value(staged: dict[str, str], incident_id: str) -> str:
+    """The Approve button's value, as the message carried it: bound to the revision of the stored plan."""
+    import boto3
+
+    from chalicelib.executors.plans import PlanStore
+    from chalicelib.slack_interactivity import action_value
+
+    dynamodb = boto3.client("dynamodb", endpoint_url=staged["AWS_ENDPOINT_URL"],
+                            region_name=staged.get("AWS_DEFAULT_REGION", "us-east-1"),
+                            aws_access_key_id=staged["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=staged["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+    stored = PlanStore(TABLE, dynamodb).get(incident_id)
+    return action_value(incident_id, None, stored[0].revision if stored else "")
+
+
+def _signed_click(value: str) -> tuple[dict[str, str], bytes]:
     payload = {"type": "block_actions", "user": {"id": APPROVER},
-               "actions": [{"action_id": "approve", "value": f"{incident_id}|*"}]}  # fmt: skip
+               "actions": [{"action_id": "approve", "value": value}]}  # fmt: skip
     body = urlencode({"payload": json.dumps(payload)}).encode()
     timestamp = str(int(time.time()))
     digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256).hexdigest()
@@ -96,8 +112,10 @@ def run(env: dict[str, str], client: Any) -> int:
     _say("Approval: the same kind of finding, with a rule whose isolation waits for a human")
     folder, staged = _prepare(env, client)
     print(f"  before: {_state(client)}")
-    cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", "--show-messages", str(folder)]
-    code = subprocess.run(cmd, env=staged, check=False).returncode
+    cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", "--show-messages", "-v", str(folder)]
+    audit = folder / "audit.jsonl"  # the trail of this incident: replay, then release (the approval is in the table)
+    with audit.open("w") as trail:
+        code = subprocess.run(cmd, env=staged, check=False, stderr=trail).returncode
     print(f"  waiting: {_state(client)}")
     _say("Approving through the local HTTP route (Chalice's server on loopback), signed as Slack signs it")
     os.environ.update({**staged, "POWERTOOLS_LOG_LEVEL": "WARNING"})  # the route's JSON logs would drown the story
@@ -113,7 +131,7 @@ def run(env: dict[str, str], client: Any) -> int:
     threading.Thread(target=local.server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{local.server.server_address[1]}/slack/actions"
     incident_id = "aa58ba0fda05c4a3253c92dd408cff48"  # the finding id
-    headers, body = _signed_click(incident_id)
+    headers, body = _signed_click(_button_value(staged, incident_id))
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=60) as answer:
         said = json.loads(answer.read())
@@ -124,7 +142,23 @@ def run(env: dict[str, str], client: Any) -> int:
     local.server.shutdown()
     local.server.server_close()
     _say("Release: undo every step of that incident from the prior state each recorded")
-    release = [sys.executable, "-m", "chalicelib.cli", "release", incident_id, "--as", "demo"]
-    code = subprocess.run(release, env=staged, check=False).returncode or code
+    release = [sys.executable, "-m", "chalicelib.cli", "release", incident_id, "--as", "demo", "-v"]
+    with audit.open("a") as trail:
+        code = subprocess.run(release, env=staged, check=False, stderr=trail).returncode or code
     print(f"  released: {_state(client)}")
-    return code
+    return _timeline(staged, incident_id, audit) or code
+
+
+def _timeline(staged: dict[str, str], incident_id: str, audit: Path) -> int:
+    """The incident's timeline from its trail and the table: the approval, the run and the release."""
+    page = ROOT / ".demo" / f"timeline-{incident_id}.html"
+    page.parent.mkdir(exist_ok=True)
+    base = [sys.executable, "-m", "chalicelib.cli", "report", incident_id, "--from", str(audit)]
+    written = subprocess.run([*base, "--output", str(page)], env=staged, check=False, capture_output=True, text=True)
+    rows = subprocess.run([*base, "--format", "markdown"], env=staged, check=False, capture_output=True, text=True)
+    _say(f"Timeline of the approved incident: {page.relative_to(ROOT)}")
+    for line in rows.stdout.splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]  # cells hold escaped pipes
+        if len(cells) > 4 and cells[1] in ("decision", "execution", "release"):
+            print(f"  {cells[0]}  {cells[1]:<9}  {cells[4]:<17} {cells[2]} by {cells[-1] or 'the responder'}")
+    return written.returncode or rows.returncode

@@ -31,7 +31,8 @@ def decide(plan: Plan, *, approve: bool, steps: tuple[int, ...] | None, who: str
     by_index = {s.index: s for s in plan.steps}
     stamp = now.isoformat()
     if plan.expired(now):
-        expired = {s.index: replace(s, state=StepState.EXPIRED, decided_at=stamp) for s in plan.waiting}
+        expired = {s.index: replace(s, state=StepState.EXPIRED, decided_at=stamp).noted("expired", stamp, who)
+                   for s in plan.waiting}  # fmt: skip
         why = f"the plan for {plan.incident.id} expired at {plan.expires_at}: nothing runs; respond by hand or replay"
         return Decision(plan.with_steps(expired), tuple(expired), why)
     wanted = tuple(s.index for s in plan.waiting) if steps is None else steps
@@ -45,7 +46,7 @@ def decide(plan: Plan, *, approve: bool, steps: tuple[int, ...] | None, who: str
             said.append(f"step {index} ({step.action} on {step.label}): already {_who(step)}, nothing changed")
         else:
             state = StepState.APPROVED if approve else StepState.REJECTED
-            changed[index] = replace(step, state=state, decided_by=who, decided_at=stamp)
+            changed[index] = replace(step, state=state, decided_by=who, decided_at=stamp).noted(state.value, stamp, who)
             said.append(f"step {index} ({step.action} on {step.label}): {state.value} by {who}")
     if not wanted:
         decided = [f"step {s.index} ({s.action} on {s.label}) {_who(s)}" for s in plan.steps if s.approval_required]
@@ -68,6 +69,7 @@ def request_release(plan: Plan, *, steps: tuple[int, ...] | None, who: str, now:
     wanted = [s for s in plan.steps if steps is None or s.index in steps]
     stamp = now.isoformat()
     changed = {s.index: replace(s, state=StepState.RELEASE_REQUESTED, decided_by=who, decided_at=stamp)
+               .noted("release requested", stamp, who)
                for s in wanted if s.undoable and s.state is StepState.DONE}  # fmt: skip
     said = [f"step {s.index} ({s.action} on {s.label}): release requested by {who}" for s in changed.values()]
     for step in wanted:

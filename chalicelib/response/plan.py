@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from chalicelib.policy.model import Rule, RulesFile, Step
 
 
+MAX_HISTORY = 40  # entries kept per step: far more than any step's life has
+
+
 class StepState(enum.StrEnum):
     """Where one step of a stored plan is: only `waiting` steps can be approved or rejected."""
 
@@ -53,9 +56,17 @@ class PlannedStep:
     params: dict[str, Any] = field(default_factory=dict)
     approval_required: bool = False
     state: StepState = StepState.DONE
-    decided_by: str | None = None  # who approved, rejected or released it
+    decided_by: str | None = None  # who made the latest decision on it (see `history` for every one)
     decided_at: str | None = None
     result: dict[str, Any] | None = None  # status, detail and prior state once it ran: what a release undoes
+    # Everything that happened to the step, oldest first: planned, approved or rejected (by whom,
+    # `slack:` or `cli:`), ran (its outcome), release requested, released or why not. Never rewritten.
+    history: tuple[dict[str, str], ...] = ()
+
+    def noted(self, what: str, at: str, by: str | None = None, detail: str = "") -> PlannedStep:
+        """The step with one more entry in its history."""
+        entry = {"what": what, "at": at, **({"by": by} if by else {}), **({"detail": detail[:300]} if detail else {})}
+        return replace(self, history=(*self.history, entry)[-MAX_HISTORY:])
 
     @property
     def undoable(self) -> bool:
@@ -85,6 +96,7 @@ class PlannedStep:
             "decided_by": self.decided_by,
             "decided_at": self.decided_at,
             "result": self.result,
+            "history": list(self.history),
         }  # fmt: skip
 
     @classmethod
@@ -104,6 +116,9 @@ class PlannedStep:
             decided_by=data.get("decided_by"),
             decided_at=data.get("decided_at"),
             result=data.get("result"),
+            history=tuple(
+                {str(k): str(v) for k, v in e.items()} for e in data.get("history") or () if isinstance(e, dict)
+            ),
         )
 
 

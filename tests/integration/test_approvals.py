@@ -238,3 +238,81 @@ def test_an_anonymous_caller_loses_its_bindings_and_the_public_endpoint_is_restr
     assert config["publicAccessCidrs"] == ["203.0.113.0/24"]
     (done,) = result["carried_out"]["actions"]
     assert "from 0.0.0.0/0 to 203.0.113.0/24" in done["detail"]
+
+
+def test_every_decision_is_kept_per_step_and_the_timeline_shows_each(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Alice approves from the CLI, the step runs, Carol releases: Alice's approval is still in the
+    step's history, and the timeline (audit lines and the table) shows the approval, the run and the
+    release, each with who."""
+    import logging
+
+    from chalicelib import timeline
+    from chalicelib.cli import JsonLines
+
+    caplog.set_level(logging.INFO, logger="eks_responder")
+    report = _waiting(cluster, make_responder)
+    second = make_responder(rules_with(*RULES), incidents_table=TABLE)
+    decisions.decide(store, report.incident.id, approve=True, steps=None, who="cli:alice",
+                     run=lambda i: decisions.carry_out(store, second, i, ()))  # fmt: skip
+    assert _isolated(admin, cluster.namespace, "web")
+    released = decisions.release(store, second, report.incident.id, steps=None, who="cli:carol")
+    assert {a["status"] for a in released["actions"]} == {"succeeded"}
+    assert not _isolated(admin, cluster.namespace, "web")
+
+    plan, _ = store.get(report.incident.id) or (None, 0)
+    assert plan is not None
+    history = [(e["what"], e.get("by")) for e in plan.step(2).history]
+    assert history == [("planned", None), ("awaiting approval", None), ("approved", "cli:alice"), ("ran", None),
+                       ("released", "cli:carol")]  # fmt: skip
+    assert plan.step(2).decided_by == "cli:carol"  # the latest; the approval is not lost with it
+    assert [(e["what"], e.get("by")) for e in plan.step(1).history][-1] == ("released", "cli:carol")
+
+    lines = [JsonLines().format(r) for r in caplog.records if r.name == "eks_responder"]
+    logged = timeline.from_audit(lines, report.incident.id)
+    assert [(e.status, e.by) for e in logged.logged] == [("approved", "cli:alice")]  # the trail alone has it
+    found = timeline.with_plan(logged, plan)
+    shown = [(e.what, e.action, e.status, e.by) for e in timeline._ordered(found) if e.what != "response"]
+    isolation = [entry for entry in shown if entry[1] == "k8s:isolate-pod"]
+    # Each once: the audit lines show the run and the release; the history adds the decisions.
+    assert isolation == [("decision", "k8s:isolate-pod", "awaiting approval", None),
+                         ("decision", "k8s:isolate-pod", "approved", "cli:alice"),
+                         ("approved", "k8s:isolate-pod", "succeeded", "cli:alice"),
+                         ("release", "k8s:isolate-pod", "succeeded", "cli:carol")], isolation  # fmt: skip
+    without_trail = timeline.with_plan(timeline.Timeline(report.incident.id), plan)  # the table alone
+    kinds = [(e.what, e.status, e.by) for e in timeline._ordered(without_trail) if e.action == "k8s:isolate-pod"]
+    assert kinds == [("decision", "awaiting approval", None), ("decision", "approved", "cli:alice"),
+                     ("execution", "ran", None), ("release", "released", "cli:carol")]  # fmt: skip
+    markdown = timeline.to_markdown(found)
+    assert "cli:alice" in markdown
+    assert "cli:carol" in markdown
+
+
+def test_a_release_with_nothing_to_put_back_says_so_in_the_history(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+) -> None:
+    from lightkube.types import PatchType
+
+    report = _waiting(cluster, make_responder)
+    second = make_responder(rules_with(*RULES), incidents_table=TABLE)
+    decisions.decide(store, report.incident.id, approve=True, steps=(2,), who="cli:alice",
+                     run=lambda i: decisions.carry_out(store, second, i, ()))  # fmt: skip
+    # Someone takes the investigation marks off by hand: the label step has nothing left to put back.
+    pod = admin.get(Pod, "web", namespace=cluster.namespace)
+    ours = [
+        k
+        for k in (pod.metadata.labels or {})
+        if (k.startswith("eks-responder.io/") and "quarantine" not in k) or k == "app.kubernetes.io/managed-by"
+    ]
+    notes = [k for k in (pod.metadata.annotations or {}) if k.startswith("eks-responder.io/incident")]
+    marks = {"metadata": {"labels": dict.fromkeys(ours), "annotations": dict.fromkeys(notes)}}
+    admin.patch(Pod, "web", marks, namespace=cluster.namespace, patch_type=PatchType.MERGE)
+    released = decisions.release(store, second, report.incident.id, steps=(1,), who="cli:carol")
+    (label,) = released["actions"]
+    assert label["status"] == "skipped", label
+    plan, _ = store.get(report.incident.id) or (None, 0)
+    assert plan is not None
+    last = plan.step(1).history[-1]
+    assert (last["what"], last["by"]) == ("release skipped", "cli:carol")  # not "released"
+    assert last["detail"] == label["detail"]

@@ -50,8 +50,11 @@ def plan(*states: StepState) -> Plan:
 
 def test_a_plan_survives_json_unchanged() -> None:
     original = plan(StepState.WAITING, StepState.DONE)
+    decided = original.steps[0].noted("approved", NOW.isoformat(), "cli:alice").noted("ran", NOW.isoformat())
+    original = original.with_steps({0: decided})
     again = Plan.from_dict(json.loads(json.dumps(original.to_dict())))
     assert again == original
+    assert [e["what"] for e in again.steps[0].history] == ["approved", "ran"]
     assert again.steps[0].target is not None
     assert again.steps[0].target.attributes == {"uid": "u0"}
     assert incident_from_state(json.loads(json.dumps(incident_state(INCIDENT)))) == INCIDENT
