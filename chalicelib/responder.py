@@ -587,9 +587,12 @@ class Responder:
         # Kept when steps wait for approval, and when steps changed something a release could put back.
         kept = mode is Mode.LIVE and any(p.state is StepState.WAITING or p.undoable for p in planned)
         plan = self._stored_plan(incident, rule, mode, planned) if kept else None
-        notes = (*session.ctx.notes, *session.found.notes, *self._keep(plan))
+        said, stored = self._keep(plan)
+        notes = (*session.ctx.notes, *session.found.notes, *said)
         numbered = _numbered(results, [p.approval_required for p in planned])
-        return Report(incident, rule.name, None, mode, numbered, notes, evidence, plan, session.alias, contained)
+        # Only a stored plan can be approved or released: without one, no message offers buttons.
+        shown = plan if stored else None
+        return Report(incident, rule.name, None, mode, numbered, notes, evidence, shown, session.alias, contained)
 
     def _carriers(
         self, steps: list[tuple[int, Step, Action, Params, Target | None]], rule: Rule, incident: Incident, mode: Mode,
@@ -691,28 +694,25 @@ class Responder:
             )
         return ActionResult(action.name, str(target), outcome.status, detail, elapsed)
 
-    def _keep(self, plan: Plan | None) -> tuple[str, ...]:
-        """Store the plan (for approvals and releases); what to tell when steps wait and it cannot be."""
+    def _keep(self, plan: Plan | None) -> tuple[tuple[str, ...], bool]:
+        """Store the plan (for approvals and releases): what to tell, and whether it is stored."""
         if plan is None:
-            return ()
-        if not plan.waiting:
-            if self._plans is not None:
-                try:
-                    self._plans.put(plan)
-                except Exception as exc:  # noqa: BLE001 - the report keeps the prior state; a release then needs a human
-                    logger.warning("plan not stored", extra={"incident_id": plan.incident.id, "error": _brief(exc)})
-            return ()
+            return (), False
         waiting = ", ".join(str(s.index) for s in plan.waiting)
         if self._plans is None:
-            return (f"step(s) {waiting} wait for approval, but no INCIDENTS_TABLE keeps the plan: they will not run",)
+            lost = f"step(s) {waiting} wait for approval, but no INCIDENTS_TABLE keeps the plan: they will not run"
+            return ((lost,) if waiting else ()), False
         try:
             self._plans.put(plan)
-        except Exception as exc:  # noqa: BLE001 - the auto steps ran; the held ones stay held, and the message says so
+        except Exception as exc:  # noqa: BLE001 - the report keeps the prior state; the held steps stay held
             logger.warning("plan not stored", extra={"incident_id": plan.incident.id, "error": _brief(exc)})
-            return (f"step(s) {waiting} wait for approval, but the plan could not be stored ({_brief(exc)}): "
-                    "they will not run",)  # fmt: skip
+            lost = (f"step(s) {waiting} wait for approval, but the plan could not be stored ({_brief(exc)}): "
+                    "they will not run")  # fmt: skip
+            return ((lost,) if waiting else ()), False
+        if not waiting:
+            return (), True
         return (f"waiting for approval until {plan.expires_at}: step(s) {waiting} (the message's buttons, or "
-                f"`eks-responder approve {plan.incident.id}`)",)  # fmt: skip
+                f"`eks-responder approve {plan.incident.id}`)",), True  # fmt: skip
 
     def _stored_plan(self, incident: Incident, rule: Rule, mode: Mode, steps: list[PlannedStep]) -> Plan:
         now = self._clock()

@@ -69,13 +69,16 @@ class SlackNotifier:
         message = slack_message.build(report)
         url = self._webhook_url()
         client = WebhookClient(url, timeout=TIMEOUT_SECONDS, logger=_quiet_logger(url))
-        try:
-            response = client.send(text=message["text"], attachments=message["attachments"])
-        except Exception as exc:  # noqa: BLE001 - re-raised without the secret
-            # The exception text can carry the URL too (connection errors name it): never pass it on.
-            raise RuntimeError(redacted(str(exc), url)) from None
-        if response.status_code != 200:  # noqa: PLR2004
-            raise RuntimeError(f"Slack answered {response.status_code}: {redacted(str(response.body), url)[:200]}")
+        # The steps beyond one message follow it, in order, each with the buttons of its own steps.
+        for part in [message, *message.get("followups", [])]:
+            try:
+                response = client.send(text=part["text"], attachments=part["attachments"])
+            except Exception as exc:  # noqa: BLE001 - re-raised without the secret
+                # The exception text can carry the URL too (connection errors name it): never pass it on.
+                raise RuntimeError(redacted(str(exc), url)) from None
+            if response.status_code != 200:  # noqa: PLR2004
+                said = redacted(str(response.body), url)[:200]
+                raise RuntimeError(f"Slack answered {response.status_code}: {said}")
 
 
 def secret_webhook(secret_name: str | None, parameter_name: str | None) -> Callable[[], str]:

@@ -206,14 +206,22 @@ def _fields(incident: dict[str, Any], alias: Any, contained: Any = None) -> list
     return fields[:MAX_FIELDS]
 
 
-def _action_lines(actions: list[dict[str, Any]]) -> str:
-    lines = [
-        f"{STATUS_MARK.get(a['status'], '')} {literal(a['action'])} {literal(a['target'])}: {literal(a['detail'])}"
-        for a in actions[:MAX_ACTION_LINES]
-    ]
-    if len(actions) > MAX_ACTION_LINES:
-        lines.append(f"… and {len(actions) - MAX_ACTION_LINES} more")
-    return "\n".join(lines)
+def _action_line(action: dict[str, Any]) -> str:
+    step = f"{action['step']}. " if action.get("step") is not None else ""
+    return (f"{STATUS_MARK.get(action['status'], '')} {step}{literal(action['action'])} {literal(action['target'])}: "
+            f"{literal(action['detail'])}")  # fmt: skip
+
+
+def _action_sections(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every step in full, in as many sections as Slack's 3,000 characters per section need: a
+    line is never cut, so an approver sees the whole of each step a button acts on."""
+    sections: list[list[str]] = [[]]
+    for action in actions:
+        line = cut(_action_line(action), TEXT_LIMIT)
+        if sections[-1] and len("\n".join([*sections[-1], line])) > TEXT_LIMIT:
+            sections.append([])
+        sections[-1].append(line)
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}} for lines in sections if lines]
 
 
 def changed_nothing(report: dict[str, Any]) -> bool:
@@ -253,10 +261,9 @@ def build(report: dict[str, Any]) -> dict[str, Any]:
     pods = running_pods(report)
     if pods:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": cut(f"*Running*\n{pods}", TEXT_LIMIT)}})
-    if report.get("actions"):
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": cut(_action_lines(report["actions"]), TEXT_LIMIT)}}
-        )
+    pages = _pages(report.get("actions") or [])
+    if pages:
+        blocks.extend(_action_sections(pages[0]))
     else:
         why = report.get("reason") or "no action"
         blocks.append(
@@ -272,24 +279,69 @@ def build(report: dict[str, Any]) -> dict[str, Any]:
     if link:
         context.append(f"<{link}|open in the AWS console>")  # built by us, not from the event
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": cut(t, FIELD_LIMIT)} for t in context]})
-    buttons = approval_buttons(report)
-    if buttons:
-        blocks.append(buttons)
+    blocks.extend(_decision_blocks(report, pages[0] if pages else [], last=len(pages) <= 1))
     where = incident.get("cluster") or incident.get("account")
     summary = f"{marker}{severity.upper()} {literal(incident['type'])} in {literal(where)}"
-    return {"text": cut(summary, TEXT_LIMIT), "attachments": [{"color": colour, "blocks": blocks}]}
+    message: dict[str, Any] = {"text": cut(summary, TEXT_LIMIT), "attachments": [{"color": colour, "blocks": blocks}]}
+    if len(pages) > 1:
+        # More steps than one message shows: the rest follow, each with the buttons of its own steps.
+        message["followups"] = [_continued(report, page, colour, last=n == len(pages) - 1)
+                                for n, page in enumerate(pages) if n]  # fmt: skip
+    return message
 
 
-MAX_STEP_BUTTONS = 3  # Slack allows 25 elements; more than a few per-step buttons is a wall
+def _pages(actions: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    return [actions[i : i + MAX_ACTION_LINES] for i in range(0, len(actions), MAX_ACTION_LINES)]
 
 
-def approval_buttons(report: dict[str, Any]) -> dict[str, Any] | None:
-    """Approve and Reject for the steps waiting (and per step, for the first few): the values name
-    the incident and the step; what a click may do is decided by the route, never by the value."""
+def _continued(report: dict[str, Any], page: list[dict[str, Any]], colour: str, *, last: bool) -> dict[str, Any]:
+    incident = report["incident"]
+    first, final = page[0].get("step", "?"), page[-1].get("step", "?")
+    title = cut(f"Steps {first} to {final} of incident {incident['id']}", HEADER_LIMIT)
+    blocks = [{"type": "header", "text": {"type": "plain_text", "text": title}}, *_action_sections(page),
+              *_decision_blocks(report, page, last=last)]  # fmt: skip
+    text = cut(f"{title} (continued)", TEXT_LIMIT)
+    return {"text": text, "attachments": [{"color": colour, "blocks": blocks}]}
+
+
+MAX_STEP_BUTTONS = 3  # per message: Slack allows 25 elements, but a wall of buttons invites the wrong click
+
+
+def _decision_blocks(report: dict[str, Any], shown: list[dict[str, Any]], *, last: bool) -> list[dict[str, Any]]:
+    """The buttons of one message: only for steps this message shows in full. "Approve all",
+    "Reject" and "Release" appear only where every step they act on is shown; steps that wait
+    beyond the per-step buttons are named with the command that approves them."""
+    buttons = approval_buttons(report, {a.get("step") for a in shown})
+    blocks: list[dict[str, Any]] = [buttons] if buttons else []
+    waiting = set((report.get("approval") or {}).get("waiting") or [])
+    undoable = set((report.get("undo") or {}).get("steps") or [])
+    here = {a.get("step") for a in shown}
+    offered = {int(b["action_id"].rsplit("-", 1)[1]) for b in (buttons or {}).get("elements", [])
+               if b["action_id"].startswith("approve-step-")}  # fmt: skip
+    incident = literal(report["incident"]["id"])
+    said = []
+    rest = sorted(i for i in waiting & here if i not in offered) if not waiting <= here else []
+    if rest:
+        listed = ", ".join(str(i) for i in rest)
+        said.append(f"Step(s) {listed} wait too: `eks-responder approve` {incident} `--step N`")
+    if last and undoable and not undoable <= here:
+        said.append(f"Release: `eks-responder release` {incident} (its steps are in more than one message)")
+    if said:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": cut(t, FIELD_LIMIT)} for t in said]})
+    return blocks
+
+
+def approval_buttons(report: dict[str, Any], shown: set[Any] | None = None) -> dict[str, Any] | None:
+    """Approve and Reject for the steps waiting (and per step, for the first few), Release for the
+    steps a release undoes: only for steps among `shown` (every step when None), and only when a
+    table keeps the plan (the report carries `approval` / `undo` only then). The values name the
+    incident, the step and the plan's revision; what a click may do is decided by the route."""
     from chalicelib.slack_interactivity import action_value
 
     waiting = (report.get("approval") or {}).get("waiting") or []
     undoable = (report.get("undo") or {}).get("steps") or []
+    if shown is None:
+        shown = {*waiting, *undoable}
     if not waiting and not undoable:
         return None
     incident_id = str(report["incident"]["id"])
@@ -302,21 +354,25 @@ def approval_buttons(report: dict[str, Any]) -> dict[str, Any] | None:
             found["style"] = style
         return found
 
-    elements = [
-        button(f"Approve {len(waiting)} step(s)", "approve", action_value(incident_id, None, revision), "primary"),
-        button("Reject", "reject", action_value(incident_id, None, revision), "danger"),
-        *(button(f"Approve step {i}", f"approve-step-{i}", action_value(incident_id, int(i), revision))
-          for i in waiting[:MAX_STEP_BUTTONS]),
-    ] if waiting else []  # fmt: skip
-    if undoable:
+    elements = []
+    if waiting and set(waiting) <= shown:
+        elements += [
+            button(f"Approve {len(waiting)} step(s)", "approve", action_value(incident_id, None, revision), "primary"),
+            button("Reject", "reject", action_value(incident_id, None, revision), "danger"),
+        ]
+    elements += [button(f"Approve step {i}", f"approve-step-{i}", action_value(incident_id, int(i), revision))
+                 for i in [i for i in waiting if i in shown][:MAX_STEP_BUTTONS]]  # fmt: skip
+    if undoable and set(undoable) <= shown:
         elements.append(
             button(f"Release {len(undoable)} step(s)", "release", action_value(incident_id, None, revision))
         )
+    if not elements:
+        return None
     return {"type": "actions", "block_id": "eks-responder-approval", "elements": elements}
 
 
 def render_text(message: dict[str, Any]) -> str:
-    """The message as a terminal would show it (replay, demo)."""
+    """The message as a terminal would show it (replay, demo), with the messages that follow it."""
     lines = [message["text"]]
     for block in message["attachments"][0]["blocks"]:
         if block["type"] == "header":
@@ -329,4 +385,5 @@ def render_text(message: dict[str, Any]) -> str:
             lines.append(" · ".join(e["text"] for e in block["elements"]))
         elif block["type"] == "actions":
             lines.append(" ".join(f"[{e['text']['text']}]" for e in block["elements"]))
+    lines += [f"--- next message ---\n{render_text(more)}" for more in message.get("followups", [])]
     return "\n".join(lines)

@@ -316,3 +316,17 @@ def test_a_release_with_nothing_to_put_back_says_so_in_the_history(
     last = plan.step(1).history[-1]
     assert (last["what"], last["by"]) == ("release skipped", "cli:carol")  # not "released"
     assert last["detail"] == label["detail"]
+
+
+def test_without_a_table_to_keep_the_plan_no_message_offers_buttons(cluster: Cluster, make_responder: Any) -> None:
+    from chalicelib.notifiers import slack_message
+
+    cluster.node("node-a", "i-0aaa")
+    cluster.pod("web", "node-a")
+    report = make_responder(rules_with(*RULES)).handle(incident(namespace=cluster.namespace, pods=("web",)), Mode.LIVE)
+    said = report.to_dict()
+    assert "approval" not in said
+    assert "undo" not in said
+    assert any("no INCIDENTS_TABLE keeps the plan: they will not run" in n for n in said["notes"])
+    blocks = slack_message.build(said)["attachments"][0]["blocks"]
+    assert [b for b in blocks if b["type"] == "actions"] == []

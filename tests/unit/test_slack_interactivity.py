@@ -117,10 +117,16 @@ def test_the_answer_shows_event_text_as_text() -> None:
     assert "<http" not in answer["text"]
 
 
+def _steps(*numbers: int) -> list[dict[str, Any]]:
+    """The steps a message shows (a button is offered only for steps it shows)."""
+    return [{"action": "k8s:isolate-pod", "target": f"ns/web-{i}", "status": "awaiting-approval", "detail": "d",
+             "step": i} for i in numbers]  # fmt: skip
+
+
 def test_a_message_with_waiting_steps_has_the_buttons() -> None:
     report = {
         "incident": {"id": "inc-1", "type": "Execution:Runtime/ReverseShell", "severity": "high", "title": "t"},
-        "rule": "r", "mode": "live", "actions": [],
+        "rule": "r", "mode": "live", "actions": _steps(1, 2),
         "approval": {"waiting": [1, 2], "expires_at": "2026-12-01T20:00", "revision": "r1"},
     }  # fmt: skip
     (buttons,) = [b for b in slack_message.build(report)["attachments"][0]["blocks"] if b["type"] == "actions"]
@@ -153,7 +159,7 @@ def test_a_release_click_asks_the_release_and_nothing_else() -> None:
 def test_a_message_about_undoable_steps_has_a_release_button() -> None:
     report = {
         "incident": {"id": "inc-1", "type": "Execution:Runtime/ReverseShell", "severity": "high", "title": "t"},
-        "rule": "r", "mode": "live", "actions": [], "undo": {"steps": [1, 3], "revision": "r1"},
+        "rule": "r", "mode": "live", "actions": _steps(1, 2, 3), "undo": {"steps": [1, 3], "revision": "r1"},
     }  # fmt: skip
     (buttons,) = [b for b in slack_message.build(report)["attachments"][0]["blocks"] if b["type"] == "actions"]
     assert [(e["action_id"], e["value"]) for e in buttons["elements"]] == [("release", "inc-1|*|r1")]
