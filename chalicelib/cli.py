@@ -555,6 +555,12 @@ def doctor(args: argparse.Namespace, out: TextIO) -> int:
     from chalicelib import wiring
 
     current = Settings.from_env()
+    if args.stage:
+        # As the stage's functions see it: its variables from .chalice/config.json, the shell's for the rest.
+        from chalicelib.settings import stage_environment
+
+        current = Settings.from_env({**os.environ, **stage_environment(Path(args.config), args.stage)})
+        out.write(f"stage {current.stage} from {args.config}\n")
     if args.kubeconfig:
         current = replace(current, kubeconfig=Path(args.kubeconfig))
     session = wiring.aws_session()
@@ -587,6 +593,15 @@ def _report_parser(sub: Any) -> None:
     dr = sub.add_parser("doctor", help="check the stage's set-up as the responder would meet it, with fixes")
     dr.add_argument("--role-arn", metavar="ARN", help="check as this role (the responder's), assumed first")
     dr.add_argument("--kubeconfig", metavar="FILE", help="use this kubeconfig for every cluster")
+    dr.add_argument(
+        "--stage", metavar="STAGE", help="check this stage's variables from --config (as make deploy reads them)"
+    )
+    dr.add_argument(
+        "--config",
+        metavar="FILE",
+        default=".chalice/config.json",
+        help="the Chalice config the stage is read from (default: .chalice/config.json)",
+    )
     dr.set_defaults(func=doctor)
 
     tl = sub.add_parser("report", help="one incident's timeline: a self-contained HTML page, or Markdown for a ticket")

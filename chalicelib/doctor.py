@@ -120,7 +120,7 @@ def _stores(current: Settings, session: Any) -> Iterator[Check]:
 
 
 def _evidence(bucket: str, session: Any, fix: str) -> Check:
-    from deploy.prerequisites import evidence_bucket_problems
+    from chalicelib.executors.evidence import evidence_bucket_problems
 
     def check() -> str:
         s3 = session.client("s3")

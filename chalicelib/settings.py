@@ -339,3 +339,20 @@ class Settings:
             account_overrides=_overrides(env, cls.OVERRIDABLE),
             source=dict(env),
         )
+
+
+def stage_environment(config: Path, stage: str) -> dict[str, str]:
+    """The environment a stage's functions get from `.chalice/config.json` (the top level's
+    variables, then the stage's), so commands can check or act as that stage would."""
+    import json
+
+    try:
+        loaded = json.loads(config.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {config}: {exc}") from None
+    stages = loaded.get("stages") if isinstance(loaded, dict) else None
+    if not isinstance(stages, dict) or not isinstance(stages.get(stage), dict):
+        known = ", ".join(sorted(stages)) if isinstance(stages, dict) else "none"
+        raise ConfigError(f"no stage {stage!r} in {config} (stages: {known})")
+    merged = {**(loaded.get("environment_variables") or {}), **(stages[stage].get("environment_variables") or {})}
+    return {str(k): str(v) for k, v in merged.items()} | {"STAGE": merged.get("STAGE") or stage}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,33 @@ class S3Evidence:
             operation, Params={"Bucket": self._bucket, "Key": self._key(key)}, ExpiresIn=seconds
         )
         return url
+
+
+def evidence_bucket_problems(s3: Any, bucket: str) -> list[str]:
+    """What keeps an existing bucket from holding evidence: Object Lock in COMPLIANCE mode, TLS only,
+    no deletes, no lock changes. An empty list: it will do."""
+    problems = []
+    try:
+        rule = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"].get("Rule") or {}
+        retention = rule.get("DefaultRetention") or {}
+        if retention.get("Mode") != "COMPLIANCE":
+            problems.append(f"Object Lock default retention is {retention.get('Mode') or 'not set'}, not COMPLIANCE")
+    except Exception:  # noqa: BLE001 - no lock configuration at all
+        problems.append("Object Lock is not enabled")
+    try:
+        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    except Exception:  # noqa: BLE001 - no policy
+        policy = {"Statement": []}
+    denied = {a for st in policy.get("Statement", []) if st.get("Effect") == "Deny"
+              for a in ([st["Action"]] if isinstance(st.get("Action"), str) else st.get("Action", []))}  # fmt: skip
+    tls = any(
+        st.get("Effect") == "Deny" and (st.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+        for st in policy.get("Statement", [])
+    )
+    if not tls:
+        problems.append("its bucket policy does not deny requests without TLS")
+    if not {"s3:DeleteObject", "s3:DeleteObjectVersion"} <= denied:
+        problems.append("its bucket policy does not deny deleting objects")
+    if "s3:PutBucketObjectLockConfiguration" not in denied:
+        problems.append("its bucket policy does not deny changing the Object Lock configuration")
+    return problems

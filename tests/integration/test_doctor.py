@@ -100,3 +100,33 @@ def test_a_permission_the_role_lost_is_named(stage: Settings, aws_session: Any, 
     assert check.status == doctor.FAIL
     assert "nodes patch" in check.said
     assert "deploy/rbac/clusterrole.yaml" in check.line()
+
+
+def test_the_installed_command_checks_a_stage_read_from_the_chalice_config(
+    stage: Settings, aws_session: Any, local_stack: Any, tmp_path: Any
+) -> None:
+    """As an operator runs it: `eks-responder doctor --stage` in a folder outside the repository
+    (only the installed package importable, no deploy/), the stage's variables from its config."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    chalice = tmp_path / ".chalice"
+    chalice.mkdir()
+    variables = {"INCIDENTS_TABLE": stage.incidents_table, "EVIDENCE_BUCKET": stage.evidence_bucket,
+                 "CLUSTERS": "local", "DRY_RUN": "false", "KUBECONFIG": str(local_stack.responder_kubeconfig)}  # fmt: skip
+    config = {"version": "2.0", "app_name": "eks-responder", "environment_variables": {"RESPONDER_NAMESPACE": "x"},
+              "stages": {"test": {"environment_variables": variables}}}  # fmt: skip
+    (chalice / "config.json").write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if k not in ("INCIDENTS_TABLE", "EVIDENCE_BUCKET", "STAGE")}
+    ran = subprocess.run([sys.executable, "-m", "chalicelib.cli", "doctor", "--stage", "test"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, check=False, timeout=300)  # fmt: skip
+    assert "Traceback" not in ran.stderr, ran.stderr
+    assert ran.stdout.startswith("stage test from .chalice/config.json\n"), ran.stdout
+    assert f"ok   incident table: {stage.incidents_table}" in ran.stdout
+    assert "evidence bucket" in ran.stdout
+    missing = subprocess.run([sys.executable, "-m", "chalicelib.cli", "doctor", "--stage", "nope"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    assert missing.returncode != 0
+    assert "no stage 'nope' in .chalice/config.json (stages: test)" in missing.stderr

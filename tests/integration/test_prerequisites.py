@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib import functions, permissions
+from chalicelib.executors.evidence import evidence_bucket_problems
 from deploy import prerequisites
 from tests.conftest import ROOT
 
@@ -33,7 +34,7 @@ def test_prerequisites_are_created_once_and_configured(aws_session: Any, tmp_pat
     assert (retention["Mode"], retention["Days"]) == ("COMPLIANCE", prerequisites.RETENTION_DAYS)
     bucket_policy = json.loads(s3.get_bucket_policy(Bucket=env["EVIDENCE_BUCKET"])["Policy"])
     assert {st["Sid"] for st in bucket_policy["Statement"]} == {"TLSOnly", "NoDeletes", "NoLockChanges"}
-    assert prerequisites.evidence_bucket_problems(s3, env["EVIDENCE_BUCKET"]) == []
+    assert evidence_bucket_problems(s3, env["EVIDENCE_BUCKET"]) == []
     assert env["SNS_TOPIC_ARN"].startswith("arn:aws:sns:us-east-1:")
     aws_session.client("secretsmanager").describe_secret(SecretId=env["SLACK_WEBHOOK_SECRET"])
     # The generated policy for that stage grants exactly those resources.
@@ -49,7 +50,7 @@ def test_an_existing_bucket_that_cannot_hold_evidence_is_refused(aws_session: An
     s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
         "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})  # fmt: skip
-    problems = prerequisites.evidence_bucket_problems(s3, bucket)
+    problems = evidence_bucket_problems(s3, bucket)
     assert problems == [
         "Object Lock default retention is GOVERNANCE, not COMPLIANCE",
         "its bucket policy does not deny requests without TLS",

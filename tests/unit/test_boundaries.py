@@ -70,3 +70,11 @@ def test_a_service_account_name_is_a_name(name: str) -> None:
     assert not [p for p in incident.principals if name in p.name]
     assert incident.details["malformed"] == "one service-account principal (its name or ARN is not one): left out"
     assert incident.pods
+
+
+def test_the_installed_package_imports_nothing_from_the_repository_outside_it() -> None:
+    """`pip install .` ships chalicelib only: `eks-responder doctor` (or anything) importing the
+    repository's deploy/ or devstack/ fails with ModuleNotFoundError in an installed environment."""
+    outside = {"deploy", "devstack", "tests", "bench", "app"}
+    for path in sorted((ROOT / "chalicelib").rglob("*.py")):
+        assert not (_imports(path) & outside), f"{path.relative_to(ROOT)} imports {_imports(path) & outside}"
