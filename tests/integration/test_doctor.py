@@ -115,7 +115,8 @@ def test_the_installed_command_checks_a_stage_read_from_the_chalice_config(
     chalice = tmp_path / ".chalice"
     chalice.mkdir()
     variables = {"INCIDENTS_TABLE": stage.incidents_table, "EVIDENCE_BUCKET": stage.evidence_bucket,
-                 "CLUSTERS": "local", "DRY_RUN": "false", "KUBECONFIG": str(local_stack.responder_kubeconfig)}  # fmt: skip
+                 "CLUSTERS": "local", "DRY_RUN": "false",
+                 "KUBECONFIG": str(local_stack.responder_kubeconfig)}  # fmt: skip
     config = {"version": "2.0", "app_name": "eks-responder", "environment_variables": {"RESPONDER_NAMESPACE": "x"},
               "stages": {"test": {"environment_variables": variables}}}  # fmt: skip
     (chalice / "config.json").write_text(json.dumps(config))
