@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt co
 help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
 	@echo "make test    lint, type-check, check generated permissions, run every test (unit + integration)"
-	@echo "make conformance SAMPLES=DIR   replay a folder of public sample events (optional)"
+	@echo "make conformance [SAMPLES=DIR]  replay the sample corpus in tests/samples (or a folder of public samples)"
 	@echo "make fuzz    100,000 mutated events through every source's intake (EVENTS=N), and hostile flow-log"
 	@echo "             blocks through the compiled and the pure-Python scanner (ROUNDS=N of 120 blocks)"
 	@echo "make hostile every field of every event, replaced by hostile values (counts what escapes)"
@@ -81,9 +81,10 @@ fuzz: venv native
 hostile: venv native
 	$(PY) -m tests.fuzzing.hostile
 
-# Replay a folder of public sample events (guardduty/, kms/, ecr/, flowlogs/) offline: make conformance SAMPLES=DIR
+# Replay a folder of sample events (guardduty/, kms/, ecr/, flowlogs/) offline: the licensed corpus in
+# tests/samples by default, or make conformance SAMPLES=DIR
+SAMPLES ?= tests/samples
 conformance: venv native
-	@test -n "$(SAMPLES)" || { echo "usage: make conformance SAMPLES=DIR"; exit 2; }
 	SAMPLES_DIR="$(abspath $(SAMPLES))" $(VENV)/bin/pytest -m conformance tests/conformance
 
 # Each benchmark prints its figures; the last step prints them all beside their goals (exit 1 if one is missed).

@@ -296,7 +296,7 @@ class Scanner:
         some field the detectors read: each record cut to the layout's width, missing fields
         appended as "-"; lines with fewer fields are counted as malformed."""
         width = len(layout.fields)
-        padding = [b"-"] * len(layout.missing)
+        padding = [layout.fill(name) for name in layout.missing]
         fields: list[bytes] = []
         lines = 0
         for line in block.split(b"\n"):
@@ -309,7 +309,7 @@ class Scanner:
             fields.extend(parts[:width])
             fields.extend(padding)
             lines += 1
-        return fields, lines, Layout((*layout.fields, *layout.missing))
+        return fields, lines, layout.padded
 
     def _rows(  # noqa: C901, PLR0915 - the hot loop stays flat: a call per record costs more than a branch
         self, rows: Iterator[tuple[bytes, bytes, bytes, int]], fields: list[bytes], layout: Layout

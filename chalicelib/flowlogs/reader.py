@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 from chalicelib.errors import EventError
-from chalicelib.flowlogs.fields import DEFAULT, Layout, header_layout
+from chalicelib.flowlogs.fields import DEFAULT, Layout, header_layout, sniffed
 from chalicelib.sources.envelope import check_depth
 
 # Compressed bytes read at a time; a block is what one chunk decompresses to (about 0.7 MB, 6,000
@@ -98,7 +98,8 @@ def text_blocks(stream: BinaryIO, chunk: int = 4 * CHUNK) -> Iterator[bytes]:
 
 
 def with_layout(blocks: Iterator[bytes], configured: Layout | None) -> Iterator[tuple[Layout, bytes]]:
-    """Take the layout from a header line when the input starts with one, else the configured one."""
+    """Take the layout from a header line when the input starts with one, else the configured one
+    (without one: the default format, or Transit Gateway's when the first record can only be that)."""
     layout = configured or DEFAULT
     first = True
     for block in blocks:
@@ -109,6 +110,8 @@ def with_layout(blocks: Iterator[bytes], configured: Layout | None) -> Iterator[
             named = header_layout(head)
             if named is not None:
                 layout, body = named, rest
+            elif configured is None:
+                layout = sniffed(head) or layout
         if body:
             yield layout, body
 

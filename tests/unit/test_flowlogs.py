@@ -645,3 +645,46 @@ def test_an_interface_attached_after_the_flows_is_not_their_instance() -> None:
     found = _attributed_with(eni, b"2 1 eni-1 10.0.3.4 45.10.1.9 40000 443 6 3 1000 1764320000 1764320060 ACCEPT OK")
     assert "was attached to i-0bbbbbbbbbbbbbbbb after the flows were captured" in found.details["attribution"]
     assert found.instance_ids == ()
+
+
+# -- every documented layout: ECS fields, Transit Gateway, fields added later --------------------
+
+OWN = FLOWS / "own"
+
+
+def test_a_header_with_the_ecs_fields_is_a_layout_and_its_records_are_read_by_name() -> None:
+    scanner = _scan_file(OWN / "v7_ecs_fields.with-header-line.log")
+    assert (scanner.records, scanner.skipped, scanner.malformed) == (3, 1, 0)  # the header is no record
+    found = {(f.detector, f.address) for f in scanner.findings()}
+    assert found == {("threat-list", "10.0.3.7"), ("admin-from-internet", "10.0.3.7")}
+
+
+@pytest.mark.parametrize("name", ["tgw_v6_default.with-header-line.log", "tgw_v6_default.log"])
+def test_transit_gateway_records_are_read_in_their_own_layout(name: str) -> None:
+    # With the header line S3 writes, and without one (CloudWatch Logs): the default format has
+    # every field, the resource type second, so it can only be a transit gateway's.
+    scanner = _scan_file(OWN / name)
+    assert (scanner.records, scanner.skipped, scanner.malformed) == (3, 0, 0)
+    (finding,) = scanner.findings()
+    # SSH from the internet that the transit gateway forwarded: it has no security group, so what it
+    # recorded it passed on (the packets it dropped are counted apart, and the no-route flow is not one).
+    assert (finding.detector, finding.address) == ("admin-from-internet", "10.0.2.15")
+    (flow,) = finding.flows
+    assert (flow.interface, flow.action) == ("tgw-attach-0123456789abcdef0", "ACCEPT")
+
+
+def test_a_header_may_name_fields_added_since_but_a_typed_format_may_not() -> None:
+    later = header_layout(b"version srcaddr dstaddr srcport dstport bytes action interface-id some-field-of-2027")
+    assert later is not None
+    assert later.fields[-1] == "some-field-of-2027"
+    assert header_layout(b"2 123456789012 eni-1 10.0.0.5 8.8.8.8 1 2 6 3 300 1 2 ACCEPT OK") is None
+    with pytest.raises(EventError, match="some-field-of-2027"):
+        parse_format("${srcaddr} ${dstaddr} ${some-field-of-2027}")
+
+
+def test_every_documented_field_says_what_the_detectors_do_with_it() -> None:
+    from chalicelib.flowlogs.fields import KNOWN_FIELDS
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "flow-logs.md").read_text()
+    undocumented = sorted(f for f in KNOWN_FIELDS if f"`{f}`" not in page)
+    assert not undocumented, undocumented
