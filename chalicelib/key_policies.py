@@ -26,7 +26,7 @@ def digest(policy: str) -> str:
     key order is the same version."""
     try:
         canonical = json.dumps(json.loads(policy), sort_keys=True, separators=(",", ":"))
-    except ValueError:
+    except (ValueError, RecursionError):  # the caller's text, nested beyond reading: its bytes are its digest
         canonical = policy
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -49,13 +49,19 @@ def wrap_finding(finding: dict[str, Any]) -> dict[str, Any]:
 
 
 def wrap_cloudtrail(record: dict[str, Any]) -> dict[str, Any]:
-    """An EventBridge "AWS API Call via CloudTrail" event around a bare CloudTrail record."""
+    """The EventBridge event around a bare CloudTrail record: "AWS API Call via CloudTrail", or
+    "AWS Service Event via CloudTrail" for what a service did on its own (`eventType: AwsServiceEvent`)."""
     service = str(record.get("eventSource", "")).split(".", 1)[0]
     event_id = record.get("eventID")
+    kind = (
+        "AWS Service Event via CloudTrail"
+        if record.get("eventType") == "AwsServiceEvent"
+        else "AWS API Call via CloudTrail"
+    )
     return {
         "version": "0",
         "id": f"replay-{event_id}" if isinstance(event_id, str) else "replay",
-        "detail-type": "AWS API Call via CloudTrail",
+        "detail-type": kind,
         "source": f"aws.{service}",
         "account": record.get("recipientAccountId", ""),
         "time": record.get("eventTime", ""),

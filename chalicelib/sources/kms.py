@@ -5,6 +5,7 @@ Formats: the KMS developer guide's CloudTrail examples and "Monitoring with Even
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,6 +25,16 @@ from chalicelib.sources.envelope import describe_validation
 
 SOURCE = "kms"
 API_CALL = "AWS API Call via CloudTrail"
+# What KMS does on its own, as CloudTrail records it: the end of a deletion's waiting period
+# (DeleteKey: the key is gone; the native "KMS CMK Deletion" event, which is subscribed, says the
+# same), automatic rotation (RotateKey), expired imported material. Read when they arrive (a replay
+# of a trail, or a subscription someone adds), never mistaken for a caller's API call.
+SERVICE_EVENT = "AWS Service Event via CloudTrail"
+_SERVICE_SEVERITY = {"DeleteKey": Severity.HIGH, "DeleteExpiredKeyMaterial": Severity.HIGH}
+_SERVICE_SAYS = {"DeleteKey": "the key's scheduled deletion ran: it is gone",
+                 "RotateKey": "KMS rotated the key material itself",
+                 "DeleteExpiredKeyMaterial": "imported key material expired and was deleted"}  # fmt: skip
+MAX_POLICY = 32_768  # a key policy is at most 32 KB
 NATIVE_EVENTS = {
     "KMS CMK Deletion": "CMKDeletion",
     "KMS Imported Key Material Expiration": "ImportedKeyMaterialExpiration",
@@ -97,7 +108,7 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
         raise EventError(f"not a valid KMS event: {describe_validation(exc)}") from None
     if envelope.detail_type in NATIVE_EVENTS:
         return _native(envelope, raw_ref)
-    if envelope.detail_type != API_CALL:
+    if envelope.detail_type not in (API_CALL, SERVICE_EVENT):
         raise EventError(f"unsupported KMS event detail-type {envelope.detail_type!r}")
     try:
         record = CloudTrailRecordModel.model_validate(envelope.detail)
@@ -105,7 +116,59 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
         raise EventError(f"not a valid CloudTrail record: {describe_validation(exc)}") from None
     if record.event_source != "kms.amazonaws.com":
         raise EventError(f"not a KMS call: eventSource={record.event_source!r}")
+    if envelope.detail_type == SERVICE_EVENT:
+        return _service_event(envelope, record, raw_ref)
     return _api_call(envelope, record, raw_ref)
+
+
+def _service_event(envelope: KMSEventModel, record: CloudTrailRecordModel, raw_ref: str | None) -> Incident:
+    """KMS acting on its own: no caller to contain, a fact to report (severity by what it means)."""
+    incident = _api_call(envelope, record, raw_ref)
+    name = record.event_name
+    severity = _SERVICE_SEVERITY.get(name, Severity.LOW)
+    says = _SERVICE_SAYS.get(name, "an AWS service event")
+    return replace(incident, severity=severity, score={Severity.HIGH: 8.0}.get(severity, 2.0), principals=(),
+                   title=f"KMS {name} by AWS: {says}",
+                   details={**incident.details, "service_event": "true"})  # fmt: skip
+
+
+def replica_grants(policy: str, key_account: str) -> tuple[str, ...]:
+    """The accounts other than the key's own that a replica's policy allows (`*` for anyone): the
+    policy is the caller's text, read as data and bounded; one that cannot be read says so."""
+    import json
+
+    if len(policy) > MAX_POLICY:
+        return ("(a policy too large to read)",)
+    try:
+        document = json.loads(policy)
+    except (ValueError, RecursionError):
+        return ("(a policy that is not JSON)",)
+    statements = document.get("Statement") if isinstance(document, dict) else None
+    if isinstance(statements, dict):
+        statements = [statements]
+    found: list[str] = []
+    for statement in statements if isinstance(statements, list) else []:
+        if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+            continue
+        principal = statement.get("Principal")
+        names = [principal] if isinstance(principal, str) else []
+        if isinstance(principal, dict):
+            given = principal.get("AWS")
+            names = [given] if isinstance(given, str) else [n for n in given or [] if isinstance(n, str)]
+        for name in names:
+            account = "*" if name == "*" else _account_of(name)
+            if account and account != key_account:
+                found.append(account)
+    return tuple(dict.fromkeys(found))
+
+
+def _account_of(principal: str) -> str | None:
+    if principal.isdigit() and len(principal) == 12:  # noqa: PLR2004 - an account id
+        return principal
+    parts = principal.split(":")
+    if len(parts) > 4 and parts[0] == "arn" and parts[4].isdigit():  # noqa: PLR2004
+        return parts[4]
+    return "(" + principal[:80] + ")"  # not an account: named as written
 
 
 def _key_arns(record: CloudTrailRecordModel) -> tuple[str, ...]:
@@ -145,6 +208,8 @@ def _api_call(envelope: KMSEventModel, record: CloudTrailRecordModel, raw_ref: s
             details[key] = str(params[key])
     if isinstance(params.get("policy"), str):  # PutKeyPolicy: which version was written, never the text
         details["written_policy_sha256"] = key_policies.digest(params["policy"])
+    if name == "ReplicateKey" and not failed:
+        severity = _replica(params, record, details, severity)
     if (record.response_elements or {}).get("grantId"):
         details["grantId"] = str(record.response_elements["grantId"])  # type: ignore[index]
     identity = record.user_identity
@@ -169,6 +234,26 @@ def _api_call(envelope: KMSEventModel, record: CloudTrailRecordModel, raw_ref: s
         raw_ref=raw_ref or record.event_id,
         observed_at=timestamp(record.event_time),
     )
+
+
+def _replica(
+    params: dict[str, Any], record: CloudTrailRecordModel, details: dict[str, str], severity: Severity
+) -> Severity:
+    """ReplicateKey makes a copy of the key in another region, with its own policy: high when that
+    policy lets another account (or anyone) use it, the key material having left the caller's hands."""
+    details["replica_region"] = str(params.get("replicaRegion") or "?")[:40]
+    key_account = record.recipient_account_id or ""
+    policy = params.get("policy")
+    if not isinstance(policy, str):
+        details["replica_policy"] = "the default key policy (this account only)"
+        return severity
+    grants = replica_grants(policy, key_account)
+    details["replica_policy_sha256"] = key_policies.digest(policy)
+    if not grants:
+        details["replica_policy"] = "grants no other account"
+        return severity
+    details["replica_policy"] = "grants " + ", ".join(grants)
+    return Severity.HIGH
 
 
 def _native(envelope: KMSEventModel, raw_ref: str | None) -> Incident:
