@@ -79,6 +79,9 @@ def _human(result: dict[str, Any], out: TextIO) -> None:
         out.write(f"  ERROR: {result['error']}\n")
         _human_extras(result, out)
         return
+    if "not_handled" in result:  # a real event of a kind the responder does not respond to
+        out.write(f"  not handled: {result['not_handled']}\n")
+        return
     if result.get("duplicate"):  # the incident table has it already (a redelivery, or another copy of it)
         out.write(f"  duplicate of incident {result['incident_id']}: {result['reason']}\n")
         return
@@ -202,7 +205,7 @@ def _replay_one(
             _emit(args, out, {"event": ref, **_capture_status(args, event)})
             continue
         result = intake.handle(event, responder, mode, raw_ref=ref, ledger=ledger, notifiers=notifiers)
-        if args.show_messages and "duplicate" not in result:
+        if args.show_messages and "duplicate" not in result and "not_handled" not in result:
             result["message"] = slack_message.build(result)
         result.pop("event_id", None)
         if "error" in result:

@@ -11,6 +11,11 @@ class EventError(ResponderError):
     """An input event that cannot be understood: malformed, incomplete or of an unknown kind."""
 
 
+class NotHandledError(EventError):
+    """A well-formed AWS event of a kind the responder deliberately does not respond to (not what
+    it subscribes to): said in one line, logged, never alerted as a rejected event."""
+
+
 class RulesError(ResponderError):
     """A rules file that does not load or validate; the message names the file and the rule."""
 

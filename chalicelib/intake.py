@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib import audit
-from chalicelib.errors import EventError
+from chalicelib.errors import EventError, NotHandledError
 from chalicelib.incident import timestamp
 from chalicelib.sources import registry
 
@@ -49,6 +49,10 @@ def handle(
     eid = event_id(event)
     try:
         incident = registry.to_incident(event, raw_ref)
+    except NotHandledError as exc:
+        # Understood and out of scope (a subscription wider than the responder's, or a replay): said, not alerted.
+        logger.info("not handled", extra={"event_id": eid, "why": str(exc), "event_ref": raw_ref})
+        return {"event_id": eid, "not_handled": str(exc)}
     except EventError as exc:
         logger.error("rejected event", extra={"event_id": eid, "error": str(exc), "event_ref": raw_ref})
         rejected: dict[str, Any] = {"event_id": eid, "error": str(exc)}
