@@ -19,13 +19,13 @@ from tests.conftest import EVENTS, SAMPLES, load_json
 
 
 def _healthy() -> dict[str, Any]:
-    event = load_json(EVENTS / "runtime-coverage" / "guardduty-runtime-protection-unhealthy-eks.json")
+    event: dict[str, Any] = load_json(EVENTS / "runtime-coverage" / "guardduty-runtime-protection-unhealthy-eks.json")
     event["detail-type"] = "GuardDuty Runtime Protection Healthy"
     return event
 
 
 def _inspector_ec2() -> dict[str, Any]:
-    event = load_json(SAMPLES / "ecr" / "Inspector2_Finding_ECR_PACKAGE_VULNERABILITY.2024-doc.json")
+    event: dict[str, Any] = load_json(SAMPLES / "ecr" / "Inspector2_Finding_ECR_PACKAGE_VULNERABILITY.2024-doc.json")
     event["detail"]["resources"] = [{"type": "AWS_EC2_INSTANCE", "id": "i-0abc1234567890def", "region": "us-east-1"}]
     return event
 
