@@ -112,10 +112,12 @@ package: venv native check-permissions
 	$(CHALICE) package --stage $(STAGE) .chalice/package-$(STAGE) >/dev/null
 	PYTHONDONTWRITEBYTECODE=1 $(PY) -m deploy.bytecode .chalice/deployments/*.zip
 	$(CHALICE) package --stage $(STAGE) .chalice/package-$(STAGE) >/dev/null
+	$(PY) -m deploy.delivery --stage $(STAGE) --template .chalice/package-$(STAGE)/sam.json
 	@echo "==> .chalice/package-$(STAGE): sam.json and deployment.zip (with bytecode)"
 
 deploy: package
 	$(CHALICE) deploy --stage $(STAGE)
+	$(PY) -m deploy.delivery --stage $(STAGE)
 	$(PY) -m deploy.dashboard --stage $(STAGE)
 
 # Connect a flow log after `make deploy`: LOG_GROUP=<group> (CloudWatch Logs) or BUCKET=<bucket> (S3).

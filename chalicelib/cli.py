@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from chalicelib.errors import ConfigError, EventError, ResponderError
+from chalicelib.errors import ConfigError, EventError, ResponderError, RetryLaterError
 from chalicelib.settings import Settings
 
 if TYPE_CHECKING:
@@ -204,7 +204,10 @@ def _replay_one(
         if _is_capture_status(event):
             _emit(args, out, {"event": ref, **_capture_status(args, event)})
             continue
-        result = intake.handle(event, responder, mode, raw_ref=ref, ledger=ledger, notifiers=notifiers)
+        try:
+            result = intake.handle(event, responder, mode, raw_ref=ref, ledger=ledger, notifiers=notifiers)
+        except RetryLaterError as exc:  # another invocation holds the incident: Lambda would retry; say so
+            result = {"error": f"{exc}: replay it again later"}
         if args.show_messages and "duplicate" not in result and "not_handled" not in result:
             result["message"] = slack_message.build(result)
         result.pop("event_id", None)

@@ -55,8 +55,54 @@ def _checks(current: Settings, session: Any, kube: Any) -> Iterator[Check]:
     if identity.status == FAIL:
         return
     yield from _stores(current, session)
+    yield _delivery(current, session)
     yield from _capture(current, session)
     yield from _clusters(current, kube)
+
+
+_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
+
+
+def _delivery(current: Settings, session: Any) -> Check:
+    """The failure queue, each function's on-failure destination and each rule's dead letters,
+    as deployed (a bare `chalice deploy` rewrites the rules' targets without them)."""
+    from chalicelib import delivery
+
+    fix = f"run `make deploy STAGE={current.stage}` (or `python -m deploy.delivery --stage {current.stage}`)"
+    missing: list[str] = []
+    try:
+        queue_url = current.failure_queue_url or session.client("sqs").get_queue_url(
+            QueueName=delivery.queue_name(current.stage))["QueueUrl"]  # fmt: skip
+        queue = session.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        arn = queue["Attributes"]["QueueArn"]
+        lambda_, events = session.client("lambda"), session.client("events")
+        for wanted in delivery.DELIVERIES:
+            if not wanted.asynchronous:
+                continue
+            name = delivery.function_name(current.stage, wanted.function)
+            try:
+                config = lambda_.get_function_event_invoke_config(FunctionName=name)
+            except lambda_.exceptions.ResourceNotFoundException:
+                config = {}
+            if (config.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination") != arn:
+                missing.append(f"{wanted.function.name} has no on-failure destination")
+            if wanted.rule:
+                try:
+                    targets = events.list_targets_by_rule(Rule=delivery.rule_name(current.stage, wanted.function))
+                except events.exceptions.ResourceNotFoundException:
+                    missing.append(f"{wanted.function.name} has no rule (not deployed)")
+                    continue
+                if any((t.get("DeadLetterConfig") or {}).get("Arn") != arn for t in targets["Targets"]):
+                    missing.append(f"the rule of {wanted.function.name} has no dead-letter queue")
+    except Exception as exc:  # noqa: BLE001 - a line of the report, never a crash
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+        if code in _DENIED:
+            return Check(WARN, "delivery", f"not checked: {_brief(exc)}", "run doctor with the deploying identity")
+        return Check(FAIL, "delivery", _brief(exc), fix)
+    if missing:
+        return Check(FAIL, "delivery", f"{len(missing)} missing: {'; '.join(missing[:4])}", fix)
+    return Check(OK, "delivery", f"failure queue {delivery.queue_name(current.stage)}; every function and rule "
+                 "sends what fails for good there")  # fmt: skip
 
 
 def _caller(session: Any) -> str:

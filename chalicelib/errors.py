@@ -16,6 +16,12 @@ class NotHandledError(EventError):
     it subscribes to): said in one line, logged, never alerted as a rejected event."""
 
 
+class RetryLaterError(Exception):
+    """The work could not be done now and must be tried again: the invocation fails, so Lambda
+    retries it (then sends it to the failure queue). Deliberately not a ResponderError, which a
+    handler turns into a result."""
+
+
 class RulesError(ResponderError):
     """A rules file that does not load or validate; the message names the file and the rule."""
 

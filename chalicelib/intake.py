@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib import audit
-from chalicelib.errors import EventError, NotHandledError
+from chalicelib.errors import EventError, NotHandledError, RetryLaterError
 from chalicelib.incident import timestamp
 from chalicelib.sources import registry
 
@@ -102,15 +102,16 @@ def handle_incident(
             if incident.unverified
             else ledger.once(incident, work, str(mode))
         )
-    except Exception as exc:  # noqa: BLE001 - any storage failure: act without exactly-once, and say so
+    except Exception as exc:  # any storage failure: act without exactly-once, and say so
         done = getattr(exc, "result", None)
         if isinstance(done, dict):
             # The work ran (actions, record, messages); only its idempotency record failed: never run it twice.
             logger.warning("exactly-once record not stored", extra={"event_id": eid, "error": str(exc)})
             return {**done, "exactly_once": False}
         if type(exc).__name__ == "IdempotencyAlreadyInProgressError":
-            return _counted({"event_id": eid, "incident_id": incident.id, "duplicate": True,
-                             "reason": "being handled by another invocation"})  # fmt: skip
+            # Not done yet, maybe never (that invocation may have died): fail, so Lambda tries again later.
+            logger.warning("being handled by another invocation", extra={"event_id": eid, "incident_id": incident.id})
+            raise RetryLaterError(f"incident {incident.id} is being handled by another invocation") from exc
         # Acting matters more than deduplicating: without the table, act (actions skip what is done) and say so.
         logger.warning("exactly-once unavailable", extra={"event_id": eid, "error": f"{type(exc).__name__}: {exc}"})
         result = work()

@@ -107,6 +107,9 @@ def iam_statements(stage_env: dict[str, str], function: functions.Function, rule
         IAMStatement(("logs:CreateLogGroup",), (group,)),
         IAMStatement(("logs:CreateLogStream", "logs:PutLogEvents"), (f"{group}:*",)),
     ]
+    from chalicelib import delivery
+
+    statements.extend(delivery.permissions(function))
     if function.kind == "approvals":
         return [*statements, *_approval_statements(stage_env)]
     if function.kind == "expiry":
@@ -492,13 +495,18 @@ def _stages(config: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 
 def chalice_config(config: dict[str, Any]) -> dict[str, Any]:
-    """config.json with every function of every stage pointing at its own policy file."""
+    """config.json with every function of every stage pointing at its own policy file, and with
+    a reserved concurrency (chalicelib.delivery's, unless the stage sets its own)."""
+    from chalicelib import delivery
+
     updated: dict[str, Any] = copy.deepcopy(config)
     for name, stage in updated["stages"].items():
         stage.pop("iam_policy_file", None)
         per_function = stage.setdefault("lambda_functions", {})
         for function in functions.FUNCTIONS:
-            per_function.setdefault(function.name, {})["iam_policy_file"] = policy_file(name, function)
+            own = per_function.setdefault(function.name, {})
+            own["iam_policy_file"] = policy_file(name, function)
+            own.setdefault("reserved_concurrency", delivery.BY_FUNCTION[function.name].reserved_concurrency)
     return updated
 
 

@@ -203,6 +203,7 @@ class Settings:
     slack_webhook_parameter: str | None = None  # or an SSM SecureString
     sns_topic_arn: str | None = None
     incidents_table: str | None = None  # DynamoDB: exactly-once, incident records, plans awaiting approval
+    failure_queue_url: str | None = None  # SQS: what failed for good (`eks-responder redrive`)
     approval_default: str = "auto"  # for steps no rule or approvals entry decides: auto | required
     approval_minutes: int = 240  # how long a plan waits for approval before it expires
     approvers: tuple[str, ...] = ()  # Slack user ids (U..., W...) or user-group ids (S...) who decide
@@ -306,6 +307,7 @@ class Settings:
             slack_webhook_parameter=env.get("SLACK_WEBHOOK_PARAMETER") or None,
             sns_topic_arn=env.get("SNS_TOPIC_ARN") or None,
             incidents_table=env.get("INCIDENTS_TABLE") or None,
+            failure_queue_url=env.get("FAILURE_QUEUE_URL") or None,
             approval_default=_choice(env, "APPROVAL_DEFAULT", ("auto", "required")),
             approval_minutes=max(1, _int(env, "APPROVAL_MINUTES", 240)),
             approvers=_list(env, "APPROVERS"),

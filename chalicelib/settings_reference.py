@@ -89,6 +89,11 @@ REFERENCE: tuple[tuple[str, str, str], ...] = (
         "DynamoDB table (partition key `id`, string) for exactly-once handling, incident records and the blast-radius cap leases. Set it in every deployed stage: without it the caps are counted per invocation only.",
     ),
     (
+        "`FAILURE_QUEUE_URL`",
+        "the stage's `eks-responder-<stage>-failures` queue",
+        "The SQS queue where events that failed for good wait (Lambda's on-failure destination and the EventBridge rules' dead-letter queue; `make prerequisites` creates it and sets this). `eks-responder redrive` reads it.",
+    ),
+    (
         "`APPROVAL_DEFAULT`",
         "`auto`",
         "Whether a step waits for approval when neither its rule nor the rules file's `approvals` decide: `auto` or `required`.",

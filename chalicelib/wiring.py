@@ -558,7 +558,7 @@ def handle_flow_log_objects(event: dict[str, Any], context: Any = None) -> dict[
 
 
 def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -> dict[str, Any]:
-    from chalicelib.errors import EventError
+    from chalicelib.errors import EventError, ResponderError, RetryLaterError
     from chalicelib.executors.flow_sources import open_object
     from chalicelib.flowlogs import batch
     from chalicelib.sources.flowlogs import Batch
@@ -600,9 +600,15 @@ def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -
                 raise PermissionError(reader)
             layout, scan = _flow_setup(current)
             stream = open_object(reader[1], bucket, key)
-        except Exception as exc:  # noqa: BLE001 - told like a damaged delivery, never retried forever
+        except ResponderError as exc:  # a setting: told, and retrying would not help
             results.append(batch.respond(batch.Delivery(origin, error=f"cannot read the object: {exc}"), intake))
             continue
+        except Exception as exc:
+            # S3, STS or the threat list failing now: told, then the invocation fails so Lambda
+            # delivers the event again (and, out of retries, to the failure queue).
+            results.append(batch.respond(batch.Delivery(origin, error=f"cannot read the object now (tried again "
+                                                        f"later): {exc}"), intake))  # fmt: skip
+            raise RetryLaterError(f"{origin}: {exc}") from exc
         delivery = Batch(flows_of, flows_in, origin, batch.now())
         results.append(batch.respond(batch.scan_object(stream, key, layout, scan, delivery), intake))
     return {"deliveries": results}
@@ -667,7 +673,7 @@ def _function_account(context: Any) -> str | None:
 
 
 def _flow_log_payload(event: dict[str, Any], account: str | None = None) -> dict[str, Any]:
-    from chalicelib.errors import EventError, ResponderError
+    from chalicelib.errors import EventError, ResponderError, RetryLaterError
     from chalicelib.flowlogs import batch
 
     current = settings()
@@ -679,6 +685,9 @@ def _flow_log_payload(event: dict[str, Any], account: str | None = None) -> dict
         found = batch.scan_payload(event, layout, scan, batch.now(), where, subscribed_in=subscribed_in)
     except ResponderError as exc:
         return batch.rejected("cloudwatch-logs-payload", exc, notifiers())
-    except Exception as exc:  # noqa: BLE001 - a threat list S3 could not serve: told, not retried
-        return batch.rejected("cloudwatch-logs-payload", EventError(f"flow-log setup failed: {exc}"), notifiers())
+    except Exception as exc:
+        # A threat list S3 could not serve now: told, then failed so Lambda delivers the payload again.
+        batch.rejected("cloudwatch-logs-payload", EventError(f"flow-log setup failed (tried again later): {exc}"),
+                       notifiers())  # fmt: skip
+        raise RetryLaterError(f"flow-log setup failed: {exc}") from exc
     return batch.respond(found, flow_intake(responder(), lambda_mode(), where, ledger(), notifiers()))

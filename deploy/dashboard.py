@@ -5,9 +5,10 @@
 
 Every widget queries a metric name and dimension set of `chalicelib.metrics.EMITTED`; a test
 checks that, and that each one has a widget, so a renamed metric cannot leave a blank graph.
-Alarms: failed actions, events the responder could not understand, failed notifications, and
-errors of every function (an invocation that failed outright: EventBridge retries it twice,
-then drops it). They notify the stage's SNS topic when it has one. Idempotent.
+Alarms: failed actions, events the responder could not understand, failed notifications,
+errors of every function, and delivery (chalicelib.delivery): throttles, dropped events, failed
+deliveries to the failure queue, rules that could not invoke their function, and anything waiting
+in the failure queue. They notify the stage's SNS topic when it has one. Idempotent.
 """
 
 from __future__ import annotations
@@ -48,7 +49,23 @@ def _fixed(metric: str, stat: str = "Sum") -> list[Any]:
     return [m.NAMESPACE, metric, *[v for k in m.EMITTED[metric][1] for v in (k, m.SERVICE[k])], {"stat": stat}]
 
 
-def dashboard(region: str) -> dict[str, Any]:
+def _delivery_widget(stage: str, y: int) -> dict[str, Any]:
+    """Throttles, dropped events and the failure queue's depth: what the delivery alarms watch."""
+    from chalicelib import delivery
+
+    prefix = f"{functions.APP_NAME}-{stage}-"
+    lambdas = [{"expression": f"SEARCH('{{AWS/Lambda,FunctionName}} MetricName=\"{metric}\" "
+                              f"FunctionName=\"{prefix}\"', 'Sum', {PERIOD})", "label": "", "id": metric.lower()}
+               for metric in ("Throttles", "AsyncEventsDropped", "DestinationDeliveryFailures")]  # fmt: skip
+    queue = ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", delivery.queue_name(stage),
+             {"stat": "Maximum", "label": "failure queue"}]  # fmt: skip
+    widget = _graph("Delivery: throttled, dropped, failure queue depth", lambdas, 0, y)
+    widget["properties"]["metrics"].append(queue)
+    widget["width"] = 24
+    return widget
+
+
+def dashboard(region: str, stage: str = "dev") -> dict[str, Any]:
     contained = [_search(m.TIME_TO_CONTAIN, stat, label) for stat, label in (("p50", "p50"), ("p90", "p90"),
                                                                             ("Maximum", "max"))]  # fmt: skip
     waiting = {"id": "waiting", "label": "", "expression": (
@@ -67,6 +84,7 @@ def dashboard(region: str) -> dict[str, Any]:
         {"type": "metric", "x": 0, "y": 18, "width": 24, "height": 6,
          "properties": {"title": "Totals: failed actions, duplicates suppressed, rejected events, flow logs",
                         "view": "timeSeries", "period": PERIOD, "region": "${region}", "metrics": totals}},
+        _delivery_widget(stage, 24),
     ]  # fmt: skip
     body: dict[str, Any] = json.loads(json.dumps({"widgets": widgets}).replace("${region}", region))
     return body
@@ -95,6 +113,56 @@ def alarms(stage: str, topic: str | None) -> list[dict[str, Any]]:
             "Statistic": "Sum", "Period": PERIOD, "EvaluationPeriods": 1, "Threshold": 1,
             "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "notBreaching", **actions,
         })  # fmt: skip
+    return [*found, *delivery_alarms(stage, topic)]
+
+
+def _alarm(
+    stage: str,
+    key: str,
+    what: str,
+    namespace: str,
+    metric: str,
+    dimension: tuple[str, str],
+    actions: dict[str, Any],
+    stat: str = "Sum",
+) -> dict[str, Any]:
+    return {
+        "AlarmName": f"{name(stage)}-{key}", "AlarmDescription": f"eks-responder {stage}: {what}",
+        "Namespace": namespace, "MetricName": metric, "Dimensions": [{"Name": dimension[0], "Value": dimension[1]}],
+        "Statistic": stat, "Period": PERIOD, "EvaluationPeriods": 1, "Threshold": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "notBreaching", **actions,
+    }  # fmt: skip
+
+
+def delivery_alarms(stage: str, topic: str | None) -> list[dict[str, Any]]:
+    """An event waiting out its age, dropped, not delivered to the failure queue, or that never
+    reached a function; and anything in the failure queue (redrive it)."""
+    from chalicelib import delivery
+
+    actions = {"AlarmActions": [topic], "OKActions": [topic]} if topic else {}
+    queue = delivery.queue_name(stage)
+    found = [_alarm(stage, "failure-queue", f"events failed for good and wait in {queue}: "
+                    "`eks-responder redrive` shows and replays them", "AWS/SQS",
+                    "ApproximateNumberOfMessagesVisible", ("QueueName", queue), actions, "Maximum")]  # fmt: skip
+    for wanted in delivery.DELIVERIES:
+        function = wanted.function
+        lambda_name = delivery.function_name(stage, function)
+        found.append(_alarm(stage, f"{function.name}-throttles", f"{function.name} was throttled (its reserved "
+                            "concurrency is in use: events wait in Lambda's queue)", "AWS/Lambda", "Throttles",
+                            ("FunctionName", lambda_name), actions))  # fmt: skip
+        if not wanted.asynchronous:
+            continue
+        found.append(_alarm(stage, f"{function.name}-dropped", f"{function.name} dropped events (older than "
+                            f"{delivery.MAX_EVENT_AGE_SECONDS} s, or out of retries) with nowhere to send them",
+                            "AWS/Lambda", "AsyncEventsDropped", ("FunctionName", lambda_name), actions))  # fmt: skip
+        found.append(_alarm(stage, f"{function.name}-destination-failures", f"{function.name} could not put a "
+                            "failed event in the failure queue", "AWS/Lambda", "DestinationDeliveryFailures",
+                            ("FunctionName", lambda_name), actions))  # fmt: skip
+        if wanted.rule:
+            rule = delivery.rule_name(stage, function)
+            found.append(_alarm(stage, f"{function.name}-rule-failed", f"EventBridge could not invoke "
+                                f"{function.name} (rule {rule}): the event went to the failure queue",
+                                "AWS/Events", "FailedInvocations", ("RuleName", rule), actions))  # fmt: skip
     return found
 
 
@@ -105,7 +173,7 @@ def _stage_env(stage: str) -> dict[str, str]:
 
 def apply(session: Any, stage: str, topic: str | None) -> dict[str, Any]:
     cloudwatch = session.client("cloudwatch")
-    body = json.dumps(dashboard(session.region_name))
+    body = json.dumps(dashboard(session.region_name, stage))
     cloudwatch.put_dashboard(DashboardName=name(stage), DashboardBody=body)
     made = alarms(stage, topic)
     for alarm in made:
@@ -127,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     topic = _stage_env(args.stage).get("SNS_TOPIC_ARN") or None
     if args.print:
-        out = {"dashboard": dashboard(session.region_name), "alarms": alarms(args.stage, topic)}
+        out = {"dashboard": dashboard(session.region_name, args.stage), "alarms": alarms(args.stage, topic)}
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return 0
     done = apply(session, args.stage, topic)

@@ -22,6 +22,7 @@ from typing import Any
 import boto3
 
 from chalicelib.executors.evidence import evidence_bucket_problems
+from deploy import delivery
 
 ROOT = Path(__file__).resolve().parent.parent
 RETENTION_DAYS = 90
@@ -77,6 +78,9 @@ def create(session: Any, stage: str, account: str) -> dict[str, str]:
         dynamodb.update_time_to_live(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
         )
+    # The table holds exactly-once, the caps and every plan: restorable, and not deleted by a slip.
+    delivery.protect_table(session, table)
+    names["FAILURE_QUEUE_URL"] = delivery.ensure_queue(session, stage, account)[0]
     s3 = session.client("s3")
     bucket = names["EVIDENCE_BUCKET"]
     if not _exists(lambda: s3.head_bucket(Bucket=bucket), "404", "NoSuchBucket", "NotFound"):

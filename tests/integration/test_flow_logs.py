@@ -332,3 +332,34 @@ def test_two_running_pods_with_the_address_are_named_and_wait_for_a_human(
     assert "awaiting-approval" in statuses
     assert not _marked(cluster, worker.pod)
     assert not _marked(cluster, other)
+
+
+def test_an_object_s3_cannot_serve_now_is_told_and_the_invocation_fails_for_a_retry(
+    worker: Worker, make_responder: Any, aws_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    from chalicelib.errors import RetryLaterError
+    from chalicelib.executors import flow_sources
+
+    s3 = aws_session.client("s3")
+    s3.create_bucket(Bucket="flow-logs")
+    s3.put_object(Bucket="flow-logs", Key="f.log.gz", Body=gzip.compress(b"x\n"))
+    told: list[str] = []
+
+    class Recorder:
+        name = "recorder"
+
+        def send(self, report: dict[str, Any]) -> None:
+            told.append(str(report.get("error")))
+
+    def unreachable(*_: Any, **__: Any) -> Any:
+        raise EndpointConnectionError(endpoint_url="https://s3.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(flow_sources, "open_object", unreachable)
+    intake = wiring.flow_intake(make_responder(), Mode.DRY_RUN, "us-east-1", None, [Recorder()])
+    with pytest.raises(RetryLaterError, match=r"s3://flow-logs/f\.log\.gz"):
+        wiring.flow_log_objects(_object_created("flow-logs", "f.log.gz"), _settings(flow_logs_bucket="flow-logs"),
+                                intake)  # fmt: skip
+    (said,) = told
+    assert "cannot read the object now (tried again later)" in said

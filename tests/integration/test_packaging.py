@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,6 +56,10 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
         [str(BIN / "chalice"), "package", "--pkg-format", "cloudformation", "--stage", "prod", str(tmp_path / "out")],
         cwd=project, env=env, check=True, capture_output=True,
     )  # fmt: skip
+    # As `make package` then does: the stage's delivery guarantees and alarms added to the template.
+    sam = str(tmp_path / "out" / "sam.json")
+    subprocess.run([sys.executable, "-m", "deploy.delivery", "--stage", "prod", "--template", sam],
+                   cwd=ROOT, env=env, check=True, capture_output=True)  # fmt: skip
     template = json.loads((tmp_path / "out" / "sam.json").read_text())
     lint = subprocess.run(
         [str(BIN / "cfn-lint"), "--format", "parseable", str(tmp_path / "out" / "sam.json")],
@@ -100,6 +105,39 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
     assert events["OnSecurityhubFinding"]["Pattern"] == patterns.SECURITYHUB_GUARDDUTY_FINDING
     assert events["OnInspectorFinding"]["Pattern"] == patterns.INSPECTOR_IMAGE_FINDING
     assert events["RefreshKeyPolicies"]["Schedule"] == "rate(1 hour)"
+    _delivered_as_stated(template, functions, events)
+
+
+def _delivered_as_stated(template: dict[str, Any], functions: dict[str, Any], events: dict[str, Any]) -> None:
+    from chalicelib import delivery
+    from deploy.delivery import logical_id, retry_policy
+
+    queue = template["Resources"]["FailureQueue"]["Properties"]
+    assert (queue["QueueName"], queue["MessageRetentionPeriod"], queue["SqsManagedSseEnabled"]) == (
+        "eks-responder-prod-failures", 14 * 86400, True)  # fmt: skip
+    arn = {"Fn::GetAtt": ["FailureQueue", "Arn"]}
+    for wanted in delivery.DELIVERIES:
+        function = functions[logical_id(wanted.function)]["Properties"]
+        assert function["ReservedConcurrentExecutions"] == wanted.reserved_concurrency, wanted.function.name
+        if not wanted.asynchronous:
+            assert "EventInvokeConfig" not in function
+            continue
+        config = function["EventInvokeConfig"]
+        assert config["DestinationConfig"]["OnFailure"] == {"Type": "SQS", "Destination": arn}
+        assert (config["MaximumRetryAttempts"], config["MaximumEventAgeInSeconds"]) == (
+            delivery.MAX_RETRY_ATTEMPTS, delivery.MAX_EVENT_AGE_SECONDS)  # fmt: skip
+        if wanted.rule:
+            event = events[logical_id(wanted.function)]
+            assert event["DeadLetterConfig"] == {"Arn": arn}
+            assert event["RetryPolicy"] == retry_policy()
+        # The on-failure destination sends with the function's own role: its policy allows it.
+        role = template["Resources"][function["Role"]["Fn::GetAtt"][0]]["Properties"]["Policies"][0]
+        sends = [s for s in role["PolicyDocument"]["Statement"] if "sqs:SendMessage" in s["Action"]]
+        assert [s["Resource"] for s in sends] == [["arn:aws:sqs:us-east-1:111122223333:eks-responder-prod-failures"]]
+    alarms = [r for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    metrics = {a["Properties"]["MetricName"] for a in alarms}
+    assert metrics == {"Throttles", "AsyncEventsDropped", "DestinationDeliveryFailures", "FailedInvocations",
+                       "ApproximateNumberOfMessagesVisible"}  # fmt: skip
 
 
 def test_the_spoke_forwarding_and_memory_capture_templates_pass_cfn_lint() -> None:

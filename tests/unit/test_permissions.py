@@ -31,6 +31,7 @@ SERVICE_MODELS = {
     "ecr": "ecr",
     "dynamodb": "dynamodb",
     "sns": "sns",
+    "sqs": "sqs",
     "secretsmanager": "secretsmanager",
     "lambda": "lambda",
     "ssm": "ssm",
