@@ -1,5 +1,5 @@
 """`eks-responder`: replay events, approve, reject and release stored plans, check the set-up
-(doctor), report an incident's timeline, check a rules file."""
+(doctor), report an incident's timeline, redrive the failure queue, check a rules file."""
 
 from __future__ import annotations
 
@@ -555,6 +555,36 @@ def release(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if any(a.get("status") == "failed" for a in result.get("actions", [])) else 0
 
 
+def redrive(args: argparse.Namespace, out: TextIO) -> int:
+    """`redrive`: the failure queue's events, shown and replayed through the path they failed on."""
+    from chalicelib import delivery, wiring
+    from chalicelib import redrive as parked
+
+    current = Settings.from_env()
+    session = wiring.aws_session()
+    sqs = session.client("sqs")
+    url = args.queue_url or current.failure_queue_url
+    if not url:
+        try:
+            url = sqs.get_queue_url(QueueName=delivery.queue_name(current.stage))["QueueUrl"]
+        except sqs.exceptions.QueueDoesNotExist:
+            raise ConfigError(f"no failure queue {delivery.queue_name(current.stage)} (set FAILURE_QUEUE_URL or "
+                              "--queue-url; `make prerequisites` creates it)") from None  # fmt: skip
+    deliver = parked.local_deliver() if args.local else parked.lambda_deliver(session.client("lambda"), current.stage)
+    results = parked.run(sqs, url, deliver, dry_run=args.dry_run, limit=args.limit)
+    for found in results:
+        if args.json:
+            out.write(json.dumps(found) + "\n")
+            continue
+        out.write(f"{found['function'] or '?'}  event {found['event_id'] or '-'}  ({found['kind']}) {found['why']}\n"
+                  f"  {found['outcome']}\n")  # fmt: skip
+    kept = [f for f in results if f["outcome"].startswith(("still failing", "kept"))]
+    if not args.json:
+        out.write(f"{len(results)} in {url}: {len(results) - len(kept) if not args.dry_run else 0} replayed, "
+                  f"{len(kept)} kept\n")  # fmt: skip
+    return 1 if kept else 0
+
+
 def doctor(args: argparse.Namespace, out: TextIO) -> int:
     """`doctor`: one line per check of the stage's set-up, with how to fix each problem."""
     from chalicelib import doctor as checks
@@ -686,6 +716,18 @@ def main(argv: list[str] | None = None) -> int:
     rl.set_defaults(func=release)
 
     _report_parser(sub)
+
+    rd = sub.add_parser("redrive", help="show and replay the events in the stage's failure queue (AWS credentials)")
+    rd.add_argument("--dry-run", action="store_true", help="list what waits and why; replay and delete nothing")
+    rd.add_argument(
+        "--local",
+        action="store_true",
+        help="replay through this process's handlers (the local stack) instead of the deployed functions",
+    )
+    rd.add_argument("--queue-url", metavar="URL", help="default: FAILURE_QUEUE_URL, or the stage's queue by name")
+    rd.add_argument("--limit", type=int, default=1000, metavar="N", help="look at N messages at most (default 1000)")
+    rd.add_argument("--json", action="store_true", help="one JSON object per message")
+    rd.set_defaults(func=redrive)
 
     cr = sub.add_parser("check-rules", help="validate a rules file")
     cr.add_argument("file", nargs="?", help="rules file (default: RULES_FILE or the packaged rules)")
