@@ -62,3 +62,14 @@ def invocation(context: Any) -> Iterator[None]:
 def current_context() -> Any:
     """The running invocation's context, or a local one with the function's timeout."""
     return _invocation.get() or LocalContext()
+
+
+def remaining_seconds() -> float | None:
+    """What is left of the running invocation (None outside one): a retry must not outlive it."""
+    context = _invocation.get()
+    if context is None:
+        return None
+    try:
+        return float(context.get_remaining_time_in_millis()) / 1000
+    except Exception:  # noqa: BLE001 - a context without a deadline
+        return None

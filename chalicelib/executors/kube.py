@@ -58,14 +58,35 @@ def _missing(exc: Exception) -> bool:
     return isinstance(exc, ApiError) and exc.code == _NOT_FOUND
 
 
-TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+# 403 too: an API server that is starting answers "forbidden" until its authorizer has synced; a
+# real refusal costs the same two short retries, then is reported.
+TRANSIENT_STATUS = {403, 429, 500, 502, 503, 504}
 ATTEMPTS = 3  # one call and two retries: a Kubernetes API that is down for longer is reported, not waited for
 BACKOFF_BASE, BACKOFF_CAP = 0.2, 2.0
+MAX_RETRY_AFTER = 10.0  # a server asking for longer is reported now rather than waited for
+DEADLINE_MARGIN = 15.0  # seconds kept, of the invocation's time, to record and tell
 
 
 def transient(exc: BaseException) -> bool:
     """A failure worth one more try: a timeout, a dropped connection, throttling or a server error."""
     return isinstance(exc, TransportError) or (isinstance(exc, ApiError) and exc.code in TRANSIENT_STATUS)
+
+
+def _wait(exc: BaseException, attempt: int) -> float | None:
+    """How long to wait before the next try: what the server asked (Retry-After), else backoff with
+    jitter; None when that would run past the invocation's deadline (less the time to record and tell)."""
+    from chalicelib.lambda_events import remaining_seconds
+
+    asked: float | None = getattr(exc, "retry_after", None)
+    delay: float = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+    if asked is not None:
+        if asked > MAX_RETRY_AFTER:
+            return None
+        delay = max(delay, asked)
+    left = remaining_seconds()
+    if left is not None and left - DEADLINE_MARGIN < delay:
+        return None
+    return delay
 
 
 class RetryingClient:
@@ -91,7 +112,10 @@ class RetryingClient:
             except Exception as exc:
                 if attempt + 1 >= self._attempts or not transient(exc):
                     raise
-                self._sleep(min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
+                delay = _wait(exc, attempt)
+                if delay is None:
+                    raise
+                self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, *args: Any, **kwargs: Any) -> Any:

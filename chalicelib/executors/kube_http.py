@@ -41,9 +41,18 @@ EXEC_MARGIN = 60.0
 class ApiError(Exception):
     """The API server answered with an error status (its Status message, or the text it sent)."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.retry_after = retry_after  # seconds the server asked to wait (429, 503), when it said
+
+
+def _seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds (the API server sends whole seconds; a date is not read)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 class TransportError(Exception):
@@ -241,7 +250,7 @@ class KubeClient:
             raise TransportError(f"{method} {path}: an answer over {MAX_BODY} bytes")
         text = raw.decode("utf-8", "replace")
         if answer.status >= 400:  # noqa: PLR2004
-            raise ApiError(answer.status, _message(text))
+            raise ApiError(answer.status, _message(text), _seconds(answer.headers.get("Retry-After")))
         if answer.headers.get("Content-Type", "").startswith("application/json"):
             return json.loads(text)
         return text

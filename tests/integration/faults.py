@@ -11,6 +11,7 @@ import http.client
 import json
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +28,7 @@ class Fault:
     body: bytes | None = None  # default: a Kubernetes Status
     when: bytes | None = None  # only requests whose body contains this
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
     hits: int = field(default=0)
 
 
@@ -35,6 +37,7 @@ class FaultProxy:
         self.upstream = urlsplit(upstream)
         self.faults: list[Fault] = []
         self.requests: list[str] = []
+        self.times: list[float] = []  # when each request came (time.monotonic)
         self.release = threading.Event()  # stalled requests wait for it (set at close)
         proxy = self
 
@@ -43,6 +46,7 @@ class FaultProxy:
 
             def _any(self) -> None:
                 proxy.requests.append(f"{self.command} {self.path}")
+                proxy.times.append(time.monotonic())
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 fault = next(
@@ -60,7 +64,9 @@ class FaultProxy:
                         proxy.release.wait(30)  # the client's timeout fires first; released at close
                         self.close_connection = True
                         return
-                    self._answer(fault.status, fault.body or _status_body(fault.status), fault.content_type)
+                    self._answer(
+                        fault.status, fault.body or _status_body(fault.status), fault.content_type, fault.headers
+                    )
                     return
                 self._forward(body)
 
@@ -86,9 +92,17 @@ class FaultProxy:
                 self.wfile.write(data)
                 conn.close()
 
-            def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+            def _answer(
+                self,
+                status: int,
+                body: bytes,
+                content_type: str = "application/json",
+                headers: dict[str, str] | None = None,
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -119,8 +133,9 @@ class FaultProxy:
         body: bytes | None = None,
         when: bytes | None = None,
         content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> Fault:
-        fault = Fault(kind, times, status, methods or Fault.methods, body, when, content_type)
+        fault = Fault(kind, times, status, methods or Fault.methods, body, when, content_type, headers or {})
         self.faults.append(fault)
         return fault
 

@@ -67,6 +67,39 @@ def test_kubernetes_errors_are_retried_with_backoff(
     assert sum(f.hits for f in kube_proxy.faults) == 3  # two 503s and a dropped PATCH, each retried
 
 
+def test_a_server_asking_to_wait_is_waited_for_and_not_past_the_deadline(
+    cluster: Cluster, admin: Client, kube_proxy: FaultProxy, local_stack: LocalStack, tmp_path: Path
+) -> None:
+    from chalicelib.lambda_events import LocalContext, invocation
+
+    pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
+    kube_proxy.inject("status", times=2, status=429, methods=("PATCH",), headers={"Retry-After": "1"})
+    responder = _through(kube_proxy, local_stack, tmp_path, rules_with("k8s:label-pod"))
+    try:
+        (result,) = responder.handle(incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE).actions
+    finally:
+        responder.close()
+    assert result.status.value == "succeeded", result.detail
+    patches = [t for r, t in zip(kube_proxy.requests, kube_proxy.times, strict=True) if r.startswith("PATCH")]
+    assert len(patches) == 3
+    assert patches[1] - patches[0] >= 0.95  # the second second of Retry-After, not 0.1-0.2 s of backoff
+    assert patches[2] - patches[1] >= 0.95
+
+    # With 10 s left of the invocation (less 15 s to record and tell), nobody waits: the step fails now.
+    kube_proxy.faults.clear()
+    kube_proxy.inject("status", times=-1, status=429, methods=("PATCH",), headers={"Retry-After": "1"})
+    other = cluster.pod("api-2", "node-a")
+    responder = _through(kube_proxy, local_stack, tmp_path, rules_with("k8s:label-pod"))
+    try:
+        with invocation(LocalContext(timeout_seconds=10)):
+            (late,) = responder.handle(incident(namespace=cluster.namespace, pods=(other,)), Mode.LIVE).actions
+    finally:
+        responder.close()
+    assert late.status.value == "failed"
+    assert "429" in late.detail
+    assert sum(f.hits for f in kube_proxy.faults) == 1  # one try: no time to wait for another
+
+
 @pytest.mark.parametrize(("kind", "words"), [("status", "injected 503"), ("stall", "timed out")])
 def test_a_kubernetes_api_that_stays_down_fails_the_step_with_the_reason(
     kind: str, words: str, cluster: Cluster, admin: Client, kube_proxy: FaultProxy, local_stack: LocalStack,
