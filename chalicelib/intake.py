@@ -75,9 +75,10 @@ def handle_incident(
     """An incident (from an event, or one of many from a flow-log batch): respond once, record, tell."""
     incident = responder.enrich(incident, mode)
     follows: dict[str, Any] | None = None
+    done: dict[tuple[str, str], dict[str, Any]] = {}
 
     def work() -> dict[str, Any]:
-        return _respond(incident, eid, responder, mode, ledger, notifiers, follows)
+        return _respond(incident, eid, responder, mode, ledger, notifiers, follows, done)
 
     accepted = responder.accepted_risk(incident)
     if ledger is None or accepted:
@@ -86,14 +87,17 @@ def handle_incident(
         return _respond(incident, eid, responder, mode, None, () if accepted else notifiers)
     try:
         previous = ledger.previous(incident.id)
-        if previous and previous["rank"] >= incident.severity.value and _repeats(previous, mode):
+        if previous and not previous.get("complete", True):
+            # An earlier delivery stopped on a passing fault: this one does what it did not.
+            done.update(previous.get("done") or {})
+        elif previous and previous["rank"] >= incident.severity.value and _repeats(previous, mode):
             logger.info("duplicate incident", extra={"event_id": eid, "incident_id": incident.id, **previous})
             reason = (
                 f"already handled at severity {previous['severity']} ({previous['updated_at']}): "
                 "nothing done, nothing sent"
             )
             return _counted({"event_id": eid, "incident_id": incident.id, "duplicate": True, "reason": reason})
-        if previous and previous["rank"] >= incident.severity.value:
+        if previous and previous.get("complete", True) and previous["rank"] >= incident.severity.value:
             follows = previous  # only a dry run was recorded: this live run acts, and says what it follows
         # An unverified copy is reported, never recorded: a forged copy that arrives first must not
         # make the native event of the same id a duplicate.
@@ -102,12 +106,14 @@ def handle_incident(
             if incident.unverified
             else ledger.once(incident, work, str(mode))
         )
+    except RetryLaterError:
+        raise
     except Exception as exc:  # any storage failure: act without exactly-once, and say so
-        done = getattr(exc, "result", None)
-        if isinstance(done, dict):
+        ran = getattr(exc, "result", None)
+        if isinstance(ran, dict):
             # The work ran (actions, record, messages); only its idempotency record failed: never run it twice.
             logger.warning("exactly-once record not stored", extra={"event_id": eid, "error": str(exc)})
-            return {**done, "exactly_once": False}
+            return {**ran, "exactly_once": False}
         if type(exc).__name__ == "IdempotencyAlreadyInProgressError":
             # Not done yet, maybe never (that invocation may have died): fail, so Lambda tries again later.
             logger.warning("being handled by another invocation", extra={"event_id": eid, "incident_id": incident.id})
@@ -141,9 +147,10 @@ def _respond(
     ledger: Ledger | None,
     notifiers: Sequence[Notifier],
     follows: dict[str, Any] | None = None,
+    done: dict[tuple[str, str], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     try:
-        report = responder.handle(incident, mode)
+        report = responder.handle(incident, mode, done) if done else responder.handle(incident, mode)
     except Exception as exc:  # a bug, not bad input: logged with the event, never retried in a loop
         logger.exception("responder failed", extra={"event_id": eid, "incident_id": incident.id})
         failed: dict[str, Any] = {"event_id": eid, "error": f"internal error while responding to {incident.id}: {exc}"}
@@ -162,7 +169,24 @@ def _respond(
             ledger.record(result)  # before any notification: a failed notifier never loses the incident
         except Exception as exc:  # noqa: BLE001
             logger.warning("incident record not written", extra={"incident_id": incident.id, "error": str(exc)})
-    return told(result, notifiers)
+    told(result, notifiers)
+    return _finished(result)
+
+
+def _finished(result: dict[str, Any]) -> dict[str, Any]:
+    """The result; in a Lambda invocation, a step that failed on a passing fault fails the
+    invocation after it is told and recorded (as not complete), so Lambda delivers the event again
+    and the next delivery does what this one could not."""
+    from chalicelib.executors.ledger import passing_failures
+    from chalicelib.lambda_events import in_invocation
+
+    failed = passing_failures(result)
+    if failed and in_invocation():
+        steps = ", ".join(f"{a['action']} on {a['target']}" for a in failed[:5])
+        logger.warning("steps failed on passing faults: delivered again", extra={"incident_id":
+                       (result.get("incident") or {}).get("id"), "steps": steps})  # fmt: skip
+        raise RetryLaterError(f"{len(failed)} step(s) failed on a passing fault ({steps}): tried again")
+    return result
 
 
 def told(result: dict[str, Any], notifiers: Sequence[Notifier]) -> dict[str, Any]:

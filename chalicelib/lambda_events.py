@@ -64,6 +64,12 @@ def current_context() -> Any:
     return _invocation.get() or LocalContext()
 
 
+def in_invocation() -> bool:
+    """Whether a Lambda invocation (or a test of one) is running: only there does failing an
+    invocation make its event come again."""
+    return _invocation.get() is not None
+
+
 def remaining_seconds() -> float | None:
     """What is left of the running invocation (None outside one): a retry must not outlive it."""
     context = _invocation.get()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from chalicelib import actions, dry_run
+from chalicelib import actions, dry_run, faults
 from chalicelib.actions import evidence_bundle
 from chalicelib.actions.base import (
     EC2API,
@@ -299,7 +299,11 @@ class Responder:
     def accepted_risk(self, incident: Incident) -> bool:
         return accepted(incident, self._rules, datetime.now(UTC).date()) is not None
 
-    def handle(self, incident: Incident, mode: Mode) -> Report:
+    def handle(
+        self, incident: Incident, mode: Mode, done: Mapping[tuple[str, str], dict[str, Any]] | None = None
+    ) -> Report:
+        """`done`: the steps an earlier delivery of this incident carried out ((action, target) -> its
+        result), which are reported as done then and never run again."""
         decision = decide(incident, self._rules)
         rule = decision.rule
         if rule is None or not rule.actions:
@@ -319,7 +323,7 @@ class Responder:
             return self._each_cluster(incident, rule, mode)
         if mode is Mode.PLAN:
             return self._plan(incident, rule, mode, None)
-        return self._execute(incident, rule, mode)
+        return self._execute(incident, rule, mode, done or {})
 
     def carry_out(self, plan: Plan, approved: dict[int, PlannedStep]) -> Report:
         """Run the approved steps of a stored plan, in a later invocation: the targets are
@@ -486,6 +490,7 @@ class Responder:
         # Without a cluster (an IAM finding about a plain instance), only IAM actions can run.
         no_cluster = guardrails.cluster_block(None, ()) if incident.cluster is None else None
         unreachable: str | None = None
+        passing = False  # the cluster could not be reached for a passing reason (down, throttling)
         kube: KubeAPI
         try:
             if incident.cluster is None or reach.kube is None:
@@ -496,8 +501,10 @@ class Responder:
             found = targets.resolve(incident, kube)
         except ClusterAccessError as exc:
             unreachable = str(exc)
+            passing = faults.transient(exc.__cause__)
         except Exception as exc:  # noqa: BLE001 - reported, never raised: the batch goes on
             unreachable = f"resolving targets failed: {_brief(exc)}"
+            passing = faults.transient(exc)
         if unreachable is not None:
             # AWS-side containment must not depend on the Kubernetes API the attacker may be attacking.
             kube = cast("KubeAPI", UnreachableKube(unreachable))
@@ -539,9 +546,11 @@ class Responder:
             waits_for = actions.get(name).held_for(incident)
             if waits_for:
                 ctx.notes.append(f"{name} waits for a human: {waits_for}")
-        return _Session(ctx, found, unreachable, no_cluster, incident.cluster or "-", held, alias)
+        return _Session(ctx, found, unreachable, no_cluster, incident.cluster or "-", held, alias, passing)
 
-    def _execute(self, incident: Incident, rule: Rule, mode: Mode) -> Report:
+    def _execute(
+        self, incident: Incident, rule: Rule, mode: Mode, done: Mapping[tuple[str, str], dict[str, Any]] | None = None
+    ) -> Report:
         reach = self._reach(incident)
         if isinstance(reach, tuple):
             return self._all(incident, rule, mode, *reach)
@@ -555,8 +564,13 @@ class Responder:
         for position, (index, step, action, params, target) in enumerate(steps):
             blocked = session.blocked(action)
             wait = self._needs_approval(step, rule, incident)
-            if blocked is not None:
-                results.append(ActionResult(action.name, session.where, *blocked))
+            earlier = (done or {}).get((action.name, str(target))) if target is not None else None
+            if earlier is not None and target is not None:  # an earlier delivery did it, then failed elsewhere
+                _done_earlier(action, target, earlier, PlannedStep(index, action.name, target, step.params, wait,
+                                                                   StepState.DONE), results, planned)  # fmt: skip
+            elif blocked is not None:
+                passing = session.passing and blocked[0] is Status.FAILED
+                results.append(ActionResult(action.name, session.where, *blocked, transient=passing))
                 planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE))
             elif target is None:
                 results.append(_nothing_to_do(action))
@@ -742,10 +756,12 @@ class Responder:
     def _run_one(self, action: Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:  # noqa: PLR0911
         started = time.perf_counter()
 
-        def result(status: Status, detail: str, prior: dict[str, Any] | None = None) -> ActionResult:
+        def result(
+            status: Status, detail: str, prior: dict[str, Any] | None = None, *, passing: bool = False
+        ) -> ActionResult:
             elapsed = (time.perf_counter() - started) * 1000
             at = self._clock().isoformat().replace("+00:00", "Z")
-            return ActionResult(action.name, str(target), status, detail, elapsed, prior, at=at)
+            return ActionResult(action.name, str(target), status, detail, elapsed, prior, at=at, transient=passing)
 
         if not target.exists:
             return result(Status.SKIPPED, f"{target.kind} {target} no longer exists")
@@ -760,7 +776,7 @@ class Responder:
         except Exception as exc:  # noqa: BLE001 - one failing action never hides the others
             logger.warning("action failed", extra={"action": action.name, "target": str(target), "error": _brief(exc)})
             guardrails.settle(ctx, action, target, succeeded=False)
-            return result(Status.FAILED, _brief(exc))
+            return result(Status.FAILED, _brief(exc), passing=faults.transient(exc))
         guardrails.settle(ctx, action, target, succeeded=outcome.status is Status.SUCCEEDED)
         if ctx.dry_run and outcome.status is Status.SUCCEEDED and dry_run.any_applied(writes):
             # The endpoint made the change: it is reported, and kept for a release, as made.
@@ -796,6 +812,7 @@ class _Session:
     where: str
     held: HeldWrites
     alias: str | None = None
+    passing: bool = False  # `unreachable` is a passing fault: the steps it blocks are worth another delivery
 
     def blocked(self, action: Action) -> tuple[Status, str] | None:
         """Why this action cannot run at all in this session (no cluster, cluster unreachable)."""
@@ -878,6 +895,19 @@ def _settle_held(pending: dict[Key, _Held], held: HeldWrites, results: list[Acti
         results[hold.result] = replace(result, detail=result.detail + note)
         planned[hold.result] = replace(planned[hold.result], result=outcome_of(results[hold.result]))
         del pending[key]
+
+
+def _done_earlier(
+    action: Action, target: Target, earlier: dict[str, Any], step: PlannedStep,
+    results: list[ActionResult], planned: list[PlannedStep],
+) -> None:  # fmt: skip
+    """A step an earlier delivery of the incident carried out: reported as done then, with the
+    prior state it recorded (so a release still puts it back), and never run again."""
+    said = f"done by an earlier delivery of this incident ({earlier.get('at') or '?'}): {earlier.get('detail')}"
+    kept = ActionResult(action.name, str(target), Status.SUCCEEDED, said[:1000], 0.0, earlier.get("prior"),
+                        at=earlier.get("at"))  # fmt: skip
+    results.append(kept)
+    planned.append(replace(step, result=outcome_of(kept)))
 
 
 def _numbered(results: list[ActionResult], waits: list[bool]) -> tuple[ActionResult, ...]:

@@ -558,7 +558,7 @@ def handle_flow_log_objects(event: dict[str, Any], context: Any = None) -> dict[
 
 
 def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -> dict[str, Any]:
-    from chalicelib.errors import EventError, ResponderError, RetryLaterError
+    from chalicelib.errors import ConfigError, EventError, ResponderError, RetryLaterError
     from chalicelib.executors.flow_sources import open_object
     from chalicelib.flowlogs import batch
     from chalicelib.sources.flowlogs import Batch
@@ -596,8 +596,8 @@ def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -
             continue
         try:
             reader = intake.responder.bucket_reader(owner or None, where)
-            if isinstance(reader, str):
-                raise PermissionError(reader)
+            if isinstance(reader, str):  # an account this responder does not manage: a setting
+                raise ConfigError(reader)
             layout, scan = _flow_setup(current)
             stream = open_object(reader[1], bucket, key)
         except ResponderError as exc:  # a setting: told, and retrying would not help

@@ -136,6 +136,7 @@ class ActionResult:
     step: int | None = None  # the plan's step number: what an approval or a release names
     approval_required: bool = False
     at: str | None = None  # when it finished (ISO 8601 UTC): the incident's timeline
+    transient: bool = False  # failed on a passing fault (timeout, throttling, server error): worth delivering again
 
     def to_dict(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -152,6 +153,8 @@ class ActionResult:
             found["approval"] = "required"
         if self.at is not None:
             found["at"] = self.at
+        if self.transient:
+            found["transient"] = True
         return found
 
 

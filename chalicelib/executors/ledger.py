@@ -85,6 +85,9 @@ class IncidentLedger:
             "rank": int(item["rank"]["N"]),
             "updated_at": item["updated_at"]["S"],
             "mode": _mode(item),
+            # False when steps failed on a passing fault: the incident is not handled yet.
+            "complete": bool(item["complete"]["BOOL"]) if "complete" in item else True,
+            "done": _done(item),
         }
 
     def record(self, report: dict[str, Any]) -> None:
@@ -98,6 +101,7 @@ class IncidentLedger:
                 "rank": {"N": str(Severity.parse(incident["severity"]).value)},
                 "updated_at": {"S": now.isoformat()},
                 "mode": {"S": str(report.get("mode") or "live")},
+                "complete": {"BOOL": not passing_failures(report)},
                 "report": {"S": bounded(report)},
                 "expiration": {"N": str(int(now.timestamp()) + RECORD_DAYS * 86400)},
             },
@@ -146,3 +150,18 @@ def _mode(item: dict[str, Any]) -> str:
         return str(json.loads(item["report"]["S"]).get("mode") or "live")
     except (KeyError, TypeError, ValueError):
         return "live"  # unknown: the safe reading is that it acted, so it is not acted on twice
+
+
+def passing_failures(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The steps of a report that failed on a passing fault (worth delivering the event again)."""
+    return [a for a in report.get("actions") or [] if a.get("status") == "failed" and a.get("transient")]
+
+
+def _done(item: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The steps an earlier delivery carried out ((action, target) -> its result), from its report."""
+    try:
+        report = json.loads(item["report"]["S"])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return {(str(a.get("action")), str(a.get("target"))): a for a in report.get("actions") or []
+            if isinstance(a, dict) and a.get("status") == "succeeded" and "prior" in a}  # fmt: skip

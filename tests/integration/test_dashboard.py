@@ -23,14 +23,19 @@ def _queried(body: dict[str, Any]) -> set[tuple[str, tuple[str, ...]]]:
         for line in widget["properties"]["metrics"]:
             first = line[0]
             if isinstance(first, dict):
-                match = re.match(r"^SEARCH\('\{(\w+),([\w,]+)\} MetricName=\"(\w+)\"", first["expression"])
+                match = re.match(r"^SEARCH\('\{([\w/]+),([\w,]+)\} MetricName=\"(\w+)\"", first["expression"])
                 assert match, first["expression"]
+                if match.group(1) in AWS_NAMESPACES:  # the services' own delivery metrics
+                    continue
                 assert match.group(1) == metrics.NAMESPACE
                 found.add((match.group(3), tuple(match.group(2).split(","))))
-            else:
+            elif first not in AWS_NAMESPACES:
                 assert first == metrics.NAMESPACE
                 found.add((line[1], tuple(line[2:-1:2])))
     return found
+
+
+AWS_NAMESPACES = {"AWS/Lambda", "AWS/SQS", "AWS/Events"}
 
 
 def _emitted(capsys: pytest.CaptureFixture[str]) -> set[tuple[str, tuple[str, ...]]]:
@@ -69,7 +74,7 @@ def test_make_deploy_creates_the_dashboard_and_the_alarms(aws_session: Any) -> N
     done = dashboard.apply(aws_session, "test", topic)
     cloudwatch = aws_session.client("cloudwatch")
     body = json.loads(cloudwatch.get_dashboard(DashboardName="eks-responder-test")["DashboardBody"])
-    assert body == dashboard.dashboard("us-east-1")
+    assert body == dashboard.dashboard("us-east-1", "test")
     titles = [w["properties"]["title"] for w in body["widgets"]]
     assert "Time to contain (seconds): p50, p90, max" in titles
     alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms()["MetricAlarms"]}
@@ -78,8 +83,9 @@ def test_make_deploy_creates_the_dashboard_and_the_alarms(aws_session: Any) -> N
     assert (failed["Namespace"], failed["MetricName"], failed["Threshold"]) == (metrics.NAMESPACE, "FailedActions", 1)
     assert failed["AlarmActions"] == [topic]
     assert "eks-responder-test-RejectedEvents" in alarms
-    lambda_errors = {a["Dimensions"][0]["Value"] for a in alarms.values() if a["Namespace"] == "AWS/Lambda"}
+    lambda_errors = {a["Dimensions"][0]["Value"] for a in alarms.values() if a["MetricName"] == "Errors"}
     assert lambda_errors == {f"eks-responder-test-{f.name}" for f in functions.FUNCTIONS}
+    assert "eks-responder-test-failure-queue" in alarms  # and the delivery alarms (tests/integration/test_delivery.py)
     # run again: the same dashboard and alarms, nothing added
     dashboard.apply(aws_session, "test", topic)
     assert len(cloudwatch.describe_alarms()["MetricAlarms"]) == len(alarms)

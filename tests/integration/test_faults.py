@@ -195,3 +195,21 @@ def test_a_write_the_endpoint_accepts_but_does_not_make_fails_its_step_on_read_b
     (held,) = _ec2_responder(aws_proxy, aws_session, monkeypatch).handle(again, Mode.LIVE).actions
     assert held.status.value == "succeeded", held.detail
     assert held.detail.endswith("(read back)")
+
+
+def test_a_step_an_earlier_delivery_did_is_reported_and_never_run_again(
+    cluster: Cluster, admin: Client, make_responder: Any
+) -> None:
+    pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
+    target = f"{cluster.namespace}/{pod}"
+    earlier = {"action": "k8s:label-pod", "target": target, "status": "succeeded", "detail": "labelled pod",
+               "prior": {"labels": {}}, "at": "2026-12-07T08:00:00Z"}  # fmt: skip
+    responder = make_responder(rules_with("k8s:label-pod", "k8s:capture-pod"))
+    report = responder.handle(incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE,
+                              {("k8s:label-pod", target): earlier})  # fmt: skip
+    label, capture = report.actions
+    assert label.status.value == "succeeded"
+    assert label.detail == "done by an earlier delivery of this incident (2026-12-07T08:00:00Z): labelled pod"
+    assert label.prior == {"labels": {}}  # what a release puts back
+    assert INVESTIGATION_LABEL not in _labels(admin, cluster.namespace, pod)  # not run again
+    assert capture.action == "k8s:capture-pod"

@@ -457,3 +457,63 @@ def test_the_rollout_dry_then_live_acts_on_the_same_finding(
     wiring.reset()
     assert wiring.handle_event(copy.deepcopy(event), LocalContext())["duplicate"] is True  # ... and for a dry one
     assert len(webhook.received) == 2  # the dry run, the live run
+
+
+def test_steps_failed_on_a_passing_fault_are_not_done_and_the_redelivery_does_them(
+    with_table: dict[str, Any],
+    webhook: Webhook,
+    monkeypatch: pytest.MonkeyPatch,
+    cluster: Cluster,
+    local_stack: LocalStack,
+    tmp_path: Path,
+) -> None:
+    """The API server is down: the invocation tells, records the incident as not complete and fails
+    (Lambda delivers it again); the redelivery, the server back, does what was not done, and only that."""
+    from lightkube.resources.core_v1 import Pod
+
+    from chalicelib.errors import RetryLaterError
+    from chalicelib.lambda_events import LocalContext
+    from tests.integration.faults import FaultProxy
+
+    serving = local_stack.ca_file.parent
+    proxy = FaultProxy(local_stack.apiserver_url, cert=serving / "apiserver.crt", key=serving / "apiserver.key")
+    config = json.loads(local_stack.responder_kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = proxy.url
+    kubeconfig = tmp_path / "through-proxy.kubeconfig"
+    kubeconfig.write_text(json.dumps(config))
+    _as_the_stage(with_table["project"], monkeypatch)
+    monkeypatch.setenv("DRY_RUN", "false")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    wiring.reset()
+    pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
+    event = load_event("execution-runtime-reverse-shell")
+    details = event["detail"]["resource"]
+    details["eksClusterDetails"]["name"] = "local"
+    details["kubernetesDetails"]["kubernetesWorkloadDetails"].update(name=pod, namespace=cluster.namespace)
+    key = {"id": {"S": f"incident#{event['detail']['id']}"}}
+    try:
+        down = proxy.inject("status", times=-1, status=503)
+        with pytest.raises(RetryLaterError, match="failed on a passing fault"):
+            wiring.handle_event(copy.deepcopy(event), LocalContext())
+        assert down.hits > 0
+        assert len(webhook.received) == 1  # told, with what failed
+        record = with_table["dynamodb"].get_item(TableName="eks-responder-incidents", Key=key)["Item"]
+        assert record["complete"]["BOOL"] is False
+        first = {a["action"]: a for a in json.loads(record["report"]["S"])["actions"]}
+        assert first["k8s:label-pod"]["status"] == "failed"
+        assert first["k8s:label-pod"]["transient"] is True
+
+        proxy.faults.clear()  # the server is back: Lambda's retry, a minute later
+        again = wiring.handle_event(copy.deepcopy(event), LocalContext())
+        assert "duplicate" not in again, again
+        statuses = {a["action"]: a["status"] for a in again["actions"]}
+        assert statuses["k8s:label-pod"] == "succeeded"
+        assert statuses["k8s:isolate-pod"] == "succeeded"
+        labels = cluster.admin.get(Pod, pod, namespace=cluster.namespace).metadata.labels or {}
+        assert any("quarantine" in k for k in labels)
+        record = with_table["dynamodb"].get_item(TableName="eks-responder-incidents", Key=key)["Item"]
+        assert record["complete"]["BOOL"] is True
+        assert wiring.handle_event(copy.deepcopy(event), LocalContext())["duplicate"] is True  # done now
+        assert len(webhook.received) == 2
+    finally:
+        proxy.close()
