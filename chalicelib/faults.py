@@ -16,7 +16,7 @@ THROTTLING = frozenset({
 CONNECTION = frozenset({
     "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
     "ProxyConnectionError", "ConnectionError", "TimeoutError", "TransportError", "ConnectionResetError",
-    "ConnectionRefusedError", "BrokenPipeError",
+    "ConnectionRefusedError", "BrokenPipeError", "DeadlineError",
 })  # fmt: skip
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 

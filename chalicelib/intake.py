@@ -10,9 +10,10 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib import audit
+from chalicelib import audit, faults
 from chalicelib.errors import EventError, NotHandledError, RetryLaterError
 from chalicelib.incident import timestamp
+from chalicelib.lambda_events import in_invocation
 from chalicelib.sources import registry
 
 if TYPE_CHECKING:
@@ -153,8 +154,15 @@ def _respond(
         report = responder.handle(incident, mode, done) if done else responder.handle(incident, mode)
     except Exception as exc:  # a bug, not bad input: logged with the event, never retried in a loop
         logger.exception("responder failed", extra={"event_id": eid, "incident_id": incident.id})
-        failed: dict[str, Any] = {"event_id": eid, "error": f"internal error while responding to {incident.id}: {exc}"}
-        return told(failed, notifiers)
+        passing = faults.transient(exc)
+        why = "a passing fault, tried again" if passing else "internal error"
+        failed: dict[str, Any] = {"event_id": eid, "error": f"{why} while responding to {incident.id}: {exc}"}
+        told(failed, notifiers)
+        if passing and in_invocation():
+            # Throttled or cut off before any step (resolving a role, reading the cluster): nothing is
+            # recorded as handled; the invocation fails so Lambda delivers the event again.
+            raise RetryLaterError(f"responding to {incident.id} failed on a passing fault: {exc}") from exc
+        return failed
     dry = {"severity": follows["severity"], "at": follows["updated_at"]} if follows is not None else None
     audit.record(report, eid, follows_dry_run=dry)
     result = {"event_id": eid, **report.to_dict()}

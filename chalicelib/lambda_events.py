@@ -64,6 +64,20 @@ def current_context() -> Any:
     return _invocation.get() or LocalContext()
 
 
+# Seconds kept, of an invocation's time, to record and tell: no call starts (and no retry waits) later.
+DEADLINE_MARGIN = 15.0
+
+
+class DeadlineError(Exception):
+    """Not started: the invocation's deadline is too near to finish it and still record and tell."""
+
+
+def check_deadline(what: str = "the call") -> None:
+    left = remaining_seconds()
+    if left is not None and left < DEADLINE_MARGIN:
+        raise DeadlineError(f"not started: deadline ({left:.0f} s left of the invocation, {what} not sent)")
+
+
 def in_invocation() -> bool:
     """Whether a Lambda invocation (or a test of one) is running: only there does failing an
     invocation make its event come again."""

@@ -32,6 +32,7 @@ from chalicelib.actions.base import (
 from chalicelib.errors import ClusterAccessError
 from chalicelib.executors.held_writes import HeldWrites, Key, node_key, pod_key
 from chalicelib.incident import Incident, ResourceKind
+from chalicelib.lambda_events import DeadlineError, check_deadline
 from chalicelib.policy.matcher import accepted, decide
 from chalicelib.response import guardrails, targets, vulnerabilities
 from chalicelib.response.plan import Plan, PlannedStep, StepState, needs_approval
@@ -763,6 +764,10 @@ class Responder:
             at = self._clock().isoformat().replace("+00:00", "Z")
             return ActionResult(action.name, str(target), status, detail, elapsed, prior, at=at, transient=passing)
 
+        try:
+            check_deadline(f"step {action.name}")
+        except DeadlineError as exc:  # recorded as not done: the redelivery does it
+            return result(Status.FAILED, str(exc), passing=True)
         if not target.exists:
             return result(Status.SKIPPED, f"{target.kind} {target} no longer exists")
         if target.skip_reason:
@@ -775,9 +780,11 @@ class Responder:
                 outcome = action.run(ctx, target, params)
         except Exception as exc:  # noqa: BLE001 - one failing action never hides the others
             logger.warning("action failed", extra={"action": action.name, "target": str(target), "error": _brief(exc)})
-            guardrails.settle(ctx, action, target, succeeded=False)
-            return result(Status.FAILED, _brief(exc), passing=faults.transient(exc))
-        guardrails.settle(ctx, action, target, succeeded=outcome.status is Status.SUCCEEDED)
+            unsettled = _settled(ctx, action, target, succeeded=False)
+            return result(Status.FAILED, _brief(exc) + unsettled, passing=faults.transient(exc))
+        unsettled = _settled(ctx, action, target, succeeded=outcome.status is Status.SUCCEEDED)
+        if unsettled:
+            outcome = replace(outcome, detail=outcome.detail + unsettled)
         if ctx.dry_run and outcome.status is Status.SUCCEEDED and dry_run.any_applied(writes):
             # The endpoint made the change: it is reported, and kept for a release, as made.
             logger.error("dry run applied", extra={"action": action.name, "target": str(target)})
@@ -895,6 +902,19 @@ def _settle_held(pending: dict[Key, _Held], held: HeldWrites, results: list[Acti
         results[hold.result] = replace(result, detail=result.detail + note)
         planned[hold.result] = replace(planned[hold.result], result=outcome_of(results[hold.result]))
         del pending[key]
+
+
+def _settled(ctx: ActionContext, action: Action, target: Target, *, succeeded: bool) -> str:
+    """Give back (or keep) the step's blast-radius slot; a failure to is said in the step's detail,
+    never raised past it (the step's own outcome stands, and the slot expires within the hour)."""
+    try:
+        guardrails.settle(ctx, action, target, succeeded=succeeded)
+    except Exception as exc:  # noqa: BLE001 - the result of the step is what matters; the lease is bookkeeping
+        logger.warning(
+            "cap slot not settled", extra={"action": action.name, "target": str(target), "error": _brief(exc)}
+        )
+        return f"; its blast-radius slot was not given back ({_brief(exc)}): it frees itself within the hour"
+    return ""
 
 
 def _done_earlier(

@@ -60,8 +60,16 @@ def aws_session() -> Any:
 
     session = boto3.session.Session()
     retries = {"mode": "standard", "total_max_attempts": settings().aws_max_attempts}
-    session._session.set_default_client_config(Config(retries=retries, connect_timeout=5, read_timeout=30))
+    session._session.set_default_client_config(Config(retries=retries, connect_timeout=5, read_timeout=10))
+    # Every attempt, retries included, is sent only while the invocation has time left to record and tell.
+    session.events.register("before-send", _before_send)
     return session
+
+
+def _before_send(**_: Any) -> None:
+    from chalicelib.lambda_events import check_deadline
+
+    check_deadline("the AWS request")
 
 
 def build_connector(current: Settings) -> KubeConnector:

@@ -42,3 +42,18 @@ def event_files() -> list[Path]:
 @pytest.fixture(autouse=True)
 def _quiet_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+
+
+@pytest.fixture(autouse=True)
+def _lambda_timeout_in_the_test_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chalice's test client gives every invocation a 3-second context whatever the function's
+    timeout; Lambda (and `chalice local`) give the configured one (120 s here). The responder reads
+    the deadline, so the tests' invocations get what the deployed functions get."""
+    import chalice.test
+    from chalice.local import LambdaContext
+
+    class Configured(LambdaContext):
+        def __init__(self, function_name: str, memory_size: int, max_runtime_ms: int = 120_000, **kw: Any) -> None:
+            super().__init__(function_name, memory_size, max_runtime_ms, **kw)
+
+    monkeypatch.setattr(chalice.test, "LambdaContext", Configured)

@@ -64,7 +64,6 @@ TRANSIENT_STATUS = {403, 429, 500, 502, 503, 504}
 ATTEMPTS = 3  # one call and two retries: a Kubernetes API that is down for longer is reported, not waited for
 BACKOFF_BASE, BACKOFF_CAP = 0.2, 2.0
 MAX_RETRY_AFTER = 10.0  # a server asking for longer is reported now rather than waited for
-DEADLINE_MARGIN = 15.0  # seconds kept, of the invocation's time, to record and tell
 
 
 def transient(exc: BaseException) -> bool:
@@ -75,7 +74,7 @@ def transient(exc: BaseException) -> bool:
 def _wait(exc: BaseException, attempt: int) -> float | None:
     """How long to wait before the next try: what the server asked (Retry-After), else backoff with
     jitter; None when that would run past the invocation's deadline (less the time to record and tell)."""
-    from chalicelib.lambda_events import remaining_seconds
+    from chalicelib.lambda_events import DEADLINE_MARGIN, remaining_seconds
 
     asked: float | None = getattr(exc, "retry_after", None)
     delay: float = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
@@ -106,7 +105,10 @@ class RetryingClient:
         self.server = client.server
 
     def _retry(self, call: Callable[[], Any]) -> Any:
+        from chalicelib.lambda_events import check_deadline
+
         for attempt in range(self._attempts):
+            check_deadline("the Kubernetes request")
             try:
                 return call()
             except Exception as exc:

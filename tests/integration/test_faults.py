@@ -85,13 +85,14 @@ def test_a_server_asking_to_wait_is_waited_for_and_not_past_the_deadline(
     assert patches[1] - patches[0] >= 0.95  # the second second of Retry-After, not 0.1-0.2 s of backoff
     assert patches[2] - patches[1] >= 0.95
 
-    # With 10 s left of the invocation (less 15 s to record and tell), nobody waits: the step fails now.
+    # With 15.8 s left of the invocation (15 s are kept to record and tell), the first try goes, and
+    # nobody waits a second for the next: the step fails now.
     kube_proxy.faults.clear()
     kube_proxy.inject("status", times=-1, status=429, methods=("PATCH",), headers={"Retry-After": "1"})
     other = cluster.pod("api-2", "node-a")
     responder = _through(kube_proxy, local_stack, tmp_path, rules_with("k8s:label-pod"))
     try:
-        with invocation(LocalContext(timeout_seconds=10)):
+        with invocation(LocalContext(timeout_seconds=15.8)):
             (late,) = responder.handle(incident(namespace=cluster.namespace, pods=(other,)), Mode.LIVE).actions
     finally:
         responder.close()
@@ -213,3 +214,27 @@ def test_a_step_an_earlier_delivery_did_is_reported_and_never_run_again(
     assert label.prior == {"labels": {}}  # what a release puts back
     assert INVESTIGATION_LABEL not in _labels(admin, cluster.namespace, pod)  # not run again
     assert capture.action == "k8s:capture-pod"
+
+
+def test_no_aws_request_and_no_step_starts_past_the_deadline(
+    aws_session: Any, cluster: Cluster, admin: Client, make_responder: Any
+) -> None:
+    """Botocore's own retries would outlive the function: every attempt checks the time left first,
+    and a step that cannot start is recorded as not done (a passing fault: delivered again)."""
+    from chalicelib import faults, wiring
+    from chalicelib.lambda_events import DeadlineError, LocalContext, invocation
+
+    wiring.reset()
+    sts = wiring.aws_session().client("sts")
+    assert sts.get_caller_identity()["Account"]  # outside an invocation: no deadline
+    with invocation(LocalContext(timeout_seconds=5)), pytest.raises(DeadlineError, match="not started: deadline"):
+        sts.get_caller_identity()
+    assert faults.transient(DeadlineError("x"))
+
+    pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
+    with invocation(LocalContext(timeout_seconds=5)):
+        (step,) = make_responder(rules_with("k8s:label-pod")).handle(
+            incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE).actions  # fmt: skip
+    assert (step.status.value, step.transient) == ("failed", True)
+    assert "not started: deadline" in step.detail  # resolving the targets is the first request
+    assert INVESTIGATION_LABEL not in _labels(admin, cluster.namespace, pod)

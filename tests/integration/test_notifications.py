@@ -313,13 +313,6 @@ class Crash(BaseException):
     """The invocation dies (timeout, out of memory): nothing after it runs, no cleanup."""
 
 
-class Expired:
-    """The context of an invocation whose deadline has passed."""
-
-    def get_remaining_time_in_millis(self) -> int:
-        return -1000
-
-
 def test_a_crash_halfway_is_finished_by_the_redelivery_and_no_step_runs_twice(
     with_table: dict[str, Any],
     webhook: Webhook,
@@ -346,8 +339,15 @@ def test_a_crash_halfway_is_finished_by_the_redelivery_and_no_step_runs_twice(
 
     monkeypatch.setattr(IsolatePod, "run", crash)
     with pytest.raises(Crash):
-        wiring.handle_event(copy.deepcopy(event), Expired())  # captured (the label held), then the invocation dies
+        wiring.handle_event(copy.deepcopy(event), LocalContext())  # captured (the label held), then it dies
     assert webhook.received == []
+    # The dead invocation's deadline passes: its in-progress record expires with it.
+    dynamodb = with_table["dynamodb"]
+    for record in _idempotency_records(dynamodb):
+        assert record["status"]["S"] == "INPROGRESS"
+        dynamodb.update_item(TableName="eks-responder-incidents", Key={"id": record["id"]},
+                             UpdateExpression="SET in_progress_expiration = :past",
+                             ExpressionAttributeValues={":past": {"N": "1000"}})  # fmt: skip
     monkeypatch.setattr(IsolatePod, "run", original)
     again = wiring.handle_event(copy.deepcopy(event), LocalContext())  # EventBridge redelivers
     statuses = {a["action"]: a["status"] for a in again["actions"]}
@@ -517,3 +517,31 @@ def test_steps_failed_on_a_passing_fault_are_not_done_and_the_redelivery_does_th
         assert len(webhook.received) == 2
     finally:
         proxy.close()
+
+
+def test_a_throttled_call_before_any_step_records_nothing_as_handled_and_fails_for_a_retry(
+    with_table: dict[str, Any], webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from chalicelib.errors import RetryLaterError
+    from chalicelib.lambda_events import LocalContext
+    from chalicelib.responder import Responder
+
+    _as_the_stage(with_table["project"], monkeypatch)
+    event = load_event("execution-runtime-reverse-shell")
+    original = Responder.handle
+
+    def throttled(*_: Any, **__: Any) -> Any:
+        raise ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"},
+                           "ResponseMetadata": {"HTTPStatusCode": 400}}, "GetRole")  # fmt: skip
+
+    monkeypatch.setattr(Responder, "handle", throttled)
+    with pytest.raises(RetryLaterError, match="passing fault"):
+        wiring.handle_event(copy.deepcopy(event), LocalContext())
+    assert "a passing fault, tried again" in json.dumps(webhook.received)
+    assert [r["status"]["S"] for r in _idempotency_records(with_table["dynamodb"])] == []  # nothing COMPLETED
+    monkeypatch.setattr(Responder, "handle", original)
+    again = wiring.handle_event(copy.deepcopy(event), LocalContext())  # Lambda's retry
+    assert again["rule"] == "compromised-pod"
+    assert "duplicate" not in again
