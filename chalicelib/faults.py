@@ -33,8 +33,10 @@ def transient(exc: BaseException | None) -> bool:
             status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
             if error.get("Code") in THROTTLING or status in TRANSIENT_STATUS:
                 return True
+        # Not 403: the Kubernetes client already retried a starting server's; a refusal that lasts
+        # is the RBAC's, and delivering the event again would only tell it twice more.
         code = getattr(exc, "code", None)
-        if type(exc).__name__ == "ApiError" and isinstance(code, int) and (code in TRANSIENT_STATUS or code == 403):  # noqa: PLR2004
+        if type(exc).__name__ == "ApiError" and isinstance(code, int) and code in TRANSIENT_STATUS:
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False

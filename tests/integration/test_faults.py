@@ -47,6 +47,16 @@ def _through(proxy: FaultProxy, local_stack: LocalStack, tmp_path: Path, rules: 
     return Responder(rules, current, connector)
 
 
+def _label_through(proxy: FaultProxy, local_stack: LocalStack, tmp_path: Path, namespace: str, pod: str) -> Any:
+    """`k8s:label-pod` on the pod, live, through the proxy: the step's result."""
+    responder = _through(proxy, local_stack, tmp_path, rules_with("k8s:label-pod"))
+    try:
+        (result,) = responder.handle(incident(namespace=namespace, pods=(pod,)), Mode.LIVE).actions
+    finally:
+        responder.close()
+    return result
+
+
 def _labels(admin: Client, namespace: str, name: str) -> dict[str, str]:
     return dict(admin.get(Pod, name, namespace=namespace).metadata.labels or {})
 
@@ -57,11 +67,7 @@ def test_kubernetes_errors_are_retried_with_backoff(
     pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
     kube_proxy.inject("status", times=2, status=503)
     kube_proxy.inject("reset", times=1, methods=("PATCH",))
-    responder = _through(kube_proxy, local_stack, tmp_path, rules_with("k8s:label-pod"))
-    try:
-        (result,) = responder.handle(incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE).actions
-    finally:
-        responder.close()
+    result = _label_through(kube_proxy, local_stack, tmp_path, cluster.namespace, pod)
     assert result.status.value == "succeeded", result.detail
     assert _labels(admin, cluster.namespace, pod)[INVESTIGATION_LABEL] == "true"
     assert sum(f.hits for f in kube_proxy.faults) == 3  # two 503s and a dropped PATCH, each retried
@@ -74,11 +80,7 @@ def test_a_server_asking_to_wait_is_waited_for_and_not_past_the_deadline(
 
     pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
     kube_proxy.inject("status", times=2, status=429, methods=("PATCH",), headers={"Retry-After": "1"})
-    responder = _through(kube_proxy, local_stack, tmp_path, rules_with("k8s:label-pod"))
-    try:
-        (result,) = responder.handle(incident(namespace=cluster.namespace, pods=(pod,)), Mode.LIVE).actions
-    finally:
-        responder.close()
+    result = _label_through(kube_proxy, local_stack, tmp_path, cluster.namespace, pod)
     assert result.status.value == "succeeded", result.detail
     patches = [t for r, t in zip(kube_proxy.requests, kube_proxy.times, strict=True) if r.startswith("PATCH")]
     assert len(patches) == 3
@@ -90,12 +92,8 @@ def test_a_server_asking_to_wait_is_waited_for_and_not_past_the_deadline(
     kube_proxy.faults.clear()
     kube_proxy.inject("status", times=-1, status=429, methods=("PATCH",), headers={"Retry-After": "1"})
     other = cluster.pod("api-2", "node-a")
-    responder = _through(kube_proxy, local_stack, tmp_path, rules_with("k8s:label-pod"))
-    try:
-        with invocation(LocalContext(timeout_seconds=15.8)):
-            (late,) = responder.handle(incident(namespace=cluster.namespace, pods=(other,)), Mode.LIVE).actions
-    finally:
-        responder.close()
+    with invocation(LocalContext(timeout_seconds=15.8)):
+        late = _label_through(kube_proxy, local_stack, tmp_path, cluster.namespace, other)
     assert late.status.value == "failed"
     assert "429" in late.detail
     assert sum(f.hits for f in kube_proxy.faults) == 1  # one try: no time to wait for another

@@ -309,6 +309,16 @@ def test_the_same_event_three_times_at_once_acts_and_tells_once(
     assert len(_sns_messages(with_table["sqs"], with_table["queue"])) == 1
 
 
+def _reverse_shell_in(cluster: Cluster) -> tuple[str, dict[str, Any]]:
+    """A pod on a node of the local cluster, and a GuardDuty reverse-shell finding about it."""
+    pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
+    event = load_event("execution-runtime-reverse-shell")
+    details = event["detail"]["resource"]
+    details["eksClusterDetails"]["name"] = "local"
+    details["kubernetesDetails"]["kubernetesWorkloadDetails"].update(name=pod, namespace=cluster.namespace)
+    return pod, event
+
+
 class Crash(BaseException):
     """The invocation dies (timeout, out of memory): nothing after it runs, no cleanup."""
 
@@ -327,11 +337,7 @@ def test_a_crash_halfway_is_finished_by_the_redelivery_and_no_step_runs_twice(
     monkeypatch.setenv("DRY_RUN", "false")
     monkeypatch.setenv("KUBECONFIG", str(local_stack.responder_kubeconfig))
     wiring.reset()
-    pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
-    event = load_event("execution-runtime-reverse-shell")
-    details = event["detail"]["resource"]
-    details["eksClusterDetails"]["name"] = "local"
-    details["kubernetesDetails"]["kubernetesWorkloadDetails"].update(name=pod, namespace=cluster.namespace)
+    _, event = _reverse_shell_in(cluster)
     original = IsolatePod.run
 
     def crash(*_: Any, **__: Any) -> Any:
@@ -425,11 +431,7 @@ def test_the_rollout_dry_then_live_acts_on_the_same_finding(
     _as_the_stage(with_table["project"], monkeypatch)
     monkeypatch.setenv("KUBECONFIG", str(local_stack.responder_kubeconfig))
     wiring.reset()
-    pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
-    event = load_event("execution-runtime-reverse-shell")
-    details = event["detail"]["resource"]
-    details["eksClusterDetails"]["name"] = "local"
-    details["kubernetesDetails"]["kubernetesWorkloadDetails"].update(name=pod, namespace=cluster.namespace)
+    pod, event = _reverse_shell_in(cluster)
 
     def labels() -> dict[str, str]:
         return dict(cluster.admin.get(Pod, pod, namespace=cluster.namespace).metadata.labels or {})
@@ -485,11 +487,7 @@ def test_steps_failed_on_a_passing_fault_are_not_done_and_the_redelivery_does_th
     monkeypatch.setenv("DRY_RUN", "false")
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     wiring.reset()
-    pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
-    event = load_event("execution-runtime-reverse-shell")
-    details = event["detail"]["resource"]
-    details["eksClusterDetails"]["name"] = "local"
-    details["kubernetesDetails"]["kubernetesWorkloadDetails"].update(name=pod, namespace=cluster.namespace)
+    pod, event = _reverse_shell_in(cluster)
     key = {"id": {"S": f"incident#{event['detail']['id']}"}}
     try:
         down = proxy.inject("status", times=-1, status=503)
