@@ -1,4 +1,9 @@
-"""The audit trail: one structured log record per incident and per action."""
+"""The audit trail: one structured log record per incident and per action.
+
+A step's line is written as the step finishes (`step`), so a crash later in the response never
+loses the record that it happened; the incident's line (`record`) when its response ends, with the
+lines of any step not written before.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from chalicelib.actions.base import ActionResult
+    from chalicelib.incident import Incident
     from chalicelib.responder import Report
 
 logger = logging.getLogger("eks_responder")
@@ -45,11 +52,22 @@ def record(
             **({"follows_dry_run": follows_dry_run} if follows_dry_run else {}),
         },
     )
-    for result in report.actions:
-        logger.info(
-            "action",
-            extra={"incident_id": incident.id, "rule": report.rule, "mode": report.mode.value, **result.to_dict()},
-        )
+    for position, result in enumerate(report.actions):
+        if position not in report.logged:
+            step(incident, report.rule, report.mode.value, result, what=what, by=by)
+
+
+def step(
+    incident: Incident, rule: str | None, mode: str, result: ActionResult, *, what: str = "response",
+    by: str | None = None,
+) -> None:  # fmt: skip
+    """One step's line, written as the step finishes: a crash after it never loses that it happened.
+    `what` and `by` as for the incident's line (a step of a response, of an approval, of a release)."""
+    logger.info(
+        "action",
+        extra={"incident_id": incident.id, "cluster": incident.cluster, "rule": rule, "mode": mode, "what": what,
+               "by": by, **result.to_dict()},
+    )  # fmt: skip
 
 
 def decision(incident_id: str, what: str, by: str, steps: list[int], said: str, at: str) -> None:

@@ -177,7 +177,7 @@ def release(
     said = [f"step {s.index} ({s.action} on {s.label}): {why_not(s)}" for s in wanted if s.index not in chosen]
     if not chosen:
         return {"incident_id": incident_id, "said": "; ".join(said) or "no step to release"}
-    report = responder.release(plan, chosen, dry_run=dry_run, force=force)
+    report = responder.release(plan, chosen, dry_run=dry_run, force=force, by=who)
     audit.record(report, None, by=who, what="release")
     results = dict(zip(sorted(chosen, reverse=True), report.actions, strict=True))
     if not dry_run:

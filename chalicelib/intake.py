@@ -19,6 +19,7 @@ from chalicelib.sources import registry
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from chalicelib.actions.base import ActionResult
     from chalicelib.incident import Incident
     from chalicelib.notifiers.base import Notifier
     from chalicelib.responder import Mode, Responder
@@ -35,6 +36,9 @@ class Ledger(Protocol):
     def previous(self, incident_id: str) -> dict[str, Any] | None: ...
     def record(self, report: dict[str, Any]) -> None: ...
     def once(self, incident: Incident, work: Callable[[], dict[str, Any]], mode: str = "live") -> dict[str, Any]: ...
+    def progress(self, incident: Incident, mode: str, step: dict[str, Any]) -> None: ...
+    def told(self, incident_id: str) -> None: ...
+    def stored_report(self, incident_id: str) -> dict[str, Any] | None: ...
 
 
 def handle(
@@ -92,6 +96,9 @@ def handle_incident(
             # An earlier delivery stopped on a passing fault: this one does what it did not.
             done.update(previous.get("done") or {})
         elif previous and previous["rank"] >= incident.severity.value and _repeats(previous, mode):
+            if not previous.get("told", True):
+                # Recorded, then the invocation died before its message: the redelivery tells it, once.
+                return ledger.once(incident, lambda: _retold(incident, eid, ledger, notifiers), str(mode))
             logger.info("duplicate incident", extra={"event_id": eid, "incident_id": incident.id, **previous})
             reason = (
                 f"already handled at severity {previous['severity']} ({previous['updated_at']}): "
@@ -151,7 +158,7 @@ def _respond(
     done: dict[tuple[str, str], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     try:
-        report = responder.handle(incident, mode, done) if done else responder.handle(incident, mode)
+        report = responder.handle(incident, mode, done, _progress(incident, ledger) if ledger is not None else None)
     except Exception as exc:  # a bug, not bad input: logged with the event, never retried in a loop
         logger.exception("responder failed", extra={"event_id": eid, "incident_id": incident.id})
         passing = faults.transient(exc)
@@ -164,7 +171,6 @@ def _respond(
             raise RetryLaterError(f"responding to {incident.id} failed on a passing fault: {exc}") from exc
         return failed
     dry = {"severity": follows["severity"], "at": follows["updated_at"]} if follows is not None else None
-    audit.record(report, eid, follows_dry_run=dry)
     result = {"event_id": eid, **report.to_dict()}
     if follows is not None:
         result["follows_dry_run"] = dry
@@ -172,13 +178,53 @@ def _respond(
             *result.get("notes", []),
             f"follows a dry run of this finding ({follows['severity']}, {follows['updated_at']}): this run acts",
         ]
+    recorded = False
     if ledger is not None:
         try:
             ledger.record(result)  # before any notification: a failed notifier never loses the incident
+            recorded = True
         except Exception as exc:  # noqa: BLE001
             logger.warning("incident record not written", extra={"incident_id": incident.id, "error": str(exc)})
+    audit.record(report, eid, follows_dry_run=dry)
     told(result, notifiers)
+    if recorded and ledger is not None:
+        _mark_told(ledger, incident.id)
     return _finished(result)
+
+
+def _progress(incident: Incident, ledger: Ledger) -> Callable[[ActionResult], None]:
+    """Each step that succeeded, kept in the incident's record as it finishes (what a redelivery
+    after a crash resumes from); a record that cannot be written costs only that resumption."""
+
+    def kept(result: ActionResult) -> None:
+        if result.status.value != "succeeded":
+            return  # only what was done is skipped by a redelivery
+        try:
+            ledger.progress(incident, "live", result.to_dict())
+        except Exception as exc:  # noqa: BLE001 - the step stands; a redelivery would do it again (idempotent)
+            logger.warning("step progress not recorded", extra={"incident_id": incident.id, "error": str(exc)})
+
+    return kept
+
+
+def _mark_told(ledger: Ledger, incident_id: str) -> None:
+    try:
+        ledger.told(incident_id)
+    except Exception as exc:  # noqa: BLE001 - at worst a redelivery tells it again
+        logger.warning("incident not marked told", extra={"incident_id": incident_id, "error": str(exc)})
+
+
+def _retold(incident: Incident, eid: str | None, ledger: Ledger, notifiers: Sequence[Notifier]) -> dict[str, Any]:
+    """The incident was handled and recorded by an invocation that died before telling: tell it now
+    from its record (nothing is done again), with its audit line."""
+    stored = ledger.stored_report(incident.id) or {}
+    result = {**stored, "event_id": eid, "notes": [*stored.get("notes", []),
+              "told by a redelivery: the invocation that handled it stopped before its message"]}  # fmt: skip
+    logger.info("incident", extra={"incident_id": incident.id, "event": eid, "what": "told again",
+                                   "rule": stored.get("rule"), "mode": stored.get("mode")})  # fmt: skip
+    told(result, notifiers)
+    _mark_told(ledger, incident.id)
+    return result
 
 
 def _finished(result: dict[str, Any]) -> dict[str, Any]:

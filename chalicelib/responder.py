@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from chalicelib import actions, dry_run, faults
+from chalicelib import actions, audit, dry_run, faults
 from chalicelib.actions import evidence_bundle
 from chalicelib.actions.base import (
     EC2API,
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from chalicelib.flowlogs.attribution import Attribution
     from chalicelib.policy.model import Rule, RulesFile, Step
     from chalicelib.settings import Settings
+
+# Told each finished step of a live run (the incident's progress record, for a redelivery to resume).
+Progress = Callable[[ActionResult], None]
 
 logger = logging.getLogger("eks_responder")
 
@@ -129,6 +132,8 @@ class Report:
     plan: Plan | None = None  # set when steps wait for approval: what is stored for a later invocation
     account_alias: str | None = None  # the incident account's IAM alias, when known (organisations)
     contained_at: datetime | None = None  # when the first containment step succeeded (live only)
+    # Positions in `actions` whose audit line was written as the step finished (or by an earlier delivery).
+    logged: frozenset[int] = frozenset()
 
     @property
     def time_to_contain(self) -> float | None:
@@ -301,10 +306,12 @@ class Responder:
         return accepted(incident, self._rules, datetime.now(UTC).date()) is not None
 
     def handle(
-        self, incident: Incident, mode: Mode, done: Mapping[tuple[str, str], dict[str, Any]] | None = None
-    ) -> Report:
+        self, incident: Incident, mode: Mode, done: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+        progress: Progress | None = None,
+    ) -> Report:  # fmt: skip
         """`done`: the steps an earlier delivery of this incident carried out ((action, target) -> its
-        result), which are reported as done then and never run again."""
+        result), which are reported as done then and never run again. `progress`: told each step of a
+        live run as it finishes (after its audit line), so a crash later loses neither."""
         decision = decide(incident, self._rules)
         rule = decision.rule
         if rule is None or not rule.actions:
@@ -324,7 +331,7 @@ class Responder:
             return self._each_cluster(incident, rule, mode)
         if mode is Mode.PLAN:
             return self._plan(incident, rule, mode, None)
-        return self._execute(incident, rule, mode, done or {})
+        return self._execute(incident, rule, mode, done or {}, progress)
 
     def carry_out(self, plan: Plan, approved: dict[int, PlannedStep]) -> Report:
         """Run the approved steps of a stored plan, in a later invocation: the targets are
@@ -336,6 +343,7 @@ class Responder:
             why = f"rule {plan.rule} is no longer in the rules file: nothing is run"
             return Report(incident, plan.rule, why, mode, ())
         chosen = tuple(approved[i] for i in sorted(approved))
+        by = ", ".join(sorted({s.decided_by or "?" for s in chosen}))
         from chalicelib.policy.model import Step as RuleStep
 
         # The stricter of the modes at planning and now: a rule (or account) switched to dry run since
@@ -369,13 +377,15 @@ class Responder:
             else:
                 results.append(self._run_one(action, current[0], params, session.ctx))
                 contained = self._contained(results[-1], mode, contained)
+            _step_done(incident, rule.name, mode, replace(results[-1], step=planned.index, approval_required=True),
+                       what="approved", by=by)  # fmt: skip
         stamped = tuple(replace(r, step=p.index, approval_required=True) for r, p in zip(results, chosen, strict=True))
         notes = tuple(session.ctx.notes)
         if stricter:
             notes += (f"planned live, but rule {rule.name} (or account {incident.account}) is a dry run now: "
                       "the approved steps were carried out as a dry run",)  # fmt: skip
         return Report(incident, plan.rule, None, mode, stamped, notes, account_alias=session.alias,
-                      contained_at=contained)  # fmt: skip
+                      contained_at=contained, logged=frozenset(range(len(stamped))))  # fmt: skip
 
     def _each_cluster(self, incident: Incident, rule: Rule, mode: Mode) -> Report:
         """An image can run anywhere: look for it in every configured cluster."""
@@ -389,15 +399,17 @@ class Responder:
         results: list[ActionResult] = []
         evidence = alias = None
         contained: list[datetime] = []
+        logged: list[int] = []  # each cluster's steps wrote their lines as they finished
         for cluster in clusters:
             scoped = replace(incident, cluster=cluster)
             report = self._plan(scoped, rule, mode, None) if mode is Mode.PLAN else self._execute(scoped, rule, mode)
+            logged.extend(len(results) + position for position in report.logged)
             results.extend(replace(r, target=f"{cluster}:{r.target}") for r in report.actions)
             notes.extend(f"{cluster}: {note}" for note in report.notes)
             evidence, alias = evidence or report.evidence, alias or report.account_alias
             contained.extend([report.contained_at] if report.contained_at else [])
         return Report(incident, rule.name, None, mode, tuple(results), tuple(notes), evidence, account_alias=alias,
-                      contained_at=min(contained, default=None))  # fmt: skip
+                      contained_at=min(contained, default=None), logged=frozenset(logged))  # fmt: skip
 
     def _plan(self, incident: Incident, rule: Rule, mode: Mode, why: str | None) -> Report:
         """Describe what would run, applying every guardrail that needs no cluster."""
@@ -550,8 +562,9 @@ class Responder:
         return _Session(ctx, found, unreachable, no_cluster, incident.cluster or "-", held, alias, passing)
 
     def _execute(
-        self, incident: Incident, rule: Rule, mode: Mode, done: Mapping[tuple[str, str], dict[str, Any]] | None = None
-    ) -> Report:
+        self, incident: Incident, rule: Rule, mode: Mode, done: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+        progress: Progress | None = None,
+    ) -> Report:  # fmt: skip
         reach = self._reach(incident)
         if isinstance(reach, tuple):
             return self._all(incident, rule, mode, *reach)
@@ -562,11 +575,13 @@ class Responder:
         steps = list(_each_target(rule.actions, session.found))
         carriers = self._carriers(steps, rule, incident, mode, session)
         pending: dict[Key, _Held] = {}
+        logged: set[int] = set()
         for position, (index, step, action, params, target) in enumerate(steps):
             blocked = session.blocked(action)
             wait = self._needs_approval(step, rule, incident)
             earlier = (done or {}).get((action.name, str(target))) if target is not None else None
             if earlier is not None and target is not None:  # an earlier delivery did it, then failed elsewhere
+                logged.add(len(results))  # and wrote its line
                 _done_earlier(action, target, earlier, PlannedStep(index, action.name, target, step.params, wait,
                                                                    StepState.DONE), results, planned)  # fmt: skip
             elif blocked is not None:
@@ -596,9 +611,8 @@ class Responder:
                 planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE,
                                            result=outcome_of(result)))  # fmt: skip
             _settle_held(pending, session.held, results, planned, (position, index))
-        wrote = any(actions.get(r.action).writes_evidence and r.status is Status.SUCCEEDED for r in results)
-        where = evidence_bundle.incident_prefix(incident)
-        evidence = self._evidence.location(where) if wrote and self._evidence else None
+            _log_finished(incident, rule.name, mode, (results, planned), pending, logged, progress)
+        evidence = self._evidence_of(incident, results)
         # Kept when steps wait for approval, and when steps changed something a release could put back.
         kept = mode is Mode.LIVE and any(p.state is StepState.WAITING or p.undoable for p in planned)
         plan = self._stored_plan(incident, rule, mode, planned) if kept else None
@@ -607,7 +621,14 @@ class Responder:
         numbered = _numbered(results, [p.approval_required for p in planned])
         # Only a stored plan can be approved or released: without one, no message offers buttons.
         shown = plan if stored else None
-        return Report(incident, rule.name, None, mode, numbered, notes, evidence, shown, session.alias, contained)
+        return Report(incident, rule.name, None, mode, numbered, notes, evidence, shown, session.alias, contained,
+                      frozenset(logged))  # fmt: skip
+
+    def _evidence_of(self, incident: Incident, results: list[ActionResult]) -> str | None:
+        """Where the incident's evidence is, when a step wrote some."""
+        wrote = any(actions.get(r.action).writes_evidence and r.status is Status.SUCCEEDED for r in results)
+        where = evidence_bundle.incident_prefix(incident)
+        return self._evidence.location(where) if wrote and self._evidence else None
 
     def _carriers(
         self, steps: list[tuple[int, Step, Action, Params, Target | None]], rule: Rule, incident: Incident, mode: Mode,
@@ -643,7 +664,9 @@ class Responder:
             return self._clock() if actions.get(result.action).contains else None
         return already
 
-    def release(self, plan: Plan, chosen: dict[int, PlannedStep], *, dry_run: bool, force: bool) -> Report:
+    def release(
+        self, plan: Plan, chosen: dict[int, PlannedStep], *, dry_run: bool, force: bool, by: str | None = None
+    ) -> Report:
         """Put back what the chosen steps changed, last step first, from the prior state each recorded."""
         from chalicelib.policy.model import Step as RuleStep
 
@@ -663,12 +686,14 @@ class Responder:
             blocked = session.blocked(action)
             if blocked is not None:
                 results.append(ActionResult(action.name, planned.label, *blocked))
-                continue
-            assert planned.target is not None  # undoable steps ran on a target
-            prior = dict((planned.result or {}).get("prior") or {})
-            results.append(self._undo_one(action, planned.target, prior, session.ctx, force=force))
+            else:
+                assert planned.target is not None  # undoable steps ran on a target
+                prior = dict((planned.result or {}).get("prior") or {})
+                results.append(self._undo_one(action, planned.target, prior, session.ctx, force=force))
+            _step_done(incident, plan.rule, mode, replace(results[-1], step=planned.index), what="release", by=by)
         stamped = tuple(replace(r, step=p.index) for r, p in zip(results, ordered, strict=True))
-        return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes), account_alias=session.alias)
+        return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes), account_alias=session.alias,
+                      logged=frozenset(range(len(stamped))))  # fmt: skip
 
     def _undo_one(  # noqa: PLR0911 - one return per way a release ends
         self, action: Action, target: Target, prior: dict[str, Any], ctx: ActionContext, *, force: bool
@@ -915,6 +940,28 @@ def _settled(ctx: ActionContext, action: Action, target: Target, *, succeeded: b
         )
         return f"; its blast-radius slot was not given back ({_brief(exc)}): it frees itself within the hour"
     return ""
+
+
+def _log_finished(incident: Incident, rule: str, mode: Mode, run: tuple[list[ActionResult], list[PlannedStep]],
+                  pending: dict[Key, _Held], logged: set[int], progress: Progress | None) -> None:  # fmt: skip
+    """Every step whose result is final and not yet logged: its line (and progress) now. A held
+    patch's step is final once the patch went out."""
+    results, planned = run
+    waiting = {hold.result for hold in pending.values()}
+    for finished in range(len(results)):
+        if finished not in logged and finished not in waiting:
+            logged.add(finished)
+            numbered = replace(results[finished], step=finished + 1,
+                               approval_required=planned[finished].approval_required)  # fmt: skip
+            _step_done(incident, rule, mode, numbered, progress)
+
+
+def _step_done(incident: Incident, rule: str | None, mode: Mode, result: ActionResult,
+               progress: Progress | None = None, *, what: str = "response", by: str | None = None) -> None:  # fmt: skip
+    """A step finished: its audit line now, then (live) the progress record a redelivery resumes from."""
+    audit.step(incident, rule, mode.value, result, what=what, by=by)
+    if progress is not None and mode is Mode.LIVE:
+        progress(result)
 
 
 def _done_earlier(

@@ -88,9 +88,11 @@ def from_audit(lines: Iterable[str], incident_id: str) -> Timeline:
         elif record.get("message") == "action" and len(found.entries) < MAX_ENTRIES:
             at = timestamp(record.get("at")) or timestamp(record.get("timestamp"))
             step = record.get("step") if isinstance(record.get("step"), int) else None
-            found.entries.append(Entry(at, what, _text(record.get("action"), 80), _text(record.get("target"), 300),
-                                       _text(record.get("status"), 40), _text(record.get("detail")),
-                                       _text(by, 200) or None, step))  # fmt: skip
+            # A step's line says what it was part of; older lines follow their incident's line.
+            part, who = (record.get("what"), record.get("by")) if "what" in record else (what, by)
+            found.entries.append(Entry(at, _text(part or "response", 40), _text(record.get("action"), 80),
+                                       _text(record.get("target"), 300), _text(record.get("status"), 40),
+                                       _text(record.get("detail")), _text(who, 200) or None, step))  # fmt: skip
     return found
 
 

@@ -8,6 +8,10 @@ simultaneous findings can never take more than N slots between them.
 A shared effect (one network ACL deny that several incidents rely on) is one item
 (`holds#<effect>`) with the set of incidents that hold it: a release takes its incident out, and
 only the last holder undoes the effect.
+
+The leases are not the only count: the cluster's own markers (a node's cordoned-at annotation, an
+instance's isolated-at tag) are counted beside them (response/guardrails.py), so a table restored
+empty, or replaced, never lets more than N through in the hour.
 """
 
 from __future__ import annotations
@@ -37,6 +41,18 @@ class CapLeases:
             if item and item["target"]["S"] == target and int(item["at"]["N"]) >= since:
                 return index
         return None
+
+    def holders(self, kind: str, scope: str, cap: int, now: datetime) -> set[str]:
+        """The targets holding one of the cap's slots in this window."""
+        since = int((now - WINDOW).timestamp())
+        found: set[str] = set()
+        for index in range(cap):
+            # Consistent: a lease taken just before this read must be seen (what keeps a burst under the cap).
+            key = self._slot(kind, scope, index)
+            item = self._dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+            if item and int(item["at"]["N"]) >= since:
+                found.add(item["target"]["S"])
+        return found
 
     def reserve(self, kind: str, scope: str, cap: int, target: str, incident: str, now: datetime) -> int | None:
         """Take a slot for `target` (atomically); None when all `cap` slots are held by others."""

@@ -7,6 +7,7 @@ A dry run is recorded as a dry run: it never makes the live run of the same find
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,6 +30,8 @@ def permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
 
 
 MAX_RECORD_BYTES = 300_000  # DynamoDB items hold 400 KB; the rest is keys and attributes
+PROGRESS_ATTRIBUTES = ("severity", "rank", "updated_at", "mode", "complete", "expiration", "steps")
+MAX_STEP_BYTES = 16_000  # one step's progress entry (its detail and prior state); a longer one is done again
 
 
 class WorkDoneError(Exception):
@@ -88,7 +91,51 @@ class IncidentLedger:
             # False when steps failed on a passing fault: the incident is not handled yet.
             "complete": bool(item["complete"]["BOOL"]) if "complete" in item else True,
             "done": _done(item),
+            # False between the record and its message: a crash there is told by the redelivery.
+            "told": bool(item["told"]["BOOL"]) if "told" in item else True,
         }
+
+    def stored_report(self, incident_id: str) -> dict[str, Any] | None:
+        """The report an incident's record keeps (to tell it when its own invocation could not)."""
+        item = self._dynamodb.get_item(TableName=self._table, Key={"id": {"S": f"incident#{incident_id}"}}).get("Item")
+        try:
+            report = json.loads(item["report"]["S"]) if item else None
+        except (KeyError, TypeError, ValueError):
+            return None
+        return report if isinstance(report, dict) else None
+
+    def progress(self, incident: Incident, mode: str, step: dict[str, Any]) -> None:
+        """One step of a live response finished: kept in the incident's record, marked not complete,
+        so a redelivery after a crash resumes after it instead of doing it again."""
+        now = datetime.now(UTC)
+        self._dynamodb.update_item(
+            TableName=self._table,
+            Key={"id": {"S": f"incident#{incident.id}"}},
+            UpdateExpression="SET #severity = :severity, #rank = :rank, #updated_at = :now, #mode = :mode, "
+            "#complete = :false, #expiration = :expiration, #steps = list_append(if_not_exists(#steps, :none), :step)",
+            ExpressionAttributeNames={f"#{name}": name for name in PROGRESS_ATTRIBUTES},
+            ExpressionAttributeValues={
+                ":severity": {"S": incident.severity.label},
+                ":rank": {"N": str(incident.severity.value)},
+                ":now": {"S": now.isoformat()},
+                ":mode": {"S": mode},
+                ":false": {"BOOL": False},
+                ":expiration": {"N": str(int(now.timestamp()) + RECORD_DAYS * 86400)},
+                ":none": {"L": []},
+                ":step": {"L": [{"S": json.dumps(step, default=str)[:MAX_STEP_BYTES]}]},
+            },
+        )
+
+    def told(self, incident_id: str) -> None:
+        """The incident's message went out (after its record): a redelivery does not tell it again."""
+        self._dynamodb.update_item(
+            TableName=self._table,
+            Key={"id": {"S": f"incident#{incident_id}"}},
+            UpdateExpression="SET #told = :true",
+            ConditionExpression="attribute_exists(id)",
+            ExpressionAttributeNames={"#told": "told"},
+            ExpressionAttributeValues={":true": {"BOOL": True}},
+        )
 
     def record(self, report: dict[str, Any]) -> None:
         incident = report["incident"]
@@ -102,6 +149,7 @@ class IncidentLedger:
                 "updated_at": {"S": now.isoformat()},
                 "mode": {"S": str(report.get("mode") or "live")},
                 "complete": {"BOOL": not passing_failures(report)},
+                "told": {"BOOL": False},
                 "report": {"S": bounded(report)},
                 "expiration": {"N": str(int(now.timestamp()) + RECORD_DAYS * 86400)},
             },
@@ -158,10 +206,15 @@ def passing_failures(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _done(item: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The steps an earlier delivery carried out ((action, target) -> its result), from its report."""
-    try:
-        report = json.loads(item["report"]["S"])
-    except (KeyError, TypeError, ValueError):
-        return {}
-    return {(str(a.get("action")), str(a.get("target"))): a for a in report.get("actions") or []
+    """The steps an earlier delivery carried out ((action, target) -> its result): from its report,
+    and from the steps recorded as they finished (a delivery that died before its report)."""
+    found: list[Any] = []
+    with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+        found.extend(json.loads(item["report"]["S"]).get("actions") or [])
+    for entry in (item.get("steps") or {}).get("L") or []:
+        try:
+            found.append(json.loads(entry["S"]))
+        except (KeyError, TypeError, ValueError):
+            continue  # cut at its size limit: that step is done again (actions skip what is done)
+    return {(str(a.get("action")), str(a.get("target"))): a for a in found
             if isinstance(a, dict) and a.get("status") == "succeeded" and "prior" in a}  # fmt: skip

@@ -43,24 +43,39 @@ def _label_matches(labels: dict[str, str], selector: str) -> bool:
     return key in labels and (not sep or labels[key] == value)
 
 
-def _cordoned_recently(ctx: ActionContext, exclude: str) -> int:
-    if "cordon-count" not in ctx.cache:
+def _recent(stamp: str | None, since: datetime) -> bool:
+    try:
+        return bool(stamp) and datetime.fromisoformat(str(stamp)) >= since
+    except ValueError:
+        return False
+
+
+def _cordoned_nodes(ctx: ActionContext) -> set[str]:
+    """The cluster's nodes cordoned by the responder in the last hour (their cordoned-at annotation)."""
+    if "cordoned-nodes" not in ctx.cache:
         since = ctx.now - timedelta(hours=1)
-        count = 0
-        for node in ctx.kube.list_nodes():
-            meta = node.get("metadata") or {}
-            stamp = (meta.get("annotations") or {}).get(CORDONED_AT_ANNOTATION)
-            if not stamp or meta.get("name") == exclude:
-                continue
-            try:
-                when = datetime.fromisoformat(stamp)
-            except ValueError:
-                continue
-            if when >= since:
-                count += 1
-        ctx.cache["cordon-count"] = count
-    counted: int = ctx.cache["cordon-count"]
-    return counted
+        ctx.cache["cordoned-nodes"] = {
+            str((node.get("metadata") or {}).get("name"))
+            for node in ctx.kube.list_nodes()
+            if _recent(((node.get("metadata") or {}).get("annotations") or {}).get(CORDONED_AT_ANNOTATION), since)
+        }
+    found: set[str] = ctx.cache["cordoned-nodes"]
+    return found
+
+
+def _isolated_instances(ctx: ActionContext) -> set[str]:
+    """The cluster's instances isolated by the responder in the last hour (their isolated-at tag)."""
+    assert ctx.aws is not None
+    if "isolated-instances" not in ctx.cache:
+        since = ctx.now - timedelta(hours=1)
+        isolated = ctx.aws.describe_instances(
+            {CLUSTER_TAG_FILTER: [ctx.incident.cluster or ""], "tag-key": [ISOLATED_AT_TAG]}
+        )
+        ctx.cache["isolated-instances"] = {
+            str(other.get("InstanceId")) for other in isolated if _recent(_tags(other).get(ISOLATED_AT_TAG), since)
+        }
+    found: set[str] = ctx.cache["isolated-instances"]
+    return found
 
 
 def static_block(  # noqa: PLR0911
@@ -127,7 +142,7 @@ def block(action: Action, target: Target, ctx: ActionContext) -> str | None:  # 
             cap = settings.max_nodes_cordoned_per_hour
             if _shared_caps(ctx):
                 return _lease(ctx, "node", target.name, cap, "cordoned", "MAX_NODES_CORDONED_PER_HOUR")
-            count = _cordoned_recently(ctx, target.name)
+            count = len(_cordoned_nodes(ctx) - {target.name})
             if count >= cap:
                 return (
                     f"blast-radius cap reached: {count} node(s) of cluster {ctx.incident.cluster} cordoned "
@@ -193,13 +208,20 @@ def _lease(ctx: ActionContext, kind: str, target: str, cap: int, verb: str, sett
     assert ctx.caps is not None
     scope = _scope(ctx)
     index = ctx.caps.reserve(kind, scope, cap, target, ctx.incident.id, ctx.now)
-    if index is not None:
-        ctx.cache.setdefault("leases", {})[(kind, target)] = (scope, index)
-        return None
     reason = (
         f"blast-radius cap reached: {cap} {kind}(s) of cluster {ctx.incident.cluster} {verb} "
         f"in the last hour ({setting}={cap})"
     )
+    if index is not None:
+        # Leased first, counted after: of any burst, the last to count sees every lease taken before it.
+        # The cluster's markers count too, so leases lost with a table never let more through.
+        marked = _cordoned_nodes(ctx) if kind == "node" else _isolated_instances(ctx)
+        counted = (ctx.caps.holders(kind, scope, cap, ctx.now) | marked) - {target}
+        if len(counted) < cap:
+            ctx.cache.setdefault("leases", {})[(kind, target)] = (scope, index)
+            return None
+        ctx.caps.release(kind, scope, index, target)
+        reason += f", counting the cluster's own markers ({len(marked - {target})} marked)"
     if ctx.caps.first_to_reach(kind, scope, ctx.now):
         ctx.notes.append(
             f"CAP REACHED: {reason}; further {kind}s are held for the rest of the hour (told once per hour)"
@@ -212,13 +234,14 @@ def settle(ctx: ActionContext, action: Action, target: Target, succeeded: bool) 
     kind = "node" if action.counts_against_node_cap else "instance" if action.counts_against_instance_cap else None
     if kind is None:
         return
+    marked = "cordoned-nodes" if kind == "node" else "isolated-instances"
     if succeeded:
-        if kind == "node":
-            ctx.cache["cordon-count"] = int(ctx.cache.get("cordon-count", 0)) + 1
-        else:  # an instance counts once, however many of its actions count (isolation, out of service)
-            ctx.cache.setdefault("isolated-instances", set()).add(target.name)
+        if marked in ctx.cache:  # counted from here on (only once listed: a partial set would undercount)
+            ctx.cache[marked].add(target.name)
+        # An instance counts once, however many of its actions count (isolation, out of service).
+        ctx.cache.setdefault("out-of-service", set()).add(target.name)
         return
-    if kind == "instance" and target.name in ctx.cache.get("isolated-instances", set()):
+    if kind == "instance" and target.name in ctx.cache.get("out-of-service", set()):
         return  # another of its actions took it out of service: the slot stays taken
     lease = ctx.cache.get("leases", {}).pop((kind, target.name), None)
     if lease is not None and ctx.caps is not None:
@@ -254,21 +277,7 @@ def _instance_cap(ctx: ActionContext, target: Target) -> str | None:
     if _shared_caps(ctx):
         cap = ctx.settings.max_instances_isolated_per_hour
         return _lease(ctx, "instance", target.name, cap, "isolated", "MAX_INSTANCES_ISOLATED_PER_HOUR")
-    if "isolated-instances" not in ctx.cache:
-        since = ctx.now - timedelta(hours=1)
-        isolated = ctx.aws.describe_instances(
-            {CLUSTER_TAG_FILTER: [ctx.incident.cluster or ""], "tag-key": [ISOLATED_AT_TAG]}
-        )
-        recent: set[str] = set()
-        for other in isolated:
-            stamp = _tags(other).get(ISOLATED_AT_TAG, "")
-            try:
-                if datetime.fromisoformat(stamp) >= since:
-                    recent.add(str(other.get("InstanceId")))
-            except ValueError:
-                continue
-        ctx.cache["isolated-instances"] = recent
-    count = len(set(ctx.cache["isolated-instances"]) - {target.name})
+    count = len(_isolated_instances(ctx) - {target.name})
     cap = ctx.settings.max_instances_isolated_per_hour
     if count >= cap:
         return (

@@ -140,7 +140,7 @@ def test_an_unexpected_error_is_logged_and_returned_not_raised(monkeypatch: pyte
         def accepted_risk(self, incident: Any) -> bool:
             return False
 
-        def handle(self, incident: Any, mode: Any) -> Any:
+        def handle(self, incident: Any, mode: Any, done: Any = None, progress: Any = None) -> Any:
             raise RuntimeError("boom")
 
     result = intake.handle(load_event("execution-runtime-reverse-shell"), Broken(), Mode.PLAN)  # type: ignore[arg-type]

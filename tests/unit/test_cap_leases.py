@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.actions.base import ActionContext, Target
+from chalicelib.actions.base import CORDONED_AT_ANNOTATION, ActionContext, Target
 from chalicelib.actions.k8s.cordon_node import CordonNode
 from chalicelib.incident import Incident, ResourceKind, Severity
 from chalicelib.response import guardrails
@@ -32,6 +32,9 @@ class Caps:
         if self.slots.get((kind, scope, index)) == target:
             del self.slots[(kind, scope, index)]
 
+    def holders(self, kind: str, scope: str, cap: int, now: datetime) -> set[str]:
+        return {t for (k, sc, _), t in self.slots.items() if (k, sc) == (kind, scope)}
+
     def first_to_reach(self, kind: str, scope: str, now: datetime) -> bool:
         first = (kind, scope) not in self.told
         self.told.add((kind, scope))
@@ -39,20 +42,25 @@ class Caps:
 
 
 class Kube:
+    def __init__(self, cordoned: dict[str, str] | None = None) -> None:
+        self.cordoned = cordoned or {}  # node -> its cordoned-at annotation
+
     def get_node(self, name: str) -> dict[str, Any]:
         return {"metadata": {"name": name, "labels": {}, "annotations": {}}}
 
     def list_nodes(self) -> list[dict[str, Any]]:
-        return []
+        return [
+            {"metadata": {"name": n, "annotations": {CORDONED_AT_ANNOTATION: at}}} for n, at in self.cordoned.items()
+        ]
 
 
-def _ctx(caps: Caps) -> ActionContext:
+def _ctx(caps: Caps, kube: Kube | None = None, cap: int = 1) -> ActionContext:
     incident = Incident(
         id="inc", source="guardduty", type="t", title="t", severity=Severity.HIGH, score=8.0,
         account="123456789012", region="us-east-1", resource_kind=ResourceKind.NODE, cluster="prod",
     )  # fmt: skip
-    settings = Settings(max_nodes_cordoned_per_hour=1)
-    return ActionContext(incident, settings, Kube(), NOW, dry_run=False, caps=caps)  # type: ignore[arg-type]
+    settings = Settings(max_nodes_cordoned_per_hour=cap)
+    return ActionContext(incident, settings, kube or Kube(), NOW, dry_run=False, caps=caps)  # type: ignore[arg-type]
 
 
 def test_a_failed_action_gives_its_slot_back() -> None:
@@ -85,3 +93,24 @@ def test_a_dry_run_takes_no_slot() -> None:
     ctx.dry_run = True
     assert guardrails.block(CordonNode(), Target("node", "node-a"), ctx) is None
     assert caps.slots == {}
+
+
+def test_the_clusters_markers_count_when_the_leases_were_lost() -> None:
+    """A table restored empty holds no lease, but the nodes still say when they were cordoned: the
+    count is the union, so the cap holds; a marker older than the hour no longer counts."""
+    recent, old = "2026-12-01T11:30:00+00:00", "2026-12-01T10:30:00+00:00"
+    kube = Kube({"node-a": recent, "node-b": recent, "node-c": old})
+    caps = Caps()
+    reason = guardrails.block(CordonNode(), Target("node", "node-d"), _ctx(caps, kube, cap=2))
+    assert reason is not None
+    assert "counting the cluster's own markers (2 marked)" in reason
+    assert caps.slots == {}  # the slot taken to count was given back
+    # One marked node, one lease held by another target: two counted, the cap of three has room.
+    kube = Kube({"node-a": recent, "node-c": old})
+    caps = Caps()
+    caps.slots[("node", "123456789012#us-east-1#prod", 0)] = "node-b"
+    assert guardrails.block(CordonNode(), Target("node", "node-d"), _ctx(caps, kube, cap=3)) is None
+    # A lease and a marker of the same node count once: node-a, node-b (leased and marked), node-d (leased).
+    both = Kube({"node-a": recent, "node-b": recent})
+    assert guardrails.block(CordonNode(), Target("node", "node-e"), _ctx(caps, both, cap=4)) is None
+    assert guardrails.block(CordonNode(), Target("node", "node-f"), _ctx(caps, both, cap=4)) is not None
