@@ -193,12 +193,11 @@ def _respond(
 
 
 def _progress(incident: Incident, ledger: Ledger) -> Callable[[ActionResult], None]:
-    """Each step that succeeded, kept in the incident's record as it finishes (what a redelivery
-    after a crash resumes from); a record that cannot be written costs only that resumption."""
+    """Each step, kept in the incident's record as it finishes (what a redelivery after a crash
+    resumes from: it never runs a step that succeeded again, nor logs one whose outcome it repeats);
+    a record that cannot be written costs only that resumption."""
 
     def kept(result: ActionResult) -> None:
-        if result.status.value != "succeeded":
-            return  # only what was done is skipped by a redelivery
         try:
             ledger.progress(incident, "live", result.to_dict())
         except Exception as exc:  # noqa: BLE001 - the step stands; a redelivery would do it again (idempotent)

@@ -580,7 +580,7 @@ class Responder:
             blocked = session.blocked(action)
             wait = self._needs_approval(step, rule, incident)
             earlier = (done or {}).get((action.name, str(target))) if target is not None else None
-            if earlier is not None and target is not None:  # an earlier delivery did it, then failed elsewhere
+            if earlier is not None and target is not None and _carried_out(earlier):  # an earlier delivery did it
                 logged.add(len(results))  # and wrote its line
                 _done_earlier(action, target, earlier, PlannedStep(index, action.name, target, step.params, wait,
                                                                    StepState.DONE), results, planned)  # fmt: skip
@@ -611,7 +611,7 @@ class Responder:
                 planned.append(PlannedStep(index, action.name, target, step.params, wait, StepState.DONE,
                                            result=outcome_of(result)))  # fmt: skip
             _settle_held(pending, session.held, results, planned, (position, index))
-            _log_finished(incident, rule.name, mode, (results, planned), pending, logged, progress)
+            _log_finished(incident, rule.name, mode, (results, planned), pending, logged, (done or {}, progress))
         evidence = self._evidence_of(incident, results)
         # Kept when steps wait for approval, and when steps changed something a release could put back.
         kept = mode is Mode.LIVE and any(p.state is StepState.WAITING or p.undoable for p in planned)
@@ -943,14 +943,21 @@ def _settled(ctx: ActionContext, action: Action, target: Target, *, succeeded: b
 
 
 def _log_finished(incident: Incident, rule: str, mode: Mode, run: tuple[list[ActionResult], list[PlannedStep]],
-                  pending: dict[Key, _Held], logged: set[int], progress: Progress | None) -> None:  # fmt: skip
+                  pending: dict[Key, _Held], logged: set[int],
+                  before: tuple[Mapping[tuple[str, str], dict[str, Any]], Progress | None]) -> None:  # fmt: skip
     """Every step whose result is final and not yet logged: its line (and progress) now. A held
-    patch's step is final once the patch went out."""
+    patch's step is final once the patch went out. A step an earlier delivery already logged with
+    the same outcome (waiting for approval, skipped by a guardrail) is not logged again; one that
+    failed on a passing fault and ran again is: that is a second attempt."""
     results, planned = run
+    done, progress = before
     waiting = {hold.result for hold in pending.values()}
     for finished in range(len(results)):
         if finished not in logged and finished not in waiting:
             logged.add(finished)
+            earlier = done.get((results[finished].action, results[finished].target))
+            if earlier and earlier.get("status") == results[finished].status.value and not earlier.get("transient"):
+                continue
             numbered = replace(results[finished], step=finished + 1,
                                approval_required=planned[finished].approval_required)  # fmt: skip
             _step_done(incident, rule, mode, numbered, progress)
@@ -962,6 +969,11 @@ def _step_done(incident: Incident, rule: str | None, mode: Mode, result: ActionR
     audit.step(incident, rule, mode.value, result, what=what, by=by)
     if progress is not None and mode is Mode.LIVE:
         progress(result)
+
+
+def _carried_out(earlier: dict[str, Any]) -> bool:
+    """An earlier delivery's step that changed what it had to, with its prior state: never run again."""
+    return earlier.get("status") == "succeeded" and "prior" in earlier
 
 
 def _done_earlier(

@@ -206,8 +206,8 @@ def passing_failures(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _done(item: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The steps an earlier delivery carried out ((action, target) -> its result): from its report,
-    and from the steps recorded as they finished (a delivery that died before its report)."""
+    """The steps earlier deliveries finished ((action, target) -> the latest result): from the
+    report, and from the steps kept as they finished (a delivery that died before its report)."""
     found: list[Any] = []
     with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
         found.extend(json.loads(item["report"]["S"]).get("actions") or [])
@@ -216,5 +216,4 @@ def _done(item: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
             found.append(json.loads(entry["S"]))
         except (KeyError, TypeError, ValueError):
             continue  # cut at its size limit: that step is done again (actions skip what is done)
-    return {(str(a.get("action")), str(a.get("target"))): a for a in found
-            if isinstance(a, dict) and a.get("status") == "succeeded" and "prior" in a}  # fmt: skip
+    return {(str(a.get("action")), str(a.get("target"))): a for a in found if isinstance(a, dict)}

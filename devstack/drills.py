@@ -1,0 +1,148 @@
+"""Crash drills: a Lambda invocation killed with SIGKILL at a step boundary, as an out-of-memory
+kill or a runtime crash would end it, then the same event delivered again as Lambda does.
+
+The child is a new process that handles one event through the Lambda path
+(`wiring.handle_event`, with an invocation context of the function's timeout) and kills itself
+at the chosen boundary, after everything before it was sent:
+
+- `start`: the exactly-once record taken, no step run;
+- `step:N`: after step N finished (its audit line written, its progress kept);
+- `recorded`: after the incident's record, before its audit line and message;
+- `told`: after the message went out and was marked so, before the exactly-once record completes.
+
+Its output is unbuffered (as Lambda's runtime writes each log line as it is made), so what a
+killed process logged before it died is all there.
+
+    python -m devstack.drills child EVENT.json BOUNDARY     # used by the tests and bench/drills.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+KILLED = -signal.SIGKILL
+
+
+def boundaries(steps: int) -> list[str]:
+    """Every boundary of a response of `steps` steps, in the order they are reached."""
+    return ["start", *(f"step:{n}" for n in range(1, steps + 1)), "recorded", "told"]
+
+
+def crash(
+    event: Mapping[str, Any], boundary: str, env: Mapping[str, str], workdir: Path
+) -> tuple[int, list[dict[str, Any]]]:
+    """Handle `event` in a new process killed at `boundary`: (its exit code, the JSON lines it logged)."""
+    path = workdir / f"event-{os.getpid()}-{boundary.replace(':', '-')}.json"
+    path.write_text(json.dumps(event))
+    child = subprocess.run(
+        [sys.executable, "-m", "devstack.drills", "child", str(path), boundary],
+        cwd=ROOT, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    return child.returncode, json_lines(child.stdout)
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    found = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            found.append(record)
+    return found
+
+
+class Context:
+    """A Lambda context as the runtime passes it: the function, the request, the time left."""
+
+    def __init__(self, function: str = "on_guardduty_finding", timeout_seconds: float = 120.0) -> None:
+        import time
+        import uuid
+
+        self.function_name = f"eks-responder-local-{function}"
+        self.memory_limit_in_mb = 512
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time
+
+        return int((self._deadline - time.monotonic()) * 1000)
+
+
+def deliver(event: Mapping[str, Any], function: str = "on_guardduty_finding") -> dict[str, Any]:
+    """One delivery through the function's handler, as Lambda invokes it (middleware, logger, context)."""
+    import app
+
+    handler = getattr(app, function)
+    result: dict[str, Any] = handler(dict(event), Context(function))
+    return result
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _after(owner: Any, name: str, when: Callable[[], bool]) -> None:
+    """Wrap `owner.name` so the process dies right after a call that returns, once `when()` holds."""
+    original = getattr(owner, name)
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if when():
+            _die()
+        return result
+
+    setattr(owner, name, wrapped)
+
+
+def _arm(boundary: str) -> None:
+    from chalicelib import intake, responder
+    from chalicelib.executors.ledger import IncidentLedger
+
+    if boundary == "start":
+        original = responder.Responder._execute
+
+        def killed(*args: Any, **kwargs: Any) -> Any:
+            _die()
+            return original(*args, **kwargs)  # never reached
+
+        responder.Responder._execute = killed  # type: ignore[method-assign]
+    elif boundary.startswith("step:"):
+        wanted, seen = int(boundary.split(":", 1)[1]), [0]
+
+        def counted() -> bool:
+            seen[0] += 1
+            return seen[0] == wanted
+
+        _after(responder, "_step_done", counted)
+    elif boundary == "recorded":
+        _after(IncidentLedger, "record", lambda: True)
+    elif boundary == "told":
+        _after(intake, "_mark_told", lambda: True)
+    else:
+        raise SystemExit(f"unknown boundary {boundary!r}: start, step:N, recorded or told")
+
+
+def _child(event_path: str, boundary: str) -> int:
+    _arm(boundary)
+    result = deliver(json.loads(Path(event_path).read_text()))
+    print(json.dumps({"message": "drill: not killed", "result": result}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "child":  # child EVENT BOUNDARY
+        raise SystemExit(_child(sys.argv[2], sys.argv[3]))
+    raise SystemExit(__doc__)

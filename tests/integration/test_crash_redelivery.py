@@ -1,0 +1,135 @@
+"""A Lambda invocation killed at each step boundary (SIGKILL: a new process, killed for real), then
+the same event delivered again as Lambda does, 1 and 3 minutes later: every finding contained
+exactly once, one audit line per step, one message.
+
+The first redelivery comes while the dead invocation's exactly-once record is still in progress
+(it expires with the invocation's timeout): it fails, so Lambda tries again. The second takes
+over and finishes what the dead one did not, resuming after the steps it had kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import time_machine
+from lightkube import Client
+from lightkube.resources.core_v1 import Pod
+from lightkube.resources.networking_v1 import NetworkPolicy
+
+from chalicelib import wiring
+from chalicelib.actions.base import QUARANTINE_LABEL
+from chalicelib.errors import RetryLaterError
+from devstack import drills
+from devstack.stack import LocalStack
+from tests.conftest import load_event
+from tests.integration.conftest import Cluster, create_incidents_table
+
+pytestmark = pytest.mark.integration
+BUCKET = "eks-responder-evidence-demo"
+# The compromised-pod playbook as shipped: label, capture, isolate, the pod's ENI, two steps for a human.
+STEPS = 6
+
+
+@pytest.fixture
+def deployed(
+    local_stack: LocalStack, aws_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
+    """The stage's resources on moto (the incident table, the evidence bucket, an SNS topic read
+    through an SQS queue) and the environment the function runs with."""
+    create_incidents_table(aws_session)
+    aws_session.client("s3").create_bucket(Bucket=BUCKET)
+    sns, sqs = aws_session.client("sns"), aws_session.client("sqs")
+    topic = sns.create_topic(Name="eks-responder-alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="alerts-read-back")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    env = {**local_stack.env(), "DRY_RUN": "false", "INCIDENTS_TABLE": "eks-responder-incidents",
+           "EVIDENCE_BUCKET": BUCKET, "SNS_TOPIC_ARN": topic}  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    wiring.reset()
+    yield {"env": env, "sqs": sqs, "queue": queue, "workdir": tmp_path}
+    wiring.responder().close()
+    wiring.reset()
+
+
+def _event(namespace: str, pod: str, boundary: str) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("execution-runtime-reverse-shell"))
+    workload = event["detail"]["resource"]["kubernetesDetails"]["kubernetesWorkloadDetails"]
+    workload.update({"name": pod, "namespace": namespace})
+    event["detail"]["id"] = f"crash-{namespace}"
+    event["id"] = f"crash-{boundary.replace(':', '-')}-{namespace}"
+    del event["detail"]["resource"]["instanceDetails"]
+    return event
+
+
+def _messages(deployed: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    while True:
+        batch = deployed["sqs"].receive_message(QueueUrl=deployed["queue"], MaxNumberOfMessages=10).get("Messages", [])
+        if not batch:
+            return found
+        found.extend(m["Body"] for m in batch)
+
+
+def _redeliver(event: dict[str, Any], after: timedelta) -> dict[str, Any]:
+    """The event again, `after` the first delivery, in a warm container (this process)."""
+    with time_machine.travel(datetime.now(UTC) + after, tick=True):
+        wiring.reset()
+        return drills.deliver(copy.deepcopy(event))
+
+
+def _lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [{"message": r.getMessage(), **r.__dict__} for r in caplog.records if r.name == "eks_responder"]
+
+
+@pytest.mark.parametrize("boundary", drills.boundaries(STEPS))
+def test_killed_at_a_step_boundary_then_delivered_again_contains_once_with_one_line_per_step_and_one_message(
+    boundary: str, cluster: Cluster, admin: Client, deployed: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="eks_responder")
+    pod = cluster.pod("web", cluster.node("node-a", "i-0aaa"))
+    event = _event(cluster.namespace, pod, boundary)
+
+    code, logged = drills.crash(event, boundary, deployed["env"], deployed["workdir"])
+    assert code == drills.KILLED, logged[-3:]
+
+    if boundary == "told":  # all was done, recorded and told: a duplicate, whenever it comes
+        assert _redeliver(event, timedelta(minutes=1))["duplicate"]
+    else:
+        with pytest.raises(RetryLaterError, match="being handled by another invocation"):
+            _redeliver(event, timedelta(minutes=1))  # the dead invocation's record holds until its timeout
+    result = _redeliver(event, timedelta(minutes=3))
+    assert not result.get("error"), result
+
+    lines = [*logged, *_lines(caplog)]
+    incident_id = next(line["incident_id"] for line in lines if line.get("message") == "action")
+    steps = [line["step"] for line in lines if line.get("message") == "action" and line["incident_id"] == incident_id]
+    assert sorted(steps) == list(range(1, STEPS + 1)), f"one audit line per step: {sorted(steps)}"
+    told = [line for line in lines if line.get("message") == "incident" and line.get("incident_id") == incident_id]
+    assert len(told) == 1, told
+
+    labels = admin.get(Pod, pod, namespace=cluster.namespace).metadata.labels or {}
+    assert labels.get(QUARANTINE_LABEL) == "true"
+    policies = [p.metadata.name for p in admin.list(NetworkPolicy, namespace=cluster.namespace)]
+    assert len(policies) == 1, policies  # isolated once
+    messages = _messages(deployed)
+    assert len(messages) == 1, [json.loads(m).get("incident", {}).get("id") if m.startswith("{") else m[:80]
+                                for m in messages]  # fmt: skip
+
+    # Each step the dead invocation carried out is reported as done by it, never done again.
+    if boundary == "told":
+        assert result["duplicate"]
+    elif boundary == "recorded":
+        assert "told by a redelivery" in " ".join(result["notes"])
+    else:
+        earlier = {a["step"] for a in result["actions"] if a["detail"].startswith("done by an earlier delivery")}
+        assert earlier == {line["step"] for line in logged if line.get("message") == "action"
+                           and line.get("status") == "succeeded"}  # fmt: skip
