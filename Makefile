@@ -95,6 +95,7 @@ bench: venv native
 	$(PY) bench/time_to_contain.py
 	$(PY) bench/flowlogs.py
 	$(PY) bench/accounts.py
+	$(PY) bench/drills.py
 	$(PY) bench/goals.py
 
 # Create a stage's table, bucket, topic and secret, and point .chalice/config.json at them.

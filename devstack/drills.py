@@ -18,12 +18,15 @@ killed process logged before it died is all there.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,63 @@ def crash(
         check=False,
     )  # fmt: skip
     return child.returncode, json_lines(child.stdout)
+
+
+@dataclass
+class Drill:
+    """What one killed delivery and its redeliveries did."""
+
+    boundary: str
+    code: int  # the killed process's exit code (KILLED when it died at the boundary)
+    killed_lines: list[dict[str, Any]]  # what it logged before it died
+    retry: dict[str, Any] | str  # the redelivery a minute later: its result, or the error it raised
+    final: dict[str, Any]  # the redelivery three minutes later
+    lines: list[dict[str, Any]] = field(default_factory=list)  # every line of the three, in order
+
+    def steps_logged(self, incident_id: str) -> list[int]:
+        return sorted(int(line["step"]) for line in self.lines
+                      if line.get("message") == "action" and line.get("incident_id") == incident_id)  # fmt: skip
+
+    def incident_lines(self, incident_id: str) -> int:
+        return sum(
+            1 for line in self.lines if line.get("message") == "incident" and line.get("incident_id") == incident_id
+        )
+
+    def done_by_the_dead(self) -> tuple[set[int], set[int]]:
+        """(steps the killed delivery carried out, steps the final delivery reports done by an earlier one)."""
+        carried = {int(line["step"]) for line in self.killed_lines
+                   if line.get("message") == "action" and line.get("status") == "succeeded"}  # fmt: skip
+        reported = {int(a["step"]) for a in self.final.get("actions") or []
+                    if str(a.get("detail", "")).startswith("done by an earlier delivery")}  # fmt: skip
+        return carried, reported
+
+
+def kill_and_redeliver(
+    event: Mapping[str, Any], boundary: str, env: Mapping[str, str], workdir: Path,
+    captured: Callable[[], list[dict[str, Any]]],
+) -> Drill:  # fmt: skip
+    """The event handled by a process killed at `boundary`, then delivered again in this process
+    (a warm container) as Lambda retries: 1 minute later, then 3 minutes later. `captured`: this
+    process's log lines so far (each redelivery's are those it adds)."""
+    code, killed = crash(event, boundary, env, workdir)
+    before = len(captured())
+    try:
+        retry: dict[str, Any] | str = redeliver(event, timedelta(minutes=1))
+    except Exception as exc:  # noqa: BLE001 - what Lambda sees as a failed invocation
+        retry = f"{type(exc).__name__}: {exc}"
+    final = redeliver(event, timedelta(minutes=3))
+    return Drill(boundary, code, killed, retry, final, [*killed, *captured()[before:]])
+
+
+def redeliver(event: Mapping[str, Any], after: timedelta) -> dict[str, Any]:
+    """The event again, `after` the first delivery, through the handler (the clock moved, not waited)."""
+    import time_machine
+
+    from chalicelib import wiring
+
+    with time_machine.travel(datetime.now(UTC) + after, tick=True):
+        wiring.reset()
+        return deliver(copy.deepcopy(dict(event)))
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

@@ -111,6 +111,7 @@ class LocalStack:
     responder_kubeconfig: Path
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     owns_workdir: bool = True
+    _stopped: list[str] = field(default_factory=list)  # the API server's command line while it is down
 
     def env(self) -> dict[str, str]:
         """Environment for code that should talk to this stack as the responder."""
@@ -137,6 +138,20 @@ class LocalStack:
         self.processes.clear()
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def apiserver_down(self) -> None:
+        """Kill the API server (SIGKILL, as a crashed control plane): every request is refused until `apiserver_up`."""
+        proc = next(p for n, p in self.processes if n == "kube-apiserver")
+        proc.kill()
+        proc.wait(timeout=10)
+        self._stopped = list(proc.args)  # type: ignore[arg-type]
+
+    def apiserver_up(self) -> None:
+        """Start the API server again, as it was (same port, certificates and etcd), and wait until it is ready."""
+        args = self._stopped
+        api = _spawn(args, self.workdir / "logs" / "kube-apiserver.log")
+        self.processes = [(n, api if n == "kube-apiserver" else p) for n, p in self.processes]
+        _wait("kube-apiserver", lambda: _https_ok(f"{self.apiserver_url}/readyz", self.ca_file, ADMIN_TOKEN), api)
 
     def moto_reset(self) -> None:
         request = urllib.request.Request(f"{self.moto_url}/moto-api/reset", method="POST")

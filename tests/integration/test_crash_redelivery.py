@@ -10,22 +10,18 @@ over and finishes what the dead one did not, resuming after the steps it had kep
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import time_machine
 from lightkube import Client
 from lightkube.resources.core_v1 import Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from chalicelib import wiring
 from chalicelib.actions.base import QUARANTINE_LABEL
-from chalicelib.errors import RetryLaterError
 from devstack import drills
 from devstack.stack import LocalStack
 from tests.conftest import load_event
@@ -79,13 +75,6 @@ def _messages(deployed: dict[str, Any]) -> list[str]:
         found.extend(m["Body"] for m in batch)
 
 
-def _redeliver(event: dict[str, Any], after: timedelta) -> dict[str, Any]:
-    """The event again, `after` the first delivery, in a warm container (this process)."""
-    with time_machine.travel(datetime.now(UTC) + after, tick=True):
-        wiring.reset()
-        return drills.deliver(copy.deepcopy(event))
-
-
 def _lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [{"message": r.getMessage(), **r.__dict__} for r in caplog.records if r.name == "eks_responder"]
 
@@ -98,38 +87,33 @@ def test_killed_at_a_step_boundary_then_delivered_again_contains_once_with_one_l
     pod = cluster.pod("web", cluster.node("node-a", "i-0aaa"))
     event = _event(cluster.namespace, pod, boundary)
 
-    code, logged = drills.crash(event, boundary, deployed["env"], deployed["workdir"])
-    assert code == drills.KILLED, logged[-3:]
-
+    drill = drills.kill_and_redeliver(event, boundary, deployed["env"], deployed["workdir"], lambda: _lines(caplog))
+    assert drill.code == drills.KILLED, drill.killed_lines[-3:]
     if boundary == "told":  # all was done, recorded and told: a duplicate, whenever it comes
-        assert _redeliver(event, timedelta(minutes=1))["duplicate"]
-    else:
-        with pytest.raises(RetryLaterError, match="being handled by another invocation"):
-            _redeliver(event, timedelta(minutes=1))  # the dead invocation's record holds until its timeout
-    result = _redeliver(event, timedelta(minutes=3))
-    assert not result.get("error"), result
+        assert isinstance(drill.retry, dict)
+        assert drill.retry["duplicate"]
+    else:  # the dead invocation's record holds until its timeout: Lambda is told to try again
+        assert isinstance(drill.retry, str)
+        assert drill.retry.startswith("RetryLaterError: incident"), drill.retry
+        assert "being handled by another invocation" in drill.retry
+    assert not drill.final.get("error"), drill.final
 
-    lines = [*logged, *_lines(caplog)]
-    incident_id = next(line["incident_id"] for line in lines if line.get("message") == "action")
-    steps = [line["step"] for line in lines if line.get("message") == "action" and line["incident_id"] == incident_id]
-    assert sorted(steps) == list(range(1, STEPS + 1)), f"one audit line per step: {sorted(steps)}"
-    told = [line for line in lines if line.get("message") == "incident" and line.get("incident_id") == incident_id]
-    assert len(told) == 1, told
+    incident_id = next(line["incident_id"] for line in drill.lines if line.get("message") == "action")
+    assert drill.steps_logged(incident_id) == list(range(1, STEPS + 1)), "one audit line per step"
+    assert drill.incident_lines(incident_id) == 1
 
     labels = admin.get(Pod, pod, namespace=cluster.namespace).metadata.labels or {}
     assert labels.get(QUARANTINE_LABEL) == "true"
     policies = [p.metadata.name for p in admin.list(NetworkPolicy, namespace=cluster.namespace)]
     assert len(policies) == 1, policies  # isolated once
     messages = _messages(deployed)
-    assert len(messages) == 1, [json.loads(m).get("incident", {}).get("id") if m.startswith("{") else m[:80]
-                                for m in messages]  # fmt: skip
+    assert len(messages) == 1, [m[:120] for m in messages]
 
     # Each step the dead invocation carried out is reported as done by it, never done again.
     if boundary == "told":
-        assert result["duplicate"]
+        assert drill.final["duplicate"]
     elif boundary == "recorded":
-        assert "told by a redelivery" in " ".join(result["notes"])
+        assert "told by a redelivery" in " ".join(drill.final["notes"])
     else:
-        earlier = {a["step"] for a in result["actions"] if a["detail"].startswith("done by an earlier delivery")}
-        assert earlier == {line["step"] for line in logged if line.get("message") == "action"
-                           and line.get("status") == "succeeded"}  # fmt: skip
+        carried, reported = drill.done_by_the_dead()
+        assert reported == carried
