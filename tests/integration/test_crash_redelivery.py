@@ -42,7 +42,7 @@ def deployed(
     create_incidents_table(aws_session)
     aws_session.client("s3").create_bucket(Bucket=BUCKET)
     sns, sqs = aws_session.client("sns"), aws_session.client("sqs")
-    topic = sns.create_topic(Name="eks-responder-alerts")["TopicArn"]
+    topic = sns.create_topic(Name="incidents")["TopicArn"]  # the topic the IAM proof's stage names
     queue = sqs.create_queue(QueueName="alerts-read-back")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
