@@ -7,7 +7,8 @@ policies could write one that denies every request, or a Kyverno policy that mut
 or reads through Kyverno's own service account. Bound to requests from the responder's group
 only, the bounds let it:
 
-- change the labels and annotations of pods, never their spec;
+- change the labels of pods and nodes, and of their annotations only its own (`eks-responder.io/...`) and
+  the three that keep an autoscaler off a node under investigation, never a pod's spec;
 - change `spec.unschedulable` and taints of nodes, no other node field;
 - remove `aws-auth` entries, never add or change one (every line it keeps was already there);
 - write only well-formed entries into the image-blocks ConfigMap (a bounded number of them, each
@@ -31,6 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.compute import AUTOSCALER_ANNOTATIONS
+
 ADMISSION = "admissionregistration.k8s.io"
 NAME = "eks-responder-bounds"
 POLICY_PREFIX = "eks-responder-block-"
@@ -43,6 +46,7 @@ _ENTRY_LINE = "^(@sha256:[0-9a-f]{64}|[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z
 NODE_FIELDS = ("podCIDR", "podCIDRs", "providerID", "configSource", "externalID")
 NEVER_BLOCKED = "kube-system"  # every image block must leave the platform's namespace alone
 LABELS = {"app.kubernetes.io/name": "eks-responder", "app.kubernetes.io/managed-by": "eks-responder"}
+OWN_PREFIX = "eks-responder.io/"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,20 @@ def _same(field: str) -> str:
     return (
         f"(('{field}' in object.spec) == ('{field}' in oldObject.spec)) && "
         f"(!('{field}' in object.spec) || object.spec['{field}'] == oldObject.spec['{field}'])"
+    )
+
+
+def _annotations_only() -> str:
+    """Every annotation added, changed or removed is the responder's own (`eks-responder.io/...`) or
+    one that keeps an autoscaler off a node under investigation: no other controller's settings."""
+    keep = "{" + ", ".join(f"'{k}': '{v}'" for k, v in AUTOSCALER_ANNOTATIONS.items()) + "}"
+    new, old = "object.metadata.annotations", "oldObject.metadata.annotations"
+    # Set: its own, or an autoscaler's with the value that keeps the node; removed: its own or an autoscaler's.
+    set_ours = f"(k.startsWith('{OWN_PREFIX}') || (k in {keep} && {new}[k] == {keep}[k]))"
+    removed_ours = f"(k.startsWith('{OWN_PREFIX}') || k in {keep})"
+    return (
+        f"(!has({new}) || {new}.all(k, {set_ours} || (has({old}) && k in {old} && {old}[k] == {new}[k]))) && "
+        f"(!has({old}) || {old}.all(k, {removed_ours} || (has({new}) && k in {new})))"
     )
 
 
@@ -97,10 +115,11 @@ _KYVERNO_RULE = (
 )
 
 BOUNDS: tuple[Bound, ...] = (
-    Bound("pods", "", "Pod", ("UPDATE",), "object.spec == oldObject.spec",
-          "the responder may change only the labels and annotations of a pod"),
-    Bound("nodes", "", "Node", ("UPDATE",), " && ".join(_same(f) for f in NODE_FIELDS),
-          "the responder may change only spec.unschedulable and the taints of a node"),
+    Bound("pods", "", "Pod", ("UPDATE",), f"object.spec == oldObject.spec && {_annotations_only()}",
+          "the responder may change only the labels of a pod, and only its own and the autoscalers' annotations"),
+    Bound("nodes", "", "Node", ("UPDATE",), " && ".join([*(_same(f) for f in NODE_FIELDS), _annotations_only()]),
+          "the responder may change only spec.unschedulable, the taints and the labels of a node, and only its "
+          "own and the autoscalers' annotations"),
     Bound("configmaps", "", "ConfigMap", ("UPDATE",),
           f"(object.metadata.name == 'aws-auth' && {_kept_lines('mapRoles')} && {_kept_lines('mapUsers')})"
           f" || ({_image_blocks()})",

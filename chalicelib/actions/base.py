@@ -373,6 +373,11 @@ class Action(ABC):
     uses_aws: ClassVar[bool] = False  # a pod action that also needs EC2 (the AWS gateway)
     # Actions that write to the evidence store: the report links to the incident's evidence.
     writes_evidence: ClassVar[bool] = False
+    # What the action changes on the instance that EKS Auto Mode's EC2 managed instances refuse
+    # ("" when it works there): the step is not attempted on such a node, and says why.
+    refused_by_managed_instances: ClassVar[str] = ""
+    # Operating systems (actions.compute: bottlerocket, windows) it cannot work on: why, and what instead.
+    not_on: ClassVar[dict[str, str]] = {}
 
     @abstractmethod
     def describe(self, target: Target, params: Params) -> str:

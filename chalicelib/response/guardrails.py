@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
+from chalicelib import compute
 from chalicelib.actions.base import CORDONED_AT_ANNOTATION, Action, ActionContext, Target
 from chalicelib.actions.ec2.common import CLUSTER_TAG, ISOLATED_AT_TAG, PROTECTED_TAG
 from chalicelib.actions.ec2.common import instance as cached_instance
@@ -130,7 +131,7 @@ def block(action: Action, target: Target, ctx: ActionContext) -> str | None:  # 
     if target.kind == "key":
         return key_block(target, ctx)
     if target.kind == "instance":
-        return instance_block(action, target, ctx)
+        return compute_block(action, target) or instance_block(action, target, ctx)
     node = _node(ctx, target.name)
     labels = ((node or {}).get("metadata") or {}).get("labels") or {}
     for selector in settings.protected_node_labels:
@@ -250,6 +251,16 @@ def settle(ctx: ActionContext, action: Action, target: Target, succeeded: bool) 
 
 def _tags(instance: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in instance.get("Tags") or []}
+
+
+def compute_block(action: Action, target: Target) -> str | None:
+    """A step that cannot work on what runs the node (read from the node): said, not attempted."""
+    if target.attributes.get("compute") == compute.AUTO and action.refused_by_managed_instances:
+        return (f"not possible: {target} is an EKS Auto Mode node, and its EC2 managed instance refuses "
+                f"{action.refused_by_managed_instances}; it is contained through Kubernetes instead (cordon, "
+                "pod isolation, do-not-disrupt)")  # fmt: skip
+    why = action.not_on.get(target.attributes.get("os", ""))
+    return f"not possible: {why}" if why else None
 
 
 def instance_block(action: Action, target: Target, ctx: ActionContext) -> str | None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib import compute
 from chalicelib.actions.base import IdentityAPI, KubeAPI, Target
 from chalicelib.incident import Incident, ResourceKind
 from chalicelib.response import identities
@@ -49,9 +50,10 @@ class Targets:
             "cluster": lambda: identities.clusters(incident, identity, self.notes),
         }
 
-    def add_instance(self, instance_id: str, skip_reason: str | None = None) -> None:
+    def add_instance(self, instance_id: str, skip_reason: str | None = None, on: dict[str, str] | None = None) -> None:
+        """`on`: what runs the node the instance is (its compute and OS), when it is one."""
         if instance_id not in {t.name for t in self.instances}:
-            self.instances.append(Target("instance", instance_id, skip_reason=skip_reason))
+            self.instances.append(Target("instance", instance_id, skip_reason=skip_reason, attributes=dict(on or {})))
 
 
 def offline(incident: Incident) -> Targets:
@@ -187,10 +189,13 @@ def resolve(incident: Incident, kube: KubeAPI) -> Targets:
         # The uid tells a pod from its replacement of the same name (a StatefulSet's): an approval
         # given for one never acts on the other.
         uid = str(((pod or {}).get("metadata") or {}).get("uid") or "")
-        found.pods.append(
-            Target("pod", name, namespace, exists=pod is not None, attributes={"uid": uid} if uid else {})
-        )
         node = ((pod or {}).get("spec") or {}).get("nodeName")
+        kept = {"uid": uid} if uid else {}
+        found.pods.append(
+            Target(
+                "pod", name, namespace, exists=pod is not None, attributes={**kept, **({"node": node} if node else {})}
+            )
+        )
         if node and node not in pod_nodes:
             pod_nodes.append(str(node))
 
@@ -225,6 +230,22 @@ def resolve(incident: Incident, kube: KubeAPI) -> Targets:
     return found
 
 
+def _runs_on(node: str, on: dict[str, str]) -> list[str]:
+    """What the report says once about a node whose compute or OS rules steps out."""
+    said = []
+    if on.get("compute") == compute.AUTO:
+        said.append(f"node {node} is an EKS Auto Mode node (an EC2 managed instance): AWS refuses direct changes "
+                    "to it (security groups, termination protection, SSM commands), so those steps are not "
+                    "attempted; cordon, taints, pod isolation and do-not-disrupt hold it instead")  # fmt: skip
+    if on.get("os") == compute.BOTTLEROCKET:
+        said.append(
+            f"node {node} runs Bottlerocket: no shell for a memory-capture script (its admin container, by hand)"
+        )
+    if on.get("os") == compute.WINDOWS:
+        said.append(f"node {node} is a Windows node: the Linux memory capture does not apply")
+    return said
+
+
 def _map_nodes_and_instances(incident: Incident, kube: KubeAPI, found: Targets, pod_nodes: list[str]) -> None:
     """Instance ids to nodes (providerID), nodes to instances; Fargate nodes have neither."""
     # The nodes named or running the pods are read by name; the whole list only when an instance
@@ -244,6 +265,9 @@ def _map_nodes_and_instances(incident: Incident, kube: KubeAPI, found: Targets, 
         found.add_instance(instance_id)
     if not found.nodes:
         found.nodes.extend(Target("node", name) for name in pod_nodes)
+    for pod in found.pods:  # a pod under investigation is kept on its node as the node's autoscaler reads it
+        if pod.attributes.get("node") in nodes:
+            pod.attributes["node_compute"] = compute.compute_of(nodes[pod.attributes["node"]])
     for index, target in enumerate(found.nodes):
         node = nodes.get(target.name) or {}
         labels = (node.get("metadata") or {}).get("labels") or {}
@@ -251,6 +275,10 @@ def _map_nodes_and_instances(incident: Incident, kube: KubeAPI, found: Targets, 
             found.nodes[index] = Target("node", target.name, skip_reason=FARGATE_REASON)
             found.notes.append(f"node {target.name} is a Fargate node: nothing to cordon or isolate")
             continue
+        on = compute.attributes(node) if node else {}
+        target.attributes.update(on)
+        found.notes.extend(_runs_on(target.name, on))
         node_instance = _instance_of(node)
         if node_instance:
-            found.add_instance(node_instance)
+            found.add_instance(node_instance, on=on)
+            next(t for t in found.instances if t.name == node_instance).attributes.update(on)

@@ -107,6 +107,15 @@ OUT_OF_BOUNDS: dict[str, tuple[str, Callable[[Client, Cluster, str], Any]]] = {
         Node, "node-b", {"spec": {"providerID": "aws:///us-east-1a/i-0aaa"}}, patch_type=MERGE)),
     "node-pod-cidr": ("nodes", lambda c, cl, _: c.patch(
         Node, "node-a", {"spec": {"podCIDR": "10.9.0.0/24", "podCIDRs": ["10.9.0.0/24"]}}, patch_type=MERGE)),
+    # Another controller's settings: a restart of the workload, a node's heartbeat, an autoscaler let loose.
+    "pod-foreign-annotation": ("pods", lambda c, cl, pod: c.patch(
+        Pod, pod, {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "now"}}}, namespace=cl.namespace,
+        patch_type=MERGE)),
+    "pod-made-evictable": ("pods", lambda c, cl, pod: c.patch(
+        Pod, pod, {"metadata": {"annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"}}},
+        namespace=cl.namespace, patch_type=MERGE)),
+    "node-foreign-annotation": ("nodes", lambda c, cl, _: c.patch(
+        Node, "node-a", {"metadata": {"annotations": {"node.alpha.kubernetes.io/ttl": "0"}}}, patch_type=MERGE)),
     "aws-auth-addition": ("configmaps", lambda c, cl, _: c.patch(
         ConfigMap, "aws-auth", {"data": {"mapRoles": ROLES + "- rolearn: arn:aws:iam::999999999999:role/x\n"
                                          "  username: x\n  groups: [system:masters]\n"}},
@@ -196,7 +205,14 @@ def test_the_writes_the_playbooks_make_are_admitted(cluster: Cluster, responder_
     cluster.node("node-a", "i-0aaa")
     pod = cluster.pod("api", "node-a")
     _aws_auth(cluster)
-    marks = {"metadata": {"labels": {"eks-responder.io/quarantine": "true"}, "annotations": {"a.io/b": "c"}}}
+    marks = {
+        "metadata": {
+            "labels": {"eks-responder.io/quarantine": "true"},
+            "annotations": {"eks-responder.io/incident-ids": "i-1", "karpenter.sh/do-not-disrupt": "true"},
+        }
+    }
+    keep = {"cluster-autoscaler.kubernetes.io/scale-down-disabled": "true"}
+    responder_client.patch(Node, "node-a", {"metadata": {"annotations": keep}}, patch_type=MERGE)
     responder_client.patch(Pod, pod, marks, namespace=cluster.namespace, patch_type=MERGE)
     taint = {"key": "eks-responder.io/quarantine", "effect": "NoSchedule"}
     responder_client.patch(Node, "node-a", {"spec": {"unschedulable": True, "taints": [taint]}}, patch_type=MERGE)

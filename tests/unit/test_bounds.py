@@ -94,6 +94,22 @@ def _with(obj: dict[str, Any], *path: str, value: Any) -> dict[str, Any]:
     [
         ("pods", POD, _with(POD, "metadata", "labels", value={"eks-responder.io/quarantine": "true"}), True),
         ("pods", POD, _with(POD, "spec", "containers", value=[{"name": "main", "image": "evil"}]), False),
+        # Annotations: its own and the autoscalers' keeping values; never another controller's.
+        ("pods", POD, _with(POD, "metadata", "annotations", value={"eks-responder.io/incident-ids": "i",
+                                                                   "karpenter.sh/do-not-disrupt": "true"}), True),
+        ("pods", POD, _with(POD, "metadata", "annotations",
+                            value={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}), True),
+        ("pods", POD, _with(POD, "metadata", "annotations",
+                            value={"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"}), False),
+        ("pods", POD, _with(POD, "metadata", "annotations", value={"karpenter.sh/do-not-disrupt": "false"}), False),
+        ("pods", POD, _with(POD, "metadata", "annotations", value={"kubectl.kubernetes.io/restartedAt": "x"}), False),
+        ("pods", _with(POD, "metadata", "annotations", value={"a.io/b": "c"}), POD, False),  # a foreign one removed
+        ("pods", _with(POD, "metadata", "annotations", value={"a.io/b": "c"}),
+         _with(POD, "metadata", "annotations", value={"a.io/b": "c", "karpenter.sh/do-not-disrupt": "true"}), True),
+        ("pods", _with(POD, "metadata", "annotations", value={"karpenter.sh/do-not-disrupt": "true"}), POD, True),
+        ("nodes", NODE, _with(NODE, "metadata", "annotations",
+                              value={"cluster-autoscaler.kubernetes.io/scale-down-disabled": "true"}), True),
+        ("nodes", NODE, _with(NODE, "metadata", "annotations", value={"node.alpha.kubernetes.io/ttl": "0"}), False),
         ("nodes", NODE, _with(NODE, "spec", "unschedulable", value=True), True),
         ("nodes", NODE, _with(NODE, "spec", "taints", value=[{"key": "q", "effect": "NoSchedule"}]), True),
         ("nodes", NODE, _with(NODE, "spec", "providerID", value="aws:///x/i-0bbb"), False),

@@ -51,6 +51,14 @@ class CaptureMemory(Action):
     name = "ec2:capture-memory"
     writes_evidence = True
     target_kind = "instance"
+    refused_by_managed_instances = "SSM Run Command (AWS operates the instance: no agent takes commands)"
+    not_on: ClassVar[dict[str, str]] = {
+        "bottlerocket": "Bottlerocket has no shell for the capture script (SSM runs commands in its control "
+        "container, which cannot read the host's memory): capture through the admin container by hand "
+        "(`apiclient exec admin sheltie`, then AVML), or keep the volumes (ec2:snapshot-volumes)",
+        "windows": "the capture script is for Linux (AVML): capture a Windows node's memory by hand with a "
+        "Windows tool, or keep the volumes (ec2:snapshot-volumes)",
+    }
     summary = "capture the node's memory (AVML) and volatile state through SSM Run Command into the evidence bucket"
     params_model = CaptureMemoryParams
     iam: ClassVar[tuple[IAMStatement, ...]] = (

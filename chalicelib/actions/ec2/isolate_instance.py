@@ -104,6 +104,7 @@ class IsolateInstance(Action):
     contains = True
     writes_evidence = True
     target_kind = "instance"
+    refused_by_managed_instances = "security-group changes"
     summary = "move every ENI of the node to an isolation security group with no rules"
     counts_against_instance_cap = True
     disrupts_node = True

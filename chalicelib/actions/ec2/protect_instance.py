@@ -27,6 +27,7 @@ class ProtectInstance(Action):
 
     name = "ec2:protect-instance"
     target_kind = "instance"
+    refused_by_managed_instances = "termination-protection and shutdown-behaviour changes"
     summary = "termination protection, shutdown behaviour stop, scale-in protection (or detach from the group)"
     params_model = ProtectInstanceParams
     iam: ClassVar[tuple[IAMStatement, ...]] = (

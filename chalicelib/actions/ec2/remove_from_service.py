@@ -34,6 +34,7 @@ class RemoveFromService(Action):
     name = "ec2:remove-from-service"
     contains = True
     target_kind = "instance"
+    refused_by_managed_instances = "Auto Scaling standby (it belongs to no Auto Scaling group)"
     summary = "Auto Scaling Standby (a replacement starts) and deregistration from load balancer target groups"
     counts_against_instance_cap = True
     disrupts_node = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any
 
+from chalicelib import compute
 from chalicelib.actions.base import (
     INCIDENT_ANNOTATION,
     INVESTIGATION_LABEL,
@@ -58,12 +59,12 @@ def restore_metadata(obj: dict[str, Any], prior: dict[str, Any]) -> dict[str, An
     return {"metadata": patch}
 
 
-def _marks_missing(obj: dict[str, Any] | None, incident_id: str) -> str | None:
+def _marks_missing(obj: dict[str, Any] | None, incident_id: str, kept: dict[str, str]) -> str | None:
     """What of this incident's marks the object lacks (another incident may add its own meanwhile)."""
     if obj is None:
         return "the object is gone"
     meta = obj.get("metadata") or {}
-    wrong = []
+    wrong = [f"annotation {k} is not {v}" for k, v in kept.items() if (meta.get("annotations") or {}).get(k) != v]
     if (meta.get("labels") or {}).get(INVESTIGATION_LABEL) != "true":
         wrong.append(f"label {INVESTIGATION_LABEL} not set")
     if incident_id not in ((meta.get("annotations") or {}).get(INCIDENT_ANNOTATION) or "").split(","):
@@ -81,7 +82,10 @@ class LabelForInvestigation(Action):
     def _patch(self, ctx: ActionContext, target: Target, patch: dict[str, Any]) -> None: ...
 
     def describe(self, target: Target, params: Params) -> str:
-        return f"label {target.kind} {target} {INVESTIGATION_LABEL}=true with the incident id"
+        return (
+            f"label {target.kind} {target} {INVESTIGATION_LABEL}=true with the incident id, and keep it "
+            "from its autoscaler (Karpenter, Cluster Autoscaler) where one would remove it"
+        )
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
         obj = self._get(ctx, target)
@@ -89,17 +93,23 @@ class LabelForInvestigation(Action):
             return missing(target)
         labels, annotations = responder_marks(ctx.incident.id, obj)
         labels[INVESTIGATION_LABEL] = "true"
+        # The evidence stays: the node's autoscaler must not remove the node (or, for a pod, its node).
+        kept = compute.keep_in_place(target.attributes.get("compute" if target.kind == "node" else "node_compute"),
+                                     target.kind)  # fmt: skip
+        annotations.update(kept)
         if not changed_metadata(obj, labels, annotations):
             return Outcome(Status.SKIPPED, f"{target.kind} {target} is already labelled for this incident")
         prior = prior_metadata(obj, labels, annotations)
         self._patch(ctx, target, {"metadata": {"labels": labels, "annotations": annotations}})
         claim = f"labelled {target.kind} {target} {INVESTIGATION_LABEL}=true"
+        if kept:
+            claim += ", kept from its autoscaler (" + ", ".join(f"{k}={v}" for k, v in kept.items()) + ")"
         if ctx.dry_run:
             return Outcome(Status.SUCCEEDED, claim, prior)
         # The server's answer to the patch (or, while the patch is held for a later step's write, the
         # object as that write will leave it: the responder confirms the step once it is sent).
         after = self._get(ctx, target)
-        return checked(claim, _marks_missing(after, ctx.incident.id), prior)
+        return checked(claim, _marks_missing(after, ctx.incident.id, kept), prior)
 
     reads_back = "the labels and annotations, from the API server's answer to the patch"
 
