@@ -15,6 +15,7 @@ from chalicelib.actions.eks.delete_access_entry import DeleteAccessEntry
 from chalicelib.actions.eks.delete_pod_identity import DeletePodIdentityAssociation
 from chalicelib.actions.eks.restrict_public_endpoint import RestrictPublicEndpoint
 from chalicelib.actions.iam.deactivate_access_keys import DeactivateAccessKeys
+from chalicelib.actions.iam.pin_instance_credentials import PinInstanceCredentials
 from chalicelib.actions.iam.revoke_role_sessions import RevokeRoleSessions
 from chalicelib.actions.k8s.block_image import BlockImage
 from chalicelib.actions.k8s.capture_pod import CapturePod
@@ -45,6 +46,7 @@ _ACTIONS: tuple[type[Action], ...] = (
     RemoveFromService,
     ScanForMalware,
     BlockIP,
+    PinInstanceCredentials,
     RevokeRoleSessions,
     DeactivateAccessKeys,
     DeleteAccessEntry,

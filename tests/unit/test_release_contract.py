@@ -16,7 +16,7 @@ from tests.unit.test_docs import DOCS
 UNDONE = {"k8s:label-pod", "k8s:label-node", "k8s:cordon-node", "k8s:isolate-pod", "k8s:block-image",
           "ec2:protect-instance", "ec2:isolate-instance", "ec2:remove-from-service", "ec2:isolate-pod-eni",
           "ec2:block-ip", "eks:restrict-public-endpoint",
-          "iam:revoke-role-sessions",
+          "iam:revoke-role-sessions", "iam:pin-instance-credentials",
           "iam:deactivate-access-keys"}  # fmt: skip
 
 

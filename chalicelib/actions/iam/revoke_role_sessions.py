@@ -33,7 +33,7 @@ class RevokeParams(Params):
     allow_node_roles: bool = False
 
 
-def _node_role(target: Target, role: dict[str, Any]) -> bool:
+def node_role(target: Target, role: dict[str, Any]) -> bool:
     """The role of an instance profile: EC2 assumes it (every node of a group shares it)."""
     if target.attributes.get("node_role") == "true":
         return True
@@ -106,7 +106,7 @@ class RevokeRoleSessions(Action):
         described = api.get_role(role)
         if described is None:
             return Outcome(Status.SKIPPED, f"role {target} no longer exists")
-        if _node_role(target, described) and not params.allow_node_roles:
+        if node_role(target, described) and not params.allow_node_roles:
             return Outcome(
                 Status.SKIPPED,
                 f"spared: {role} is a node (EC2 instance) role shared by every node that uses it; revoking it would "

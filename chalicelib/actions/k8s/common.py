@@ -83,8 +83,7 @@ class LabelForInvestigation(Action):
 
     def describe(self, target: Target, params: Params) -> str:
         return (
-            f"label {target.kind} {target} {INVESTIGATION_LABEL}=true with the incident id, and keep it "
-            "from its autoscaler (Karpenter, Cluster Autoscaler) where one would remove it"
+            f"label {target.kind} {target} {INVESTIGATION_LABEL}=true with the incident id (kept from its autoscaler)"
         )
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:

@@ -1,0 +1,164 @@
+"""iam:pin-instance-credentials: a node role's credentials work on their own instance only.
+
+Revoking a node role's sessions (iam:revoke-role-sessions) stops every node that shares the role:
+the whole node group loses AWS. EC2 role credentials carry where they were delivered
+(`aws:ec2InstanceSourceVPC`, `aws:ec2InstanceSourcePrivateIPv4`), and a request made through a VPC
+endpoint carries where it comes from (`aws:SourceVpc`, `aws:VpcSourceIp`): a deny of requests whose
+two differ refuses the stolen copy and leaves every node working.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, ClassVar
+
+from pydantic import field_validator
+
+from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
+from chalicelib.actions.iam.common import identity, name_of
+from chalicelib.actions.iam.revoke_role_sessions import ROLE_ARN, node_role
+
+POLICY_NAME = "eks-responder-pin-instance-credentials"
+MAX_ADDRESSES = 50  # a statement's condition stays small; more callers than this is a different incident
+
+
+def _always(cutoff: str) -> dict[str, Any]:
+    """What every statement requires: EC2 role credentials, issued before the cut-off, used by the
+    caller itself (not an AWS service acting on its behalf)."""
+    return {"Null": {"ec2:SourceInstanceARN": "false"}, "BoolIfExists": {"aws:ViaAWSService": "false"},
+            "DateLessThan": {"aws:TokenIssueTime": cutoff}}  # fmt: skip
+
+
+def pin_document(incident_id: str, cutoff: str, egress: tuple[str, ...], callers: tuple[str, ...]) -> dict[str, Any]:
+    """The deny. Through a VPC endpoint: from another VPC, or another address than the instance's.
+    Through a public endpoint (no source VPC is known there): from outside the nodes' egress
+    addresses when they are given, else from the addresses the finding saw the credentials used at."""
+    sid = re.sub(r"[^A-Za-z0-9]", "", incident_id)[:60]
+    base = _always(cutoff)
+    statements: list[dict[str, Any]] = [
+        {"Sid": f"OtherVpc{sid}", "Effect": "Deny", "Action": "*", "Resource": "*",
+         "Condition": {**base, "Null": {**base["Null"], "aws:SourceVpc": "false"},
+                       "StringNotEquals": {"aws:ec2InstanceSourceVPC": "${aws:SourceVpc}"}}},
+        {"Sid": f"OtherAddress{sid}", "Effect": "Deny", "Action": "*", "Resource": "*",
+         "Condition": {**base, "Null": {**base["Null"], "aws:VpcSourceIp": "false"},
+                       "StringNotEquals": {"aws:ec2InstanceSourcePrivateIPv4": "${aws:VpcSourceIp}"}}},
+    ]  # fmt: skip
+    public = {**base, "Null": {**base["Null"], "aws:SourceVpc": "true"}}
+    if egress:
+        statements.append({"Sid": f"OutsideEgress{sid}", "Effect": "Deny", "Action": "*", "Resource": "*",
+                           "Condition": {**public, "NotIpAddress": {"aws:SourceIp": list(egress)}}})  # fmt: skip
+    elif callers:
+        statements.append({"Sid": f"SeenCaller{sid}", "Effect": "Deny", "Action": "*", "Resource": "*",
+                           "Condition": {**public, "IpAddress": {"aws:SourceIp": list(callers)}}})  # fmt: skip
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+class PinParams(Params):
+    # The nodes' public egress (NAT gateway addresses, CIDRs): with it, a request through a public
+    # endpoint from anywhere else is refused too. Without it, only the addresses the finding saw are.
+    egress_cidrs: tuple[str, ...] = ()
+
+    @field_validator("egress_cidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(ipaddress.ip_network(v, strict=False)) for v in value)
+
+
+def callers_outside(remote_ips: tuple[str, ...], egress: tuple[str, ...]) -> tuple[str, ...]:
+    """The finding's caller addresses that are valid and public, and none of the nodes' own egress
+    (a deny of those would stop the nodes): the rest are dropped, whatever the finding says."""
+    networks = [ipaddress.ip_network(e) for e in egress]
+    kept: list[str] = []
+    for raw in remote_ips:
+        try:
+            address = ipaddress.ip_address(str(raw).strip())
+        except ValueError:
+            continue
+        if address.is_global and not any(address in n for n in networks) and str(address) not in kept:
+            kept.append(str(address))
+    return tuple(kept[:MAX_ADDRESSES])
+
+
+class PinInstanceCredentials(Action):
+    """Deny a node role's sessions issued before now wherever they are used away from the instance
+    they were delivered to; the nodes keep working, a stolen copy stops.
+
+    Through a VPC endpoint, a request is refused when its source VPC or address is not the
+    instance's (`aws:ec2InstanceSourceVPC` against `aws:SourceVpc`, `aws:ec2InstanceSourcePrivateIPv4`
+    against `aws:VpcSourceIp`). A request through a public endpoint carries no source VPC: it is
+    refused from outside `egress_cidrs` when the rule gives the nodes' egress, else from the
+    addresses the finding saw the credentials used at. Only node roles (an instance profile's, EC2
+    trusted): any other role's credentials are not bound to an instance (iam:revoke-role-sessions).
+
+    Example::
+
+        - action: iam:pin-instance-credentials
+          params: {egress_cidrs: ["203.0.113.10/32", "203.0.113.11/32"]}
+    """
+
+    name = "iam:pin-instance-credentials"
+    contains = True
+    target_kind = "role"
+    params_model = PinParams
+    summary = "deny a node role's earlier sessions away from their own instance (the nodes keep working)"
+    iam: ClassVar[tuple[IAMStatement, ...]] = (
+        IAMStatement(("iam:GetRole", "iam:GetRolePolicy", "iam:PutRolePolicy"), (ROLE_ARN,)),
+    )
+    release_iam: ClassVar[tuple[IAMStatement, ...]] = (IAMStatement(("iam:DeleteRolePolicy",), (ROLE_ARN,)),)
+    releases = f"removes the {POLICY_NAME} inline policy (or puts back the one an earlier incident had set)"
+    keeps = "requests refused meanwhile were refused"
+    reads_back = "the role's inline deny policy, compared with the one written"
+
+    def describe(self, target: Target, params: Params) -> str:
+        return f"attach {POLICY_NAME} to node role {target}: deny its earlier sessions away from their instance"
+
+    def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
+        assert isinstance(params, PinParams)
+        api = identity(ctx)
+        role = name_of(target.name)
+        described = api.get_role(role)
+        if described is None:
+            return Outcome(Status.SKIPPED, f"role {target} no longer exists")
+        if not node_role(target, described):
+            return Outcome(Status.SKIPPED, f"{role} is not a node role: its credentials are not bound to an "
+                                           "instance (iam:revoke-role-sessions revokes them)")  # fmt: skip
+        callers = callers_outside(ctx.incident.remote_ips, params.egress_cidrs)
+        cutoff = ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        existing = api.role_policy(role, POLICY_NAME)
+        document = pin_document(ctx.incident.id, cutoff, params.egress_cidrs, callers)
+        sid = document["Statement"][0]["Sid"]
+        if existing and any(s.get("Sid") == sid for s in existing.get("Statement", [])):
+            return Outcome(Status.SKIPPED, f"node role {role} already pinned for this incident", already=True)
+        api.put_role_policy(role, POLICY_NAME, document)
+        if params.egress_cidrs:
+            where = f"outside {', '.join(params.egress_cidrs)}"
+        else:
+            where = f"from {', '.join(callers)}" if callers else "nowhere (no egress given, no caller address seen)"
+        detail = (f"node role {role}: sessions issued before {cutoff} denied away from their instance (through "
+                  f"VPC endpoints: from another VPC or address; through public endpoints: {where}) by "
+                  f"{POLICY_NAME}")  # fmt: skip
+        prior = {"role": role, "policy": POLICY_NAME, "previous_document": existing}
+        if ctx.dry_run:
+            return Outcome(Status.SUCCEEDED, detail, prior)
+        now = api.role_policy(role, POLICY_NAME)
+        return checked(
+            detail, None if now == document else f"inline policy {POLICY_NAME} is not the one written", prior
+        )
+
+    def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
+        api = identity(ctx)
+        role = str(prior.get("role") or name_of(target.name))
+        current = api.role_policy(role, POLICY_NAME)
+        if current is None:
+            return Outcome(Status.SKIPPED, f"role {role} no longer has {POLICY_NAME}")
+        ours = re.sub(r"[^A-Za-z0-9]", "", ctx.incident.id)[:60]
+        if not any(str(s.get("Sid", "")).endswith(ours) for s in current.get("Statement", [])) and not force:
+            return Outcome(Status.SKIPPED, f"role {role}: {POLICY_NAME} was replaced by a later incident since; "
+                                           "left in place (release that incident, or force)")  # fmt: skip
+        previous = prior.get("previous_document")
+        if previous:
+            api.put_role_policy(role, POLICY_NAME, previous)
+            return Outcome(Status.SUCCEEDED, f"role {role}: the earlier {POLICY_NAME} put back")
+        api.delete_role_policy(role, POLICY_NAME)
+        return Outcome(Status.SUCCEEDED, f"role {role}: {POLICY_NAME} removed")
