@@ -89,6 +89,10 @@ def action_page(action: Action, rules: RulesFile) -> str:
             else "Nothing: the API's answer is all it has, and a live result says so (`(not read back)`)."
         ),
         "",
+        "## Where it cannot run",
+        "",
+        *_cannot_run(action),
+        "",
         "## Release (undo)",
         "",
         f"- A release: {action.releases or 'nothing (it changes nothing that needs undoing)'}",
@@ -134,6 +138,17 @@ def playbook_page(rule: Rule, position: int, rules: RulesFile) -> str:
         lines.append(f"{index}. [`{step.action}`](../actions/{slug(step.action)}.md){params}: {summary}{waits}")
     lines += ["", "Handled by: " + (", ".join(f"`{h}`" for h in handled) or "no deployed function") + "."]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _cannot_run(action: Action) -> list[str]:
+    """What runs a node that rules the action out, and why ([node types](../../node-types.md))."""
+    found = []
+    if action.refused_by_managed_instances:
+        refused = action.refused_by_managed_instances
+        found.append(f"- EKS Auto Mode nodes: their EC2 managed instances refuse {refused}; the step is skipped "
+                     "with that reason")  # fmt: skip
+    found += [f"- {name.capitalize()} nodes: {why}" for name, why in sorted(action.not_on.items())]
+    return found or ["Nothing rules it out by the type of node ([node types](../../node-types.md))."]
 
 
 def pages(rules: RulesFile, docs: Path) -> dict[Path, str]:
