@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -15,6 +16,8 @@ from chalicelib.actions.iam.common import account_of, name_of
 from chalicelib.functions import FUNCTIONS
 from chalicelib.incident import Incident, PrincipalRole, principal_from_arn
 from chalicelib.settings import Settings
+
+logger = logging.getLogger("eks_responder")
 
 CLUSTER_TAG_FILTER = f"tag:{CLUSTER_TAG}"
 IDENTITY_KINDS = {"role", "user", "principal"}
@@ -131,7 +134,7 @@ def block(action: Action, target: Target, ctx: ActionContext) -> str | None:  # 
     if target.kind == "key":
         return key_block(target, ctx)
     if target.kind == "instance":
-        return compute_block(action, target) or instance_block(action, target, ctx)
+        return compute_block(action, target, ctx) or instance_block(action, target, ctx)
     node = _node(ctx, target.name)
     labels = ((node or {}).get("metadata") or {}).get("labels") or {}
     for selector in settings.protected_node_labels:
@@ -253,14 +256,36 @@ def _tags(instance: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in instance.get("Tags") or []}
 
 
-def compute_block(action: Action, target: Target) -> str | None:
-    """A step that cannot work on what runs the node (read from the node): said, not attempted."""
-    if target.attributes.get("compute") == compute.AUTO and action.refused_by_managed_instances:
-        return (f"not possible: {target} is an EKS Auto Mode node, and its EC2 managed instance refuses "
-                f"{action.refused_by_managed_instances}; it is contained through Kubernetes instead (cordon, "
-                "pod isolation, do-not-disrupt)")  # fmt: skip
-    why = action.not_on.get(target.attributes.get("os", ""))
-    return f"not possible: {why}" if why else None
+def compute_block(action: Action, target: Target, ctx: ActionContext) -> str | None:
+    """A step that cannot work on what runs the node: said, not attempted. The node's labels are
+    written by whoever controls the node (a compromised kubelet too), so a claim that would spare
+    the instance is believed only when EC2 confirms it: a managed instance (`Operator.Managed`), a
+    Windows platform. A claim EC2 contradicts is said, and the step runs."""
+    claims_auto = target.attributes.get("compute") == compute.AUTO and action.refused_by_managed_instances
+    claims_os = action.not_on.get(target.attributes.get("os", ""))
+    if not (claims_auto or claims_os) or ctx.aws is None:
+        return None
+    described = cached_instance(ctx, target)
+    if described is None:
+        return None  # the action reports the instance gone
+    if claims_auto:
+        if (described.get("Operator") or {}).get("Managed") is True:
+            return (f"not possible: {target} is an EKS Auto Mode node, and its EC2 managed instance refuses "
+                    f"{action.refused_by_managed_instances}; it is contained through Kubernetes instead (cordon, "
+                    "pod isolation, do-not-disrupt)")  # fmt: skip
+        _contradicted(ctx, f"node of instance {target} is labelled EKS Auto Mode, but EC2 says the instance is "
+                           "not a managed instance: its steps run as on any node")  # fmt: skip
+    if target.attributes.get("os") == compute.WINDOWS and str(described.get("Platform", "")).lower() != "windows":
+        _contradicted(ctx, f"node of instance {target} says it runs Windows, but EC2 says the instance does not: "
+                           "its steps run as on any node")  # fmt: skip
+        return None
+    return f"not possible: {claims_os}" if claims_os else None
+
+
+def _contradicted(ctx: ActionContext, said: str) -> None:
+    if said not in ctx.notes:
+        logger.warning("node claim contradicted by EC2", extra={"incident_id": ctx.incident.id, "said": said})
+        ctx.notes.append(said)
 
 
 def instance_block(action: Action, target: Target, ctx: ActionContext) -> str | None:

@@ -234,9 +234,9 @@ def _runs_on(node: str, on: dict[str, str]) -> list[str]:
     """What the report says once about a node whose compute or OS rules steps out."""
     said = []
     if on.get("compute") == compute.AUTO:
-        said.append(f"node {node} is an EKS Auto Mode node (an EC2 managed instance): AWS refuses direct changes "
-                    "to it (security groups, termination protection, SSM commands), so those steps are not "
-                    "attempted; cordon, taints, pod isolation and do-not-disrupt hold it instead")  # fmt: skip
+        said.append(f"node {node} is labelled an EKS Auto Mode node: once EC2 confirms its instance is managed, "
+                    "the direct changes AWS refuses there (security groups, termination protection, SSM commands) "
+                    "are not attempted; cordon, taints, pod isolation and do-not-disrupt hold it instead")  # fmt: skip
     if on.get("os") == compute.BOTTLEROCKET:
         said.append(
             f"node {node} runs Bottlerocket: no shell for a memory-capture script (its admin container, by hand)"

@@ -49,6 +49,19 @@ def _node(aws_session: Any, cluster: Cluster, name: str, labels: dict[str, str],
     return instance_id
 
 
+def _as_ec2_describes(aws_session: Any, instance_id: str, **fields: Any) -> None:
+    """What EC2 says of an EC2 managed instance (`Operator`) or a Windows one (`Platform`), which moto
+    does not model: added to its DescribeInstances answer for that instance, as the client parses it."""
+
+    def described(parsed: dict[str, Any], **_: Any) -> None:
+        for reservation in parsed.get("Reservations", []):
+            for instance in reservation.get("Instances", []):
+                if instance.get("InstanceId") == instance_id:
+                    instance.update(fields)
+
+    aws_session.events.register("after-call.ec2.DescribeInstances", described)
+
+
 def _annotations(admin: Client, kind: Any, name: str, namespace: str | None = None) -> dict[str, str]:
     obj = admin.get(kind, name, namespace=namespace) if namespace else admin.get(kind, name)
     return dict(obj.metadata.annotations or {})
@@ -64,6 +77,8 @@ def test_the_node_playbook_keeps_the_evidence_in_place_and_does_only_what_can_wo
 ) -> None:
     instance_id = _node(aws_session, cluster, "node-a", LABELS[kind])
     _node(aws_session, cluster, "node-b", LABELS[kind])  # never the last Ready node of its group
+    if kind == "auto":
+        _as_ec2_describes(aws_session, instance_id, Operator={"Managed": True, "Principal": "eks.amazonaws.com"})
     found = _node_finding(instance_id)
 
     report = make_responder(incidents_table=TABLE).handle(found, Mode.LIVE)
@@ -91,6 +106,20 @@ def test_the_node_playbook_keeps_the_evidence_in_place_and_does_only_what_can_wo
     assert not {k for k in _annotations(admin, Node, "node-a") if k in compute.AUTOSCALER_ANNOTATIONS}
     assert not admin.get(Node, "node-a").spec.unschedulable
     assert all(a["status"] in {"succeeded", "skipped"} for a in released["actions"]), released["actions"]
+
+
+def test_a_node_that_only_says_it_is_auto_mode_is_isolated_like_any(
+    aws_session: Any, cluster: Cluster, make_responder: Any
+) -> None:
+    """A compromised node's kubelet can label its own Node: the claim that would spare its instance
+    holds only when EC2 confirms the instance is managed."""
+    instance_id = _node(aws_session, cluster, "node-a", AUTO)
+    _node(aws_session, cluster, "node-b", AUTO)
+    report = make_responder().handle(_node_finding(instance_id), Mode.LIVE)
+    by_action = {r.action: r for r in report.actions}
+    assert by_action["ec2:isolate-instance"].status.value == "succeeded", by_action["ec2:isolate-instance"].detail
+    assert by_action["ec2:protect-instance"].status.value == "succeeded"
+    assert any("EC2 says the instance is not a managed instance" in note for note in report.notes), report.notes
 
 
 @pytest.mark.parametrize("kind", ["karpenter", "node-group"])
@@ -122,6 +151,8 @@ def test_memory_capture_is_not_attempted_where_it_cannot_work(
     os_image: str, labels: dict[str, str], said: str, aws_session: Any, cluster: Cluster, make_responder: Any
 ) -> None:
     instance_id = _node(aws_session, cluster, "node-a", labels, os_image)
+    if "windows" in labels.values():
+        _as_ec2_describes(aws_session, instance_id, Platform="windows")
     capture = {"action": "ec2:capture-memory"}
     report = make_responder(rules_with(capture, "k8s:label-node")).handle(_node_finding(instance_id), Mode.LIVE)
     (captured, labelled) = report.actions
