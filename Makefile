@@ -6,10 +6,11 @@ STAGE ?= dev
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
 
-.PHONY: help venv native apiserver browser demo test package conformance fuzz hostile lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
+.PHONY: help venv native apiserver browser demo stack stack-down test package conformance fuzz hostile lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
 
 help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
+	@echo "make stack   start and seed the local stack and leave it running (make stack-down stops it)"
 	@echo "make test    lint, type-check, check generated permissions, run every test (unit + integration)"
 	@echo "make conformance [SAMPLES=DIR]  replay the sample corpus in tests/samples (or a folder of public samples)"
 	@echo "make fuzz    100,000 mutated events through every source's intake (EVENTS=N), and hostile flow-log"
@@ -46,6 +47,13 @@ apiserver:
 
 demo: venv native apiserver
 	$(PY) -m devstack.demo
+
+# A local stack that stays up to experiment with (see `make stack`'s output); `make stack-down` stops it.
+stack: venv native apiserver
+	$(PY) -m devstack.running up
+
+stack-down: venv
+	$(PY) -m devstack.running down
 
 lint: venv
 	$(VENV)/bin/ruff check .
