@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from devstack import stack
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBER = "210987654321"
@@ -57,7 +58,7 @@ def run(env: dict[str, str]) -> int:
     user = event["detail"]["resource"]["kubernetesDetails"]["kubernetesUserDetails"]
     user["username"] = f"arn:aws:sts::{MEMBER}:assumed-role/developer/jane"
     user["uid"] = f"aws-iam-authenticator:{MEMBER}:AROAEXAMPLEDEVELOPER"
-    folder = Path(tempfile.mkdtemp(prefix="eks-responder-member-"))
+    folder = stack.scratch("member")
     (folder / "event.json").write_text(json.dumps(event))
     hub_before = _revocation(env, _session(env))
     print(f"  before: account {MEMBER} role developer: {_revocation(env, member)}")

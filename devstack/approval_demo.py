@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -19,6 +18,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import yaml
+
+from devstack import stack
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "eks-responder-demo-incidents"
@@ -52,7 +53,7 @@ def _prepare(env: dict[str, str], client: Any) -> tuple[Path, dict[str, str]]:
            "metadata": {"name": POD, "namespace": "payments", "labels": {"app": "checkout"}},
            "spec": {"containers": [{"name": "main", "image": "public.ecr.aws/docker/library/python:3"}]}}  # fmt: skip
     client.create(from_dict(pod))
-    folder = Path(tempfile.mkdtemp(prefix="eks-responder-approval-"))
+    folder = stack.scratch("approval")
     rules = folder / "rules.yaml"
     steps = [{"action": "k8s:label-pod"}, {"action": "k8s:capture-pod"},
              {"action": "k8s:isolate-pod", "approval": "required"}]  # fmt: skip

@@ -8,7 +8,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import boto3
 
 from chalicelib.actions.ec2 import memory_document
+from devstack import stack
 
 ROOT = Path(__file__).resolve().parents[1]
 STATUS = ROOT / "events" / "ssm" / "memory-capture-succeeded.json"
@@ -57,7 +57,7 @@ def run(env: dict[str, str], bucket: str) -> int:
     event = json.loads(STATUS.read_text())
     event["detail"].update({"command-id": first["CommandId"], "instance-id": record["instance"],
                             "document-name": document})  # fmt: skip
-    folder = Path(tempfile.mkdtemp(prefix="eks-responder-capture-"))
+    folder = stack.scratch("capture")
     (folder / "memory-capture-status.json").write_text(json.dumps(event))
     cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", str(folder)]
     done = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True)

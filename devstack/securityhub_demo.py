@@ -6,10 +6,9 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from devstack import approval_demo
+from devstack import approval_demo, stack
 
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE = ROOT / "events" / "guardduty" / "execution-runtime-reverse-shell.json"
@@ -19,7 +18,7 @@ COPY = ROOT / "events" / "securityhub" / "asff-copy-of-execution-runtime-reverse
 def run(env: dict[str, str]) -> int:
     print("\033[1m==> Security Hub: the native finding, then Security Hub's copy of it (ASFF), with the "
           "incident table\033[0m", flush=True)  # fmt: skip
-    folder = Path(tempfile.mkdtemp(prefix="eks-responder-securityhub-"))
+    folder = stack.scratch("securityhub")
     shutil.copy(NATIVE, folder / "1-native.json")
     shutil.copy(COPY, folder / "2-security-hub-copy.json")
     staged = {**env, "INCIDENTS_TABLE": approval_demo.TABLE}

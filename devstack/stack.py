@@ -208,6 +208,15 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def scratch(prefix: str) -> Path:
+    """A temporary folder (`eks-responder-<prefix>-*`) removed when this process exits."""
+    import atexit
+
+    folder = Path(tempfile.mkdtemp(prefix=f"eks-responder-{prefix}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def _spawn(args: list[str], logfile: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with logfile.open("wb") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
