@@ -13,6 +13,7 @@ from lightkube.resources.core_v1 import Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from chalicelib import decisions
+from chalicelib.compute import AUTOSCALER_ANNOTATIONS
 from chalicelib.executors.plans import PlanStore
 from chalicelib.policy.loader import parse_rules
 from chalicelib.responder import Mode
@@ -305,7 +306,8 @@ def test_a_release_with_nothing_to_put_back_says_so_in_the_history(
         for k in (pod.metadata.labels or {})
         if (k.startswith("eks-responder.io/") and "quarantine" not in k) or k == "app.kubernetes.io/managed-by"
     ]
-    notes = [k for k in (pod.metadata.annotations or {}) if k.startswith("eks-responder.io/incident")]
+    notes = [k for k in (pod.metadata.annotations or {})
+             if k.startswith("eks-responder.io/incident") or k in AUTOSCALER_ANNOTATIONS]  # fmt: skip
     marks = {"metadata": {"labels": dict.fromkeys(ours), "annotations": dict.fromkeys(notes)}}
     admin.patch(Pod, "web", marks, namespace=cluster.namespace, patch_type=PatchType.MERGE)
     released = decisions.release(store, second, report.incident.id, steps=(1,), who="cli:carol")

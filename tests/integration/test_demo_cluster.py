@@ -186,16 +186,19 @@ def test_reports_and_identities(demo: Demo) -> None:
     assert bindings == [("k8s:delete-rolebinding", "anonymous-view", "succeeded")]
     admin_binding = _statuses(results["policy-kubernetes-admin-access-to-default-service-account.json"])
     assert admin_binding == [("k8s:delete-rolebinding", "tools/default-admin", "succeeded")]
-    exfiltration = results["unauthorized-access-instance-credential-exfiltration-outside-aws.json"]["actions"][0]
-    # The node role is shared by every node of the group: spared, the instance is contained instead.
-    assert (exfiltration["target"], exfiltration["status"]) == (
-        "arn:aws:iam::123456789012:role/eks-demo-general-node",
-        "skipped",
-    )
-    assert exfiltration["detail"].startswith("spared: eks-demo-general-node is a node (EC2 instance) role")
+    pinned, revoked = results["unauthorized-access-instance-credential-exfiltration-outside-aws.json"]["actions"][:2]
+    # The node role is shared by every node of the group: its earlier sessions are pinned to their
+    # instances (the nodes keep working), never revoked; the instance is contained as well.
+    node_role = "arn:aws:iam::123456789012:role/eks-demo-general-node"
+    assert (pinned["action"], pinned["target"], pinned["status"]) == ("iam:pin-instance-credentials", node_role,
+                                                                     "succeeded")  # fmt: skip
+    assert (revoked["target"], revoked["status"]) == (node_role, "skipped")
+    assert revoked["detail"].startswith("spared: eks-demo-general-node is a node (EC2 instance) role")
     iam = running_client(running, "iam")
     assert iam.list_role_policies(RoleName="developer")["PolicyNames"] == ["eks-responder-revoke-older-sessions"]
-    assert iam.list_role_policies(RoleName="eks-demo-general-node")["PolicyNames"] == []
+    assert iam.list_role_policies(RoleName="eks-demo-general-node")["PolicyNames"] == [
+        "eks-responder-pin-instance-credentials"
+    ]
 
 
 def test_cluster_state_after_the_replay(demo: Demo) -> None:

@@ -137,3 +137,26 @@ def test_only_node_roles_are_pinned(aws_session: Any, make_responder: Any) -> No
 def test_a_finding_cannot_make_the_deny_refuse_the_nodes_own_egress() -> None:
     """Addresses come from the finding: only valid public ones outside the nodes' egress are used."""
     assert callers_outside((NAT, ATTACKER, "10.0.0.1", "::1", "x", ATTACKER), (f"{NAT}/32",)) == (ATTACKER,)
+
+
+def test_findings_of_the_same_theft_pin_once_and_a_new_caller_is_added(aws_session: Any, make_responder: Any) -> None:
+    """One policy per role: a finding the policy already covers changes nothing (a replay, the same
+    theft seen twice), one with a new caller adds it and keeps the earlier ones."""
+    arn = _node_role(aws_session)
+    seen = (datetime.now(UTC) - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    responder = make_responder(rules_with("iam:pin-instance-credentials"))
+    first = _finding(arn, id="theft-seen-first", observed_at=seen)
+    assert responder.handle(first, Mode.LIVE).actions[0].status.value == "succeeded"
+    written = _document(aws_session)
+    for again in (first, _finding(arn, id="theft-seen-again", observed_at=seen)):
+        (result,) = responder.handle(again, Mode.LIVE).actions
+        assert result.status.value == "skipped", result.detail
+        assert "already pinned" in result.detail
+    assert _document(aws_session) == written
+    elsewhere = replace(_finding(arn, id="theft-from-elsewhere", observed_at=seen), remote_ips=("81.2.69.160",))
+    (result,) = responder.handle(elsewhere, Mode.LIVE).actions
+    assert result.status.value == "succeeded", result.detail
+    before = datetime.now(UTC) - timedelta(hours=1)
+    document = _document(aws_session)
+    assert _denied(document, _request(issued=before, source_ip=ATTACKER))  # the first caller, still refused
+    assert _denied(document, _request(issued=before, source_ip="81.2.69.160"))

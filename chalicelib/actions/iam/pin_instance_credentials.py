@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import field_validator
@@ -52,6 +53,42 @@ def pin_document(incident_id: str, cutoff: str, egress: tuple[str, ...], callers
         statements.append({"Sid": f"SeenCaller{sid}", "Effect": "Deny", "Action": "*", "Resource": "*",
                            "Condition": {**public, "IpAddress": {"aws:SourceIp": list(callers)}}})  # fmt: skip
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def pinned(document: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a pin policy on the role holds: its cut-off, egress, callers, and the incident that wrote it."""
+    if not document:
+        return None
+    statements = [s for s in document.get("Statement") or [] if isinstance(s, dict)]
+    try:
+        cutoff = str(statements[0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"])
+    except (IndexError, KeyError, TypeError):
+        return None
+    found: dict[str, Any] = {"cutoff": cutoff, "sid": str(statements[0].get("Sid", "")), "egress": (), "callers": ()}
+    for statement in statements:
+        condition = statement.get("Condition") or {}
+        if "NotIpAddress" in condition:
+            found["egress"] = tuple(condition["NotIpAddress"].get("aws:SourceIp") or ())
+        if "IpAddress" in condition:
+            found["callers"] = tuple(condition["IpAddress"].get("aws:SourceIp") or ())
+    return found
+
+
+def _covers(had: dict[str, Any], incident_id: str, observed: str | None, egress: tuple[str, ...],
+            callers: tuple[str, ...]) -> bool:  # fmt: skip
+    """Whether the policy on the role already refuses what this finding saw: the same egress, every
+    caller address, and a cut-off no earlier than the finding (or written for this incident)."""
+    if tuple(had["egress"]) != egress or not set(callers) <= set(had["callers"]):
+        return False
+    if had["sid"] == f"OtherVpc{re.sub(r'[^A-Za-z0-9]', '', incident_id)[:60]}":
+        return True
+    if not observed:
+        return False
+    try:
+        seen = datetime.fromisoformat(observed.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return False
+    return str(had["cutoff"]) >= seen.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class PinParams(Params):
@@ -123,13 +160,16 @@ class PinInstanceCredentials(Action):
         if not node_role(target, described):
             return Outcome(Status.SKIPPED, f"{role} is not a node role: its credentials are not bound to an "
                                            "instance (iam:revoke-role-sessions revokes them)")  # fmt: skip
-        callers = callers_outside(ctx.incident.remote_ips, params.egress_cidrs)
-        cutoff = ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
         existing = api.role_policy(role, POLICY_NAME)
+        had = pinned(existing)
+        callers = callers_outside(ctx.incident.remote_ips, params.egress_cidrs)
+        if had is not None and _covers(had, ctx.incident.id, ctx.incident.observed_at, params.egress_cidrs, callers):
+            return Outcome(Status.SKIPPED, f"node role {role} already pinned (sessions before {had['cutoff']}), "
+                                           "covering this finding", already=True)  # fmt: skip
+        # One policy per role: another incident's callers are kept, and the cut-off only moves forward.
+        callers = callers_outside((*(had or {}).get("callers", ()), *callers), params.egress_cidrs)
+        cutoff = ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
         document = pin_document(ctx.incident.id, cutoff, params.egress_cidrs, callers)
-        sid = document["Statement"][0]["Sid"]
-        if existing and any(s.get("Sid") == sid for s in existing.get("Statement", [])):
-            return Outcome(Status.SKIPPED, f"node role {role} already pinned for this incident", already=True)
         api.put_role_policy(role, POLICY_NAME, document)
         if params.egress_cidrs:
             where = f"outside {', '.join(params.egress_cidrs)}"
