@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from devstack import stack
+from devstack import narrate, stack
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBER = "210987654321"
@@ -18,8 +18,7 @@ POLICY = "eks-responder-revoke-older-sessions"
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": []})
 
 
-def _say(message: str) -> None:
-    print(f"\033[1m==> {message}\033[0m", flush=True)
+_say = narrate.say
 
 
 def _session(env: dict[str, str], account: str | None = None) -> Any:

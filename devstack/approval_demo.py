@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import yaml
 
-from devstack import stack
+from devstack import narrate, stack
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "eks-responder-demo-incidents"
@@ -30,8 +30,7 @@ POD = "checkout-6b7f9c4d8-q2w3e"
 EVENT = ROOT / "events" / "guardduty" / "execution-runtime-reverse-shell.json"
 
 
-def _say(message: str) -> None:
-    print(f"\033[1m==> {message}\033[0m", flush=True)
+_say = narrate.say
 
 
 def _prepare(env: dict[str, str], client: Any) -> tuple[Path, dict[str, str]]:
@@ -113,7 +112,8 @@ def run(env: dict[str, str], client: Any) -> int:
     _say("Approval: the same kind of finding, with a rule whose isolation waits for a human")
     folder, staged = _prepare(env, client)
     print(f"  before: {_state(client)}")
-    cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", "--show-messages", "-v", str(folder)]
+    shown = ["--show-messages"] if narrate.VERBOSE else []
+    cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", *shown, "-v", str(folder)]
     audit = folder / "audit.jsonl"  # the trail of this incident: replay, then release (the approval is in the table)
     with audit.open("w") as trail:
         code = subprocess.run(cmd, env=staged, check=False, stderr=trail).returncode
@@ -121,7 +121,7 @@ def run(env: dict[str, str], client: Any) -> int:
     _say("Approving through the local HTTP route (Chalice's server on loopback), signed as Slack signs it")
     os.environ.update({**staged, "POWERTOOLS_LOG_LEVEL": "WARNING"})  # the route's JSON logs would drown the story
     from chalice.config import Config
-    from chalice.local import LocalDevServer
+    from chalice.local import ChaliceRequestHandler, LocalDevServer
 
     from chalicelib import wiring
 
@@ -129,6 +129,8 @@ def run(env: dict[str, str], client: Any) -> int:
     import app
 
     local = LocalDevServer(app.app, Config.create(chalice_app=app.app, app_name="eks-responder"), "127.0.0.1", 0)
+    if not narrate.VERBOSE:  # its access log, one line per request, is no part of the story
+        ChaliceRequestHandler.log_message = lambda *_: None
     threading.Thread(target=local.server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{local.server.server_address[1]}/slack/actions"
     incident_id = "aa58ba0fda05c4a3253c92dd408cff48"  # the finding id

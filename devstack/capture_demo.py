@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 
 from chalicelib.actions.ec2 import memory_document
-from devstack import stack
+from devstack import narrate, stack
 
 ROOT = Path(__file__).resolve().parents[1]
 STATUS = ROOT / "events" / "ssm" / "memory-capture-succeeded.json"
@@ -42,8 +42,7 @@ def _as_the_node(parameters: dict[str, list[str]]) -> None:
 
 
 def run(env: dict[str, str], bucket: str) -> int:
-    print("\033[1m==> Memory capture: the node uploads through its presigned URLs, then SSM's status event "
-          "arrives\033[0m", flush=True)  # fmt: skip
+    narrate.say("Memory capture: the node uploads through its presigned URLs, then SSM's status event arrives")
     s3, ssm = _client(env, "s3"), _client(env, "ssm")
     document = memory_document.document_name(env.get("STAGE", "local"))
     commands = [c for c in ssm.list_commands()["Commands"] if c["DocumentName"] == document]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import subprocess
@@ -21,14 +22,13 @@ from chalicelib.actions.base import INCIDENT_LABEL, INVESTIGATION_LABEL, QUARANT
 from chalicelib.actions.ec2.capture_memory import CAPTURE_TAG
 from chalicelib.actions.k8s.block_image import IMAGE_ANNOTATION
 from chalicelib.bounds import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE
-from devstack import accounts_demo, approval_demo, capture_demo, securityhub_demo, seed, stack
+from devstack import accounts_demo, approval_demo, capture_demo, narrate, securityhub_demo, seed, stack
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_POLICY = create_global_resource("kyverno.io", "v1", "ClusterPolicy", "clusterpolicies")
 
 
-def say(message: str) -> None:
-    print(f"\033[1m==> {message}\033[0m", flush=True)
+say = narrate.say
 
 
 def _show_cluster(client: Any) -> None:
@@ -130,8 +130,12 @@ def _show_sns(env: dict[str, str], queue_url: str) -> None:
         for message in batch:
             subjects.append(json.loads(message["Body"])["Subject"])
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    for subject in subjects:
-        print(f"  {subject}")
+    if narrate.VERBOSE:
+        for subject in subjects:
+            print(f"  {subject}")
+    else:
+        severities = collections.Counter(s.removeprefix("[DRY-RUN] ").split("]")[0].strip("[") for s in subjects)
+        print("  " + ", ".join(f"{n} {k}" for k, n in severities.most_common()))
     print(f"  {len(subjects)} messages")
 
 
@@ -140,7 +144,7 @@ def _show_evidence(env: dict[str, str], bucket: str) -> None:
     s3 = _client(env, "s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     manifests = [k for k in keys if k.endswith("MANIFEST.json")]
-    for key in manifests:
+    for key in manifests if narrate.VERBOSE else manifests[:2]:
         print(f"  {key}")
     print(f"  {len(keys)} objects in {len(manifests)} bundles, each with a SHA-256 MANIFEST.json")
 
@@ -179,11 +183,8 @@ def main() -> int:
                "MAX_NODES_CORDONED_PER_HOUR": "3", "SNS_TOPIC_ARN": seeded.topic_arn,
                "CLUSTERS": "demo", "AVML_SHA256": seed.AVML_SHA256}  # fmt: skip
         say("Replaying events/ live, as the responder identity (RBAC: the generated ClusterRole only)")
-        cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", "--show-messages", "-v",
-               str(ROOT / "events")]  # fmt: skip
-        DEMO_DIR.mkdir(exist_ok=True)
-        with AUDIT_LOG.open("w") as audit:  # the audit trail (JSON lines), for the timeline below
-            code = subprocess.run(cmd, env=env, check=False, stderr=audit).returncode
+        story = narrate.Story()
+        code = _replay(env, story)
         with seed.admin_client(running) as client:
             _show_cluster(client)
             _show_identities(env, client)
@@ -198,7 +199,28 @@ def main() -> int:
         code = accounts_demo.run(env) or code
         say("Stopping everything the demo started")
     say(f"Done in {time.monotonic() - started:.0f} s (replay exit code {code})")
+    for line in story.summary():
+        print(f"  {line}")
+    print("  (every message and detail: DEMO_VERBOSE=1 make demo)" if not narrate.VERBOSE else "")
     return code
+
+
+def _replay(env: dict[str, str], story: narrate.Story) -> int:
+    """events/ through the CLI, live; told briefly (the JSON results), or in full with -v."""
+    DEMO_DIR.mkdir(exist_ok=True)
+    brief = [] if narrate.VERBOSE else ["--json"]
+    shown = ["--show-messages"] if narrate.VERBOSE else []
+    cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", *shown, *brief, "-v",
+           str(ROOT / "events")]  # fmt: skip
+    with AUDIT_LOG.open("w") as audit:  # the audit trail (JSON lines), for the timeline below
+        if narrate.VERBOSE:
+            return subprocess.run(cmd, env=env, check=False, stderr=audit).returncode
+        done = subprocess.run(cmd, env=env, check=False, stderr=audit, stdout=subprocess.PIPE, text=True)
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            story.tell(json.loads(line))
+    story.said_once()
+    return done.returncode
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devstack import approval_demo, stack
+from devstack import approval_demo, narrate, stack
 
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE = ROOT / "events" / "guardduty" / "execution-runtime-reverse-shell.json"
@@ -16,8 +16,7 @@ COPY = ROOT / "events" / "securityhub" / "asff-copy-of-execution-runtime-reverse
 
 
 def run(env: dict[str, str]) -> int:
-    print("\033[1m==> Security Hub: the native finding, then Security Hub's copy of it (ASFF), with the "
-          "incident table\033[0m", flush=True)  # fmt: skip
+    narrate.say("Security Hub: the native finding, then Security Hub's copy of it (ASFF), with the incident table")
     folder = stack.scratch("securityhub")
     shutil.copy(NATIVE, folder / "1-native.json")
     shutil.copy(COPY, folder / "2-security-hub-copy.json")
