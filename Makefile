@@ -6,7 +6,7 @@ STAGE ?= dev
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
 
-.PHONY: help venv native apiserver browser demo stack stack-down test package conformance fuzz hostile lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
+.PHONY: help venv native apiserver browser docs-assets demo stack stack-down test package conformance fuzz hostile lint typecheck unit permissions check-permissions bench lock clean prerequisites deploy flow-logs
 
 help:
 	@echo "make demo    run the responder end to end on the embedded local stack"
@@ -69,12 +69,19 @@ permissions: venv
 	$(PY) -m chalicelib.permissions
 
 # Debian's Chromium, for the browser check of an incident timeline (Playwright drives it: no browser is downloaded).
+# The docs site's own copy of Mermaid (pinned in docs/assets/vendor.lock.json): diagrams render offline.
+docs-assets: venv
+	@command -v npm >/dev/null || { echo "==> Installing Debian's npm (once)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null; }; }
+	$(PY) -m devstack.docs_assets
+
 browser:
 	@command -v chromium >/dev/null || { echo "==> Installing Debian's chromium (once)"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
 
-test: venv native apiserver browser lint typecheck check-permissions
+test: venv native apiserver browser docs-assets lint typecheck check-permissions
 	$(VENV)/bin/pytest
 
 unit: venv native
