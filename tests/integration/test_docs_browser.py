@@ -76,3 +76,27 @@ def test_every_diagram_renders_offline(site: Path, browser: Any, page: str, diag
     assert raw == 0  # no diagram left as its source
     assert not [u for u in asked if re.search(r"mermaid|unpkg|jsdelivr", u)], asked
     assert not [e for e in errors if "mermaid" in e.lower() or "syntax error" in e.lower()], errors
+
+
+SHOTS = ROOT / ".site-shots"  # kept out of the repository (.gitignore): look at them after `make test`
+MAIN_PAGES = ["index", "playbooks", "reference/playbooks/compromised-node", "reference/actions/ec2-capture-memory",
+              "approval", "node-types"]  # fmt: skip
+
+
+@pytest.mark.parametrize("page", MAIN_PAGES)
+def test_each_main_page_fits_its_window_and_is_photographed(site: Path, browser: Any, page: str) -> None:  # noqa: F811
+    html = site / "index.html" if page == "index" else site / page / "index.html"
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file://") else route.abort())
+    tab = context.new_page()
+    tab.goto(html.as_uri())
+    tab.wait_for_load_state("load")
+    # Nothing wider than the window: a table scrolls inside its own box, never the page.
+    page_width = tab.evaluate("document.documentElement.scrollWidth")
+    clipped = tab.evaluate("""[...document.querySelectorAll('.md-content td, .md-content th, .md-content p')]
+        .filter(e => getComputedStyle(e).overflow === 'hidden' && e.scrollWidth > e.clientWidth + 1).length""")
+    SHOTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(SHOTS / f"{page.replace('/', '-')}.png"), full_page=True)
+    context.close()
+    assert page_width <= 1280, f"{page} is {page_width} px wide"
+    assert clipped == 0
