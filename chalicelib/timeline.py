@@ -193,20 +193,22 @@ def _chart(entries: list[Entry]) -> str:
         return '<p class="muted">No timed step to chart.</p>'
     start, end = timed[0][0], timed[-1][0]
     span = max((end - start).total_seconds(), 0.001)
-    width, row = 900, 18
+    width, row, left = 1040, 18, 250  # the labels' column fits the longest action name
     height = row * len(timed) + 30
     marks = []
     for index, (when, entry) in enumerate(timed):
-        x = 160 + (width - 200) * (when - start).total_seconds() / span
+        x = left + (width - left - 260) * (when - start).total_seconds() / span
         y = 20 + index * row
         colour = _STATUS_COLOUR.get(entry.status, "#57606a")
         label = html.escape(entry.action or entry.what)
-        marks.append(f'<text x="4" y="{y + 4}" class="lbl">{label[:24]}</text>'
-                     f'<line x1="160" y1="{y}" x2="{x:.1f}" y2="{y}" stroke="#d0d7de"/>'
+        target = html.escape(_short(entry.target, 38))
+        marks.append(f'<text x="4" y="{y + 4}" class="lbl">{label}</text>'
+                     f'<line x1="{left}" y1="{y}" x2="{x:.1f}" y2="{y}" stroke="#d0d7de"/>'
                      f'<circle cx="{x:.1f}" cy="{y}" r="5" fill="{colour}"><title>{html.escape(entry.at or "")} '
-                     f"{label} {html.escape(entry.status)}</title></circle>")  # fmt: skip
-    axis = (f'<text x="160" y="{height - 4}" class="lbl">{html.escape(timed[0][1].at or "")}</text>'
-            f'<text x="{width - 40}" y="{height - 4}" class="lbl" text-anchor="end">+{span:.3f} s</text>')  # fmt: skip
+                     f"{label} {html.escape(entry.target)} {html.escape(entry.status)}</title></circle>"
+                     f'<text x="{x + 9:.1f}" y="{y + 4}" class="lbl">{target}</text>')  # fmt: skip
+    axis = (f'<text x="{left}" y="{height - 4}" class="lbl">{html.escape(timed[0][1].at or "")}</text>'
+            f'<text x="{width - 260}" y="{height - 4}" class="lbl" text-anchor="end">+{span:.3f} s</text>')  # fmt: skip
     return (f'<svg class="chart" role="img" aria-label="timeline" viewBox="0 0 {width} {height}" '
             f'width="{width}" height="{height}">{"".join(marks)}{axis}</svg>')  # fmt: skip
 
@@ -217,8 +219,49 @@ h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}table{border-collapse:co
 td,th{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}.status{font-weight:600}.muted{color:#6e7781}.lbl{font:11px monospace;fill:#57606a}
 dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}dd{margin:0}
-code{font:12px monospace;word-break:break-all}td.time code{white-space:nowrap;word-break:normal}
+code{font:12px monospace;overflow-wrap:anywhere}td.time code{white-space:nowrap}
+td.action{min-width:9rem}td.action code{overflow-wrap:normal}td.target{min-width:10rem}
+.summary{border:1px solid #d0d7de;border-radius:6px;padding:.6rem 1rem;background:#f6f8fa}.summary p{margin:.2rem 0}
+.legend span{margin-right:1rem;white-space:nowrap}.warn{color:#9a6700}
 """
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+REPLAY_GAP = 3600  # seconds between the finding's last update and the response past which the time means little
+
+
+def _named(entry: Entry) -> str:
+    return f"step {entry.step or '?'} {entry.action} on {entry.target}"
+
+
+def summary(found: Timeline, entries: list[Entry]) -> list[str]:
+    """What a person on call reads first: contained or not and in how long, what waits for a
+    human, what failed; and a time that cannot be the response's own, said to be so."""
+    said = []
+    latest: dict[tuple[int | str | None, str, str], Entry] = {}
+    for entry in entries:
+        if entry.action and entry.what != "decision":
+            latest[(entry.step, entry.action, entry.target)] = entry
+    waiting = [e for e in latest.values() if e.status == "awaiting-approval"]
+    failed = [e for e in latest.values() if e.status in {"failed", "release failed"}]
+    late = found.time_to_contain is not None and found.time_to_contain > REPLAY_GAP
+    if found.time_to_contain is None:
+        said.append("Not contained: no containment step succeeded live.")
+    elif late:
+        said.append(f"Contained, {contained_text(found.time_to_contain)}: too long for a live response, so a "
+                    "replay of an old finding or a delivery held back; not a time to contain.")  # fmt: skip
+    else:
+        said.append(f"Contained {contained_text(found.time_to_contain)}.")
+    if waiting:
+        said.append("Waits for a human: " + "; ".join(_named(e) for e in waiting))
+    if failed:
+        said.append("Failed: " + "; ".join(_named(e) for e in failed))
+    if not waiting and not failed:
+        said.append("Nothing waits for a human; no step failed.")
+    return said
 
 
 def _shown(at: str | None) -> str:
@@ -232,13 +275,18 @@ def to_html(found: Timeline) -> str:
     extra = [("Rule", found.rule), ("Mode", found.mode), ("Observed", found.observed_at),
              ("Contained", contained_text(found.time_to_contain))]  # fmt: skip
     facts += "".join(f"<dt>{k}</dt><dd>{html.escape(v)}</dd>" for k, v in extra if v)
+    told = "".join(f"<p>{html.escape(line)}</p>" for line in summary(found, entries))
+    shown = {e.status for e in entries}
+    legend = "".join(f'<span><b style="color:{c}">&#9679;</b> {html.escape(s)}</span>'
+                     for s, c in _STATUS_COLOUR.items() if s in shown)  # fmt: skip
     rows = []
     for entry in entries:
         colour = _STATUS_COLOUR.get(entry.status, "#57606a")
         rows.append(
             f'<tr class="step"><td class="time"><code>{html.escape(_shown(entry.at))}</code></td>'
             f"<td>{html.escape(entry.what)}</td>"
-            f"<td><code>{html.escape(entry.action)}</code></td><td><code>{html.escape(entry.target)}</code></td>"
+            f'<td class="action"><code>{html.escape(entry.action)}</code></td>'
+            f'<td class="target"><code>{html.escape(entry.target)}</code></td>'
             f'<td class="status" style="color:{colour}">{html.escape(entry.status)}</td>'
             f"<td>{_links(entry.detail)}</td><td>{html.escape(entry.by or '')}</td></tr>"
         )  # fmt: skip
@@ -246,7 +294,8 @@ def to_html(found: Timeline) -> str:
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{_STYLE}</style></head><body>'
-        f"<h1>{title}</h1><dl>{facts}</dl><h2>Timeline</h2>{_chart(entries)}"
+        f'<h1>{title}</h1><section class="summary">{told}</section><dl>{facts}</dl><h2>Timeline</h2>'
+        f'<p class="legend">{legend}</p>{_chart(entries)}'
         f"<h2>Every step</h2><table><thead><tr><th>Time</th><th>What</th><th>Action</th><th>Target</th>"
         f"<th>Status</th><th>Detail</th><th>By</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f'<p class="muted">Generated by eks-responder report from the audit trail'
@@ -268,8 +317,7 @@ def to_markdown(found: Timeline) -> str:
     lines += [f"- **{k}**: {_md(v)}" for k, v in found.facts.items()]
     if found.rule:
         lines.append(f"- **Rule**: `{_md(found.rule)}` ({_md(found.mode or '-')})")
-    if found.time_to_contain is not None:
-        lines.append(f"- **Contained**: {contained_text(found.time_to_contain)}")
+    lines[1:1] = [f"> {_md(line)}" for line in summary(found, _ordered(found))] + [""]
     lines += ["", "| Time | What | Action | Target | Status | Detail | By |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {_md(e.at or '-')} | {_md(e.what)} | {_code(e.action)} | {_code(e.target)} | {_md(e.status)} | "
               f"{_md(e.detail)} | {_md(e.by or '')} |" for e in _ordered(found)]  # fmt: skip

@@ -66,6 +66,12 @@ def test_the_timeline_renders_every_step_without_errors(
     for action in result["actions"]:
         assert any(action["action"] in row and action["status"] in row for row in shown), action["action"]
     assert page.locator("svg.chart circle").count() == len(result["actions"])
+    # Read first: the summary (a plan contains nothing), the legend of the colours, full action names.
+    assert page.locator("section.summary").inner_text().startswith("Not contained")
+    assert "planned" in page.locator("p.legend").inner_text()
+    labels = page.locator("svg.chart text").all_text_contents()
+    assert "eks:delete-pod-identity-association" in labels  # never cut
+    assert any("payments/web-5d9c7b8f6-x7k2p" in label for label in labels)  # the targets are on the chart
     assert page.locator("script").count() == 0  # the hostile title is text
     assert HOSTILE_TITLE in page.locator("dl").inner_text()
     assert errors == []
