@@ -29,9 +29,20 @@ class Check:
         return f"{self.status:<4} {self.what}: {self.said}{tail}"
 
 
+MAX_SAID = 600  # an error's text in one line of the report; longer ones end at a word, with an ellipsis
+
+
 def _brief(exc: BaseException) -> str:
     code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
-    return f"{code or type(exc).__name__}: {str(exc)[:200]}"
+    return f"{code or type(exc).__name__}: {words(str(exc), MAX_SAID)}"
+
+
+def words(text: str, limit: int) -> str:
+    """`text`, or its first words within `limit` characters and an ellipsis: never cut mid-word."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return f"{cut} …"
 
 
 def _try(what: str, fix: str, call: Callable[[], str]) -> Check:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from chalicelib.cli import main
-from tests.conftest import EVENTS, load_json
+from tests.conftest import EVENTS, ROOT, load_json
 
 pytestmark = pytest.mark.integration
 # Chromium's background services try the network at start; this machine has none to give them.
@@ -75,6 +75,10 @@ def test_the_timeline_renders_every_step_without_errors(
     assert page.locator("script").count() == 0  # the hostile title is text
     assert HOSTILE_TITLE in page.locator("dl").inner_text()
     assert errors == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
+    shots = ROOT / ".site-shots"  # beside the docs pages' (tests/integration/test_docs_browser.py)
+    shots.mkdir(exist_ok=True)
+    page.screenshot(path=str(shots / "timeline.png"), full_page=True)
     page.close()
 
 
