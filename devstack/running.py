@@ -25,7 +25,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKDIR = ROOT / ".stack"
-TABLE = "eks-responder-local-incidents"
+TABLE = "eks-responder-local-incidents"  # as `make prerequisites STAGE=local` names it
 EXAMPLE = "events/guardduty/execution-runtime-reverse-shell.json"
 
 
@@ -35,13 +35,17 @@ def _state(workdir: Path) -> dict[str, Any] | None:
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped, is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return " Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+    except OSError:
+        return True
 
 
 def up(workdir: Path) -> int:
@@ -55,10 +59,8 @@ def up(workdir: Path) -> int:
     running = stack.start(workdir=workdir, log=lambda m: print(f"    {m}", flush=True))
     try:
         seeded = seed.seed(running)
-        env = {**running.env(), "EVIDENCE_BUCKET": seeded.evidence_bucket, "SNS_TOPIC_ARN": seeded.topic_arn,
-               "INCIDENTS_TABLE": TABLE, "DRY_RUN": "false", "CLUSTERS": "demo", "STAGE": "local",
-               "MAX_NODES_CORDONED_PER_HOUR": "3", "AVML_SHA256": seed.AVML_SHA256}  # fmt: skip
-        _incidents_table(env)
+        env = {**running.env(), **_prerequisites(running, seeded), "DRY_RUN": "false", "CLUSTERS": "demo",
+               "STAGE": "local", "MAX_NODES_CORDONED_PER_HOUR": "3", "AVML_SHA256": seed.AVML_SHA256}  # fmt: skip
     except BaseException:
         running.stop()
         raise
@@ -69,14 +71,32 @@ def up(workdir: Path) -> int:
     return 0
 
 
-def _incidents_table(env: dict[str, str]) -> None:
+def _prerequisites(running: Any, seeded: Any) -> dict[str, str]:
+    """The stage's incident table (as `make prerequisites` makes it: point-in-time recovery, deletion
+    protection) and failure queue, in moto, beside the seeded evidence bucket and topic. The bucket
+    stays the seed's: the stage's own denies every request without TLS, and moto speaks plain HTTP.
+    Nothing is written into .chalice/config.json."""
     import boto3
 
-    keys = {"aws_access_key_id": env["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}
-    client = boto3.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"], **keys)
-    client.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                        BillingMode="PAY_PER_REQUEST")  # fmt: skip
+    from chalicelib import delivery as values
+    from deploy import delivery
+
+    keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    session = boto3.session.Session(region_name="us-east-1", **keys)
+    os.environ["AWS_ENDPOINT_URL"] = running.moto_url  # the session's clients talk to moto
+    dynamodb = session.client("dynamodb")
+    dynamodb.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                          BillingMode="PAY_PER_REQUEST")  # fmt: skip
+    delivery.protect_table(session, TABLE)
+    queue = delivery.ensure_queue(session, "local", "123456789012")[0]
+    assert queue.endswith(values.queue_name("local")), queue
+    return {
+        "INCIDENTS_TABLE": TABLE,
+        "FAILURE_QUEUE_URL": queue,
+        "EVIDENCE_BUCKET": seeded.evidence_bucket,
+        "SNS_TOPIC_ARN": seeded.topic_arn,
+    }
 
 
 def _usage(workdir: Path, running: Any, queue_url: str) -> str:
@@ -97,6 +117,7 @@ Use it (the environment of a live stage, pointed at the stack):
   .venv/bin/eks-responder replay --apply -v {EXAMPLE} 2>>{shown}/audit.jsonl
   .venv/bin/eks-responder report <incident id> --from {shown}/audit.jsonl --format markdown   # its timeline
   .venv/bin/eks-responder release <incident id>         # put back what it changed
+  .venv/bin/eks-responder doctor                        # the stage's checks, against the stack
   KUBECONFIG={running.admin_kubeconfig} kubectl get pods -A -L eks-responder.io/quarantine
 
 Stop it (and remove {shown}/): make stack-down
@@ -113,16 +134,21 @@ def down(workdir: Path) -> int:
     for pid in reversed(pids):  # moto, the API server, then etcd
         if _alive(pid):
             os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        _reap(pids)
+    _gone(pids, 10)
     for pid in pids:
         if _alive(pid):
             os.killpg(pid, signal.SIGKILL)
+    _gone(pids, 10)  # a killed process is gone only once the kernel has reaped it
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"the local stack is stopped; {workdir} removed")
     return 0
+
+
+def _gone(pids: list[int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        _reap(pids)
 
 
 def _reap(pids: list[int]) -> None:

@@ -64,6 +64,16 @@ def test_the_stack_stays_up_for_replay_report_and_release_then_stops_clean(tmp_p
         assert timeline.returncode == 0, timeline.stderr[-2000:]
         assert "k8s:isolate-pod" in timeline.stdout
 
+        checked = _run("-m", "chalicelib.cli", "doctor", env=env).stdout
+        for line in ("ok   incident table: eks-responder-local-incidents (ACTIVE)", "ok   mode: stage local acts",
+                     "ok   cluster demo: every permission of the generated ClusterRole"):  # fmt: skip
+            assert line in checked, checked
+        # What a laptop lacks, said as such: the bucket's Object Lock, the deployed functions' delivery.
+        assert [line.split(":")[0] for line in checked.splitlines() if line.startswith("FAIL")] == [
+            "FAIL evidence bucket",
+            "FAIL delivery",
+        ]
+
         released = _run("-m", "chalicelib.cli", "release", incident, "--json", "--as", "tests", env=env)
         assert released.returncode == 0, released.stderr[-2000:]
         assert not _quarantined(workdir)
