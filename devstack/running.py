@@ -116,6 +116,7 @@ Use it (the environment of a live stage, pointed at the stack):
   source {shown}/env.sh
   .venv/bin/eks-responder replay --apply -v {EXAMPLE} 2>>{shown}/audit.jsonl
   .venv/bin/eks-responder report <incident id> --from {shown}/audit.jsonl --format markdown   # its timeline
+  .venv/bin/eks-responder approve <incident id> --step N   # a step that waits for a human
   .venv/bin/eks-responder release <incident id>         # put back what it changed
   .venv/bin/eks-responder doctor                        # the stage's checks, against the stack
   KUBECONFIG={running.admin_kubeconfig} kubectl get pods -A -L eks-responder.io/quarantine

@@ -64,6 +64,13 @@ def test_the_stack_stays_up_for_replay_report_and_release_then_stops_clean(tmp_p
         assert timeline.returncode == 0, timeline.stderr[-2000:]
         assert "k8s:isolate-pod" in timeline.stdout
 
+        waiting = [a["step"] for a in report["actions"] if a["status"] == "awaiting-approval"]
+        assert waiting, report["actions"]  # the playbook keeps the pod's role for a human
+        approved = _run("-m", "chalicelib.cli", "approve", incident, "--step", str(waiting[0]), "--as", "tests",
+                        "--json", env=env)  # fmt: skip
+        assert approved.returncode == 0, approved.stdout[-2000:] + approved.stderr[-2000:]
+        assert "approved" in approved.stdout
+
         checked = _run("-m", "chalicelib.cli", "doctor", env=env).stdout
         for line in ("ok   incident table: eks-responder-local-incidents (ACTIVE)", "ok   mode: stage local acts",
                      "ok   cluster demo: every permission of the generated ClusterRole"):  # fmt: skip
