@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 
 from devstack import drills, seed, stack  # noqa: E402 - the project's own packages, from its root
 
-POD_EVENT = ROOT / "events" / "guardduty" / "execution-runtime-reverse-shell.json"
 NODE_EVENT = ROOT / "events" / "guardduty" / "privilege-escalation-runtime-runc-container-escape-node.json"
 TABLE = "eks-responder-drills"
 QUARANTINE = "eks-responder.io/quarantine"
@@ -201,16 +200,6 @@ def _contained(running: stack.LocalStack, namespace: str) -> set[str]:
             if denied and p.metadata and (p.metadata.labels or {}).get(QUARANTINE) == "true"}  # fmt: skip
 
 
-def _pod_event(namespace: str, pod: str, tag: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads(POD_EVENT.read_text())
-    workload = event["detail"]["resource"]["kubernetesDetails"]["kubernetesWorkloadDetails"]
-    workload.update({"name": pod, "namespace": namespace})
-    event["detail"]["id"] = f"{tag}-{namespace}-{pod}"
-    event["id"] = f"{tag}-{pod}-0000-4000-8000-000000000000"
-    del event["detail"]["resource"]["instanceDetails"]
-    return event
-
-
 def _alerts(session: Any, running: stack.LocalStack, queue_url: str) -> list[dict[str, Any]]:
     sqs = session.client("sqs", endpoint_url=running.moto_url)
     found: list[dict[str, Any]] = []
@@ -241,7 +230,7 @@ def kills() -> None:
         _alerts(session, running, seeded.queue_url)
         once = logged_once = told_once = 0
         for pod, boundary in zip(pods, boundaries, strict=True):
-            drill = drills.kill_and_redeliver(_pod_event(namespace, pod, "kill"), boundary, env, Path(work),
+            drill = drills.kill_and_redeliver(drills.pod_event(namespace, pod, "kill"), boundary, env, Path(work),
                                               lambda: lines.lines)  # fmt: skip
             incident = next((line["incident_id"] for line in drill.lines if line.get("message") == "action"), "")
             carried, reported = drill.done_by_the_dead()
@@ -267,7 +256,7 @@ def _burst(name: str, findings: int, workers: int, extra: tuple[str, ...], outag
         tag = name.lower().replace(" ", "-")
         namespace = f"drill-{tag}"
         pods = _pods(running, namespace, findings)
-        events = [_pod_event(namespace, pod, tag) for pod in pods]
+        events = [drills.pod_event(namespace, pod, tag) for pod in pods]
         _alerts(session, running, seeded.queue_url)
         down: dict[str, float] = {}
 
@@ -359,7 +348,7 @@ def down_past_the_retries(findings: int = 8, workers: int = 4) -> None:
     with _stage() as (running, env, (session, seeded)):
         namespace = "drill-down-for-good"
         pods = _pods(running, namespace, findings)
-        events = [_pod_event(namespace, pod, "for-good") for pod in pods]
+        events = [drills.pod_event(namespace, pod, "for-good") for pod in pods]
         sqs = session.client("sqs", endpoint_url=running.moto_url)
         queue = sqs.create_queue(QueueName="eks-responder-drills-failures")["QueueUrl"]
         _alerts(session, running, seeded.queue_url)

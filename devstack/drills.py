@@ -34,6 +34,20 @@ ROOT = Path(__file__).resolve().parent.parent
 KILLED = -signal.SIGKILL
 
 
+POD_EVENT = ROOT / "events" / "guardduty" / "execution-runtime-reverse-shell.json"
+
+
+def pod_event(namespace: str, pod: str, tag: str) -> dict[str, Any]:
+    """The reverse-shell finding about one pod (no instance named), with ids of its own (`tag`)."""
+    event: dict[str, Any] = json.loads(POD_EVENT.read_text())
+    workload = event["detail"]["resource"]["kubernetesDetails"]["kubernetesWorkloadDetails"]
+    workload.update({"name": pod, "namespace": namespace})
+    event["detail"]["id"] = f"{tag}-{namespace}-{pod}"
+    event["id"] = f"{tag}-{pod}-0000-4000-8000-000000000000"
+    del event["detail"]["resource"]["instanceDetails"]
+    return event
+
+
 def boundaries(steps: int) -> list[str]:
     """Every boundary of a response of `steps` steps, in the order they are reached."""
     return ["start", *(f"step:{n}" for n in range(1, steps + 1)), "recorded", "told"]

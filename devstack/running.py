@@ -131,7 +131,8 @@ def down(workdir: Path) -> int:
         print(f"no local stack in {workdir}", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
         return 0
-    pids = list(state["pids"].values())
+    # Only the stack's own processes: a pid reused since (or a state file edited) is left alone.
+    pids = [pid for name, pid in state["pids"].items() if _is(pid, name)]
     for pid in reversed(pids):  # moto, the API server, then etcd
         if _alive(pid):
             os.killpg(pid, signal.SIGTERM)
@@ -143,6 +144,15 @@ def down(workdir: Path) -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"the local stack is stopped; {workdir} removed")
     return 0
+
+
+def _is(pid: int, name: str) -> bool:
+    """Whether `pid` runs the stack's `name` (etcd, kube-apiserver, moto) still."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return {"moto": "moto_server"}.get(name, name) in command
 
 
 def _gone(pids: list[int], seconds: float) -> None:

@@ -9,7 +9,6 @@ over and finishes what the dead one did not, resuming after the steps it had kep
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,6 @@ from chalicelib import wiring
 from chalicelib.actions.base import QUARANTINE_LABEL
 from devstack import drills
 from devstack.stack import LocalStack
-from tests.conftest import load_event
 from tests.integration.conftest import Cluster, create_incidents_table
 
 pytestmark = pytest.mark.integration
@@ -56,16 +54,6 @@ def deployed(
     wiring.reset()
 
 
-def _event(namespace: str, pod: str, boundary: str) -> dict[str, Any]:
-    event = copy.deepcopy(load_event("execution-runtime-reverse-shell"))
-    workload = event["detail"]["resource"]["kubernetesDetails"]["kubernetesWorkloadDetails"]
-    workload.update({"name": pod, "namespace": namespace})
-    event["detail"]["id"] = f"crash-{namespace}"
-    event["id"] = f"crash-{boundary.replace(':', '-')}-{namespace}"
-    del event["detail"]["resource"]["instanceDetails"]
-    return event
-
-
 def _messages(deployed: dict[str, Any]) -> list[str]:
     found: list[str] = []
     while True:
@@ -85,7 +73,7 @@ def test_killed_at_a_step_boundary_then_delivered_again_contains_once_with_one_l
 ) -> None:
     caplog.set_level(logging.INFO, logger="eks_responder")
     pod = cluster.pod("web", cluster.node("node-a", "i-0aaa"))
-    event = _event(cluster.namespace, pod, boundary)
+    event = drills.pod_event(cluster.namespace, pod, f"crash-{boundary.replace(':', '-')}")
 
     drill = drills.kill_and_redeliver(event, boundary, deployed["env"], deployed["workdir"], lambda: _lines(caplog))
     assert drill.code == drills.KILLED, drill.killed_lines[-3:]
