@@ -160,3 +160,23 @@ def test_findings_of_the_same_theft_pin_once_and_a_new_caller_is_added(aws_sessi
     document = _document(aws_session)
     assert _denied(document, _request(issued=before, source_ip=ATTACKER))  # the first caller, still refused
     assert _denied(document, _request(issued=before, source_ip="81.2.69.160"))
+
+
+def test_the_pin_is_never_aimed_at_the_responders_own_or_a_protected_role(
+    aws_session: Any, make_responder: Any
+) -> None:
+    """A finding names the role: one EC2 trusts that is the responder's own, or tagged protected,
+    is left alone by the same guardrail as every identity action."""
+    from chalicelib import functions
+
+    iam = aws_session.client("iam")
+    own = functions.BY_NAME["on_guardduty_finding"].role_name("local")  # the settings' stage
+    tags = [{"Key": "eks-responder:protected", "Value": "true"}]
+    for name, extra in ((own, {}), ("break-glass-nodes", {"Tags": tags})):
+        trust = json.dumps(EC2_TRUST)
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust, **extra)["Role"]["Arn"]
+        credentials = Principal(PrincipalKind.IAM_ROLE, name, arn, involved_as=PrincipalRole.CREDENTIALS)
+        found = replace(_finding(arn, id=f"aimed-at-{name}"), principals=(credentials,))
+        (result,) = make_responder(rules_with("iam:pin-instance-credentials")).handle(found, Mode.LIVE).actions
+        assert result.status.value == "skipped", result.detail
+        assert iam.list_role_policies(RoleName=name)["PolicyNames"] == []

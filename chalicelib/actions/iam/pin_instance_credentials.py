@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from pydantic import field_validator
 
 from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
-from chalicelib.actions.iam.common import identity, name_of
+from chalicelib.actions.iam.common import identity, name_of, release_inline_policy
 from chalicelib.actions.iam.revoke_role_sessions import ROLE_ARN, node_role
 
 POLICY_NAME = "eks-responder-pin-instance-credentials"
@@ -187,18 +187,10 @@ class PinInstanceCredentials(Action):
         )
 
     def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
-        api = identity(ctx)
-        role = str(prior.get("role") or name_of(target.name))
-        current = api.role_policy(role, POLICY_NAME)
-        if current is None:
-            return Outcome(Status.SKIPPED, f"role {role} no longer has {POLICY_NAME}")
         ours = re.sub(r"[^A-Za-z0-9]", "", ctx.incident.id)[:60]
-        if not any(str(s.get("Sid", "")).endswith(ours) for s in current.get("Statement", [])) and not force:
-            return Outcome(Status.SKIPPED, f"role {role}: {POLICY_NAME} was replaced by a later incident since; "
-                                           "left in place (release that incident, or force)")  # fmt: skip
-        previous = prior.get("previous_document")
-        if previous:
-            api.put_role_policy(role, POLICY_NAME, previous)
-            return Outcome(Status.SUCCEEDED, f"role {role}: the earlier {POLICY_NAME} put back")
-        api.delete_role_policy(role, POLICY_NAME)
-        return Outcome(Status.SUCCEEDED, f"role {role}: {POLICY_NAME} removed")
+        return release_inline_policy(
+            identity(ctx), str(prior.get("role") or name_of(target.name)), POLICY_NAME,
+            lambda current: any(str(s.get("Sid", "")).endswith(ours) for s in current.get("Statement", [])),
+            prior.get("previous_document"), force=force,
+            said=(f"the earlier {POLICY_NAME} put back", f"{POLICY_NAME} removed"),
+        )  # fmt: skip

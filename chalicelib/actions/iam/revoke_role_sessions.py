@@ -6,7 +6,7 @@ import re
 from typing import Any, ClassVar
 
 from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
-from chalicelib.actions.iam.common import identity, name_of
+from chalicelib.actions.iam.common import identity, name_of, release_inline_policy
 
 POLICY_NAME = "eks-responder-revoke-older-sessions"
 ROLE_ARN = "arn:aws:iam::{account}:role/*"
@@ -83,21 +83,14 @@ class RevokeRoleSessions(Action):
         return f"attach {POLICY_NAME} to role {target}: deny sessions issued before now"
 
     def release(self, ctx: ActionContext, target: Target, prior: dict[str, Any], *, force: bool) -> Outcome:
-        api = identity(ctx)
-        role = str(prior.get("role") or name_of(target.name))
-        current = api.role_policy(role, POLICY_NAME)
         wanted_sid = revoke_document(ctx.incident.id, "")["Statement"][0]["Sid"]
-        if current is None:
-            return Outcome(Status.SKIPPED, f"role {role} no longer has {POLICY_NAME}")
-        if not any(s.get("Sid") == wanted_sid for s in current.get("Statement", [])) and not force:
-            return Outcome(Status.SKIPPED, f"role {role}: {POLICY_NAME} was replaced by a later incident since; "
-                                           "left in place (release that incident, or force)")  # fmt: skip
-        previous = prior.get("previous_document")
-        if previous:
-            api.put_role_policy(role, POLICY_NAME, previous)
-            return Outcome(Status.SUCCEEDED, f"role {role}: the earlier cut-off of {POLICY_NAME} put back")
-        api.delete_role_policy(role, POLICY_NAME)
-        return Outcome(Status.SUCCEEDED, f"role {role}: {POLICY_NAME} removed; new and existing sessions work again")
+        return release_inline_policy(
+            identity(ctx), str(prior.get("role") or name_of(target.name)), POLICY_NAME,
+            lambda current: any(s.get("Sid") == wanted_sid for s in current.get("Statement", [])),
+            prior.get("previous_document"), force=force,
+            said=(f"the earlier cut-off of {POLICY_NAME} put back",
+                  f"{POLICY_NAME} removed; new and existing sessions work again"),
+        )  # fmt: skip
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
         assert isinstance(params, RevokeParams)
