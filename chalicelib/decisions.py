@@ -268,6 +268,6 @@ def expire(store: PlanStore, notifiers: Sequence[Notifier], clock: Callable[[], 
         report = Report(plan.incident, plan.rule, "the plan waited for approval and nobody answered",
                         Mode(plan.mode), results)  # fmt: skip
         audit.record(report, None, by="expiry", what="expiry")
-        told({"event_id": None, **report.to_dict()}, notifiers)
+        told({"event_id": None, **report.to_dict(), "expired": True}, notifiers)
         expired.append(plan.incident.id)
     return {"expired": expired}

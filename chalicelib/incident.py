@@ -165,6 +165,8 @@ class Incident:
     sample: bool = False  # a generated sample finding: planned and reported, never acted on
     event_id: str | None = None
     raw_ref: str | None = None  # where the original event can be found (path, event id, finding ARN)
+    # The GuardDuty or Inspector finding's ARN (what Security Hub knows it by): a reference, not identity.
+    finding_arn: str | None = field(default=None, compare=False, hash=False)
     count: int = 1
     api_call: ApiCall | None = None
     key_arns: tuple[str, ...] = ()  # KMS keys the event is about
@@ -223,6 +225,7 @@ class Incident:
             "details": dict(self.details),
             "event_id": self.event_id,
             "raw_ref": self.raw_ref,
+            "finding_arn": self.finding_arn,
             "observed_at": self.observed_at,
         }
 

@@ -134,9 +134,9 @@ def iam_statements(stage_env: dict[str, str], function: functions.Function, rule
         statements.extend([*action.iam, *action.release_iam])  # a release runs where the action ran
     if function.sources:
         from chalicelib.executors import accounts, ledger
-        from chalicelib.notifiers import slack, sns
+        from chalicelib.notifiers import outputs
 
-        statements.extend([*slack.permissions(stage_env), *sns.permissions(stage_env), *ledger.permissions(stage_env),
+        statements.extend([*outputs.permissions(stage_env), *ledger.permissions(stage_env),
                            *accounts.permissions(stage_env), *accounts.naming_permissions(stage_env)])  # fmt: skip
     if snapshot:
         from chalicelib.executors import accounts
@@ -167,19 +167,19 @@ def _approval_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
 def _expiry_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
     """Reading the kept plans, marking the expired ones, and telling: no containment permission."""
     from chalicelib.executors import ledger
-    from chalicelib.notifiers import slack, sns
+    from chalicelib.notifiers import outputs
 
     table = [IAMStatement(("dynamodb:Scan", "dynamodb:UpdateItem"), s.resources) for s in ledger.permissions(stage_env)]
-    return [*table, *slack.permissions(stage_env), *sns.permissions(stage_env)]
+    return [*table, *outputs.permissions(stage_env, write_back=False)]
 
 
 def _capture_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
     """Reading its own capture records and the node's hashes, writing the manifest, and telling:
     no access to the node, SSM or any member account."""
-    from chalicelib.notifiers import slack, sns
+    from chalicelib.notifiers import outputs
 
     bucket = stage_env.get("EVIDENCE_BUCKET") or ""
-    return [*(_bucket_statements(bucket) if bucket else []), *slack.permissions(stage_env), *sns.permissions(stage_env)]
+    return [*(_bucket_statements(bucket) if bucket else []), *outputs.permissions(stage_env)]
 
 
 def deny_statements(stage_env: dict[str, str], allowed: list[IAMStatement]) -> list[IAMStatement]:

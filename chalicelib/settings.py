@@ -58,6 +58,41 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    """An output's URL: https (http only to this machine, for the local stack's stand-ins)."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw)
+    local = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not (parts.scheme == "https" and parts.hostname) and not local:
+        raise ConfigError(f"{name}={raw!r}: an https URL (http only to this machine)")
+    return raw
+
+
+def _paired(env: Mapping[str, str], name: str, needs: str) -> str | None:
+    """A secret that comes with another setting: each needs the other (an unsigned webhook, or a
+    ticket system without credentials, is refused at start-up rather than failing every send)."""
+    value, other = (env.get(name) or "").strip() or None, (env.get(needs) or "").strip()
+    if bool(value) != bool(other):
+        raise ConfigError(f"{name} and {needs} go together: set both or neither")
+    return value
+
+
+WRITABLE_SOURCES = ("guardduty", "securityhub", "inspector")
+
+
+def _writeback(env: Mapping[str, str]) -> tuple[str, ...]:
+    values = _list(env, "WRITEBACK_SOURCES")
+    wrong = [v for v in values if v not in WRITABLE_SOURCES]
+    if wrong:
+        only = ", ".join(WRITABLE_SOURCES)
+        raise ConfigError(f"WRITEBACK_SOURCES: {', '.join(wrong)} not written back (only {only}: in Security Hub)")
+    return values
+
+
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     raw = (env.get(name) or allowed[0]).strip().lower()
     if raw not in allowed:
@@ -202,6 +237,18 @@ class Settings:
     slack_webhook_secret: str | None = None  # Secrets Manager secret holding the webhook URL
     slack_webhook_parameter: str | None = None  # or an SSM SecureString
     sns_topic_arn: str | None = None
+    # The other outputs (docs/integrations/): each is on when its setting is given.
+    event_bus_name: str | None = None  # EventBridge: the responder's own events
+    pagerduty_routing_key_secret: str | None = None  # Secrets Manager: an Events API v2 integration key
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    teams_webhook_secret: str | None = None  # Secrets Manager: a Teams Workflows webhook URL
+    webhook_url: str | None = None
+    webhook_signing_secret: str | None = None  # Secrets Manager: the HMAC key the webhook is signed with
+    servicenow_instance_url: str | None = None
+    servicenow_credentials_secret: str | None = None  # Secrets Manager: {"username","password"} or {"token"}
+    servicenow_table: str = "incident"
+    writeback_sources: tuple[str, ...] = ()  # Security Hub workflow write-back: guardduty, securityhub, inspector
+    archive_guardduty_findings: bool = False
     incidents_table: str | None = None  # DynamoDB: exactly-once, incident records, plans awaiting approval
     failure_queue_url: str | None = None  # SQS: what failed for good (`eks-responder redrive`)
     approval_default: str = "auto"  # for steps no rule or approvals entry decides: auto | required
@@ -306,6 +353,17 @@ class Settings:
             slack_webhook_secret=env.get("SLACK_WEBHOOK_SECRET") or None,
             slack_webhook_parameter=env.get("SLACK_WEBHOOK_PARAMETER") or None,
             sns_topic_arn=env.get("SNS_TOPIC_ARN") or None,
+            event_bus_name=env.get("EVENT_BUS_NAME") or None,
+            pagerduty_routing_key_secret=env.get("PAGERDUTY_ROUTING_KEY_SECRET") or None,
+            pagerduty_events_url=_url(env, "PAGERDUTY_EVENTS_URL") or "https://events.pagerduty.com/v2/enqueue",
+            teams_webhook_secret=env.get("TEAMS_WEBHOOK_SECRET") or None,
+            webhook_url=_url(env, "WEBHOOK_URL"),
+            webhook_signing_secret=_paired(env, "WEBHOOK_SIGNING_SECRET", "WEBHOOK_URL"),
+            servicenow_instance_url=_url(env, "SERVICENOW_INSTANCE_URL"),
+            servicenow_credentials_secret=_paired(env, "SERVICENOW_CREDENTIALS_SECRET", "SERVICENOW_INSTANCE_URL"),
+            servicenow_table=(_matching(env, "SERVICENOW_TABLE", "[a-z][a-z0-9_]{0,79}", "a table") or ["incident"])[0],
+            writeback_sources=_writeback(env),
+            archive_guardduty_findings=_bool(env, "ARCHIVE_GUARDDUTY_FINDINGS", default=False),
             incidents_table=env.get("INCIDENTS_TABLE") or None,
             failure_queue_url=env.get("FAILURE_QUEUE_URL") or None,
             approval_default=_choice(env, "APPROVAL_DEFAULT", ("auto", "required")),

@@ -84,6 +84,57 @@ REFERENCE: tuple[tuple[str, str, str], ...] = (
     ("`SLACK_WEBHOOK_PARAMETER`", "–", "Or an SSM SecureString parameter holding it."),
     ("`SNS_TOPIC_ARN`", "–", "SNS topic for incident reports."),
     (
+        "`EVENT_BUS_NAME`",
+        "–",
+        "An EventBridge bus (name or ARN) that gets the responder's own events: every incident, step outcome, approval and release, `source: eks-responder` (docs/integrations/eventbridge.md).",
+    ),
+    (
+        "`PAGERDUTY_ROUTING_KEY_SECRET`",
+        "–",
+        "Secrets Manager secret holding a PagerDuty Events API v2 integration key (docs/integrations/pagerduty.md).",
+    ),
+    (
+        "`PAGERDUTY_EVENTS_URL`",
+        "`https://events.pagerduty.com/v2/enqueue`",
+        "The Events API endpoint (`https://events.eu.pagerduty.com/v2/enqueue` for an EU account).",
+    ),
+    (
+        "`TEAMS_WEBHOOK_SECRET`",
+        "–",
+        "Secrets Manager secret holding a Microsoft Teams Workflows webhook URL (docs/integrations/teams.md).",
+    ),
+    (
+        "`WEBHOOK_URL`",
+        "–",
+        "A generic webhook (https) that gets each event signed with HMAC-SHA256 (docs/integrations/webhook.md); needs `WEBHOOK_SIGNING_SECRET`.",
+    ),
+    ("`WEBHOOK_SIGNING_SECRET`", "–", "Secrets Manager secret holding the webhook's HMAC key."),
+    (
+        "`SERVICENOW_INSTANCE_URL`",
+        "–",
+        "`https://<instance>.service-now.com`: one ticket per incident, a work note per report (docs/integrations/servicenow.md); needs `SERVICENOW_CREDENTIALS_SECRET`.",
+    ),
+    (
+        "`SERVICENOW_CREDENTIALS_SECRET`",
+        "–",
+        'Secrets Manager secret holding `{"username": ..., "password": ...}` or `{"token": ...}` (OAuth).',
+    ),
+    (
+        "`SERVICENOW_TABLE`",
+        "`incident`",
+        "The table tickets go into (`sn_si_incident` with Security Incident Response).",
+    ),
+    (
+        "`WRITEBACK_SOURCES`",
+        "–",
+        "Sources whose Security Hub finding gets its workflow status from the responder (`guardduty`, `securityhub`, `inspector`): NOTIFIED when acted on, RESOLVED when released, with a note naming the incident (docs/integrations/security-hub.md).",
+    ),
+    (
+        "`ARCHIVE_GUARDDUTY_FINDINGS`",
+        "`false`",
+        "Also archive the GuardDuty finding once its incident is released (needs `WRITEBACK_SOURCES`).",
+    ),
+    (
         "`INCIDENTS_TABLE`",
         "–",
         "DynamoDB table (partition key `id`, string) for exactly-once handling, incident records and the blast-radius cap leases. Set it in every deployed stage: without it the caps are counted per invocation only.",

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from chalicelib.incident import timestamp
-from chalicelib.notifiers.slack_message import contained_text
+from chalicelib.notifiers.facts import contained_text
 
 _S3 = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([A-Za-z0-9/_.=-]{1,900})")
 _STATUS_COLOUR = {"succeeded": "#1a7f37", "failed": "#cf222e", "skipped": "#6e7781", "planned": "#0969da",

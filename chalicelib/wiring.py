@@ -251,18 +251,10 @@ def lambda_mode() -> Mode:
 
 
 def build_notifiers(current: Settings, slack_url: str | None = None) -> list[Notifier]:
-    """Slack when a webhook secret (or, locally, a URL) is configured; SNS when a topic is."""
-    from chalicelib.notifiers.slack import SlackNotifier, secret_webhook
-    from chalicelib.notifiers.sns import SNSNotifier
+    """Every output its settings configure (docs/integrations/); Slack from `slack_url` locally."""
+    from chalicelib.notifiers import outputs
 
-    found: list[Notifier] = []
-    if slack_url:
-        found.append(SlackNotifier(lambda: slack_url))
-    elif current.slack_webhook_secret or current.slack_webhook_parameter:
-        found.append(SlackNotifier(secret_webhook(current.slack_webhook_secret, current.slack_webhook_parameter)))
-    if current.sns_topic_arn:
-        found.append(SNSNotifier(aws_session().client("sns"), current.sns_topic_arn))
-    return found
+    return outputs.build(current, aws_session, slack_url)
 
 
 @functools.cache

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from chalicelib.sources import identifiers
+from chalicelib.notifiers import facts
+from chalicelib.notifiers.facts import console_link
 
 SEVERITY_STYLE = {
     "critical": ("#7b0000", ":rotating_light:"),
@@ -62,39 +63,6 @@ def cut(text: str, limit: int) -> str:
 
 
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,7}$")
-_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{1,64}$")
-# Account and region syntax: the same checks the sources apply at the boundary.
-_ACCOUNT, _REGION = identifiers.ACCOUNT, identifiers.REGION
-_FINDING_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
-
-
-def console_link(incident: dict[str, Any]) -> str | None:
-    """A console link built only from parts that have their documented syntax; else none."""
-    region = str(incident.get("region") or "")
-    if not _REGION.match(region):
-        return None
-    if incident.get("source") == "guardduty" and _FINDING_ID.match(str(incident.get("id"))):
-        return (
-            f"https://{region}.console.aws.amazon.com/guardduty/home?region={region}"
-            f"#/findings?macros=current&fId={incident['id']}"
-        )
-    if incident.get("source") == "inspector":
-        return f"https://{region}.console.aws.amazon.com/inspector/v2/home?region={region}#/findings"
-    if incident.get("source") == "ecr":
-        details = incident.get("details") or {}
-        repository, digest = str(details.get("repository") or ""), str(details.get("digest") or "")
-        # Event values go into our link only when they have the exact shape ECR allows.
-        if _REPOSITORY.match(repository) and _DIGEST.match(digest) and _ACCOUNT.match(str(incident.get("account"))):
-            return (
-                f"https://{region}.console.aws.amazon.com/ecr/repositories/private/{incident['account']}/"
-                f"{repository}/_/image/{digest}/scan-results?region={region}"
-            )
-    if incident.get("source") == "kms":
-        return f"https://{region}.console.aws.amazon.com/cloudtrailv2/home?region={region}#/events"
-    return None
-
-
 _RUNNING = re.compile(r"\d+ pod\(s\) run ")
 
 
@@ -173,32 +141,10 @@ def _file(details: dict[str, Any]) -> str | None:
     return f"{details['file_operation']} {path}" if details.get("file_operation") else str(path)
 
 
-def contained_text(seconds: Any) -> str | None:
-    """`42 s after the finding's last update` (hours past the first hour)."""
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
-        return None
-    took = f"{seconds:.0f} s" if seconds < 3600 else f"{seconds / 3600:.1f} h"  # noqa: PLR2004
-    return f"{took} after the finding's last update"
-
-
 def _fields(incident: dict[str, Any], alias: Any, contained: Any = None) -> list[dict[str, str]]:
-    principals = ", ".join(p.get("arn") or p.get("name") or "" for p in incident.get("principals", []))
-    account = incident.get("account")
-    facts = [
-        ("Account", f"{account} ({alias})" if account and alias else account),
-        ("Region", incident.get("region")),
-        ("Cluster", incident.get("cluster")),
-        ("Namespace", incident.get("namespace")),
-        ("Workload / pods", ", ".join([*_workloads(incident), *(incident.get("pods") or [])])),
-        ("Node / instance", ", ".join([*(incident.get("nodes") or []), *(incident.get("instance_ids") or [])])),
-        ("Principal", principals),
-        ("Image", ", ".join(incident.get("images") or [])),
-        ("Key", ", ".join(incident.get("key_arns") or [])),
-        ("File", _file(incident.get("details") or {})),
-        ("Process", (incident.get("details") or {}).get("process")),
-        ("Contained", contained_text(contained)),
-    ]
-    shown = [(name, literal(value)) for name, value in facts if value]
+    # The shared facts, each as a literal; the vulnerability as Slack can show it (linked CVE ids).
+    shown = [(name, literal(value)) for name, value in facts.fields(incident, alias, contained)
+             if name != "Vulnerability"]  # fmt: skip
     vulnerability = _vulnerability(incident)  # already mrkdwn: escaped values and a link of ours
     if vulnerability:
         shown.append(("Vulnerability", vulnerability))
@@ -230,7 +176,10 @@ def changed_nothing(report: dict[str, Any]) -> bool:
 
 def rejected(report: dict[str, Any]) -> dict[str, Any]:
     """An event the responder could not understand: said, with its id, so it is not lost."""
-    text = f":warning: Rejected event {literal(report.get('event_id') or 'no id')}: {literal(report['error'])}"
+    if report.get("delivery_failure"):
+        text = f":warning: Delivery failed for {literal(report.get('incident_id') or '?')}: {literal(report['error'])}"
+    else:
+        text = f":warning: Rejected event {literal(report.get('event_id') or 'no id')}: {literal(report['error'])}"
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": cut(text, TEXT_LIMIT)}}]
     return {"text": cut(text, TEXT_LIMIT), "attachments": [{"color": "#808080", "blocks": blocks}]}
 

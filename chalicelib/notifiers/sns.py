@@ -16,6 +16,8 @@ def changed_nothing(report: dict[str, Any]) -> bool:
 
 
 def subject(report: dict[str, Any]) -> str:
+    if report.get("delivery_failure"):
+        return f"[DELIVERY FAILED] {report.get('incident_id') or ''}"[:SUBJECT_LIMIT]
     if "error" in report:
         return f"[REJECTED EVENT] {report.get('event_id') or ''}"[:SUBJECT_LIMIT]
     incident = report["incident"]

@@ -238,7 +238,7 @@ def incident_from_state(data: dict[str, Any]) -> Incident:
         ),
         images=tuple(data.get("images", [])), remote_ips=tuple(data.get("remote_ips", [])),
         privileged=bool(data.get("privileged")), sample=bool(data.get("sample")), event_id=data.get("event_id"),
-        raw_ref=data.get("raw_ref"), count=int(data.get("count", 1)),
+        raw_ref=data.get("raw_ref"), finding_arn=data.get("finding_arn"), count=int(data.get("count", 1)),
         api_call=ApiCall(*call) if call else None,
         key_arns=tuple(data.get("key_arns", [])), failed=bool(data.get("failed")), hold=str(data.get("hold") or ""),
         unverified=str(data.get("unverified") or ""),

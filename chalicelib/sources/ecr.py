@@ -190,4 +190,5 @@ def _inspector(envelope: ImageEventModel, finding: InspectorFindingModel, raw_re
         failed=finding.status == "CLOSED",
         event_id=envelope.id,
         raw_ref=raw_ref or finding.finding_arn,
+        finding_arn=finding.finding_arn,
     )

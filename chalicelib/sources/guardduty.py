@@ -318,6 +318,7 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
         sample=additional.get("sample") is True,
         event_id=model.id,
         raw_ref=raw_ref or finding.arn,
+        finding_arn=finding.arn,
         count=(finding.service.count if finding.service and finding.service.count else 1),
         api_call=_api_call(finding),
         details=_details(finding, grouped),

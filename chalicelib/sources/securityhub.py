@@ -304,6 +304,7 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
         user_kind = PrincipalKind.ANONYMOUS if anonymous else PrincipalKind.KUBERNETES_USER
         principals = (Principal(user_kind, name, groups=groups, involved_as=PrincipalRole.CALLER),)
     finding_type = facts["type"] or "Unknown:SecurityHub/GuardDutyFinding"
+    arn = f"arn:aws:guardduty:{facts['region']}:{facts['account']}:detector/{facts['detector']}/finding/{facts['id']}"
     return Incident(
         id=facts["id"],
         source=SOURCE,
@@ -318,7 +319,7 @@ def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
         instance_ids=(facts["instance"],) if facts["instance"] else (),
         principals=principals,
         event_id=event.get("id") if isinstance(event.get("id"), str) else None,
-        raw_ref=raw_ref
-        or f"arn:aws:guardduty:{facts['region']}:{facts['account']}:detector/{facts['detector']}/finding/{facts['id']}",
+        raw_ref=raw_ref or arn,
+        finding_arn=arn,
         details={"via": f"Security Hub ({facts['form']})", "guardduty_detector": facts["detector"]},
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.notifiers import slack_message
+from chalicelib.notifiers import facts, slack_message
 from tests.fuzzing.hostile import MARK, mrkdwn
 from tests.fuzzing.hostile import slack_findings as findings
 
@@ -75,14 +75,14 @@ def test_a_rejected_events_id_and_error_are_text_too(value: str) -> None:
 def test_console_links_are_built_only_from_valid_parts() -> None:
     report = _report("x")
     report["incident"].update(source="guardduty", region="x|pwn> <!channel> <http://evil.example", id="abc")
-    assert slack_message.console_link(report["incident"]) is None
+    assert facts.console_link(report["incident"]) is None
     report["incident"].update(region="eu-west-1", id="0f58ba0fda05c4a3253c92dd408cff48")
-    assert slack_message.console_link(report["incident"]) == (
+    assert facts.console_link(report["incident"]) == (
         "https://eu-west-1.console.aws.amazon.com/guardduty/home?region=eu-west-1"
         "#/findings?macros=current&fId=0f58ba0fda05c4a3253c92dd408cff48"
     )
     report["incident"].update(id="0f58<!channel>")
-    assert slack_message.console_link(report["incident"]) is None
+    assert facts.console_link(report["incident"]) is None
 
 
 def test_the_checker_finds_what_a_naive_message_would_let_through() -> None:

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from chalicelib.incident import Severity
-from chalicelib.notifiers import slack_message
+from chalicelib.notifiers import facts, slack_message
 from chalicelib.policy.loader import load_rules, parse_rules
 from chalicelib.policy.matcher import decide
 from chalicelib.responder import Mode, Responder
@@ -155,10 +155,10 @@ def test_the_alert_lists_the_worst_cves_linked_and_what_was_accepted() -> None:
 def test_a_basic_scan_links_to_its_scan_results_only_for_a_well_formed_repository() -> None:
     scan = _scan({"CRITICAL": 1})
     report = Responder(RULES, Settings()).handle(scan, Mode.PLAN).to_dict()
-    link = slack_message.console_link(report["incident"])
+    link = facts.console_link(report["incident"])
     assert link == (
         "https://us-east-1.console.aws.amazon.com/ecr/repositories/private/123456789012/my-repository-name"
         f"/_/image/{scan.details['digest']}/scan-results?region=us-east-1"
     )
     report["incident"]["details"]["repository"] = "x|<https://evil>"
-    assert slack_message.console_link(report["incident"]) is None
+    assert facts.console_link(report["incident"]) is None
