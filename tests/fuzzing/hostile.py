@@ -41,6 +41,7 @@ TEXT = [
     "../../api/v1/namespaces/kube-system/secrets",
     "%2e%2e%2fkube-system",
     f"arn:aws:kms:us-east-1:123456789012:key/../../{MARK}",
+    f"[code]<b>{MARK}</b>[/code] {{{{DATE(2017-02-14T06:00:00Z)}}}} www.evil.example",
 ]
 MALFORMED: list[Any] = ["true", "yes", 1, 0, "8", 1e999, math.nan, {}, [], None]
 TOKENS = [f"<!channel>{MARK}", f"<http://evil.example|{MARK}>", "x/../kube-system", "1e999", "-1", "NaN"]
@@ -157,6 +158,107 @@ def slack_findings(message: dict[str, Any]) -> dict[str, list[str]]:
     return found
 
 
+def every_field_report(value: str) -> dict[str, Any]:
+    """A report with `value` in every field the message can show, for every source's layout."""
+    keys = ("cve", "severity_counts", "fix_available", "exploit_available", "inspector_score", "epss",
+            "accepted_cves", "findings_error", "attribution", "ports", "top_flows", "records", "origin",
+            "repository", "digest")  # fmt: skip
+    details = dict.fromkeys(keys, value)
+    details["worst_cves"] = f"CVE-2024-0001 {value}\n{value} {value}"
+    incident = {
+        "id": value, "source": "flowlogs", "type": value, "title": value, "severity": "high", "score": 8.0,
+        "account": value, "region": value, "cluster": value, "namespace": value, "workloads": [value],
+        "pods": [value], "nodes": [value], "instance_ids": [value],
+        "principals": [{"name": value, "arn": value}], "images": [value], "key_arns": [value],
+        "details": details, "sample": False,
+    }  # fmt: skip
+    return {
+        "incident": incident,
+        "rule": value,
+        "reason": value,
+        "mode": "live",
+        "actions": [{"action": value, "target": value, "status": "succeeded", "detail": value}],
+        "notes": [f"cluster: 2 pod(s) run {value}"],
+        "evidence": value,
+    }
+
+
+def _strings(value: Any, inside: str = "") -> Iterator[tuple[str, str]]:
+    """(key, text) for every string in a JSON value, with the key it is under."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, str(key))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item, inside)
+    elif isinstance(value, str):
+        yield inside, value
+
+
+def _teams(card: Any, found: list[str]) -> None:
+    """Event text only in TextRuns (which render no Markdown), none of it linkable, no mention
+    entities, and every URL one of ours."""
+    if isinstance(card, dict):
+        if card.get("type") == "TextRun":
+            text = str(card.get("text"))
+            if re.search(r"(?i)[a-z]://|www\.|\{\{", text):
+                found.append(f"teams text run: {text[:80]}")
+        else:
+            for key, item in card.items():
+                if isinstance(item, str) and (MARK in item or "evil.example" in item):
+                    found.append(f"teams {key}: {item[:80]}")
+                elif key == "url" and isinstance(item, str) and not ALLOWED_HOSTS.match(item):
+                    found.append(f"teams url: {item[:80]}")
+                else:
+                    _teams(item, found)
+        if "entities" in card:
+            found.append("teams: mention entities")
+    elif isinstance(card, list):
+        for item in card:
+            _teams(item, found)
+
+
+def _strict(text: str) -> Any:
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def output_findings(report: dict[str, Any]) -> list[str]:
+    """What escapes in any output other than Slack: markup, links or mentions in Teams, foreign
+    links in PagerDuty or the event detail, a ServiceNow `[code]` tag, output that is not strict
+    JSON, a write-back aimed at a finding of another account."""
+    from chalicelib.notifiers import events_out, pagerduty, servicenow, teams, webhook, writeback
+    from chalicelib.settings import WRITABLE_SOURCES
+
+    # As a live run would report it (every planned step done), so the outputs that skip dry runs are checked too.
+    steps = [{**a, "status": "succeeded"} for a in report.get("actions") or []]
+    live = {**report, "mode": "live", "actions": steps} if "incident" in report else report
+    found: list[str] = []
+    _teams(teams.message(live), found)
+    paged = pagerduty.event(live, "R" * 32) or {}
+    found += [f"pagerduty link: {link.get('href')}" for link in paged.get("links", [])
+              if not ALLOWED_HOSTS.match(str(link.get("href")))]  # fmt: skip
+    if "images" in paged or "client_url" in paged:
+        found.append("pagerduty: an image or client link")
+    ticket = servicenow.wanted(live)
+    if ticket is not None:
+        written = [*servicenow.ticket(ticket).values(), servicenow.note(ticket)]
+        found += [f"servicenow code tag: {str(w)[:80]}" for w in written if re.search(r"(?i)\[/?\s*code\s*\]", str(w))]
+    for entry in events_out.entries(live, "bus"):
+        detail = _strict(entry["Detail"])
+        if detail.get("link") is not None and not ALLOWED_HOSTS.match(str(detail["link"])):
+            found.append(f"event link: {detail['link']}")
+    _strict(webhook.body(report).decode())
+    incident = report.get("incident") or {}
+    for call in writeback.calls(live, WRITABLE_SOURCES, archive=True):
+        for named in call.params.get("FindingIdentifiers", []):
+            if f":{incident.get('account')}:" not in named["Id"] or "../" in named["Id"]:
+                found.append(f"write-back aimed at {named['Id']}")
+    return found
+
+
 def _plan(outputs: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(str(a.get("action")), str(a.get("target"))) for a in containment(_reports(outputs))}
 
@@ -179,7 +281,7 @@ def campaign(seeds: list[dict[str, Any]]) -> dict[str, Any]:
     original = {id(seed): _plan(harness.run(_encoded(seed))) for seed in seeds}
     counts = dict.fromkeys(("events", "fields", "live_mentions", "foreign_links", "formatted_event_text",
                             "hostile_request_paths", "actions_on_malformed_deciding_fields", "invalid_output",
-                            "uncaught"), 0)  # fmt: skip
+                            "uncaught", "output_escapes"), 0)  # fmt: skip
     examples: dict[str, list[str]] = {}
     fields: set[tuple[int, str]] = set()
 
@@ -207,6 +309,12 @@ def campaign(seeds: list[dict[str, Any]]) -> dict[str, Any]:
                               ("formatted event text", "formatted_event_text")):  # fmt: skip
                 if found[name]:
                     escaped(key, f"{where}: {found[name][0]}")
+            try:
+                others = output_findings(report)
+            except (ValueError, TypeError, KeyError) as exc:
+                others = [f"{type(exc).__name__}: {exc}"]
+            if others:
+                escaped("output_escapes", f"{where}: {others[0]}")
         plan = _plan(outputs)
         for action, target in plan:
             if any(marker in target for marker in HOSTILE_MARKERS):

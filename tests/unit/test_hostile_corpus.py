@@ -9,7 +9,7 @@ import pytest
 from tests.fuzzing import hostile
 
 ESCAPES = ("live_mentions", "foreign_links", "formatted_event_text", "hostile_request_paths",
-           "actions_on_malformed_deciding_fields", "invalid_output", "uncaught")  # fmt: skip
+           "actions_on_malformed_deciding_fields", "invalid_output", "uncaught", "output_escapes")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +36,15 @@ def test_the_corpus_sees_what_the_boundary_stops(seeds: list[dict[str, Any]], mo
     monkeypatch.setattr(identifiers, "_aws", lambda incident: None)
     result = hostile.campaign(seeds)
     assert result["hostile_request_paths"] > 0
+
+
+def test_the_corpus_sees_what_the_outputs_neutralise(
+    seeds: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the Teams card's defanging and ServiceNow's tag breaking, hostile values escape and the corpus says so.
+    from chalicelib.notifiers import servicenow, teams
+
+    monkeypatch.setattr(teams, "inert", lambda value, limit=1000: str(value))
+    monkeypatch.setattr(servicenow, "inert", str)
+    result = hostile.campaign(hostile.one_per_source(seeds)[:3])
+    assert result["output_escapes"] > 0

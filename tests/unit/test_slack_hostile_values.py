@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from chalicelib.notifiers import facts, slack_message
-from tests.fuzzing.hostile import MARK, mrkdwn
+from tests.fuzzing.hostile import MARK, every_field_report, mrkdwn
 from tests.fuzzing.hostile import slack_findings as findings
 
 HOSTILE = [
@@ -31,35 +29,10 @@ HOSTILE = [
 ]
 
 
-def _report(value: str) -> dict[str, Any]:
-    """A report with `value` in every field the message can show, for every source's layout."""
-    keys = ("cve", "severity_counts", "fix_available", "exploit_available", "inspector_score", "epss",
-            "accepted_cves", "findings_error", "attribution", "ports", "top_flows", "records", "origin",
-            "repository", "digest")  # fmt: skip
-    details = dict.fromkeys(keys, value)
-    details["worst_cves"] = f"CVE-2024-0001 {value}\n{value} {value}"
-    incident = {
-        "id": value, "source": "flowlogs", "type": value, "title": value, "severity": "high", "score": 8.0,
-        "account": value, "region": value, "cluster": value, "namespace": value, "workloads": [value],
-        "pods": [value], "nodes": [value], "instance_ids": [value],
-        "principals": [{"name": value, "arn": value}], "images": [value], "key_arns": [value],
-        "details": details, "sample": False,
-    }  # fmt: skip
-    return {
-        "incident": incident,
-        "rule": value,
-        "reason": value,
-        "mode": "live",
-        "actions": [{"action": value, "target": value, "status": "succeeded", "detail": value}],
-        "notes": [f"cluster: 2 pod(s) run {value}"],
-        "evidence": value,
-    }
-
-
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
 def test_hostile_values_in_every_field_are_shown_as_text(value: str) -> None:
     for source in ("guardduty", "ecr", "inspector", "kms", "flowlogs"):
-        report = _report(value)
+        report = every_field_report(value)
         report["incident"]["source"] = source
         message = slack_message.build(report)
         assert findings(message) == {"mentions": [], "foreign links": [], "formatted event text": []}, source
@@ -73,7 +46,7 @@ def test_a_rejected_events_id_and_error_are_text_too(value: str) -> None:
 
 
 def test_console_links_are_built_only_from_valid_parts() -> None:
-    report = _report("x")
+    report = every_field_report("x")
     report["incident"].update(source="guardduty", region="x|pwn> <!channel> <http://evil.example", id="abc")
     assert facts.console_link(report["incident"]) is None
     report["incident"].update(region="eu-west-1", id="0f58ba0fda05c4a3253c92dd408cff48")
