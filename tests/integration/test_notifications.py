@@ -130,7 +130,10 @@ def test_an_unreachable_webhook_is_retried_once_and_sns_still_sent(wired: dict[s
     slack, sns = response.payload["notifications"]
     assert (slack["delivered"], slack["attempts"]) == (False, 2)
     assert sns["delivered"] is True
-    assert len(_sns_messages(wired["sqs"], wired["queue"])) == 1
+    report, alert = _sns_messages(wired["sqs"], wired["queue"])  # the report, then the one alert saying so
+    assert alert["Subject"].startswith("[DELIVERY FAILED] ")
+    assert "not told to slack" in json.loads(alert["Message"])["error"]
+    assert json.loads(report["Message"])["incident"]["type"] == "Execution:Runtime/SuspiciousShellCreated"
 
 
 @pytest.fixture
