@@ -22,7 +22,7 @@ from chalicelib.actions.base import INCIDENT_LABEL, INVESTIGATION_LABEL, QUARANT
 from chalicelib.actions.ec2.capture_memory import CAPTURE_TAG
 from chalicelib.actions.k8s.block_image import IMAGE_ANNOTATION
 from chalicelib.bounds import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE
-from devstack import accounts_demo, approval_demo, capture_demo, narrate, securityhub_demo, seed, stack
+from devstack import accounts_demo, approval_demo, capture_demo, narrate, outputs_demo, securityhub_demo, seed, stack
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_POLICY = create_global_resource("kyverno.io", "v1", "ClusterPolicy", "clusterpolicies")
@@ -196,6 +196,8 @@ def main() -> int:
         code = capture_demo.run(env, seeded.evidence_bucket) or code
         code = _timeline(env) or code
         code = securityhub_demo.run(env) or code
+        with seed.admin_client(running) as client:
+            code = outputs_demo.run(env, client) or code
         code = accounts_demo.run(env) or code
         say("Stopping everything the demo started")
     say(f"Done in {time.monotonic() - started:.0f} s (replay exit code {code})")

@@ -123,6 +123,18 @@ class StandIn:
         self._server.server_close()
 
 
+def slack() -> StandIn:
+    """An incoming webhook: `<url>/services/T…/B…/<token>`, a message with text and attachments."""
+
+    def answer(request: Received) -> Answer:
+        body = request.json if isinstance(request.json, dict) else {}
+        if not request.path.startswith("/services/") or not isinstance(body.get("text"), str):
+            return Answer(400, {"error": "invalid_payload"})
+        return Answer(200)
+
+    return StandIn("slack", answer)
+
+
 def pagerduty() -> StandIn:
     """The Events API v2 endpoint: `<url>/v2/enqueue`."""
     schema = load_schema("pagerduty-events-v2")

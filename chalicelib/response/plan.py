@@ -208,7 +208,7 @@ def incident_state(incident: Incident) -> dict[str, Any]:
         ],
         "images": list(incident.images), "remote_ips": list(incident.remote_ips),
         "privileged": incident.privileged, "sample": incident.sample, "event_id": incident.event_id,
-        "raw_ref": incident.raw_ref, "count": incident.count,
+        "raw_ref": incident.raw_ref, "finding_arn": incident.finding_arn, "count": incident.count,
         "api_call": None if incident.api_call is None else [
             incident.api_call.verb, incident.api_call.resource, incident.api_call.name, incident.api_call.namespace
         ],

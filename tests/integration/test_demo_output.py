@@ -28,3 +28,10 @@ def test_the_demo_is_short_by_default_and_ends_with_its_summary() -> None:
     notes = [line for line in lines if "not enforced in cluster demo" in line]
     assert len(notes) == 1, notes  # said once, however many events said it
     assert "POST /slack/actions HTTP/1.1" not in done.stdout + done.stderr  # no access log
+    # One incident to every output, each stand-in checking its format (docs/integrations/).
+    outputs = done.stdout.split("==> Outputs:", 1)[1].split("==>", 1)[0]
+    for said in ("contained: told 8 outputs; released: told 8 outputs", "PagerDuty: trigger then resolve",
+                 "ServiceNow: ticket INC1000001, 2 work notes", "webhook: 2 signed events verified",
+                 "Security Hub: workflow NOTIFIED then RESOLVED; GuardDuty: 1 finding archived",
+                 "0 request(s) refused"):  # fmt: skip
+        assert said in outputs, outputs

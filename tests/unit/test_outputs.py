@@ -197,3 +197,16 @@ def test_an_alert_that_fails_too_is_only_logged() -> None:
 def test_output_settings_are_checked_at_start_up(env: dict[str, str], said: str) -> None:
     with pytest.raises(ConfigError, match=said):
         Settings.from_env(env)
+
+
+def test_a_stored_plans_incident_keeps_its_finding_for_the_release_write_back() -> None:
+    # A release runs from the plan kept in the table: the finding's ARN must survive the round trip.
+    from chalicelib.response.plan import incident_from_state, incident_state
+    from chalicelib.sources import guardduty
+    from tests.conftest import load_event
+
+    incident = guardduty.to_incident(load_event(reports.EVENT), raw_ref="events/guardduty/x.json")
+    kept = incident_from_state(json.loads(json.dumps(incident_state(incident))))
+    assert kept.finding_arn == incident.finding_arn
+    assert kept.finding_arn is not None
+    assert kept.finding_arn.startswith("arn:aws:guardduty:")
