@@ -18,9 +18,10 @@ PAGED = (facts.CONTAINED, facts.FAILED, facts.AWAITING)
 _RESPONDER_FAULT = ("internal error", "a passing fault")
 
 
-def _dedup_key(found: facts.Facts) -> str:
-    key = found.incident_id or f"eks-responder-event-{found.event_id or 'no-id'}"
-    return key[:DEDUP_LIMIT]
+def _dedup_key(found: facts.Facts, report: dict[str, Any]) -> str:
+    # A delivery failure lands on its incident's alert; a failed event on one of its own.
+    incident = found.incident_id or (str(report["incident_id"]) if report.get("delivery_failure") else None)
+    return (incident or f"eks-responder-event-{found.event_id or 'no-id'}")[:DEDUP_LIMIT]
 
 
 def event(report: dict[str, Any], routing_key: str) -> dict[str, Any] | None:
@@ -28,7 +29,7 @@ def event(report: dict[str, Any], routing_key: str) -> dict[str, Any] | None:
     report with no action, a malformed event: those are for the channels, not for on-call)."""
     found = facts.of(report)
     if found.kind == facts.RELEASE and found.status != facts.FAILED:
-        return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": _dedup_key(found)}
+        return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": _dedup_key(found, report)}
     if found.kind == facts.REJECTED and not str(report.get("error") or "").startswith(_RESPONDER_FAULT):
         return None
     if found.kind != facts.REJECTED and (found.status not in PAGED or found.dry_run):
@@ -45,7 +46,7 @@ def event(report: dict[str, Any], routing_key: str) -> dict[str, Any] | None:
     body: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": "trigger",
-        "dedup_key": _dedup_key(found),
+        "dedup_key": _dedup_key(found, report),
         "client": "eks-responder",
         "payload": {
             "summary": found.summary()[:SUMMARY_LIMIT],

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from chalicelib.actions.base import IAMStatement
-from chalicelib.notifiers import slack_message
+from chalicelib.notifiers import secrets, slack_message
 
 TIMEOUT_SECONDS = 5
 # An incoming webhook's path is its secret (/services/T…/B…/<token>): wherever it appears, whole or not.
@@ -100,14 +100,7 @@ def secret_webhook(secret_name: str | None, parameter_name: str | None) -> Calla
 def permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
     secret = stage_env.get("SLACK_WEBHOOK_SECRET")
     parameter = (stage_env.get("SLACK_WEBHOOK_PARAMETER") or "").lstrip("/")
-    found = []
-    if secret:
-        found.append(
-            IAMStatement(
-                ("secretsmanager:GetSecretValue",),
-                (f"arn:aws:secretsmanager:{{region}}:{{account}}:secret:{secret}-*",),
-            )
-        )
+    found = secrets.permissions(secret)
     if parameter:
         found.append(
             IAMStatement(("ssm:GetParameter",), (f"arn:aws:ssm:{{region}}:{{account}}:parameter/{parameter}",))
@@ -117,6 +110,4 @@ def permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
 
 def signing_permissions(stage_env: dict[str, str]) -> list[IAMStatement]:
     """Reading Slack's signing secret (and the bot token that lists approver groups), for the route."""
-    names = [stage_env.get(k) for k in ("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN_SECRET")]
-    arns = tuple(f"arn:aws:secretsmanager:{{region}}:{{account}}:secret:{n}-*" for n in names if n)
-    return [IAMStatement(("secretsmanager:GetSecretValue",), arns)] if arns else []
+    return secrets.permissions(*(stage_env.get(k) for k in ("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN_SECRET")))

@@ -210,3 +210,14 @@ def test_a_stored_plans_incident_keeps_its_finding_for_the_release_write_back() 
     assert kept.finding_arn == incident.finding_arn
     assert kept.finding_arn is not None
     assert kept.finding_arn.startswith("arn:aws:guardduty:")
+
+
+def test_a_delivery_failure_pages_on_its_incidents_alert() -> None:
+    from chalicelib.notifiers.base import failure_alert
+
+    report = reports.live()
+    alert = failure_alert(report, [Delivery("teams", delivered=False, error="RuntimeError: down", attempts=2)])
+    body = pagerduty.event(alert, KEY)
+    assert body is not None
+    assert (body["event_action"], body["dedup_key"]) == ("trigger", report["incident"]["id"])
+    assert schema_errors(body, load_schema("pagerduty-events-v2")) == []
