@@ -60,10 +60,13 @@ def decide(
     run: Callable[[str], dict[str, Any]],
     clock: Callable[[], datetime] = _now,
     revision: str | None = None,
+    notifiers: Sequence[Notifier] = (),
 ) -> dict[str, Any]:
-    """Approve or reject; when something was approved, `run(incident_id)` has it carried out. With a
-    `revision` (a Slack button's), only the plan the message showed may be decided."""
-    return _record(store, incident_id, "approve" if approve else "reject", steps, who, run, clock, revision)
+    """Approve or reject; when something was approved, `run(incident_id)` has it carried out (and
+    tells); a rejection is told here. With a `revision` (a Slack button's), only the plan the
+    message showed may be decided."""
+    return _record(store, incident_id, "approve" if approve else "reject", steps, who, run, clock, revision,
+                   notifiers)  # fmt: skip
 
 
 def request_release(
@@ -89,6 +92,7 @@ def _record(
     run: Callable[[str], dict[str, Any]],
     clock: Callable[[], datetime],
     revision: str | None = None,
+    notifiers: Sequence[Notifier] = (),
 ) -> dict[str, Any]:
     from chalicelib.executors.plans import PlanConflictError
 
@@ -117,11 +121,27 @@ def _record(
         runs = (StepState.APPROVED, StepState.RELEASE_REQUESTED)
         if any(decision.plan.step(i).state in runs for i in decision.changed):
             result["carried_out"] = run(incident_id)
+        elif verb == "reject":
+            _tell_rejected(decision.plan, decision.changed, who, notifiers)
         return result
     return {"incident_id": incident_id, "decision": verb, "message": "the plan kept changing: try again"}
 
 
 PAST = {"approve": "approved", "reject": "rejected", "release": "released"}
+
+
+def _tell_rejected(plan: Plan, changed: Sequence[int], who: str, notifiers: Sequence[Notifier]) -> None:
+    """A human said no: the steps they refused, told like any report (the bus, the ticket)."""
+    from chalicelib.intake import told
+    from chalicelib.responder import Mode, Report
+
+    steps = [plan.step(i) for i in changed]
+    results = tuple(ActionResult(s.action, s.label, Status.REJECTED, f"rejected by {who}: not run") for s in steps)
+    report = Report(plan.incident, plan.rule, f"rejected by {who}", Mode(plan.mode), results)
+    found = report.to_dict()
+    for index, action in zip(changed, found["actions"], strict=True):
+        action["step"] = index
+    told({"event_id": None, **found, "rejected_by": who}, notifiers)
 
 
 def _stale(plan: Plan, verb: str) -> str:

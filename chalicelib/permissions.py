@@ -150,10 +150,11 @@ def iam_statements(stage_env: dict[str, str], function: functions.Function, rule
 
 
 def _approval_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
-    """The Slack route records decisions in the plan's item and hands the approved steps to the
-    function that owns the playbook: it holds no containment permission of its own."""
+    """The Slack route records decisions in the plan's item, tells a rejection, and hands the
+    approved steps to the function that owns the playbook: it holds no containment permission of
+    its own (nor the finding write-back's)."""
     from chalicelib.executors import ledger
-    from chalicelib.notifiers import slack
+    from chalicelib.notifiers import outputs, slack
 
     owners = sorted({functions.for_source(s).name for f in functions.FUNCTIONS for s in f.sources})
     invoke = tuple(f"arn:aws:lambda:{{region}}:{{account}}:function:{functions.APP_NAME}-{{stage}}-{name}"
@@ -161,7 +162,8 @@ def _approval_statements(stage_env: dict[str, str]) -> list[IAMStatement]:
     table = [
         IAMStatement(("dynamodb:GetItem", "dynamodb:UpdateItem"), s.resources) for s in ledger.permissions(stage_env)
     ]
-    return [*table, *slack.signing_permissions(stage_env), IAMStatement(("lambda:InvokeFunction",), invoke)]
+    return [*table, *slack.signing_permissions(stage_env), IAMStatement(("lambda:InvokeFunction",), invoke),
+            *outputs.permissions(stage_env, write_back=False)]  # fmt: skip
 
 
 def _expiry_statements(stage_env: dict[str, str]) -> list[IAMStatement]:

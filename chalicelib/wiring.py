@@ -299,7 +299,8 @@ def decide(
     if store is None:
         return {"incident_id": incident_id, "error": "no INCIDENTS_TABLE: no plan is kept, nothing to decide"}
     return decisions.decide(store, incident_id, approve=approve, steps=steps, who=who, revision=revision,
-                                 run=run or (lambda incident: invoke_owner(incident, current)))  # fmt: skip
+                            run=run or (lambda incident: invoke_owner(incident, current)),
+                            notifiers=build_notifiers(current))  # fmt: skip
 
 
 def slack_action(request: Any, current: Settings | None = None) -> Response:

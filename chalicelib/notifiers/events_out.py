@@ -20,6 +20,7 @@ STEP = "step"
 DETAIL_TYPES = {
     facts.INCIDENT: "EKS Responder Incident",
     facts.APPROVAL: "EKS Responder Approval",
+    facts.REJECTION: "EKS Responder Rejection",
     facts.RELEASE: "EKS Responder Release",
     facts.EXPIRY: "EKS Responder Approval Expired",
     facts.CAPTURE: "EKS Responder Memory Capture",

@@ -14,8 +14,8 @@ from typing import Any
 from chalicelib.sources import identifiers
 
 # What a report is, from the code path that made it.
-INCIDENT, APPROVAL, RELEASE, EXPIRY, CAPTURE, REJECTED, DELIVERY = (
-    "incident", "approval", "release", "expiry", "capture", "rejected", "delivery-failure")  # fmt: skip
+INCIDENT, APPROVAL, REJECTION, RELEASE, EXPIRY, CAPTURE, REJECTED, DELIVERY = (
+    "incident", "approval", "rejection", "release", "expiry", "capture", "rejected", "delivery-failure")  # fmt: skip
 # What the report says happened: the first that holds, in this order.
 FAILED, CONTAINED, RELEASED, AWAITING, PLANNED, NO_ACTION = (
     "failed", "contained", "released", "awaiting-approval", "planned", "no-action")  # fmt: skip
@@ -70,7 +70,8 @@ class Facts:
             counts[step.status] = counts.get(step.status, 0) + 1
         done = ", ".join(f"{n} {status}" for status, n in counts.items())
         what = STATUS_WORDS.get(self.status, self.status)
-        prefix = {APPROVAL: "approved steps ran: ", RELEASE: "release: ", EXPIRY: "approval expired: ",
+        prefix = {APPROVAL: "approved steps ran: ", REJECTION: "steps refused by a human: ", RELEASE: "release: ",
+                  EXPIRY: "approval expired: ",
                   CAPTURE: "memory capture ended: "}.get(self.kind, "")  # fmt: skip
         return f"{self.headline}: {prefix}{what}" + (f" ({done})" if done else "")
 
@@ -121,18 +122,17 @@ def _text(value: Any, limit: int = VALUE_LIMIT) -> str:
     return " ".join(str(value)[:limit].split())
 
 
+# The key that says which code path made a report, in the order they are checked.
+_MADE_BY = (("released_by", RELEASE), ("approved_by", APPROVAL), ("rejected_by", REJECTION), ("expired", EXPIRY))
+
+
 def kind(report: dict[str, Any]) -> str:
     if "error" in report:
         return DELIVERY if report.get("delivery_failure") else REJECTED
-    if report.get("released_by") is not None:
-        return RELEASE
-    if report.get("approved_by") is not None:
-        return APPROVAL
-    if report.get("expired"):
-        return EXPIRY
-    if report.get("rule") == "memory-capture":
-        return CAPTURE
-    return INCIDENT
+    for key, made in _MADE_BY:
+        if report.get(key):
+            return made
+    return CAPTURE if report.get("rule") == "memory-capture" else INCIDENT
 
 
 def status(report: dict[str, Any]) -> str:
@@ -203,7 +203,7 @@ def of(report: dict[str, Any]) -> Facts:
              _text(a.get("target"), 500), _text(a.get("status"), 32), _text(a.get("detail")))
         for a in (report.get("actions") or [])[:MAX_STEPS]
     )  # fmt: skip
-    by = report.get("released_by") or report.get("approved_by")
+    by = report.get("released_by") or report.get("approved_by") or report.get("rejected_by")
     who = _text(", ".join(map(str, by)) if isinstance(by, list) else by, 200) if by else None
     return Facts(
         kind=what,

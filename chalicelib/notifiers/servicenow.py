@@ -76,7 +76,9 @@ def ticket(found: facts.Facts) -> dict[str, Any]:
 
 def wanted(report: dict[str, Any]) -> facts.Facts | None:
     found = facts.of(report)
-    if found.incident_id is None or found.dry_run or found.status not in TICKETED:
+    if found.incident_id is None or found.dry_run:
+        return None
+    if found.status not in TICKETED and found.kind != facts.REJECTION:  # a human's "no" goes on the ticket too
         return None
     return found
 

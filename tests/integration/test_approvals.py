@@ -103,6 +103,32 @@ def test_a_rejected_step_never_runs(cluster: Cluster, admin: Client, make_respon
     assert not _isolated(admin, cluster.namespace, "web")
 
 
+def test_a_rejection_is_told_to_the_outputs_with_the_refused_steps(
+    cluster: Cluster, make_responder: Any, store: PlanStore
+) -> None:
+    from chalicelib.notifiers import events_out, facts
+    from devstack.stand_ins import load_schema, schema_errors
+
+    report = _waiting(cluster, make_responder)
+    told: list[dict[str, Any]] = []
+
+    class Bus:
+        name = "eventbridge"
+
+        def send(self, sent: dict[str, Any]) -> None:
+            told.append(sent)
+
+    decisions.decide(store, report.incident.id, approve=False, steps=None, who="U1", run=lambda i: {},
+                     notifiers=[Bus()])  # fmt: skip
+    (rejection,) = told
+    assert facts.kind(rejection) == "rejection"
+    assert {a["status"] for a in rejection["actions"]} == {"rejected"}
+    assert [a["step"] for a in rejection["actions"]] == [p.index for p in report.plan.waiting]
+    detail = events_out.detail(rejection)
+    assert (detail["kind"], detail["by"]) == ("rejection", "U1")
+    assert schema_errors(detail, load_schema("event-detail")) == []
+
+
 def test_an_expired_plan_runs_nothing_and_says_so_once(
     cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
 ) -> None:
