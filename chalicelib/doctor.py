@@ -158,14 +158,25 @@ def _stores(current: Settings, session: Any) -> Iterator[Check]:
         topic = current.sns_topic_arn
         yield _try("SNS topic", prerequisites,
                    lambda: session.client("sns").get_topic_attributes(TopicArn=topic) and topic)  # fmt: skip
-    for name, secret in (("Slack webhook secret", current.slack_webhook_secret),
-                         ("Slack signing secret", current.slack_signing_secret)):  # fmt: skip
+    secrets = (("Slack webhook secret", current.slack_webhook_secret),
+               ("Slack signing secret", current.slack_signing_secret),
+               ("Teams webhook secret", current.teams_webhook_secret),
+               ("PagerDuty routing key secret", current.pagerduty_routing_key_secret),
+               ("webhook signing secret", current.webhook_signing_secret),
+               ("ServiceNow credentials secret", current.servicenow_credentials_secret))  # fmt: skip
+    if current.event_bus_name:
+        bus = current.event_bus_name
+        yield _try("event bus", f"create the bus: aws events create-event-bus --name {bus}",
+                   lambda: session.client("events").describe_event_bus(Name=bus)["Name"])  # fmt: skip
+    for name, secret in secrets:
         if secret:
             yield _try(name, f"create the secret {secret} in Secrets Manager",
                        lambda secret=secret: session.client("secretsmanager").describe_secret(SecretId=secret)["Name"])  # type: ignore[misc]  # fmt: skip
-    if not (current.slack_webhook_secret or current.slack_webhook_parameter or current.sns_topic_arn):
-        yield Check(WARN, "notifications", "no Slack webhook and no SNS topic: incidents are only logged",
-                    "set SLACK_WEBHOOK_SECRET or SNS_TOPIC_ARN")  # fmt: skip
+    from chalicelib.notifiers import outputs
+
+    if not outputs.build(current, lambda: session):
+        yield Check(WARN, "notifications", "no output is configured: incidents are only logged",
+                    "set SLACK_WEBHOOK_SECRET or SNS_TOPIC_ARN (docs/integrations/)")  # fmt: skip
     if current.evidence_bucket:
         yield _evidence(current.evidence_bucket, session, prerequisites)
     else:

@@ -88,6 +88,21 @@ def test_each_broken_piece_is_a_fail_line_with_its_fix(stage: Settings, aws_sess
     assert found["cluster local"].status == doctor.OK
 
 
+def test_a_missing_output_secret_or_bus_is_a_fail_line_with_its_fix(
+    stage: Settings, aws_session: Any, connector: Any
+) -> None:
+    aws_session.client("secretsmanager").create_secret(Name="eks-responder/teams", SecretString="https://x/y")
+    aws_session.client("events").create_event_bus(Name="security-events")
+    wired = replace(stage, teams_webhook_secret="eks-responder/teams", event_bus_name="security-events",
+                    pagerduty_routing_key_secret="eks-responder/no-such-key")  # fmt: skip
+    found = _lines(doctor.run(wired, aws_session, connector))
+    assert (found["Teams webhook secret"].status, found["event bus"].status) == (doctor.OK, doctor.OK)
+    assert found["PagerDuty routing key secret"].status == doctor.FAIL
+    assert "create the secret eks-responder/no-such-key" in found["PagerDuty routing key secret"].line()
+    gone = _lines(doctor.run(replace(wired, event_bus_name="gone"), aws_session, connector))
+    assert "aws events create-event-bus --name gone" in gone["event bus"].line()
+
+
 def test_a_permission_the_role_lost_is_named(stage: Settings, aws_session: Any, connector: Any, admin: Client) -> None:
     # GIVEN someone removed the node rules from the responder's ClusterRole
     role = admin.get(ClusterRole, CLUSTER_ROLE_NAME)
