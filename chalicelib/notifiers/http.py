@@ -27,7 +27,10 @@ def send(url: str, body: Any, *, what: str, headers: dict[str, str] | None = Non
          secret_url: bool = False, raw: bytes | None = None) -> tuple[int, Any]:  # fmt: skip
     """Send `body` as JSON (or `raw` bytes as they are); the status and the parsed answer. Anything
     but 2xx raises, naming `what` and never the URL when it is a secret."""
+    from chalicelib.lambda_events import check_deadline
+
     checked_url(url, what)
+    check_deadline(what)  # nothing is sent once the invocation has no time left to hear the answer
     data = raw if raw is not None else json.dumps(body, separators=(",", ":")).encode()
     request = urllib.request.Request(url, data=data if method != "GET" else None, method=method)  # noqa: S310
     request.add_header("Content-Type", "application/json")
