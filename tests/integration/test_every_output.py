@@ -22,11 +22,10 @@ from devstack import stand_ins
 from devstack.stack import LocalStack
 from tests.conftest import ROOT, load_event
 from tests.integration.conftest import Cluster
-from tests.integration.outputs import secret
+from tests.integration.outputs import OUTPUTS_ENV, secret
 
 pytestmark = pytest.mark.integration
 BUCKET = "eks-responder-evidence-demo"
-BUS = "security-events"
 
 
 @pytest.fixture
@@ -47,19 +46,22 @@ def every_output(local_stack: LocalStack, aws_session: Any, monkeypatch: pytest.
             for n, q in queues.items()}  # fmt: skip
     topic = sns.create_topic(Name="incidents")["TopicArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arns["sns"])
-    events.create_event_bus(Name=BUS)
-    events.put_rule(Name="all", EventBusName=BUS, EventPattern=json.dumps({"source": ["eks-responder"]}))
-    events.put_targets(Rule="all", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arns["bus"]}])
+    bus = OUTPUTS_ENV["EVENT_BUS_NAME"]
+    events.create_event_bus(Name=bus)
+    events.put_rule(Name="all", EventBusName=bus, EventPattern=json.dumps({"source": ["eks-responder"]}))
+    events.put_targets(Rule="all", EventBusName=bus, Targets=[{"Id": "q", "Arn": arns["bus"]}])
+    named = OUTPUTS_ENV  # the secret and bus names the IAM proof's stage grants
     env = {
-        "EVIDENCE_BUCKET": BUCKET, "SNS_TOPIC_ARN": topic, "EVENT_BUS_NAME": BUS,
-        "PAGERDUTY_ROUTING_KEY_SECRET": secret(aws_session, "0123456789abcdef0123456789abcdef"),
+        **named, "EVIDENCE_BUCKET": BUCKET, "SNS_TOPIC_ARN": topic,
         "PAGERDUTY_EVENTS_URL": servers["pagerduty"].url + "/v2/enqueue",
-        "TEAMS_WEBHOOK_SECRET": secret(aws_session, servers["teams"].url + "/workflows/abc?sig=s"),
-        "WEBHOOK_URL": servers["webhook"].url + "/hook", "WEBHOOK_SIGNING_SECRET": secret(aws_session, "k"),
+        "WEBHOOK_URL": servers["webhook"].url + "/hook",
         "SERVICENOW_INSTANCE_URL": servers["servicenow"].url,
-        "SERVICENOW_CREDENTIALS_SECRET": secret(aws_session, json.dumps({"username": "u", "password": "p"})),
-        "WRITEBACK_SOURCES": "guardduty",
+        "ARCHIVE_GUARDDUTY_FINDINGS": "false",
     }  # fmt: skip
+    secret(aws_session, "0123456789abcdef0123456789abcdef", named["PAGERDUTY_ROUTING_KEY_SECRET"])
+    secret(aws_session, servers["teams"].url + "/workflows/abc?sig=s", named["TEAMS_WEBHOOK_SECRET"])
+    secret(aws_session, "k", named["WEBHOOK_SIGNING_SECRET"])
+    secret(aws_session, json.dumps({"username": "u", "password": "p"}), named["SERVICENOW_CREDENTIALS_SECRET"])
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     config["stages"]["prod"]["environment_variables"].update(env)
     (tmp_path / ".chalice").mkdir()

@@ -22,6 +22,7 @@ import pytest
 
 from chalicelib import functions, permissions
 from tests.integration.iam_calls import RECORDED, Call
+from tests.integration.outputs import OUTPUTS_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +39,8 @@ PROOF_ENV = {
     "THREAT_LIST": "s3://flow-logs/threats.txt",
     # tests/integration/test_accounts.py: listed members, and an organizational unit (read at run time)
     "MANAGED_ACCOUNTS": "111111111111,222222222222,333333333333,ou-abcd-12345678",
+    # tests/integration/test_every_output.py: every other output (tests/integration/outputs.py names them)
+    **OUTPUTS_ENV,
 }
 NO_AUTHORISATION = {("sts", "GetCallerIdentity")}  # every principal may call it
 IAM_NAMES = {("s3", "HeadObject"): "s3:GetObject", ("s3", "ListObjectsV2"): "s3:ListBucket"}
@@ -150,7 +153,16 @@ def _ids(call: Call) -> dict[str, list[str]]:
     elif call.service == "ssm":
         add("document", p.get("DocumentName"))
         add("instance", *p.get("InstanceIds", []))
-    return found
+    return found | _outputs_ids(call)
+
+
+def _outputs_ids(call: Call) -> dict[str, list[str]]:
+    """The resources the outputs act on: the bus an event is put on, the caller's Security Hub."""
+    if call.service == "events":
+        return {"event-bus": sorted({e.get("EventBusName") or "default" for e in call.params.get("Entries", [])})}
+    if call.service == "securityhub":
+        return {"hub": ["default"]}  # BatchUpdateFindings is authorised on the caller's hub
+    return {}
 
 
 def _arn(call: Call, kind: str, value: str) -> str:
@@ -181,6 +193,8 @@ def _arn(call: Call, kind: str, value: str) -> str:
         "secret": f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{value}-AbCdEf",
         "document": f"arn:aws:ssm:{region}:{ACCOUNT}:document/{value}",
         "repository": f"arn:aws:ecr:{region}:{call.params.get('registryId', ACCOUNT)}:repository/{value}",
+        "event-bus": f"arn:aws:events:{region}:{ACCOUNT}:event-bus/{value}",
+        "hub": f"arn:aws:securityhub:{region}:{ACCOUNT}:hub/{value}",
     }
     assert kind in built, (call.service, kind)
     return built[kind]
