@@ -60,8 +60,8 @@ class Facts:
 
     @property
     def timeline(self) -> str:
-        """The command that shows the incident's timeline."""
-        return f"eks-responder report {self.incident_id} --from <incident table>" if self.incident_id else ""
+        """The command that shows the incident's timeline (from the functions' logs in CloudWatch)."""
+        return f"eks-responder report {self.incident_id}" if self.incident_id else ""
 
     def summary(self) -> str:
         """One line: what happened and what was done."""
