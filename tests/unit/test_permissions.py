@@ -317,7 +317,13 @@ def test_the_approval_route_holds_no_containment_permission() -> None:
     env = {**STAGE_ENVS["deployed"], "SLACK_SIGNING_SECRET": "eks-responder/slack-signing"}
     policy = permissions.iam_policy(env, functions.BY_NAME["api_handler"], "prod")
     held = _allowed(policy)
+    # Recording decisions, handing approved steps on, and telling a rejection (the stage's SNS topic and
+    # Slack secret): no containment, and no finding write-back even when the stage has it.
     assert held == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem",
-                    "dynamodb:UpdateItem", "secretsmanager:GetSecretValue", "lambda:InvokeFunction"}  # fmt: skip
+                    "dynamodb:UpdateItem", "secretsmanager:GetSecretValue", "lambda:InvokeFunction",
+                    "sns:Publish"}  # fmt: skip
+    with_writeback = permissions.iam_policy({**env, "WRITEBACK_SOURCES": "guardduty"}, functions.BY_NAME["api_handler"],
+                                            "prod")  # fmt: skip
+    assert _allowed(with_writeback) == held
     (invoke,) = [s for s in policy["Statement"] if s["Action"] == ["lambda:InvokeFunction"]]
     assert all(":function:eks-responder-prod-on_" in r for r in invoke["Resource"])
