@@ -474,7 +474,7 @@ def threat_ranges(current: Settings) -> Ranges:
     else:
         from chalicelib.executors.flow_sources import read_threat_list
 
-        text = read_threat_list(current.threat_list, aws_session().client("s3"))
+        text = read_threat_list(current.threat_list, lambda: aws_session().client("s3"))
         ranges = parse_networks(text, current.threat_list)
     _threats[current.threat_list] = (time.monotonic(), ranges)
     return ranges

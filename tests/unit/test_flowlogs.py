@@ -384,6 +384,31 @@ def test_a_packaged_threat_list_is_found_from_the_project_root(tmp_path: Path) -
     assert read_threat_list(str(listed), None) == "1.2.3.4\n"
 
 
+def test_an_s3_client_is_made_only_for_a_list_in_s3(tmp_path: Path) -> None:
+    from chalicelib.executors.flow_sources import read_threat_list
+
+    made = []
+
+    class Body:
+        def read(self, _: int) -> bytes:
+            return b"5.6.7.8\n"
+
+    class S3:
+        def get_object(self, **_: str) -> dict[str, Body]:
+            return {"Body": Body()}
+
+    def client() -> S3:
+        made.append(1)
+        return S3()
+
+    listed = tmp_path / "list.txt"
+    listed.write_text("1.2.3.4\n")
+    assert read_threat_list(str(listed), client) == "1.2.3.4\n"
+    assert made == []  # a file: no AWS session (a sixth of a second of every replay)
+    assert read_threat_list("s3://threats/list.txt", client) == "5.6.7.8\n"
+    assert made == [1]
+
+
 def test_a_delivery_counts_its_records_in_metrics(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
