@@ -109,6 +109,7 @@ bench: venv native
 	$(PY) bench/cold_first_event.py
 	$(PY) bench/time_to_contain.py
 	$(PY) bench/flowlogs.py
+	$(PY) bench/flow_lambda.py
 	$(PY) bench/accounts.py
 	$(PY) bench/drills.py
 	$(PY) bench/goals.py
