@@ -15,9 +15,12 @@
  *     ports say it is not a probe (compared as bytes, exactly as detect.py compares them).
  *
  * Anything else is kept, and so is anything this pass cannot judge exactly as Python would (an
- * address the memo does not hold, a byte count Python's int() would have to read). A block that is
- * not regular (a line with another number of fields, a status that is not one) is not judged at
- * all: None, and the scanner takes its own path for it. Stateless; reads the memo, writes nothing.
+ * address the memo does not hold, a byte count Python's int() would have to read). One kind of
+ * record is handled here rather than kept: ours to a plain public address that only the egress
+ * count reads (most of what is not dropped), whose bytes are added to the scanner's own counts as
+ * its loop would add them, in order. A block that is not regular (a line with another number of
+ * fields, a status that is not one) is not judged at all: None, and the scanner takes its own path
+ * for it. Reads the memo and writes nothing to it; writes only the egress counts it is given.
  *
  * Fields are found eight bytes at a time: a word with no byte at or below 0x20 holds no separator,
  * so only the separators themselves are visited, not every byte.
@@ -28,6 +31,7 @@
 #define Py_LIMITED_API 0x030B0000
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -36,7 +40,7 @@
 #define MAX_CACHED 4096   /* half full at most: beyond, addresses are looked up in the memo each time */
 #define MAX_DIGITS 18     /* a probe-size limit with more digits than this is left to Python */
 
-enum { SRC, DST, SPORT, DPORT, BYTES, STATUS, COLUMNS };
+enum { SRC, DST, SPORT, DPORT, BYTES, STATUS, IFACE, COLUMNS };
 
 /* What bytes.split() separates on: the end of a line, and the other ASCII whitespace. */
 enum { REGULAR, SPACE, NEWLINE };
@@ -51,12 +55,24 @@ typedef struct {
     Py_ssize_t len;
     uint64_t hash;
     long flags;
+    int kept; /* a record from this address was kept in this block: Python will see it, in order */
+    /* Its egress count as this pass found it and added to it, applied when the block is done (a
+     * block found irregular later is Python's alone, and must find the counts as they were). */
+    int touched;
+    int fresh;             /* no entry yet: one is made */
+    PyObject *entry;       /* else the entry (borrowed from the counts) */
+    const char *interface; /* the interface counted */
+    Py_ssize_t interface_len;
+    long long base;  /* the count before this block */
+    long long added; /* what this block's records added */
 } Slot;
 
 typedef struct {
     Slot *slots;
     Py_ssize_t used;
     PyObject *memo;
+    Slot *touched[MAX_CACHED];
+    Py_ssize_t touches;
 } Cache;
 
 static uint64_t fnv1a(const char *at, Py_ssize_t len)
@@ -69,8 +85,9 @@ static uint64_t fnv1a(const char *at, Py_ssize_t len)
     return hash;
 }
 
-/* The address's flags in the memo, or UNKNOWN: 0, or -1 with an error set. */
-static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags)
+/* The address's flags in the memo, or UNKNOWN, and its slot in the cache (NULL when the cache is
+ * full): 0, or -1 with an error set. */
+static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, Slot **cached)
 {
     uint64_t hash = fnv1a(at, len);
     size_t index = (size_t)hash & (SLOTS - 1);
@@ -81,6 +98,7 @@ static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags)
         }
         if (slot->hash == hash && slot->len == len && memcmp(slot->at, at, (size_t)len) == 0) {
             *flags = slot->flags;
+            *cached = slot;
             return 0;
         }
     }
@@ -104,6 +122,7 @@ static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags)
             value = UNKNOWN;
         }
     }
+    *cached = NULL;
     if (cache->used < MAX_CACHED) {
         for (size_t probe = 0; probe < SLOTS; probe++) {
             Slot *slot = &cache->slots[(index + probe) & (SLOTS - 1)];
@@ -112,7 +131,10 @@ static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags)
                 slot->len = len;
                 slot->hash = hash;
                 slot->flags = value;
+                slot->kept = 0;
+                slot->touched = 0;
                 cache->used++;
+                *cached = slot;
                 break;
             }
         }
@@ -249,6 +271,8 @@ typedef struct {
     const Ports *mining; /* ports of mining pools: theirs, when they are the source */
     const Ports *admin;  /* SSH and RDP: ours, when the source is public */
     Cache *cache;
+    PyObject *egress;      /* detect.py's egress counts (address -> [interface, bytes]), or NULL: off */
+    long long egress_limit;
     PyObject *out;
     Py_ssize_t records;
     Py_ssize_t last;   /* the previous separator (-1 before the first) */
@@ -258,6 +282,102 @@ typedef struct {
 } Pass;
 
 enum { GO_ON, IRREGULAR, FAILED = -1 };
+
+enum { UNSURE, COUNTED };
+
+/* A record of ours to a plain public address that no detector but the egress count reads: count
+ * its bytes exactly as detect.py's loop would (the first interface that logged the source is the
+ * one counted; "-" is no bytes), COUNTED; or UNSURE, and the record is kept for Python: a byte
+ * count int() would have to read, an entry of another shape, or a total that reaches the limit
+ * (Python reports that flow). The counts change only in `apply_egress`. -1 with an error set. */
+static int count_egress(Pass *s, Slot *slot, const char *const *at, const Py_ssize_t *len)
+{
+    long long value = 0;
+    if (!(len[BYTES] == 1 && at[BYTES][0] == '-')) {
+        if (len[BYTES] < 1 || len[BYTES] > MAX_DIGITS || !all_digits(at[BYTES], len[BYTES])) {
+            return UNSURE;
+        }
+        for (Py_ssize_t i = 0; i < len[BYTES]; i++) {
+            value = value * 10 + (at[BYTES][i] - '0');
+        }
+    }
+    if (!slot->touched) {
+        PyObject *key = PyBytes_FromStringAndSize(at[SRC], len[SRC]);
+        if (key == NULL) {
+            return -1;
+        }
+        PyObject *sent = PyDict_GetItemWithError(s->egress, key); /* borrowed */
+        Py_DECREF(key);
+        if (sent == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        slot->fresh = sent == NULL;
+        slot->entry = sent;
+        slot->base = 0;
+        slot->added = 0;
+        if (sent == NULL) {
+            slot->interface = at[IFACE];
+            slot->interface_len = len[IFACE];
+        } else {
+            PyObject *counted = PyList_Check(sent) && PyList_Size(sent) == 2 ? PyList_GetItem(sent, 0) : NULL;
+            PyObject *total = counted != NULL ? PyList_GetItem(sent, 1) : NULL;
+            if (counted == NULL || total == NULL || !PyBytes_Check(counted) || !PyLong_Check(total)) {
+                PyErr_Clear();
+                return UNSURE;
+            }
+            char *interface;
+            if (PyBytes_AsStringAndSize(counted, &interface, &slot->interface_len) < 0) {
+                return -1;
+            }
+            slot->interface = interface;
+            int overflow = 0;
+            slot->base = PyLong_AsLongLongAndOverflow(total, &overflow);
+            if (overflow || (slot->base == -1 && PyErr_Occurred())) {
+                PyErr_Clear();
+                return UNSURE;
+            }
+        }
+        slot->touched = 1;
+        s->cache->touched[s->cache->touches++] = slot;
+        if (slot->fresh) {
+            slot->added = value; /* Python makes the entry with this record's bytes, and checks no limit */
+            return COUNTED;
+        }
+    }
+    if (slot->interface_len != len[IFACE] || memcmp(slot->interface, at[IFACE], (size_t)len[IFACE]) != 0) {
+        return COUNTED; /* logged by another interface first: Python counts nothing of it either */
+    }
+    if (slot->base > LLONG_MAX - slot->added || slot->base + slot->added > LLONG_MAX - value
+        || slot->base + slot->added + value >= s->egress_limit) {
+        return UNSURE;
+    }
+    slot->added += value;
+    return COUNTED;
+}
+
+/* The block was regular: its counts, into the scanner's. 0, or -1 with an error set. */
+static int apply_egress(Pass *s)
+{
+    for (Py_ssize_t i = 0; i < s->cache->touches; i++) {
+        Slot *slot = s->cache->touched[i];
+        if (slot->fresh) {
+            PyObject *key = PyBytes_FromStringAndSize(slot->at, slot->len);
+            PyObject *entry = key == NULL ? NULL : Py_BuildValue("[y#L]", slot->interface, slot->interface_len, slot->added);
+            int failed = entry == NULL || PyDict_SetItem(s->egress, key, entry) < 0;
+            Py_XDECREF(entry);
+            Py_XDECREF(key);
+            if (failed) {
+                return -1;
+            }
+        } else if (slot->added) {
+            PyObject *now = PyLong_FromLongLong(slot->base + slot->added);
+            if (now == NULL || PyList_SetItem(slot->entry, 1, now) < 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
 
 /* The line is complete: check it has the layout's fields and a status, keep it or drop it. */
 static int end_of_line(Pass *s)
@@ -278,15 +398,34 @@ static int end_of_line(Pass *s)
     }
     long fs;
     long fd;
-    if (flags_of(s->cache, at[SRC], len[SRC], &fs) < 0 || flags_of(s->cache, at[DST], len[DST], &fd) < 0) {
+    Slot *source;
+    Slot *destination;
+    if (flags_of(s->cache, at[SRC], len[SRC], &fs, &source) < 0
+        || flags_of(s->cache, at[DST], len[DST], &fd, &destination) < 0) {
         return FAILED;
     }
     /* Dropped: ours to ours, and a plain public address to ours that is neither from a mining pool's
      * port nor to SSH or RDP (detect.py's loop does nothing else with them), unless a probe. */
     int passive = fd == 0 && (fs == 0 || (fs == s->public && !one_of(s->mining, at[SPORT], len[SPORT])
                                           && !one_of(s->admin, at[DPORT], len[DPORT])));
-    if ((!passive || probe_or_unsure(s->probe, at, len))
-        && keep_fields(s->out, s->starts, s->lens, s->wanted, s->count) < 0) {
+    int probe = probe_or_unsure(s->probe, at, len);
+    if (passive && !probe) {
+        return GO_ON;
+    }
+    /* Ours to a plain public address, neither to a mining pool's port nor from SSH or RDP, not a
+     * probe: only the egress count reads it. Counted here while no record of this source was kept
+     * earlier in the block (Python counts in the records' order, and must see those first). */
+    if (!probe && s->egress != NULL && fs == 0 && fd == s->public && source != NULL && !source->kept
+        && column[IFACE] >= 0 && !one_of(s->mining, at[DPORT], len[DPORT]) && !one_of(s->admin, at[SPORT], len[SPORT])) {
+        int counted = count_egress(s, source, at, len);
+        if (counted != UNSURE) {
+            return counted == COUNTED ? GO_ON : FAILED;
+        }
+    }
+    if (source != NULL) {
+        source->kept = 1;
+    }
+    if (keep_fields(s->out, s->starts, s->lens, s->wanted, s->count) < 0) {
         return FAILED;
     }
     return GO_ON;
@@ -372,9 +511,16 @@ static PyObject *keep(PyObject *module, PyObject *args)
     PyObject *mining_ports;
     PyObject *admin_ports;
     Probe probe;
-    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
+    PyObject *egress;
+    long long egress_limit;
+    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OL", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
                           &returned, &PyDict_Type, &memo, &public, &PyTuple_Type, &mining_ports, &PyTuple_Type,
-                          &admin_ports, &probe.probe_digits, &probe.max_bytes, &probe.max_port, &probe.port_digits)) {
+                          &admin_ports, &probe.probe_digits, &probe.max_bytes, &probe.max_port, &probe.port_digits,
+                          &egress, &egress_limit)) {
+        return NULL;
+    }
+    if (egress != Py_None && !PyDict_Check(egress)) {
+        PyErr_SetString(PyExc_TypeError, "egress: a dict or None");
         return NULL;
     }
     Ports mining;
@@ -401,7 +547,7 @@ static PyObject *keep(PyObject *module, PyObject *args)
         Py_RETURN_NONE;
     }
     for (int c = 0; c < COLUMNS; c++) {
-        if (column[c] >= width || (column[c] < 0 && c != STATUS)) {
+        if (column[c] >= width || (column[c] < 0 && c != STATUS && c != IFACE)) {
             Py_RETURN_NONE;
         }
     }
@@ -422,14 +568,20 @@ static PyObject *keep(PyObject *module, PyObject *args)
     if (size == 0) { /* Python counts no line in an empty block */
         return Py_BuildValue("(nN)", (Py_ssize_t)0, out);
     }
-    Cache cache = {PyMem_Calloc(SLOTS, sizeof(Slot)), 0, memo};
+    Cache *cache = PyMem_Malloc(sizeof(Cache));
+    Slot *slots = PyMem_Calloc(SLOTS, sizeof(Slot));
     Pass *pass = PyMem_Malloc(sizeof(Pass));
-    if (cache.slots == NULL || pass == NULL) {
-        PyMem_Free(cache.slots);
+    if (cache == NULL || slots == NULL || pass == NULL) {
+        PyMem_Free(cache);
+        PyMem_Free(slots);
         PyMem_Free(pass);
         Py_DECREF(out);
         return PyErr_NoMemory();
     }
+    cache->slots = slots;
+    cache->used = 0;
+    cache->memo = memo;
+    cache->touches = 0;
     pass->buffer = buffer;
     pass->width = width;
     pass->column = column;
@@ -439,15 +591,21 @@ static PyObject *keep(PyObject *module, PyObject *args)
     pass->public = public;
     pass->mining = &mining;
     pass->admin = &admin;
-    pass->cache = &cache;
+    pass->cache = cache;
+    pass->egress = egress == Py_None ? NULL : egress;
+    pass->egress_limit = egress_limit;
     pass->out = out;
     pass->records = 0;
     pass->last = -1;
     pass->fields = 0;
     int state = split_block(pass, size);
+    if (state == GO_ON && pass->egress != NULL && apply_egress(pass) < 0) {
+        state = FAILED;
+    }
     Py_ssize_t records = pass->records;
     PyMem_Free(pass);
-    PyMem_Free(cache.slots);
+    PyMem_Free(slots);
+    PyMem_Free(cache);
     if (state != GO_ON) {
         Py_DECREF(out);
         if (state == IRREGULAR) {
@@ -460,8 +618,8 @@ static PyObject *keep(PyObject *module, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"keep", keep, METH_VARARGS,
-     "keep(block, width, (src, dst, srcport, dstport, bytes, status), wanted, memo, public, mining_ports, admin_ports,\n"
-     "     probe_digits, max_bytes, max_port)\n"
+     "keep(block, width, (src, dst, srcport, dstport, bytes, status, interface), wanted, memo, public, mining_ports,\n"
+     "     admin_ports, probe_digits, max_bytes, max_port, egress, egress_limit)\n"
      "-> (records, the wanted fields of the records kept) or None for a block that is not regular."},
     {NULL, NULL, 0, NULL},
 };

@@ -12,5 +12,7 @@ def keep(
     probe_digits: int,
     max_bytes: int,
     max_port: bytes,
+    egress: dict[bytes, list[object]] | None,
+    egress_limit: int,
     /,
 ) -> tuple[int, list[bytes]] | None: ...

@@ -41,6 +41,7 @@ TCP = "6"
 # source port happens to be a pool's) are not mining.
 CLIENT_PORTS = 1024
 MAX_PROBE_DIGITS = 18  # the compiled first pass reads byte counts up to this many digits
+_LONGEST = (1 << 63) - 1  # the compiled pass's egress counts are C long longs
 # The fields the first pass judges a record by, and the ones this scanner (and `Flow`) ever reads.
 _DECISIVE = ("srcaddr", "dstaddr", "srcport", "dstport", "bytes")
 _READ = (
@@ -212,10 +213,13 @@ class Scanner:
         forbidden = self.settings.forbidden
         self._forbidden = forbidden if "forbidden-destination" in on and forbidden and forbidden.rules else None
         # What the compiled first pass needs to judge a record as `_rows` would: a plain public
-        # address's flags, the mining and admin ports, and what makes a record a probe.
+        # address's flags, the mining and admin ports, and what makes a record a probe; and the
+        # egress counts it adds to, as `_rows` adds (None: they stay Python's alone).
         probe_digits = len(str(self.settings.scan_max_bytes)) if self._scans else 0
-        self._judge = (PUBLIC, tuple(self._mining), tuple(self._admin), probe_digits,
-                       self.settings.scan_max_bytes, str(self.settings.scan_max_port).encode())  # fmt: skip
+        limit = self.settings.egress_bytes
+        counted = self._egress if self._egress_on and limit < _LONGEST else None
+        self._judge = (PUBLIC, tuple(self._mining), tuple(self._admin), probe_digits, self.settings.scan_max_bytes,
+                       str(self.settings.scan_max_port).encode(), counted, min(limit, _LONGEST))  # fmt: skip
         self._plans: dict[Layout, tuple[tuple[int, ...], tuple[int, ...], Layout]] = {}
         self._keep = _keep if compiled and _keep is not None and probe_digits <= MAX_PROBE_DIGITS else None
 
@@ -276,8 +280,9 @@ class Scanner:
             return None
         plan = self._plans.get(layout)
         if plan is None:
-            status = layout.index("log-status")
-            decisive = (*(layout.position(name) for name in _DECISIVE), -1 if status is None else status)
+            status, interface = layout.index("log-status"), layout.index("interface-id")
+            decisive = (*(layout.position(name) for name in _DECISIVE), -1 if status is None else status,
+                        -1 if interface is None else interface)  # fmt: skip
             read = tuple(name for name in _READ if name in layout.fields)
             plan = self._plans[layout] = (decisive, tuple(layout.position(name) for name in read), Layout(read))
         decisive, wanted, reduced = plan

@@ -19,9 +19,9 @@ from devstack import flowgen
 from tests.fuzzing import flow_blocks
 
 THREATS = Ranges(["45.10.0.0/16", "91.200.1.7"])
-V2 = (3, 4, 5, 6, 9, 13)  # srcaddr, dstaddr, srcport, dstport, bytes, log-status in the default format
+V2 = (3, 4, 5, 6, 9, 13, 2)  # srcaddr, dstaddr, srcport, dstport, bytes, log-status, interface-id: the default format
 ALL = tuple(range(14))
-JUDGE = (PUBLIC, (b"3333", b"4444"), (b"22", b"3389"), 4, 1000, b"32767")
+JUDGE = (PUBLIC, (b"3333", b"4444"), (b"22", b"3389"), 4, 1000, b"32767", None, 1 << 30)
 
 
 def keep(block: bytes, memo: dict[bytes, int], wanted: tuple[int, ...] = ALL, judge: tuple[Any, ...] = JUDGE) -> Any:
@@ -113,13 +113,16 @@ def test_a_block_that_is_not_regular_is_left_to_python(block: bytes) -> None:
 def test_arguments_it_cannot_judge_are_left_to_python_or_refused() -> None:
     line = record("10.0.1.5", "10.0.2.9", 443, 51000, 5000)
     assert keep(b"", MEMO) == (0, [])
-    assert keep(line, MEMO, judge=(PUBLIC, tuple(b"%d" % p for p in range(65)), (), 4, 1000, b"32767")) is None
-    assert keep(line, MEMO, judge=(PUBLIC, (), (), 19, 10**18, b"32767")) is None
+    assert (
+        keep(line, MEMO, judge=(PUBLIC, tuple(b"%d" % p for p in range(65)), (), 4, 1000, b"32767", None, 1 << 30))
+        is None
+    )
+    assert keep(line, MEMO, judge=(PUBLIC, (), (), 19, 10**18, b"32767", None, 1 << 30)) is None
     assert keep(line, MEMO, wanted=(14,)) is None
     with pytest.raises(TypeError):
         keep(bytearray(line), MEMO)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        keep(line, MEMO, judge=(PUBLIC, ("22",), (), 4, 1000, b"32767"))
+        keep(line, MEMO, judge=(PUBLIC, ("22",), (), 4, 1000, b"32767", None, 1 << 30))
 
 
 # -- the same findings as the pure-Python scanner --------------------------------------------------
@@ -173,3 +176,44 @@ def test_a_flood_of_probing_sources_is_counted_alike(monkeypatch: pytest.MonkeyP
     blocks = [(DEFAULT, b"\n".join(probes + quiet))] * 2
     counts = flow_blocks.both(blocks, lambda compiled: Scanner(Classifier(THREATS), compiled=compiled))[1]
     assert counts[3] == 2 * (40 - 5)  # untracked: each probe of a source beyond the first five, twice
+
+
+# -- the egress counts the compiled pass adds to ---------------------------------------------------
+
+
+def _counting(block: bytes, egress: dict[bytes, list[Any]], limit: int = 10_000) -> Any:
+    assert detect._keep is not None
+    judge = (*JUDGE[:6], egress, limit)
+    return detect._keep(block, 14, V2, ALL, MEMO, *judge)
+
+
+def test_ours_to_the_internet_is_counted_in_place_not_handed_on() -> None:
+    egress: dict[bytes, list[Any]] = {}
+    out = [(51000, 443, 2000), (443, 51001, "-"), (51002, 443, 3000)]  # the second, a reply: not a probe
+    block = b"\n".join(record("10.0.1.5", "34.1.2.3", sport, dport, size) for sport, dport, size in out)
+    records, kept = _counting(block, egress)
+    assert (records, kept) == (3, [])
+    assert egress == {OURS: [b"eni-1", 5000]}
+    other = record("10.0.1.5", "34.1.2.3", 51003, 443, 4000).replace(b"eni-1", b"eni-nat")
+    assert _counting(other, egress) == (1, [])  # another interface logged it after: counted once, on the first
+    assert egress == {OURS: [b"eni-1", 5000]}
+
+
+def test_what_reaches_the_limit_or_follows_a_kept_record_is_left_to_python() -> None:
+    egress: dict[bytes, list[Any]] = {OURS: [b"eni-1", 9000]}
+    crossing = record("10.0.1.5", "34.1.2.3", 51000, 443, 1000)
+    assert len(_counting(crossing, egress)[1]) == 14
+    assert egress == {OURS: [b"eni-1", 9000]}
+    mining = record("10.0.1.5", "34.1.2.3", 51000, 3333, 500)  # kept for the mining detector ...
+    after = record("10.0.1.5", "34.1.2.3", 51001, 443, 500)  # ... so what follows from it is Python's too, in order
+    assert len(_counting(mining + b"\n" + after, egress)[1]) == 28
+    assert egress == {OURS: [b"eni-1", 9000]}
+    odd = record("10.0.1.5", "34.1.2.3", 51000, 443, "1_000")  # int() reads it: Python decides
+    assert len(_counting(odd, egress)[1]) == 14
+
+
+def test_a_block_found_irregular_later_leaves_the_counts_as_they_were() -> None:
+    egress: dict[bytes, list[Any]] = {OURS: [b"eni-1", 100]}
+    block = record("10.0.1.5", "34.1.2.3", 51000, 443, 2000) + b"\n" + b"2 short line"
+    assert _counting(block, egress) is None
+    assert egress == {OURS: [b"eni-1", 100]}  # the scanner's own path reads the whole block again
