@@ -189,7 +189,7 @@ def _counting(block: bytes, egress: dict[bytes, list[Any]], limit: int = 10_000)
 
 def test_ours_to_the_internet_is_counted_in_place_not_handed_on() -> None:
     egress: dict[bytes, list[Any]] = {}
-    out: list[tuple[int, int, int | str]] = [(51000, 443, 2000), (443, 51001, "-"), (51002, 443, 3000)]  # a reply: no probe
+    out: list[tuple[int, int, int | str]] = [(51000, 443, 2000), (443, 51001, "-"), (51002, 443, 3000)]
     block = b"\n".join(record("10.0.1.5", "34.1.2.3", sport, dport, size) for sport, dport, size in out)
     records, kept = _counting(block, egress)
     assert (records, kept) == (3, [])
