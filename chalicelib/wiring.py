@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from chalice.app import Response
 
-    from chalicelib.actions.base import EvidenceSink, KeysAPI
+    from chalicelib.actions.base import EvidenceSink, KeysAPI, KubeAPI
     from chalicelib.executors.accounts import Spokes
     from chalicelib.executors.caps import CapLeases
     from chalicelib.executors.kms import KeyRegistry, KMSGateway, PolicyStore
@@ -73,11 +73,35 @@ def _before_send(**_: Any) -> None:
 
 
 def build_connector(current: Settings) -> KubeConnector:
-    from chalicelib.executors.kube import ClusterConnector
+    return _LazyConnector(current)
 
-    return ClusterConnector(
-        kubeconfig=current.kubeconfig, aws_session=aws_session, region=region("") or None, timeout=current.kube_timeout
-    )
+
+class _LazyConnector:
+    """The Kubernetes connector, made when a cluster is first asked for: a plan (`replay`
+    offline) never loads the Kubernetes client."""
+
+    def __init__(self, current: Settings) -> None:
+        self._current = current
+        self._made: KubeConnector | None = None
+
+    def _connector(self) -> KubeConnector:
+        if self._made is None:
+            from chalicelib.executors.kube import ClusterConnector
+
+            current = self._current
+            self._made = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=aws_session,
+                                          region=region("") or None, timeout=current.kube_timeout)  # fmt: skip
+        return self._made
+
+    def gateway(self, cluster: str, region: str | None, *, dry_run: bool, account: str | None = None) -> KubeAPI:
+        return self._connector().gateway(cluster, region, dry_run=dry_run, account=account)
+
+    def __getattr__(self, name: str) -> Any:  # what else the connector offers (its caches, for the tests)
+        return getattr(self._connector(), name)
+
+    def close(self) -> None:
+        if self._made is not None:
+            self._made.close()
 
 
 def build_evidence(current: Settings) -> EvidenceSink | None:
