@@ -191,8 +191,8 @@ def main() -> int:
     for kind, path in files.items():
         ratios = []
         for _ in range(args.rounds):
-            floor, first, again, second = _gzip(path), _replay(path), _gzip(path), _replay(path)
-            ratios.append(min(first, second) / min(floor, again))
+            floor, replayed, again, replayed_again = _gzip(path), _replay(path), _gzip(path), _replay(path)
+            ratios.append(min(replayed, replayed_again) / min(floor, again))
         ratio = statistics.median(ratios)
         met = met and ratio <= REPLAY_GOAL
         rounds = ", ".join(f"{r:.2f}" for r in ratios)
