@@ -41,6 +41,13 @@ def _addresses(eni: dict[str, Any]) -> set[str]:
     return found
 
 
+BATCH = 200  # values per EC2 filter
+
+
+def _chunks(values: list[str]) -> list[list[str]]:
+    return [values[i : i + BATCH] for i in range(0, len(values), BATCH)]
+
+
 def _in_vpc(incident: Incident, details: dict[str, str], vpc: str) -> Incident:
     """The incident keyed by the VPC its address is in too (two VPCs of one account may both use it);
     `details` gains the VPC."""
@@ -65,6 +72,40 @@ class Attribution:
         self._clusters: dict[str, KubeAPI | str] = {}  # a gateway, or why there is none
 
     # -- lookups, cached for the batch ----------------------------------------------------------
+
+    def prefetch(self, incidents: list[Incident]) -> None:
+        """Every interface and address a delivery's incidents name, looked up together: a few
+        `DescribeNetworkInterfaces` (200 values each) instead of one or two per incident. An
+        address two interfaces hold (two VPCs may both use it) is left to its own lookup, as is
+        everything when the batch lookup fails."""
+        if self._ec2 is None:
+            return
+        enis: dict[str, None] = {}
+        local: list[tuple[str, list[str]]] = []
+        for incident in incidents:
+            logged = [i for i in incident.details.get("interfaces", "").split(",") if i.startswith("eni-")]
+            enis.update(dict.fromkeys(logged))
+            if incident.details.get("remote") != "yes" and incident.details.get("address"):
+                local.append((incident.details["address"], logged))
+        try:
+            for chunk in _chunks([e for e in enis if e not in self._enis]):
+                found = {str(eni.get("NetworkInterfaceId")): eni for eni in
+                         self._ec2.network_interfaces({"network-interface-id": chunk})}  # fmt: skip
+                self._enis.update({eni_id: found.get(eni_id) for eni_id in chunk})
+            # Only the addresses none of their logging interfaces holds are looked up by address.
+            addresses = dict.fromkeys(a for a, logged in local
+                                      if not any(a in _addresses(self._enis.get(e) or {}) for e in logged))  # fmt: skip
+            for family in ("addresses.private-ip-address", "ipv6-addresses.ipv6-address"):
+                wanted = [a for a in addresses if (":" in a) == family.startswith("ipv6") and a not in self._by_address]
+                for chunk in _chunks(wanted):
+                    held: dict[str, list[dict[str, Any]]] = {}
+                    for eni in self._ec2.network_interfaces({family: chunk}):
+                        for address in _addresses(eni) & set(chunk):
+                            held.setdefault(address, []).append(eni)
+                    self._by_address.update({a: (held[a][0] if a in held else None) for a in chunk
+                                             if len(held.get(a, [])) <= 1})  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - each incident looks its own up instead
+            logger.warning("batch interface lookup failed", extra={"error": str(exc)})
 
     def _interface(self, eni_id: str) -> dict[str, Any] | None:
         if eni_id not in self._enis and self._ec2 is not None:

@@ -120,6 +120,8 @@ def respond(delivery: Delivery, intake: Intake) -> dict[str, Any]:
         result["error_report"] = incidents.told({"event_id": delivery.origin, "error": delivery.error},
                                                 intake.notifiers)  # fmt: skip
     attribution = intake.attribution(delivery.incidents[0].account) if delivery.incidents else None
+    if attribution is not None and not isinstance(attribution, str):
+        attribution.prefetch(list(delivery.incidents))
     for incident in delivery.incidents:
         if isinstance(attribution, str):
             found = replace(incident, details={**incident.details, "attribution": f"not looked up: {attribution}"})

@@ -738,3 +738,51 @@ def test_the_fast_inflate_and_the_standard_librarys_find_the_same(kind: str, mon
     records, _, found = seen["zlib"]
     assert records >= 2 * (len(lines) - 2)  # both members read to the end
     assert found
+
+
+class _FilteringEC2:
+    """DescribeNetworkInterfaces as EC2 filters it (by id, by private or IPv6 address), counted."""
+
+    def __init__(self, enis: list[dict[str, Any]]) -> None:
+        self.enis, self.calls = enis, 0
+
+    def network_interfaces(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        from chalicelib.flowlogs.attribution import _addresses
+
+        self.calls += 1
+        ((name, values),) = filters.items()
+        if name == "network-interface-id":
+            return [e for e in self.enis if e["NetworkInterfaceId"] in values]
+        return [e for e in self.enis if _addresses(e) & set(values)]
+
+    def describe_instance(self, instance_id: str) -> dict[str, Any]:
+        return {"InstanceId": instance_id, "Tags": [{"Key": "eks:cluster-name", "Value": "prod"}]}
+
+
+def test_a_deliverys_interfaces_are_looked_up_together_with_the_same_attributions() -> None:
+    from chalicelib.flowlogs.attribution import Attribution
+
+    def eni(n: int, address: str, vpc: str = "vpc-0aaaaaaaaaaaaaaaa") -> dict[str, Any]:
+        return {"NetworkInterfaceId": f"eni-{n:017x}", "VpcId": vpc, "PrivateIpAddress": address,
+                "Attachment": {"InstanceId": f"i-{n:017x}"}}  # fmt: skip
+
+    # 300 pods' addresses on their own interfaces, one logged by another interface, one held in two VPCs.
+    enis = [eni(n, f"10.0.{n // 250}.{n % 250 + 1}") for n in range(300)]
+    enis += [eni(900, "10.9.9.9"), eni(901, "10.9.9.9", "vpc-0bbbbbbbbbbbbbbbb")]
+    lines = [f"2 1 eni-{n:017x} 10.0.{n // 250}.{n % 250 + 1} 45.10.1.9 40000 443 6 3 1000 1 2 ACCEPT OK".encode()
+             for n in range(300)]  # fmt: skip
+    lines += [b"2 1 eni-00000000000000fff 10.0.0.7 45.10.1.9 40000 443 6 3 1000 1 2 ACCEPT OK",
+              b"2 1 eni-00000000000000ffe 10.9.9.9 45.10.1.9 40000 443 6 3 1000 1 2 ACCEPT OK"]  # fmt: skip
+    scanner = _scanner()
+    scan_lines(iter(lines), DEFAULT, scanner)
+    incidents = [to_incident(f, BATCH) for f in scanner.findings()]
+    one_by_one, together = _FilteringEC2(enis), _FilteringEC2(enis)
+    alone = [Attribution(one_by_one, None).attribute(i) for i in incidents]  # type: ignore[arg-type]
+    batched = Attribution(together, None)  # type: ignore[arg-type]
+    batched.prefetch(incidents)
+    found = [batched.attribute(i) for i in incidents]
+    assert found == alone
+    assert [i.details for i in found] == [i.details for i in alone]  # (details are not part of equality)
+    assert sum("of cluster prod" in i.details.get("attribution", "") for i in found) >= 300
+    assert one_by_one.calls > 300
+    assert together.calls == 4  # 302 ids in two calls, the two addresses no logger holds, the shared one
