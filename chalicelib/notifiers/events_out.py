@@ -80,8 +80,12 @@ def step_details(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def entries(report: dict[str, Any], bus: str) -> list[dict[str, Any]]:
     """The PutEvents entries of a report: its own event, then one per step."""
-    incident = report.get("incident") or {}
-    resources = [str(incident["raw_ref"])] if str(incident.get("raw_ref") or "").startswith("arn:") else []
+    from chalicelib.notifiers.writeback import finding
+
+    # The finding's ARN only when it has its documented syntax and names the incident's own
+    # account and region: an entry with a malformed resource is refused by PutEvents whole.
+    named = finding(report.get("incident") or {})
+    resources = [named[0]] if named else []
     main = detail(report)
     found = [(DETAIL_TYPES[main["kind"]], main), *((DETAIL_TYPES[STEP], d) for d in step_details(report))]
     out = []

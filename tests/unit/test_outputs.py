@@ -221,3 +221,12 @@ def test_a_delivery_failure_pages_on_its_incidents_alert() -> None:
     assert body is not None
     assert (body["event_action"], body["dedup_key"]) == ("trigger", report["incident"]["id"])
     assert schema_errors(body, load_schema("pagerduty-events-v2")) == []
+
+
+def test_an_events_resources_are_only_the_incidents_own_well_formed_finding() -> None:
+    report = reports.live()
+    (first, *_) = events_out.entries(report, "bus")
+    assert first["Resources"] == [report["incident"]["finding_arn"]]
+    for hostile in ("arn:aws:guardduty:us-east-1:999999999999:detector/x/finding/y", "arn:<!channel>", None):
+        report["incident"]["finding_arn"] = hostile
+        assert {tuple(e["Resources"]) for e in events_out.entries(report, "bus")} == {()}
