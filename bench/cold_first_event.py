@@ -105,7 +105,15 @@ def main() -> int:
     subprocess.run(["make", "package", "STAGE=dev"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
                    env={**os.environ, **region})  # fmt: skip
     sys.path.insert(0, str(ROOT))
+    import zipfile
+
+    from deploy.bytecode import MARK
     from devstack import seed, stack
+
+    with zipfile.ZipFile(PACKAGE) as built:
+        if MARK not in built.namelist():  # Chalice built it again: a file of the tree changed meanwhile
+            print("the package has no bytecode: something wrote into the tree while `make package` ran; run again")
+            return 1
 
     work = Path(tempfile.mkdtemp(prefix="eks-responder-cold-"))
     times: dict[str, list[float]] = {"responder, with bytecode": [], "responder, sources only": [], "floor": []}
