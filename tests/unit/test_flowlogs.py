@@ -786,3 +786,24 @@ def test_a_deliverys_interfaces_are_looked_up_together_with_the_same_attribution
     assert sum("of cluster prod" in i.details.get("attribution", "") for i in found) >= 300
     assert one_by_one.calls > 300
     assert together.calls == 4  # 302 ids in two calls, the two addresses no logger holds, the shared one
+
+
+@pytest.mark.parametrize("between", [" ", "\t", "\x1f", "\u00a0", "\u2003"], ids=["space", "tab", "us", "nbsp", "em"])
+def test_two_entries_on_one_line_of_a_plain_list_are_named_whatever_separates_them(between: str) -> None:
+    # The fast path counts lines only when something can separate entries within one: never skipped.
+    with pytest.raises(EventError, match=r"feed:2: not an IP address or CIDR"):
+        parse_networks(f"1.2.3.4\n5.6.7.8{between}9.9.9.9\n", "feed")
+    assert parse_networks("1.2.3.4\r\n5.6.7.8\v9.9.9.9\f10.1.1.1\n", "feed").size == 4
+
+
+def test_merged_ranges_hold_exactly_the_addresses_of_their_spans() -> None:
+    import random
+
+    rng = random.Random(3)
+    for _ in range(200):
+        spans = [(bits, first, first + rng.randint(0, 20)) for bits in (32, 128)
+                 for first in (rng.randint(0, 200) for _ in range(rng.randint(0, 40)))]  # fmt: skip
+        ranges = Ranges.of_spans(spans)
+        for bits in (32, 128):
+            covered = {v for b, first, last in spans if b == bits for v in range(first, last + 1)}
+            assert [v for v in range(-2, 240) if ranges.contains(bits, v)] == sorted(covered)
