@@ -22,8 +22,9 @@
  * fields, a status that is not one) is not judged at all: None, and the scanner takes its own path
  * for it. Reads the memo and writes nothing to it; writes only the egress counts it is given.
  *
- * Fields are found eight bytes at a time: a word with no byte at or below 0x20 holds no separator,
- * so only the separators themselves are visited, not every byte.
+ * Fields are found sixteen bytes at a time (SSE2, every x86-64; eight with a word's arithmetic
+ * elsewhere): a run with no byte at or below 0x20 holds no separator, so only the separators
+ * themselves are visited, not every byte.
  *
  * Written against the limited C API (one build serves every CPython from 3.11), using nothing from
  * the C library but memcmp and memcpy, so the object runs on the Lambda runtimes' older glibc.
@@ -31,6 +32,9 @@
 #define Py_LIMITED_API 0x030B0000
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
@@ -75,21 +79,29 @@ typedef struct {
     Py_ssize_t touches;
 } Cache;
 
-static uint64_t fnv1a(const char *at, Py_ssize_t len)
+/* A hash of an address's bytes, eight at a time (addresses are 7 to 39 bytes): only the slot it
+ * picks depends on it, never an answer (slots compare the bytes). */
+static uint64_t hash_of(const char *at, Py_ssize_t len)
 {
-    uint64_t hash = 1469598103934665603ULL;
-    for (Py_ssize_t i = 0; i < len; i++) {
-        hash ^= (unsigned char)at[i];
-        hash *= 1099511628211ULL;
+    uint64_t hash = 0x9E3779B97F4A7C15ULL ^ (uint64_t)len;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t word;
+        memcpy(&word, at + i, 8);
+        hash = (hash ^ word) * 0xFF51AFD7ED558CCDULL;
+        hash ^= hash >> 32;
     }
-    return hash;
+    uint64_t tail = 0;
+    memcpy(&tail, at + i, (size_t)(len - i));
+    hash = (hash ^ tail) * 0xC4CEB9FE1A85EC53ULL;
+    return hash ^ (hash >> 29);
 }
 
 /* The address's flags in the memo, or UNKNOWN, and its slot in the cache (NULL when the cache is
  * full): 0, or -1 with an error set. */
 static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, Slot **cached)
 {
-    uint64_t hash = fnv1a(at, len);
+    uint64_t hash = hash_of(at, len);
     size_t index = (size_t)hash & (SLOTS - 1);
     for (size_t probe = 0; probe < SLOTS; probe++) {
         Slot *slot = &cache->slots[(index + probe) & (SLOTS - 1)];
@@ -451,6 +463,22 @@ static int split_block(Pass *s, Py_ssize_t size)
     const char *buffer = s->buffer;
     Py_ssize_t pos = 0;
     int state;
+#if defined(__SSE2__)
+    /* Sixteen bytes at a time: the bytes at or below 0x20 are those equal to their minimum with 0x20. */
+    const __m128i space = _mm_set1_epi8(0x20);
+    for (; pos + 16 <= size; pos += 16) {
+        __m128i chunk = _mm_loadu_si128((const __m128i *)(const void *)(buffer + pos));
+        unsigned int low = (unsigned int)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(chunk, space), chunk));
+        while (low) {
+            Py_ssize_t q = pos + __builtin_ctz(low);
+            low &= low - 1;
+            unsigned char kind = CLASS[(unsigned char)buffer[q]];
+            if (kind != REGULAR && (state = separator(s, q, kind)) != GO_ON) {
+                return state;
+            }
+        }
+    }
+#endif
 #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     const uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL;
     const uint64_t high = 0x8080808080808080ULL;
