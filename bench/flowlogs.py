@@ -29,7 +29,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -73,47 +72,13 @@ def _truth(path: Path) -> Path:
     return path.with_name(path.name.replace(".log.gz", ".truth.json"))
 
 
-def _scan(path: Path) -> dict[str, Any]:
-    """One scan in this process: what a Lambda invocation does with one S3 object."""
-    started = time.process_time()
-    from chalicelib.flowlogs.addresses import Classifier, parse_networks
-    from chalicelib.flowlogs.detect import Scanner
-    from chalicelib.flowlogs.reader import gzip_blocks, with_layout
-
-    imported = time.process_time()
-    threats = CACHE / f"threats-seed{SEED}.txt"
-    ranges = parse_networks(threats.read_text(), str(threats))
-    loaded = time.process_time()
-    scanner = Scanner(Classifier(ranges))
-    with path.open("rb") as stream:
-        for layout, block in with_layout(gzip_blocks(stream), None):
-            scanner.scan(block, layout)
-    findings = scanner.findings()
-    done = time.process_time()
-    return {
-        "import_s": imported - started,
-        "threat_list_s": loaded - imported,
-        "work_s": done - loaded,
-        "records": scanner.records,
-        "findings": len(findings),
-        "addresses": len(scanner.classifier.memo),
-        "found": sorted({f"{f.detector} {f.address}" for f in findings}),
-        "max_rss_mb": _peak_rss_mb(),
-    }
-
-
-def _peak_rss_mb() -> float:
-    """VmHWM: this process's own peak (ru_maxrss would include the parent's, inherited at fork)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _child(path: Path) -> dict[str, Any]:
     """One scan in its own process; `cpu_s` is the whole process's, interpreter start included."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run([sys.executable, __file__, "--scan", str(path)], check=True, capture_output=True, text=True)
+    # The scan alone, in a process of its own that imports nothing of this harness (bench/scan_once.py).
+    command = [sys.executable, str(Path(__file__).with_name("scan_once.py")), str(path),
+               str(CACHE / f"threats-seed{SEED}.txt")]  # fmt: skip
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result: dict[str, Any] = json.loads(out.stdout)
     result["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -153,11 +118,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--scan", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.scan:
-        print(json.dumps(_scan(args.scan)))
-        return 0
+    # Measured as shipped, with bytecode (a shell with PYTHONDONTWRITEBYTECODE would compile every
+    # module again in every run and count it).
+    import compileall
+
+    compileall.compile_dir(str(ROOT / "chalicelib"), quiet=1)
     print(f"generating once (cached in {CACHE}) ...", flush=True)
     files = _files(args.records)
     met = True
