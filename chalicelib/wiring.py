@@ -96,9 +96,6 @@ class _LazyConnector:
     def gateway(self, cluster: str, region: str | None, *, dry_run: bool, account: str | None = None) -> KubeAPI:
         return self._connector().gateway(cluster, region, dry_run=dry_run, account=account)
 
-    def __getattr__(self, name: str) -> Any:  # what else the connector offers (its caches, for the tests)
-        return getattr(self._connector(), name)
-
     def close(self) -> None:
         if self._made is not None:
             self._made.close()

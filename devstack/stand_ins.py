@@ -318,10 +318,13 @@ def _member_names(value: Any, shape: Any) -> Any:
     return value
 
 
+DETECTOR = "0" * 32  # the GuardDuty stand-in's one detector
+
+
 @dataclass
 class ModelCalls:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (operation, params by member name)
-    detector: str = "0" * 32
+    detector: str = DETECTOR
 
     def of(self, operation: str) -> list[dict[str, Any]]:
         return [params for name, params in self.calls if name == operation]
@@ -399,14 +402,5 @@ def security_hub(forward: str | None = None) -> tuple[StandIn, ModelCalls]:
 
 def guardduty(forward: str | None = None) -> tuple[StandIn, ModelCalls]:
     """ListDetectors (the administrator's one detector) and ArchiveFindings."""
-    calls: list[ModelCalls] = []
-
-    def detectors(_: dict[str, Any]) -> dict[str, Any]:
-        return {"DetectorIds": [calls[0].detector]}
-
-    def archive(_: dict[str, Any]) -> dict[str, Any]:
-        return {}
-
-    stand_in, recorded = aws_model("guardduty", {"ListDetectors": detectors, "ArchiveFindings": archive}, forward)
-    calls.append(recorded)
-    return stand_in, recorded
+    return aws_model("guardduty", {"ListDetectors": lambda _: {"DetectorIds": [DETECTOR]},
+                                   "ArchiveFindings": lambda _: {}}, forward)  # fmt: skip

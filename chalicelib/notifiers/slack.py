@@ -84,15 +84,14 @@ class SlackNotifier:
 def secret_webhook(secret_name: str | None, parameter_name: str | None) -> Callable[[], str]:
     """The webhook URL, read (and cached for 5 minutes) from Secrets Manager or SSM."""
 
+    if secret_name:
+        return secrets.secret(secret_name)
+
     def read() -> str:
         from aws_lambda_powertools.utilities import parameters
 
-        if secret_name:
-            value = parameters.get_secret(secret_name, max_age=300)
-        else:
-            assert parameter_name is not None
-            value = parameters.get_parameter(parameter_name, decrypt=True, max_age=300)
-        return str(value).strip()
+        assert parameter_name is not None
+        return str(parameters.get_parameter(parameter_name, decrypt=True, max_age=secrets.MAX_AGE)).strip()
 
     return read
 
