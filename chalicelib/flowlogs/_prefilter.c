@@ -15,12 +15,15 @@
  *     ports say it is not a probe (compared as bytes, exactly as detect.py compares them).
  *
  * Anything else is kept, and so is anything this pass cannot judge exactly as Python would (an
- * address the memo does not hold, a byte count Python's int() would have to read). One kind of
- * record is handled here rather than kept: ours to a plain public address that only the egress
- * count reads (most of what is not dropped), whose bytes are added to the scanner's own counts as
- * its loop would add them, in order. A block that is not regular (a line with another number of
- * fields, a status that is not one) is not judged at all: None, and the scanner takes its own path
- * for it. Reads the memo and writes nothing to it; writes only the egress counts it is given.
+ * address the classifier refuses, a byte count Python's int() would have to read). An address the
+ * memo does not hold is classified here, by the classifier's own method, in the records' order, as
+ * the loop would on first sight. Two kinds of record are handled here rather than kept, their
+ * counts added to the scanner's own as its loop would add them, in order, once the block proves
+ * regular: ours to a plain public address that only the egress count reads, and a probe candidate
+ * that only the probe counts read, of a source the scanner counts already (the ports it probed,
+ * the addresses it swept). A block that is not regular (a line with another number of fields, a
+ * status that is not one) is not judged at all: None, and the scanner takes its own path for it.
+ * Writes to nothing but the memo (through the classifier) and the counts it is given.
  *
  * Fields are found sixteen bytes at a time (SSE2, every x86-64; eight with a word's arithmetic
  * elsewhere): a run with no byte at or below 0x20 holds no separator, so only the separators
@@ -44,7 +47,7 @@
 #define MAX_CACHED 4096   /* half full at most: beyond, addresses are looked up in the memo each time */
 #define MAX_DIGITS 18     /* a probe-size limit with more digits than this is left to Python */
 
-enum { SRC, DST, SPORT, DPORT, BYTES, STATUS, IFACE, COLUMNS };
+enum { SRC, DST, SPORT, DPORT, BYTES, STATUS, IFACE, PROTOCOL, PACKETS, COLUMNS };
 
 /* What bytes.split() separates on: the end of a line, and the other ASCII whitespace. */
 enum { REGULAR, SPACE, NEWLINE };
@@ -69,14 +72,22 @@ typedef struct {
     Py_ssize_t interface_len;
     long long base;  /* the count before this block */
     long long added; /* what this block's records added */
+    /* As a source of probes: the scanner's set of the ports it probed and of the addresses it swept
+     * (strong references, or NULL: not looked up yet, or `absent`: the scanner has none). */
+    PyObject *ports;
+    PyObject *targets;
+    int held; /* in the cache's list of slots holding references */
 } Slot;
 
 typedef struct {
     Slot *slots;
     Py_ssize_t used;
     PyObject *memo;
+    PyObject *classify; /* the classifier's own method, for an address the memo does not hold (or NULL) */
     Slot *touched[MAX_CACHED];
     Py_ssize_t touches;
+    Slot *holding[MAX_CACHED];
+    Py_ssize_t holds;
 } Cache;
 
 /* A hash of an address's bytes, eight at a time (addresses are 7 to 39 bytes): only the slot it
@@ -119,14 +130,31 @@ static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, S
         return -1;
     }
     PyObject *found = PyDict_GetItemWithError(cache->memo, key); /* borrowed */
-    Py_DECREF(key);
     long value = UNKNOWN;
-    if (found == NULL) {
-        if (PyErr_Occurred()) {
-            return -1;
+    if (found == NULL && PyErr_Occurred()) {
+        Py_DECREF(key);
+        return -1;
+    }
+    if (found != NULL) {
+        Py_INCREF(found);
+    } else if (cache->classify != NULL) {
+        /* What the scanner's loop does on first sight, here in the records' order, as its loop would
+         * (the classifier memoises it): the same flags, so the record is judged here too. */
+        found = PyObject_CallFunctionObjArgs(cache->classify, key, NULL);
+        if (found == NULL) {
+            /* ValueError (a NUL in the address, say) is the loop's to count as a malformed record:
+             * the address stays unknown and its records are kept, so Python meets the same error. */
+            if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+                Py_DECREF(key);
+                return -1;
+            }
+            PyErr_Clear();
         }
-    } else {
+    }
+    Py_DECREF(key);
+    if (found != NULL) {
         value = PyLong_AsLong(found);
+        Py_DECREF(found);
         if (value == -1 && PyErr_Occurred()) {
             return -1;
         }
@@ -145,6 +173,9 @@ static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, S
                 slot->flags = value;
                 slot->kept = 0;
                 slot->touched = 0;
+                slot->ports = NULL;
+                slot->targets = NULL;
+                slot->held = 0;
                 cache->used++;
                 *cached = slot;
                 break;
@@ -272,6 +303,16 @@ static int keep_fields(PyObject *out, const char *const *starts, const Py_ssize_
     return 0;
 }
 
+/* A probe of a source the scanner already counts: the port to add to its set, and the address to
+ * add to its sweep (when `dst` is not NULL). */
+typedef struct {
+    Slot *source;
+    const char *dport;
+    Py_ssize_t dport_len;
+    const char *dst;
+    Py_ssize_t dst_len;
+} Pending;
+
 typedef struct {
     const char *buffer;
     Py_ssize_t width;
@@ -285,6 +326,14 @@ typedef struct {
     Cache *cache;
     PyObject *egress;      /* detect.py's egress counts (address -> [interface, bytes]), or NULL: off */
     long long egress_limit;
+    PyObject *ports;       /* detect.py's probed ports per source (source -> set), or NULL: port scans off */
+    PyObject *sweeps;      /* its swept addresses per source (source -> set), or NULL: sweeps off */
+    Py_ssize_t sweep_cap;  /* addresses counted per sweeping source */
+    long long probe_bytes; /* a bare TCP probe's most bytes, and its most packets */
+    long long probe_packets;
+    Pending *pending; /* the probes counted here, applied in order when the block is done */
+    Py_ssize_t pendings;
+    Py_ssize_t pending_room;
     PyObject *out;
     Py_ssize_t records;
     Py_ssize_t last;   /* the previous separator (-1 before the first) */
@@ -391,6 +440,147 @@ static int apply_egress(Pass *s)
     return 0;
 }
 
+static char absent_mark;
+#define ABSENT ((PyObject *)&absent_mark) /* looked up: the scanner holds no set for this source */
+
+/* The scanner's set for the source in `sets` (looked up once per block, held), ABSENT, or NULL
+ * with an error set. */
+static PyObject *set_of(Cache *cache, Slot *slot, PyObject **cached, PyObject *sets)
+{
+    if (*cached != NULL) {
+        return *cached;
+    }
+    PyObject *key = PyBytes_FromStringAndSize(slot->at, slot->len);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *found = PyDict_GetItemWithError(sets, key); /* borrowed */
+    Py_DECREF(key);
+    if (found == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (found == NULL || !PySet_Check(found)) {
+        *cached = ABSENT;
+        return ABSENT;
+    }
+    Py_INCREF(found);
+    *cached = found;
+    if (!slot->held) {
+        slot->held = 1;
+        cache->holding[cache->holds++] = slot;
+    }
+    return found;
+}
+
+/* A decimal as str(n) writes it (digits, no leading zero), at most `most`: its value, or -1. */
+static long long small_decimal(const char *at, Py_ssize_t len, long long most)
+{
+    if (len < 1 || len > MAX_DIGITS || !all_digits(at, len) || (len > 1 && at[0] == '0')) {
+        return -1;
+    }
+    long long value = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        value = value * 10 + (at[i] - '0');
+    }
+    return value <= most ? value : -1;
+}
+
+enum { ABSORBED = 2 };
+
+/* A record that only the probe counts read (one the loop would otherwise ignore): decide it as
+ * detect.py's loop does, ABSORBED (what it adds is pending), or UNSURE and it is kept: a byte count
+ * int() would have to read, a source the scanner does not count yet (its first probe, or one past
+ * MAX_PROBING_SOURCES: Python's), a sweep with no set yet. -1 with an error set. */
+static int absorb_probe(Pass *s, Slot *source, const char *const *at, const Py_ssize_t *len, long fs, long fd)
+{
+    if (len[BYTES] > MAX_DIGITS || !all_digits(at[BYTES], len[BYTES])) {
+        return UNSURE;
+    }
+    if (len[DPORT] < 1 || !all_digits(at[DPORT], len[DPORT])) {
+        return ABSORBED; /* bytes.isdigit() is false: never counted, and nothing else reads it */
+    }
+    PyObject *ports = set_of(s->cache, source, &source->ports, s->ports);
+    if (ports == NULL) {
+        return -1;
+    }
+    if (ports == ABSENT) {
+        return UNSURE;
+    }
+    const char *dst = NULL;
+    if (s->sweeps != NULL && fs == 0 && fd == 0 && len[PROTOCOL] == 1 && at[PROTOCOL][0] == '6'
+        && small_decimal(at[PACKETS], len[PACKETS], s->probe_packets) >= 1) {
+        long long value = 0;
+        for (Py_ssize_t i = 0; i < len[BYTES]; i++) {
+            value = value * 10 + (at[BYTES][i] - '0');
+        }
+        if (value <= s->probe_bytes) {
+            PyObject *targets = set_of(s->cache, source, &source->targets, s->sweeps);
+            if (targets == NULL) {
+                return -1;
+            }
+            if (targets == ABSENT) {
+                return UNSURE;
+            }
+            dst = at[DST];
+        }
+    }
+    if (s->pendings == s->pending_room) {
+        Py_ssize_t room = s->pending_room ? 2 * s->pending_room : 1024;
+        Pending *grown = PyMem_Realloc(s->pending, (size_t)room * sizeof(Pending));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->pending = grown;
+        s->pending_room = room;
+    }
+    Pending *p = &s->pending[s->pendings++];
+    p->source = source;
+    p->dport = at[DPORT];
+    p->dport_len = len[DPORT];
+    p->dst = dst;
+    p->dst_len = len[DST];
+    return ABSORBED;
+}
+
+/* The block was regular: the probes counted, into the scanner's sets in the records' order (a
+ * sweep's set stops growing at its cap, so order decides what it holds). 0, or -1 with an error set. */
+static int apply_probes(Pass *s)
+{
+    for (Py_ssize_t i = 0; i < s->pendings; i++) {
+        const Pending *p = &s->pending[i];
+        PyObject *port = PyBytes_FromStringAndSize(p->dport, p->dport_len);
+        int failed = port == NULL || PySet_Add(p->source->ports, port) < 0;
+        Py_XDECREF(port);
+        if (failed) {
+            return -1;
+        }
+        if (p->dst != NULL && PySet_Size(p->source->targets) < s->sweep_cap) {
+            PyObject *target = PyBytes_FromStringAndSize(p->dst, p->dst_len);
+            failed = target == NULL || PySet_Add(p->source->targets, target) < 0;
+            Py_XDECREF(target);
+            if (failed) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void release_sets(Cache *cache)
+{
+    for (Py_ssize_t i = 0; i < cache->holds; i++) {
+        Slot *slot = cache->holding[i];
+        if (slot->ports != ABSENT) {
+            Py_XDECREF(slot->ports);
+        }
+        if (slot->targets != ABSENT) {
+            Py_XDECREF(slot->targets);
+        }
+    }
+    cache->holds = 0;
+}
+
 /* The line is complete: check it has the layout's fields and a status, keep it or drop it. */
 static int end_of_line(Pass *s)
 {
@@ -423,6 +613,14 @@ static int end_of_line(Pass *s)
     int probe = probe_or_unsure(s->probe, at, len);
     if (passive && !probe) {
         return GO_ON;
+    }
+    /* A probe the loop would only count: counted here while no record of its source was kept
+     * earlier in the block (Python must see those first). */
+    if (passive && s->ports != NULL && source != NULL && !source->kept) {
+        int absorbed = absorb_probe(s, source, at, len, fs, fd);
+        if (absorbed != UNSURE) {
+            return absorbed == ABSORBED ? GO_ON : FAILED;
+        }
     }
     /* Ours to a plain public address, neither to a mining pool's port nor from SSH or RDP, not a
      * probe: only the egress count reads it. Counted here while no record of this source was kept
@@ -541,14 +739,26 @@ static PyObject *keep(PyObject *module, PyObject *args)
     Probe probe;
     PyObject *egress;
     long long egress_limit;
-    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OL", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
+    PyObject *classify;
+    PyObject *probed;
+    PyObject *swept;
+    Py_ssize_t sweep_cap;
+    long long probe_bytes;
+    long long probe_packets;
+    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OLOOOnLL", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
                           &returned, &PyDict_Type, &memo, &public, &PyTuple_Type, &mining_ports, &PyTuple_Type,
                           &admin_ports, &probe.probe_digits, &probe.max_bytes, &probe.max_port, &probe.port_digits,
-                          &egress, &egress_limit)) {
+                          &egress, &egress_limit, &classify, &probed, &swept, &sweep_cap, &probe_bytes,
+                          &probe_packets)) {
         return NULL;
     }
-    if (egress != Py_None && !PyDict_Check(egress)) {
-        PyErr_SetString(PyExc_TypeError, "egress: a dict or None");
+    if ((egress != Py_None && !PyDict_Check(egress)) || (probed != Py_None && !PyDict_Check(probed))
+        || (swept != Py_None && !PyDict_Check(swept))) {
+        PyErr_SetString(PyExc_TypeError, "egress, ports, sweeps: a dict or None");
+        return NULL;
+    }
+    if (classify != Py_None && !PyCallable_Check(classify)) {
+        PyErr_SetString(PyExc_TypeError, "classify: a callable or None");
         return NULL;
     }
     Ports mining;
@@ -575,7 +785,7 @@ static PyObject *keep(PyObject *module, PyObject *args)
         Py_RETURN_NONE;
     }
     for (int c = 0; c < COLUMNS; c++) {
-        if (column[c] >= width || (column[c] < 0 && c != STATUS && c != IFACE)) {
+        if (column[c] >= width || (column[c] < 0 && c != STATUS && c != IFACE && c != PROTOCOL && c != PACKETS)) {
             Py_RETURN_NONE;
         }
     }
@@ -610,6 +820,8 @@ static PyObject *keep(PyObject *module, PyObject *args)
     cache->used = 0;
     cache->memo = memo;
     cache->touches = 0;
+    cache->classify = classify == Py_None ? NULL : classify;
+    cache->holds = 0;
     pass->buffer = buffer;
     pass->width = width;
     pass->column = column;
@@ -622,6 +834,15 @@ static PyObject *keep(PyObject *module, PyObject *args)
     pass->cache = cache;
     pass->egress = egress == Py_None ? NULL : egress;
     pass->egress_limit = egress_limit;
+    /* A layout without protocol or packets cannot tell a bare probe from a request: no sweeps (as detect.py). */
+    pass->ports = probed == Py_None ? NULL : probed;
+    pass->sweeps = swept == Py_None || column[PROTOCOL] < 0 || column[PACKETS] < 0 ? NULL : swept;
+    pass->sweep_cap = sweep_cap;
+    pass->probe_bytes = probe_bytes;
+    pass->probe_packets = probe_packets;
+    pass->pending = NULL;
+    pass->pendings = 0;
+    pass->pending_room = 0;
     pass->out = out;
     pass->records = 0;
     pass->last = -1;
@@ -630,7 +851,12 @@ static PyObject *keep(PyObject *module, PyObject *args)
     if (state == GO_ON && pass->egress != NULL && apply_egress(pass) < 0) {
         state = FAILED;
     }
+    if (state == GO_ON && apply_probes(pass) < 0) {
+        state = FAILED;
+    }
+    release_sets(cache);
     Py_ssize_t records = pass->records;
+    PyMem_Free(pass->pending);
     PyMem_Free(pass);
     PyMem_Free(slots);
     PyMem_Free(cache);
@@ -646,8 +872,9 @@ static PyObject *keep(PyObject *module, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"keep", keep, METH_VARARGS,
-     "keep(block, width, (src, dst, srcport, dstport, bytes, status, interface), wanted, memo, public, mining_ports,\n"
-     "     admin_ports, probe_digits, max_bytes, max_port, egress, egress_limit)\n"
+     "keep(block, width, (src, dst, srcport, dstport, bytes, status, interface, protocol, packets), wanted, memo,\n"
+     "     public, mining_ports, admin_ports, probe_digits, max_bytes, max_port, egress, egress_limit, classify,\n"
+     "     ports, sweeps, sweep_cap, probe_bytes, probe_packets)\n"
      "-> (records, the wanted fields of the records kept) or None for a block that is not regular."},
     {NULL, NULL, 0, NULL},
 };

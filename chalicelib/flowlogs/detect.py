@@ -213,13 +213,17 @@ class Scanner:
         forbidden = self.settings.forbidden
         self._forbidden = forbidden if "forbidden-destination" in on and forbidden and forbidden.rules else None
         # What the compiled first pass needs to judge a record as `_rows` would: a plain public
-        # address's flags, the mining and admin ports, and what makes a record a probe; and the
-        # egress counts it adds to, as `_rows` adds (None: they stay Python's alone).
+        # address's flags, the mining and admin ports, and what makes a record a probe; the
+        # classifier, for an address seen first; and the egress counts and the probed ports and
+        # swept addresses it adds to, as `_rows` adds (None: they stay Python's alone).
         probe_digits = len(str(self.settings.scan_max_bytes)) if self._scans else 0
         limit = self.settings.egress_bytes
         counted = self._egress if self._egress_on and limit < _LONGEST else None
         self._judge = (PUBLIC, tuple(self._mining), tuple(self._admin), probe_digits, self.settings.scan_max_bytes,
-                       str(self.settings.scan_max_port).encode(), counted, min(limit, _LONGEST))  # fmt: skip
+                       str(self.settings.scan_max_port).encode(), counted, min(limit, _LONGEST),
+                       self.classifier.classify, self._ports if self._scans else None,
+                       self._sweeps if self._sweeping else None, sweep_limit(self.settings),
+                       BARE_TCP_PACKET * PROBE_PACKETS, PROBE_PACKETS)  # fmt: skip
         self._plans: dict[Layout, tuple[tuple[int, ...], tuple[int, ...], Layout]] = {}
         self._keep = _keep if compiled and _keep is not None and probe_digits <= MAX_PROBE_DIGITS else None
 
@@ -274,15 +278,15 @@ class Scanner:
         """The compiled first pass (`_prefilter.c`): the block's record count, and the fields this
         scanner reads of the records it could act on, in a layout of those fields alone; None where
         the pass does not apply (not built, a layout the scanner pads, a block that is not regular).
-        It never drops a probe candidate, so the counts of probing sources (and `untracked`) are the
-        same either way."""
+        It counts the probes of sources the scanner counts already and hands on every other probe
+        (a source's first, one beyond MAX_PROBING_SOURCES), so the counts of probing sources (and
+        `untracked`) are the same either way."""
         if self._keep is None or layout.missing:
             return None
         plan = self._plans.get(layout)
         if plan is None:
-            status, interface = layout.index("log-status"), layout.index("interface-id")
-            decisive = (*(layout.position(name) for name in _DECISIVE), -1 if status is None else status,
-                        -1 if interface is None else interface)  # fmt: skip
+            optional = (layout.index(name) for name in ("log-status", "interface-id", "protocol", "packets"))
+            decisive = (*(layout.position(name) for name in _DECISIVE), *(-1 if at is None else at for at in optional))
             read = tuple(name for name in _READ if name in layout.fields)
             plan = self._plans[layout] = (decisive, tuple(layout.position(name) for name in read), Layout(read))
         decisive, wanted, reduced = plan

@@ -19,9 +19,12 @@ from devstack import flowgen
 from tests.fuzzing import flow_blocks
 
 THREATS = Ranges(["45.10.0.0/16", "91.200.1.7"])
-V2 = (3, 4, 5, 6, 9, 13, 2)  # srcaddr, dstaddr, srcport, dstport, bytes, log-status, interface-id: the default format
+# srcaddr, dstaddr, srcport, dstport, bytes, log-status, interface-id, protocol, packets: the default format
+V2 = (3, 4, 5, 6, 9, 13, 2, 7, 8)
 ALL = tuple(range(14))
-JUDGE = (PUBLIC, (b"3333", b"4444"), (b"22", b"3389"), 4, 1000, b"32767", None, 1 << 30)
+# No classifier, no probe counts (the tests that want them say so); a sweep cap of 256, a bare probe 300 B, 3 packets
+REST = (None, None, None, 256, 300, 3)
+JUDGE = (PUBLIC, (b"3333", b"4444"), (b"22", b"3389"), 4, 1000, b"32767", None, 1 << 30, *REST)
 
 
 def keep(block: bytes, memo: dict[bytes, int], wanted: tuple[int, ...] = ALL, judge: tuple[Any, ...] = JUDGE) -> Any:
@@ -114,15 +117,17 @@ def test_arguments_it_cannot_judge_are_left_to_python_or_refused() -> None:
     line = record("10.0.1.5", "10.0.2.9", 443, 51000, 5000)
     assert keep(b"", MEMO) == (0, [])
     assert (
-        keep(line, MEMO, judge=(PUBLIC, tuple(b"%d" % p for p in range(65)), (), 4, 1000, b"32767", None, 1 << 30))
+        keep(
+            line, MEMO, judge=(PUBLIC, tuple(b"%d" % p for p in range(65)), (), 4, 1000, b"32767", None, 1 << 30, *REST)
+        )
         is None
     )
-    assert keep(line, MEMO, judge=(PUBLIC, (), (), 19, 10**18, b"32767", None, 1 << 30)) is None
+    assert keep(line, MEMO, judge=(PUBLIC, (), (), 19, 10**18, b"32767", None, 1 << 30, *REST)) is None
     assert keep(line, MEMO, wanted=(14,)) is None
     with pytest.raises(TypeError):
         keep(bytearray(line), MEMO)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        keep(line, MEMO, judge=(PUBLIC, ("22",), (), 4, 1000, b"32767", None, 1 << 30))
+        keep(line, MEMO, judge=(PUBLIC, ("22",), (), 4, 1000, b"32767", None, 1 << 30, *REST))
 
 
 # -- the same findings as the pure-Python scanner --------------------------------------------------
@@ -183,7 +188,7 @@ def test_a_flood_of_probing_sources_is_counted_alike(monkeypatch: pytest.MonkeyP
 
 def _counting(block: bytes, egress: dict[bytes, list[Any]], limit: int = 10_000) -> Any:
     assert detect._keep is not None
-    judge = (*JUDGE[:6], egress, limit)
+    judge = (*JUDGE[:6], egress, limit, *REST)
     return detect._keep(block, 14, V2, ALL, MEMO, *judge)
 
 
@@ -217,3 +222,79 @@ def test_a_block_found_irregular_later_leaves_the_counts_as_they_were() -> None:
     block = record("10.0.1.5", "34.1.2.3", 51000, 443, 2000) + b"\n" + b"2 short line"
     assert _counting(block, egress) is None
     assert egress == {OURS: [b"eni-1", 100]}  # the scanner's own path reads the whole block again
+
+
+# -- the probe counts it adds to, and the classifier it asks ----------------------------------------
+
+
+def _probing(block: bytes, ports: dict[bytes, set[bytes]], sweeps: dict[bytes, set[bytes]] | None = None,
+             memo: dict[bytes, int] = MEMO, classify: Any = None, cap: int = 256) -> Any:  # fmt: skip
+    assert detect._keep is not None
+    judge = (*JUDGE[:8], classify, ports, sweeps, cap, 300, 3)
+    return detect._keep(block, 14, V2, ALL, memo, *judge)
+
+
+def probe(src: str, dst: str, dport: int | str, nbytes: int | str = 60, packets: int | str = 1) -> bytes:
+    return record(src, dst, 51000, dport, nbytes).replace(b" 6 1 ", f" 6 {packets} ".encode())
+
+
+def test_a_probe_of_a_source_already_counted_is_counted_in_place() -> None:
+    ports = {OURS: {b"80"}}
+    block = b"\n".join([probe("10.0.1.5", "10.0.2.9", 443), probe("34.1.2.3", "10.0.1.5", 8443)])
+    assert _probing(block, ports) == (2, block.split()[14:])  # the internet's first probe: Python's
+    assert ports == {OURS: {b"80", b"443"}}
+
+
+def test_a_sweep_is_counted_in_order_up_to_its_cap() -> None:
+    ports, sweeps = {OURS: set[bytes]()}, {OURS: {b"10.0.3.1"}}
+    targets = [f"10.0.3.{i}" for i in range(1, 6)]
+    memo = {**MEMO, **{t.encode(): 0 for t in targets}}
+    block = b"\n".join(probe("10.0.1.5", t, 443) for t in targets)
+    assert _probing(block, ports, sweeps, memo, cap=3) == (5, [])
+    assert sweeps == {OURS: {b"10.0.3.1", b"10.0.3.2", b"10.0.3.3"}}  # the first ones, as the loop adds them
+    assert ports == {OURS: {b"443"}}
+    request = probe("10.0.1.5", "10.0.3.9", 443, packets=4)  # a request's packets: a probe, not a sweep
+    memo[b"10.0.3.9"] = 0
+    assert _probing(request, ports, {OURS: set()}, memo) == (1, [])
+    assert ports == {OURS: {b"443"}}
+
+
+@pytest.mark.parametrize(
+    ("line", "sweeps"),
+    [
+        (probe("10.0.1.5", "10.0.2.9", 443), {}),  # a sweep with no set yet: Python makes it
+        (probe("10.0.1.5", "10.0.2.9", 443, nbytes="6_0"), None),  # int() reads it: Python decides
+        (probe("10.0.1.5", "10.0.2.9", 443, nbytes="-"), None),
+    ],
+)
+def test_a_probe_it_cannot_count_exactly_is_left_to_python(line: bytes, sweeps: dict[bytes, set[bytes]] | None) -> None:
+    ports = {OURS: {b"80"}}
+    assert _probing(line, ports, sweeps) == (1, line.split())
+    assert ports == {OURS: {b"80"}}
+
+
+def test_probes_after_a_kept_record_of_their_source_are_left_to_python() -> None:
+    ports = {OURS: {b"80"}}
+    mining = record("10.0.1.5", "34.1.2.3", 51000, 3333, 5000)
+    block = b"\n".join([mining, probe("10.0.1.5", "10.0.2.9", 443)])
+    assert _probing(block, ports) == (2, block.split())
+    assert ports == {OURS: {b"80"}}  # the loop adds 443 after it has seen the mining record
+
+
+def test_a_block_found_irregular_later_leaves_the_probe_counts_as_they_were() -> None:
+    ports, sweeps = {OURS: {b"80"}}, {OURS: set[bytes]()}
+    assert _probing(probe("10.0.1.5", "10.0.2.9", 443) + b"\n2 short", ports, sweeps) is None
+    assert (ports, sweeps) == ({OURS: {b"80"}}, {OURS: set()})
+
+
+def test_an_address_seen_first_is_classified_here_as_the_loop_would() -> None:
+    classifier = Classifier(THREATS)
+    memo = classifier.memo
+    quiet = record("10.0.1.5", "10.0.2.9", 443, 51000, 5000)
+    threat = record("10.0.1.5", "45.10.3.3", 51000, 443, 5000)
+    assert _probing(quiet + b"\n" + threat, {}, memo=memo, classify=classifier.classify) == (2, threat.split())
+    assert memo == {b"-": 4, OURS: 0, PEER: 0, b"45.10.3.3": PUBLIC | 2}
+    odd = record("10.0.1.5", "10.0.\x002.9", 443, 51000, 5000)  # the classifier raises ValueError: the loop's to count
+    assert _probing(odd, {}, memo=memo, classify=classifier.classify) == (1, odd.split())
+    with pytest.raises(ZeroDivisionError):
+        _probing(record("10.0.1.5", "10.0.8.8", 443, 51000, 5000), {}, memo={}, classify=lambda _: 1 // 0)
