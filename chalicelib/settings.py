@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalicelib.errors import ConfigError
+from chalicelib.flowlogs.defaults import DETECTORS as FLOW_DETECTORS
+from chalicelib.flowlogs.defaults import MINING_PORTS as FLOW_MINING_PORTS
 
 DEFAULT_RULES_FILE = Path(__file__).parent / "policy" / "rules.yaml"
 DEFAULT_PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "amazon-guardduty")
@@ -161,17 +163,6 @@ def _overrides(env: Mapping[str, str], allowed: frozenset[str]) -> dict[str, dic
     return found
 
 
-FLOW_DETECTORS = (
-    "threat-list",
-    "mining-pool",
-    "admin-from-internet",
-    "port-scan",
-    "address-sweep",
-    "forbidden-destination",
-    "egress-volume",
-)
-# Stratum ports of common mining pools (and their TLS variants).
-FLOW_MINING_PORTS = (3333, 4444, 5555, 5588, 7777, 8888, 9999, 14433, 14444, 45560, 45700)
 _MAX_PORT = 65535
 
 

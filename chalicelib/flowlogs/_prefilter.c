@@ -58,9 +58,10 @@ static const unsigned char CLASS[256] = {
 #define UNKNOWN (-1L) /* an address the memo does not hold (flags are never negative) */
 
 typedef struct {
-    const char *at; /* NULL: an empty slot */
+    const char *at;
     Py_ssize_t len;
     uint64_t hash;
+    uint64_t word[2]; /* an address of at most 16 bytes, zero-padded: compared as two words */
     long flags;
     int kept; /* a record from this address was kept in this block: Python will see it, in order */
     /* Its egress count as this pass found it and added to it, applied when the block is done (a
@@ -79,19 +80,71 @@ typedef struct {
     int held; /* in the cache's list of slots holding references */
 } Slot;
 
+/* What the classifier's memo said of an address, kept from one call to the next in a table the
+ * caller owns (the classifier's `known`, a bytearray it replaces whenever a value in its memo
+ * changes; entries are only ever added to the memo otherwise): most addresses of a block were seen
+ * in earlier blocks, and reading them from the memo means a bytes object and a dict lookup each. */
+#define KNOWN_LONGEST 51
 typedef struct {
-    Slot *slots;
+    uint64_t hash; /* 0: an empty entry (a hash is never 0) */
+    int32_t flags;
+    uint8_t len;
+    char at[KNOWN_LONGEST];
+} Known;
+
+typedef struct {
+    uint64_t used; /* entries filled; the table is at most half full */
+    char unused[sizeof(Known) - sizeof(uint64_t)];
+} KnownHeader;
+
+typedef struct {
+    uint32_t *index; /* SLOTS: 16 bits of the hash and 1 + the slot's place in `slots`, or 0 */
+    const char *end; /* of the block: an address is read sixteen bytes at a time only before it */
+    Slot *slots;     /* MAX_CACHED, filled in order */
     Py_ssize_t used;
     PyObject *memo;
     PyObject *classify; /* the classifier's own method, for an address the memo does not hold (or NULL) */
+    Known *known;       /* the table of addresses known from earlier calls, or NULL */
+    KnownHeader *known_header;
+    size_t known_mask;
     Slot *touched[MAX_CACHED];
     Py_ssize_t touches;
     Slot *holding[MAX_CACHED];
     Py_ssize_t holds;
 } Cache;
 
+#define PLACE_BITS 16 /* MAX_CACHED < 1 << PLACE_BITS */
+#define PLACE_MASK ((1U << PLACE_BITS) - 1)
+
+/* The address's first sixteen bytes as two zero-padded words, read in two loads (the bytes after
+ * it, up to sixteen, belong to the block): 1, or 0 when it is longer or ends the block. */
+static inline int short_words(const Cache *cache, const char *at, Py_ssize_t len, uint64_t *word)
+{
+    if (len > 16 || cache->end - at < 16) {
+        return 0;
+    }
+    memcpy(word, at, 16);
+    if (len <= 8) {
+        word[0] &= len == 8 ? ~0ULL : (1ULL << (8 * len)) - 1;
+        word[1] = 0;
+    } else if (len < 16) {
+        word[1] &= (1ULL << (8 * (len - 8))) - 1;
+    }
+    return 1;
+}
+
+/* The hash of a short address's words; never 0. */
+static inline uint64_t hash_words(const uint64_t *word, Py_ssize_t len)
+{
+    uint64_t hash = (word[0] * 0xFF51AFD7ED558CCDULL) ^ (word[1] * 0xC4CEB9FE1A85EC53ULL) ^ (uint64_t)len;
+    hash ^= hash >> 29;
+    hash *= 0x9E3779B97F4A7C15ULL;
+    hash ^= hash >> 32;
+    return hash ? hash : 1;
+}
+
 /* A hash of an address's bytes, eight at a time (addresses are 7 to 39 bytes): only the slot it
- * picks depends on it, never an answer (slots compare the bytes). */
+ * picks depends on it, never an answer (slots compare the bytes). Never 0. */
 static uint64_t hash_of(const char *at, Py_ssize_t len)
 {
     uint64_t hash = 0x9E3779B97F4A7C15ULL ^ (uint64_t)len;
@@ -105,23 +158,57 @@ static uint64_t hash_of(const char *at, Py_ssize_t len)
     uint64_t tail = 0;
     memcpy(&tail, at + i, (size_t)(len - i));
     hash = (hash ^ tail) * 0xC4CEB9FE1A85EC53ULL;
-    return hash ^ (hash >> 29);
+    hash ^= hash >> 29;
+    return hash ? hash : 1;
 }
 
-/* The address's flags in the memo, or UNKNOWN, and its slot in the cache (NULL when the cache is
- * full): 0, or -1 with an error set. */
-static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, Slot **cached)
+/* Equal bytes, compared a word at a time (the library's memcmp is a call per address). */
+static inline int same(const char *a, const char *b, Py_ssize_t len)
 {
-    uint64_t hash = hash_of(at, len);
-    size_t index = (size_t)hash & (SLOTS - 1);
-    for (size_t probe = 0; probe < SLOTS; probe++) {
-        Slot *slot = &cache->slots[(index + probe) & (SLOTS - 1)];
-        if (slot->at == NULL) {
-            break;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t x;
+        uint64_t y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y) {
+            return 0;
         }
-        if (slot->hash == hash && slot->len == len && memcmp(slot->at, at, (size_t)len) == 0) {
-            *flags = slot->flags;
-            *cached = slot;
+    }
+    for (; i < len; i++) {
+        if (a[i] != b[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static Known *known_entry(const Cache *cache, uint64_t hash, const char *at, Py_ssize_t len, int *found)
+{
+    size_t place = (size_t)(hash >> 20) & cache->known_mask;
+    for (;;) {
+        Known *entry = &cache->known[place];
+        if (entry->hash == 0) {
+            *found = 0;
+            return entry;
+        }
+        if (entry->hash == hash && entry->len == len && same(entry->at, at, len)) {
+            *found = 1;
+            return entry;
+        }
+        place = (place + 1) & cache->known_mask;
+    }
+}
+
+/* The address's flags from the memo (or the classifier), or UNKNOWN: 0, or -1 with an error set. */
+static int memo_flags(Cache *cache, uint64_t hash, const char *at, Py_ssize_t len, long *flags)
+{
+    Known *entry = NULL;
+    if (cache->known != NULL && len <= KNOWN_LONGEST) {
+        int found;
+        entry = known_entry(cache, hash, at, len, &found);
+        if (found) {
+            *flags = entry->flags;
             return 0;
         }
     }
@@ -162,25 +249,60 @@ static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, S
             value = UNKNOWN;
         }
     }
-    *cached = NULL;
-    if (cache->used < MAX_CACHED) {
-        for (size_t probe = 0; probe < SLOTS; probe++) {
-            Slot *slot = &cache->slots[(index + probe) & (SLOTS - 1)];
-            if (slot->at == NULL) {
-                slot->at = at;
-                slot->len = len;
-                slot->hash = hash;
-                slot->flags = value;
-                slot->kept = 0;
-                slot->touched = 0;
-                slot->ports = NULL;
-                slot->targets = NULL;
-                slot->held = 0;
-                cache->used++;
+    if (entry != NULL && value != UNKNOWN && value <= INT32_MAX && cache->known_header->used * 2 < cache->known_mask) {
+        entry->hash = hash;
+        entry->flags = (int32_t)value;
+        entry->len = (uint8_t)len;
+        memcpy(entry->at, at, (size_t)len);
+        cache->known_header->used++;
+    }
+    *flags = value;
+    return 0;
+}
+
+/* The address's flags, or UNKNOWN, and its slot in this call's cache (NULL when the cache is
+ * full): 0, or -1 with an error set. */
+static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, Slot **cached)
+{
+    uint64_t word[2];
+    int words = short_words(cache, at, len, word);
+    uint64_t hash = words ? hash_words(word, len) : hash_of(at, len);
+    uint32_t tag = (uint32_t)(hash >> 48) << PLACE_BITS;
+    size_t index = (size_t)hash & (SLOTS - 1);
+    for (;; index = (index + 1) & (SLOTS - 1)) {
+        uint32_t entry = cache->index[index];
+        if (entry == 0) {
+            break;
+        }
+        if ((entry & ~PLACE_MASK) == tag) {
+            Slot *slot = &cache->slots[(entry & PLACE_MASK) - 1];
+            if (slot->len == len
+                && (words ? slot->word[0] == word[0] && slot->word[1] == word[1] : same(slot->at, at, len))) {
+                *flags = slot->flags;
                 *cached = slot;
-                break;
+                return 0;
             }
         }
+    }
+    long value;
+    if (memo_flags(cache, hash, at, len, &value) < 0) {
+        return -1;
+    }
+    *cached = NULL;
+    if (cache->used < MAX_CACHED) { /* the index is at most half full: `index` is an empty place */
+        Slot *slot = &cache->slots[cache->used];
+        memset(slot, 0, sizeof(Slot));
+        slot->at = at;
+        slot->len = len;
+        slot->hash = hash;
+        if (words) {
+            slot->word[0] = word[0];
+            slot->word[1] = word[1];
+        }
+        slot->flags = value;
+        cache->used++;
+        cache->index[index] = tag | (uint32_t)cache->used;
+        *cached = slot;
     }
     *flags = value;
     return 0;
@@ -745,11 +867,12 @@ static PyObject *keep(PyObject *module, PyObject *args)
     Py_ssize_t sweep_cap;
     long long probe_bytes;
     long long probe_packets;
-    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OLOOOnLL", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
+    PyObject *known_table;
+    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OLOOOnLLO", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
                           &returned, &PyDict_Type, &memo, &public, &PyTuple_Type, &mining_ports, &PyTuple_Type,
                           &admin_ports, &probe.probe_digits, &probe.max_bytes, &probe.max_port, &probe.port_digits,
                           &egress, &egress_limit, &classify, &probed, &swept, &sweep_cap, &probe_bytes,
-                          &probe_packets)) {
+                          &probe_packets, &known_table)) {
         return NULL;
     }
     if ((egress != Py_None && !PyDict_Check(egress)) || (probed != Py_None && !PyDict_Check(probed))
@@ -806,17 +929,37 @@ static PyObject *keep(PyObject *module, PyObject *args)
     if (size == 0) { /* Python counts no line in an empty block */
         return Py_BuildValue("(nN)", (Py_ssize_t)0, out);
     }
+    Py_buffer known;
+    memset(&known, 0, sizeof(known));
+    if (known_table != Py_None && PyObject_GetBuffer(known_table, &known, PyBUF_WRITABLE) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
     Cache *cache = PyMem_Malloc(sizeof(Cache));
-    Slot *slots = PyMem_Calloc(SLOTS, sizeof(Slot));
+    uint32_t *index = PyMem_Calloc(SLOTS, sizeof(uint32_t));
+    Slot *slots = PyMem_Malloc(MAX_CACHED * sizeof(Slot));
     Pass *pass = PyMem_Malloc(sizeof(Pass));
-    if (cache == NULL || slots == NULL || pass == NULL) {
+    if (cache == NULL || index == NULL || slots == NULL || pass == NULL) {
         PyMem_Free(cache);
+        PyMem_Free(index);
         PyMem_Free(slots);
         PyMem_Free(pass);
         Py_DECREF(out);
+        PyBuffer_Release(&known);
         return PyErr_NoMemory();
     }
+    cache->index = index;
+    cache->end = buffer + size;
     cache->slots = slots;
+    cache->known = NULL;
+    if (known.buf != NULL && known.len >= (Py_ssize_t)(3 * sizeof(Known)) && (uintptr_t)known.buf % 8 == 0) {
+        size_t entries = (size_t)known.len / sizeof(Known) - 1;
+        if ((entries & (entries - 1)) == 0 && (size_t)known.len == (entries + 1) * sizeof(Known)) {
+            cache->known_header = known.buf;
+            cache->known = (Known *)(void *)((char *)known.buf + sizeof(Known));
+            cache->known_mask = entries - 1;
+        }
+    }
     cache->used = 0;
     cache->memo = memo;
     cache->touches = 0;
@@ -859,7 +1002,9 @@ static PyObject *keep(PyObject *module, PyObject *args)
     PyMem_Free(pass->pending);
     PyMem_Free(pass);
     PyMem_Free(slots);
+    PyMem_Free(index);
     PyMem_Free(cache);
+    PyBuffer_Release(&known);
     if (state != GO_ON) {
         Py_DECREF(out);
         if (state == IRREGULAR) {
@@ -874,7 +1019,7 @@ static PyMethodDef methods[] = {
     {"keep", keep, METH_VARARGS,
      "keep(block, width, (src, dst, srcport, dstport, bytes, status, interface, protocol, packets), wanted, memo,\n"
      "     public, mining_ports, admin_ports, probe_digits, max_bytes, max_port, egress, egress_limit, classify,\n"
-     "     ports, sweeps, sweep_cap, probe_bytes, probe_packets)\n"
+     "     ports, sweeps, sweep_cap, probe_bytes, probe_packets, known)\n"
      "-> (records, the wanted fields of the records kept) or None for a block that is not regular."},
     {NULL, NULL, 0, NULL},
 };

@@ -8,8 +8,10 @@ hundreds of times slower.
 
 from __future__ import annotations
 
-import socket
 import struct
+
+# The socket module's C half: the module itself imports selectors, enum and more, which a scan never uses.
+from _socket import AF_INET, AF_INET6, inet_pton
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,8 +23,11 @@ PUBLIC = 1
 THREAT = 2
 NO_ADDRESS = 4  # "-": NODATA / SKIPDATA records
 FORBIDDEN = 16  # in a range ours must never reach (8 is the scanner's mark, set by the scanner)
-_PACK_V4 = partial(socket.inet_pton, socket.AF_INET)  # strict dotted quads only, like _parse
+_PACK_V4 = partial(inet_pton, AF_INET)  # strict dotted quads only, like _parse
 MEMO_LIMIT = 1_000_000  # a flood of spoofed sources cannot exhaust memory: beyond it, classified each time
+# The compiled pass's table of addresses it has read from the memo (64 bytes an entry, and a header):
+# 1 MB holds 8,192 addresses, what a VPC's million records hold; beyond, the memo is read as before.
+KNOWN_BYTES = ((1 << 14) + 1) * 64
 
 # Not public: RFC 1918, shared (CGNAT), loopback, link-local, multicast, reserved; IPv6 ULA,
 # link-local, loopback, multicast, documentation prefixes stay public (they are never routed).
@@ -35,8 +40,8 @@ def _parse(address: str) -> tuple[int, int] | None:
     """(family bits, integer) or None when it is not an address."""
     try:
         if ":" in address:
-            return 128, int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")
-        return 32, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
+            return 128, int.from_bytes(inet_pton(AF_INET6, address), "big")
+        return 32, int.from_bytes(inet_pton(AF_INET, address), "big")
     except OSError:
         return None
 
@@ -211,6 +216,15 @@ class Classifier:
 
     def __post_init__(self) -> None:
         self.memo: dict[bytes, int] = {b"-": NO_ADDRESS}
+        # The compiled pass's copy of what it read from the memo: entries are only ever added to the
+        # memo, except by `mark`, which starts a new one.
+        self.known = bytearray(KNOWN_BYTES)
+
+    def mark(self, address: bytes, flags: int) -> None:
+        """Change an address's flags (the scanner marks a port scanner)."""
+        if self.memo.get(address) != flags:
+            self.memo[address] = flags
+            self.known = bytearray(KNOWN_BYTES)
 
     def classify(self, address: bytes) -> int:
         parsed = _parse(address.decode("ascii", "replace"))

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.flowlogs.addresses import FORBIDDEN, NO_ADDRESS, PUBLIC, THREAT, Classifier, Forbidden
+from chalicelib.flowlogs.defaults import DETECTORS, MINING_PORTS
 from chalicelib.flowlogs.fields import Layout
-from chalicelib.settings import FLOW_DETECTORS as DETECTORS
-from chalicelib.settings import FLOW_MINING_PORTS as MINING_PORTS
 
 SCANNER = 8  # an address already seen scanning: its records are kept from then on
 ADMIN_PORTS = (22, 3389)
@@ -96,14 +95,11 @@ class Flow:
     @classmethod
     def parse(cls, fields: list[bytes], at: int, layout: Layout) -> Flow:
         """The record starting at `fields[at]`, every field the alerts show decoded."""
-
-        def get(name: str) -> str:
-            index = layout.index(name)
-            return fields[at + index].decode("ascii", "replace") if index is not None else "-"
-
-        return cls(get("interface-id"), get("srcaddr"), get("dstaddr"), get("srcport"), get("dstport"),
-                   _number(get("bytes")), get("action"), get("protocol"), _number(get("packets")),
-                   _number(get("start")), _number(get("end")))  # fmt: skip
+        interface, src, dst, sport, dport, size, action, protocol, packets, start, end = (
+            "-" if index is None else fields[at + index].decode("ascii", "replace") for index in _positions(layout)
+        )
+        return cls(interface, src, dst, sport, dport, _number(size), action, protocol, _number(packets),
+                   _number(start), _number(end))  # fmt: skip
 
     @property
     def carried_data(self) -> bool:
@@ -162,6 +158,31 @@ class Finding:
     @property
     def flows(self) -> list[Flow]:
         return [flow for _, _, flow in sorted(self.top, reverse=True)]
+
+
+_FLOW_FIELDS = ("interface-id", "srcaddr", "dstaddr", "srcport", "dstport", "bytes", "action", "protocol", "packets",
+                "start", "end")  # fmt: skip
+_POSITIONS: dict[Layout, tuple[int | None, ...]] = {}
+
+
+def _positions(layout: Layout) -> tuple[int | None, ...]:
+    """Where a `Flow`'s fields are in a record of this layout (None: not in it), found once per layout."""
+    found = _POSITIONS.get(layout)
+    if found is None:
+        found = _POSITIONS[layout] = tuple(layout.index(name) for name in _FLOW_FIELDS)
+    return found
+
+
+_PLACES: dict[Layout, tuple[int, int, int]] = {}
+
+
+def _places(layout: Layout) -> tuple[int, int, int]:
+    """The interface's, the source's and the destination's positions (the scanner pads a layout without them)."""
+    found = _PLACES.get(layout)
+    if found is None:
+        found = _PLACES[layout] = (layout.position("interface-id"), layout.position("srcaddr"),
+                                   layout.position("dstaddr"))  # fmt: skip
+    return found
 
 
 def sweep_limit(settings: DetectorSettings) -> int:
@@ -290,7 +311,8 @@ class Scanner:
             read = tuple(name for name in _READ if name in layout.fields)
             plan = self._plans[layout] = (decisive, tuple(layout.position(name) for name in read), Layout(read))
         decisive, wanted, reduced = plan
-        kept = self._keep(block, len(layout.fields), decisive, wanted, self.classifier.memo, *self._judge)
+        memo, known = self.classifier.memo, self.classifier.known
+        kept = self._keep(block, len(layout.fields), decisive, wanted, memo, *self._judge, known)
         return None if kept is None else (kept[0], kept[1], reduced)
 
     def _offsets(self, lines: int, width: int) -> list[int]:
@@ -423,7 +445,8 @@ class Scanner:
         """A record with a public, threat-listed or scanning address that the inline cases did not
         settle: a flow (every field decoded) is built only when a detector fires."""
         flow = Flow.parse(fields, at, layout)
-        src, dst = fields[at + layout.position("srcaddr")], fields[at + layout.position("dstaddr")]
+        interface, source, destination = _places(layout)
+        src, dst, logged = fields[at + source], fields[at + destination], fields[at + interface]
         if fd & (PUBLIC | THREAT) and not fs & PUBLIC and flow.carried_data:
             answered = self._established.setdefault(src, set())
             if len(answered) < _KEEP * 4:
@@ -435,8 +458,8 @@ class Scanner:
             if flow.dst_port.encode() in self._mining and _number(flow.src_port) >= CLIENT_PORTS:
                 self._finding("mining-pool", src, False).add(flow, flow.dst, _number(flow.dst_port))
             if self._egress_on:
-                sent = self._egress.setdefault(src, [fields[at + layout.position("interface-id")], 0])
-                if sent[0] == fields[at + layout.position("interface-id")]:
+                sent = self._egress.setdefault(src, [logged, 0])
+                if sent[0] == logged:
                     sent[1] += flow.size
                     if sent[1] >= self.settings.egress_bytes:
                         self._egress_flow(src, flow, sent[1])
@@ -473,12 +496,12 @@ class Scanner:
             return
         self._marked = self.records
         memo = self.classifier.memo
-        for src, seen in self._ports.items():
-            if len(seen) >= self.settings.scan_min_ports:
-                flags = memo.get(src)
-                if flags is None:
-                    flags = self.classifier.classify(src)
-                memo[src] = flags | SCANNER
+        least = self.settings.scan_min_ports
+        for src in [src for src, seen in self._ports.items() if len(seen) >= least]:
+            flags = memo.get(src)
+            if flags is None:
+                flags = self.classifier.classify(src)
+            self.classifier.mark(src, flags | SCANNER)
 
     def findings(self) -> list[Finding]:
         self.end_block()

@@ -67,12 +67,16 @@ def gzip_blocks(stream: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:
                 yield leftover
             raise ReadError(f"corrupt gzip data after {read} compressed bytes: {exc}") from None
         expanded += len(out)
-        buffer = leftover + out
-        cut = buffer.rfind(b"\n")
-        leftover = buffer[cut + 1 :] if cut >= 0 else buffer
+        cut = out.rfind(b"\n")
+        if cut < 0:
+            leftover += out
+            _bounded(leftover, expanded)
+            continue
+        # One copy of what a chunk decompressed to, not two (a concatenation, then a slice of it).
+        block = b"".join((leftover, memoryview(out)[:cut]))
+        leftover = out[cut + 1 :]
         _bounded(leftover, expanded)
-        if cut >= 0:
-            yield buffer[:cut]
+        yield block
     if leftover:
         yield leftover
     if read and not inflate.eof:
