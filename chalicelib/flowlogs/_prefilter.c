@@ -29,8 +29,12 @@
  * elsewhere): a run with no byte at or below 0x20 holds no separator, so only the separators
  * themselves are visited, not every byte.
  *
+ * It also reads a threat list of one address or CIDR per line (`ipv4_ranges`), into the merged
+ * spans addresses.py would make of it.
+ *
  * Written against the limited C API (one build serves every CPython from 3.11), using nothing from
- * the C library but memcmp and memcpy, so the object runs on the Lambda runtimes' older glibc.
+ * the C library but memcmp, memcpy, memset and qsort, so the object runs on the Lambda runtimes'
+ * older glibc.
  */
 #define Py_LIMITED_API 0x030B0000
 #define PY_SSIZE_T_CLEAN
@@ -1015,12 +1019,185 @@ static PyObject *keep(PyObject *module, PyObject *args)
     return Py_BuildValue("(nN)", records, out);
 }
 
+/* -- the threat list ------------------------------------------------------------------------- */
+
+/* A dotted quad as inet_pton reads one (four decimal octets of at most 255, no leading zero):
+ * 1 and its value, or 0. */
+static int dotted_quad(const char *at, Py_ssize_t len, uint32_t *value)
+{
+    uint32_t result = 0;
+    int octets = 0;
+    Py_ssize_t i = 0;
+    while (octets < 4) {
+        Py_ssize_t first = i;
+        uint32_t octet = 0;
+        while (i < len && at[i] >= '0' && at[i] <= '9' && i - first < 3) {
+            octet = octet * 10 + (uint32_t)(at[i] - '0');
+            i++;
+        }
+        if (i == first || octet > 255 || (i - first > 1 && at[first] == '0')) {
+            return 0;
+        }
+        result = result << 8 | octet;
+        octets++;
+        if (octets < 4) {
+            if (i >= len || at[i] != '.') {
+                return 0;
+            }
+            i++;
+        }
+    }
+    if (i != len) {
+        return 0;
+    }
+    *value = result;
+    return 1;
+}
+
+/* `a.b.c.d` or `a.b.c.d/n` (n at most 32, in one or two digits): 1 and its span as one key (first
+ * in the high half, last in the low), or 0: anything else is Python's to read. */
+static int ipv4_span(const char *at, Py_ssize_t len, uint64_t *key)
+{
+    Py_ssize_t slash = 0;
+    while (slash < len && at[slash] != '/') {
+        slash++;
+    }
+    uint32_t address;
+    if (!dotted_quad(at, slash, &address)) {
+        return 0;
+    }
+    unsigned int prefix = 32;
+    if (slash < len) {
+        Py_ssize_t digits = len - slash - 1;
+        if (digits < 1 || digits > 2 || !all_digits(at + slash + 1, digits)) {
+            return 0;
+        }
+        prefix = (unsigned int)(at[slash + 1] - '0');
+        if (digits == 2) {
+            prefix = prefix * 10 + (unsigned int)(at[slash + 2] - '0');
+        }
+        if (prefix > 32) {
+            return 0;
+        }
+    }
+    uint32_t span = prefix == 0 ? 0xFFFFFFFFU : (uint32_t)((1ULL << (32 - prefix)) - 1);
+    uint32_t first = address & ~span;
+    *key = (uint64_t)first << 32 | (first | span);
+    return 1;
+}
+
+static int by_key(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a;
+    uint64_t y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Plain text, one entry per line: the IPv4 spans merged (as addresses.py merges them), and the
+ * entries it did not read (IPv6, or anything else: Python's), or None when the text is not that
+ * (a comment, a control character or a byte outside ASCII, two entries on a line). */
+static PyObject *ipv4_ranges(PyObject *module, PyObject *args)
+{
+    (void)module;
+    const char *text;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "y#", &text, &size)) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '#' || c >= 0x7F || (c < 0x20 && c != '\t' && c != '\n' && c != '\r')) {
+            Py_RETURN_NONE;
+        }
+    }
+    uint64_t *keys = PyMem_Malloc(((size_t)size / 8 + 1) * sizeof(uint64_t)); /* an entry is 7 bytes at least */
+    PyObject *others = PyList_New(0);
+    if (keys == NULL || others == NULL) {
+        PyMem_Free(keys);
+        Py_XDECREF(others);
+        return PyErr_NoMemory();
+    }
+    size_t count = 0;
+    Py_ssize_t pos = 0;
+    while (pos < size) {
+        Py_ssize_t end = pos;
+        while (end < size && text[end] != '\n') {
+            end++;
+        }
+        Py_ssize_t first = pos;
+        Py_ssize_t last = end;
+        pos = end + 1;
+        while (first < last && (text[first] == ' ' || text[first] == '\t' || text[first] == '\r')) {
+            first++;
+        }
+        while (last > first && (text[last - 1] == ' ' || text[last - 1] == '\t' || text[last - 1] == '\r')) {
+            last--;
+        }
+        if (first == last) {
+            continue;
+        }
+        for (Py_ssize_t i = first; i < last; i++) {
+            if (text[i] == ' ' || text[i] == '\t' || text[i] == '\r') { /* two entries on one line */
+                PyMem_Free(keys);
+                Py_DECREF(others);
+                Py_RETURN_NONE;
+            }
+        }
+        uint64_t key;
+        if (last - first <= 18 && ipv4_span(text + first, last - first, &key)) {
+            keys[count++] = key;
+            continue;
+        }
+        PyObject *entry = PyBytes_FromStringAndSize(text + first, last - first);
+        int failed = entry == NULL || PyList_Append(others, entry) < 0;
+        Py_XDECREF(entry);
+        if (failed) {
+            PyMem_Free(keys);
+            Py_DECREF(others);
+            return NULL;
+        }
+    }
+    qsort(keys, count, sizeof(uint64_t), by_key);
+    PyObject *starts = PyList_New(0);
+    PyObject *ends = PyList_New(0);
+    int failed = starts == NULL || ends == NULL;
+    long long reach = -2; /* the end of the span being grown */
+    for (size_t i = 0; i < count && !failed; i++) {
+        long long first = (long long)(keys[i] >> 32);
+        long long last = (long long)(keys[i] & 0xFFFFFFFFULL);
+        if (first <= reach + 1) {
+            if (last > reach) {
+                reach = last;
+                PyObject *now = PyLong_FromLongLong(last);
+                failed = now == NULL || PyList_SetItem(ends, PyList_Size(ends) - 1, now) < 0;
+            }
+            continue;
+        }
+        PyObject *start = PyLong_FromLongLong(first);
+        PyObject *stop = PyLong_FromLongLong(last);
+        failed = start == NULL || stop == NULL || PyList_Append(starts, start) < 0 || PyList_Append(ends, stop) < 0;
+        Py_XDECREF(start);
+        Py_XDECREF(stop);
+        reach = last;
+    }
+    PyMem_Free(keys);
+    if (failed) {
+        Py_XDECREF(starts);
+        Py_XDECREF(ends);
+        Py_DECREF(others);
+        return NULL;
+    }
+    return Py_BuildValue("(NNN)", starts, ends, others);
+}
+
 static PyMethodDef methods[] = {
     {"keep", keep, METH_VARARGS,
      "keep(block, width, (src, dst, srcport, dstport, bytes, status, interface, protocol, packets), wanted, memo,\n"
      "     public, mining_ports, admin_ports, probe_digits, max_bytes, max_port, egress, egress_limit, classify,\n"
      "     ports, sweeps, sweep_cap, probe_bytes, probe_packets, known)\n"
      "-> (records, the wanted fields of the records kept) or None for a block that is not regular."},
+    {"ipv4_ranges", ipv4_ranges, METH_VARARGS,
+     "ipv4_ranges(text) -> (starts, ends, the entries not read) of a plain list of one entry per line, or None."},
     {NULL, NULL, 0, NULL},
 };
 

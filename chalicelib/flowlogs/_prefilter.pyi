@@ -1,4 +1,5 @@
 # The compiled first pass of the flow-log scanner (_prefilter.c).
+from collections.abc import Callable
 
 def keep(
     block: bytes,
@@ -14,5 +15,13 @@ def keep(
     max_port: bytes,
     egress: dict[bytes, list[object]] | None,
     egress_limit: int,
+    classify: Callable[[bytes], int] | None,
+    ports: dict[bytes, set[bytes]] | None,
+    sweeps: dict[bytes, set[bytes]] | None,
+    sweep_cap: int,
+    probe_bytes: int,
+    probe_packets: int,
+    known: bytearray | None,
     /,
 ) -> tuple[int, list[bytes]] | None: ...
+def ipv4_ranges(text: bytes, /) -> tuple[list[int], list[int], list[bytes]] | None: ...

@@ -13,11 +13,19 @@ import struct
 # The socket module's C half: the module itself imports selectors, enum and more, which a scan never uses.
 from _socket import AF_INET, AF_INET6, inet_pton
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
 from chalicelib.errors import EventError
+
+_ipv4_ranges: Callable[[bytes], tuple[list[int], list[int], list[bytes]] | None] | None
+try:  # the compiled reader of a plain list (deploy/native.py builds it); without it, the same ranges
+    from chalicelib.flowlogs._prefilter import ipv4_ranges as _compiled_reader
+
+    _ipv4_ranges = _compiled_reader
+except ImportError:  # pragma: no cover - a machine without a C compiler
+    _ipv4_ranges = None
 
 PUBLIC = 1
 THREAT = 2
@@ -174,6 +182,10 @@ def _plain_list(text: str) -> Ranges | None:
     the text is anything else, or an entry is bad: the line-by-line parse then names the line."""
     if "#" in text:
         return None
+    if _ipv4_ranges is not None and text.isascii():
+        read = _ipv4_ranges(text.encode("ascii"))
+        if read is not None:
+            return _of_read(*read)
     entries = text.split()
     # Two entries on one line are an error the line-by-line parse reports. In ASCII text only a
     # space, a tab or \x1f separates entries without ending a line, so without them no line can
@@ -190,6 +202,23 @@ def _plain_list(text: str) -> Ranges | None:
         return None
     ranges = Ranges(())
     ranges._merge(others, [v << 32 | v for v in values])
+    return ranges
+
+
+def _of_read(starts: list[int], ends: list[int], others: list[bytes]) -> Ranges | None:
+    """The ranges of what the compiled reader merged and the entries it left (IPv6, or whatever
+    `_network` makes of them); None when one of those is bad."""
+    try:
+        spans = [_network(entry.decode("ascii")) for entry in others]
+    except ValueError:
+        return None
+    ranges = Ranges(())
+    if any(bits == 32 for bits, _, _ in spans):  # noqa: PLR2004 - IPv4 the compiled reader did not read: merge all again
+        ranges._merge(spans, [first << 32 | last for first, last in zip(starts, ends, strict=True)])
+        return ranges
+    ranges._merge(spans)
+    ranges._starts[32], ranges._ends[32] = starts, ends
+    ranges.size = len(starts) + len(ranges._starts[128])
     return ranges
 
 

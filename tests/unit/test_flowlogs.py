@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chalicelib.errors import EventError
 from chalicelib.flowlogs import batch
@@ -807,3 +809,29 @@ def test_merged_ranges_hold_exactly_the_addresses_of_their_spans() -> None:
         for bits in (32, 128):
             covered = {v for b, first, last in spans if b == bits for v in range(first, last + 1)}
             assert [v for v in range(-2, 240) if ranges.contains(bits, v)] == sorted(covered)
+
+
+_ENTRIES = ("45.1.2.3", "45.1.2.3/32", "45.1.0.0/16", "45.1.2.3/08", "0.0.0.0/0", "45.1.2.255/31", "45.1.2.3/33",
+            "45.1.2.3/", "01.2.3.4", "45.1.2.256", "45.1.2", "2001:db8::/48", "2001:db8::1", "::ffff:45.1.2.3",
+            "not-an-ip", "45.1.2.3/-8", "45.1.2.3/ 8", "4\u0665.1.2.3", "45.1.2.3/\u0668")  # fmt: skip
+_BETWEEN = ("\n", "\r\n", " \n", "\t\n", "\n\n", " ", "\x1c", "\v", "\n#x\n")
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_ENTRIES), st.sampled_from(_BETWEEN)), max_size=12))
+def test_the_compiled_reader_of_a_plain_list_makes_the_ranges_python_makes(parts: list[tuple[str, str]]) -> None:
+    from chalicelib.flowlogs import addresses
+
+    feed = "".join(entry + between for entry, between in parts)
+    compiled = addresses._plain_list(feed)
+    reader, addresses._ipv4_ranges = addresses._ipv4_ranges, None
+    try:
+        pure = addresses._plain_list(feed)
+    finally:
+        addresses._ipv4_ranges = reader
+    assert reader is not None
+    assert (compiled is None) == (pure is None)
+    if compiled is not None and pure is not None:
+        assert (compiled._starts, compiled._ends, compiled.size) == (pure._starts, pure._ends, pure.size)
+        slow = addresses._parse_lines(feed, "feed.txt")  # what a plain list reads to, line by line
+        assert (compiled._starts, compiled._ends) == (slow._starts, slow._ends)
