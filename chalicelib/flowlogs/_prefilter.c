@@ -82,16 +82,20 @@ typedef struct {
     PyObject *ports;
     PyObject *targets;
     int held; /* in the cache's list of slots holding references */
+    /* The address as a bytes object, made once: borrowed from the known table's list, or the slot's own. */
+    PyObject *key;
+    int own_key;
 } Slot;
 
 /* What the classifier's memo said of an address, kept from one call to the next in a table the
  * caller owns (the classifier's `known`, a bytearray it replaces whenever a value in its memo
  * changes; entries are only ever added to the memo otherwise): most addresses of a block were seen
  * in earlier blocks, and reading them from the memo means a bytes object and a dict lookup each. */
-#define KNOWN_LONGEST 51
+#define KNOWN_LONGEST 47
 typedef struct {
     uint64_t hash; /* 0: an empty entry (a hash is never 0) */
     int32_t flags;
+    int32_t key; /* the address's bytes object, at this place in the table's list of them */
     uint8_t len;
     char at[KNOWN_LONGEST];
 } Known;
@@ -110,6 +114,7 @@ typedef struct {
     PyObject *classify; /* the classifier's own method, for an address the memo does not hold (or NULL) */
     Known *known;       /* the table of addresses known from earlier calls, or NULL */
     KnownHeader *known_header;
+    PyObject *known_keys; /* a list, beside the table */
     size_t known_mask;
     Slot *touched[MAX_CACHED];
     Py_ssize_t touches;
@@ -204,15 +209,20 @@ static Known *known_entry(const Cache *cache, uint64_t hash, const char *at, Py_
     }
 }
 
-/* The address's flags from the memo (or the classifier), or UNKNOWN: 0, or -1 with an error set. */
-static int memo_flags(Cache *cache, uint64_t hash, const char *at, Py_ssize_t len, long *flags)
+/* The address's flags from the memo (or the classifier), or UNKNOWN, and its bytes object when the
+ * known table's list holds one (borrowed), else NULL: 0, or -1 with an error set. */
+static int memo_flags(Cache *cache, uint64_t hash, const char *at, Py_ssize_t len, long *flags, PyObject **held)
 {
     Known *entry = NULL;
+    *held = NULL;
     if (cache->known != NULL && len <= KNOWN_LONGEST) {
         int found;
         entry = known_entry(cache, hash, at, len, &found);
         if (found) {
             *flags = entry->flags;
+            if (entry->key < PyList_Size(cache->known_keys)) {
+                *held = PyList_GetItem(cache->known_keys, entry->key);
+            }
             return 0;
         }
     }
@@ -242,26 +252,57 @@ static int memo_flags(Cache *cache, uint64_t hash, const char *at, Py_ssize_t le
             PyErr_Clear();
         }
     }
-    Py_DECREF(key);
     if (found != NULL) {
         value = PyLong_AsLong(found);
         Py_DECREF(found);
         if (value == -1 && PyErr_Occurred()) {
+            Py_DECREF(key);
             return -1;
         }
         if (value < 0) {
             value = UNKNOWN;
         }
     }
-    if (entry != NULL && value != UNKNOWN && value <= INT32_MAX && cache->known_header->used * 2 < cache->known_mask) {
+    Py_ssize_t place = entry != NULL ? PyList_Size(cache->known_keys) : -1;
+    if (entry != NULL && value != UNKNOWN && value <= INT32_MAX && cache->known_header->used * 2 < cache->known_mask
+        && place >= 0 && place < INT32_MAX) {
+        if (PyList_Append(cache->known_keys, key) < 0) {
+            Py_DECREF(key);
+            return -1;
+        }
         entry->hash = hash;
         entry->flags = (int32_t)value;
+        entry->key = (int32_t)place;
         entry->len = (uint8_t)len;
         memcpy(entry->at, at, (size_t)len);
         cache->known_header->used++;
+        *held = key; /* the list holds it now */
     }
+    Py_DECREF(key);
     *flags = value;
     return 0;
+}
+
+static void hold(Cache *cache, Slot *slot)
+{
+    if (!slot->held) {
+        slot->held = 1;
+        cache->holding[cache->holds++] = slot;
+    }
+}
+
+/* The slot's address as a bytes object (borrowed), made once per call at most: NULL with an error set. */
+static PyObject *key_of(Cache *cache, Slot *slot)
+{
+    if (slot->key == NULL) {
+        slot->key = PyBytes_FromStringAndSize(slot->at, slot->len);
+        if (slot->key == NULL) {
+            return NULL;
+        }
+        slot->own_key = 1;
+        hold(cache, slot);
+    }
+    return slot->key;
 }
 
 /* The address's flags, or UNKNOWN, and its slot in this call's cache (NULL when the cache is
@@ -289,7 +330,8 @@ static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, S
         }
     }
     long value;
-    if (memo_flags(cache, hash, at, len, &value) < 0) {
+    PyObject *key;
+    if (memo_flags(cache, hash, at, len, &value, &key) < 0) {
         return -1;
     }
     *cached = NULL;
@@ -304,6 +346,7 @@ static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, S
             slot->word[1] = word[1];
         }
         slot->flags = value;
+        slot->key = key;
         cache->used++;
         cache->index[index] = tag | (uint32_t)cache->used;
         *cached = slot;
@@ -489,12 +532,11 @@ static int count_egress(Pass *s, Slot *slot, const char *const *at, const Py_ssi
         }
     }
     if (!slot->touched) {
-        PyObject *key = PyBytes_FromStringAndSize(at[SRC], len[SRC]);
+        PyObject *key = key_of(s->cache, slot);
         if (key == NULL) {
             return -1;
         }
         PyObject *sent = PyDict_GetItemWithError(s->egress, key); /* borrowed */
-        Py_DECREF(key);
         if (sent == NULL && PyErr_Occurred()) {
             return -1;
         }
@@ -548,11 +590,10 @@ static int apply_egress(Pass *s)
     for (Py_ssize_t i = 0; i < s->cache->touches; i++) {
         Slot *slot = s->cache->touched[i];
         if (slot->fresh) {
-            PyObject *key = PyBytes_FromStringAndSize(slot->at, slot->len);
+            PyObject *key = key_of(s->cache, slot);
             PyObject *entry = key == NULL ? NULL : Py_BuildValue("[y#L]", slot->interface, slot->interface_len, slot->added);
             int failed = entry == NULL || PyDict_SetItem(s->egress, key, entry) < 0;
             Py_XDECREF(entry);
-            Py_XDECREF(key);
             if (failed) {
                 return -1;
             }
@@ -576,12 +617,11 @@ static PyObject *set_of(Cache *cache, Slot *slot, PyObject **cached, PyObject *s
     if (*cached != NULL) {
         return *cached;
     }
-    PyObject *key = PyBytes_FromStringAndSize(slot->at, slot->len);
+    PyObject *key = key_of(cache, slot);
     if (key == NULL) {
         return NULL;
     }
     PyObject *found = PyDict_GetItemWithError(sets, key); /* borrowed */
-    Py_DECREF(key);
     if (found == NULL && PyErr_Occurred()) {
         return NULL;
     }
@@ -591,10 +631,7 @@ static PyObject *set_of(Cache *cache, Slot *slot, PyObject **cached, PyObject *s
     }
     Py_INCREF(found);
     *cached = found;
-    if (!slot->held) {
-        slot->held = 1;
-        cache->holding[cache->holds++] = slot;
-    }
+    hold(cache, slot);
     return found;
 }
 
@@ -702,6 +739,9 @@ static void release_sets(Cache *cache)
         }
         if (slot->targets != ABSENT) {
             Py_XDECREF(slot->targets);
+        }
+        if (slot->own_key) {
+            Py_XDECREF(slot->key);
         }
     }
     cache->holds = 0;
@@ -872,11 +912,12 @@ static PyObject *keep(PyObject *module, PyObject *args)
     long long probe_bytes;
     long long probe_packets;
     PyObject *known_table;
-    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OLOOOnLLO", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
+    PyObject *known_keys;
+    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OLOOOnLLOO", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
                           &returned, &PyDict_Type, &memo, &public, &PyTuple_Type, &mining_ports, &PyTuple_Type,
                           &admin_ports, &probe.probe_digits, &probe.max_bytes, &probe.max_port, &probe.port_digits,
                           &egress, &egress_limit, &classify, &probed, &swept, &sweep_cap, &probe_bytes,
-                          &probe_packets, &known_table)) {
+                          &probe_packets, &known_table, &known_keys)) {
         return NULL;
     }
     if ((egress != Py_None && !PyDict_Check(egress)) || (probed != Py_None && !PyDict_Check(probed))
@@ -956,12 +997,14 @@ static PyObject *keep(PyObject *module, PyObject *args)
     cache->end = buffer + size;
     cache->slots = slots;
     cache->known = NULL;
-    if (known.buf != NULL && known.len >= (Py_ssize_t)(3 * sizeof(Known)) && (uintptr_t)known.buf % 8 == 0) {
+    if (known.buf != NULL && PyList_Check(known_keys) && known.len >= (Py_ssize_t)(3 * sizeof(Known))
+        && (uintptr_t)known.buf % 8 == 0) {
         size_t entries = (size_t)known.len / sizeof(Known) - 1;
         if ((entries & (entries - 1)) == 0 && (size_t)known.len == (entries + 1) * sizeof(Known)) {
             cache->known_header = known.buf;
             cache->known = (Known *)(void *)((char *)known.buf + sizeof(Known));
             cache->known_mask = entries - 1;
+            cache->known_keys = known_keys;
         }
     }
     cache->used = 0;
@@ -1194,7 +1237,7 @@ static PyMethodDef methods[] = {
     {"keep", keep, METH_VARARGS,
      "keep(block, width, (src, dst, srcport, dstport, bytes, status, interface, protocol, packets), wanted, memo,\n"
      "     public, mining_ports, admin_ports, probe_digits, max_bytes, max_port, egress, egress_limit, classify,\n"
-     "     ports, sweeps, sweep_cap, probe_bytes, probe_packets, known)\n"
+     "     ports, sweeps, sweep_cap, probe_bytes, probe_packets, known, known_keys)\n"
      "-> (records, the wanted fields of the records kept) or None for a block that is not regular."},
     {"ipv4_ranges", ipv4_ranges, METH_VARARGS,
      "ipv4_ranges(text) -> (starts, ends, the entries not read) of a plain list of one entry per line, or None."},

@@ -22,6 +22,7 @@ def keep(
     probe_bytes: int,
     probe_packets: int,
     known: bytearray | None,
+    known_keys: list[bytes],
     /,
 ) -> tuple[int, list[bytes]] | None: ...
 def ipv4_ranges(text: bytes, /) -> tuple[list[int], list[int], list[bytes]] | None: ...

@@ -245,15 +245,18 @@ class Classifier:
 
     def __post_init__(self) -> None:
         self.memo: dict[bytes, int] = {b"-": NO_ADDRESS}
-        # The compiled pass's copy of what it read from the memo: entries are only ever added to the
-        # memo, except by `mark`, which starts a new one.
+        # The compiled pass's copy of what it read from the memo, and the addresses as bytes objects
+        # (its own, made once): entries are only ever added to the memo, except by `mark`, which
+        # starts both again.
         self.known = bytearray(KNOWN_BYTES)
+        self.known_keys: list[bytes] = []
 
     def mark(self, address: bytes, flags: int) -> None:
         """Change an address's flags (the scanner marks a port scanner)."""
         if self.memo.get(address) != flags:
             self.memo[address] = flags
             self.known = bytearray(KNOWN_BYTES)
+            self.known_keys = []
 
     def classify(self, address: bytes) -> int:
         parsed = _parse(address.decode("ascii", "replace"))

@@ -311,8 +311,9 @@ class Scanner:
             read = tuple(name for name in _READ if name in layout.fields)
             plan = self._plans[layout] = (decisive, tuple(layout.position(name) for name in read), Layout(read))
         decisive, wanted, reduced = plan
-        memo, known = self.classifier.memo, self.classifier.known
-        kept = self._keep(block, len(layout.fields), decisive, wanted, memo, *self._judge, known)
+        classifier = self.classifier
+        kept = self._keep(block, len(layout.fields), decisive, wanted, classifier.memo, *self._judge, classifier.known,
+                          classifier.known_keys)  # fmt: skip
         return None if kept is None else (kept[0], kept[1], reduced)
 
     def _offsets(self, lines: int, width: int) -> list[int]:

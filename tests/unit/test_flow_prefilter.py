@@ -23,7 +23,7 @@ THREATS = Ranges(["45.10.0.0/16", "91.200.1.7"])
 V2 = (3, 4, 5, 6, 9, 13, 2, 7, 8)
 ALL = tuple(range(14))
 # No classifier, no probe counts (the tests that want them say so); a sweep cap of 256, a bare probe 300 B, 3 packets
-REST = (None, None, None, 256, 300, 3, None)
+REST: tuple[Any, ...] = (None, None, None, 256, 300, 3, None, [])
 JUDGE = (PUBLIC, (b"3333", b"4444"), (b"22", b"3389"), 4, 1000, b"32767", None, 1 << 30, *REST)
 
 
@@ -230,7 +230,7 @@ def test_a_block_found_irregular_later_leaves_the_counts_as_they_were() -> None:
 def _probing(block: bytes, ports: dict[bytes, set[bytes]], sweeps: dict[bytes, set[bytes]] | None = None,
              memo: dict[bytes, int] = MEMO, classify: Any = None, cap: int = 256) -> Any:  # fmt: skip
     assert detect._keep is not None
-    judge = (*JUDGE[:8], classify, ports, sweeps, cap, 300, 3, None)
+    judge: tuple[Any, ...] = (*JUDGE[:8], classify, ports, sweeps, cap, 300, 3, None, [])
     return detect._keep(block, 14, V2, ALL, memo, *judge)
 
 
@@ -306,7 +306,7 @@ def test_what_it_knows_from_earlier_blocks_is_forgotten_when_the_memo_changes() 
 
     def judged() -> Any:
         assert detect._keep is not None
-        judge = (*JUDGE[:8], classifier.classify, None, None, 256, 300, 3, classifier.known)
+        judge = (*JUDGE[:8], classifier.classify, None, None, 256, 300, 3, classifier.known, classifier.known_keys)
         return detect._keep(quiet, 14, V2, ALL, classifier.memo, *judge)
 
     assert judged() == (1, [])
