@@ -1233,12 +1233,40 @@ static PyObject *ipv4_ranges(PyObject *module, PyObject *args)
     return Py_BuildValue("(NNN)", starts, ends, others);
 }
 
+/* The keys of a dict of sets whose set holds at least `least` items (the sources that crossed the
+ * port-scan threshold): the scanner asks every 50,000 records, of thousands of sources. */
+static PyObject *at_least(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *sets;
+    Py_ssize_t least;
+    if (!PyArg_ParseTuple(args, "O!n", &PyDict_Type, &sets, &least)) {
+        return NULL;
+    }
+    PyObject *found = PyList_New(0);
+    if (found == NULL) {
+        return NULL;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key;
+    PyObject *value;
+    while (PyDict_Next(sets, &pos, &key, &value)) {
+        Py_ssize_t size = PyObject_Size(value);
+        if (size < 0 || (size >= least && PyList_Append(found, key) < 0)) {
+            Py_DECREF(found);
+            return NULL;
+        }
+    }
+    return found;
+}
+
 static PyMethodDef methods[] = {
     {"keep", keep, METH_VARARGS,
      "keep(block, width, (src, dst, srcport, dstport, bytes, status, interface, protocol, packets), wanted, memo,\n"
      "     public, mining_ports, admin_ports, probe_digits, max_bytes, max_port, egress, egress_limit, classify,\n"
      "     ports, sweeps, sweep_cap, probe_bytes, probe_packets, known, known_keys)\n"
      "-> (records, the wanted fields of the records kept) or None for a block that is not regular."},
+    {"at_least", at_least, METH_VARARGS, "at_least(sets, least) -> the keys whose value holds at least `least` items."},
     {"ipv4_ranges", ipv4_ranges, METH_VARARGS,
      "ipv4_ranges(text) -> (starts, ends, the entries not read) of a plain list of one entry per line, or None."},
     {NULL, NULL, 0, NULL},

@@ -315,3 +315,10 @@ def test_what_it_knows_from_earlier_blocks_is_forgotten_when_the_memo_changes() 
     classifier.mark(OURS, 8)  # a port scanner now: its records are the scanner's to read
     assert judged() == (1, quiet.split())
     assert classifier.known.count(0) < len(classifier.known)  # the new table learnt it again
+
+
+def test_the_sources_past_the_threshold_are_the_ones_python_finds() -> None:
+    ports = {b"10.0.0.%d" % i: {b"%d" % p for p in range(i)} for i in range(12)}
+    assert detect._at_least is not detect._sources_at_least  # the compiled one is in use
+    assert detect._at_least(ports, 7) == detect._sources_at_least(ports, 7) == [b"10.0.0.%d" % i for i in range(7, 12)]
+    assert detect._at_least({}, 1) == []
