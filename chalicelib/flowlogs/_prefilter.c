@@ -112,6 +112,9 @@ typedef struct {
     Py_ssize_t used;
     PyObject *memo;
     PyObject *classify; /* the classifier's own method, for an address the memo does not hold (or NULL) */
+    PyObject *tables[8]; /* the classifier's IPv4 ranges, to classify a dotted quad here (see classify_ipv4) */
+    PyObject **tables_in_use; /* `tables`, or NULL: every address is the classifier's */
+    Py_ssize_t memo_limit;
     Known *known;       /* the table of addresses known from earlier calls, or NULL */
     KnownHeader *known_header;
     PyObject *known_keys; /* a list, beside the table */
@@ -209,6 +212,82 @@ static Known *known_entry(const Cache *cache, uint64_t hash, const char *at, Py_
     }
 }
 
+static int dotted_quad(const char *at, Py_ssize_t len, uint32_t *value);
+
+/* Ranges as addresses.py keeps them (sorted starts, and their ends, as lists of ints): whether
+ * `value` is in one, found as `bisect_right` finds it. 0, or -1 with an error set. */
+static int in_ranges(PyObject *starts, PyObject *ends, uint32_t value, int *inside)
+{
+    Py_ssize_t lo = 0;
+    Py_ssize_t hi = PyList_Size(starts);
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        unsigned long long start = PyLong_AsUnsignedLongLong(PyList_GetItem(starts, mid));
+        if (start == (unsigned long long)-1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (value < start) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    *inside = 0;
+    if (lo > 0) {
+        PyObject *end = PyList_GetItem(ends, lo - 1);
+        unsigned long long last = end == NULL ? (unsigned long long)-1 : PyLong_AsUnsignedLongLong(end);
+        if (last == (unsigned long long)-1 && PyErr_Occurred()) {
+            return -1;
+        }
+        *inside = value <= last;
+    }
+    return 0;
+}
+
+/* Classifier.classify for a dotted quad, in C: its flags (a new int in `found`), into the memo as
+ * the classifier puts them; 1, or 0 when the address is anything else (the classifier's), or -1
+ * with an error set. The tables: private, internal, threat-listed and forbidden IPv4 ranges (the
+ * last two None when the classifier has none forbidden), and the memo's limit. */
+enum { PUBLIC_FLAG = 1, THREAT_FLAG = 2, FORBIDDEN_FLAG = 16 };
+static int classify_ipv4(Cache *cache, PyObject *key, const char *at, Py_ssize_t len, PyObject **found)
+{
+    uint32_t value;
+    if (!dotted_quad(at, len, &value)) {
+        return 0;
+    }
+    PyObject *const *t = cache->tables_in_use;
+    int inside;
+    long flags = PUBLIC_FLAG;
+    if (in_ranges(t[0], t[1], value, &inside) < 0) {
+        return -1;
+    }
+    if (!inside && in_ranges(t[2], t[3], value, &inside) < 0) {
+        return -1;
+    }
+    if (inside) {
+        flags = 0;
+    }
+    if (in_ranges(t[4], t[5], value, &inside) < 0) {
+        return -1;
+    }
+    flags |= inside ? THREAT_FLAG : 0;
+    if (t[6] != NULL) {
+        if (in_ranges(t[6], t[7], value, &inside) < 0) {
+            return -1;
+        }
+        flags |= inside ? FORBIDDEN_FLAG : 0;
+    }
+    *found = PyLong_FromLong(flags);
+    if (*found == NULL) {
+        return -1;
+    }
+    if (PyDict_Size(cache->memo) < cache->memo_limit && PyDict_SetItem(cache->memo, key, *found) < 0) {
+        Py_CLEAR(*found);
+        return -1;
+    }
+    return 1;
+}
+
 /* The address's flags from the memo (or the classifier), or UNKNOWN, and its bytes object when the
  * known table's list holds one (borrowed), else NULL: 0, or -1 with an error set. */
 static int memo_flags(Cache *cache, uint64_t hash, const char *at, Py_ssize_t len, long *flags, PyObject **held)
@@ -232,12 +311,18 @@ static int memo_flags(Cache *cache, uint64_t hash, const char *at, Py_ssize_t le
     }
     PyObject *found = PyDict_GetItemWithError(cache->memo, key); /* borrowed */
     long value = UNKNOWN;
+    int classified;
     if (found == NULL && PyErr_Occurred()) {
         Py_DECREF(key);
         return -1;
     }
     if (found != NULL) {
         Py_INCREF(found);
+    } else if (cache->tables_in_use != NULL && (classified = classify_ipv4(cache, key, at, len, &found)) != 0) {
+        if (classified < 0) {
+            Py_DECREF(key);
+            return -1;
+        }
     } else if (cache->classify != NULL) {
         /* What the scanner's loop does on first sight, here in the records' order, as its loop would
          * (the classifier memoises it): the same flags, so the record is judged here too. */
@@ -913,11 +998,12 @@ static PyObject *keep(PyObject *module, PyObject *args)
     long long probe_packets;
     PyObject *known_table;
     PyObject *known_keys;
-    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OLOOOnLLOO", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
+    PyObject *tables;
+    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OLOOOnLLOOO", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
                           &returned, &PyDict_Type, &memo, &public, &PyTuple_Type, &mining_ports, &PyTuple_Type,
                           &admin_ports, &probe.probe_digits, &probe.max_bytes, &probe.max_port, &probe.port_digits,
                           &egress, &egress_limit, &classify, &probed, &swept, &sweep_cap, &probe_bytes,
-                          &probe_packets, &known_table, &known_keys)) {
+                          &probe_packets, &known_table, &known_keys, &tables)) {
         return NULL;
     }
     if ((egress != Py_None && !PyDict_Check(egress)) || (probed != Py_None && !PyDict_Check(probed))
@@ -1011,6 +1097,22 @@ static PyObject *keep(PyObject *module, PyObject *args)
     cache->memo = memo;
     cache->touches = 0;
     cache->classify = classify == Py_None ? NULL : classify;
+    cache->tables_in_use = NULL;
+    if (cache->classify != NULL && tables != Py_None) {
+        int usable = PyTuple_Check(tables) && PyTuple_Size(tables) == 9;
+        for (Py_ssize_t i = 0; usable && i < 8; i++) {
+            PyObject *table = PyTuple_GetItem(tables, i);
+            usable = PyList_Check(table) || (i >= 6 && table == Py_None);
+            cache->tables[i] = table == Py_None ? NULL : table;
+        }
+        usable = usable && (cache->tables[6] == NULL) == (cache->tables[7] == NULL);
+        cache->memo_limit = usable ? PyLong_AsSsize_t(PyTuple_GetItem(tables, 8)) : -1;
+        if (cache->memo_limit == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            usable = 0;
+        }
+        cache->tables_in_use = usable ? cache->tables : NULL;
+    }
     cache->holds = 0;
     pass->buffer = buffer;
     pass->width = width;
@@ -1264,7 +1366,7 @@ static PyMethodDef methods[] = {
     {"keep", keep, METH_VARARGS,
      "keep(block, width, (src, dst, srcport, dstport, bytes, status, interface, protocol, packets), wanted, memo,\n"
      "     public, mining_ports, admin_ports, probe_digits, max_bytes, max_port, egress, egress_limit, classify,\n"
-     "     ports, sweeps, sweep_cap, probe_bytes, probe_packets, known, known_keys)\n"
+     "     ports, sweeps, sweep_cap, probe_bytes, probe_packets, known, known_keys, tables)\n"
      "-> (records, the wanted fields of the records kept) or None for a block that is not regular."},
     {"at_least", at_least, METH_VARARGS, "at_least(sets, least) -> the keys whose value holds at least `least` items."},
     {"ipv4_ranges", ipv4_ranges, METH_VARARGS,

@@ -23,6 +23,7 @@ def keep(
     probe_packets: int,
     known: bytearray | None,
     known_keys: list[bytes],
+    tables: tuple[object, ...] | None,
     /,
 ) -> tuple[int, list[bytes]] | None: ...
 def ipv4_ranges(text: bytes, /) -> tuple[list[int], list[int], list[bytes]] | None: ...

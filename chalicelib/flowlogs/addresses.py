@@ -251,6 +251,13 @@ class Classifier:
         self.known = bytearray(KNOWN_BYTES)
         self.known_keys: list[bytes] = []
 
+    def tables(self) -> tuple[object, ...]:
+        """What the compiled pass needs to classify a dotted quad as `classify` does: the IPv4 ranges
+        (private, internal, threat-listed, forbidden or None), and the memo's limit."""
+        forbidden = (self.forbidden._starts[32], self.forbidden._ends[32]) if self.forbidden.size else (None, None)
+        return (_PRIVATE._starts[32], _PRIVATE._ends[32], self.internal._starts[32], self.internal._ends[32],
+                self.threats._starts[32], self.threats._ends[32], *forbidden, MEMO_LIMIT)  # fmt: skip
+
     def mark(self, address: bytes, flags: int) -> None:
         """Change an address's flags (the scanner marks a port scanner)."""
         if self.memo.get(address) != flags:

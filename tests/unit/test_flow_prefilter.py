@@ -23,7 +23,7 @@ THREATS = Ranges(["45.10.0.0/16", "91.200.1.7"])
 V2 = (3, 4, 5, 6, 9, 13, 2, 7, 8)
 ALL = tuple(range(14))
 # No classifier, no probe counts (the tests that want them say so); a sweep cap of 256, a bare probe 300 B, 3 packets
-REST: tuple[Any, ...] = (None, None, None, 256, 300, 3, None, [])
+REST: tuple[Any, ...] = (None, None, None, 256, 300, 3, None, [], None)
 JUDGE = (PUBLIC, (b"3333", b"4444"), (b"22", b"3389"), 4, 1000, b"32767", None, 1 << 30, *REST)
 
 
@@ -230,7 +230,7 @@ def test_a_block_found_irregular_later_leaves_the_counts_as_they_were() -> None:
 def _probing(block: bytes, ports: dict[bytes, set[bytes]], sweeps: dict[bytes, set[bytes]] | None = None,
              memo: dict[bytes, int] = MEMO, classify: Any = None, cap: int = 256) -> Any:  # fmt: skip
     assert detect._keep is not None
-    judge: tuple[Any, ...] = (*JUDGE[:8], classify, ports, sweeps, cap, 300, 3, None, [])
+    judge: tuple[Any, ...] = (*JUDGE[:8], classify, ports, sweeps, cap, 300, 3, None, [], None)
     return detect._keep(block, 14, V2, ALL, memo, *judge)
 
 
@@ -306,7 +306,8 @@ def test_what_it_knows_from_earlier_blocks_is_forgotten_when_the_memo_changes() 
 
     def judged() -> Any:
         assert detect._keep is not None
-        judge = (*JUDGE[:8], classifier.classify, None, None, 256, 300, 3, classifier.known, classifier.known_keys)
+        judge = (*JUDGE[:8], classifier.classify, None, None, 256, 300, 3, classifier.known, classifier.known_keys,
+                 classifier.tables())  # fmt: skip
         return detect._keep(quiet, 14, V2, ALL, classifier.memo, *judge)
 
     assert judged() == (1, [])
@@ -322,3 +323,37 @@ def test_the_sources_past_the_threshold_are_the_ones_python_finds() -> None:
     assert detect._at_least is not detect._sources_at_least  # the compiled one is in use
     assert detect._at_least(ports, 7) == detect._sources_at_least(ports, 7) == [b"10.0.0.%d" % i for i in range(7, 12)]
     assert detect._at_least({}, 1) == []
+
+
+def test_a_dotted_quad_is_classified_here_exactly_as_the_classifier_would() -> None:
+    def made() -> Classifier:
+        return Classifier(Ranges(["45.10.0.0/16", "91.200.1.7", "2001:db8::/32"]), internal=Ranges(["203.0.113.0/24"]),
+                          forbidden=Ranges(["198.51.100.0/24", "45.10.9.0/24"]))  # fmt: skip
+
+    edges = ["45.10.0.0", "45.9.255.255", "45.10.255.255", "45.11.0.0", "91.200.1.7", "91.200.1.6", "91.200.1.8",
+             "203.0.113.0", "203.0.112.255", "203.0.114.0", "198.51.100.255", "198.51.101.0", "45.10.9.9", "10.0.0.1",
+             "9.255.255.255", "11.0.0.0", "172.31.255.255", "172.32.0.0", "0.0.0.0", "255.255.255.255", "8.8.8.8",
+             "2001:db8::1", "01.2.3.4", "1.2.3.256"]  # fmt: skip
+    classifier, asked = made(), []
+
+    def classify(address: bytes) -> int:
+        asked.append(address)
+        return classifier.classify(address)
+
+    block = b"\n".join(record(a, b, 443, 51000, 5000) for a, b in zip(edges, edges[1:] + edges[:1], strict=True))
+    assert detect._keep is not None
+    judge = (*JUDGE[:8], classify, None, None, 256, 300, 3, None, [], classifier.tables())
+    assert detect._keep(block, 14, V2, ALL, classifier.memo, *judge)[0] == len(edges)
+    pure = made()
+    assert classifier.memo == {b"-": 4, **{a.encode(): pure.classify(a.encode()) for a in edges}}
+    assert sorted(asked) == [b"01.2.3.4", b"1.2.3.256", b"2001:db8::1"]  # only what is not a dotted quad
+
+
+def test_the_memo_stops_growing_at_its_limit_here_too() -> None:
+    classifier = Classifier(THREATS)
+    tables = (*classifier.tables()[:8], 3)  # `-` and two addresses
+    block = b"\n".join(record(f"10.0.0.{i}", "10.0.2.9", 443, 51000, 5000) for i in range(5))
+    assert detect._keep is not None
+    judge = (*JUDGE[:8], classifier.classify, None, None, 256, 300, 3, None, [], tables)
+    assert detect._keep(block, 14, V2, ALL, classifier.memo, *judge) == (5, [])
+    assert list(classifier.memo) == [b"-", b"10.0.0.0", b"10.0.2.9"]
