@@ -174,27 +174,36 @@ class Finding:
 
 _FLOW_FIELDS = ("interface-id", "srcaddr", "dstaddr", "srcport", "dstport", "bytes", "action", "protocol", "packets",
                 "start", "end")  # fmt: skip
-_POSITIONS: dict[Layout, tuple[int | None, ...]] = {}
+# The last layout asked about, by identity (one tuple, replaced whole): a layout is one object for
+# a whole delivery, and hashing one (a tuple of field names) for every flagged record would cost
+# more than the answer.
+_LAST: tuple[Layout | None, tuple[int | None, ...], tuple[int, int, int] | None] = (None, (), None)
 
 
 def _positions(layout: Layout) -> tuple[int | None, ...]:
-    """Where a `Flow`'s fields are in a record of this layout (None: not in it), found once per layout."""
-    found = _POSITIONS.get(layout)
-    if found is None:
-        found = _POSITIONS[layout] = tuple(layout.index(name) for name in _FLOW_FIELDS)
-    return found
-
-
-_PLACES: dict[Layout, tuple[int, int, int]] = {}
+    """Where a `Flow`'s fields are in a record of this layout (None: not in it)."""
+    last = _LAST
+    if last[0] is not layout:
+        last = _remember(layout)
+    return last[1]
 
 
 def _places(layout: Layout) -> tuple[int, int, int]:
     """The interface's, the source's and the destination's positions (the scanner pads a layout without them)."""
-    found = _PLACES.get(layout)
-    if found is None:
-        found = _PLACES[layout] = (layout.position("interface-id"), layout.position("srcaddr"),
-                                   layout.position("dstaddr"))  # fmt: skip
-    return found
+    last = _LAST
+    if last[0] is not layout:
+        last = _remember(layout)
+    if last[2] is None:
+        raise ValueError("the layout has no interface-id, srcaddr or dstaddr")
+    return last[2]
+
+
+def _remember(layout: Layout) -> tuple[Layout | None, tuple[int | None, ...], tuple[int, int, int] | None]:
+    global _LAST  # noqa: PLW0603 - one tuple replaced whole, never mutated
+    positions = tuple(layout.index(name) for name in _FLOW_FIELDS)
+    interface, src, dst = positions[:3]
+    _LAST = (layout, positions, None if interface is None or src is None or dst is None else (interface, src, dst))
+    return _LAST
 
 
 def sweep_limit(settings: DetectorSettings) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from chalicelib.errors import EventError
 
@@ -59,10 +60,19 @@ class Layout:
     fills: tuple[tuple[str, str], ...] = ()
 
     def index(self, name: str) -> int | None:
-        if name in self.fields:
-            return self.fields.index(name)
-        used = dict(self.aliases).get(name)
-        return self.fields.index(used) if used in self.fields else None
+        return self._indexes.get(name)
+
+    @cached_property
+    def _indexes(self) -> dict[str, int]:
+        """Where each name is (its first place), and each alias of a field the layout has: worked out
+        once per layout (a cached property writes the instance's dict, which `frozen` allows)."""
+        found: dict[str, int] = {}
+        for place, name in enumerate(self.fields):
+            found.setdefault(name, place)
+        for name, used in self.aliases:
+            if name not in found and used in found:
+                found[name] = found[used]
+        return found
 
     def position(self, name: str) -> int:
         """The position of a field the layout has (the scanner pads the ones it lacks)."""
