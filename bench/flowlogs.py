@@ -23,6 +23,7 @@ per distinct address).
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import resource
@@ -80,7 +81,7 @@ def _child(path: Path) -> dict[str, Any]:
                str(CACHE / f"threats-seed{SEED}.txt")]  # fmt: skip
     out = subprocess.run(command, check=True, capture_output=True, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result: dict[str, Any] = json.loads(out.stdout)
+    result: dict[str, Any] = ast.literal_eval(out.stdout)
     result["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return result
 

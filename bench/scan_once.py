@@ -1,21 +1,21 @@
 """One flow-log scan as a whole process, for bench/flowlogs.py: interpreter start, the scanner's
 imports, the threat list, read, decompress, split, detect, findings; nothing of the harness.
 
-    .venv/bin/python bench/scan_once.py FILE.log.gz THREATS.txt   # prints its figures as JSON
+    .venv/bin/python bench/scan_once.py FILE.log.gz THREATS.txt   # prints its figures as a Python literal
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Nothing beyond what the interpreter loads anyway (no pathlib, typing or json before the scan):
+# what the process imports is the scanner's.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # noqa: PTH120, PTH100
 
 
-def scan(path: Path, threats: Path) -> dict[str, Any]:
+def scan(path: str, threats: str) -> dict[str, object]:
     """One scan in this process: what a Lambda invocation does with one S3 object."""
     started = time.process_time()
     from chalicelib.flowlogs.addresses import Classifier, parse_networks
@@ -23,10 +23,11 @@ def scan(path: Path, threats: Path) -> dict[str, Any]:
     from chalicelib.flowlogs.reader import gzip_blocks, with_layout
 
     imported = time.process_time()
-    ranges = parse_networks(threats.read_text(), str(threats))
+    with open(threats, encoding="utf-8") as feed:  # noqa: PTH123
+        ranges = parse_networks(feed.read(), threats)
     loaded = time.process_time()
     scanner = Scanner(Classifier(ranges))
-    with path.open("rb") as stream:
+    with open(path, "rb") as stream:  # noqa: PTH123
         for layout, block in with_layout(gzip_blocks(stream), None):
             scanner.scan(block, layout)
     findings = scanner.findings()
@@ -45,11 +46,13 @@ def scan(path: Path, threats: Path) -> dict[str, Any]:
 
 def _peak_rss_mb() -> float:
     """VmHWM: this process's own peak (ru_maxrss would include the parent's, inherited at fork)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+    with open("/proc/self/status", encoding="ascii") as status:  # noqa: PTH123
+        lines = status.read().splitlines()
+    for line in lines:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
 if __name__ == "__main__":
-    print(json.dumps(scan(Path(sys.argv[1]), Path(sys.argv[2]))))
+    print(repr(scan(sys.argv[1], sys.argv[2])))  # a literal (read back with ast.literal_eval): no json module

@@ -278,6 +278,19 @@ class Scanner:
 
     def scan(self, block: bytes, layout: Layout) -> None:
         """One block of whole records (newline-separated) in one layout."""
+        # Neither the compiled pass nor the loop makes reference cycles; the collector would only
+        # walk the block's short-lived fields and tuples.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._scan(block, layout)
+        finally:
+            if collecting:
+                gc.enable()
+        if self.records - self._marked >= MARK_EVERY:
+            self.end_block()
+
+    def _scan(self, block: bytes, layout: Layout) -> None:
         width = len(layout.fields)
         kept = self._prefiltered(block, layout)
         if kept is not None:
@@ -297,24 +310,15 @@ class Scanner:
         src, dst, size = (fields[layout.position(name) :: width] for name in ("srcaddr", "dstaddr", "bytes"))
         rows = zip(src, dst, size, self._offsets(lines, width), strict=True)
         self._block_first = {}
-        # The loop makes no reference cycles; the collector would only walk a million short-lived tuples.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            # A number that is not one stops the loop with ValueError: that record is counted as
-            # malformed and the block goes on from the next one.
-            while True:
-                try:
-                    self._rows(rows, fields, layout)
-                    break
-                except ValueError:
-                    self.malformed += 1
-        finally:
-            if collecting:
-                gc.enable()
+        # A number that is not one stops the loop with ValueError: that record is counted as
+        # malformed and the block goes on from the next one.
+        while True:
+            try:
+                self._rows(rows, fields, layout)
+                break
+            except ValueError:
+                self.malformed += 1
         self._note_first(self._block_first, fields, layout)
-        if self.records - self._marked >= MARK_EVERY:
-            self.end_block()
 
     def _prefiltered(self, block: bytes, layout: Layout) -> tuple[int, list[bytes], Layout] | None:
         """The compiled first pass (`_prefilter.c`): the block's record count, and the fields this

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import types
 import zlib
 from collections.abc import Iterator
@@ -13,7 +10,6 @@ from typing import Any, BinaryIO, cast
 
 from chalicelib.errors import EventError
 from chalicelib.flowlogs.fields import DEFAULT, Layout, header_layout, sniffed
-from chalicelib.sources.envelope import check_depth
 
 # Compressed bytes read at a time; a block is what one chunk decompresses to (about 0.35 MB, 3,000
 # records): inflated and then scanned while it is still in the core's 1 MB L2 cache. On the bench's
@@ -139,6 +135,13 @@ class LogsPayload:
 
 def logs_payload(event: Any) -> LogsPayload:
     """`{"awslogs": {"data": base64(gzip(JSON))}}` as a subscription filter delivers it."""
+    # Imported here: an S3 object's scan needs none of them.
+    import base64
+    import binascii
+    import json
+
+    from chalicelib.sources.envelope import check_depth
+
     awslogs = event.get("awslogs") if isinstance(event, dict) else None
     data = awslogs.get("data") if isinstance(awslogs, dict) else None
     if not isinstance(data, str):
