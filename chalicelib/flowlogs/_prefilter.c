@@ -791,13 +791,36 @@ static int absorb_probe(Pass *s, Slot *source, const char *const *at, const Py_s
     return ABSORBED;
 }
 
+/* Port numbers as the bytes objects the scanner's sets hold, one object per number for the whole
+ * process (at most 65,536 of them, 2.5 MB, made on first use): a delivery's probed ports are a few
+ * thousand numbers repeated across tens of thousands of sets. */
+static PyObject *ports_made[65536];
+
+/* A new reference to the port's bytes object, or NULL with an error set. */
+static PyObject *port_of(const char *at, Py_ssize_t len)
+{
+    long long number = small_decimal(at, len, 65535);
+    if (number < 0) { /* a leading zero, or past 65535: not the canonical form, an object of its own */
+        return PyBytes_FromStringAndSize(at, len);
+    }
+    PyObject *made = ports_made[number];
+    if (made == NULL) {
+        made = ports_made[number] = PyBytes_FromStringAndSize(at, len);
+        if (made == NULL) {
+            return NULL;
+        }
+    }
+    Py_INCREF(made);
+    return made;
+}
+
 /* The block was regular: the probes counted, into the scanner's sets in the records' order (a
  * sweep's set stops growing at its cap, so order decides what it holds). 0, or -1 with an error set. */
 static int apply_probes(Pass *s)
 {
     for (Py_ssize_t i = 0; i < s->pendings; i++) {
         const Pending *p = &s->pending[i];
-        PyObject *port = PyBytes_FromStringAndSize(p->dport, p->dport_len);
+        PyObject *port = port_of(p->dport, p->dport_len);
         int failed = port == NULL || PySet_Add(p->source->ports, port) < 0;
         Py_XDECREF(port);
         if (failed) {
