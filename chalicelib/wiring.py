@@ -66,6 +66,14 @@ def aws_session() -> Any:
     return session
 
 
+@functools.cache
+def aws_client(service: str) -> Any:
+    """One client per service for the function's own account and region (clients are thread-safe):
+    the incident table's plan store, caps and ledger share one, instead of loading its model three
+    times at every cold start."""
+    return aws_session().client(service)
+
+
 def _before_send(**_: Any) -> None:
     from chalicelib.lambda_events import check_deadline
 
@@ -179,7 +187,7 @@ def build_plans(current: Settings) -> PlanStore | None:
     from chalicelib.executors.plans import PlanStore
 
     table = current.incidents_table
-    return PlanStore(table, aws_session().client("dynamodb")) if table else None
+    return PlanStore(table, aws_client("dynamodb")) if table else None
 
 
 def build_caps(current: Settings) -> CapLeases | None:
@@ -187,16 +195,14 @@ def build_caps(current: Settings) -> CapLeases | None:
     from chalicelib.executors.caps import CapLeases
 
     table = current.incidents_table
-    return CapLeases(table, aws_session().client("dynamodb")) if table else None
+    return CapLeases(table, aws_client("dynamodb")) if table else None
 
 
 def build_policy_store(current: Settings) -> PolicyStore | None:
     from chalicelib.executors.kms import PolicyStore
 
     if current.key_policy_bucket:
-        return PolicyStore(
-            s3=aws_session().client("s3"), bucket=current.key_policy_bucket, prefix=current.evidence_prefix
-        )
+        return PolicyStore(s3=aws_client("s3"), bucket=current.key_policy_bucket, prefix=current.evidence_prefix)
     if current.evidence_dir:
         return PolicyStore(folder=current.evidence_dir)
     return None
@@ -432,7 +438,7 @@ def build_ledger(current: Settings) -> IncidentLedger | None:
     from chalicelib.executors.ledger import IncidentLedger
 
     table = current.incidents_table
-    return IncidentLedger(table, aws_session().client("dynamodb")) if table else None
+    return IncidentLedger(table, aws_client("dynamodb")) if table else None
 
 
 @functools.cache
@@ -444,7 +450,7 @@ def reset() -> None:
     """Forget everything built so far (tests, or a changed environment), closing its connections."""
     if responder.cache_info().currsize:
         responder().close()
-    for cached in (settings, rules, aws_session, responder, notifiers, ledger):  # plans: built per call
+    for cached in (settings, rules, aws_session, aws_client, responder, notifiers, ledger):  # plans: built per call
         cached.cache_clear()
     _threats.clear()
     _groups.clear()
@@ -495,7 +501,7 @@ def threat_ranges(current: Settings) -> Ranges:
     else:
         from chalicelib.executors.flow_sources import read_threat_list
 
-        text = read_threat_list(current.threat_list, lambda: aws_session().client("s3"))
+        text = read_threat_list(current.threat_list, lambda: aws_client("s3"))
         ranges = parse_networks(text, current.threat_list)
     _threats[current.threat_list] = (time.monotonic(), ranges)
     return ranges
