@@ -11,7 +11,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 # With plugins off, pydantic's plugin loader finds none; but importing the loader imports
 # importlib.metadata (email, zipfile, csv...), another 15 ms of every cold start and every command,
 # used for nothing else. A loader that finds none stands in for it, unless pydantic has loaded its
-# own already (tests/unit/test_pydantic_plugins.py holds the two to the same answer).
+# own already (tests/unit/test_cold_imports.py holds the two to the same answer).
 if os.environ["PYDANTIC_DISABLE_PLUGINS"] in ("__all__", "1", "true") and "pydantic.plugin._loader" not in sys.modules:
     _no_plugins = types.ModuleType("pydantic.plugin._loader", "Pydantic's plugin loader with plugins off: none.")
     _no_plugins.get_plugins = lambda: ()  # type: ignore[attr-defined]

@@ -41,6 +41,14 @@ class Severity(enum.IntEnum):
         return self.name.lower()
 
 
+# Image scanners' severity labels (ECR basic and enhanced scanning), the most severe first; the
+# bands the top three map onto, and the score a finding without one of its own is given. Shared
+# by the ECR source and the vulnerability gate, so the gate imports no source's event models.
+SCAN_SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
+SCAN_BANDS = {"CRITICAL": Severity.CRITICAL, "HIGH": Severity.HIGH, "MEDIUM": Severity.MEDIUM}
+SCAN_SCORES = {Severity.CRITICAL: 9.0, Severity.HIGH: 7.0, Severity.MEDIUM: 4.0, Severity.LOW: 1.0}
+
+
 class ResourceKind(enum.StrEnum):
     """What the finding is about, as far as containment is concerned."""
 

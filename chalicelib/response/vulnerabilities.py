@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.incident import SCAN_BANDS as BAND
+from chalicelib.incident import SCAN_SCORES as SCORE
+from chalicelib.incident import SCAN_SEVERITIES as ORDER
 from chalicelib.incident import Incident, ResourceKind, Severity
 from chalicelib.policy.matcher import risk_for
-from chalicelib.sources.ecr import BAND, ORDER, SCORE
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

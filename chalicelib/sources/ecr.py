@@ -11,12 +11,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chalicelib.errors import EventError
-from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.incident import SCAN_BANDS, SCAN_SCORES, SCAN_SEVERITIES, Incident, ResourceKind, Severity
 from chalicelib.sources.envelope import describe_validation
 
-ORDER = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
-BAND = {"CRITICAL": Severity.CRITICAL, "HIGH": Severity.HIGH, "MEDIUM": Severity.MEDIUM}
-SCORE = {Severity.CRITICAL: 9.0, Severity.HIGH: 7.0, Severity.MEDIUM: 4.0, Severity.LOW: 1.0}
+ORDER, BAND, SCORE = SCAN_SEVERITIES, SCAN_BANDS, SCAN_SCORES
 # ECR / Inspector events that carry no vulnerability: understood, reported, never acted on.
 NO_VULNERABILITY = {"ECR Image Action": "ImageAction", "ECR Scan Resource Change": "ScanResourceChange",
                     "Inspector2 Coverage": "Coverage"}  # fmt: skip
