@@ -102,7 +102,10 @@ typedef struct {
 
 typedef struct {
     uint64_t used; /* entries filled; the table is at most half full */
-    char unused[sizeof(Known) - sizeof(uint64_t)];
+    /* The hash's secret, random per table (the classifier writes it): addresses come from packets
+     * anyone can send, and ones chosen to collide would make every lookup walk the whole table. */
+    uint64_t seed;
+    char unused[sizeof(Known) - 2 * sizeof(uint64_t)];
 } KnownHeader;
 
 typedef struct {
@@ -119,6 +122,7 @@ typedef struct {
     KnownHeader *known_header;
     PyObject *known_keys; /* a list, beside the table */
     size_t known_mask;
+    uint64_t seed; /* of every hash this call makes: the known table's, or a fixed one without it */
     Slot *touched[MAX_CACHED];
     Py_ssize_t touches;
     Slot *holding[MAX_CACHED];
@@ -145,10 +149,12 @@ static inline int short_words(const Cache *cache, const char *at, Py_ssize_t len
     return 1;
 }
 
-/* The hash of a short address's words; never 0. */
-static inline uint64_t hash_words(const uint64_t *word, Py_ssize_t len)
+/* The hash of a short address's words under the secret `seed`; never 0. */
+static inline uint64_t hash_words(const uint64_t *word, Py_ssize_t len, uint64_t seed)
 {
-    uint64_t hash = (word[0] * 0xFF51AFD7ED558CCDULL) ^ (word[1] * 0xC4CEB9FE1A85EC53ULL) ^ (uint64_t)len;
+    uint64_t hash = (word[0] ^ seed) * 0xFF51AFD7ED558CCDULL;
+    hash ^= hash >> 32;
+    hash = (hash ^ word[1] ^ (uint64_t)len) * 0xC4CEB9FE1A85EC53ULL;
     hash ^= hash >> 29;
     hash *= 0x9E3779B97F4A7C15ULL;
     hash ^= hash >> 32;
@@ -157,9 +163,9 @@ static inline uint64_t hash_words(const uint64_t *word, Py_ssize_t len)
 
 /* A hash of an address's bytes, eight at a time (addresses are 7 to 39 bytes): only the slot it
  * picks depends on it, never an answer (slots compare the bytes). Never 0. */
-static uint64_t hash_of(const char *at, Py_ssize_t len)
+static uint64_t hash_of(const char *at, Py_ssize_t len, uint64_t seed)
 {
-    uint64_t hash = 0x9E3779B97F4A7C15ULL ^ (uint64_t)len;
+    uint64_t hash = 0x9E3779B97F4A7C15ULL ^ seed ^ (uint64_t)len;
     Py_ssize_t i = 0;
     for (; i + 8 <= len; i += 8) {
         uint64_t word;
@@ -396,7 +402,7 @@ static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, S
 {
     uint64_t word[2];
     int words = short_words(cache, at, len, word);
-    uint64_t hash = words ? hash_words(word, len) : hash_of(at, len);
+    uint64_t hash = words ? hash_words(word, len, cache->seed) : hash_of(at, len, cache->seed);
     uint32_t tag = (uint32_t)(hash >> 48) << PLACE_BITS;
     size_t index = (size_t)hash & (SLOTS - 1);
     for (;; index = (index + 1) & (SLOTS - 1)) {
@@ -1106,6 +1112,7 @@ static PyObject *keep(PyObject *module, PyObject *args)
     cache->end = buffer + size;
     cache->slots = slots;
     cache->known = NULL;
+    cache->seed = 0x2545F4914F6CDD1DULL;
     if (known.buf != NULL && PyList_Check(known_keys) && known.len >= (Py_ssize_t)(3 * sizeof(Known))
         && (uintptr_t)known.buf % 8 == 0) {
         size_t entries = (size_t)known.len / sizeof(Known) - 1;
@@ -1114,6 +1121,7 @@ static PyObject *keep(PyObject *module, PyObject *args)
             cache->known = (Known *)(void *)((char *)known.buf + sizeof(Known));
             cache->known_mask = entries - 1;
             cache->known_keys = known_keys;
+            cache->seed = cache->known_header->seed;
         }
     }
     cache->used = 0;

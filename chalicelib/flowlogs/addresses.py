@@ -8,6 +8,7 @@ hundreds of times slower.
 
 from __future__ import annotations
 
+import os
 import struct
 
 # The socket module's C half: the module itself imports selectors, enum and more, which a scan never uses.
@@ -235,6 +236,14 @@ def _parse_lines(text: str, where: str) -> Ranges:
     return Ranges.of_spans(spans)
 
 
+def _known_table() -> bytearray:
+    """An empty table for the compiled pass, with its hash's secret: random, so that addresses in
+    packets anyone can send cannot be chosen to collide in it."""
+    table = bytearray(KNOWN_BYTES)
+    table[8:16] = os.urandom(8)
+    return table
+
+
 @dataclass
 class Classifier:
     """Flags per address (bytes as they appear in the record), filled on first sight."""
@@ -248,7 +257,7 @@ class Classifier:
         # The compiled pass's copy of what it read from the memo, and the addresses as bytes objects
         # (its own, made once): entries are only ever added to the memo, except by `mark`, which
         # starts both again.
-        self.known = bytearray(KNOWN_BYTES)
+        self.known = _known_table()
         self.known_keys: list[bytes] = []
 
     def tables(self) -> tuple[object, ...]:
@@ -262,7 +271,7 @@ class Classifier:
         """Change an address's flags (the scanner marks a port scanner)."""
         if self.memo.get(address) != flags:
             self.memo[address] = flags
-            self.known = bytearray(KNOWN_BYTES)
+            self.known = _known_table()
             self.known_keys = []
 
     def classify(self, address: bytes) -> int:

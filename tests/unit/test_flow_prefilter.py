@@ -357,3 +357,24 @@ def test_the_memo_stops_growing_at_its_limit_here_too() -> None:
     judge = (*JUDGE[:8], classifier.classify, None, None, 256, 300, 3, None, [], tables)
     assert detect._keep(block, 14, V2, ALL, classifier.memo, *judge) == (5, [])
     assert list(classifier.memo) == [b"-", b"10.0.0.0", b"10.0.2.9"]
+
+
+def test_where_an_address_lands_in_the_table_depends_on_the_tables_secret() -> None:
+    """Addresses come from packets anyone can send: with a hash an attacker could compute, chosen
+    addresses would all collide and every lookup would walk the table. Each table has its own
+    random secret, and the pass hashes with it."""
+    block = b"\n".join(record(f"10.0.{i}.5", "10.0.2.9", 443, 51000, 5000) for i in range(40))
+    tables = []
+    for _ in range(2):
+        classifier = Classifier(THREATS)
+        assert detect._keep is not None
+        judge = (*JUDGE[:8], classifier.classify, None, None, 256, 300, 3, classifier.known, classifier.known_keys,
+                 classifier.tables())  # fmt: skip
+        assert detect._keep(block, 14, V2, ALL, classifier.memo, *judge) == (40, [])
+        tables.append(classifier.known)
+    seeds = [bytes(table[8:16]) for table in tables]
+    assert seeds[0] != seeds[1]
+    assert all(any(seed) for seed in seeds)
+    places = [{i for i in range(1, len(t) // 64) if any(t[64 * i : 64 * i + 8])} for t in tables]
+    assert len(places[0]) == len(places[1]) == 41  # the 41 addresses, each in one entry ...
+    assert places[0] != places[1]  # ... at places the secret chose
