@@ -64,7 +64,6 @@ static const unsigned char CLASS[256] = {
 typedef struct {
     const char *at;
     Py_ssize_t len;
-    uint64_t hash;
     uint64_t word[2]; /* an address of at most 16 bytes, zero-padded: compared as two words */
     long flags;
     int kept; /* a record from this address was kept in this block: Python will see it, in order */
@@ -78,7 +77,7 @@ typedef struct {
     long long base;  /* the count before this block */
     long long added; /* what this block's records added */
     /* As a source of probes: the scanner's set of the ports it probed and of the addresses it swept
-     * (strong references, or NULL: not looked up yet, or `absent`: the scanner has none). */
+     * (strong references, or NULL: not looked up yet, or ABSENT: the scanner has none). */
     PyObject *ports;
     PyObject *targets;
     int held; /* in the cache's list of slots holding references */
@@ -99,6 +98,8 @@ typedef struct {
     uint8_t len;
     char at[KNOWN_LONGEST];
 } Known;
+/* addresses.py sizes the table (KNOWN_BYTES) in entries of 64 bytes, and a header of one. */
+_Static_assert(sizeof(Known) == 64, "a known entry is 64 bytes");
 
 typedef struct {
     uint64_t used; /* entries filled; the table is at most half full */
@@ -107,6 +108,7 @@ typedef struct {
     uint64_t seed;
     char unused[sizeof(Known) - 2 * sizeof(uint64_t)];
 } KnownHeader;
+_Static_assert(sizeof(KnownHeader) == sizeof(Known), "the header is one entry");
 
 typedef struct {
     uint32_t *index; /* SLOTS: 16 bits of the hash and 1 + the slot's place in `slots`, or 0 */
@@ -431,7 +433,6 @@ static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, S
         memset(slot, 0, sizeof(Slot));
         slot->at = at;
         slot->len = len;
-        slot->hash = hash;
         if (words) {
             slot->word[0] = word[0];
             slot->word[1] = word[1];
@@ -502,6 +503,16 @@ static int all_digits(const char *at, Py_ssize_t len)
     return 1;
 }
 
+/* The value of digits already checked (all_digits, at most MAX_DIGITS of them: no overflow). */
+static long long digits_value(const char *at, Py_ssize_t len)
+{
+    long long value = 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        value = value * 10 + (at[i] - '0');
+    }
+    return value;
+}
+
 static int bytes_above(const char *a, Py_ssize_t alen, const char *b, Py_ssize_t blen)
 {
     /* a > b as Python compares bytes. */
@@ -522,11 +533,7 @@ static int probe_or_unsure(const Probe *probe, const char *const *at, const Py_s
         if (!all_digits(at[BYTES], size)) {
             return 1;
         }
-        long long value = 0;
-        for (Py_ssize_t i = 0; i < size; i++) {
-            value = value * 10 + (at[BYTES][i] - '0');
-        }
-        if (value > probe->max_bytes) {
+        if (digits_value(at[BYTES], size) > probe->max_bytes) {
             return 0;
         }
     }
@@ -618,9 +625,7 @@ static int count_egress(Pass *s, Slot *slot, const char *const *at, const Py_ssi
         if (len[BYTES] < 1 || len[BYTES] > MAX_DIGITS || !all_digits(at[BYTES], len[BYTES])) {
             return UNSURE;
         }
-        for (Py_ssize_t i = 0; i < len[BYTES]; i++) {
-            value = value * 10 + (at[BYTES][i] - '0');
-        }
+        value = digits_value(at[BYTES], len[BYTES]);
     }
     if (!slot->touched) {
         PyObject *key = key_of(s->cache, slot);
@@ -732,10 +737,7 @@ static long long small_decimal(const char *at, Py_ssize_t len, long long most)
     if (len < 1 || len > MAX_DIGITS || !all_digits(at, len) || (len > 1 && at[0] == '0')) {
         return -1;
     }
-    long long value = 0;
-    for (Py_ssize_t i = 0; i < len; i++) {
-        value = value * 10 + (at[i] - '0');
-    }
+    long long value = digits_value(at, len);
     return value <= most ? value : -1;
 }
 
@@ -763,11 +765,7 @@ static int absorb_probe(Pass *s, Slot *source, const char *const *at, const Py_s
     const char *dst = NULL;
     if (s->sweeps != NULL && fs == 0 && fd == 0 && len[PROTOCOL] == 1 && at[PROTOCOL][0] == '6'
         && small_decimal(at[PACKETS], len[PACKETS], s->probe_packets) >= 1) {
-        long long value = 0;
-        for (Py_ssize_t i = 0; i < len[BYTES]; i++) {
-            value = value * 10 + (at[BYTES][i] - '0');
-        }
-        if (value <= s->probe_bytes) {
+        if (digits_value(at[BYTES], len[BYTES]) <= s->probe_bytes) {
             PyObject *targets = set_of(s->cache, source, &source->targets, s->sweeps);
             if (targets == NULL) {
                 return -1;
