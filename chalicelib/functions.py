@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chalicelib import actions
+from chalicelib import actions, validation
 from chalicelib.actions.base import Action
 from chalicelib.policy.model import Match, Rule, RulesFile
 
@@ -59,7 +59,7 @@ def for_source(source: str) -> Function:
 
 def _catches_everything_from(match: Match, source: str) -> bool:
     """A rule that matches every incident of `source`: the rules after it are out of reach."""
-    given = match.model_dump(exclude_defaults=True)
+    given = validation.given(match)
     return set(given) <= {"sources"} and (not match.sources or source in match.sources)
 
 

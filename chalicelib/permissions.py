@@ -556,9 +556,11 @@ def rendered() -> dict[Path, str]:
         "# the same bounds as responder-bounds.yaml, for clusters that run Kyverno instead.\n"
     ) + yaml.safe_dump(bounds.kyverno_document(RESPONDER_GROUP), sort_keys=False, width=200)
     # Not a permission, but generated the same way: editors validate rules files against it.
+    import msgspec.json
+
     from chalicelib.policy.model import RulesFile
 
-    files[RULES_SCHEMA_FILE] = json.dumps(RulesFile.model_json_schema(), indent=2) + "\n"
+    files[RULES_SCHEMA_FILE] = json.dumps(msgspec.json.schema(RulesFile), indent=2) + "\n"
     from chalicelib.policy import coverage
     from chalicelib.policy.loader import load_rules
     from chalicelib.settings import DEFAULT_RULES_FILE

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from chalicelib import actions, functions
+from chalicelib import actions, functions, validation
 from chalicelib.actions.base import Action, IAMStatement, RBACRule
 from chalicelib.policy.model import Rule, RulesFile
 
@@ -105,7 +105,7 @@ def action_page(action: Action, rules: RulesFile) -> str:
 
 
 def _match(rule: Rule) -> str:
-    given = rule.match.model_dump(exclude_defaults=True, mode="json")
+    given = validation.given(rule.match)
     return yaml.safe_dump(given, sort_keys=False, width=100).strip() if given else "{}  # every incident"
 
 

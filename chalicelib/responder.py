@@ -36,6 +36,7 @@ from chalicelib.lambda_events import DeadlineError, check_deadline
 from chalicelib.policy.matcher import accepted, decide
 from chalicelib.response import guardrails, targets, vulnerabilities
 from chalicelib.response.plan import Plan, PlannedStep, StepState, needs_approval
+from chalicelib.validation import parse
 
 if TYPE_CHECKING:
     from chalicelib.flowlogs.attribution import Attribution
@@ -366,7 +367,7 @@ class Responder:
         contained: datetime | None = None
         for planned in chosen:
             action = actions.get(planned.action)
-            params = action.params_model.model_validate(planned.params)
+            params = parse(planned.params, action.params_model)
             current = [t for t in session.found.of_kind(action.target_kind) if _same(t, planned.target)]
             blocked = session.blocked(action)
             if blocked is not None:
@@ -883,7 +884,7 @@ def _each_target(
     index = 1  # steps are numbered from 1, as a human reads the list
     for step in steps:
         action = actions.get(step.action)
-        params = action.params_model.model_validate(step.params)
+        params = parse(step.params, action.params_model)
         chosen: list[Target | None] = [*found.of_kind(action.target_kind)] or [None]
         for target in chosen:
             yield index, step, action, params, target

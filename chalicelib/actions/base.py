@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
-
 from chalicelib.settings import MANAGED_BY
+from chalicelib.validation import Strict
 
 if TYPE_CHECKING:
     from chalicelib.incident import Incident
@@ -340,13 +339,11 @@ class ActionContext:
     accepted_risks: tuple[Any, ...] = ()  # the rules' AcceptedRisk entries: a digest they cover is never blocked
 
 
-class Params(BaseModel):
+class Params(Strict, frozen=True):
     """Parameters of an action, as written in a rule's `params:`. Unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class NoParams(Params):
+class NoParams(Params, frozen=True):
     pass
 
 

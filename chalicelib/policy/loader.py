@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from chalicelib import actions, yaml_text
 from chalicelib.errors import RulesError
 from chalicelib.policy.model import RulesFile
+from chalicelib.validation import ValidationError, describe, parse, problem
 
 
 def load_rules(path: Path) -> RulesFile:
@@ -29,7 +29,7 @@ def parse_rules(doc: Any, origin: str) -> RulesFile:
     if not isinstance(doc, dict):
         raise RulesError(f"{origin}: expected a mapping with `version` and `rules`")
     try:
-        rules = RulesFile.model_validate(doc)
+        rules = parse(doc, RulesFile)
     except ValidationError as exc:
         raise RulesError(f"{origin}: {_explain(exc, doc)}") from None
     for rule in rules.rules:
@@ -40,9 +40,9 @@ def parse_rules(doc: Any, origin: str) -> RulesFile:
             except KeyError as exc:
                 raise RulesError(f"{where}: {exc.args[0]}") from None
             try:
-                action.params_model.model_validate(step.params)
+                parse(step.params, action.params_model)
             except ValidationError as exc:
-                raise RulesError(f"{where} ({step.action}) params: {_plain(exc)}") from None
+                raise RulesError(f"{where} ({step.action}) params: {describe(exc, 'params')}") from None
     return rules
 
 
@@ -56,17 +56,7 @@ def _rule_name(doc: dict[str, Any], index: Any) -> str:
 
 
 def _explain(exc: ValidationError, doc: dict[str, Any]) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = list(err["loc"])
-        if len(loc) >= 2 and loc[0] == "rules":  # noqa: PLR2004
-            head = _rule_name(doc, loc[1])
-            field = ".".join(str(p) for p in loc[2:]) or "rule"
-            parts.append(f"{head}: {field}: {err['msg']}")
-        else:
-            parts.append(f"{'.'.join(str(p) for p in loc) or 'file'}: {err['msg']}")
-    return "; ".join(parts)
-
-
-def _plain(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()[:5])
+    loc, what = problem(exc)
+    if len(loc) >= 2 and loc[0] == "rules":  # noqa: PLR2004
+        return f"{_rule_name(doc, loc[1])}: {'.'.join(str(p) for p in loc[2:]) or 'rule'}: {what}"
+    return f"{'.'.join(str(p) for p in loc) or 'file'}: {what}"

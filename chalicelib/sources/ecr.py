@@ -6,69 +6,67 @@ incidents about one image digest (`<registry>.dkr.ecr.<region>.amazonaws.com/<re
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import msgspec
+from msgspec import Meta, field
 
 from chalicelib.errors import EventError
 from chalicelib.incident import SCAN_BANDS, SCAN_SCORES, SCAN_SEVERITIES, Incident, ResourceKind, Severity
-from chalicelib.sources.envelope import describe_validation
+from chalicelib.validation import Finite, Lenient, ValidationError, describe, parse
 
 ORDER, BAND, SCORE = SCAN_SEVERITIES, SCAN_BANDS, SCAN_SCORES
 # ECR / Inspector events that carry no vulnerability: understood, reported, never acted on.
 NO_VULNERABILITY = {"ECR Image Action": "ImageAction", "ECR Scan Resource Change": "ScanResourceChange",
                     "Inspector2 Coverage": "Coverage"}  # fmt: skip
+_DIGEST = r"^sha256:[0-9A-Za-z]+$"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, strict=True, allow_inf_nan=False)
+class ECRScanModel(Lenient, frozen=True):
+    scan_status: str = field(name="scan-status")
+    repository_name: Annotated[str, Meta(min_length=1)] = field(name="repository-name")
+    image_digest: Annotated[str, Meta(pattern=_DIGEST)] = field(name="image-digest")
+    image_tags: list[str] = field(default_factory=list, name="image-tags")
+    counts: dict[str, int] = field(default_factory=dict, name="finding-severity-counts")
 
 
-class ECRScanModel(_Model):
-    scan_status: str = Field(alias="scan-status")
-    repository_name: str = Field(alias="repository-name", min_length=1)
-    image_digest: str = Field(alias="image-digest", pattern=r"^sha256:[0-9A-Za-z]+$")
-    image_tags: list[str] = Field(default_factory=list, alias="image-tags")
-    counts: dict[str, int] = Field(default_factory=dict, alias="finding-severity-counts")
-
-
-class InspectorImageModel(_Model):
-    repository_name: str = Field(alias="repositoryName")
+class InspectorImageModel(Lenient, frozen=True, kw_only=True):
+    repository_name: str = field(name="repositoryName")
     registry: str | None = None
-    image_hash: str = Field(alias="imageHash", pattern=r"^sha256:[0-9A-Za-z]+$")
-    image_tags: list[str] = Field(default_factory=list, alias="imageTags")
+    image_hash: Annotated[str, Meta(pattern=_DIGEST)] = field(name="imageHash")
+    image_tags: list[str] = field(default_factory=list, name="imageTags")
 
 
-class InspectorResourceDetailsModel(_Model):
-    image: InspectorImageModel = Field(alias="awsEcrContainerImage")
+class InspectorResourceDetailsModel(Lenient, frozen=True):
+    image: InspectorImageModel = field(name="awsEcrContainerImage")
 
 
-class InspectorResourceModel(_Model):
+class InspectorResourceModel(Lenient, frozen=True, kw_only=True):
     type: str
     id: str
     region: str | None = None
     details: InspectorResourceDetailsModel
 
 
-class InspectorFindingModel(_Model):
-    finding_arn: str = Field(alias="findingArn", min_length=1)
-    account: str = Field(alias="awsAccountId")
+class InspectorFindingModel(Lenient, frozen=True, kw_only=True):
+    finding_arn: Annotated[str, Meta(min_length=1)] = field(name="findingArn")
+    account: str = field(name="awsAccountId")
     type: str
     title: str = ""
     severity: str
     status: str = "ACTIVE"
-    fix_available: str | None = Field(None, alias="fixAvailable")
-    exploit_available: str | None = Field(None, alias="exploitAvailable")
-    inspector_score: float | None = Field(None, alias="inspectorScore")
-    epss: dict[str, float] | None = None
-    package_details: dict[str, Any] | None = Field(None, alias="packageVulnerabilityDetails")
-    resources: list[InspectorResourceModel] = Field(min_length=1)
+    fix_available: str | None = field(default=None, name="fixAvailable")
+    exploit_available: str | None = field(default=None, name="exploitAvailable")
+    inspector_score: Finite | None = field(default=None, name="inspectorScore")
+    epss: dict[str, Finite] | None = None
+    package_details: dict[str, Any] | None = field(default=None, name="packageVulnerabilityDetails")
+    resources: Annotated[list[InspectorResourceModel], Meta(min_length=1)]
 
 
-class ImageEventModel(_Model):
+class ImageEventModel(Lenient, frozen=True, kw_only=True):
     id: str | None = None
     source: str
-    detail_type: str = Field(alias="detail-type")
+    detail_type: str = field(name="detail-type")
     account: str  # EventBridge always names both; the image's registry and the console link come from them
     region: str
     detail: dict[str, Any]
@@ -86,18 +84,18 @@ def image_ref(registry: str | None, region: str | None, repository: str, digest:
 
 def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
     try:
-        envelope = ImageEventModel.model_validate(event)
+        envelope = parse(event, ImageEventModel)
     except ValidationError as exc:
-        raise EventError(f"not a valid image scan event: {describe_validation(exc)}") from None
+        raise EventError(f"not a valid image scan event: {describe(exc)}") from None
     if envelope.detail_type in NO_VULNERABILITY:
         return _informational(envelope, raw_ref)
     try:
         if envelope.detail_type in {"ECR Image Scan", "Inspector2 Scan"}:
-            return _basic(envelope, ECRScanModel.model_validate(envelope.detail), raw_ref)
+            return _basic(envelope, parse(envelope.detail, ECRScanModel), raw_ref)
         if envelope.detail_type == "Inspector2 Finding":
-            return _inspector(envelope, InspectorFindingModel.model_validate(envelope.detail), raw_ref)
+            return _inspector(envelope, parse(envelope.detail, InspectorFindingModel), raw_ref)
     except ValidationError as exc:
-        raise EventError(f"not a valid {envelope.detail_type} event: {describe_validation(exc)}") from None
+        raise EventError(f"not a valid {envelope.detail_type} event: {describe(exc)}") from None
     raise EventError(f"unsupported image event detail-type {envelope.detail_type!r}")
 
 
@@ -122,7 +120,7 @@ def _informational(envelope: ImageEventModel, raw_ref: str | None) -> Incident:
 def _basic(envelope: ImageEventModel, scan: ECRScanModel, raw_ref: str | None) -> Incident:
     # Inspector's scan summary names the repository by ARN; ECR's by name.
     repository = scan.repository_name.split(":repository/", 1)[-1]
-    scan = scan.model_copy(update={"repository_name": repository})
+    scan = msgspec.structs.replace(scan, repository_name=repository)
     enhanced = envelope.detail_type == "Inspector2 Scan"
     worst = next((level for level in ORDER if scan.counts.get(level)), None)
     severity = BAND.get(worst or "", Severity.LOW)

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib.errors import EventError
 
-if TYPE_CHECKING:
-    from pydantic import ValidationError
-
 _FIRST_UPPER = re.compile(r"^[A-Z]")
-
-
-def describe_validation(exc: ValidationError, shown: int = 5) -> str:
-    """The first problems of an invalid event, each with where it is: for an error message."""
-    parts = [f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}" for err in exc.errors()[:shown]]
-    more = len(exc.errors()) - shown
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
 def camelize_keys(value: Any) -> Any:

@@ -7,9 +7,9 @@ whatever does not apply; only the fields an incident cannot do without are requi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from msgspec import Meta, field
 
 from chalicelib.errors import EventError
 from chalicelib.incident import (
@@ -25,216 +25,212 @@ from chalicelib.incident import (
     principal_from_arn,
     timestamp,
 )
-from chalicelib.sources.envelope import describe_validation
+from chalicelib.validation import Lenient, ValidationError, describe, parse
 
 SOURCE = "guardduty"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, strict=True, allow_inf_nan=False)
-
-
-class TagModel(_Model):
+class TagModel(Lenient, frozen=True):
     key: str | None = None
     value: str | None = None
 
 
-class EKSClusterDetailsModel(_Model):
+class EKSClusterDetailsModel(Lenient, frozen=True):
     name: str | None = None
     arn: str | None = None
-    vpc_id: str | None = Field(None, alias="vpcId")
+    vpc_id: str | None = field(default=None, name="vpcId")
     tags: list[TagModel] | None = None
 
 
-class SecurityContextModel(_Model):
+class SecurityContextModel(Lenient, frozen=True):
     privileged: bool | None = None
-    allow_privilege_escalation: bool | None = Field(None, alias="allowPrivilegeEscalation")
+    allow_privilege_escalation: bool | None = field(default=None, name="allowPrivilegeEscalation")
 
 
-class VolumeMountModel(_Model):
+class VolumeMountModel(Lenient, frozen=True):
     name: str | None = None
-    mount_path: str | None = Field(None, alias="mountPath")
+    mount_path: str | None = field(default=None, name="mountPath")
 
 
-class ContainerModel(_Model):
+class ContainerModel(Lenient, frozen=True):
     id: str | None = None
     name: str | None = None
     image: str | None = None
-    image_prefix: str | None = Field(None, alias="imagePrefix")
-    security_context: SecurityContextModel | None = Field(None, alias="securityContext")
-    volume_mounts: list[VolumeMountModel] | None = Field(None, alias="volumeMounts")
+    image_prefix: str | None = field(default=None, name="imagePrefix")
+    security_context: SecurityContextModel | None = field(default=None, name="securityContext")
+    volume_mounts: list[VolumeMountModel] | None = field(default=None, name="volumeMounts")
 
 
-class HostPathModel(_Model):
+class HostPathModel(Lenient, frozen=True):
     path: str | None = None
 
 
-class VolumeModel(_Model):
+class VolumeModel(Lenient, frozen=True):
     name: str | None = None
-    host_path: HostPathModel | None = Field(None, alias="hostPath")
+    host_path: HostPathModel | None = field(default=None, name="hostPath")
 
 
-class KubernetesWorkloadDetailsModel(_Model):
+class KubernetesWorkloadDetailsModel(Lenient, frozen=True, kw_only=True):
     # GuardDuty always names the workload it reports: a workload without name, namespace or type
     # is malformed, and acting on what remains (the node it ran on) would let its absence decide.
     name: str
     type: str
     uid: str | None = None
     namespace: str
-    host_network: bool | None = Field(None, alias="hostNetwork")
-    host_ipc: bool | None = Field(None, alias="hostIPC")
-    host_pid: bool | None = Field(None, alias="hostPID")
-    service_account_name: str | None = Field(None, alias="serviceAccountName")
+    host_network: bool | None = field(default=None, name="hostNetwork")
+    host_ipc: bool | None = field(default=None, name="hostIPC")
+    host_pid: bool | None = field(default=None, name="hostPID")
+    service_account_name: str | None = field(default=None, name="serviceAccountName")
     containers: list[ContainerModel] | None = None
     volumes: list[VolumeModel] | None = None
 
 
-class KubernetesUserDetailsModel(_Model):
+class KubernetesUserDetailsModel(Lenient, frozen=True):
     username: str | None = None
     uid: str | None = None
     groups: list[str] | None = None
 
 
-class KubernetesDetailsModel(_Model):
-    user: KubernetesUserDetailsModel | None = Field(None, alias="kubernetesUserDetails")
-    workload: KubernetesWorkloadDetailsModel | None = Field(None, alias="kubernetesWorkloadDetails")
+class KubernetesDetailsModel(Lenient, frozen=True):
+    user: KubernetesUserDetailsModel | None = field(default=None, name="kubernetesUserDetails")
+    workload: KubernetesWorkloadDetailsModel | None = field(default=None, name="kubernetesWorkloadDetails")
 
 
-class AccessKeyDetailsModel(_Model):
-    access_key_id: str | None = Field(None, alias="accessKeyId")
-    principal_id: str | None = Field(None, alias="principalId")
-    user_type: str | None = Field(None, alias="userType")
-    user_name: str | None = Field(None, alias="userName")
+class AccessKeyDetailsModel(Lenient, frozen=True):
+    access_key_id: str | None = field(default=None, name="accessKeyId")
+    principal_id: str | None = field(default=None, name="principalId")
+    user_type: str | None = field(default=None, name="userType")
+    user_name: str | None = field(default=None, name="userName")
 
 
-class InstanceProfileModel(_Model):
+class InstanceProfileModel(Lenient, frozen=True):
     arn: str | None = None
     id: str | None = None
 
 
-class InstanceDetailsModel(_Model):
-    instance_id: str | None = Field(None, alias="instanceId")
-    iam_instance_profile: InstanceProfileModel | None = Field(None, alias="iamInstanceProfile")
+class InstanceDetailsModel(Lenient, frozen=True):
+    instance_id: str | None = field(default=None, name="instanceId")
+    iam_instance_profile: InstanceProfileModel | None = field(default=None, name="iamInstanceProfile")
     tags: list[TagModel] | None = None
 
 
-class ResourceModel(_Model):
-    resource_type: str = Field(alias="resourceType")
-    eks_cluster_details: EKSClusterDetailsModel | None = Field(None, alias="eksClusterDetails")
-    kubernetes_details: KubernetesDetailsModel | None = Field(None, alias="kubernetesDetails")
-    access_key_details: AccessKeyDetailsModel | None = Field(None, alias="accessKeyDetails")
-    instance_details: InstanceDetailsModel | None = Field(None, alias="instanceDetails")
-    container_details: ContainerModel | None = Field(None, alias="containerDetails")
+class ResourceModel(Lenient, frozen=True):
+    resource_type: str = field(name="resourceType")
+    eks_cluster_details: EKSClusterDetailsModel | None = field(default=None, name="eksClusterDetails")
+    kubernetes_details: KubernetesDetailsModel | None = field(default=None, name="kubernetesDetails")
+    access_key_details: AccessKeyDetailsModel | None = field(default=None, name="accessKeyDetails")
+    instance_details: InstanceDetailsModel | None = field(default=None, name="instanceDetails")
+    container_details: ContainerModel | None = field(default=None, name="containerDetails")
 
 
-class RemoteIpDetailsModel(_Model):
-    ip_address_v4: str | None = Field(None, alias="ipAddressV4")
-    ip_address_v6: str | None = Field(None, alias="ipAddressV6")
+class RemoteIpDetailsModel(Lenient, frozen=True):
+    ip_address_v4: str | None = field(default=None, name="ipAddressV4")
+    ip_address_v6: str | None = field(default=None, name="ipAddressV6")
 
 
-class KubernetesApiCallActionModel(_Model):
+class KubernetesApiCallActionModel(Lenient, frozen=True):
     verb: str | None = None
-    request_uri: str | None = Field(None, alias="requestUri")
+    request_uri: str | None = field(default=None, name="requestUri")
     namespace: str | None = None
     resource: str | None = None
-    resource_name: str | None = Field(None, alias="resourceName")
-    source_ips: list[str] | None = Field(None, alias="sourceIPs")
-    remote_ip_details: RemoteIpDetailsModel | None = Field(None, alias="remoteIpDetails")
+    resource_name: str | None = field(default=None, name="resourceName")
+    source_ips: list[str] | None = field(default=None, name="sourceIPs")
+    remote_ip_details: RemoteIpDetailsModel | None = field(default=None, name="remoteIpDetails")
 
 
-class NetworkConnectionActionModel(_Model):
-    remote_ip_details: RemoteIpDetailsModel | None = Field(None, alias="remoteIpDetails")
+class NetworkConnectionActionModel(Lenient, frozen=True):
+    remote_ip_details: RemoteIpDetailsModel | None = field(default=None, name="remoteIpDetails")
 
 
-class AwsApiCallActionModel(_Model):
+class AwsApiCallActionModel(Lenient, frozen=True):
     api: str | None = None
-    remote_ip_details: RemoteIpDetailsModel | None = Field(None, alias="remoteIpDetails")
+    remote_ip_details: RemoteIpDetailsModel | None = field(default=None, name="remoteIpDetails")
 
 
-class ActionModel(_Model):
-    action_type: str | None = Field(None, alias="actionType")
-    kubernetes_api_call: KubernetesApiCallActionModel | None = Field(None, alias="kubernetesApiCallAction")
-    network_connection: NetworkConnectionActionModel | None = Field(None, alias="networkConnectionAction")
-    aws_api_call: AwsApiCallActionModel | None = Field(None, alias="awsApiCallAction")
+class ActionModel(Lenient, frozen=True):
+    action_type: str | None = field(default=None, name="actionType")
+    kubernetes_api_call: KubernetesApiCallActionModel | None = field(default=None, name="kubernetesApiCallAction")
+    network_connection: NetworkConnectionActionModel | None = field(default=None, name="networkConnectionAction")
+    aws_api_call: AwsApiCallActionModel | None = field(default=None, name="awsApiCallAction")
 
 
-class SequenceWorkloadModel(_Model):
+class SequenceWorkloadModel(Lenient, frozen=True):
     namespace: str | None = None
     type: str | None = None
 
 
-class SequenceResourceDataModel(_Model):
-    kubernetes_workload: SequenceWorkloadModel | None = Field(None, alias="kubernetesWorkload")
+class SequenceResourceDataModel(Lenient, frozen=True):
+    kubernetes_workload: SequenceWorkloadModel | None = field(default=None, name="kubernetesWorkload")
 
 
-class SequenceResourceModel(_Model):
+class SequenceResourceModel(Lenient, frozen=True):
     uid: str | None = None
     name: str | None = None
-    resource_type: str | None = Field(None, alias="resourceType")
+    resource_type: str | None = field(default=None, name="resourceType")
     data: SequenceResourceDataModel | None = None
     tags: list[TagModel] | None = None
 
 
-class SequenceModel(_Model):
+class SequenceModel(Lenient, frozen=True):
     uid: str | None = None
     description: str | None = None
     resources: list[SequenceResourceModel] | None = None
 
 
-class DetectionModel(_Model):
+class DetectionModel(Lenient, frozen=True):
     sequence: SequenceModel | None = None
 
 
-class RuntimeProcessModel(_Model):
+class RuntimeProcessModel(Lenient, frozen=True):
     name: str | None = None
-    executable_path: str | None = Field(None, alias="executablePath")
+    executable_path: str | None = field(default=None, name="executablePath")
 
 
-class RuntimeContextModel(_Model):
-    file_operation: str | None = Field(None, alias="fileOperation")
-    file_path: str | None = Field(None, alias="filePath")
+class RuntimeContextModel(Lenient, frozen=True):
+    file_operation: str | None = field(default=None, name="fileOperation")
+    file_path: str | None = field(default=None, name="filePath")
     # the file a process wrote, ran or loaded: newer Runtime types name it in one of these
-    modified_path: str | None = Field(None, alias="scriptPath")
-    library_path: str | None = Field(None, alias="libraryPath")
+    modified_path: str | None = field(default=None, name="scriptPath")
+    library_path: str | None = field(default=None, name="libraryPath")
 
 
-class RuntimeDetailsModel(_Model):
+class RuntimeDetailsModel(Lenient, frozen=True):
     process: RuntimeProcessModel | None = None
     context: RuntimeContextModel | None = None
 
 
-class ServiceModel(_Model):
+class ServiceModel(Lenient, frozen=True):
     action: ActionModel | None = None
-    runtime_details: RuntimeDetailsModel | None = Field(None, alias="runtimeDetails")
-    additional_info: dict[str, Any] | None = Field(None, alias="additionalInfo")
+    runtime_details: RuntimeDetailsModel | None = field(default=None, name="runtimeDetails")
+    additional_info: dict[str, Any] | None = field(default=None, name="additionalInfo")
     count: int | None = None
     archived: bool | None = None
-    feature_name: str | None = Field(None, alias="featureName")
+    feature_name: str | None = field(default=None, name="featureName")
     detection: DetectionModel | None = None
 
 
-class GuardDutyFindingModel(_Model):
+class GuardDutyFindingModel(Lenient, frozen=True, kw_only=True):
     """The `detail` of a "GuardDuty Finding" event (camelCase, as EventBridge sends it)."""
 
-    id: str = Field(min_length=1)
-    type: str = Field(min_length=3)
-    account_id: str = Field(alias="accountId")
+    id: Annotated[str, Meta(min_length=1)]
+    type: Annotated[str, Meta(min_length=3)]
+    account_id: str = field(name="accountId")
     region: str
-    severity: float = Field(ge=0, le=10)
+    severity: Annotated[float, Meta(ge=0, le=10)]
     arn: str | None = None
     title: str | None = None
     description: str | None = None
-    updated_at: str | None = Field(None, alias="updatedAt")
+    updated_at: str | None = field(default=None, name="updatedAt")
     resource: ResourceModel
     service: ServiceModel | None = None
 
 
-class GuardDutyEventModel(_Model):
+class GuardDutyEventModel(Lenient, frozen=True, kw_only=True):
     """The EventBridge envelope around a GuardDuty finding."""
 
     id: str | None = None
     source: str
-    detail_type: str = Field(alias="detail-type")
+    detail_type: str = field(name="detail-type")
     account: str | None = None
     region: str | None = None
     detail: GuardDutyFindingModel
@@ -266,9 +262,9 @@ _SENSITIVE_HOST_PATHS = ("/", "/etc", "/var/run/docker.sock", "/run/containerd",
 def parse_event(event: dict[str, Any]) -> GuardDutyEventModel:
     """Validate an EventBridge GuardDuty event; raise EventError saying what is wrong."""
     try:
-        return GuardDutyEventModel.model_validate(event)
+        return parse(event, GuardDutyEventModel)
     except ValidationError as exc:
-        raise EventError(f"not a valid GuardDuty finding event: {describe_validation(exc)}") from None
+        raise EventError(f"not a valid GuardDuty finding event: {describe(exc)}") from None
 
 
 def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:

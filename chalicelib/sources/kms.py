@@ -6,9 +6,9 @@ Formats: the KMS developer guide's CloudTrail examples and "Monitoring with Even
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from msgspec import Meta, field
 
 from chalicelib import key_policies
 from chalicelib.errors import EventError
@@ -21,7 +21,7 @@ from chalicelib.incident import (
     principal_from_arn,
     timestamp,
 )
-from chalicelib.sources.envelope import describe_validation
+from chalicelib.validation import Lenient, ValidationError, describe, parse
 
 SOURCE = "kms"
 API_CALL = "AWS API Call via CloudTrail"
@@ -47,54 +47,50 @@ _MEDIUM = {"CreateGrant", "DisableKeyRotation", "UpdatePrimaryRegion", "Imported
            "ReplicateKey", "UpdateAlias", "DeleteAlias"}  # fmt: skip
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, strict=True, allow_inf_nan=False)
-
-
-class SessionIssuerModel(_Model):
+class SessionIssuerModel(Lenient, frozen=True):
     type: str | None = None
     arn: str | None = None
 
 
-class SessionContextModel(_Model):
-    session_issuer: SessionIssuerModel | None = Field(None, alias="sessionIssuer")
+class SessionContextModel(Lenient, frozen=True):
+    session_issuer: SessionIssuerModel | None = field(default=None, name="sessionIssuer")
 
 
-class UserIdentityModel(_Model):
+class UserIdentityModel(Lenient, frozen=True):
     type: str | None = None
     arn: str | None = None
-    account_id: str | None = Field(None, alias="accountId")
-    invoked_by: str | None = Field(None, alias="invokedBy")
-    session_context: SessionContextModel | None = Field(None, alias="sessionContext")
+    account_id: str | None = field(default=None, name="accountId")
+    invoked_by: str | None = field(default=None, name="invokedBy")
+    session_context: SessionContextModel | None = field(default=None, name="sessionContext")
 
 
-class ResourceRefModel(_Model):
-    arn: str | None = Field(None, alias="ARN")
+class ResourceRefModel(Lenient, frozen=True):
+    arn: str | None = field(default=None, name="ARN")
     type: str | None = None
 
 
-class CloudTrailRecordModel(_Model):
+class CloudTrailRecordModel(Lenient, frozen=True, kw_only=True):
     """The `detail` of an "AWS API Call via CloudTrail" event (one CloudTrail record)."""
 
-    event_id: str = Field(alias="eventID", min_length=1)
-    event_name: str = Field(alias="eventName", min_length=1)
-    event_source: str = Field(alias="eventSource")
-    event_time: str | None = Field(None, alias="eventTime")
-    aws_region: str = Field(alias="awsRegion")
-    recipient_account_id: str | None = Field(None, alias="recipientAccountId")
-    user_identity: UserIdentityModel | None = Field(None, alias="userIdentity")
-    request_parameters: dict[str, Any] | None = Field(None, alias="requestParameters")
-    response_elements: dict[str, Any] | None = Field(None, alias="responseElements")
+    event_id: Annotated[str, Meta(min_length=1)] = field(name="eventID")
+    event_name: Annotated[str, Meta(min_length=1)] = field(name="eventName")
+    event_source: str = field(name="eventSource")
+    event_time: str | None = field(default=None, name="eventTime")
+    aws_region: str = field(name="awsRegion")
+    recipient_account_id: str | None = field(default=None, name="recipientAccountId")
+    user_identity: UserIdentityModel | None = field(default=None, name="userIdentity")
+    request_parameters: dict[str, Any] | None = field(default=None, name="requestParameters")
+    response_elements: dict[str, Any] | None = field(default=None, name="responseElements")
     resources: list[ResourceRefModel] | None = None
-    error_code: str | None = Field(None, alias="errorCode")
-    error_message: str | None = Field(None, alias="errorMessage")
-    read_only: bool | None = Field(None, alias="readOnly")
+    error_code: str | None = field(default=None, name="errorCode")
+    error_message: str | None = field(default=None, name="errorMessage")
+    read_only: bool | None = field(default=None, name="readOnly")
 
 
-class KMSEventModel(_Model):
+class KMSEventModel(Lenient, frozen=True, kw_only=True):
     id: str | None = None
     source: str
-    detail_type: str = Field(alias="detail-type")
+    detail_type: str = field(name="detail-type")
     account: str | None = None
     region: str | None = None
     resources: list[str] | None = None
@@ -103,17 +99,17 @@ class KMSEventModel(_Model):
 
 def to_incident(event: dict[str, Any], raw_ref: str | None = None) -> Incident:
     try:
-        envelope = KMSEventModel.model_validate(event)
+        envelope = parse(event, KMSEventModel)
     except ValidationError as exc:
-        raise EventError(f"not a valid KMS event: {describe_validation(exc)}") from None
+        raise EventError(f"not a valid KMS event: {describe(exc)}") from None
     if envelope.detail_type in NATIVE_EVENTS:
         return _native(envelope, raw_ref)
     if envelope.detail_type not in (API_CALL, SERVICE_EVENT):
         raise EventError(f"unsupported KMS event detail-type {envelope.detail_type!r}")
     try:
-        record = CloudTrailRecordModel.model_validate(envelope.detail)
+        record = parse(envelope.detail, CloudTrailRecordModel)
     except ValidationError as exc:
-        raise EventError(f"not a valid CloudTrail record: {describe_validation(exc)}") from None
+        raise EventError(f"not a valid CloudTrail record: {describe(exc)}") from None
     if record.event_source != "kms.amazonaws.com":
         raise EventError(f"not a KMS call: eventSource={record.event_source!r}")
     if envelope.detail_type == SERVICE_EVENT:

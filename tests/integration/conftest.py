@@ -33,6 +33,7 @@ from chalicelib.executors.scan_findings import ScanFindingsReader
 from chalicelib.incident import Incident, PodRef, ResourceKind, Severity, WorkloadRef
 from chalicelib.permissions import RESPONDER_GROUP, cluster_role_documents
 from chalicelib.policy.loader import load_rules, parse_rules
+from chalicelib.policy.model import RulesFile
 from chalicelib.responder import Responder
 from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from devstack import stack as devstack
@@ -275,7 +276,7 @@ def incident(
     )
 
 
-def rules_with(*actions: str | dict[str, Any]) -> Any:
+def rules_with(*actions: str | dict[str, Any]) -> RulesFile:
     steps = [a if isinstance(a, dict) else {"action": a} for a in actions]
     return parse_rules({"version": 1, "rules": [{"name": "test-rule", "actions": steps}]}, "test")
 

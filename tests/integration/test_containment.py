@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import msgspec
 import pytest
 from lightkube import Client
 from lightkube.resources.core_v1 import Namespace, Node, Pod, Service
@@ -237,8 +238,8 @@ def test_server_side_dry_run_changes_nothing(cluster: Cluster, admin: Client, ma
 def test_rule_dry_run_overrides_live(cluster: Cluster, admin: Client, make_responder: Any) -> None:
     node = cluster.node("node-a", "i-0aaa")
     rules = rules_with("k8s:cordon-node")
-    rule = rules.rules[0].model_copy(update={"dry_run": True})
-    rules = rules.model_copy(update={"rules": (rule,)})
+    rule = msgspec.structs.replace(rules.rules[0], dry_run=True)
+    rules = msgspec.structs.replace(rules, rules=(rule,))
     report = make_responder(rules).handle(incident(instance_ids=("i-0aaa",), kind=ResourceKind.NODE), Mode.LIVE)
     assert report.mode is Mode.DRY_RUN
     assert not admin.get(Node, node).spec.unschedulable

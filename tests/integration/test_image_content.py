@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from chalicelib.actions.base import Status
@@ -67,7 +68,7 @@ def _copy_of_production(ecr: Any, layer: str) -> str:
 
 
 def _with_risks(*risks: AcceptedRisk) -> Any:
-    return load_rules(DEFAULT_RULES_FILE).model_copy(update={"accepted_risks": risks})
+    return msgspec.structs.replace(load_rules(DEFAULT_RULES_FILE), accepted_risks=risks)
 
 
 def _block(report: Any) -> Any:

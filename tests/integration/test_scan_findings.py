@@ -13,6 +13,7 @@ from chalicelib import intake
 from chalicelib.policy.loader import load_rules, parse_rules
 from chalicelib.responder import Mode
 from chalicelib.settings import DEFAULT_RULES_FILE
+from chalicelib.validation import plain
 from devstack import stack as devstack
 from tests.conftest import SAMPLES, load_json
 from tests.integration.conftest import Cluster
@@ -94,7 +95,7 @@ def test_an_accepted_critical_cve_leaves_the_image_reported_not_blocked(
     cluster: Cluster, make_responder: Any, aws_session: Any, local_stack: devstack.LocalStack
 ) -> None:
     repository, digest = _setup(cluster, aws_session, local_stack)
-    rules = load_rules(DEFAULT_RULES_FILE).model_dump(mode="json")
+    rules = plain(load_rules(DEFAULT_RULES_FILE))
     rules["accepted_risks"] = [{"cve": "CVE-2021-3711", "repositories": ["payments-*"], "expires": "2099-01-01",
                                 "reason": "not reachable in this service"}]  # fmt: skip
     responder = make_responder(parse_rules(rules, "test"), clusters=("local",))

@@ -95,7 +95,7 @@ def test_a_closed_inspector_finding_is_flagged() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda e: e["detail"].pop("resources"), "resources: Field required"),
+        (lambda e: e["detail"].pop("resources"), "resources: required, missing"),
         (
             lambda e: e["detail"]["resources"][0]["details"]["awsEcrContainerImage"].update(imageHash="latest"),
             "imageHash",

@@ -152,10 +152,10 @@ def test_an_instance_group_sequence_keeps_the_worker_nodes_of_its_one_cluster() 
 @pytest.mark.parametrize(
     ("event", "message"),
     [
-        (_event(id=None), "detail.id: Field required"),
+        (_event(id=None), "detail.id: required, missing"),
         (_event(severity="very"), "detail.severity"),
-        (_event(severity=42), "detail.severity: Input should be less than or equal to 10"),
-        (_event(resource=None), "detail.resource: Field required"),
+        (_event(severity=42), "detail.severity: Expected `float` <= 10"),
+        (_event(resource=None), "detail.resource: required, missing"),
         (_event(resource={"resourceType": 3}), "detail.resource.resourceType"),
         ({**_event(), "detail": "not an object"}, "detail"),
         ({**_event(), "source": "aws.ecr"}, "not a GuardDuty finding"),

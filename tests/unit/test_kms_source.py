@@ -61,7 +61,7 @@ def test_native_events() -> None:
         ({"source": "aws.kms", "detail-type": "KMS Something New", "detail": {}}, "unsupported KMS event"),
         ({"source": "aws.kms", "detail-type": "AWS API Call via CloudTrail", "detail": {"eventName": "X"}}, "eventID"),
         ({"source": "aws.kms", "detail-type": "KMS CMK Deletion", "detail": {}}, "names no key"),
-        ({"source": "aws.kms", "detail-type": "KMS CMK Deletion"}, "detail: Field required"),
+        ({"source": "aws.kms", "detail-type": "KMS CMK Deletion"}, "detail: required, missing"),
     ],
 )
 def test_malformed_kms_events(event: dict[str, object], message: str) -> None:

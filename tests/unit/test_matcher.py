@@ -15,6 +15,7 @@ from chalicelib.policy.model import Match
 from chalicelib.settings import DEFAULT_RULES_FILE
 from chalicelib.sources import guardduty
 from chalicelib.sources.envelope import split_document
+from chalicelib.validation import plain
 from tests.conftest import load_json, sample_files
 
 BASE = Incident(
@@ -85,7 +86,7 @@ def test_first_matching_rule_wins_and_a_miss_says_so() -> None:
     assert decide(BASE, rules).rule.name == "first"
     other = replace(BASE, namespace="web")
     assert decide(other, rules).rule.name == "second"
-    only_first = parse_rules({"version": 1, "rules": [rules.rules[0].model_dump()]}, "t")
+    only_first = parse_rules({"version": 1, "rules": [plain(rules.rules[0])]}, "t")
     miss = decide(other, only_first)
     assert miss.rule is None
     assert miss.reason == "no rule matches this finding"

@@ -54,7 +54,7 @@ def test_an_event_not_subscribed_is_one_line_and_not_alerted(event: dict[str, An
                            notifiers=[told])  # fmt: skip
     assert set(result) == {"event_id", "not_handled"}
     assert result["not_handled"].startswith(said)
-    assert "Field required" not in result["not_handled"]
+    assert "required, missing" not in result["not_handled"]
     assert told.sent == []
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import Field
+from msgspec import Meta
 
 from chalicelib.actions import evidence_bundle
 from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
@@ -19,9 +19,9 @@ ONE_CAPTURE_EVERY = timedelta(hours=1)  # a node several findings name is captur
 SEND_TIMEOUT_SECONDS = 600  # an agent that has not taken the command in 10 minutes never runs it
 
 
-class CaptureMemoryParams(Params):
+class CaptureMemoryParams(Params, frozen=True):
     # How long the presigned upload URLs stay valid (a role's URL also ends with its session).
-    upload_minutes: int = Field(default=120, ge=15, le=720)
+    upload_minutes: Annotated[int, Meta(ge=15, le=720)] = 120
 
 
 class CaptureMemory(Action):

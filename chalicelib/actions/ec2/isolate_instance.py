@@ -74,7 +74,7 @@ def put_back(
     return done, changed
 
 
-class IsolateInstanceParams(Params):
+class IsolateInstanceParams(Params, frozen=True):
     # Security groups keep tracked connections (an attacker's shell) alive after the rules change.
     cut_established_connections: bool = True
 

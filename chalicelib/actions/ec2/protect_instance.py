@@ -10,7 +10,7 @@ from chalicelib.actions.ec2.common import INSTANCE_ARN, NODE_CONDITION, aws, mis
 ASG_ARN = "arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/*"
 
 
-class ProtectInstanceParams(Params):
+class ProtectInstanceParams(Params, frozen=True):
     # Detaching lets the group start a replacement, while the suspect instance stays for forensics.
     detach_from_group: bool = False
 

@@ -22,7 +22,7 @@ from chalicelib.actions.iam.common import account_of, identity, name_of
 AWS_AUTH = ("kube-system", "aws-auth")
 
 
-class DeleteAccessEntryParams(Params):
+class DeleteAccessEntryParams(Params, frozen=True):
     # auto: the access entry if there is one, else the aws-auth mapping.
     mode: Literal["auto", "access-entry", "aws-auth"] = "auto"
 

@@ -8,7 +8,7 @@ from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome
 from chalicelib.actions.iam.common import identity, name_of
 
 
-class DeactivateAccessKeysParams(Params):
+class DeactivateAccessKeysParams(Params, frozen=True):
     all_keys: bool = False  # every key of the user, not only the one the finding names
 
 

@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from pydantic import field_validator
+import msgspec
 
 from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
 from chalicelib.actions.iam.common import identity, name_of, release_inline_policy
@@ -91,15 +91,14 @@ def _covers(had: dict[str, Any], incident_id: str, observed: str | None, egress:
     return str(had["cutoff"]) >= seen.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class PinParams(Params):
+class PinParams(Params, frozen=True):
     # The nodes' public egress (NAT gateway addresses, CIDRs): with it, a request through a public
     # endpoint from anywhere else is refused too. Without it, only the addresses the finding saw are.
     egress_cidrs: tuple[str, ...] = ()
 
-    @field_validator("egress_cidrs")
-    @classmethod
-    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(str(ipaddress.ip_network(v, strict=False)) for v in value)
+    def __post_init__(self) -> None:  # each CIDR in its canonical form; a bad one is a ValueError
+        cidrs = tuple(str(ipaddress.ip_network(v, strict=False)) for v in self.egress_cidrs)
+        msgspec.structs.force_setattr(self, "egress_cidrs", cidrs)
 
 
 def callers_outside(remote_ips: tuple[str, ...], egress: tuple[str, ...]) -> tuple[str, ...]:

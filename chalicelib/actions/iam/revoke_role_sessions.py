@@ -28,7 +28,7 @@ def revoke_document(incident_id: str, cutoff: str) -> dict[str, Any]:
     }
 
 
-class RevokeParams(Params):
+class RevokeParams(Params, frozen=True):
     # A node role is shared by every node of its group: revoking it takes them all off AWS.
     allow_node_roles: bool = False
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import Field
+from msgspec import Meta
 
 from chalicelib.actions import evidence_bundle
 from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target
 from chalicelib.actions.k8s.common import missing
 
 
-class CapturePodParams(Params):
-    tail_lines: int | None = Field(None, ge=1, le=100_000)
+class CapturePodParams(Params, frozen=True):
+    tail_lines: Annotated[int, Meta(ge=1, le=100_000)] | None = None
 
 
 class CapturePod(Action):

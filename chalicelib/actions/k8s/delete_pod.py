@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import Field
+from msgspec import Meta
 
 from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target, checked
 from chalicelib.actions.k8s.common import missing
 
 
-class DeletePodParams(Params):
-    grace_period_seconds: int | None = Field(None, ge=0, le=3600)
+class DeletePodParams(Params, frozen=True):
+    grace_period_seconds: Annotated[int, Meta(ge=0, le=3600)] | None = None
 
 
 class DeletePod(Action):
