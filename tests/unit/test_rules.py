@@ -38,6 +38,8 @@ def _doc(**rule: object) -> dict[str, object]:
         (_doc(match={"min_severity": "high", "max_severity": "low"}), "min_severity high is above max_severity low"),
         (_doc(match={"resource_kinds": ["planet"]}), "rule 'my-rule': match.resource_kinds.0"),
         (_doc(match={"privileged": "sometimes"}), "match.privileged"),
+        (_doc(match={"privileged": "true"}), "match.privileged: Expected `bool | null`, got `str`"),  # never coerced
+        (_doc(match={"min_cvss": "7.5"}), "match.min_cvss: Expected `float | null`, got `str`"),
         (_doc(actions=[{"action": "k8s:explode-pod"}]), "rule 'my-rule', action #1: unknown action 'k8s:explode-pod'"),
         (
             _doc(actions=[{"action": "k8s:delete-pod", "params": {"grace": 1}}]),

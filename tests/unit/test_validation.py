@@ -62,6 +62,13 @@ def test_a_hostile_field_name_is_cut_in_the_error() -> None:
     assert where == ["x" * 80]
 
 
+def test_a_field_name_the_pattern_cannot_read_still_gives_a_bounded_error() -> None:
+    where, what = problem(_exc({"name": "a", "x`" + "y" * 500: 1}))
+    assert where == []
+    assert what.startswith("Object contains unknown field")
+    assert len(what) <= 200
+
+
 def _exc(value: object) -> ValidationError:
     try:
         parse(value, Outer)
