@@ -562,8 +562,11 @@ def rendered() -> dict[Path, str]:
 
     files[RULES_SCHEMA_FILE] = json.dumps(msgspec.json.schema(RulesFile), indent=2) + "\n"
     from chalicelib.policy import coverage
-    from chalicelib.policy.loader import load_rules
+    from chalicelib.policy.loader import load_rules, parsed_copy, parsed_copy_path
     from chalicelib.settings import DEFAULT_RULES_FILE
+
+    # Not a permission either: the shipped rules' parsed copy, so a cold start needs no YAML parser.
+    files[parsed_copy_path(DEFAULT_RULES_FILE)] = parsed_copy(DEFAULT_RULES_FILE.read_text(encoding="utf-8"))
 
     files[FINDING_TYPES_PAGE] = coverage.table(load_rules(DEFAULT_RULES_FILE))
     from chalicelib import reference_pages

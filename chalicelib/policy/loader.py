@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from chalicelib import actions, yaml_text
 from chalicelib.errors import RulesError
@@ -18,11 +18,40 @@ def load_rules(path: Path) -> RulesFile:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError(f"{path}: cannot read rules file: {exc.strerror or exc}") from None
-    try:
-        doc = yaml_text.load(text)  # libyaml's loader: the rules load at every cold start
-    except yaml.YAMLError as exc:
-        raise RulesError(f"{path}: not valid YAML: {exc}") from None
+    doc = _parsed_copy(path, text)
+    if doc is None:
+        try:
+            doc = yaml_text.load(text)  # libyaml's loader
+        except yaml_text.TextError as exc:
+            raise RulesError(f"{path}: not valid YAML: {exc}") from None
     return parse_rules(doc, str(path))
+
+
+def parsed_copy_path(path: Path) -> Path:
+    """Where a rules file's parsed copy is kept: `rules.yaml` -> `rules.yaml.json`."""
+    return path.with_name(path.name + ".json")
+
+
+def parsed_copy(text: str) -> str:
+    """The parsed copy of a rules file's text: its data as JSON, with the SHA-256 of the text it
+    was made from (`python -m chalicelib.permissions` writes the shipped file's)."""
+    return json.dumps({"sha256": _digest(text), "rules": yaml_text.load(text)}, indent=1, default=str) + "\n"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _parsed_copy(path: Path, text: str) -> Any:
+    """The data of `text` from its parsed copy, when there is one made from this very text (a cold
+    start then never imports PyYAML); None otherwise. The data is validated as the YAML's would be."""
+    try:
+        copy = json.loads(parsed_copy_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(copy, dict) or copy.get("sha256") != _digest(text):
+        return None  # the YAML changed since: it is what the operator reads, so it is what is loaded
+    return copy.get("rules")
 
 
 def parse_rules(doc: Any, origin: str) -> RulesFile:

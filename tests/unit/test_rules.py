@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from chalicelib import yaml_text
 from chalicelib.errors import RulesError
+from chalicelib.policy import loader
 from chalicelib.policy.loader import load_rules, parse_rules
 from chalicelib.settings import DEFAULT_RULES_FILE
 
@@ -83,3 +86,31 @@ def test_a_valid_custom_file_loads(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(_doc(match={"namespaces": ["prod-*"], "min_severity": "high"})))
     rules = load_rules(path)
     assert rules.rules[0].match.namespaces == ("prod-*",)
+
+
+def test_the_shipped_rules_load_from_their_parsed_copy_and_read_the_same_as_the_yaml() -> None:
+    text = DEFAULT_RULES_FILE.read_text(encoding="utf-8")
+    assert loader.parsed_copy_path(DEFAULT_RULES_FILE).read_text(encoding="utf-8") == loader.parsed_copy(text)
+    assert loader._parsed_copy(DEFAULT_RULES_FILE, text) is not None  # used: no YAML parser at a cold start
+    assert load_rules(DEFAULT_RULES_FILE) == parse_rules(yaml_text.load(text), str(DEFAULT_RULES_FILE))
+
+
+def test_a_parsed_copy_of_other_text_is_never_used(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - name: from-yaml\n    reason: the YAML decides\n")
+    loader.parsed_copy_path(rules).write_text(loader.parsed_copy(
+        "version: 1\nrules:\n  - name: from-copy\n    reason: stale\n"))  # fmt: skip
+    assert [r.name for r in load_rules(rules).rules] == ["from-yaml"]
+    loader.parsed_copy_path(rules).write_text("{not json")
+    assert [r.name for r in load_rules(rules).rules] == ["from-yaml"]
+
+
+def test_a_parsed_copy_is_validated_as_the_yaml_would_be(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    text = "version: 1\nrules:\n  - name: ok\n    reason: fine\n"
+    rules.write_text(text)
+    forged = json.loads(loader.parsed_copy(text))
+    forged["rules"]["rules"][0]["actions"] = [{"action": "k8s:explode-pod"}]
+    loader.parsed_copy_path(rules).write_text(json.dumps(forged))
+    with pytest.raises(RulesError, match="unknown action 'k8s:explode-pod'"):
+        load_rules(rules)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-import yaml
-
 from chalicelib.actions.base import (
     Action,
     ActionContext,
@@ -80,6 +78,8 @@ class DeleteAccessEntry(Action):
         return self._aws_auth(ctx, target)
 
     def _aws_auth(self, ctx: ActionContext, target: Target) -> Outcome:
+        import yaml  # only a cluster that still maps identities in aws-auth needs it: not every cold start
+
         config = ctx.kube.get_config_map(*AWS_AUTH)
         if config is None:
             return Outcome(Status.SKIPPED, f"{target} has no access entry and the cluster has no aws-auth ConfigMap")
@@ -122,6 +122,8 @@ def without_items(text: str, indexes: list[int]) -> str | None:
     """The YAML block list `text` with the items at `indexes` taken out and every other line kept as
     it was, byte for byte (the responder's bounds admit only removals); None when no item is left
     (the key goes). ValueError when the text is no block list of mappings (flow style, say)."""
+    import yaml
+
     node = yaml.compose(text)
     if not isinstance(node, yaml.SequenceNode) or node.flow_style or not node.value:
         raise ValueError("it is not a block list")
