@@ -22,7 +22,7 @@ def to_incident(event: Any, raw_ref: str | None = None) -> Incident:
     if why:
         raise NotHandledError(why)
     # Each source's parser is imported when its first event comes: a function's cold start pays
-    # for its own source's models only (building pydantic models is most of an import here).
+    # for its own source's models only (its models and its code: the rest stay unloaded).
     if source == "aws.guardduty":
         from chalicelib.sources import guardduty, runtime_coverage
 
