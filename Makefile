@@ -65,10 +65,10 @@ typecheck: venv
 	$(VENV)/bin/mypy
 
 check-permissions: venv
-	$(PY) -m chalicelib.permissions --check
+	$(PY) -m chalicelib.generate.permissions --check
 
 permissions: venv
-	$(PY) -m chalicelib.permissions
+	$(PY) -m chalicelib.generate.permissions
 
 # Debian's Chromium, for the browser check of an incident timeline (Playwright drives it: no browser is downloaded).
 # The docs site's own copy of Mermaid (pinned in docs/assets/vendor.lock.json): diagrams render offline.

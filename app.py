@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from chalice.app import Chalice, CloudWatchEvent, ConvertToMiddleware, Rate, Response
 
-from chalicelib import wiring
-from chalicelib.lambda_events import TolerantCloudWatchEvent
+from chalicelib.entry import wiring
+from chalicelib.entry.lambda_events import TolerantCloudWatchEvent
 from chalicelib.sources import patterns
 
 app = Chalice(app_name="eks-responder")

@@ -34,7 +34,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0915 - one bench, top to bottom
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--findings", type=int, default=1000)
     parser.add_argument("--accounts", type=int, default=50)
@@ -53,10 +53,11 @@ def main() -> int:
     os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="testing",
                       AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")  # fmt: skip
     try:
-        from chalicelib import wiring
+        from chalicelib.entry import wiring
         from chalicelib.incident import Incident, Principal, PrincipalKind, ResourceKind, Severity
         from chalicelib.policy.loader import parse_rules
-        from chalicelib.responder import Mode, Responder
+        from chalicelib.response.execute import Responder
+        from chalicelib.response.report import Mode
         from chalicelib.settings import Settings
 
         accounts = [f"{100000000000 + i:012d}" for i in range(args.accounts)]

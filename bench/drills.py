@@ -91,7 +91,7 @@ def _invoke(event: dict[str, Any], shift_seconds: float) -> dict[str, Any]:
     """One invocation in a container, the clock moved by `shift_seconds` (a retry's delay)."""
     import time_machine
 
-    from chalicelib import wiring
+    from chalicelib.entry import wiring
 
     with time_machine.travel(datetime.now(UTC) + timedelta(seconds=shift_seconds), tick=True):
         wiring.reset()
@@ -362,7 +362,7 @@ def down_past_the_retries(findings: int = 8, workers: int = 4) -> None:
             event = next(e for e in events if e["id"] == event_id)
             sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(_on_failure(event, burst.why[event_id])))
         alerted = {str(a.get("event_id")) for a in _alerts(session, running, seeded.queue_url)}
-        command = [sys.executable, "-m", "chalicelib.cli", "redrive", "--local", "--queue-url", queue]
+        command = [sys.executable, "-m", "chalicelib.commands.cli", "redrive", "--local", "--queue-url", queue]
         redrive = subprocess.run(command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
                                  check=False)  # fmt: skip
         contained = _contained(running, namespace)

@@ -92,8 +92,8 @@ def _replay(path: Path) -> float:
     env = {**os.environ, "THREAT_LIST": str(threats)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with Path(os.devnull).open("wb") as sink:
-        subprocess.run([sys.executable, "-m", "chalicelib.cli", "replay", "--json", str(path)], stdout=sink, env=env,
-                       cwd=ROOT, check=False)  # fmt: skip
+        subprocess.run([sys.executable, "-m", "chalicelib.commands.cli", "replay", "--json", str(path)], stdout=sink,
+                       env=env, cwd=ROOT, check=False)  # fmt: skip
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 

@@ -86,7 +86,7 @@ def main() -> int:
         env = {**running.env(), "EVIDENCE_BUCKET": seeded.evidence_bucket, "DRY_RUN": "true", "CLUSTERS": "demo",
                "POWERTOOLS_TRACE_DISABLED": "true", "STAGE": "bench"}  # fmt: skip
         os.environ.update(env)
-        from chalicelib import wiring
+        from chalicelib.entry import wiring
 
         wiring.reset()
         counts = _counted()

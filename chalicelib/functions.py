@@ -1,7 +1,7 @@
 """The deployed Lambda functions, what each one handles and which rules it can reach.
 
-Each function gets its own IAM role and policy (chalicelib.permissions), holding only what the
-actions of the rules its incidents can reach declare, plus what its source needs to read. A
+Each function gets its own IAM role and policy (chalicelib.generate.permissions), holding only what the
+actions of the rules its incidents can reach (chalicelib.policy.reach) declare, plus what its source needs to read. A
 function that never handles a GuardDuty finding never holds IAM writes, and one whose rules
 never touch a cluster is not mapped into Kubernetes at all.
 """
@@ -9,10 +9,6 @@ never touch a cluster is not mapped into Kubernetes at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from chalicelib import actions, validation
-from chalicelib.actions.base import Action
-from chalicelib.policy.model import Match, Rule, RulesFile
 
 APP_NAME = "eks-responder"
 
@@ -55,28 +51,3 @@ BY_NAME = {f.name: f for f in FUNCTIONS}
 def for_source(source: str) -> Function:
     """The first function that handles incidents of `source` (functions of one source share a policy)."""
     return next(f for f in FUNCTIONS if source in f.sources)
-
-
-def _catches_everything_from(match: Match, source: str) -> bool:
-    """A rule that matches every incident of `source`: the rules after it are out of reach."""
-    given = validation.given(match)
-    return set(given) <= {"sources"} and (not match.sources or source in match.sources)
-
-
-def reachable_rules(function: Function, rules: RulesFile) -> list[Rule]:
-    """The rules an incident of this function can be decided by (first match wins, top to bottom)."""
-    found: list[Rule] = []
-    for source in function.sources:
-        for rule in rules.rules:
-            if rule.match.sources and source not in rule.match.sources:
-                continue
-            if rule not in found:
-                found.append(rule)
-            if _catches_everything_from(rule.match, source):
-                break
-    return found
-
-
-def reachable_actions(function: Function, rules: RulesFile) -> list[Action]:
-    names = sorted({step.action for rule in reachable_rules(function, rules) for step in rule.actions})
-    return [actions.get(name) for name in names]

@@ -254,3 +254,30 @@ def timestamp(value: object) -> str | None:
     if parsed.year < 2000 or parsed > datetime.now(UTC) + _LATEST_PLAUSIBLE:  # noqa: PLR2004
         return None
     return parsed.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def incident_state(incident: Incident) -> dict[str, Any]:
+    """Everything the incident holds (`Incident.to_dict` is the report's shape, and loses some)."""
+    return {
+        "id": incident.id, "source": incident.source, "type": incident.type, "title": incident.title,
+        "severity": incident.severity.label, "score": incident.score, "account": incident.account,
+        "region": incident.region, "resource_kind": incident.resource_kind.value, "cluster": incident.cluster,
+        "namespace": incident.namespace,
+        "workloads": [[w.kind, w.namespace, w.name] for w in incident.workloads],
+        "pods": [[p.namespace, p.name, p.node] for p in incident.pods],
+        "nodes": list(incident.nodes), "instance_ids": list(incident.instance_ids),
+        "principals": [
+            [p.kind.value, p.name, p.arn, list(p.groups), p.involved_as.value, p.access_key_id]
+            for p in incident.principals
+        ],
+        "images": list(incident.images), "remote_ips": list(incident.remote_ips),
+        "privileged": incident.privileged, "sample": incident.sample, "event_id": incident.event_id,
+        "raw_ref": incident.raw_ref, "finding_arn": incident.finding_arn, "count": incident.count,
+        "api_call": None if incident.api_call is None else [
+            incident.api_call.verb, incident.api_call.resource, incident.api_call.name, incident.api_call.namespace
+        ],
+        "key_arns": list(incident.key_arns), "failed": incident.failed, "hold": incident.hold,
+        "unverified": incident.unverified,
+        "details": dict(incident.details),
+        "observed_at": incident.observed_at,
+    }  # fmt: skip

@@ -21,6 +21,11 @@ from typing import Any
 MAX_VERSIONS = 100  # per key; the oldest are dropped first
 
 
+def key_id(arn_or_id: str) -> str:
+    """The key's id, from its ARN or the id itself (what every KMS call takes)."""
+    return arn_or_id.rsplit("/", 1)[-1]
+
+
 def digest(policy: str) -> str:
     """SHA-256 of the policy's canonical JSON: the same document written with other spacing or
     key order is the same version."""

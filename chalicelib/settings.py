@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalicelib.errors import ConfigError
-from chalicelib.flowlogs.defaults import DETECTORS as FLOW_DETECTORS
-from chalicelib.flowlogs.defaults import MINING_PORTS as FLOW_MINING_PORTS
+from chalicelib.flow_detectors import DETECTORS as FLOW_DETECTORS
+from chalicelib.flow_detectors import MINING_PORTS as FLOW_MINING_PORTS
 
 DEFAULT_RULES_FILE = Path(__file__).parent / "policy" / "rules.yaml"
 DEFAULT_PROTECTED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "amazon-guardduty")

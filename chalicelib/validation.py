@@ -1,4 +1,5 @@
-"""The models' base classes, and the one way a value is checked against a model (msgspec).
+"""Reading what others write: the models' base classes and the one way a value is checked against a
+model (msgspec), the depth limit of an event, and YAML text to data.
 
 Two kinds of model: `Strict` for what an operator writes (the rules file, an action's `params`), where
 an unknown key is a mistake to name; `Lenient` for what AWS writes (events), where AWS adds fields
@@ -8,12 +9,15 @@ string turns into a number, no number into a boolean.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 import msgspec.json
+
+from chalicelib.errors import EventError
 
 ValidationError = msgspec.ValidationError
 T = TypeVar("T")
@@ -83,3 +87,45 @@ def given(value: msgspec.Struct) -> dict[str, Any]:
 def plain(value: Any) -> Any:
     """A model (or anything holding models) as JSON would hold it: dicts, lists, strings, numbers."""
     return msgspec.json.decode(msgspec.json.encode(value))
+
+
+MAX_DEPTH = 64  # far deeper than any AWS event; deeper input is an attack on the parser, not data
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """EventError when `value` nests objects or arrays deeper than `limit` (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise EventError(f"the event nests objects or arrays more than {limit} levels deep")
+        stack.extend((child, depth + 1) for child in children)
+
+
+class TextError(ValueError):
+    """The text is neither JSON nor YAML; says where, as PyYAML does."""
+
+
+def load_text(text: str) -> Any:
+    """YAML text to data with the safe loader, libyaml's where the wheel has it (the Lambda's does).
+
+    A document that is JSON (a kubeconfig written by a tool, a rules file's parsed copy) is read as
+    JSON: the same data, without importing PyYAML (some 20 ms of a cold start). Safe loading only (no
+    Python objects); raises TextError on bad text."""
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # YAML's flow style, not JSON: PyYAML reads it (or names what is wrong)
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise TextError(str(exc)) from None

@@ -3,10 +3,10 @@
     python -m deploy.dashboard --stage prod          # `make deploy` runs it after `chalice deploy`
     python -m deploy.dashboard --stage prod --print  # the dashboard body and the alarms, as JSON
 
-Every widget queries a metric name and dimension set of `chalicelib.metrics.EMITTED`; a test
+Every widget queries a metric name and dimension set of `chalicelib.notifiers.metrics.EMITTED`; a test
 checks that, and that each one has a widget, so a renamed metric cannot leave a blank graph.
 Alarms: failed actions, events the responder could not understand, failed notifications,
-errors of every function, and delivery (chalicelib.delivery): throttles, dropped events, failed
+errors of every function, and delivery (chalicelib.entry.delivery): throttles, dropped events, failed
 deliveries to the failure queue, rules that could not invoke their function, and anything waiting
 in the failure queue. They notify the stage's SNS topic when it has one. Idempotent.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import functions
-from chalicelib import metrics as m
+from chalicelib.notifiers import metrics as m
 
 ROOT = Path(__file__).resolve().parents[1]
 PERIOD = 300
@@ -51,7 +51,7 @@ def _fixed(metric: str, stat: str = "Sum") -> list[Any]:
 
 def _delivery_widget(stage: str, y: int) -> dict[str, Any]:
     """Throttles, dropped events and the failure queue's depth: what the delivery alarms watch."""
-    from chalicelib import delivery
+    from chalicelib.entry import delivery
 
     prefix = f"{functions.APP_NAME}-{stage}-"
     lambdas = [{"expression": f"SEARCH('{{AWS/Lambda,FunctionName}} MetricName=\"{metric}\" "
@@ -137,7 +137,7 @@ def _alarm(
 def delivery_alarms(stage: str, topic: str | None) -> list[dict[str, Any]]:
     """An event waiting out its age, dropped, not delivered to the failure queue, or that never
     reached a function; and anything in the failure queue (redrive it)."""
-    from chalicelib import delivery
+    from chalicelib.entry import delivery
 
     actions = {"AlarmActions": [topic], "OKActions": [topic]} if topic else {}
     queue = delivery.queue_name(stage)

@@ -1,4 +1,4 @@
-"""The stage's delivery guarantees, as deployed (chalicelib.delivery holds the values).
+"""The stage's delivery guarantees, as deployed (chalicelib.entry.delivery holds the values).
 
     python -m deploy.delivery --stage prod                       # `make deploy` runs it after `chalice deploy`
     python -m deploy.delivery --stage prod --template sam.json   # `make package`: the same in the template
@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from chalicelib import delivery, functions
+from chalicelib import functions
+from chalicelib.entry import delivery
 
 ROOT = Path(__file__).resolve().parents[1]
 

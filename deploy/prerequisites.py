@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in names.items():
         sys.stdout.write(f"{key}={value}\n")
     if args.config == ROOT / ".chalice" / "config.json":
-        from chalicelib import permissions
+        from chalicelib.generate import permissions
 
         permissions.main([])
     return 0

@@ -70,7 +70,7 @@ def run(env: dict[str, str]) -> int:
          "actions": [{"action": "iam:revoke-role-sessions"}]}]}))  # fmt: skip
     staged = {**env, "MANAGED_ACCOUNTS": MEMBER, "SPOKE_EXTERNAL_ID": "demo-organization-external-id",
               "RULES_FILE": str(rules)}  # fmt: skip
-    cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", str(folder / "event.json")]
+    cmd = [sys.executable, "-m", "chalicelib.commands.cli", "replay", "--live", "--apply", str(folder / "event.json")]
     code = subprocess.run(cmd, env=staged, check=False).returncode
     hub_after = _revocation(env, _session(env))
     print(f"  after:  account {MEMBER} role developer: {_revocation(env, member)}")

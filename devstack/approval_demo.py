@@ -87,13 +87,14 @@ def _button_value(staged: dict[str, str], incident_id: str) -> str:
     import boto3
 
     from chalicelib.executors.plans import PlanStore
-    from chalicelib.slack_interactivity import action_value
+    from chalicelib.notifiers.slack_message import action_value
+    from chalicelib.response.plan import Plan
 
     dynamodb = boto3.client("dynamodb", endpoint_url=staged["AWS_ENDPOINT_URL"],
                             region_name=staged.get("AWS_DEFAULT_REGION", "us-east-1"),
                             aws_access_key_id=staged["AWS_ACCESS_KEY_ID"],
                             aws_secret_access_key=staged["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
-    stored = PlanStore(TABLE, dynamodb).get(incident_id)
+    stored = PlanStore(TABLE, dynamodb, Plan.from_dict).get(incident_id)
     return action_value(incident_id, None, stored[0].revision if stored else "")
 
 
@@ -113,7 +114,7 @@ def run(env: dict[str, str], client: Any) -> int:
     folder, staged = _prepare(env, client)
     print(f"  before: {_state(client)}")
     shown = ["--show-messages"] if narrate.VERBOSE else []
-    cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", *shown, "-v", str(folder)]
+    cmd = [sys.executable, "-m", "chalicelib.commands.cli", "replay", "--live", "--apply", *shown, "-v", str(folder)]
     audit = folder / "audit.jsonl"  # the trail of this incident: replay, then release (the approval is in the table)
     with audit.open("w") as trail:
         code = subprocess.run(cmd, env=staged, check=False, stderr=trail).returncode
@@ -123,7 +124,7 @@ def run(env: dict[str, str], client: Any) -> int:
     from chalice.config import Config
     from chalice.local import ChaliceRequestHandler, LocalDevServer
 
-    from chalicelib import wiring
+    from chalicelib.entry import wiring
 
     wiring.reset()
     import app
@@ -145,7 +146,7 @@ def run(env: dict[str, str], client: Any) -> int:
     local.server.shutdown()
     local.server.server_close()
     _say("Release: undo every step of that incident from the prior state each recorded")
-    release = [sys.executable, "-m", "chalicelib.cli", "release", incident_id, "--as", "demo", "-v"]
+    release = [sys.executable, "-m", "chalicelib.commands.cli", "release", incident_id, "--as", "demo", "-v"]
     with audit.open("a") as trail:
         code = subprocess.run(release, env=staged, check=False, stderr=trail).returncode or code
     print(f"  released: {_state(client)}")
@@ -156,7 +157,7 @@ def _timeline(staged: dict[str, str], incident_id: str, audit: Path) -> int:
     """The incident's timeline from its trail and the table: the approval, the run and the release."""
     page = ROOT / ".demo" / f"timeline-{incident_id}.html"
     page.parent.mkdir(exist_ok=True)
-    base = [sys.executable, "-m", "chalicelib.cli", "report", incident_id, "--from", str(audit)]
+    base = [sys.executable, "-m", "chalicelib.commands.cli", "report", incident_id, "--from", str(audit)]
     written = subprocess.run([*base, "--output", str(page)], env=staged, check=False, capture_output=True, text=True)
     rows = subprocess.run([*base, "--format", "markdown"], env=staged, check=False, capture_output=True, text=True)
     _say(f"Timeline of the approved incident: {page.relative_to(ROOT)}")

@@ -58,7 +58,7 @@ def run(env: dict[str, str], bucket: str) -> int:
                             "document-name": document})  # fmt: skip
     folder = stack.scratch("capture")
     (folder / "memory-capture-status.json").write_text(json.dumps(event))
-    cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", str(folder)]
+    cmd = [sys.executable, "-m", "chalicelib.commands.cli", "replay", "--live", str(folder)]
     done = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True)
     for line in done.stdout.splitlines():
         if "memory capture" in line or "ERROR" in line:

@@ -18,10 +18,9 @@ from lightkube.resources.core_v1 import ConfigMap, Node, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
 
-from chalicelib.actions.base import INCIDENT_LABEL, INVESTIGATION_LABEL, QUARANTINE_LABEL
 from chalicelib.actions.ec2.capture_memory import CAPTURE_TAG
-from chalicelib.actions.k8s.block_image import IMAGE_ANNOTATION
-from chalicelib.bounds import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE
+from chalicelib.actions.k8s.block_image import IMAGE_ANNOTATION, IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE
+from chalicelib.interfaces import INCIDENT_LABEL, INVESTIGATION_LABEL, QUARANTINE_LABEL
 from devstack import accounts_demo, approval_demo, capture_demo, narrate, outputs_demo, securityhub_demo, seed, stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,7 +164,17 @@ def _timeline(env: dict[str, str]) -> int:
         return 1
     incident = max(done, key=lambda i: done[i])
     page = DEMO_DIR / f"timeline-{incident}.html"
-    cmd = [sys.executable, "-m", "chalicelib.cli", "report", incident, "--from", str(AUDIT_LOG), "--output", str(page)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "chalicelib.commands.cli",
+        "report",
+        incident,
+        "--from",
+        str(AUDIT_LOG),
+        "--output",
+        str(page),
+    ]
     written = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True)
     say(f"Timeline of incident {incident} ({done[incident]} steps succeeded): {page.relative_to(ROOT)}")
     if written.returncode:
@@ -212,7 +221,7 @@ def _replay(env: dict[str, str], story: narrate.Story) -> int:
     DEMO_DIR.mkdir(exist_ok=True)
     brief = [] if narrate.VERBOSE else ["--json"]
     shown = ["--show-messages"] if narrate.VERBOSE else []
-    cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", *shown, *brief, "-v",
+    cmd = [sys.executable, "-m", "chalicelib.commands.cli", "replay", "--live", "--apply", *shown, *brief, "-v",
            str(ROOT / "events")]  # fmt: skip
     with AUDIT_LOG.open("w") as audit:  # the audit trail (JSON lines), for the timeline below
         if narrate.VERBOSE:

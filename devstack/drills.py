@@ -117,7 +117,7 @@ def redeliver(event: Mapping[str, Any], after: timedelta) -> dict[str, Any]:
     """The event again, `after` the first delivery, through the handler (the clock moved, not waited)."""
     import time_machine
 
-    from chalicelib import wiring
+    from chalicelib.entry import wiring
 
     with time_machine.travel(datetime.now(UTC) + after, tick=True):
         wiring.reset()
@@ -182,8 +182,9 @@ def _after(owner: Any, name: str, when: Callable[[], bool]) -> None:
 
 
 def _arm(boundary: str) -> None:
-    from chalicelib import intake, responder
+    from chalicelib.entry import intake
     from chalicelib.executors.ledger import IncidentLedger
+    from chalicelib.response import execute as responder
 
     if boundary == "start":
         original = responder.Responder._execute
@@ -200,7 +201,7 @@ def _arm(boundary: str) -> None:
             seen[0] += 1
             return seen[0] == wanted
 
-        _after(responder, "_step_done", counted)
+        _after(responder, "step_done", counted)
     elif boundary == "recorded":
         _after(IncidentLedger, "record", lambda: True)
     elif boundary == "told":

@@ -107,8 +107,8 @@ def run(env: dict[str, str], client: Any) -> int:
                   "SERVICENOW_INSTANCE_URL": servers["servicenow"].url,
                   "AWS_ENDPOINT_URL_SECURITYHUB": servers["securityhub"].url,
                   "AWS_ENDPOINT_URL_GUARDDUTY": servers["guardduty"].url}  # fmt: skip
-        replay = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", "--json", str(folder)]
-        release = [sys.executable, "-m", "chalicelib.cli", "release", INCIDENT, "--as", "demo", "--json"]
+        replay = [sys.executable, "-m", "chalicelib.commands.cli", "replay", "--live", "--apply", "--json", str(folder)]
+        release = [sys.executable, "-m", "chalicelib.commands.cli", "release", INCIDENT, "--as", "demo", "--json"]
         code, said = 0, []
         for what, command in (("contained", replay), ("released", release)):
             done = subprocess.run(command, env=staged, check=False, capture_output=True, text=True)

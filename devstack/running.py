@@ -78,7 +78,7 @@ def _prerequisites(running: Any, seeded: Any) -> dict[str, str]:
     Nothing is written into .chalice/config.json."""
     import boto3
 
-    from chalicelib import delivery as values
+    from chalicelib.entry import delivery as values
     from deploy import delivery
 
     keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

@@ -21,7 +21,7 @@ def run(env: dict[str, str]) -> int:
     shutil.copy(NATIVE, folder / "1-native.json")
     shutil.copy(COPY, folder / "2-security-hub-copy.json")
     staged = {**env, "INCIDENTS_TABLE": approval_demo.TABLE}
-    cmd = [sys.executable, "-m", "chalicelib.cli", "replay", "--live", "--apply", "--json", str(folder)]
+    cmd = [sys.executable, "-m", "chalicelib.commands.cli", "replay", "--live", "--apply", "--json", str(folder)]
     done = subprocess.run(cmd, env=staged, check=False, capture_output=True, text=True)
     for line in done.stdout.splitlines():
         result = json.loads(line) if line.startswith("{") else None

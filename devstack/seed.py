@@ -24,7 +24,7 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Node, Pod
 from lightkube.types import PatchType
 
-from chalicelib.permissions import BOUNDS_FILE, CLUSTER_ROLE_FILE, IMAGE_BLOCKS_FILE
+from chalicelib.generate.permissions import BOUNDS_FILE, CLUSTER_ROLE_FILE, IMAGE_BLOCKS_FILE
 
 if TYPE_CHECKING:
     from devstack.stack import LocalStack

@@ -7,7 +7,8 @@ import copy
 from typing import Any
 
 from chalicelib.policy.loader import load_rules
-from chalicelib.responder import Mode, Responder
+from chalicelib.response.execute import Responder
+from chalicelib.response.report import Mode
 from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from chalicelib.sources import guardduty
 from tests.conftest import load_event

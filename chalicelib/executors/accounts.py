@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chalicelib.actions.base import IAMStatement
+from chalicelib.interfaces import IAMStatement
 
 REFRESH_MARGIN = 300.0  # seconds before expiry when credentials are assumed again
 DURATION = 3600  # seconds the spoke credentials are asked for

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib import dry_run
+from chalicelib.executors import dry_run
 from chalicelib.executors.lazy import LazyClient
 
 _DRY_RUN_OK = "DryRunOperation"

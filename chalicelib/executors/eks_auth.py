@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.actions.base import IAMStatement
 from chalicelib.errors import ClusterAccessError
+from chalicelib.interfaces import IAMStatement
 
 # EKS accepts a token for 15 minutes after signing; refresh well before that.
 TOKEN_TTL_SECONDS = 14 * 60

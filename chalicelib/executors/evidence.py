@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chalicelib.actions.base import IAMStatement
+from chalicelib.interfaces import IAMStatement
 
 # HeadObject needs s3:GetObject, and answers 404 (not 403) for a missing key only with ListBucket.
 IAM_S3: tuple[IAMStatement, ...] = (

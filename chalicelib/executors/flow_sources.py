@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from chalicelib.actions.base import IAMStatement
 from chalicelib.errors import ConfigError
+from chalicelib.interfaces import IAMStatement
 
 MAX_THREAT_LIST_BYTES = 64 * 1024 * 1024
 

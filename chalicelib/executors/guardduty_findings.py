@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.actions.base import IAMStatement
+from chalicelib.interfaces import IAMStatement
 
 # A read that IAM authorises on "*" only (the analyser's action data): GetFindings cannot be scoped to a detector.
 IAM: tuple[IAMStatement, ...] = (IAMStatement(("guardduty:GetFindings",)),)

@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import dry_run
+from chalicelib.executors import dry_run
 
 if TYPE_CHECKING:
-    from chalicelib.actions.base import KubeAPI
+    from chalicelib.interfaces import KubeAPI
 
 Key = tuple[str, str | None, str]  # ("pod", namespace, name) or ("node", None, name)
 

@@ -10,9 +10,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib import dry_run
-from chalicelib.actions.base import IAMStatement
+from chalicelib.executors import dry_run
 from chalicelib.executors.lazy import LazyClient
+from chalicelib.interfaces import IAMStatement
 
 logger = logging.getLogger(__name__)
 _MISSING = {"NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException"}

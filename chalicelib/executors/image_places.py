@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.actions.base import IAMStatement
+from chalicelib.interfaces import IAMStatement
 
 IAM: tuple[IAMStatement, ...] = (
     IAMStatement(("ecr:DescribeRepositories", "ecr:DescribeImages"), ("arn:aws:ecr:{region}:{account}:repository/*",)),

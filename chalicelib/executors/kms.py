@@ -12,9 +12,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from chalicelib import dry_run, key_policies
-from chalicelib.actions.base import IAMStatement
-from chalicelib.actions.kms.common import key_id
+from chalicelib import key_policies
+from chalicelib.executors import dry_run
+from chalicelib.interfaces import IAMStatement
+from chalicelib.key_policies import key_id
 
 # Reading what makes a key protected, and keeping its policy.
 IAM: tuple[IAMStatement, ...] = (

@@ -14,9 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from chalicelib import dry_run
-from chalicelib.actions.base import RBACRule
 from chalicelib.errors import ClusterAccessError
+from chalicelib.executors import dry_run
 from chalicelib.executors.eks_auth import eks_kubeconfig
 from chalicelib.executors.kube_http import (
     ACCESS_REVIEW,
@@ -39,6 +38,7 @@ from chalicelib.executors.kube_http import (
     TransportError,
     generic,
 )
+from chalicelib.interfaces import RBACRule
 
 # What resolving targets needs (owners of pods, nodes by provider id), beyond the actions.
 RBAC: tuple[RBACRule, ...] = (
@@ -74,7 +74,7 @@ def transient(exc: BaseException) -> bool:
 def _wait(exc: BaseException, attempt: int) -> float | None:
     """How long to wait before the next try: what the server asked (Retry-After), else backoff with
     jitter; None when that would run past the invocation's deadline (less the time to record and tell)."""
-    from chalicelib.lambda_events import DEADLINE_MARGIN, remaining_seconds
+    from chalicelib.invocation import DEADLINE_MARGIN, remaining_seconds
 
     asked: float | None = getattr(exc, "retry_after", None)
     delay: float = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
@@ -105,7 +105,7 @@ class RetryingClient:
         self.server = client.server
 
     def _retry(self, call: Callable[[], Any]) -> Any:
-        from chalicelib.lambda_events import check_deadline
+        from chalicelib.invocation import check_deadline
 
         for attempt in range(self._attempts):
             check_deadline("the Kubernetes request")

@@ -127,9 +127,9 @@ class Kubeconfig:
 
     @classmethod
     def from_file(cls, path: Path) -> Kubeconfig:
-        from chalicelib import yaml_text
+        from chalicelib import validation
 
-        return cls(yaml_text.load(Path(path).read_text(encoding="utf-8")), Path(path).parent)
+        return cls(validation.load_text(Path(path).read_text(encoding="utf-8")), Path(path).parent)
 
     def context_cluster(self, context: str) -> str:
         return str(self.contexts.get(context, {}).get("cluster") or "")

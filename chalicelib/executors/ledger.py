@@ -13,8 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.actions.base import IAMStatement
 from chalicelib.incident import Incident, Severity
+from chalicelib.interfaces import IAMStatement
 
 RECORD_DAYS = 30
 
@@ -166,7 +166,7 @@ class IncidentLedger:
         """
         from aws_lambda_powertools.utilities.idempotency import idempotent_function
 
-        from chalicelib.lambda_events import current_context
+        from chalicelib.invocation import current_context
 
         self._config.register_lambda_context(current_context())
         ran: dict[str, dict[str, Any]] = {}

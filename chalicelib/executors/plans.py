@@ -8,10 +8,12 @@ the second sees the state the first left and says so.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from chalicelib.response.plan import Plan
+if TYPE_CHECKING:
+    from chalicelib.incident import Incident
 
 EXTRA_DAYS = 30  # a decided plan stays readable (for the audit trail and release) this long
 
@@ -20,16 +22,33 @@ class PlanConflictError(Exception):
     """Someone else changed the plan first: read it again."""
 
 
-class PlanStore:
-    def __init__(self, table: str, dynamodb: Any) -> None:
+class Stored(Protocol):
+    """What the store needs of a plan: whose it is, when it expires, and its JSON-able form."""
+
+    @property
+    def incident(self) -> Incident: ...
+    @property
+    def expires_at(self) -> str: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+P = TypeVar("P", bound=Stored)
+
+
+class PlanStore(Generic[P]):
+    """`load` turns a stored plan's dict back into a plan (the response stage's `Plan.from_dict`): the
+    store keeps plans without knowing their shape."""
+
+    def __init__(self, table: str, dynamodb: Any, load: Callable[[dict[str, Any]], P]) -> None:
         self._table = table
         self._dynamodb = dynamodb
+        self._load = load
 
     @staticmethod
     def _key(incident_id: str) -> dict[str, Any]:
         return {"id": {"S": f"plan#{incident_id}"}}
 
-    def put(self, plan: Plan) -> None:
+    def put(self, plan: P) -> None:
         """A new plan replaces an older one of the same incident (a later, more severe occurrence)."""
         expires = int(datetime.fromisoformat(plan.expires_at).timestamp()) + EXTRA_DAYS * 86400
         self._dynamodb.put_item(
@@ -42,17 +61,17 @@ class PlanStore:
             },
         )
 
-    def get(self, incident_id: str) -> tuple[Plan, int] | None:
+    def get(self, incident_id: str) -> tuple[P, int] | None:
         item = self._dynamodb.get_item(TableName=self._table, Key=self._key(incident_id), ConsistentRead=True).get(
             "Item"
         )
         if not item:
             return None
-        return Plan.from_dict(json.loads(item["plan"]["S"])), int(item["version"]["N"])
+        return self._load(json.loads(item["plan"]["S"])), int(item["version"]["N"])
 
-    def all(self) -> list[tuple[Plan, int]]:
+    def all(self) -> list[tuple[P, int]]:
         """Every kept plan (a scan: the expiry schedule runs it every 15 minutes over a small table)."""
-        found: list[tuple[Plan, int]] = []
+        found: list[tuple[P, int]] = []
         pages = self._dynamodb.get_paginator("scan").paginate(
             TableName=self._table,
             FilterExpression="begins_with(#id, :plan)",
@@ -61,10 +80,10 @@ class PlanStore:
         )
         for page in pages:
             for item in page.get("Items", []):
-                found.append((Plan.from_dict(json.loads(item["plan"]["S"])), int(item["version"]["N"])))
+                found.append((self._load(json.loads(item["plan"]["S"])), int(item["version"]["N"])))
         return found
 
-    def replace(self, plan: Plan, version: int) -> int:
+    def replace(self, plan: P, version: int) -> int:
         """Write `plan` if the stored one is still at `version`; the new version, or PlanConflictError."""
         try:
             self._dynamodb.update_item(

@@ -12,11 +12,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.actions.base import IAMStatement
 from chalicelib.incident import Incident, PodRef, ResourceKind
+from chalicelib.interfaces import IAMStatement
 
 if TYPE_CHECKING:
-    from chalicelib.actions.base import EC2API, KubeAPI
+    from chalicelib.interfaces import EC2API, KubeAPI
 
 logger = logging.getLogger("eks_responder")
 
@@ -51,8 +51,8 @@ def _chunks(values: list[str]) -> list[list[str]]:
 def _in_vpc(incident: Incident, details: dict[str, str], vpc: str) -> Incident:
     """The incident keyed by the VPC its address is in too (two VPCs of one account may both use it);
     `details` gains the VPC."""
-    from chalicelib.sources import identifiers
-    from chalicelib.sources.flowlogs import incident_id
+    from chalicelib import identifiers
+    from chalicelib.flowlogs.incidents import incident_id
 
     if not identifiers.VPC.match(vpc) or "kind" not in details or "hour" not in details:
         return incident

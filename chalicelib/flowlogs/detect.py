@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from chalicelib.flow_detectors import DETECTORS, MINING_PORTS
 from chalicelib.flowlogs.addresses import FORBIDDEN, NO_ADDRESS, PUBLIC, THREAT, Classifier, Forbidden
-from chalicelib.flowlogs.defaults import DETECTORS, MINING_PORTS
 from chalicelib.flowlogs.fields import Layout
 
 SCANNER = 8  # an address already seen scanning: its records are kept from then on

@@ -140,7 +140,7 @@ def logs_payload(event: Any) -> LogsPayload:
     import binascii
     import json
 
-    from chalicelib.sources.envelope import check_depth
+    from chalicelib.validation import check_depth
 
     awslogs = event.get("awslogs") if isinstance(event, dict) else None
     data = awslogs.get("data") if isinstance(awslogs, dict) else None

@@ -67,7 +67,7 @@ def _sent(report: dict[str, Any], notifiers: list[Notifier]) -> list[Delivery]:
             deliveries.append(Delivery(notifier.name, delivered=True, attempts=attempt))
             break
         else:
-            from chalicelib import metrics
+            from chalicelib.notifiers import metrics
 
             metrics.notifier_failure(notifier.name)
             logger.error(

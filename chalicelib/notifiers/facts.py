@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.sources import identifiers
+from chalicelib import identifiers
 
 # What a report is, from the code path that made it.
 INCIDENT, APPROVAL, REJECTION, RELEASE, EXPIRY, CAPTURE, REJECTED, DELIVERY = (

@@ -27,7 +27,7 @@ def send(url: str, body: Any, *, what: str, headers: dict[str, str] | None = Non
          secret_url: bool = False, raw: bytes | None = None) -> tuple[int, Any]:  # fmt: skip
     """Send `body` as JSON (or `raw` bytes as they are); the status and the parsed answer. Anything
     but 2xx raises, naming `what` and never the URL when it is a secret."""
-    from chalicelib.lambda_events import check_deadline
+    from chalicelib.invocation import check_deadline
 
     checked_url(url, what)
     check_deadline(what)  # nothing is sent once the invocation has no time left to hear the answer

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.actions.base import IAMStatement
+from chalicelib.interfaces import IAMStatement
 from chalicelib.notifiers import facts, http, secrets
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"

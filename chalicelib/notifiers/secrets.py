@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.actions.base import IAMStatement
+from chalicelib.interfaces import IAMStatement
 
 MAX_AGE = 300
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib.actions.base import IAMStatement
+from chalicelib.interfaces import IAMStatement
 from chalicelib.notifiers import facts, http, secrets
 
 CORRELATION_DISPLAY = "eks-responder"

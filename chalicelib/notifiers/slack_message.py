@@ -280,13 +280,17 @@ def _decision_blocks(report: dict[str, Any], shown: list[dict[str, Any]], *, las
     return blocks
 
 
+def action_value(incident_id: str, step: int | None = None, revision: str = "") -> str:
+    """What a button carries: the incident, the step or `*` for every waiting step, and the revision of
+    the plan the message showed (a decision binds to what the approver saw)."""
+    return f"{incident_id}|{'*' if step is None else step}|{revision}"
+
+
 def approval_buttons(report: dict[str, Any], shown: set[Any] | None = None) -> dict[str, Any] | None:
     """Approve and Reject for the steps waiting (and per step, for the first few), Release for the
     steps a release undoes: only for steps among `shown` (every step when None), and only when a
     table keeps the plan (the report carries `approval` / `undo` only then). The values name the
     incident, the step and the plan's revision; what a click may do is decided by the route."""
-    from chalicelib.slack_interactivity import action_value
-
     waiting = (report.get("approval") or {}).get("waiting") or []
     undoable = (report.get("undo") or {}).get("steps") or []
     if shown is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib.actions.base import IAMStatement
+from chalicelib.interfaces import IAMStatement
 
 SUBJECT_LIMIT = 100  # SNS: printable ASCII, no line breaks, at most 100 characters
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.actions.base import IAMStatement
+from chalicelib.interfaces import IAMStatement
 from chalicelib.notifiers import facts, http, secrets
 
 CARD_VERSION = "1.4"

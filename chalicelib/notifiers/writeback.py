@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.actions.base import IAMStatement
+from chalicelib.interfaces import IAMStatement
 from chalicelib.notifiers import facts
 
 NOTE_LIMIT = 512  # Security Hub: Note.Text

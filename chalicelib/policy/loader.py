@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chalicelib import actions, yaml_text
+from chalicelib import actions, validation
 from chalicelib.errors import RulesError
 from chalicelib.policy.model import RulesFile
 from chalicelib.validation import ValidationError, describe, parse, problem
@@ -21,8 +21,8 @@ def load_rules(path: Path) -> RulesFile:
     doc = _parsed_copy(path, text)
     if doc is None:
         try:
-            doc = yaml_text.load(text)  # libyaml's loader
-        except yaml_text.TextError as exc:
+            doc = validation.load_text(text)  # libyaml's loader
+        except validation.TextError as exc:
             raise RulesError(f"{path}: not valid YAML: {exc}") from None
     return parse_rules(doc, str(path))
 
@@ -34,8 +34,8 @@ def parsed_copy_path(path: Path) -> Path:
 
 def parsed_copy(text: str) -> str:
     """The parsed copy of a rules file's text: its data as JSON, with the SHA-256 of the text it
-    was made from (`python -m chalicelib.permissions` writes the shipped file's)."""
-    return json.dumps({"sha256": _digest(text), "rules": yaml_text.load(text)}, indent=1, default=str) + "\n"
+    was made from (`python -m chalicelib.generate.permissions` writes the shipped file's)."""
+    return json.dumps({"sha256": _digest(text), "rules": validation.load_text(text)}, indent=1, default=str) + "\n"
 
 
 def _digest(text: str) -> str:

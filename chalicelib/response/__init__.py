@@ -1,6 +1,8 @@
-"""The response stage: an incident's targets, the guardrails, and (for image scans) its CVEs.
+"""The response stage: from an incident and the rule that decided it to what was done.
 
-Incident → targets (what the rule's actions would touch) → guardrail verdicts → the plan that
-executors carry out. Nothing here talks to AWS or Kubernetes directly: reads go through the
-gateways the responder passes in.
+`plan` holds the steps and their states, `targets` resolves what each action would touch (workload
+→ pods, pod → node, instance → node), `guardrails` says why an action must not run, `approvals`
+which steps wait for a human; `execute` runs a plan, `release` undoes one, and `report` and `audit`
+say what happened. Reads and writes go through the gateways the entry hands in (`interfaces.py`),
+never to AWS or Kubernetes directly.
 """

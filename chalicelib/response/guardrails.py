@@ -8,20 +8,28 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from chalicelib import compute
-from chalicelib.actions.base import CORDONED_AT_ANNOTATION, Action, ActionContext, Target
+from chalicelib.actions.base import Action, ActionContext
 from chalicelib.actions.ec2.common import CLUSTER_TAG, ISOLATED_AT_TAG, PROTECTED_TAG
 from chalicelib.actions.ec2.common import instance as cached_instance
-from chalicelib.actions.iam.common import account_of, name_of
+from chalicelib.actions.iam.common import (
+    SERVICE_LINKED_PATH,
+    account_of,
+    identity_static_block,
+    kind_of,
+    name_of,
+    same_identity,
+    same_principal,
+)
+from chalicelib.actions.k8s import compute
 from chalicelib.functions import FUNCTIONS
 from chalicelib.incident import Incident, PrincipalRole, principal_from_arn
+from chalicelib.interfaces import CORDONED_AT_ANNOTATION, Target
 from chalicelib.settings import Settings
 
 logger = logging.getLogger("eks_responder")
 
 CLUSTER_TAG_FILTER = f"tag:{CLUSTER_TAG}"
 IDENTITY_KINDS = {"role", "user", "principal"}
-SERVICE_LINKED_PATH = "/aws-service-role/"
 # Where an instance says which node group it belongs to (managed node groups, then any ASG).
 NODE_GROUP_TAGS = ("eks:nodegroup-name", "aws:autoscaling:groupName")
 
@@ -357,28 +365,6 @@ def _matches(arn: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatchcase(lowered[0], p.lower()) or fnmatchcase(lowered[1], p.lower()) for p in patterns)
 
 
-def identity_static_block(target: Target, settings: Settings, incident_account: str) -> str | None:
-    arn = target.name
-    name = name_of(arn)
-    if any(same_principal(arn, p) for p in settings.protected_principals):
-        return f"{arn} is protected (PROTECTED_PRINCIPALS)"
-    namespace = target.attributes.get("service_account_namespace")
-    if namespace and namespace in settings.all_protected_namespaces:
-        return (
-            f"{arn} is the IAM role of a service account in protected namespace {namespace} (the platform's "
-            "own identity, e.g. the VPC CNI): never revoked"
-        )
-    if any(same_principal(arn, p) for p in settings.kms_admin_principals):
-        return f"{arn} is a key administrator (KMS_ADMIN_PRINCIPALS); never revoked"
-    if f":role{SERVICE_LINKED_PATH}" in arn or name.startswith("AWSServiceRoleFor"):
-        return f"{arn} is an AWS service-linked role; never revoked"
-    account = account_of(arn)
-    allowed = {incident_account, *settings.allowed_accounts}
-    if account and account not in allowed:
-        return f"{arn} is in account {account}, not the finding's account or ALLOWED_ACCOUNTS"
-    return None
-
-
 def _own_identity(ctx: ActionContext) -> str:
     assert ctx.identity is not None
     own = ctx.cache.get("own-identity")
@@ -387,20 +373,6 @@ def _own_identity(ctx: ActionContext) -> str:
         parsed = principal_from_arn(caller, PrincipalRole.CALLER)
         own = ctx.cache["own-identity"] = parsed.arn if parsed and parsed.arn else caller
     return str(own)
-
-
-def _same_identity(a: str, b: str) -> bool:
-    return account_of(a) == account_of(b) and name_of(a) == name_of(b)
-
-
-def _kind(arn: str) -> str:
-    return "user" if ":user/" in arn else "role" if ":role/" in arn else ""
-
-
-def same_principal(arn: str, listed: str) -> bool:
-    """One IAM identity: same account, kind and name (a name is unique in its account, whatever the
-    path, and an assumed-role session is its role). Never a glob."""
-    return _same_identity(arn, listed) and _kind(arn) == _kind(listed) != ""
 
 
 def own_roles(ctx: ActionContext) -> list[str]:
@@ -420,7 +392,7 @@ def _tagged(tags: Any, key: str) -> bool:
 def identity_block(target: Target, ctx: ActionContext) -> str | None:
     if ctx.identity is None:
         return "no AWS access configured"
-    if _same_identity(_own_identity(ctx), target.name):
+    if same_identity(_own_identity(ctx), target.name):
         return f"{target.name} is the responder's own identity; never revoked"
     if any(same_principal(target.name, own) for own in own_roles(ctx)):
         return f"{target.name} is one of the responder's own roles (stage {ctx.settings.stage}); never revoked"
@@ -432,12 +404,12 @@ def _looked_up_block(target: Target, ctx: ActionContext) -> str | None:
     assert ctx.identity is not None
     tag = ctx.settings.protected_principal_tag
     tags: Any = None
-    if target.kind == "role" or _kind(target.name) == "role":
+    if target.kind == "role" or kind_of(target.name) == "role":
         role = ctx.identity.get_role(name_of(target.name))
         if role and str(role.get("Path", "")).startswith(SERVICE_LINKED_PATH):
             return f"{target.name} is an AWS service-linked role; never revoked"
         tags = (role or {}).get("Tags")
-    elif target.kind == "user" or _kind(target.name) == "user":
+    elif target.kind == "user" or kind_of(target.name) == "user":
         tags = ctx.identity.user_tags(name_of(target.name))
     return f"{target.name} is protected by its tag {tag}=true; never revoked" if _tagged(tags, tag) else None
 
@@ -462,7 +434,7 @@ def key_block(target: Target, ctx: ActionContext) -> str | None:
         return "no AWS access configured"
     callers = _callers(ctx)
     own = _own_identity(ctx)
-    if any(_same_identity(own, c) for c in callers):
+    if any(same_identity(own, c) for c in callers):
         return "caused by the responder's own role: ignored, so the responder never fights itself"
     static = key_static_block(target, ctx.settings, callers)
     if static:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.actions.base import IdentityAPI, KubeAPI, Target
+from chalicelib.actions.k8s.rbac_grants import ANONYMOUS, DEFAULT_ADMIN, grant_kind, is_system_binding
 from chalicelib.incident import Incident, PrincipalKind, PrincipalRole
-from chalicelib.response.rbac_grants import ANONYMOUS, DEFAULT_ADMIN, grant_kind, is_system_binding
+from chalicelib.interfaces import IdentityAPI, KubeAPI, Target
 
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 BINDING_RESOURCES = {"clusterrolebindings": "ClusterRoleBinding", "rolebindings": "RoleBinding"}

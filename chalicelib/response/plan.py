@@ -15,19 +15,9 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.actions.base import Target
-from chalicelib.incident import (
-    ApiCall,
-    Incident,
-    PodRef,
-    Principal,
-    PrincipalKind,
-    PrincipalRole,
-    ResourceKind,
-    Severity,
-    WorkloadRef,
-    timestamp,
-)
+from chalicelib.identifiers import incident_from_state
+from chalicelib.incident import Incident, incident_state
+from chalicelib.interfaces import Target
 
 if TYPE_CHECKING:
     from chalicelib.policy.model import Rule, RulesFile, Step
@@ -190,59 +180,3 @@ def needs_approval(step: Step, rule: Rule, incident: Incident, rules: RulesFile,
         if any(fnmatchcase(step.action, glob) for glob in entry.actions) and matches(entry.match, incident):
             return entry.approval == "required"
     return default == "required"
-
-
-def incident_state(incident: Incident) -> dict[str, Any]:
-    """Everything the incident holds (`Incident.to_dict` is the report's shape, and loses some)."""
-    return {
-        "id": incident.id, "source": incident.source, "type": incident.type, "title": incident.title,
-        "severity": incident.severity.label, "score": incident.score, "account": incident.account,
-        "region": incident.region, "resource_kind": incident.resource_kind.value, "cluster": incident.cluster,
-        "namespace": incident.namespace,
-        "workloads": [[w.kind, w.namespace, w.name] for w in incident.workloads],
-        "pods": [[p.namespace, p.name, p.node] for p in incident.pods],
-        "nodes": list(incident.nodes), "instance_ids": list(incident.instance_ids),
-        "principals": [
-            [p.kind.value, p.name, p.arn, list(p.groups), p.involved_as.value, p.access_key_id]
-            for p in incident.principals
-        ],
-        "images": list(incident.images), "remote_ips": list(incident.remote_ips),
-        "privileged": incident.privileged, "sample": incident.sample, "event_id": incident.event_id,
-        "raw_ref": incident.raw_ref, "finding_arn": incident.finding_arn, "count": incident.count,
-        "api_call": None if incident.api_call is None else [
-            incident.api_call.verb, incident.api_call.resource, incident.api_call.name, incident.api_call.namespace
-        ],
-        "key_arns": list(incident.key_arns), "failed": incident.failed, "hold": incident.hold,
-        "unverified": incident.unverified,
-        "details": dict(incident.details),
-        "observed_at": incident.observed_at,
-    }  # fmt: skip
-
-
-def incident_from_state(data: dict[str, Any]) -> Incident:
-    """The incident `incident_state` wrote, checked again at the boundary like any other."""
-    from chalicelib.sources import identifiers
-
-    call = data.get("api_call")
-    incident = Incident(
-        id=str(data["id"]), source=str(data["source"]), type=str(data["type"]), title=str(data["title"]),
-        severity=Severity.parse(str(data["severity"])), score=float(data["score"]), account=str(data["account"]),
-        region=str(data["region"]), resource_kind=ResourceKind(data["resource_kind"]),
-        cluster=data.get("cluster"), namespace=data.get("namespace"),
-        workloads=tuple(WorkloadRef(*w) for w in data.get("workloads", [])),
-        pods=tuple(PodRef(*p) for p in data.get("pods", [])),
-        nodes=tuple(data.get("nodes", [])), instance_ids=tuple(data.get("instance_ids", [])),
-        principals=tuple(
-            Principal(PrincipalKind(k), n, a, tuple(g), PrincipalRole(r), key)
-            for k, n, a, g, r, key in data.get("principals", [])
-        ),
-        images=tuple(data.get("images", [])), remote_ips=tuple(data.get("remote_ips", [])),
-        privileged=bool(data.get("privileged")), sample=bool(data.get("sample")), event_id=data.get("event_id"),
-        raw_ref=data.get("raw_ref"), finding_arn=data.get("finding_arn"), count=int(data.get("count", 1)),
-        api_call=ApiCall(*call) if call else None,
-        key_arns=tuple(data.get("key_arns", [])), failed=bool(data.get("failed")), hold=str(data.get("hold") or ""),
-        unverified=str(data.get("unverified") or ""),
-        details={str(k): str(v) for k, v in (data.get("details") or {}).items()},
-        observed_at=timestamp(data.get("observed_at")),
-    )  # fmt: skip
-    return identifiers.check(incident)

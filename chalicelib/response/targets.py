@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib import compute
-from chalicelib.actions.base import IdentityAPI, KubeAPI, Target
+from chalicelib.actions.k8s import compute
 from chalicelib.incident import Incident, ResourceKind
+from chalicelib.interfaces import IdentityAPI, KubeAPI, Target
 from chalicelib.response import identities
 from chalicelib.sources.runtime_coverage import AGENT_CHECK
 

@@ -8,13 +8,14 @@ Pure: a list in, an incident out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from chalicelib.incident import SCAN_BANDS as BAND
 from chalicelib.incident import SCAN_SCORES as SCORE
 from chalicelib.incident import SCAN_SEVERITIES as ORDER
 from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.interfaces import Vulnerability
 from chalicelib.policy.matcher import risk_for
 
 if TYPE_CHECKING:
@@ -25,31 +26,6 @@ if TYPE_CHECKING:
 
 COUNTS_ONLY = {"ECR:ImageScan", "Inspector2:Scan"}
 SHOWN = 5  # worst CVEs named in the incident and the alert
-_RANK = {"CRITICAL": 4, "HIGH": 3, "MEDIUM": 2, "LOW": 1}
-
-
-@dataclass(frozen=True)
-class Vulnerability:
-    id: str  # CVE-2021-3711, or the scanner's own id
-    severity: str  # CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED
-    score: float | None = None  # CVSS (v3 when given, else v2)
-    package: str = ""
-    fix_available: str = ""  # yes / no / partial, when the scanner says
-    exploit_available: str = ""
-
-    @property
-    def rank(self) -> tuple[int, float]:
-        return _RANK.get(self.severity.upper(), 0), self.score or 0.0
-
-    def line(self) -> str:
-        facts = [self.id, self.severity.upper()]
-        if self.score is not None:
-            facts.append(f"CVSS {self.score:g}")
-        if self.package:
-            facts.append(self.package)
-        if self.fix_available:
-            facts.append(f"fix {self.fix_available}")
-        return " ".join(facts)
 
 
 def wants_findings(incident: Incident) -> bool:
@@ -61,44 +37,6 @@ def wants_findings(incident: Incident) -> bool:
         and not incident.sample
         and bool(incident.details.get("repository") and incident.details.get("digest"))
     )
-
-
-def _attributes(finding: dict[str, Any]) -> dict[str, str]:
-    return {str(a.get("key")): str(a.get("value")) for a in finding.get("attributes") or [] if isinstance(a, dict)}
-
-
-def _number(value: Any) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def from_response(page: dict[str, Any]) -> list[Vulnerability]:
-    """Both shapes of `DescribeImageScanFindings`: basic `findings` and Inspector's `enhancedFindings`."""
-    body = page.get("imageScanFindings") or {}
-    found: list[Vulnerability] = []
-    for finding in body.get("findings") or []:
-        attributes = _attributes(finding)
-        package = " ".join(filter(None, (attributes.get("package_name"), attributes.get("package_version"))))
-        score = _number(attributes.get("CVSS3_SCORE")) or _number(attributes.get("CVSS2_SCORE"))
-        found.append(Vulnerability(str(finding.get("name") or "unnamed"), str(finding.get("severity") or ""),
-                                   score, package))  # fmt: skip
-    for finding in body.get("enhancedFindings") or []:
-        details = finding.get("packageVulnerabilityDetails") or {}
-        packages = details.get("vulnerablePackages") or [{}]
-        package = " ".join(filter(None, (packages[0].get("name"), packages[0].get("version"))))
-        found.append(
-            Vulnerability(
-                str(details.get("vulnerabilityId") or finding.get("title") or "unnamed"),
-                str(finding.get("severity") or ""),
-                _number(finding.get("score")),
-                package,
-                str(finding.get("fixAvailable") or "").lower(),
-                str(finding.get("exploitAvailable") or "").lower(),
-            )
-        )
-    return found
 
 
 def fold(

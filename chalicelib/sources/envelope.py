@@ -94,22 +94,3 @@ def split_document(doc: Any) -> list[dict[str, Any]]:
         "not an EventBridge event, a GuardDuty finding, get-findings output or a CloudTrail record "
         f"(top-level keys: {keys})"
     )
-
-
-MAX_DEPTH = 64  # far deeper than any AWS event; deeper input is an attack on the parser, not data
-
-
-def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
-    """EventError when `value` nests objects or arrays deeper than `limit` (checked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            raise EventError(f"the event nests objects or arrays more than {limit} levels deep")
-        stack.extend((child, depth + 1) for child in children)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib import identifiers
 from chalicelib.errors import EventError, NotHandledError
 from chalicelib.incident import Incident
-from chalicelib.sources import identifiers
-from chalicelib.sources.envelope import check_depth
+from chalicelib.validation import check_depth
 
 
 def to_incident(event: Any, raw_ref: str | None = None) -> Incident:

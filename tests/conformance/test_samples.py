@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.cli import main
+from chalicelib.commands.cli import main
 
 pytestmark = pytest.mark.conformance
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chalicelib.sources import identifiers
+from chalicelib import identifiers
 from tests.conftest import EVENTS, SAMPLES
 
 DEEP = 1200  # deeper than the JSON nesting Python's recursion allows by default
@@ -147,7 +147,8 @@ class Harness:
 
     def __init__(self) -> None:
         from chalicelib.policy.loader import load_rules
-        from chalicelib.responder import Mode, Responder
+        from chalicelib.response.execute import Responder
+        from chalicelib.response.report import Mode
         from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 
         self.settings = Settings(clusters=("demo",))
@@ -156,8 +157,8 @@ class Harness:
 
     def run(self, event: Any) -> list[dict[str, Any]]:
         """The outputs the functions would return for this event (one per delivery or incident)."""
-        from chalicelib import intake, wiring
-        from chalicelib.flowlogs import batch
+        from chalicelib.entry import flow_logs as batch
+        from chalicelib.entry import intake, wiring
 
         if isinstance(event, dict) and isinstance(event.get("awslogs"), dict) and "data" not in event["awslogs"]:
             try:
@@ -178,7 +179,7 @@ class Harness:
                 return [batch.rejected("cloudwatch-logs-payload", exc, [])]
             return [batch.respond(delivery, flows)]
         if isinstance(event, dict) and (event.get("source") == "aws.s3" or "Records" in event):
-            objects = wiring.s3_objects(event)
+            objects = batch.s3_objects(event)
             return [{"objects": [list(o) for o in objects]}]
         return [intake.handle(event, self.responder, self.mode)]
 

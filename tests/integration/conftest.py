@@ -19,9 +19,9 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Node
 from lightkube.types import PatchType
 
-from chalicelib import actions, bounds, wiring
-from chalicelib.actions.k8s.block_image import image_blocks_documents
-from chalicelib.bounds import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE
+from chalicelib import actions
+from chalicelib.actions.k8s.block_image import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE, image_blocks_documents
+from chalicelib.entry import wiring
 from chalicelib.executors.aws import AwsConnector
 from chalicelib.executors.caps import CapLeases
 from chalicelib.executors.evidence import FolderEvidence
@@ -30,11 +30,13 @@ from chalicelib.executors.image_places import ImagePlaces
 from chalicelib.executors.kube import ClusterConnector
 from chalicelib.executors.plans import PlanStore
 from chalicelib.executors.scan_findings import ScanFindingsReader
+from chalicelib.generate import bounds
+from chalicelib.generate.permissions import RESPONDER_GROUP, cluster_role_documents
 from chalicelib.incident import Incident, PodRef, ResourceKind, Severity, WorkloadRef
-from chalicelib.permissions import RESPONDER_GROUP, cluster_role_documents
 from chalicelib.policy.loader import load_rules, parse_rules
 from chalicelib.policy.model import RulesFile
-from chalicelib.responder import Responder
+from chalicelib.response.execute import Responder
+from chalicelib.response.plan import Plan
 from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from devstack import stack as devstack
 from devstack.seed import until_established
@@ -309,7 +311,7 @@ def make_responder(local_stack: devstack.LocalStack, tmp_path: Path, aws_session
         images = ImagePlaces(lambda: aws_session)
         table = current.incidents_table
         caps = CapLeases(table, aws_session.client("dynamodb")) if table else None
-        plans = PlanStore(table, aws_session.client("dynamodb")) if table else None
+        plans = PlanStore(table, aws_session.client("dynamodb"), Plan.from_dict) if table else None
         built.append(
             Responder(
                 rules, current, connector, evidence, aws=aws, identity=identity, keys=keys, scans=scans, caps=caps,
@@ -353,6 +355,6 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def store(aws_session: Any) -> PlanStore:
+def store(aws_session: Any) -> PlanStore[Plan]:
     """Plans kept in a fresh incident table on the moto server."""
-    return PlanStore(create_incidents_table(aws_session), aws_session.client("dynamodb"))
+    return PlanStore(create_incidents_table(aws_session), aws_session.client("dynamodb"), Plan.from_dict)

@@ -21,8 +21,9 @@ import boto3
 import botocore.session
 import pytest
 
-from chalicelib import functions, intake, wiring
-from chalicelib.responder import Responder
+from chalicelib import functions
+from chalicelib.entry import intake, wiring
+from chalicelib.response.execute import Responder
 
 FUNCTION: ContextVar[str | None] = ContextVar("function", default=None)
 _PAUSED: ContextVar[bool] = ContextVar("paused", default=False)

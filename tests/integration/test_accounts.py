@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from chalicelib.incident import Principal, PrincipalKind
-from chalicelib.responder import Mode
+from chalicelib.response.report import Mode
 from tests.integration.conftest import incident, rules_with
 
 pytestmark = pytest.mark.integration
@@ -201,8 +201,8 @@ def test_a_member_accounts_flow_logs_are_attributed_in_that_account(aws_session:
     import gzip
     from datetime import UTC, datetime
 
-    from chalicelib import wiring
-    from chalicelib.flowlogs import batch
+    from chalicelib.entry import flow_logs as batch
+    from chalicelib.entry import wiring
     from chalicelib.flowlogs.addresses import Classifier, Ranges
     from chalicelib.flowlogs.detect import Scanner
 
@@ -246,7 +246,7 @@ def test_a_members_evidence_names_its_account(aws_session: Any, make_responder: 
 def test_a_members_key_policy_is_snapshotted_and_restored_there(
     aws_session: Any, make_responder: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    from chalicelib import wiring
+    from chalicelib.entry import wiring
     from tests.integration.test_kms import kid, put_key_policy
 
     member = MEMBERS[2]
@@ -286,7 +286,7 @@ def _flow_object(session: Any, bucket: str, logged_by: str) -> str:
 
 
 def _deliver(bucket: str, key: str, owner: str, current: Any, responder: Any) -> dict[str, Any]:
-    from chalicelib import wiring
+    from chalicelib.entry import wiring
 
     event = {"id": "e-1", "source": "aws.s3", "detail-type": "Object Created", "account": owner,
              "region": "us-east-1", "detail": {"bucket": {"name": bucket}, "object": {"key": key}}}  # fmt: skip
@@ -366,7 +366,7 @@ def test_a_key_naming_another_account_in_a_members_bucket_is_refused(
             sent.append(report)
 
     before = len(RECORDED)
-    from chalicelib import wiring
+    from chalicelib.entry import wiring
 
     detail = {"bucket": {"name": f"acme-flow-logs-{attacker}"}, "object": {"key": key}}
     event = {"id": "e-1", "source": "aws.s3", "detail-type": "Object Created", "account": attacker,
@@ -387,7 +387,7 @@ def test_a_members_finding_never_reaches_the_hubs_cluster_through_a_plain_name(
 ) -> None:
     """The kubeconfig's plain-named context `local` is the hub's cluster: a member's finding about
     its own cluster `local` must not label the hub's pod of that name."""
-    from chalicelib.actions.base import INVESTIGATION_LABEL
+    from chalicelib.interfaces import INVESTIGATION_LABEL
     from tests.integration.test_block_image import labels
 
     pod = cluster.pod("web")

@@ -24,13 +24,14 @@ from lightkube.resources.admissionregistration_v1 import (
 from lightkube.resources.core_v1 import ConfigMap, Node, Pod
 from lightkube.types import PatchType
 
-from chalicelib import bounds, decisions
 from chalicelib.actions.k8s import block_image
-from chalicelib.actions.k8s.block_image import policy_name
-from chalicelib.bounds import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE, POLICY_PREFIX
+from chalicelib.actions.k8s.block_image import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE, POLICY_PREFIX, policy_name
+from chalicelib.entry import decisions
 from chalicelib.executors.plans import PlanStore
-from chalicelib.permissions import RESPONDER_GROUP
-from chalicelib.responder import Mode
+from chalicelib.generate import bounds
+from chalicelib.generate.permissions import RESPONDER_GROUP
+from chalicelib.response.plan import Plan
+from chalicelib.response.report import Mode
 from devstack.stack import LocalStack
 from tests.integration.conftest import INCIDENTS_TABLE as TABLE
 from tests.integration.conftest import Cluster, enforce_bounds, incident, rules_with
@@ -127,7 +128,7 @@ OUT_OF_BOUNDS: dict[str, tuple[str, Callable[[Client, Cluster, str], Any]]] = {
     "image-block-matching-every-image": ("configmaps", _entries({ENTRY: "@"})),
     "image-block-with-a-wildcard": ("configmaps", _entries({ENTRY: "*:*"})),
     "image-blocks-beyond-the-cap": ("configmaps", _entries({
-        f"{POLICY_PREFIX}{i:016x}": DIGEST_LINE for i in range(bounds.MAX_IMAGE_BLOCKS + 1)})),
+        f"{POLICY_PREFIX}{i:016x}": DIGEST_LINE for i in range(block_image.MAX_IMAGE_BLOCKS + 1)})),
     "kyverno-policy-judging-configmaps": ("clusterpolicies", lambda c, cl, _: c.create(from_dict(_judging()))),
     "kyverno-policy-in-kube-system": ("clusterpolicies", lambda c, cl, _: c.create(from_dict(_everywhere()))),
     "kyverno-policy-of-another-name": ("clusterpolicies", lambda c, cl, _: c.create(from_dict(
@@ -276,7 +277,7 @@ def _new_pod(cluster: Cluster, namespace: str, image: str) -> Any:
 
 
 def test_a_blocked_digest_is_kept_out_by_the_server_and_containment_still_goes_through(
-    cluster: Cluster, make_responder: Any, store: PlanStore
+    cluster: Cluster, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     digest = f"sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}"
     image = f"{REPOSITORY}@{digest}"

@@ -12,11 +12,12 @@ from lightkube import ApiError, Client
 from lightkube.resources.core_v1 import Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
-from chalicelib import decisions
-from chalicelib.compute import AUTOSCALER_ANNOTATIONS
+from chalicelib.actions.k8s.compute import AUTOSCALER_ANNOTATIONS
+from chalicelib.entry import decisions
 from chalicelib.executors.plans import PlanStore
 from chalicelib.policy.loader import parse_rules
-from chalicelib.responder import Mode
+from chalicelib.response.plan import Plan
+from chalicelib.response.report import Mode
 from tests.integration.conftest import Cluster, incident, rules_with
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,7 @@ def _waiting(cluster: Cluster, make_responder: Any) -> Any:
 
 
 def test_a_step_that_needs_approval_waits_and_a_later_invocation_runs_it(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     # GIVEN a rule whose isolation needs approval: the label runs, the isolation waits, the plan is stored
     report = _waiting(cluster, make_responder)
@@ -66,7 +67,7 @@ def test_a_step_that_needs_approval_waits_and_a_later_invocation_runs_it(
 
 
 def test_a_second_click_and_a_duplicate_carry_out_do_nothing(
-    cluster: Cluster, make_responder: Any, store: PlanStore
+    cluster: Cluster, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     report = _waiting(cluster, make_responder)
     runs: list[dict[str, Any]] = []
@@ -84,7 +85,7 @@ def test_a_second_click_and_a_duplicate_carry_out_do_nothing(
     assert len(runs) == 1
 
 
-def test_concurrent_carry_outs_run_a_step_once(cluster: Cluster, make_responder: Any, store: PlanStore) -> None:
+def test_concurrent_carry_outs_run_a_step_once(cluster: Cluster, make_responder: Any, store: PlanStore[Plan]) -> None:
     report = _waiting(cluster, make_responder)
     decisions.decide(store, report.incident.id, approve=True, steps=None, who="U1", run=lambda i: {})
     responders = [make_responder(rules_with(*RULES), incidents_table=TABLE) for _ in range(4)]
@@ -93,7 +94,9 @@ def test_concurrent_carry_outs_run_a_step_once(cluster: Cluster, make_responder:
     assert sum("actions" in r for r in results) == 1
 
 
-def test_a_rejected_step_never_runs(cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore) -> None:
+def test_a_rejected_step_never_runs(
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
+) -> None:
     report = _waiting(cluster, make_responder)
     result = decisions.decide(store, report.incident.id, approve=False, steps=None, who="U1", run=lambda i: {})
     assert "rejected by U1" in result["message"]
@@ -104,7 +107,7 @@ def test_a_rejected_step_never_runs(cluster: Cluster, admin: Client, make_respon
 
 
 def test_a_rejection_is_told_to_the_outputs_with_the_refused_steps(
-    cluster: Cluster, make_responder: Any, store: PlanStore
+    cluster: Cluster, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     from chalicelib.notifiers import events_out, facts
     from devstack.stand_ins import load_schema, schema_errors
@@ -130,7 +133,7 @@ def test_a_rejection_is_told_to_the_outputs_with_the_refused_steps(
 
 
 def test_an_expired_plan_runs_nothing_and_says_so_once(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     report = _waiting(cluster, make_responder)
     later = datetime.now(UTC) + timedelta(days=1)
@@ -150,7 +153,7 @@ def test_an_expired_plan_runs_nothing_and_says_so_once(
 
 
 def test_a_target_replaced_since_the_plan_is_not_acted_on(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     report = _waiting(cluster, make_responder)
     admin.delete(Pod, "web", namespace=cluster.namespace, grace_period=0)
@@ -177,7 +180,7 @@ class Recorder:
 
 
 def test_a_plan_nobody_answered_expires_and_is_told_once(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     report = _waiting(cluster, make_responder)
     told = Recorder()
@@ -195,7 +198,7 @@ def test_a_plan_nobody_answered_expires_and_is_told_once(
 
 
 def test_an_approval_after_the_rule_went_dry_is_carried_out_as_a_dry_run(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     """Planned live, then the rule is switched to `dry_run: true`: the old message's approval runs
     in the stricter mode, and says so."""
@@ -220,7 +223,7 @@ def _eks_cluster(aws_session: Any, name: str, cidrs: list[str]) -> Any:
 
 
 def test_an_anonymous_caller_loses_its_bindings_and_the_public_endpoint_is_restricted_once_approved(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore, aws_session: Any
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan], aws_session: Any
 ) -> None:
     from dataclasses import replace
 
@@ -268,15 +271,15 @@ def test_an_anonymous_caller_loses_its_bindings_and_the_public_endpoint_is_restr
 
 
 def test_every_decision_is_kept_per_step_and_the_timeline_shows_each(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore, caplog: pytest.LogCaptureFixture
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Alice approves from the CLI, the step runs, Carol releases: Alice's approval is still in the
     step's history, and the timeline (audit lines and the table) shows the approval, the run and the
     release, each with who."""
     import logging
 
-    from chalicelib import timeline
-    from chalicelib.cli import JsonLines
+    from chalicelib.commands import timeline
+    from chalicelib.commands.cli import JsonLines
 
     caplog.set_level(logging.INFO, logger="eks_responder")
     report = _waiting(cluster, make_responder)
@@ -317,7 +320,7 @@ def test_every_decision_is_kept_per_step_and_the_timeline_shows_each(
 
 
 def test_a_release_with_nothing_to_put_back_says_so_in_the_history(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     from lightkube.types import PatchType
 

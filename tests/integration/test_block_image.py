@@ -12,10 +12,9 @@ from lightkube.generic_resource import create_global_resource
 from lightkube.resources.core_v1 import ConfigMap, Pod
 from lightkube.types import PatchType
 
-from chalicelib.actions.k8s.block_image import kyverno_policy, policy_name
-from chalicelib.bounds import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE
+from chalicelib.actions.k8s.block_image import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE, kyverno_policy, policy_name
 from chalicelib.incident import Incident, ResourceKind, Severity
-from chalicelib.responder import Mode
+from chalicelib.response.report import Mode
 from chalicelib.settings import Settings
 from tests.integration.conftest import Cluster
 

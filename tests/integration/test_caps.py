@@ -10,7 +10,7 @@ from lightkube import Client
 from lightkube.resources.core_v1 import Node
 
 from chalicelib.incident import ResourceKind
-from chalicelib.responder import Mode, Report
+from chalicelib.response.report import Mode, Report
 from tests.integration.conftest import Cluster, create_incidents_table, incident, rules_with
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,10 @@ from lightkube import Client
 from lightkube.resources.core_v1 import Namespace, Node, Pod, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 
-from chalicelib.actions.base import (
+from chalicelib.actions.k8s.isolate_pod import ORIGINAL_LABELS_ANNOTATION
+from chalicelib.actions.k8s.selectors import selects, service_selects
+from chalicelib.incident import ResourceKind
+from chalicelib.interfaces import (
     INCIDENT_ANNOTATION,
     INCIDENT_LABEL,
     INVESTIGATION_LABEL,
@@ -21,10 +24,7 @@ from chalicelib.actions.base import (
     QUARANTINE_POLICY,
     QUARANTINE_TAINT,
 )
-from chalicelib.actions.k8s.isolate_pod import ORIGINAL_LABELS_ANNOTATION
-from chalicelib.actions.k8s.selectors import selects, service_selects
-from chalicelib.incident import ResourceKind
-from chalicelib.responder import Mode
+from chalicelib.response.report import Mode
 from tests.conftest import EVENTS
 from tests.integration.conftest import Cluster, incident, rules_with
 
@@ -424,8 +424,8 @@ def test_a_finding_from_another_account_changes_nothing(cluster: Cluster, admin:
 def test_a_live_replay_for_a_cluster_the_kubeconfig_lacks_changes_nothing(
     cluster: Cluster, admin: Client, local_stack: Any, tmp_path: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib import wiring
-    from chalicelib.cli import main
+    from chalicelib.commands.cli import main
+    from chalicelib.entry import wiring
 
     node = cluster.node("node-a", "i-0aaa")
     pod = cluster.pod("api", node)

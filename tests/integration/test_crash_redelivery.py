@@ -19,8 +19,8 @@ from lightkube import Client
 from lightkube.resources.core_v1 import Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
-from chalicelib import wiring
-from chalicelib.actions.base import QUARANTINE_LABEL
+from chalicelib.entry import wiring
+from chalicelib.interfaces import QUARANTINE_LABEL
 from devstack import drills
 from devstack.stack import LocalStack
 from tests.integration.conftest import Cluster, create_incidents_table

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import functions, metrics
+from chalicelib import functions
+from chalicelib.notifiers import metrics
 from deploy import dashboard
 
 pytestmark = pytest.mark.integration

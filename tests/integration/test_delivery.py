@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import delivery, functions
+from chalicelib import functions
+from chalicelib.entry import delivery
 from deploy import dashboard
 from deploy import delivery as deployed
 
@@ -105,7 +106,7 @@ def test_every_delivery_failure_has_an_alarm_and_a_graph() -> None:
 def test_doctor_says_when_a_bare_chalice_deploy_took_the_dead_letters_away(
     aws_session: Any, as_chalice_deploys: dict[str, Any]
 ) -> None:
-    from chalicelib import doctor
+    from chalicelib.commands import doctor
     from chalicelib.settings import Settings
 
     stage = Settings.from_env({"STAGE": STAGE})

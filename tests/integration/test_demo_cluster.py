@@ -15,8 +15,8 @@ import yaml
 from lightkube.resources.core_v1 import ConfigMap, Node, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
-from chalicelib.actions.base import QUARANTINE_LABEL
-from chalicelib.cli import main
+from chalicelib.commands.cli import main
+from chalicelib.interfaces import QUARANTINE_LABEL
 from devstack import seed, stack
 from tests.conftest import EVENTS
 

@@ -14,9 +14,10 @@ from lightkube import Client
 from lightkube.codecs import from_dict
 from lightkube.resources.rbac_authorization_v1 import ClusterRole
 
-from chalicelib import actions, doctor
+from chalicelib import actions
+from chalicelib.commands import doctor
 from chalicelib.executors.kube import ClusterConnector
-from chalicelib.permissions import CLUSTER_ROLE_NAME, cluster_role_documents
+from chalicelib.generate.permissions import CLUSTER_ROLE_NAME, cluster_role_documents
 from chalicelib.settings import Settings
 from deploy import prerequisites
 from tests.integration.conftest import Cluster
@@ -138,13 +139,14 @@ def test_the_installed_command_checks_a_stage_read_from_the_chalice_config(
               "stages": {"test": {"environment_variables": variables}}}  # fmt: skip
     (chalice / "config.json").write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if k not in ("INCIDENTS_TABLE", "EVIDENCE_BUCKET", "STAGE")}
-    ran = subprocess.run([sys.executable, "-m", "chalicelib.cli", "doctor", "--stage", "test"], cwd=tmp_path,
+    ran = subprocess.run([sys.executable, "-m", "chalicelib.commands.cli", "doctor", "--stage", "test"], cwd=tmp_path,
                          env=env, capture_output=True, text=True, check=False, timeout=300)  # fmt: skip
     assert "Traceback" not in ran.stderr, ran.stderr
     assert ran.stdout.startswith("stage test from .chalice/config.json\n"), ran.stdout
     assert f"ok   incident table: {stage.incidents_table}" in ran.stdout
     assert "evidence bucket" in ran.stdout
-    missing = subprocess.run([sys.executable, "-m", "chalicelib.cli", "doctor", "--stage", "nope"], cwd=tmp_path,
-                             env=env, capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    missing = subprocess.run([sys.executable, "-m", "chalicelib.commands.cli", "doctor", "--stage", "nope"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+                             timeout=120)  # fmt: skip
     assert missing.returncode != 0
     assert "no stage 'nope' in .chalice/config.json (stages: test)" in missing.stderr

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import dry_run
+from chalicelib.executors import dry_run
 from chalicelib.executors.aws import AwsConnector
 
 pytestmark = pytest.mark.integration

@@ -71,7 +71,7 @@ def test_a_subscriber_can_take_only_the_failed_steps(aws_session: Any) -> None:
 def test_the_responders_own_rules_never_match_its_events() -> None:
     # Its events can never feed back into it: no subscription takes its source, and none of its
     # detail types is the (directly invoked) carry-out event's.
-    from chalicelib import decisions
+    from chalicelib.entry import decisions
     from chalicelib.sources import patterns
 
     subscribed = [v for v in vars(patterns).values() if isinstance(v, dict) and "source" in v]

@@ -16,8 +16,8 @@ from lightkube import Client
 from lightkube.resources.core_v1 import Pod
 
 import app
-from chalicelib import wiring
-from chalicelib.actions.base import QUARANTINE_LABEL
+from chalicelib.entry import wiring
+from chalicelib.interfaces import QUARANTINE_LABEL
 from devstack import stand_ins
 from devstack.stack import LocalStack
 from tests.conftest import ROOT, load_event

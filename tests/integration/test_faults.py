@@ -16,11 +16,12 @@ import pytest
 from lightkube import Client
 from lightkube.resources.core_v1 import Pod
 
-from chalicelib.actions.base import INVESTIGATION_LABEL
 from chalicelib.executors.aws import AwsConnector
 from chalicelib.executors.kube import ClusterConnector
 from chalicelib.incident import ResourceKind
-from chalicelib.responder import Mode, Responder
+from chalicelib.interfaces import INVESTIGATION_LABEL
+from chalicelib.response.execute import Responder
+from chalicelib.response.report import Mode
 from chalicelib.settings import Settings
 from devstack.stack import LocalStack
 from tests.integration.conftest import Cluster, incident, rules_with
@@ -76,7 +77,7 @@ def test_kubernetes_errors_are_retried_with_backoff(
 def test_a_server_asking_to_wait_is_waited_for_and_not_past_the_deadline(
     cluster: Cluster, admin: Client, kube_proxy: FaultProxy, local_stack: LocalStack, tmp_path: Path
 ) -> None:
-    from chalicelib.lambda_events import LocalContext, invocation
+    from chalicelib.invocation import LocalContext, invocation
 
     pod = cluster.pod("api", cluster.node("node-a", "i-0aaa"))
     kube_proxy.inject("status", times=2, status=429, methods=("PATCH",), headers={"Retry-After": "1"})
@@ -219,8 +220,9 @@ def test_no_aws_request_and_no_step_starts_past_the_deadline(
 ) -> None:
     """Botocore's own retries would outlive the function: every attempt checks the time left first,
     and a step that cannot start is recorded as not done (a passing fault: delivered again)."""
-    from chalicelib import faults, wiring
-    from chalicelib.lambda_events import DeadlineError, LocalContext, invocation
+    from chalicelib.entry import wiring
+    from chalicelib.executors import faults
+    from chalicelib.invocation import DeadlineError, LocalContext, invocation
 
     wiring.reset()
     sts = wiring.aws_session().client("sts")

@@ -16,12 +16,12 @@ from lightkube.resources.core_v1 import Node, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
-from chalicelib import wiring
-from chalicelib.flowlogs import batch
+from chalicelib.entry import flow_logs as batch
+from chalicelib.entry import wiring
 from chalicelib.flowlogs.addresses import Classifier, Ranges
 from chalicelib.flowlogs.detect import Scanner
 from chalicelib.flowlogs.fields import DEFAULT
-from chalicelib.responder import Mode
+from chalicelib.response.report import Mode
 from tests.integration.conftest import Cluster
 
 pytestmark = pytest.mark.integration
@@ -231,7 +231,7 @@ def test_replay_of_a_payload_prints_the_attributed_pod_and_the_planned_actions(
     worker: Worker, cluster: Cluster, local_stack: Any, aws_session: Any, tmp_path: Any, capsys: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    from chalicelib.cli import main
+    from chalicelib.commands.cli import main
 
     payload = tmp_path / "payload.json"
     records = [_record(worker.interface, worker.pod_ip, THREAT, 40001, 443)]

@@ -10,12 +10,13 @@ import pytest
 from lightkube import Client
 from lightkube.resources.core_v1 import Node, Pod
 
-from chalicelib import decisions
-from chalicelib.actions.base import INVESTIGATION_LABEL, QUARANTINE_LABEL
 from chalicelib.actions.k8s.isolate_pod import IsolatePod
+from chalicelib.entry import decisions
 from chalicelib.executors.kube import KubeGateway
 from chalicelib.executors.plans import PlanStore
-from chalicelib.responder import Mode
+from chalicelib.interfaces import INVESTIGATION_LABEL, QUARANTINE_LABEL
+from chalicelib.response.plan import Plan
+from chalicelib.response.report import Mode
 from tests.integration.conftest import Cluster, incident, rules_with
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ def _labels(admin: Client, kind: Any, name: str, namespace: str | None = None) -
 
 
 def test_the_pod_and_the_node_are_each_written_once(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore, sent: list[tuple[str, str]]
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan], sent: list[tuple[str, str]]
 ) -> None:
     node = cluster.node("node-a", "i-0aaa")
     pod = cluster.pod("web", node)

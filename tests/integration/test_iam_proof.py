@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import functions, permissions
+from chalicelib import functions
+from chalicelib.generate import permissions
+from chalicelib.policy import reach
 from tests.integration.iam_calls import RECORDED, Call
 from tests.integration.outputs import OUTPUTS_ENV
 
@@ -319,7 +321,7 @@ def test_writes_to_the_responders_own_and_protected_roles_are_denied() -> None:
 def _declared(function: functions.Function) -> set[str]:
     """The IAM actions the function's reachable actions declare (from the registry, not the policy)."""
     rules = permissions.stage_rules(PROOF_ENV)
-    return {a for action in functions.reachable_actions(function, rules) for s in action.iam for a in s.actions}
+    return {a for action in reach.reachable_actions(function, rules) for s in action.iam for a in s.actions}
 
 
 def test_a_function_cannot_make_the_writes_of_another_functions_playbooks() -> None:

@@ -17,7 +17,7 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBi
 from chalicelib import functions
 from chalicelib.actions.iam.revoke_role_sessions import POLICY_NAME
 from chalicelib.incident import Principal, PrincipalKind, PrincipalRole, ResourceKind
-from chalicelib.responder import Mode
+from chalicelib.response.report import Mode
 from tests.integration.conftest import Cluster, incident, rules_with
 
 pytestmark = pytest.mark.integration

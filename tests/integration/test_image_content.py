@@ -16,12 +16,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from chalicelib.actions.base import Status
 from chalicelib.actions.k8s.block_image import policy_name
 from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.interfaces import Status
 from chalicelib.policy.loader import load_rules
 from chalicelib.policy.model import AcceptedRisk
-from chalicelib.responder import Mode
+from chalicelib.response.report import Mode
 from chalicelib.settings import DEFAULT_RULES_FILE
 from tests.integration.conftest import Cluster
 from tests.integration.test_block_image import image_blocks

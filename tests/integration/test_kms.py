@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import wiring
-from chalicelib.responder import Mode
+from chalicelib.entry import wiring
+from chalicelib.response.report import Mode
 from chalicelib.sources import kms as kms_source
 from chalicelib.sources.envelope import wrap_cloudtrail
 from tests.conftest import SAMPLES, load_json
@@ -290,7 +290,7 @@ def test_a_clusters_secrets_key_is_protected_through_eks(
 def test_live_replay_of_a_cloudtrail_record_restores_the_key(
     kms: Any, key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from chalicelib.cli import main
+    from chalicelib.commands.cli import main
 
     record = copy.deepcopy(load_json(SAMPLES / "kms" / "bare" / "CloudTrail_ScheduleKeyDeletion.json"))
     record.update(awsRegion="us-east-1", recipientAccountId=ACCOUNT, userIdentity=ATTACKER)

@@ -16,7 +16,7 @@ from lightkube.codecs import from_dict
 from lightkube.resources.core_v1 import Node
 
 from chalicelib import actions
-from chalicelib.permissions import cluster_role_documents
+from chalicelib.generate.permissions import cluster_role_documents
 from devstack import stack as devstack
 from tests.integration.conftest import Cluster
 from tests.integration.test_kube_http import *  # noqa: F403  # the same tests, against this module's server

@@ -14,7 +14,7 @@ import pytest
 from lightkube import Client, KubeConfig
 from lightkube.resources.core_v1 import Pod
 
-from chalicelib.actions.base import QUARANTINE_LABEL
+from chalicelib.interfaces import QUARANTINE_LABEL
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def test_the_stack_stays_up_for_replay_report_and_release_then_stops_clean(tmp_p
         env = _exported(workdir / "env.sh")
         assert env["KUBECONFIG"] == str(workdir / "responder.kubeconfig")
 
-        replayed = _run("-m", "chalicelib.cli", "replay", "--apply", "--json", "-v", EXAMPLE, env=env)
+        replayed = _run("-m", "chalicelib.commands.cli", "replay", "--apply", "--json", "-v", EXAMPLE, env=env)
         assert replayed.returncode == 0, replayed.stderr[-2000:]
         (workdir / "audit.jsonl").write_text(replayed.stderr)
         report = json.loads(replayed.stdout.splitlines()[0])
@@ -59,19 +59,19 @@ def test_the_stack_stays_up_for_replay_report_and_release_then_stops_clean(tmp_p
         assert _quarantined(workdir)
 
         incident = report["incident"]["id"]
-        timeline = _run("-m", "chalicelib.cli", "report", incident, "--from", str(workdir / "audit.jsonl"),
+        timeline = _run("-m", "chalicelib.commands.cli", "report", incident, "--from", str(workdir / "audit.jsonl"),
                         "--format", "markdown", env=env)  # fmt: skip
         assert timeline.returncode == 0, timeline.stderr[-2000:]
         assert "k8s:isolate-pod" in timeline.stdout
 
         waiting = [a["step"] for a in report["actions"] if a["status"] == "awaiting-approval"]
         assert waiting, report["actions"]  # the playbook keeps the pod's role for a human
-        approved = _run("-m", "chalicelib.cli", "approve", incident, "--step", str(waiting[0]), "--as", "tests",
-                        "--json", env=env)  # fmt: skip
+        approved = _run("-m", "chalicelib.commands.cli", "approve", incident, "--step", str(waiting[0]),
+                        "--as", "tests", "--json", env=env)  # fmt: skip
         assert approved.returncode == 0, approved.stdout[-2000:] + approved.stderr[-2000:]
         assert "approved" in approved.stdout
 
-        checked = _run("-m", "chalicelib.cli", "doctor", env=env).stdout
+        checked = _run("-m", "chalicelib.commands.cli", "doctor", env=env).stdout
         for line in ("ok   incident table: eks-responder-local-incidents (ACTIVE)", "ok   mode: stage local acts",
                      "ok   cluster demo: every permission of the generated ClusterRole"):  # fmt: skip
             assert line in checked, checked
@@ -81,7 +81,7 @@ def test_the_stack_stays_up_for_replay_report_and_release_then_stops_clean(tmp_p
             "FAIL delivery",
         ]
 
-        released = _run("-m", "chalicelib.cli", "release", incident, "--json", "--as", "tests", env=env)
+        released = _run("-m", "chalicelib.commands.cli", "release", incident, "--json", "--as", "tests", env=env)
         assert released.returncode == 0, released.stderr[-2000:]
         assert not _quarantined(workdir)
     finally:

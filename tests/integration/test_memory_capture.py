@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib import wiring
 from chalicelib.actions.ec2.capture_memory import CAPTURE_TAG
 from chalicelib.actions.ec2.common import ISOLATION_GROUP_TAG
+from chalicelib.entry import wiring
 from chalicelib.executors.evidence import S3Evidence
-from chalicelib.responder import Mode
+from chalicelib.response.report import Mode
 from chalicelib.settings import Settings
 from tests.conftest import EVENTS
 from tests.integration import iam_calls

@@ -19,11 +19,12 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import DaemonSet
 from lightkube.types import PatchType
 
-from chalicelib import decisions
-from chalicelib.actions.base import QUARANTINE_POLICY
 from chalicelib.actions.k8s import enforcement
+from chalicelib.entry import decisions
 from chalicelib.executors.plans import PlanStore
-from chalicelib.responder import Mode
+from chalicelib.interfaces import QUARANTINE_POLICY
+from chalicelib.response.plan import Plan
+from chalicelib.response.report import Mode
 from devstack.seed import until_established
 from tests.integration.conftest import Cluster, incident, rules_with
 
@@ -76,7 +77,7 @@ def _engine(admin: Client, namespace: str, engine: str, *, api: bool = True) -> 
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_the_engines_own_deny_policy_is_written_verified_and_released(
-    engine: str, cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    engine: str, cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     node = cluster.node("node-a", "i-0aaa")
     pod = cluster.pod("a", node)

@@ -12,7 +12,7 @@ from lightkube.resources.core_v1 import Node
 from chalicelib.actions.ec2.block_ip import free_rule_number
 from chalicelib.actions.ec2.common import INCIDENT_TAG, ISOLATION_GROUP_TAG
 from chalicelib.incident import ResourceKind
-from chalicelib.responder import Mode
+from chalicelib.response.report import Mode
 from tests.integration.conftest import Cluster, incident, rules_with
 
 pytestmark = pytest.mark.integration

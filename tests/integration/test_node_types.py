@@ -12,10 +12,12 @@ from lightkube import Client
 from lightkube.resources.core_v1 import Node, Pod
 from lightkube.types import PatchType
 
-from chalicelib import compute, decisions
+from chalicelib.actions.k8s import compute
+from chalicelib.entry import decisions
 from chalicelib.executors.plans import PlanStore
 from chalicelib.incident import ResourceKind
-from chalicelib.responder import Mode
+from chalicelib.response.plan import Plan
+from chalicelib.response.report import Mode
 from tests.integration.conftest import Cluster, incident, rules_with
 from tests.integration.test_node_aws import CLUSTER_TAGS, EC2_FINDING
 
@@ -73,7 +75,7 @@ def _node_finding(instance_id: str) -> Any:
 
 @pytest.mark.parametrize("kind", ["karpenter", "node-group", "auto"])
 def test_the_node_playbook_keeps_the_evidence_in_place_and_does_only_what_can_work(
-    kind: str, aws_session: Any, cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    kind: str, aws_session: Any, cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     instance_id = _node(aws_session, cluster, "node-a", LABELS[kind])
     _node(aws_session, cluster, "node-b", LABELS[kind])  # never the last Ready node of its group
@@ -124,7 +126,7 @@ def test_a_node_that_only_says_it_is_auto_mode_is_isolated_like_any(
 
 @pytest.mark.parametrize("kind", ["karpenter", "node-group"])
 def test_a_pod_under_investigation_keeps_its_node(
-    kind: str, aws_session: Any, cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    kind: str, aws_session: Any, cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     _node(aws_session, cluster, "node-a", LABELS[kind])
     pod = cluster.pod("web", "node-a")

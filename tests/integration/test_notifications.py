@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +16,7 @@ import yaml
 from chalice.test import Client as ChaliceClient
 
 import app
-from chalicelib import wiring
+from chalicelib.entry import wiring
 from chalicelib.settings import DEFAULT_RULES_FILE
 from devstack.stack import LocalStack
 from tests.conftest import ROOT, SAMPLES, load_event, load_json
@@ -159,9 +160,12 @@ def _invoke(project: Path, event: dict[str, Any]) -> dict[str, Any]:
         return payload
 
 
-def test_the_same_finding_three_times_acts_and_tells_once(with_table: dict[str, Any], webhook: Webhook) -> None:
+def test_the_same_finding_three_times_acts_and_tells_once(
+    with_table: dict[str, Any], webhook: Webhook, caplog: pytest.LogCaptureFixture
+) -> None:
     event = load_event("execution-runtime-reverse-shell")
     first = _invoke(with_table["project"], event)
+    caplog.set_level(logging.INFO, logger="eks_responder")
     assert first["rule"] == "compromised-pod"
     pod_playbook = ["k8s:label-pod", "k8s:capture-pod", "k8s:isolate-pod", "ec2:isolate-pod-eni",
                     "eks:delete-pod-identity-association", "iam:revoke-role-sessions"]  # fmt: skip
@@ -179,6 +183,12 @@ def test_the_same_finding_three_times_acts_and_tells_once(with_table: dict[str, 
     assert "actions" not in third
     assert len(webhook.received) == 1
     assert len(_sns_messages(with_table["sqs"], with_table["queue"])) == 1
+    # Each copy is logged with what JSON can hold (the steps done are keyed by action and target: a
+    # line carrying them is lost to the log formatter).
+    duplicates = [r for r in caplog.records if r.getMessage() == "duplicate incident"]
+    assert [getattr(r, "event_id", None) for r in duplicates] == [event["id"], "another-delivery"]
+    for logged in duplicates:
+        json.dumps({key: value for key, value in vars(logged).items() if key not in ("args", "exc_info")}, default=str)
     record = with_table["dynamodb"].get_item(
         TableName="eks-responder-incidents", Key={"id": {"S": f"incident#{event['detail']['id']}"}}
     )["Item"]
@@ -287,7 +297,7 @@ def test_the_same_event_three_times_at_once_acts_and_tells_once(
     from concurrent.futures import ThreadPoolExecutor
 
     from chalicelib.errors import RetryLaterError
-    from chalicelib.lambda_events import LocalContext
+    from chalicelib.invocation import LocalContext
 
     _as_the_stage(with_table["project"], monkeypatch)
     event = load_event("execution-runtime-reverse-shell")
@@ -334,7 +344,7 @@ def test_a_crash_halfway_is_finished_by_the_redelivery_and_no_step_runs_twice(
     local_stack: LocalStack,
 ) -> None:
     from chalicelib.actions.k8s.isolate_pod import IsolatePod
-    from chalicelib.lambda_events import LocalContext
+    from chalicelib.invocation import LocalContext
 
     _as_the_stage(with_table["project"], monkeypatch)
     monkeypatch.setenv("DRY_RUN", "false")
@@ -429,7 +439,7 @@ def test_the_rollout_dry_then_live_acts_on_the_same_finding(
     makes the live run of the same finding a duplicate; a live record does make later runs repeats."""
     from lightkube.resources.core_v1 import Pod
 
-    from chalicelib.lambda_events import LocalContext
+    from chalicelib.invocation import LocalContext
 
     _as_the_stage(with_table["project"], monkeypatch)
     monkeypatch.setenv("KUBECONFIG", str(local_stack.responder_kubeconfig))
@@ -477,7 +487,7 @@ def test_steps_failed_on_a_passing_fault_are_not_done_and_the_redelivery_does_th
     from lightkube.resources.core_v1 import Pod
 
     from chalicelib.errors import RetryLaterError
-    from chalicelib.lambda_events import LocalContext
+    from chalicelib.invocation import LocalContext
     from tests.integration.faults import FaultProxy
 
     serving = local_stack.ca_file.parent
@@ -526,8 +536,8 @@ def test_a_throttled_call_before_any_step_records_nothing_as_handled_and_fails_f
     from botocore.exceptions import ClientError
 
     from chalicelib.errors import RetryLaterError
-    from chalicelib.lambda_events import LocalContext
-    from chalicelib.responder import Responder
+    from chalicelib.invocation import LocalContext
+    from chalicelib.response.execute import Responder
 
     _as_the_stage(with_table["project"], monkeypatch)
     event = load_event("execution-runtime-reverse-shell")

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import permissions
 from chalicelib.functions import BY_NAME, FUNCTIONS
+from chalicelib.generate import permissions
 from chalicelib.sources import patterns
 from tests.conftest import ROOT
 
@@ -109,7 +109,7 @@ def test_chalice_package_passes_cfn_lint(tmp_path: Path) -> None:
 
 
 def _delivered_as_stated(template: dict[str, Any], functions: dict[str, Any], events: dict[str, Any]) -> None:
-    from chalicelib import delivery
+    from chalicelib.entry import delivery
     from deploy.delivery import logical_id, retry_policy
 
     queue = template["Resources"]["FailureQueue"]["Properties"]

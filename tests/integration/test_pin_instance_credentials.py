@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib import decisions
 from chalicelib.actions.iam.pin_instance_credentials import POLICY_NAME, callers_outside
+from chalicelib.entry import decisions
 from chalicelib.executors.plans import PlanStore
 from chalicelib.incident import Principal, PrincipalKind, PrincipalRole, ResourceKind
-from chalicelib.responder import Mode
+from chalicelib.response.plan import Plan
+from chalicelib.response.report import Mode
 from tests.integration.conftest import incident, rules_with
 from tests.integration.test_iam_proof import _simulation
 
@@ -73,7 +74,7 @@ def _denied(document: dict[str, Any], context: dict[str, str]) -> bool:
 
 
 def test_the_node_role_is_pinned_to_its_instances_and_the_nodes_keep_working(
-    aws_session: Any, make_responder: Any, store: PlanStore
+    aws_session: Any, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     arn = _node_role(aws_session)
     found = _finding(arn)

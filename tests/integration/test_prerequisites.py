@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import functions, permissions
+from chalicelib import functions
 from chalicelib.executors.evidence import evidence_bucket_problems
+from chalicelib.generate import permissions
 from deploy import prerequisites
 from tests.conftest import ROOT
 

@@ -15,9 +15,9 @@ from lightkube.resources.core_v1 import ConfigMap, Node, Secret
 from lightkube.resources.rbac_authorization_v1 import ClusterRole
 
 from chalicelib import actions
+from chalicelib.generate.permissions import CLUSTER_ROLE_FILE, CLUSTER_ROLE_NAME
 from chalicelib.incident import Principal, PrincipalKind
-from chalicelib.permissions import CLUSTER_ROLE_FILE, CLUSTER_ROLE_NAME
-from chalicelib.responder import Mode
+from chalicelib.response.report import Mode
 from devstack.stack import LocalStack
 from tests.integration.conftest import Cluster, incident, rules_with
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import wiring
-from chalicelib.cli import main
+from chalicelib.commands.cli import main
+from chalicelib.entry import wiring
 from tests.conftest import load_event
 
 pytestmark = pytest.mark.integration

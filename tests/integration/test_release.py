@@ -13,10 +13,11 @@ from lightkube import Client
 from lightkube.resources.core_v1 import Node, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
-from chalicelib import decisions
+from chalicelib.entry import decisions
 from chalicelib.executors.plans import PlanStore
 from chalicelib.incident import Principal, PrincipalKind, PrincipalRole
-from chalicelib.responder import Mode
+from chalicelib.response.plan import Plan
+from chalicelib.response.report import Mode
 from tests.integration.conftest import Cluster, incident, rules_with
 from tests.integration.test_identity import TRUST, _with
 from tests.integration.test_node_aws import Fleet, _ec2_incident, make_fleet
@@ -31,7 +32,7 @@ def fleet(aws_session: Any, cluster: Cluster) -> Fleet:
 
 
 def act_then_release(
-    make_responder: Any, store: PlanStore, action: str | dict[str, Any], found: Any, state: Callable[[], Any]
+    make_responder: Any, store: PlanStore[Plan], action: str | dict[str, Any], found: Any, state: Callable[[], Any]
 ) -> tuple[Any, Any, Any, dict[str, Any]]:
     """(before, during, after, the release's result): acted on by one responder, released by another."""
     before = state()
@@ -50,7 +51,7 @@ def _metadata(admin: Client, kind: Any, name: str, namespace: str | None = None)
 
 @pytest.mark.parametrize("action", ["k8s:label-pod", "k8s:label-node"])
 def test_labels_are_put_back(
-    action: str, cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    action: str, cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     cluster.node("node-a", "i-0aaa")
     cluster.pod("web", "node-a")
@@ -66,7 +67,7 @@ def test_labels_are_put_back(
 
 
 def test_a_cordon_is_lifted_and_only_its_taint_removed(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     cluster.node("node-a", "i-0aaa")
     cluster.pod("web", "node-a")
@@ -82,7 +83,7 @@ def test_a_cordon_is_lifted_and_only_its_taint_removed(
     assert after == before, released
 
 
-def test_instance_protection_is_turned_back(fleet: Fleet, make_responder: Any, store: PlanStore) -> None:
+def test_instance_protection_is_turned_back(fleet: Fleet, make_responder: Any, store: PlanStore[Plan]) -> None:
     target = fleet.instances[0]
 
     def state() -> Any:
@@ -96,7 +97,7 @@ def test_instance_protection_is_turned_back(fleet: Fleet, make_responder: Any, s
     assert after == before
 
 
-def test_network_acl_denies_are_removed(fleet: Fleet, make_responder: Any, store: PlanStore) -> None:
+def test_network_acl_denies_are_removed(fleet: Fleet, make_responder: Any, store: PlanStore[Plan]) -> None:
     target = fleet.instances[0]
     before, during, after, released = act_then_release(
         make_responder, store, "ec2:block-ip", _ec2_incident(target, remote=("81.2.69.144",)),
@@ -108,7 +109,7 @@ def test_network_acl_denies_are_removed(fleet: Fleet, make_responder: Any, store
 
 
 def test_a_deny_another_incident_relies_on_is_kept_until_it_is_released_too(
-    fleet: Fleet, make_responder: Any, store: PlanStore
+    fleet: Fleet, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     """Two incidents block the same address: releasing the first (which made the deny) keeps it,
     naming the incident that still relies on it; releasing the second removes it."""
@@ -134,7 +135,7 @@ def test_a_deny_another_incident_relies_on_is_kept_until_it_is_released_too(
 def test_a_changed_acl_entry_is_left_alone_unless_forced(
     fleet: Fleet,
     make_responder: Any,
-    store: PlanStore,
+    store: PlanStore[Plan],
 ) -> None:
     target = fleet.instances[0]
     found = _ec2_incident(target, remote=("81.2.69.144",))
@@ -153,7 +154,7 @@ def test_a_changed_acl_entry_is_left_alone_unless_forced(
     assert not any(e.get("CidrBlock") == "198.51.100.0/24" for e in fleet.acl_entries(target))
 
 
-def test_revoked_sessions_work_again(aws_session: Any, make_responder: Any, store: PlanStore) -> None:
+def test_revoked_sessions_work_again(aws_session: Any, make_responder: Any, store: PlanStore[Plan]) -> None:
     iam = aws_session.client("iam")
     arn = iam.create_role(RoleName="developer", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
     found = _with(Principal(PrincipalKind.IAM_ROLE, "developer", arn))
@@ -166,7 +167,7 @@ def test_revoked_sessions_work_again(aws_session: Any, make_responder: Any, stor
     assert "removed" in released["actions"][0]["detail"]
 
 
-def test_deactivated_keys_are_active_again(aws_session: Any, make_responder: Any, store: PlanStore) -> None:
+def test_deactivated_keys_are_active_again(aws_session: Any, make_responder: Any, store: PlanStore[Plan]) -> None:
     iam = aws_session.client("iam")
     arn = iam.create_user(UserName="ci-bot")["User"]["Arn"]
     leaked = iam.create_access_key(UserName="ci-bot")["AccessKey"]["AccessKeyId"]
@@ -179,7 +180,7 @@ def test_deactivated_keys_are_active_again(aws_session: Any, make_responder: Any
 
 
 def test_a_second_release_and_a_dry_run_change_nothing(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     cluster.node("node-a", "i-0aaa")
     cluster.pod("web", "node-a")
@@ -197,7 +198,7 @@ def test_a_second_release_and_a_dry_run_change_nothing(
 
 
 def test_an_isolated_pod_rejoins_its_workload_and_the_quarantine_policy_goes(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     from lightkube.resources.networking_v1 import NetworkPolicy
 
@@ -224,7 +225,7 @@ def test_an_isolated_pod_rejoins_its_workload_and_the_quarantine_policy_goes(
 
 
 def test_the_quarantine_policy_stays_while_another_pod_needs_it(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     from lightkube.resources.networking_v1 import NetworkPolicy
 
@@ -243,7 +244,7 @@ def test_the_quarantine_policy_stays_while_another_pod_needs_it(
 
 
 def test_an_isolated_instance_gets_its_groups_back_and_the_group_goes(
-    fleet: Fleet, make_responder: Any, store: PlanStore
+    fleet: Fleet, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     target = fleet.instances[0]
 
@@ -258,7 +259,7 @@ def test_an_isolated_instance_gets_its_groups_back_and_the_group_goes(
     assert "deleted isolation group" in released["actions"][0]["detail"]
 
 
-def test_an_image_block_is_lifted(cluster: Cluster, make_responder: Any, store: PlanStore) -> None:
+def test_an_image_block_is_lifted(cluster: Cluster, make_responder: Any, store: PlanStore[Plan]) -> None:
     import uuid
 
     from chalicelib.actions.k8s.block_image import policy_name
@@ -275,7 +276,7 @@ def test_an_image_block_is_lifted(cluster: Cluster, make_responder: Any, store: 
 
 
 def test_a_kyverno_image_block_is_lifted(
-    cluster: Cluster, make_responder: Any, store: PlanStore, kyverno_api: None, without_image_blocks: None
+    cluster: Cluster, make_responder: Any, store: PlanStore[Plan], kyverno_api: None, without_image_blocks: None
 ) -> None:
     import uuid
 
@@ -295,7 +296,7 @@ def test_a_kyverno_image_block_is_lifted(
 
 
 def test_a_node_taken_out_of_service_goes_back_into_it(
-    fleet: Fleet, aws_session: Any, make_responder: Any, store: PlanStore
+    fleet: Fleet, aws_session: Any, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     target = fleet.instances[0]
     described = fleet.ec2.describe_instances(InstanceIds=[target])["Reservations"][0]["Instances"][0]
@@ -333,7 +334,7 @@ def test_a_node_taken_out_of_service_goes_back_into_it(
 
 
 def test_a_pods_branch_eni_is_isolated_and_put_back(
-    cluster: Cluster, admin: Client, aws_session: Any, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, aws_session: Any, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     import json
 
@@ -408,7 +409,7 @@ def test_an_annotation_naming_another_eni_moves_nothing(
 
 
 def test_a_quarantine_another_incident_relies_on_stays_until_the_last_release(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     """Two incidents about one pod: the second finds it isolated (and marks it for itself) and holds
     the isolation too. Releasing the first keeps the pod isolated and says who still relies on it;
@@ -434,7 +435,7 @@ def test_a_quarantine_another_incident_relies_on_stays_until_the_last_release(
 
 
 def test_a_cordon_found_in_place_is_held_and_lifted_only_by_the_last_release(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     cluster.node("node-a", "i-0aaa")
     cluster.pod("web", "node-a")
@@ -455,7 +456,7 @@ def test_a_cordon_found_in_place_is_held_and_lifted_only_by_the_last_release(
 
 
 def test_stronger_evidence_evicts_a_heuristic_deny_and_puts_it_back_when_released(
-    fleet: Fleet, make_responder: Any, store: PlanStore
+    fleet: Fleet, make_responder: Any, store: PlanStore[Plan]
 ) -> None:
     """The deny budget is spent by confidence: a heuristic deny (approved by a human) fills what it
     may; a threat-listed C2 found then evicts it, says so, and puts it back when it is released."""
@@ -489,7 +490,7 @@ def test_stronger_evidence_evicts_a_heuristic_deny_and_puts_it_back_when_release
 
 
 def test_an_isolation_made_while_the_table_throttles_is_kept_and_still_released(
-    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, admin: Client, make_responder: Any, store: PlanStore[Plan], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from chalicelib.executors.caps import CapLeases
 

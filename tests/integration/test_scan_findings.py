@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import intake
+from chalicelib.entry import intake
 from chalicelib.policy.loader import load_rules, parse_rules
-from chalicelib.responder import Mode
+from chalicelib.response.report import Mode
 from chalicelib.settings import DEFAULT_RULES_FILE
 from chalicelib.validation import plain
 from devstack import stack as devstack

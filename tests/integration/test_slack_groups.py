@@ -12,8 +12,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from chalicelib import wiring
-from chalicelib.settings import Settings
+from chalicelib.notifiers import slack_interactivity
 
 pytestmark = pytest.mark.integration
 TOKEN = "xoxb-test-token"
@@ -51,7 +50,8 @@ def test_group_members_come_from_slack_with_the_bot_token_and_are_cached(
 ) -> None:
     url, asked = slack_api
     aws_session.client("secretsmanager").create_secret(Name="eks-responder/slack-bot", SecretString=TOKEN)
-    members = wiring.group_members(Settings(slack_bot_token_secret="eks-responder/slack-bot", slack_api_url=url))
+    members = slack_interactivity.group_members("eks-responder/slack-bot", url)
+    assert members is not None
     assert members("S0ONCALL") == {"U777MEMBER", "U778MEMBER"}
     assert members("S0ONCALL") == {"U777MEMBER", "U778MEMBER"}
     assert len(asked) == 1  # cached

@@ -17,10 +17,10 @@ from lightkube import Client
 from lightkube.resources.core_v1 import Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
-from chalicelib import wiring
+from chalicelib.entry import wiring
 from chalicelib.incident import Severity
 from chalicelib.notifiers import slack_message
-from chalicelib.responder import Mode
+from chalicelib.response.report import Mode
 from tests.integration.conftest import Cluster, create_incidents_table, incident
 from tests.unit.test_slack_interactivity import SECRET, click, signed
 

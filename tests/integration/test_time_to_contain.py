@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib.notifiers import slack_message
-from chalicelib.responder import Mode
+from chalicelib.response.report import Mode
 from tests.integration.conftest import Cluster, incident, rules_with
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.cli import main
+from chalicelib.commands.cli import main
 from tests.conftest import EVENTS, ROOT, load_json
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from botocore.config import Config
 
-from chalicelib import functions, permissions
+from chalicelib import functions
+from chalicelib.generate import permissions
 from chalicelib.notifiers.base import notify
 from devstack import stand_ins
 from tests import reports

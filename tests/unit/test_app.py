@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib import wiring
+from chalicelib.entry import wiring
 from chalicelib.sources import patterns
 from tests.conftest import ROOT, event_files, load_event, load_json
 
@@ -130,8 +130,8 @@ def test_a_huge_event_is_rejected_cleanly(client: Client) -> None:
 
 
 def test_an_unexpected_error_is_logged_and_returned_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import intake
-    from chalicelib.responder import Mode
+    from chalicelib.entry import intake
+    from chalicelib.response.report import Mode
 
     class Broken:
         def enrich(self, incident: Any, mode: Any) -> Any:

@@ -14,17 +14,20 @@ from lightkube.resources.admissionregistration_v1 import (
     ValidatingAdmissionPolicyBinding,
 )
 
-from chalicelib.actions.base import ActionContext, NoParams, Status, Target
+from chalicelib.actions.base import ActionContext, NoParams
 from chalicelib.actions.k8s.block_image import (
+    IMAGE_BLOCKS,
+    IMAGE_BLOCKS_NAMESPACE,
+    MAX_IMAGE_BLOCKS,
     BlockImage,
     image_blocks_documents,
     kyverno_policy,
     policy_name,
     references,
 )
-from chalicelib.bounds import IMAGE_BLOCKS, IMAGE_BLOCKS_NAMESPACE, MAX_IMAGE_BLOCKS
 from chalicelib.executors.evidence import FolderEvidence
 from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.interfaces import Status, Target
 from chalicelib.settings import Settings
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/payments@sha256:" + "ab" * 32

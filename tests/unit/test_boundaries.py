@@ -18,7 +18,7 @@ PURE = [
     "chalicelib/policy",
     "chalicelib/actions",
     "chalicelib/response",
-    "chalicelib/responder.py",
+    "chalicelib/response/execute.py",
 ]
 
 

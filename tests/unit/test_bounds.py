@@ -11,8 +11,9 @@ from lightkube.resources.admissionregistration_v1 import (
     ValidatingAdmissionPolicyBinding,
 )
 
-from chalicelib import bounds
-from chalicelib.permissions import RESPONDER_GROUP
+from chalicelib.actions.k8s import block_image
+from chalicelib.generate import bounds
+from chalicelib.generate.permissions import RESPONDER_GROUP
 
 POD = {"metadata": {"name": "api", "labels": {"app": "api"}},
        "spec": {"containers": [{"name": "main", "image": "nginx"}]}}  # fmt: skip
@@ -75,8 +76,8 @@ def _block_objects(excluded: tuple[str, ...] = ("kube-system",)) -> dict[str, di
     return {"clusterpolicies": block_image.kyverno_policy(image, ["v1"], "inc-1", excluded)}
 
 
-BLOCKS = {"metadata": {"name": bounds.IMAGE_BLOCKS, "namespace": bounds.IMAGE_BLOCKS_NAMESPACE}, "data": {}}
-ENTRY = f"{bounds.POLICY_PREFIX}{'ab' * 8}"
+BLOCKS = {"metadata": {"name": block_image.IMAGE_BLOCKS, "namespace": block_image.IMAGE_BLOCKS_NAMESPACE}, "data": {}}
+ENTRY = f"{block_image.POLICY_PREFIX}{'ab' * 8}"
 LINES = "@sha256:" + "ab" * 32 + "\n111122223333.dkr.ecr.us-east-1.amazonaws.com/web:v1"
 
 
@@ -125,8 +126,8 @@ def _with(obj: dict[str, Any], *path: str, value: Any) -> dict[str, Any]:
         ("configmaps", BLOCKS, _with(BLOCKS, "data", ENTRY, value="*:*"), False),
         ("configmaps", BLOCKS, _with(BLOCKS, "data", ENTRY, value=LINES + "\n"), False),
         ("configmaps", BLOCKS, _with(BLOCKS, "metadata", "namespace", value="default"), False),
-        ("configmaps", BLOCKS, {**BLOCKS, "data": {f"{bounds.POLICY_PREFIX}{i:016x}": "@sha256:" + "ab" * 32
-                                                   for i in range(bounds.MAX_IMAGE_BLOCKS + 1)}}, False),
+        ("configmaps", BLOCKS, {**BLOCKS, "data": {f"{block_image.POLICY_PREFIX}{i:016x}": "@sha256:" + "ab" * 32
+                                                   for i in range(block_image.MAX_IMAGE_BLOCKS + 1)}}, False),
     ],
 )  # fmt: skip
 def test_the_responder_identity_is_bounded(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.actions.base import CORDONED_AT_ANNOTATION, ActionContext, Target
+from chalicelib.actions.base import ActionContext
 from chalicelib.actions.k8s.cordon_node import CordonNode
 from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.interfaces import CORDONED_AT_ANNOTATION, Target
 from chalicelib.response import guardrails
 from chalicelib.settings import Settings
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from chalicelib.actions.ec2 import memory_document
+from chalicelib.entry import captures
 from chalicelib.executors.evidence import FolderEvidence
 from chalicelib.notifiers import slack_message
-from chalicelib.response import captures
 from chalicelib.sources import registry
 from tests.conftest import EVENTS, load_json
 from tests.fuzzing.hostile import MALFORMED, TEXT

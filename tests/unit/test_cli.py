@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.cli import main
+from chalicelib.commands.cli import main
 from tests.conftest import EVENTS, GUARDDUTY_SAMPLES, sample_files
 
 
@@ -200,7 +200,7 @@ def test_replay_changes_things_only_with_apply(
 ) -> None:
     import argparse
 
-    from chalicelib.cli import _mode
+    from chalicelib.commands.cli import _mode
 
     if dry_run_env is None:
         monkeypatch.delenv("DRY_RUN", raising=False)
@@ -213,7 +213,7 @@ def test_replay_changes_things_only_with_apply(
 def test_an_internal_failure_on_one_input_is_told_and_the_rest_still_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib import intake
+    from chalicelib.entry import intake
 
     calls = {"n": 0}
     real = intake.handle
@@ -237,7 +237,7 @@ def test_an_internal_failure_on_one_input_is_told_and_the_rest_still_run(
 def test_an_offline_replay_of_an_s3_event_contacts_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib import wiring
+    from chalicelib.entry import wiring
 
     def no_aws() -> None:
         raise AssertionError("an offline plan must not build an AWS session")
@@ -259,7 +259,7 @@ def test_an_offline_replay_of_an_s3_event_contacts_nothing(
 def test_a_duplicate_is_printed_as_one_and_is_not_an_error(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib import intake
+    from chalicelib.entry import intake
 
     said = {"event_id": "e", "incident_id": "0f58", "duplicate": True, "reason": "already handled at severity high"}
     monkeypatch.setattr(intake, "handle", lambda *_, **__: dict(said))
@@ -296,7 +296,7 @@ def _flow_file(tmp_path: Path, records: int) -> Path:
 def test_a_large_flow_log_file_shows_its_progress_on_a_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from chalicelib import cli
+    from chalicelib.commands import cli
 
     path = _flow_file(tmp_path, 20_000)
     terminal = _Terminal()
@@ -312,7 +312,7 @@ def test_a_large_flow_log_file_shows_its_progress_on_a_terminal(
 
 
 def test_no_progress_in_json_mode_or_off_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib import cli
+    from chalicelib.commands import cli
 
     path = _flow_file(tmp_path, 2_000)
     monkeypatch.setattr(cli._Progress, "EVERY", 0.0)

@@ -56,17 +56,17 @@ def test_the_rules_page_describes_every_rule_option(field: str) -> None:
 
 
 def test_the_configuration_reference_has_every_setting_and_only_real_ones() -> None:
-    from chalicelib.settings_reference import REFERENCE
+    from chalicelib.generate.settings_reference import REFERENCE
 
     # Every environment variable the settings module reads, found in its source: a new one fails here.
     source = inspect.getsource(settings_module)
     env_names = set(re.findall(r'env(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', source))
     assert {"DRY_RUN", "CLUSTERS", "FLOW_DETECTORS", "THREAT_LIST", "AVML_SHA256"} <= env_names
     described = {n for names, _, _ in REFERENCE for n in re.findall(r"`([A-Z][A-Z0-9_]+)`", names)}
-    assert sorted(env_names - described) == [], "settings with no entry in chalicelib/settings_reference.py"
+    assert sorted(env_names - described) == [], "settings with no entry in chalicelib/generate/settings_reference.py"
     code = "".join(p.read_text() for p in (ROOT / "chalicelib").rglob("*.py") if p.name != "settings_reference.py")
     assert sorted(n for n in described if f'"{n}"' not in code) == [], "entries for variables nothing reads"
-    page = _page("configuration.md")  # generated from it (python -m chalicelib.permissions --check)
+    page = _page("configuration.md")  # generated from it (python -m chalicelib.generate.permissions --check)
     assert all(f"| {names} |" in page for names, _, _ in REFERENCE)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.doctor import _brief, words
+from chalicelib.commands.doctor import _brief, words
 
 
 def test_a_long_reason_ends_at_a_word_with_an_ellipsis() -> None:

@@ -57,7 +57,7 @@ def test_the_engine_is_the_one_running(daemonsets: list[dict[str, Any]], engine:
 
 
 def test_only_cilium_and_calico_get_a_policy_of_their_own() -> None:
-    from chalicelib.actions.base import QUARANTINE_LABEL, QUARANTINE_POLICY
+    from chalicelib.interfaces import QUARANTINE_LABEL, QUARANTINE_POLICY
 
     cilium = enforcement.native_policy("Cilium", "payments", "i1")
     calico = enforcement.native_policy("Calico", "payments", "i1")

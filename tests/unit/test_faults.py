@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_a_refusal_that_lasts_is_not_delivered_again_and_a_passing_fault_is() -> None:
-    from chalicelib import faults
+    from chalicelib.executors import faults
     from chalicelib.executors.kube_http import ApiError, TransportError
 
     assert faults.transient(ApiError(503, "unavailable"))

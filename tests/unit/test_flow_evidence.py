@@ -7,9 +7,9 @@ import pytest
 
 from chalicelib.flowlogs.detect import Flow
 from chalicelib.flowlogs.fields import DEFAULT, parse_format
+from chalicelib.flowlogs.incidents import to_incident
 from chalicelib.policy.loader import load_rules
 from chalicelib.settings import DEFAULT_RULES_FILE
-from chalicelib.sources.flowlogs import to_incident
 from tests.unit.test_flowlogs import BATCH, _scanner, scan_lines
 
 NODE = "10.0.3.4"
@@ -105,8 +105,9 @@ def test_the_rules_that_block_addresses_get_only_established_ones() -> None:
 def test_block_ip_says_why_a_forgeable_address_was_left_alone() -> None:
     from datetime import UTC, datetime
 
-    from chalicelib.actions.base import ActionContext, NoParams, Status, Target
+    from chalicelib.actions.base import ActionContext, NoParams
     from chalicelib.actions.ec2.block_ip import BlockIP
+    from chalicelib.interfaces import Status, Target
     from chalicelib.settings import Settings
 
     forged = [_line(RESOLVER, NODE, 1024, 22, 1, 60)]
@@ -120,7 +121,7 @@ def test_block_ip_says_why_a_forgeable_address_was_left_alone() -> None:
 def test_a_deliverys_account_and_region_are_checked_before_anything_uses_them() -> None:
     from datetime import UTC, datetime
 
-    from chalicelib.sources.flowlogs import Batch
+    from chalicelib.flowlogs.incidents import Batch
 
     hostile = Batch("x/../<!channel>", "us-east-1|<http://evil.example>", "logs:g/s", datetime.now(UTC))
     assert (hostile.account, hostile.region) == ("", "")
@@ -188,8 +189,9 @@ def test_a_heuristic_never_takes_the_last_slots_of_the_deny_budget(evidence: str
     from dataclasses import replace
     from datetime import UTC, datetime
 
-    from chalicelib.actions.base import ActionContext, NoParams, Target
+    from chalicelib.actions.base import ActionContext, NoParams
     from chalicelib.actions.ec2.block_ip import BlockIP
+    from chalicelib.interfaces import Target
     from chalicelib.settings import Settings
 
     subnet = _Subnet(taken=14)  # of 20: 6 left, 5 of them the strong evidence's own
@@ -207,8 +209,9 @@ def test_a_heuristic_never_takes_the_last_slots_of_the_deny_budget(evidence: str
 def test_the_block_says_a_scan_names_no_remote_to_block() -> None:
     from datetime import UTC, datetime
 
-    from chalicelib.actions.base import ActionContext, NoParams, Target
+    from chalicelib.actions.base import ActionContext, NoParams
     from chalicelib.actions.ec2.block_ip import BlockIP
+    from chalicelib.interfaces import Target
     from chalicelib.settings import Settings
 
     probes = [_line(NODE, "10.0.9.9", 40000 + i, 1000 + i, 1, 40, "REJECT") for i in range(120)]
@@ -224,8 +227,9 @@ def test_a_deny_made_while_the_table_throttles_keeps_what_undoes_it() -> None:
     from dataclasses import replace
     from datetime import UTC, datetime
 
-    from chalicelib.actions.base import ActionContext, NoParams, Target
+    from chalicelib.actions.base import ActionContext, NoParams
     from chalicelib.actions.ec2.block_ip import BlockIP
+    from chalicelib.interfaces import Target
     from chalicelib.settings import Settings
 
     class Throttled:

@@ -18,17 +18,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chalicelib.entry import flow_logs as batch
 from chalicelib.errors import EventError
-from chalicelib.flowlogs import batch
 from chalicelib.flowlogs.addresses import PUBLIC, THREAT, Classifier, Ranges, parse_networks
 from chalicelib.flowlogs.detect import DetectorSettings, Scanner
 from chalicelib.flowlogs.fields import DEFAULT, header_layout, parse_format
+from chalicelib.flowlogs.incidents import Batch, to_incident
 from chalicelib.flowlogs.reader import ReadError, gzip_blocks, logs_payload, with_layout
 from chalicelib.incident import ResourceKind
 from chalicelib.policy.loader import load_rules
 from chalicelib.policy.matcher import decide
 from chalicelib.settings import DEFAULT_RULES_FILE
-from chalicelib.sources.flowlogs import Batch, to_incident
 from devstack import flowgen
 from tests.conftest import SAMPLES
 
@@ -330,7 +330,8 @@ def test_a_bad_payload_is_a_clear_error(event: dict[str, Any]) -> None:
 
 def test_the_alert_shows_the_top_flows_as_text() -> None:
     from chalicelib.notifiers import slack_message
-    from chalicelib.responder import Mode, Responder
+    from chalicelib.response.execute import Responder
+    from chalicelib.response.report import Mode
     from chalicelib.settings import Settings
 
     scanner = _scanner()
@@ -352,7 +353,7 @@ def test_the_alert_shows_the_top_flows_as_text() -> None:
 def test_a_bad_threat_list_is_told_for_each_delivery_not_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib import wiring
+    from chalicelib.entry import wiring
 
     bad = tmp_path / "threats.txt"
     bad.write_text("1.2.3.4\nnot-an-address\n")
@@ -414,7 +415,8 @@ def test_an_s3_client_is_made_only_for_a_list_in_s3(tmp_path: Path) -> None:
 def test_a_delivery_counts_its_records_in_metrics(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from chalicelib.responder import Mode, Responder
+    from chalicelib.response.execute import Responder
+    from chalicelib.response.report import Mode
     from chalicelib.settings import Settings
 
     monkeypatch.setenv("EKS_RESPONDER_METRICS", "on")
@@ -458,17 +460,16 @@ def test_internal_cidrs_make_an_ipv6_vpcs_addresses_ours() -> None:
 
 
 def test_both_s3_event_shapes_name_their_objects() -> None:
-    from chalicelib import wiring
 
     sample = json.loads((FLOWS / "s3_event_notification.generic-not-flowlogs.json").read_text())
-    ((bucket, key, _, region),) = wiring.s3_objects(sample)
+    ((bucket, key, _, region),) = batch.s3_objects(sample)
     assert (bucket, region) == (sample["Records"][0]["s3"]["bucket"]["name"], sample["Records"][0]["awsRegion"])
     s3 = {"bucket": {"name": "b"}, "object": {"key": "AWSLogs/1/a+b%3D.log.gz"}}  # notifications URL-encode keys
     encoded = {"Records": [{"awsRegion": "eu-west-1", "s3": s3}]}
-    assert wiring.s3_objects(encoded) == [("b", "AWSLogs/1/a b=.log.gz", "", "eu-west-1")]
+    assert batch.s3_objects(encoded) == [("b", "AWSLogs/1/a b=.log.gz", "", "eu-west-1")]
     bridge = {"source": "aws.s3", "account": "1", "region": "us-east-1",
               "detail": {"bucket": {"name": "b"}, "object": {"key": "k.log.gz"}}}  # fmt: skip
-    assert wiring.s3_objects(bridge) == [("b", "k.log.gz", "1", "us-east-1")]
+    assert batch.s3_objects(bridge) == [("b", "k.log.gz", "1", "us-east-1")]
     assert key
 
 
@@ -486,9 +487,8 @@ def test_both_s3_event_shapes_name_their_objects() -> None:
     ],
 )
 def test_an_s3_key_names_the_account_and_region_that_logged_it(key: str, origin: tuple[str, str]) -> None:
-    from chalicelib import wiring
 
-    assert wiring._origin_of(key) == origin
+    assert batch.origin_of(key) == origin
 
 
 # -- lateral movement ------------------------------------------------------------------------------
@@ -624,12 +624,12 @@ def test_a_payload_of_another_account_than_the_subscriptions_is_refused() -> Non
 def test_the_lambda_path_refuses_a_payload_of_another_account_by_the_functions_own_arn() -> None:
     from types import SimpleNamespace
 
-    from chalicelib import wiring
+    from chalicelib.entry import wiring
 
     context = SimpleNamespace(invoked_function_arn="arn:aws:lambda:us-east-1:999999999999:function:f",
                               aws_request_id="r-1", get_remaining_time_in_millis=lambda: 60_000)  # fmt: skip
-    assert wiring._function_account(context) == "999999999999"
-    assert wiring._function_account(None) is None
+    assert batch.function_account(context) == "999999999999"
+    assert batch.function_account(None) is None
     wiring.reset()
     try:
         result = wiring._flow_log_payload(_payload(["2 1 eni-1 10.0.0.1 45.10.1.9 40000 443 6 1 1 1 2 ACCEPT OK"]),

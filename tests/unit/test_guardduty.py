@@ -10,7 +10,8 @@ import pytest
 from chalicelib.errors import EventError
 from chalicelib.incident import PrincipalKind, ResourceKind, Severity
 from chalicelib.policy.loader import load_rules
-from chalicelib.responder import Mode, Responder
+from chalicelib.response.execute import Responder
+from chalicelib.response.report import Mode
 from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from chalicelib.sources import guardduty
 from chalicelib.sources.envelope import split_document

@@ -30,7 +30,7 @@ def test_no_hostile_value_in_any_field_escapes(seeds: list[dict[str, Any]]) -> N
 
 def test_the_corpus_sees_what_the_boundary_stops(seeds: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
     # Without the identifier checks, hostile names reach planned targets and the corpus says so.
-    from chalicelib.sources import identifiers
+    from chalicelib import identifiers
 
     monkeypatch.setattr(identifiers, "_kubernetes", lambda incident: None)
     monkeypatch.setattr(identifiers, "_aws", lambda incident: None)

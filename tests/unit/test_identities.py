@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from chalicelib.actions.k8s import rbac_grants
 from chalicelib.incident import PrincipalKind, PrincipalRole, principal_from_arn
-from chalicelib.response import identities, rbac_grants
+from chalicelib.response import identities
 from chalicelib.sources import guardduty
 from chalicelib.sources.envelope import split_document
 from tests.conftest import GUARDDUTY_SAMPLES, load_event, load_json

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from chalicelib.actions.base import INCIDENT_ANNOTATION, INCIDENT_LABEL, MANAGED_BY_LABEL, label_value, responder_marks
+from chalicelib.interfaces import INCIDENT_ANNOTATION, INCIDENT_LABEL, MANAGED_BY_LABEL, label_value, responder_marks
 
 
 def test_first_incident_keeps_the_label_and_later_ones_are_listed() -> None:

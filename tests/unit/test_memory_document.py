@@ -12,8 +12,8 @@ import pytest
 from botocore.config import Config
 
 from chalicelib.actions.ec2 import memory_document
+from chalicelib.entry import captures
 from chalicelib.errors import ConfigError
-from chalicelib.response import captures
 from chalicelib.settings import Settings
 from tests.conftest import EVENTS
 

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib import intake
-from chalicelib.cli import main
+from chalicelib.commands.cli import main
+from chalicelib.entry import intake
 from chalicelib.policy.loader import load_rules
-from chalicelib.responder import Mode, Responder
+from chalicelib.response.execute import Responder
+from chalicelib.response.report import Mode
 from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from tests.conftest import EVENTS, SAMPLES, load_json
 

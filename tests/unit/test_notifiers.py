@@ -10,7 +10,8 @@ import pytest
 from chalicelib.notifiers import slack_message, sns
 from chalicelib.notifiers.base import notify
 from chalicelib.policy.loader import load_rules
-from chalicelib.responder import Mode, Responder
+from chalicelib.response.execute import Responder
+from chalicelib.response.report import Mode
 from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from chalicelib.sources import guardduty
 from tests.conftest import load_event

@@ -201,7 +201,8 @@ def test_output_settings_are_checked_at_start_up(env: dict[str, str], said: str)
 
 def test_a_stored_plans_incident_keeps_its_finding_for_the_release_write_back() -> None:
     # A release runs from the plan kept in the table: the finding's ARN must survive the round trip.
-    from chalicelib.response.plan import incident_from_state, incident_state
+    from chalicelib.identifiers import incident_from_state
+    from chalicelib.incident import incident_state
     from chalicelib.sources import guardduty
     from tests.conftest import load_event
 

@@ -10,8 +10,9 @@ import botocore.session
 import parliament
 import pytest
 
-from chalicelib import actions, functions, permissions
+from chalicelib import actions, functions
 from chalicelib.errors import ConfigError
+from chalicelib.generate import permissions
 from chalicelib.settings import Settings
 
 KNOWN_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}

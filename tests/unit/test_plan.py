@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chalicelib.actions.base import Target
 from chalicelib.errors import EventError
+from chalicelib.identifiers import incident_from_state
 from chalicelib.incident import (
     ApiCall,
     Incident,
@@ -19,10 +19,12 @@ from chalicelib.incident import (
     ResourceKind,
     Severity,  # fmt: skip
     WorkloadRef,
+    incident_state,
 )
+from chalicelib.interfaces import Target
 from chalicelib.policy.loader import parse_rules
 from chalicelib.response import approvals
-from chalicelib.response.plan import Plan, PlannedStep, StepState, incident_from_state, incident_state, needs_approval
+from chalicelib.response.plan import Plan, PlannedStep, StepState, needs_approval
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 INCIDENT = Incident(

@@ -10,9 +10,10 @@ import boto3
 from botocore.stub import Stubber
 
 from chalicelib.actions import get
-from chalicelib.actions.base import ActionContext, NoParams, Status, Target
+from chalicelib.actions.base import ActionContext, NoParams
 from chalicelib.executors.identity import IdentityGateway
 from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.interfaces import Status, Target
 from chalicelib.settings import Settings
 
 ROLE = "arn:aws:iam::123456789012:role/payments-app"

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from chalicelib import actions
-from chalicelib.actions.base import Action, ActionContext, Status, Target
+from chalicelib.actions.base import Action, ActionContext
 from chalicelib.incident import Incident, ResourceKind, Severity
+from chalicelib.interfaces import Status, Target
 from chalicelib.settings import Settings
 from tests.unit.test_docs import DOCS
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chalicelib import yaml_text
+from chalicelib import validation
 from chalicelib.errors import RulesError
 from chalicelib.policy import loader
 from chalicelib.policy.loader import load_rules, parse_rules
@@ -92,7 +92,7 @@ def test_the_shipped_rules_load_from_their_parsed_copy_and_read_the_same_as_the_
     text = DEFAULT_RULES_FILE.read_text(encoding="utf-8")
     assert loader.parsed_copy_path(DEFAULT_RULES_FILE).read_text(encoding="utf-8") == loader.parsed_copy(text)
     assert loader._parsed_copy(DEFAULT_RULES_FILE, text) is not None  # used: no YAML parser at a cold start
-    assert load_rules(DEFAULT_RULES_FILE) == parse_rules(yaml_text.load(text), str(DEFAULT_RULES_FILE))
+    assert load_rules(DEFAULT_RULES_FILE) == parse_rules(validation.load_text(text), str(DEFAULT_RULES_FILE))
 
 
 def test_a_parsed_copy_of_other_text_is_never_used(tmp_path: Path) -> None:

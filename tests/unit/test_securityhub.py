@@ -15,7 +15,8 @@ from chalicelib.errors import EventError
 from chalicelib.executors.guardduty_findings import FindingReader, wire_names
 from chalicelib.incident import ResourceKind, Severity
 from chalicelib.policy.loader import load_rules
-from chalicelib.responder import Mode, Responder
+from chalicelib.response.execute import Responder
+from chalicelib.response.report import Mode
 from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from chalicelib.sources import guardduty, registry
 from tests.conftest import EVENTS, load_event, load_json

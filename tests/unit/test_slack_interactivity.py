@@ -11,8 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from chalicelib import slack_interactivity
-from chalicelib.notifiers import slack_message
+from chalicelib.notifiers import slack_interactivity, slack_message
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 APPROVER = "U024BE7LH"

@@ -7,7 +7,9 @@ from typing import Any
 
 import parliament
 
-from chalicelib import functions, permissions
+from chalicelib import functions
+from chalicelib.generate import permissions
+from chalicelib.policy import reach
 from tests.unit.test_permissions import STAGE_ENVS, _actions_of
 
 HUB_ONLY = ("logs:", "dynamodb:", "sns:", "secretsmanager:", "s3:", "ssm:", "sts:", "lambda:")
@@ -29,7 +31,7 @@ def test_the_spoke_holds_the_playbooks_and_nothing_of_the_hub() -> None:
     assert all("*" not in a for a in allowed)
     rules = permissions.stage_rules(STAGE_ENVS["deployed"])
     reached = [
-        action for f in functions.FUNCTIONS if f.kind == "events" for action in functions.reachable_actions(f, rules)
+        action for f in functions.FUNCTIONS if f.kind == "events" for action in reach.reachable_actions(f, rules)
     ]
     playbooks = {a for action in reached for s in (*action.iam, *action.release_iam) for a in s.actions}
     assert playbooks <= allowed

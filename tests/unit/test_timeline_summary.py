@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.timeline import Entry, Timeline, summary
+from chalicelib.commands.timeline import Entry, Timeline, summary
 
 
 def _entries() -> list[Entry]:

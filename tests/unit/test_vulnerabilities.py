@@ -6,12 +6,15 @@ import json
 from datetime import date
 from typing import Any
 
+from chalicelib.executors.scan_findings import from_response
 from chalicelib.incident import Severity
+from chalicelib.interfaces import Vulnerability
 from chalicelib.notifiers import facts, slack_message
 from chalicelib.policy.loader import load_rules, parse_rules
 from chalicelib.policy.matcher import decide
-from chalicelib.responder import Mode, Responder
-from chalicelib.response.vulnerabilities import Vulnerability, fold, from_response, wants_findings
+from chalicelib.response.execute import Responder
+from chalicelib.response.report import Mode
+from chalicelib.response.vulnerabilities import fold, wants_findings
 from chalicelib.settings import DEFAULT_RULES_FILE, Settings
 from chalicelib.sources import ecr
 from tests.conftest import SAMPLES, load_json

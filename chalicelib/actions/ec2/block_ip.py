@@ -5,8 +5,9 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from chalicelib.actions.base import EC2API, Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.ec2.common import aws, instance, missing
+from chalicelib.interfaces import EC2API, IAMStatement, Outcome, Status, Target
 
 if TYPE_CHECKING:
     from chalicelib.incident import Incident

@@ -10,9 +10,10 @@ from typing import Annotated, ClassVar
 from msgspec import Meta
 
 from chalicelib.actions import evidence_bundle
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.ec2 import memory_document
 from chalicelib.actions.ec2.common import INSTANCE_ARN, NODE_CONDITION, aws, missing, present, tags_of
+from chalicelib.interfaces import IAMStatement, Outcome, Status, Target
 
 CAPTURE_TAG = "eks-responder:memory-capture"  # <command id>/<started>/<incident>
 ONE_CAPTURE_EVERY = timedelta(hours=1)  # a node several findings name is captured once, not once each

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.actions.base import EC2API, ActionContext, Outcome, Status, Target
+from chalicelib.actions.base import ActionContext
+from chalicelib.interfaces import EC2API, Outcome, Status, Target
 from chalicelib.settings import MANAGED_BY
 
 MANAGED_TAG = "managed-by"

@@ -6,7 +6,7 @@ import uuid
 from typing import Any, ClassVar
 
 from chalicelib.actions import evidence_bundle
-from chalicelib.actions.base import EC2API, Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.ec2.common import (
     INSTANCE_ARN,
     ISOLATED_AT_TAG,
@@ -20,6 +20,7 @@ from chalicelib.actions.ec2.common import (
     present,
     tags_of,
 )
+from chalicelib.interfaces import EC2API, IAMStatement, Outcome, Status, Target
 from chalicelib.settings import MANAGED_BY
 
 SG_ARN = "arn:aws:ec2:{region}:{account}:security-group/*"

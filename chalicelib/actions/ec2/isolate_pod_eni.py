@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, RBACRule, Status, Target
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.ec2.common import aws
 from chalicelib.actions.ec2.isolate_instance import (
     GROUP_IAM,
@@ -18,6 +18,7 @@ from chalicelib.actions.ec2.isolate_instance import (
     rules_text,
     verify_interfaces,
 )
+from chalicelib.interfaces import IAMStatement, Outcome, RBACRule, Status, Target
 
 POD_ENI_ANNOTATION = "vpc.amazonaws.com/pod-eni"
 _ENI = re.compile(r"^eni-[0-9a-f]{8,17}$")

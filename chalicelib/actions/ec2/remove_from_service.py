@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.ec2.common import NODE_CONDITION, aws, missing, present
+from chalicelib.interfaces import IAMStatement, Outcome, Status, Target, checked
 
 ASG_ARN = "arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/*"
 TARGET_GROUP_ARN = "arn:aws:elasticloadbalancing:{region}:{account}:targetgroup/*/*"

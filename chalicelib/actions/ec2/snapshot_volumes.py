@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from chalicelib.actions import evidence_bundle
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.ec2.common import INCIDENT_TAG, aws, incident_tags, instance, missing
+from chalicelib.interfaces import IAMStatement, Outcome, Status, Target
 
 SNAPSHOT_ARN = "arn:aws:ec2:{region}::snapshot/*"
 

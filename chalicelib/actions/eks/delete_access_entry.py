@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from chalicelib.actions.base import (
-    Action,
-    ActionContext,
-    IAMStatement,
-    Outcome,
-    Params,
-    RBACRule,
-    Status,
-    Target,
-    checked,
-)
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.iam.common import account_of, identity, name_of
+from chalicelib.interfaces import IAMStatement, Outcome, RBACRule, Status, Target, checked
 
 AWS_AUTH = ("kube-system", "aws-auth")
 

@@ -6,8 +6,9 @@ import json
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
-from chalicelib.actions.iam.common import identity, name_of
+from chalicelib.actions.base import Action, ActionContext, Params
+from chalicelib.actions.iam.common import identity, identity_static_block, name_of
+from chalicelib.interfaces import IAMStatement, Outcome, Status, Target, checked
 
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 
@@ -70,8 +71,6 @@ class DeletePodIdentityAssociation(Action):
         return f"delete the EKS Pod Identity associations of the service account of pod {target} (IRSA: report)"
 
     def run(self, ctx: ActionContext, target: Target, params: Params) -> Outcome:
-        from chalicelib.response.guardrails import identity_static_block
-
         assert target.namespace is not None
         pod = ctx.kube.get_pod(target.namespace, target.name)
         if pod is None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.iam.common import identity, name_of
+from chalicelib.interfaces import IAMStatement, Outcome, Status, Target, checked
 
 
 class DeactivateAccessKeysParams(Params, frozen=True):

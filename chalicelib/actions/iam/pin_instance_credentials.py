@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.iam.common import identity, name_of, release_inline_policy
 from chalicelib.actions.iam.revoke_role_sessions import ROLE_ARN, node_role
+from chalicelib.interfaces import IAMStatement, Outcome, Status, Target, checked
 
 POLICY_NAME = "eks-responder-pin-instance-credentials"
 MAX_ADDRESSES = 50  # a statement's condition stays small; more callers than this is a different incident

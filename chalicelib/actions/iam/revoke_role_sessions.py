@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.iam.common import identity, name_of, release_inline_policy
+from chalicelib.interfaces import IAMStatement, Outcome, Status, Target, checked
 
 POLICY_NAME = "eks-responder-revoke-older-sessions"
 ROLE_ARN = "arn:aws:iam::{account}:role/*"

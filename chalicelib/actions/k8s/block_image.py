@@ -7,28 +7,18 @@ import re
 from typing import Any, ClassVar
 
 from chalicelib.actions import evidence_bundle
-from chalicelib.actions.base import (
-    Action,
-    ActionContext,
-    IAMStatement,
-    Outcome,
-    Params,
-    RBACRule,
-    Status,
-    Target,
-    responder_marks,
-)
-from chalicelib.bounds import (
-    IMAGE_BLOCKS,
-    IMAGE_BLOCKS_NAMESPACE,
-    LABELS,
-    MAX_IMAGE_BLOCKS,
-    NEVER_BLOCKED,
-    POLICY_PREFIX,
-)
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.executors.image_places import IAM as IMAGE_PLACES
+from chalicelib.interfaces import IAMStatement, Outcome, RBACRule, Status, Target, responder_marks
 
 ADMISSION = "admissionregistration.k8s.io"
+# The names and limits the admission bounds (chalicelib.generate.bounds) hold every image block to.
+POLICY_PREFIX = "eks-responder-block-"
+IMAGE_BLOCKS = "eks-responder-image-blocks"  # the standing policy, its binding and the ConfigMap it reads
+IMAGE_BLOCKS_NAMESPACE = "eks-responder"
+MAX_IMAGE_BLOCKS = 256
+NEVER_BLOCKED = "kube-system"  # every image block must leave the platform's namespace alone
+LABELS = {"app.kubernetes.io/name": "eks-responder", "app.kubernetes.io/managed-by": "eks-responder"}
 IMAGE_ANNOTATION = "eks-responder.io/image"
 
 

@@ -7,8 +7,9 @@ from typing import Annotated, ClassVar
 from msgspec import Meta
 
 from chalicelib.actions import evidence_bundle
-from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.k8s.common import missing
+from chalicelib.interfaces import Outcome, RBACRule, Status, Target
 
 
 class CapturePodParams(Params, frozen=True):

@@ -5,14 +5,12 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any
 
-from chalicelib import compute
-from chalicelib.actions.base import (
+from chalicelib.actions.base import Action, ActionContext, Params
+from chalicelib.actions.k8s import compute
+from chalicelib.interfaces import (
     INCIDENT_ANNOTATION,
     INVESTIGATION_LABEL,
-    Action,
-    ActionContext,
     Outcome,
-    Params,
     Status,
     Target,
     checked,

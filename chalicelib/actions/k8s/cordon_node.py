@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import (
+from chalicelib.actions.base import Action, ActionContext, Params
+from chalicelib.actions.k8s.common import missing
+from chalicelib.interfaces import (
     CORDONED_AT_ANNOTATION,
     QUARANTINE_TAINT,
-    Action,
-    ActionContext,
     Outcome,
-    Params,
     RBACRule,
     Status,
     Target,
     responder_marks,
 )
-from chalicelib.actions.k8s.common import missing
 
 
 class CordonNode(Action):

@@ -6,8 +6,9 @@ from typing import Annotated, ClassVar
 
 from msgspec import Meta
 
-from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target, checked
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.k8s.common import missing
+from chalicelib.interfaces import Outcome, RBACRule, Status, Target, checked
 
 
 class DeletePodParams(Params, frozen=True):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, Outcome, Params, RBACRule, Status, Target, checked
-from chalicelib.response.rbac_grants import dangerous_grant, is_system_binding
+from chalicelib.actions.base import Action, ActionContext, Params
+from chalicelib.actions.k8s.rbac_grants import dangerous_grant, is_system_binding
+from chalicelib.interfaces import Outcome, RBACRule, Status, Target, checked
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.actions.base import QUARANTINE_LABEL, QUARANTINE_POLICY, ActionContext, responder_marks
+from chalicelib.actions.base import ActionContext
+from chalicelib.interfaces import QUARANTINE_LABEL, QUARANTINE_POLICY, responder_marks
 from chalicelib.settings import MANAGED_BY
 
 _ENGINES = {"calico-node": "Calico", "cilium": "Cilium", "antrea-agent": "Antrea", "kube-router": "kube-router",

@@ -21,25 +21,23 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import (
+from chalicelib.actions.base import Action, ActionContext, Params
+from chalicelib.actions.k8s import enforcement
+from chalicelib.actions.k8s.common import changed_metadata, missing, prior_metadata, restore_metadata
+from chalicelib.actions.k8s.selectors import selects, service_selects
+from chalicelib.interfaces import (
     INCIDENT_LABEL,
     INVESTIGATION_LABEL,
     MANAGED_BY_LABEL,
     QUARANTINE_LABEL,
     QUARANTINE_POLICY,
-    Action,
-    ActionContext,
     KubeAPI,
     Outcome,
-    Params,
     RBACRule,
     Status,
     Target,
     responder_marks,
 )
-from chalicelib.actions.k8s import enforcement
-from chalicelib.actions.k8s.common import changed_metadata, missing, prior_metadata, restore_metadata
-from chalicelib.actions.k8s.selectors import selects, service_selects
 from chalicelib.settings import MANAGED_BY
 
 ORIGINAL_LABELS_ANNOTATION = "eks-responder.io/original-labels"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import ActionContext, RBACRule, Target
+from chalicelib.actions.base import ActionContext
 from chalicelib.actions.k8s.common import LabelForInvestigation
+from chalicelib.interfaces import RBACRule, Target
 
 
 class LabelPod(LabelForInvestigation):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.kms.common import KEY_ARN, PENDING, key_or_missing, keys
+from chalicelib.interfaces import IAMStatement, Outcome, Status, Target, checked
 
 
 class CancelKeyDeletion(Action):

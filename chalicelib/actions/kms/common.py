@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.actions.base import ActionContext, KeysAPI, Outcome, Status, Target
+from chalicelib.actions.base import ActionContext
+from chalicelib.interfaces import KeysAPI, Outcome, Status, Target
 
 KEY_ARN = "arn:aws:kms:{region}:{account}:key/*"
 PENDING = {"PendingDeletion", "PendingReplicaDeletion"}
-
-
-def key_id(arn_or_id: str) -> str:
-    return arn_or_id.rsplit("/", 1)[-1]
 
 
 def keys(ctx: ActionContext) -> KeysAPI:

@@ -7,9 +7,11 @@ from dataclasses import replace
 from typing import ClassVar
 
 from chalicelib import key_policies
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
-from chalicelib.actions.kms.common import KEY_ARN, key_id, key_or_missing, keys
+from chalicelib.actions.base import Action, ActionContext, Params
+from chalicelib.actions.kms.common import KEY_ARN, key_or_missing, keys
 from chalicelib.incident import PrincipalRole
+from chalicelib.interfaces import IAMStatement, Outcome, Status, Target, checked
+from chalicelib.key_policies import key_id
 
 
 def _same(a: str, b: str) -> bool:

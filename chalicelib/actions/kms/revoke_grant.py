@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from chalicelib.actions.base import Action, ActionContext, IAMStatement, Outcome, Params, Status, Target, checked
+from chalicelib.actions.base import Action, ActionContext, Params
 from chalicelib.actions.iam.common import account_of
 from chalicelib.actions.kms.common import KEY_ARN, key_or_missing, keys
+from chalicelib.interfaces import IAMStatement, Outcome, Status, Target, checked
 
 
 def outside(grant: dict[str, Any], allowed: set[str]) -> bool:

@@ -77,7 +77,7 @@ _DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
 def _delivery(current: Settings, session: Any) -> Check:
     """The failure queue, each function's on-failure destination and each rule's dead letters,
     as deployed (a bare `chalice deploy` rewrites the rules' targets without them)."""
-    from chalicelib import delivery
+    from chalicelib.entry import delivery
 
     fix = f"run `make deploy STAGE={current.stage}` (or `python -m deploy.delivery --stage {current.stage}`)"
     missing: list[str] = []
@@ -226,7 +226,7 @@ def _capture(current: Settings, session: Any) -> Iterator[Check]:
 
 
 def _clusters(current: Settings, kube: Any) -> Iterator[Check]:
-    from chalicelib.permissions import rbac_rules
+    from chalicelib.generate.permissions import rbac_rules
 
     if not current.clusters:
         yield Check(WARN, "clusters", "CLUSTERS is unset: no cluster checked", "set CLUSTERS to the clusters served")

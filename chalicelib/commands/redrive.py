@@ -1,6 +1,6 @@
 """`eks-responder redrive`: what waits in the stage's failure queue, shown, and replayed.
 
-Two kinds of message land there (chalicelib.delivery): Lambda's on-failure records (the original
+Two kinds of message land there (chalicelib.entry.delivery): Lambda's on-failure records (the original
 event under `requestPayload`, the function under `requestContext.functionArn`, why under
 `requestContext.condition` and `responsePayload`), and EventBridge's dead letters (the event itself,
 the rule and target in message attributes). Each is replayed through the same path it failed on:
@@ -124,8 +124,8 @@ def lambda_deliver(lambda_: Any, stage: str) -> Deliver:
 
 def local_deliver() -> Deliver:
     """Replay in this process, through the handler the function runs (the local stack, or an operator's shell)."""
-    from chalicelib import wiring
-    from chalicelib.lambda_events import LocalContext
+    from chalicelib.entry import wiring
+    from chalicelib.invocation import LocalContext
 
     handlers: dict[str, Callable[[Any], Any]] = {
         "on_flow_log_object": lambda e: wiring.handle_flow_log_objects(e, LocalContext()),

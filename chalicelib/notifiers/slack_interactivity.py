@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from chalicelib.notifiers.slack_message import literal
+
 logger = logging.getLogger("eks_responder")
 
 ACTIONS = {"approve": True, "reject": False, "release": None}
@@ -24,12 +26,6 @@ PAST = {"approve": "approved", "reject": "rejected", "release": "released"}
 _USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 _GROUP = re.compile(r"^S[A-Z0-9]{2,20}$")
 MAX_BODY = 64 * 1024  # Slack's payloads are a few KB
-
-
-def action_value(incident_id: str, step: int | None = None, revision: str = "") -> str:
-    """What a button carries: the incident, the step or `*` for every waiting step, and the revision of
-    the plan the message showed (a decision binds to what the approver saw)."""
-    return f"{incident_id}|{'*' if step is None else step}|{revision}"
 
 
 def approved_by(user: str, approvers: tuple[str, ...], members: Callable[[str], set[str]] | None) -> bool:
@@ -99,11 +95,41 @@ def handle(
         result = release(incident_id, steps=steps, who=f"slack:{user}", revision=revision)
     else:
         result = decide(incident_id, approve=ACTIONS[verb], steps=steps, who=f"slack:{user}", revision=revision)
-    from chalicelib.notifiers.slack_message import literal
-
     text = literal(result.get("message") or result.get("error") or "done")
     done = result.get("carried_out") or {}
     if isinstance(done, dict) and done.get("actions"):
         lines = (f"{a['status']}: {literal(a['action'])} on {literal(a['target'])}" for a in done["actions"])
         text += "\n" + "\n".join(lines)
     return 200, _answer(text)
+
+
+GROUP_TTL = 300.0  # seconds a user group's members are trusted before Slack is asked again
+_groups: dict[str, tuple[float, set[str]]] = {}
+
+
+def group_members(token_secret: str | None, api_url: str) -> Callable[[str], set[str]] | None:
+    """A Slack user group's members (usergroups.users.list with the bot token in `token_secret`),
+    cached five minutes; None without a bot token (a group then approves nobody)."""
+    if not token_secret:
+        return None
+    secret = token_secret
+
+    def members(group: str) -> set[str]:
+        cached = _groups.get(group)
+        if cached and time.monotonic() - cached[0] < GROUP_TTL:
+            return cached[1]
+        from aws_lambda_powertools.utilities import parameters
+        from slack_sdk import WebClient
+
+        token = str(parameters.get_secret(secret, max_age=300)).strip()
+        client = WebClient(token=token, base_url=api_url, timeout=5)
+        found = {str(u) for u in client.usergroups_users_list(usergroup=group).get("users") or []}
+        _groups[group] = (time.monotonic(), found)
+        return found
+
+    return members
+
+
+def forget_groups() -> None:
+    """Drop the cached group members (tests, or a changed environment)."""
+    _groups.clear()

@@ -15,15 +15,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import audit
-from chalicelib.actions.base import ActionResult, Status
-from chalicelib.response import approvals
+from chalicelib.interfaces import ActionResult, Status
+from chalicelib.response import approvals, audit
 from chalicelib.response.plan import Plan, PlannedStep, StepState
 
 if TYPE_CHECKING:
     from chalicelib.executors.plans import PlanStore
     from chalicelib.notifiers.base import Notifier
-    from chalicelib.responder import Responder
+    from chalicelib.response.execute import Responder
 
 logger = logging.getLogger("eks_responder")
 
@@ -34,6 +33,22 @@ _INCIDENT_ID = re.compile(r"^[\w.:@/+=,-]{1,512}$")  # what our incident ids are
 
 def carry_out_event(incident_id: str) -> dict[str, Any]:
     return {"source": SOURCE, "detail-type": CARRY_OUT, "detail": {"incident_id": incident_id}}
+
+
+def hand_to_owner(
+    store: PlanStore[Plan] | None, incident_id: str, stage: str, invoke: Callable[[str, dict[str, Any]], None]
+) -> dict[str, Any]:
+    """Send the carry-out event to the function that owns the incident's playbook: it runs the
+    approved steps with its own permissions (Slack wants an answer within three seconds)."""
+    from chalicelib import functions
+
+    stored = store.get(incident_id) if store is not None else None
+    if stored is None:
+        return {"incident_id": incident_id, "error": "no stored plan"}
+    owner = functions.for_source(stored[0].incident.source).name
+    name = f"{functions.APP_NAME}-{stage}-{owner}"
+    invoke(name, carry_out_event(incident_id))
+    return {"incident_id": incident_id, "carried_out_by": name}
 
 
 def is_carry_out(event: Any) -> bool:
@@ -51,7 +66,7 @@ def _now() -> datetime:
 
 
 def decide(
-    store: PlanStore,
+    store: PlanStore[Plan],
     incident_id: str,
     *,
     approve: bool,
@@ -70,7 +85,7 @@ def decide(
 
 
 def request_release(
-    store: PlanStore,
+    store: PlanStore[Plan],
     incident_id: str,
     *,
     steps: tuple[int, ...] | None,
@@ -84,7 +99,7 @@ def request_release(
 
 
 def _record(
-    store: PlanStore,
+    store: PlanStore[Plan],
     incident_id: str,
     verb: str,
     steps: tuple[int, ...] | None,
@@ -132,8 +147,8 @@ PAST = {"approve": "approved", "reject": "rejected", "release": "released"}
 
 def _tell_rejected(plan: Plan, changed: Sequence[int], who: str, notifiers: Sequence[Notifier]) -> None:
     """A human said no: the steps they refused, told like any report (the bus, the ticket)."""
-    from chalicelib.intake import told
-    from chalicelib.responder import Mode, Report
+    from chalicelib.entry.intake import told
+    from chalicelib.response.report import Mode, Report
 
     steps = [plan.step(i) for i in changed]
     results = tuple(ActionResult(s.action, s.label, Status.REJECTED, f"rejected by {who}: not run") for s in steps)
@@ -152,12 +167,12 @@ def _stale(plan: Plan, verb: str) -> str:
     )
 
 
-def _keep_results(store: PlanStore, plan: Plan, version: int, results: dict[int, ActionResult]) -> None:
+def _keep_results(store: PlanStore[Plan], plan: Plan, version: int, results: dict[int, ActionResult]) -> None:
     """The steps' results (and prior state) in the stored plan: what a release undoes. Best effort:
     the report and the audit line carry them too."""
     from dataclasses import replace
 
-    from chalicelib.responder import outcome_of
+    from chalicelib.response.execute import outcome_of
 
     done = {i: replace(plan.step(i), result=outcome_of(r)).noted("ran", r.at or "", None,
                                                                  f"{r.status.value}: {r.detail}")
@@ -169,7 +184,7 @@ def _keep_results(store: PlanStore, plan: Plan, version: int, results: dict[int,
 
 
 def release(
-    store: PlanStore,
+    store: PlanStore[Plan],
     responder: Responder,
     incident_id: str,
     *,
@@ -181,8 +196,8 @@ def release(
     clock: Callable[[], datetime] = _now,
 ) -> dict[str, Any]:
     """Undo the steps that changed something (all of them, or `steps`), last first; record who did."""
+    from chalicelib.entry.intake import told
     from chalicelib.executors.plans import PlanConflictError
-    from chalicelib.intake import told
 
     stored = store.get(incident_id)
     if stored is None:
@@ -197,7 +212,9 @@ def release(
     said = [f"step {s.index} ({s.action} on {s.label}): {why_not(s)}" for s in wanted if s.index not in chosen]
     if not chosen:
         return {"incident_id": incident_id, "said": "; ".join(said) or "no step to release"}
-    report = responder.release(plan, chosen, dry_run=dry_run, force=force, by=who)
+    from chalicelib.response.release import release as undo
+
+    report = undo(responder, plan, chosen, dry_run=dry_run, force=force, by=who)
     audit.record(report, None, by=who, what="release")
     results = dict(zip(sorted(chosen, reverse=True), report.actions, strict=True))
     if not dry_run:
@@ -236,12 +253,12 @@ def _released(step: PlannedStep, result: ActionResult, who: str, stamp: str) -> 
 
 
 def carry_out(
-    store: PlanStore, responder: Responder, incident_id: str, notifiers: Sequence[Notifier],
+    store: PlanStore[Plan], responder: Responder, incident_id: str, notifiers: Sequence[Notifier],
     clock: Callable[[], datetime] = _now,
 ) -> dict[str, Any]:  # fmt: skip
     """Run what was approved and not yet run; nothing when another invocation got there first."""
+    from chalicelib.entry.intake import told
     from chalicelib.executors.plans import PlanConflictError
-    from chalicelib.intake import told
 
     stored = store.get(incident_id)
     if stored is None:
@@ -266,12 +283,14 @@ def carry_out(
     return told(result, notifiers)
 
 
-def expire(store: PlanStore, notifiers: Sequence[Notifier], clock: Callable[[], datetime] = _now) -> dict[str, Any]:
+def expire(
+    store: PlanStore[Plan], notifiers: Sequence[Notifier], clock: Callable[[], datetime] = _now
+) -> dict[str, Any]:
     """Plans whose approval time ran out: their waiting steps expire, and it is said once (the
     conditional write lets one invocation record it; only that one tells)."""
+    from chalicelib.entry.intake import told
     from chalicelib.executors.plans import PlanConflictError
-    from chalicelib.intake import told
-    from chalicelib.responder import Mode, Report
+    from chalicelib.response.report import Mode, Report
 
     now = clock()
     expired = []

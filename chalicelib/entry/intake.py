@@ -10,19 +10,21 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib import audit, faults
 from chalicelib.errors import EventError, NotHandledError, RetryLaterError
+from chalicelib.executors import faults
 from chalicelib.incident import timestamp
-from chalicelib.lambda_events import in_invocation
+from chalicelib.invocation import in_invocation
+from chalicelib.response import audit
 from chalicelib.sources import registry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from chalicelib.actions.base import ActionResult
     from chalicelib.incident import Incident
+    from chalicelib.interfaces import ActionResult
     from chalicelib.notifiers.base import Notifier
-    from chalicelib.responder import Mode, Responder
+    from chalicelib.response.execute import Responder
+    from chalicelib.response.report import Mode
 
 logger = logging.getLogger("eks_responder")
 
@@ -99,7 +101,9 @@ def handle_incident(
             if not previous.get("told", True):
                 # Recorded, then the invocation died before its message: the redelivery tells it, once.
                 return ledger.once(incident, lambda: _retold(incident, eid, ledger, notifiers), str(mode))
-            logger.info("duplicate incident", extra={"event_id": eid, "incident_id": incident.id, **previous})
+            # Not the steps done (keyed by action and target): a log line holds what JSON can say.
+            said = {key: value for key, value in previous.items() if key != "done"}
+            logger.info("duplicate incident", extra={"event_id": eid, "incident_id": incident.id, **said})
             reason = (
                 f"already handled at severity {previous['severity']} ({previous['updated_at']}): "
                 "nothing done, nothing sent"
@@ -141,7 +145,7 @@ def _repeats(previous: dict[str, Any], mode: Mode) -> bool:
 
 def _counted(duplicate: dict[str, Any]) -> dict[str, Any]:
     """A duplicate is not told (its first copy was), only counted."""
-    from chalicelib import metrics
+    from chalicelib.notifiers import metrics
 
     metrics.report(duplicate)
     return duplicate
@@ -231,7 +235,7 @@ def _finished(result: dict[str, Any]) -> dict[str, Any]:
     invocation after it is told and recorded (as not complete), so Lambda delivers the event again
     and the next delivery does what this one could not."""
     from chalicelib.executors.ledger import passing_failures
-    from chalicelib.lambda_events import in_invocation
+    from chalicelib.invocation import in_invocation
 
     failed = passing_failures(result)
     if failed and in_invocation():
@@ -243,7 +247,7 @@ def _finished(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def told(result: dict[str, Any], notifiers: Sequence[Notifier]) -> dict[str, Any]:
-    from chalicelib import metrics
+    from chalicelib.notifiers import metrics
     from chalicelib.notifiers.base import notify
 
     metrics.report(result)

@@ -32,20 +32,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.compute import AUTOSCALER_ANNOTATIONS
+from chalicelib.actions.k8s.block_image import (
+    IMAGE_BLOCKS,
+    IMAGE_BLOCKS_NAMESPACE,
+    LABELS,
+    MAX_IMAGE_BLOCKS,
+    NEVER_BLOCKED,
+    POLICY_PREFIX,
+)
+from chalicelib.actions.k8s.compute import AUTOSCALER_ANNOTATIONS
 
 ADMISSION = "admissionregistration.k8s.io"
 NAME = "eks-responder-bounds"
-POLICY_PREFIX = "eks-responder-block-"
-IMAGE_BLOCKS = "eks-responder-image-blocks"  # the standing policy, its binding and the ConfigMap it reads
-IMAGE_BLOCKS_NAMESPACE = "eks-responder"
-MAX_IMAGE_BLOCKS = 256
 # What k8s:block-image writes: an entry named for the digest, each line a digest or a tagged reference.
 _ENTRY_NAME = f"^{POLICY_PREFIX}[0-9a-f]{{16}}$"
 _ENTRY_LINE = "^(@sha256:[0-9a-f]{64}|[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})$"
 NODE_FIELDS = ("podCIDR", "podCIDRs", "providerID", "configSource", "externalID")
-NEVER_BLOCKED = "kube-system"  # every image block must leave the platform's namespace alone
-LABELS = {"app.kubernetes.io/name": "eks-responder", "app.kubernetes.io/managed-by": "eks-responder"}
 OWN_PREFIX = "eks-responder.io/"
 
 

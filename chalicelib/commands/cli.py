@@ -19,9 +19,10 @@ from chalicelib.settings import Settings
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from chalicelib.intake import Ledger
+    from chalicelib.entry.intake import Ledger
     from chalicelib.notifiers.base import Notifier
-    from chalicelib.responder import Mode, Responder
+    from chalicelib.response.execute import Responder
+    from chalicelib.response.report import Mode
 
 MAX_EVENT_BYTES = 10 * 1024 * 1024  # far above EventBridge's 256 KiB; anything larger is a mistake
 EXIT_NOT_UNDERSTOOD = 2
@@ -133,7 +134,7 @@ def _human_extras(result: dict[str, Any], out: TextIO) -> None:
 
 
 def replay(args: argparse.Namespace, out: TextIO) -> int:
-    from chalicelib import wiring
+    from chalicelib.entry import wiring
     from chalicelib.policy.loader import load_rules
 
     settings = Settings.from_env()
@@ -184,7 +185,7 @@ def _replay_one(
     notifiers: list[Notifier],
     ledger: Ledger | None,
 ) -> int:
-    from chalicelib import intake
+    from chalicelib.entry import intake
     from chalicelib.notifiers import slack_message
     from chalicelib.sources.envelope import split_document
 
@@ -282,16 +283,16 @@ def _version() -> str:
 
 
 def _is_capture_status(event: Any) -> bool:
-    from chalicelib.response.captures import DETAIL_TYPE
+    from chalicelib.entry.captures import DETAIL_TYPE
 
     return isinstance(event, dict) and event.get("source") == "aws.ssm" and event.get("detail-type") == DETAIL_TYPE
 
 
 def _capture_status(args: argparse.Namespace, event: dict[str, Any]) -> dict[str, Any]:
     """A memory capture's end: reported (manifest, audit, message) with --live; described otherwise."""
-    from chalicelib import wiring
     from chalicelib.actions.ec2.memory_document import document_name
-    from chalicelib.response.captures import NotOursError, parse
+    from chalicelib.entry import wiring
+    from chalicelib.entry.captures import NotOursError, parse
 
     settings = Settings.from_env()
     if args.live:
@@ -319,9 +320,9 @@ def _flow_file(
     notifiers: list[Notifier],
 ) -> dict[str, Any]:  # fmt: skip
     """A flow-log file as S3 delivers it (gzip or plain text, header line or not)."""
-    from chalicelib import wiring
-    from chalicelib.flowlogs import batch
-    from chalicelib.sources.flowlogs import Batch
+    from chalicelib.entry import flow_logs as batch
+    from chalicelib.entry import wiring
+    from chalicelib.flowlogs.incidents import Batch
 
     settings = _flow_settings(args)
     region = wiring.region("")
@@ -370,8 +371,8 @@ def _flow_event(
     notifiers: list[Notifier],
 ) -> dict[str, Any]:  # fmt: skip
     """A CloudWatch Logs payload, or an S3 event whose objects are read from the configured endpoint."""
-    from chalicelib import wiring
-    from chalicelib.flowlogs import batch
+    from chalicelib.entry import flow_logs as batch
+    from chalicelib.entry import wiring
 
     settings = _flow_settings(args)
     region = wiring.region("")
@@ -419,7 +420,7 @@ def _mode(args: argparse.Namespace) -> Mode:
     A replay that changes a cluster or an account is always asked for by name (--apply), and
     DRY_RUN=true in the environment still wins over it.
     """
-    from chalicelib.responder import Mode
+    from chalicelib.response.report import Mode
 
     if not args.live:
         return Mode.PLAN
@@ -450,7 +451,7 @@ def check_rules(args: argparse.Namespace, out: TextIO) -> int:
 
 def decide(args: argparse.Namespace, out: TextIO) -> int:
     """`approve` / `reject`: the same decision a Slack button records, for teams without Slack."""
-    from chalicelib import wiring
+    from chalicelib.entry import wiring
 
     current = Settings.from_env()
     if args.kubeconfig:
@@ -489,7 +490,8 @@ def _format_text(value: str) -> str:
 
 def report(args: argparse.Namespace, out: TextIO) -> int:
     """`report`: one incident's timeline from its audit trail, and its plan when the table keeps it."""
-    from chalicelib import timeline, wiring
+    from chalicelib.commands import timeline
+    from chalicelib.entry import wiring
 
     if not _INCIDENT_ID.match(args.incident):
         raise ConfigError(f"{args.incident[:80]!r} is not an incident id")
@@ -524,7 +526,8 @@ def report(args: argparse.Namespace, out: TextIO) -> int:
 
 def _audit_from_cloudwatch(current: Settings, incident_id: str) -> tuple[list[str], str]:
     """The stage's functions' log lines that name the incident (CloudWatch Logs, FilterLogEvents)."""
-    from chalicelib import functions, wiring
+    from chalicelib import functions
+    from chalicelib.entry import wiring
 
     logs = wiring.aws_session().client("logs")
     lines: list[str] = []
@@ -541,7 +544,7 @@ def _audit_from_cloudwatch(current: Settings, incident_id: str) -> tuple[list[st
 
 def release(args: argparse.Namespace, out: TextIO) -> int:
     """`release`: undo the steps of an incident from the prior state they recorded."""
-    from chalicelib import decisions, wiring
+    from chalicelib.entry import decisions, wiring
 
     current = Settings.from_env()
     if args.kubeconfig:
@@ -566,8 +569,8 @@ def release(args: argparse.Namespace, out: TextIO) -> int:
 
 def redrive(args: argparse.Namespace, out: TextIO) -> int:
     """`redrive`: the failure queue's events, shown and replayed through the path they failed on."""
-    from chalicelib import delivery, wiring
-    from chalicelib import redrive as parked
+    from chalicelib.commands import redrive as parked
+    from chalicelib.entry import delivery, wiring
 
     current = Settings.from_env()
     session = wiring.aws_session()
@@ -596,8 +599,8 @@ def redrive(args: argparse.Namespace, out: TextIO) -> int:
 
 def doctor(args: argparse.Namespace, out: TextIO) -> int:
     """`doctor`: one line per check of the stage's set-up, with how to fix each problem."""
-    from chalicelib import doctor as checks
-    from chalicelib import wiring
+    from chalicelib.commands import doctor as checks
+    from chalicelib.entry import wiring
 
     current = Settings.from_env()
     if args.stage:

@@ -10,9 +10,21 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 from chalicelib.errors import EventError
-from chalicelib.incident import Incident, Principal, PrincipalKind
+from chalicelib.incident import (
+    ApiCall,
+    Incident,
+    PodRef,
+    Principal,
+    PrincipalKind,
+    PrincipalRole,
+    ResourceKind,
+    Severity,
+    WorkloadRef,
+    timestamp,
+)
 
 ACCOUNT = re.compile(r"^\d{12}$")
 REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
@@ -155,3 +167,30 @@ def _aws(incident: Incident) -> None:
     for image in incident.images:
         if not IMAGE.match(image) or ".." in image or "//" in image:
             _fail("image reference", image)
+
+
+def incident_from_state(data: dict[str, Any]) -> Incident:
+    """The incident `incident_state` wrote, checked again at the boundary like any other."""
+    call = data.get("api_call")
+    incident = Incident(
+        id=str(data["id"]), source=str(data["source"]), type=str(data["type"]), title=str(data["title"]),
+        severity=Severity.parse(str(data["severity"])), score=float(data["score"]), account=str(data["account"]),
+        region=str(data["region"]), resource_kind=ResourceKind(data["resource_kind"]),
+        cluster=data.get("cluster"), namespace=data.get("namespace"),
+        workloads=tuple(WorkloadRef(*w) for w in data.get("workloads", [])),
+        pods=tuple(PodRef(*p) for p in data.get("pods", [])),
+        nodes=tuple(data.get("nodes", [])), instance_ids=tuple(data.get("instance_ids", [])),
+        principals=tuple(
+            Principal(PrincipalKind(k), n, a, tuple(g), PrincipalRole(r), key)
+            for k, n, a, g, r, key in data.get("principals", [])
+        ),
+        images=tuple(data.get("images", [])), remote_ips=tuple(data.get("remote_ips", [])),
+        privileged=bool(data.get("privileged")), sample=bool(data.get("sample")), event_id=data.get("event_id"),
+        raw_ref=data.get("raw_ref"), finding_arn=data.get("finding_arn"), count=int(data.get("count", 1)),
+        api_call=ApiCall(*call) if call else None,
+        key_arns=tuple(data.get("key_arns", [])), failed=bool(data.get("failed")), hold=str(data.get("hold") or ""),
+        unverified=str(data.get("unverified") or ""),
+        details={str(k): str(v) for k, v in (data.get("details") or {}).items()},
+        observed_at=timestamp(data.get("observed_at")),
+    )  # fmt: skip
+    return check(incident)

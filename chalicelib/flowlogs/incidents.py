@@ -60,7 +60,7 @@ class Batch:
     def __post_init__(self) -> None:
         # From the payload's `owner` or the object's key, so hostile: an account or region that is
         # not one is unknown (""), never a name a message, a link or a spoke role is built from.
-        from chalicelib.sources import identifiers
+        from chalicelib import identifiers
 
         if not identifiers.ACCOUNT.match(self.account):
             object.__setattr__(self, "account", "")

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.actions.base import ActionResult, EvidenceSink, Status
 from chalicelib.actions.ec2 import memory_document
 from chalicelib.errors import EventError
+from chalicelib.interfaces import ActionResult, EvidenceSink, Status
 from chalicelib.notifiers.base import Notifier
 
 logger = logging.getLogger("eks_responder")
@@ -126,10 +126,10 @@ def finish(ended: Ended, evidence: EvidenceSink) -> tuple[dict[str, Any], Action
 def report_ended(event: dict[str, Any], document: str, evidence: EvidenceSink | None,
                  notifiers: Sequence[Notifier]) -> dict[str, Any]:  # fmt: skip
     """The follow-up event, handled: the capture's outcome in the audit trail and the channels."""
-    from chalicelib import audit
-    from chalicelib.intake import told
-    from chalicelib.responder import Mode, Report
-    from chalicelib.response.plan import incident_from_state
+    from chalicelib.entry.intake import told
+    from chalicelib.identifiers import incident_from_state
+    from chalicelib.response import audit
+    from chalicelib.response.report import Mode, Report
 
     try:
         ended = parse(event, document)

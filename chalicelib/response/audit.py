@@ -11,9 +11,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chalicelib.actions.base import ActionResult
     from chalicelib.incident import Incident
-    from chalicelib.responder import Report
+    from chalicelib.interfaces import ActionResult
+    from chalicelib.response.report import Report
 
 logger = logging.getLogger("eks_responder")
 

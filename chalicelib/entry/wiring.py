@@ -10,7 +10,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import decisions
+from chalicelib.entry import decisions
 from chalicelib.policy.loader import load_rules
 from chalicelib.settings import Settings
 
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
     from chalice.app import Response
 
-    from chalicelib.actions.base import EvidenceSink, KeysAPI, KubeAPI
+    from chalicelib.entry.flow_logs import Intake
+    from chalicelib.entry.intake import Ledger
     from chalicelib.executors.accounts import Spokes
     from chalicelib.executors.caps import CapLeases
     from chalicelib.executors.kms import KeyRegistry, KMSGateway, PolicyStore
@@ -27,13 +28,14 @@ if TYPE_CHECKING:
     from chalicelib.executors.plans import PlanStore
     from chalicelib.flowlogs.addresses import Forbidden, Ranges
     from chalicelib.flowlogs.attribution import Attribution
-    from chalicelib.flowlogs.batch import Intake
     from chalicelib.flowlogs.detect import DetectorSettings, Scanner
     from chalicelib.flowlogs.fields import Layout
-    from chalicelib.intake import Ledger
+    from chalicelib.interfaces import EvidenceSink, KeysAPI, KubeAPI
     from chalicelib.notifiers.base import Notifier
     from chalicelib.policy.model import RulesFile
-    from chalicelib.responder import KubeConnector, Mode, Responder
+    from chalicelib.response.execute import KubeConnector, Responder
+    from chalicelib.response.plan import Plan
+    from chalicelib.response.report import Mode
 
 
 def region(default: str = "us-east-1") -> str:
@@ -75,7 +77,7 @@ def aws_client(service: str) -> Any:
 
 
 def _before_send(**_: Any) -> None:
-    from chalicelib.lambda_events import check_deadline
+    from chalicelib.invocation import check_deadline
 
     check_deadline("the AWS request")
 
@@ -140,7 +142,7 @@ def build_responder(current: Settings, current_rules: RulesFile) -> Responder:
     from chalicelib.executors.identity import IdentityConnector
     from chalicelib.executors.image_places import ImagePlaces
     from chalicelib.executors.scan_findings import ScanFindingsReader
-    from chalicelib.responder import Responder
+    from chalicelib.response.execute import Responder
 
     return Responder(
         current_rules,
@@ -170,7 +172,7 @@ def build_spokes(current: Settings) -> Spokes | None:
     from chalicelib.executors.identity import IdentityConnector
     from chalicelib.executors.image_places import ImagePlaces
     from chalicelib.executors.kube import ClusterConnector
-    from chalicelib.responder import Connectors
+    from chalicelib.response.execute import Connectors
 
     def build(spoke: Callable[[], Any], via: str) -> Connectors:
         kube = ClusterConnector(kubeconfig=current.kubeconfig, aws_session=spoke, region=region("") or None,
@@ -182,12 +184,13 @@ def build_spokes(current: Settings) -> Spokes | None:
     return Spokes(credentials, build, ManagedAccounts(current.managed_accounts, aws_session))
 
 
-def build_plans(current: Settings) -> PlanStore | None:
+def build_plans(current: Settings) -> PlanStore[Plan] | None:
     """Plans waiting for approval live in the incident table; without it nothing can wait."""
     from chalicelib.executors.plans import PlanStore
+    from chalicelib.response.plan import Plan
 
     table = current.incidents_table
-    return PlanStore(table, aws_client("dynamodb")) if table else None
+    return PlanStore(table, aws_client("dynamodb"), Plan.from_dict) if table else None
 
 
 def build_caps(current: Settings) -> CapLeases | None:
@@ -240,8 +243,10 @@ def build_keys(current: Settings, account_session: Callable[[], Any] | None = No
 
 
 def refresh_key_policies(region_name: str | None = None) -> dict[str, Any]:
-    """The scheduled job: store the current policy of every protected key as the last known good one."""
-    from chalicelib.executors.kms import KMSConnector, snapshot_policies
+    """The scheduled job: store the current policy of every protected key as the last known good one,
+    in this account and (through their spoke roles) in every member account."""
+    from chalicelib.entry import key_snapshot
+    from chalicelib.executors.kms import KMSConnector
 
     current = settings()
     where = region_name or region()
@@ -249,21 +254,16 @@ def refresh_key_policies(region_name: str | None = None) -> dict[str, Any]:
     if store is None:
         return {"stored": [], "error": "no policy store: set KEY_POLICY_BUCKET, EVIDENCE_BUCKET or EVIDENCE_DIR"}
     gateway = KMSConnector(aws_session).gateway(where, dry_run=False)
-    registry = key_registry(current, gateway, where)
-    result: dict[str, Any] = {"stored": snapshot_policies(registry, gateway, store)}
     spokes = build_spokes(current)
-    for account in spokes.members() if spokes is not None else []:
+
+    def member(account: str) -> tuple[KeyRegistry, KMSGateway]:
         assert spokes is not None
-        # Each member's protected keys, read through its spoke role, into the hub's store: what
-        # kms:restore-key-policy in that account restores from.
-        try:
-            spoke = functools.partial(spokes.credentials.session, account, "key-policy-snapshot")
-            member = KMSConnector(spoke).gateway(where, dry_run=False)
-            found = key_registry(current.for_account(account), member, where, spoke)
-            result["stored"].extend(snapshot_policies(found, member, store))
-        except Exception as exc:  # noqa: BLE001 - one member's failure never stops the others
-            result.setdefault("errors", {})[account] = f"{type(exc).__name__}: {exc}"
-    return result
+        spoke = functools.partial(spokes.credentials.session, account, "key-policy-snapshot")
+        found = KMSConnector(spoke).gateway(where, dry_run=False)
+        return key_registry(current.for_account(account), found, where, spoke), found
+
+    members = spokes.members() if spokes is not None else []
+    return key_snapshot.refresh(store, (key_registry(current, gateway, where), gateway), members, member)
 
 
 @functools.cache
@@ -272,7 +272,7 @@ def responder() -> Responder:
 
 
 def lambda_mode() -> Mode:
-    from chalicelib.responder import Mode
+    from chalicelib.response.report import Mode
 
     return Mode.DRY_RUN if settings().dry_run else Mode.LIVE
 
@@ -291,8 +291,8 @@ def notifiers() -> list[Notifier]:
 
 def handle_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda path: one EventBridge event in, one report (or error) out, then told."""
-    from chalicelib import intake
-    from chalicelib.lambda_events import invocation
+    from chalicelib.entry import intake
+    from chalicelib.invocation import invocation
 
     with invocation(context):
         if decisions.is_carry_out(event):
@@ -331,73 +331,34 @@ def decide(
 
 
 def slack_action(request: Any, current: Settings | None = None) -> Response:
-    """The Slack interactivity route: verify, check the approver, decide, answer the clicker."""
-    import json
-
-    headers = request.headers if request is not None else {}
-    raw = request.raw_body if request is not None else b""
-    body = raw if isinstance(raw, bytes) else str(raw or "").encode()
-
-    from chalice.app import Response
-
-    from chalicelib import slack_interactivity
+    """The Slack interactivity route, composed: a decision is recorded here, a release requested here,
+    and either is carried out by the function that owns the incident's playbook."""
+    from chalicelib.entry import slack_route
+    from chalicelib.notifiers.slack_interactivity import group_members
 
     current = current or settings()
-    json_type: dict[str, str | list[str]] = {"Content-Type": "application/json"}
-    if not current.slack_signing_secret:
-        body_ = {"error": "SLACK_SIGNING_SECRET is not set: approvals from Slack are off"}
-        return Response(body=json.dumps(body_), status_code=503, headers=json_type)
-    from aws_lambda_powertools.utilities import parameters
-
-    secret = str(parameters.get_secret(current.slack_signing_secret, max_age=300)).strip()
+    chosen = current
 
     def decided(incident_id: str, **how: Any) -> dict[str, Any]:
-        return decide(incident_id, current=current, **how)
+        return decide(incident_id, current=chosen, **how)
 
     def released(
         incident_id: str, *, steps: tuple[int, ...] | None, who: str, revision: str | None = None
     ) -> dict[str, Any]:
-        store = build_plans(current)
+        store = build_plans(chosen)
         if store is None:
             return {"error": "no INCIDENTS_TABLE: no plan is kept, nothing to release"}
         return decisions.request_release(store, incident_id, steps=steps, who=who, revision=revision,
-                                         run=lambda incident: invoke_owner(incident, current))  # fmt: skip
+                                         run=lambda incident: invoke_owner(incident, chosen))  # fmt: skip
 
-    status, answer = slack_interactivity.handle(
-        headers, body, signing_secret=secret, approvers=current.approvers, decide=decided, release=released,
-        members=group_members(current) if current.slack_bot_token_secret else None,
-    )  # fmt: skip
-    return Response(body=json.dumps(answer), status_code=status, headers=json_type)
-
-
-_GROUP_TTL = 300.0  # seconds a user group's members are trusted before Slack is asked again
-_groups: dict[str, tuple[float, set[str]]] = {}
-
-
-def group_members(current: Settings) -> Callable[[str], set[str]]:
-    """A Slack user group's members (usergroups.users.list with the bot token), cached five minutes."""
-
-    def members(group: str) -> set[str]:
-        cached = _groups.get(group)
-        if cached and time.monotonic() - cached[0] < _GROUP_TTL:
-            return cached[1]
-        from aws_lambda_powertools.utilities import parameters
-        from slack_sdk import WebClient
-
-        assert current.slack_bot_token_secret is not None
-        token = str(parameters.get_secret(current.slack_bot_token_secret, max_age=300)).strip()
-        client = WebClient(token=token, base_url=current.slack_api_url, timeout=5)
-        found = {str(u) for u in client.usergroups_users_list(usergroup=group).get("users") or []}
-        _groups[group] = (time.monotonic(), found)
-        return found
-
-    return members
+    members = group_members(current.slack_bot_token_secret, current.slack_api_url)
+    return slack_route.respond(request, current, decided, released, members)
 
 
 def handle_capture_status(event: dict[str, Any], current: Settings | None = None) -> dict[str, Any]:
     """A memory capture's command ended: its manifest, the audit record and the message."""
     from chalicelib.actions.ec2.memory_document import document_name
-    from chalicelib.response.captures import report_ended
+    from chalicelib.entry.captures import report_ended
 
     current = current or settings()
     return report_ended(event, document_name(current.stage), build_evidence(current), build_notifiers(current))
@@ -413,25 +374,18 @@ def expire_plans(current: Settings | None = None) -> dict[str, Any]:
 
 
 def invoke_owner(incident_id: str, current: Settings) -> dict[str, Any]:
-    """In Lambda, the function that owns the incident's playbook carries the steps out, with its own
-    permissions (asynchronously: Slack wants an answer within three seconds); elsewhere (a local
-    server, the demo), here and now."""
+    """In Lambda, the function that owns the incident's playbook carries the steps out (with its own
+    permissions, asynchronously); elsewhere (a local server, the demo), here and now."""
     import json
     import os
 
     if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         return carry_out(incident_id, current)
-    from chalicelib import functions
 
-    found = build_plans(current)
-    stored = found.get(incident_id) if found else None
-    if stored is None:
-        return {"incident_id": incident_id, "error": "no stored plan"}
-    owner = functions.for_source(stored[0].incident.source).name
-    name = f"{functions.APP_NAME}-{current.stage}-{owner}"
-    payload = decisions.carry_out_event(incident_id)
-    aws_session().client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps(payload))
-    return {"incident_id": incident_id, "carried_out_by": name}
+    def invoke(name: str, payload: dict[str, Any]) -> None:
+        aws_session().client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps(payload))
+
+    return decisions.hand_to_owner(build_plans(current), incident_id, current.stage, invoke)
 
 
 def build_ledger(current: Settings) -> IncidentLedger | None:
@@ -453,7 +407,9 @@ def reset() -> None:
     for cached in (settings, rules, aws_session, aws_client, responder, notifiers, ledger):  # plans: built per call
         cached.cache_clear()
     _threats.clear()
-    _groups.clear()
+    from chalicelib.notifiers.slack_interactivity import forget_groups
+
+    forget_groups()
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # the webhook secret is cached for five minutes
@@ -536,8 +492,8 @@ def flow_intake(
     ledger_: Ledger | None = None,
     notifiers_: Sequence[Notifier] = (),
 ) -> Intake:
-    from chalicelib.flowlogs.batch import Intake
-    from chalicelib.responder import Mode as Modes
+    from chalicelib.entry.flow_logs import Intake
+    from chalicelib.response.report import Mode as Modes
 
     def attribution(account: str) -> Attribution | str | None:
         return None if mode is Modes.PLAN else responder_.attribution(region, account or None)
@@ -545,139 +501,14 @@ def flow_intake(
     return Intake(responder_, mode, attribution, ledger_, notifiers_)
 
 
-def s3_objects(event: Any) -> list[tuple[str, str, str, str]]:
-    """(bucket, key, account, region) from an EventBridge "Object Created" event or an S3 notification.
-
-    Only string values are taken: anything else in those places makes the object unnamed, which the
-    caller rejects, rather than a name built from whatever the event held.
-    """
-    from urllib.parse import unquote_plus
-
-    def text(value: Any) -> str:
-        return value if isinstance(value, str) else ""
-
-    def field(value: Any, *path: str) -> Any:
-        for step in path:
-            value = value.get(step) if isinstance(value, dict) else None
-        return value
-
-    if not isinstance(event, dict):
-        return []
-    if event.get("source") == "aws.s3":
-        detail = event.get("detail")
-        return [(text(field(detail, "bucket", "name")), text(field(detail, "object", "key")),
-                 text(event.get("account")), text(event.get("region")))]  # fmt: skip
-    records = event.get("Records")
-    found = []
-    for record in records if isinstance(records, list) else []:
-        key = unquote_plus(text(field(record, "s3", "object", "key")))  # notifications URL-encode keys
-        found.append((text(field(record, "s3", "bucket", "name")), key, "", text(field(record, "awsRegion"))))
-    return found
-
-
 def handle_flow_log_objects(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda path for flow logs delivered to S3: every object named in the event."""
-    from chalicelib.lambda_events import invocation
+    from chalicelib.invocation import invocation
 
     current = settings()
     with invocation(context):
         intake = flow_intake(responder(), lambda_mode(), region(), ledger(), notifiers())
         return flow_log_objects(event, current, intake)
-
-
-def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -> dict[str, Any]:
-    from chalicelib.errors import ConfigError, EventError, ResponderError, RetryLaterError
-    from chalicelib.executors.flow_sources import open_object
-    from chalicelib.flowlogs import batch
-    from chalicelib.sources.flowlogs import Batch
-
-    objects = s3_objects(event)
-    if not objects or not all(bucket and key for bucket, key, _, _ in objects):
-        why = EventError("no S3 bucket and key in the event")
-        event_id = event.get("id") if isinstance(event, dict) else None
-        return batch.rejected(event_id if isinstance(event_id, str) else "s3-event", why, intake.notifiers)
-    results = []
-    for bucket, key, account, object_region in objects:
-        origin = f"s3://{bucket}/{key}"
-        plan = intake.mode.value == "plan"
-        where = object_region or region()
-        # The bucket's owner: the account of an EventBridge event, else (an S3 notification) our own.
-        owner = account or (None if plan else intake.responder.own_account()) or ""
-        expected = current.flow_logs_bucket_of(owner, where)
-        # Only the configured bucket: other .log.gz objects (load balancer or application logs)
-        # would otherwise be read as flow logs and raise alerts.
-        if expected is None:
-            results.append({"origin": origin, "ignored": "FLOW_LOGS_BUCKET is not set: no bucket is read as flow logs"})
-            continue
-        if bucket != expected:
-            whose = f" of account {owner}" if expected != current.flow_logs_bucket else ""
-            results.append({"origin": origin, "ignored": f"not the flow-log bucket {expected}{whose}"})
-            continue
-        if plan:
-            # A plan contacts nothing: not S3 for the object, not S3 for the threat list.
-            offline = f"an offline plan reads nothing: replay with --live to read {origin}"
-            results.append({"origin": origin, "ignored": offline})
-            continue
-        flows_of, flows_in, refused = _whose_flows(current, key, owner, where)
-        if refused:  # not even read: the object's content is the writer's to choose as well
-            results.append(batch.rejected(origin, EventError(refused), intake.notifiers))
-            continue
-        try:
-            reader = intake.responder.bucket_reader(owner or None, where)
-            if isinstance(reader, str):  # an account this responder does not manage: a setting
-                raise ConfigError(reader)
-            layout, scan = _flow_setup(current)
-            stream = open_object(reader[1], bucket, key)
-        except ResponderError as exc:  # a setting: told, and retrying would not help
-            results.append(batch.respond(batch.Delivery(origin, error=f"cannot read the object: {exc}"), intake))
-            continue
-        except Exception as exc:
-            # S3, STS or the threat list failing now: told, then the invocation fails so Lambda
-            # delivers the event again (and, out of retries, to the failure queue).
-            results.append(batch.respond(batch.Delivery(origin, error=f"cannot read the object now (tried again "
-                                                        f"later): {exc}"), intake))  # fmt: skip
-            raise RetryLaterError(f"{origin}: {exc}") from exc
-        delivery = Batch(flows_of, flows_in, origin, batch.now())
-        results.append(batch.respond(batch.scan_object(stream, key, layout, scan, delivery), intake))
-    return {"deliveries": results}
-
-
-def _whose_flows(current: Settings, key: str, owner: str, where: str) -> tuple[str, str, str | None]:
-    """(account, region, why refused) of the flows in an object. A bucket per account belongs to its
-    member, who can write any key into it: there the account (and, with `{region}`, the region) is the
-    bucket's, and a key naming another is refused, never acted on in the account it names. A central
-    bucket holds every account's flows, written by the delivery service: there the key says whose."""
-    logged_by, logged_in = _origin_of(key)
-    template = current.flow_logs_bucket or ""
-    if "{account}" not in template:
-        return logged_by or owner, logged_in or where, None
-    if logged_by and logged_by != owner:
-        return owner, where, (f"refused: the key names account {_shown(logged_by)}, but the object is in the "
-                              f"flow-log bucket of account {owner}, which holds only that account's flows")  # fmt: skip
-    if "{region}" in template and logged_in and logged_in != where:
-        return owner, where, (f"refused: the key names region {_shown(logged_in)}, but the object is in the "
-                              f"flow-log bucket of region {where}")  # fmt: skip
-    return owner, logged_in or where, None
-
-
-def _shown(value: str) -> str:
-    """A value from a key, quoted safely for a message: what no identifier can hold becomes '?'."""
-    from chalicelib.sources import identifiers
-
-    return value if identifiers.ACCOUNT.match(value) or identifiers.REGION.match(value) else "?"
-
-
-def _origin_of(key: str) -> tuple[str, str]:
-    """(account, region) of the flow log an S3 key names: `.../AWSLogs/<account>/vpcflowlogs/<region>/...`,
-    or with Hive-compatible prefixes `aws-account-id=<account>/aws-service=vpcflowlogs/aws-region=<region>`.
-    Checked where the batch is made, like any value from outside."""
-    parts = key.split("/")[:-1]
-    if "AWSLogs" not in parts:
-        return "", ""
-    rest = parts[parts.index("AWSLogs") + 1 :]
-    account = rest[0].removeprefix("aws-account-id=") if rest else ""
-    region = rest[2].removeprefix("aws-region=") if len(rest) > 2 else ""  # noqa: PLR2004
-    return account, region
 
 
 def _flow_setup(current: Settings) -> tuple[Layout | None, Scanner]:
@@ -687,35 +518,31 @@ def _flow_setup(current: Settings) -> tuple[Layout | None, Scanner]:
 
 def handle_flow_log_payload(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda path for a CloudWatch Logs subscription delivery."""
-    from chalicelib.lambda_events import invocation
+    from chalicelib.invocation import invocation
 
     with invocation(context):
-        return _flow_log_payload(event, _function_account(context))
+        from chalicelib.entry.flow_logs import function_account
+
+        return _flow_log_payload(event, function_account(context))
 
 
-def _function_account(context: Any) -> str | None:
-    """The account the function runs in, from its own ARN (no call needed); None outside Lambda."""
-    arn = str(getattr(context, "invoked_function_arn", "") or "")
-    parts = arn.split(":")
-    return parts[4] if len(parts) > 4 and parts[4].isdigit() else None  # noqa: PLR2004
+def flow_log_objects(event: dict[str, Any], current: Settings, intake: Intake) -> dict[str, Any]:
+    from chalicelib.entry import flow_logs
+
+    return flow_logs.objects(event, current, intake, lambda: _flow_setup(current), region())
 
 
 def _flow_log_payload(event: dict[str, Any], account: str | None = None) -> dict[str, Any]:
-    from chalicelib.errors import EventError, ResponderError, RetryLaterError
-    from chalicelib.flowlogs import batch
+    from chalicelib.entry import flow_logs
 
     current = settings()
     where = region()
-    try:
-        layout, scan = _flow_setup(current)
-        # A subscription is in the function's own account (CloudWatch Logs invokes a function of its own).
-        subscribed_in = (lambda: account) if account else responder().own_account
-        found = batch.scan_payload(event, layout, scan, batch.now(), where, subscribed_in=subscribed_in)
-    except ResponderError as exc:
-        return batch.rejected("cloudwatch-logs-payload", exc, notifiers())
-    except Exception as exc:
-        # A threat list S3 could not serve now: told, then failed so Lambda delivers the payload again.
-        batch.rejected("cloudwatch-logs-payload", EventError(f"flow-log setup failed (tried again later): {exc}"),
-                       notifiers())  # fmt: skip
-        raise RetryLaterError(f"flow-log setup failed: {exc}") from exc
-    return batch.respond(found, flow_intake(responder(), lambda_mode(), where, ledger(), notifiers()))
+    # A subscription is in the function's own account (CloudWatch Logs invokes a function of its own).
+    return flow_logs.payload(
+        event,
+        lambda: _flow_setup(current),
+        where,
+        (lambda: account) if account else lambda: responder().own_account(),
+        notifiers(),
+        lambda: flow_intake(responder(), lambda_mode(), where, ledger(), notifiers()),
+    )

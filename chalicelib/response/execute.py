@@ -1,8 +1,7 @@
-"""Orchestration: incident -> rule -> targets -> guarded actions -> report."""
+"""Running a plan: incident -> rule -> targets -> guarded actions -> report (release.py undoes one)."""
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -11,12 +10,15 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from chalicelib import actions, audit, dry_run, faults
+from chalicelib import actions
 from chalicelib.actions import evidence_bundle
-from chalicelib.actions.base import (
+from chalicelib.actions.base import Action, ActionContext, Params
+from chalicelib.errors import ClusterAccessError
+from chalicelib.executors import dry_run, faults
+from chalicelib.executors.held_writes import HeldWrites, Key, node_key, pod_key
+from chalicelib.incident import Incident, ResourceKind
+from chalicelib.interfaces import (
     EC2API,
-    Action,
-    ActionContext,
     ActionResult,
     CapStore,
     EvidenceSink,
@@ -25,17 +27,15 @@ from chalicelib.actions.base import (
     KeysAPI,
     KubeAPI,
     Outcome,
-    Params,
     Status,
     Target,
+    Vulnerability,
 )
-from chalicelib.errors import ClusterAccessError
-from chalicelib.executors.held_writes import HeldWrites, Key, node_key, pod_key
-from chalicelib.incident import Incident, ResourceKind
-from chalicelib.lambda_events import DeadlineError, check_deadline
+from chalicelib.invocation import DeadlineError, check_deadline
 from chalicelib.policy.matcher import accepted, decide
-from chalicelib.response import guardrails, targets, vulnerabilities
+from chalicelib.response import audit, guardrails, targets, vulnerabilities
 from chalicelib.response.plan import Plan, PlannedStep, StepState, needs_approval
+from chalicelib.response.report import Mode, Report
 from chalicelib.validation import parse
 
 if TYPE_CHECKING:
@@ -47,12 +47,6 @@ if TYPE_CHECKING:
 Progress = Callable[[ActionResult], None]
 
 logger = logging.getLogger("eks_responder")
-
-
-class Mode(enum.StrEnum):
-    PLAN = "plan"  # decide and describe only; nothing is contacted
-    DRY_RUN = "dry-run"  # read the cluster, send every write with server-side dry-run
-    LIVE = "live"  # change things
 
 
 class KubeConnector(Protocol):
@@ -87,7 +81,7 @@ class PlanKeeper(Protocol):
 class ScanFindings(Protocol):
     def findings(
         self, region: str, registry: str, repository: str, digest: str
-    ) -> tuple[list[vulnerabilities.Vulnerability], bool]: ...
+    ) -> tuple[list[Vulnerability], bool]: ...
 
 
 IDENTITY_KINDS = {"role", "user", "principal"}
@@ -119,60 +113,6 @@ class UnreachableKube:
             raise ClusterAccessError(self.reason)
 
         return fail
-
-
-@dataclass(frozen=True)
-class Report:
-    incident: Incident
-    rule: str | None
-    reason: str | None
-    mode: Mode
-    actions: tuple[ActionResult, ...]
-    notes: tuple[str, ...] = ()
-    evidence: str | None = None  # where this incident's evidence is, when any was written
-    plan: Plan | None = None  # set when steps wait for approval: what is stored for a later invocation
-    account_alias: str | None = None  # the incident account's IAM alias, when known (organisations)
-    contained_at: datetime | None = None  # when the first containment step succeeded (live only)
-    # Positions in `actions` whose audit line was written as the step finished (or by an earlier delivery).
-    logged: frozenset[int] = frozenset()
-
-    @property
-    def time_to_contain(self) -> float | None:
-        """Seconds from the finding's last update to the first containment that succeeded."""
-        if self.contained_at is None or not self.incident.observed_at:
-            return None
-        observed = datetime.fromisoformat(self.incident.observed_at.replace("Z", "+00:00"))
-        return round(max(0.0, (self.contained_at - observed).total_seconds()), 1)
-
-    @property
-    def failed(self) -> bool:
-        return any(r.status is Status.FAILED for r in self.actions)
-
-    def _plan_summary(self) -> dict[str, Any]:
-        """What a message's buttons and other tooling need: the steps waiting, the steps a release undoes."""
-        found: dict[str, Any] = {}
-        if self.plan and self.plan.waiting:
-            found["approval"] = {"waiting": [p.index for p in self.plan.waiting], "expires_at": self.plan.expires_at,
-                                 "revision": self.plan.revision}  # fmt: skip
-        undoable = [p.index for p in self.plan.steps if p.undoable] if self.plan else []
-        if undoable:
-            found["undo"] = {"steps": undoable, "revision": self.plan.revision if self.plan else ""}
-        return found
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.incident.source,
-            "incident": self.incident.to_dict(),
-            "rule": self.rule,
-            "reason": self.reason,
-            "mode": self.mode.value,
-            "actions": [r.to_dict() for r in self.actions],
-            "notes": list(self.notes),
-            "evidence": self.evidence,
-            "account_alias": self.account_alias,
-            **({"time_to_contain_seconds": self.time_to_contain} if self.time_to_contain is not None else {}),
-            **self._plan_summary(),
-        }
 
 
 def _now() -> datetime:
@@ -267,8 +207,8 @@ class Responder:
                 incident.region, incident.account, details["repository"], details["digest"]
             )
         except Exception as exc:  # noqa: BLE001 - the counts still decide; the alert says why there is no list
-            logger.warning("scan findings not read", extra={"incident_id": incident.id, "error": _brief(exc)})
-            return replace(incident, details={**details, "findings_error": _brief(exc)})
+            logger.warning("scan findings not read", extra={"incident_id": incident.id, "error": brief(exc)})
+            return replace(incident, details={**details, "findings_error": brief(exc)})
         today = self._clock().date()
         return vulnerabilities.fold(incident, found, complete=complete, risks=self._rules.accepted_risks, today=today)
 
@@ -290,7 +230,7 @@ class Responder:
         try:
             detail = reach.findings.read(copy.region, copy.details["guardduty_detector"], copy.id)
         except Exception as exc:  # noqa: BLE001 - the copy still names what it names
-            return kept(_brief(exc))
+            return kept(brief(exc))
         if detail is None:
             return kept("GuardDuty no longer has it")
         event = {"source": "aws.guardduty", "detail-type": "GuardDuty Finding", "id": copy.event_id,
@@ -298,7 +238,7 @@ class Responder:
         try:
             native = registry.to_incident(event, copy.raw_ref)
         except Exception as exc:  # noqa: BLE001 - what GuardDuty answered is checked like any event
-            return kept(_brief(exc))
+            return kept(brief(exc))
         if native.id != copy.id or native.account != copy.account:
             return kept(f"GuardDuty answered with finding {native.id} of account {native.account}")
         return replace(native, source=copy.source, details={**native.details, "via": copy.details["via"]})
@@ -357,12 +297,12 @@ class Responder:
         if stricter:
             mode = Mode.DRY_RUN
         steps = tuple(RuleStep(action=p.action, params=p.params) for p in chosen)
-        reach = self._reach(incident)
+        reach = self.reach(incident)
         if isinstance(reach, tuple):
             status, reason = reach
             refused = tuple(ActionResult(p.action, p.label, status, reason) for p in chosen)
             return Report(incident, plan.rule, None, mode, refused)
-        session = self._session(incident, steps, mode, reach)
+        session = self.open_session(incident, steps, mode, reach)
         results = []
         contained: datetime | None = None
         for planned in chosen:
@@ -378,7 +318,7 @@ class Responder:
             else:
                 results.append(self._run_one(action, current[0], params, session.ctx))
                 contained = self._contained(results[-1], mode, contained)
-            _step_done(incident, rule.name, mode, replace(results[-1], step=planned.index, approval_required=True),
+            step_done(incident, rule.name, mode, replace(results[-1], step=planned.index, approval_required=True),
                        what="approved", by=by)  # fmt: skip
         stamped = tuple(replace(r, step=p.index, approval_required=True) for r, p in zip(results, chosen, strict=True))
         notes = tuple(session.ctx.notes)
@@ -454,7 +394,7 @@ class Responder:
         default = self._settings.for_account(incident.account).approval_default
         return needs_approval(step, rule, incident, self._rules, default)
 
-    def _reach(self, incident: Incident) -> Connectors | tuple[Status, str]:
+    def reach(self, incident: Incident) -> Connectors | tuple[Status, str]:
         """The connectors for the incident's account, or why nothing at all may run: a protected
         cluster, or (`_account_reach`) an account this responder cannot act in."""
         protected = self._settings.for_account(incident.account).protected_clusters
@@ -480,10 +420,10 @@ class Responder:
             assert self._spokes is not None  # _not_reached checked it
             return self._spokes(account, why)
         except Exception as exc:  # noqa: BLE001 - the reason is the result: nothing runs in that account
-            logger.warning("spoke role unavailable", extra={"incident_id": why, "error": _brief(exc)})
+            logger.warning("spoke role unavailable", extra={"incident_id": why, "error": brief(exc)})
             return (
                 Status.FAILED,
-                f"{_brief(exc)}: nothing is done in account {account} (never with the hub's credentials)",
+                f"{brief(exc)}: nothing is done in account {account} (never with the hub's credentials)",
             )
 
     def _not_reached(self, account: str, home: str | None) -> tuple[Status, str] | None:
@@ -498,7 +438,7 @@ class Responder:
                                    f"account {home}: nothing is done elsewhere")  # fmt: skip
         return None
 
-    def _session(self, incident: Incident, steps: tuple[Step, ...], mode: Mode, reach: Connectors) -> _Session:
+    def open_session(self, incident: Incident, steps: tuple[Step, ...], mode: Mode, reach: Connectors) -> _Session:
         """The gateways, the resolved targets and the action context for one incident (reads only)."""
         dry_run = mode is Mode.DRY_RUN
         # Without a cluster (an IAM finding about a plain instance), only IAM actions can run.
@@ -517,7 +457,7 @@ class Responder:
             unreachable = str(exc)
             passing = faults.transient(exc.__cause__)
         except Exception as exc:  # noqa: BLE001 - reported, never raised: the batch goes on
-            unreachable = f"resolving targets failed: {_brief(exc)}"
+            unreachable = f"resolving targets failed: {brief(exc)}"
             passing = faults.transient(exc)
         if unreachable is not None:
             # AWS-side containment must not depend on the Kubernetes API the attacker may be attacking.
@@ -566,10 +506,10 @@ class Responder:
         self, incident: Incident, rule: Rule, mode: Mode, done: Mapping[tuple[str, str], dict[str, Any]] | None = None,
         progress: Progress | None = None,
     ) -> Report:  # fmt: skip
-        reach = self._reach(incident)
+        reach = self.reach(incident)
         if isinstance(reach, tuple):
             return self._all(incident, rule, mode, *reach)
-        session = self._session(incident, rule.actions, mode, reach)
+        session = self.open_session(incident, rule.actions, mode, reach)
         results: list[ActionResult] = []
         contained: datetime | None = None
         planned: list[PlannedStep] = []
@@ -665,76 +605,6 @@ class Responder:
             return self._clock() if actions.get(result.action).contains else None
         return already
 
-    def release(
-        self, plan: Plan, chosen: dict[int, PlannedStep], *, dry_run: bool, force: bool, by: str | None = None
-    ) -> Report:
-        """Put back what the chosen steps changed, last step first, from the prior state each recorded."""
-        from chalicelib.policy.model import Step as RuleStep
-
-        incident = plan.incident
-        mode = Mode.DRY_RUN if dry_run else Mode.LIVE
-        reach = self._reach(incident)
-        ordered = [chosen[i] for i in sorted(chosen, reverse=True)]
-        if isinstance(reach, tuple):
-            status, reason = reach
-            refused = tuple(ActionResult(p.action, p.label, status, reason) for p in ordered)
-            return Report(incident, plan.rule, None, mode, refused)
-        steps = tuple(RuleStep(action=p.action, params=p.params) for p in ordered)
-        session = self._session(incident, steps, mode, reach)
-        results = []
-        for planned in ordered:
-            action = actions.get(planned.action)
-            blocked = session.blocked(action)
-            if blocked is not None:
-                results.append(ActionResult(action.name, planned.label, *blocked))
-            else:
-                assert planned.target is not None  # undoable steps ran on a target
-                prior = dict((planned.result or {}).get("prior") or {})
-                results.append(self._undo_one(action, planned.target, prior, session.ctx, force=force))
-            _step_done(incident, plan.rule, mode, replace(results[-1], step=planned.index), what="release", by=by)
-        stamped = tuple(replace(r, step=p.index) for r, p in zip(results, ordered, strict=True))
-        return Report(incident, plan.rule, None, mode, stamped, tuple(session.ctx.notes), account_alias=session.alias,
-                      logged=frozenset(range(len(stamped))))  # fmt: skip
-
-    def _undo_one(  # noqa: PLR0911 - one return per way a release ends
-        self, action: Action, target: Target, prior: dict[str, Any], ctx: ActionContext, *, force: bool
-    ) -> ActionResult:
-        started = time.perf_counter()
-        effect = str(prior.get("held") or "")
-        if effect and ctx.caps is not None:
-            # A shared effect: this incident lets go, and only the last holder undoes it.
-            try:
-                others, made = ctx.caps.held_by(effect) if ctx.dry_run else ctx.caps.let_go(effect, ctx.incident.id)
-            except Exception as exc:  # noqa: BLE001 - nothing undone: who else holds it is not known
-                why = f"release: not undone, the shared record could not be read ({_brief(exc)}); try again"
-                return ActionResult(action.name, str(target), Status.FAILED, why)
-            others = [o for o in others if o != ctx.incident.id]
-            if others:
-                kept = f"release: kept, still relied on by incident {', '.join(others)}"
-                return ActionResult(action.name, str(target), Status.SUCCEEDED, kept)
-            # The last holder puts back the state before the first incident changed it.
-            if made is not None:
-                prior = made
-            elif prior.get("joined"):
-                return ActionResult(action.name, str(target), Status.SKIPPED, "release: nothing recorded to undo")
-        try:
-            with dry_run.journal() as writes:
-                outcome = action.release(ctx, target, prior, force=force)
-        except Exception as exc:  # noqa: BLE001 - one failing release never hides the others
-            logger.warning("release failed", extra={"action": action.name, "target": str(target), "error": _brief(exc)})
-            return ActionResult(action.name, str(target), Status.FAILED, f"release: {_brief(exc)}")
-        elapsed = (time.perf_counter() - started) * 1000
-        detail = f"release: {outcome.detail}"
-        if ctx.dry_run and outcome.status is Status.SUCCEEDED and dry_run.any_applied(writes):
-            logger.error("dry run applied", extra={"action": action.name, "target": str(target)})
-            return ActionResult(action.name, str(target), Status.SUCCEEDED,
-                                f"APPLIED DESPITE DRY RUN: {detail} [{dry_run.describe(writes)}]", elapsed)  # fmt: skip
-        if ctx.dry_run and outcome.status is Status.SUCCEEDED:
-            return ActionResult(
-                action.name, str(target), Status.PLANNED, f"dry run: {detail} [{dry_run.describe(writes)}]"
-            )
-        return ActionResult(action.name, str(target), outcome.status, detail, elapsed)
-
     def _keep(self, plan: Plan | None) -> tuple[tuple[str, ...], bool]:
         """Store the plan (for approvals and releases): what to tell, and whether it is stored."""
         if plan is None:
@@ -746,8 +616,8 @@ class Responder:
         try:
             self._plans.put(plan)
         except Exception as exc:  # noqa: BLE001 - the report keeps the prior state; the held steps stay held
-            logger.warning("plan not stored", extra={"incident_id": plan.incident.id, "error": _brief(exc)})
-            lost = (f"step(s) {waiting} wait for approval, but the plan could not be stored ({_brief(exc)}): "
+            logger.warning("plan not stored", extra={"incident_id": plan.incident.id, "error": brief(exc)})
+            lost = (f"step(s) {waiting} wait for approval, but the plan could not be stored ({brief(exc)}): "
                     "they will not run")  # fmt: skip
             return ((lost,) if waiting else ()), False
         if not waiting:
@@ -777,7 +647,7 @@ class Responder:
         try:
             return self._identity.account()
         except Exception as exc:  # noqa: BLE001 - without STS nothing in AWS works either; the actions say so
-            logger.warning("own account unknown", extra={"incident_id": why, "error": _brief(exc)})
+            logger.warning("own account unknown", extra={"incident_id": why, "error": brief(exc)})
             return None
 
     def _run_one(self, action: Action, target: Target, params: Any, ctx: ActionContext) -> ActionResult:  # noqa: PLR0911
@@ -805,9 +675,9 @@ class Responder:
             with dry_run.journal() as writes:
                 outcome = action.run(ctx, target, params)
         except Exception as exc:  # noqa: BLE001 - one failing action never hides the others
-            logger.warning("action failed", extra={"action": action.name, "target": str(target), "error": _brief(exc)})
+            logger.warning("action failed", extra={"action": action.name, "target": str(target), "error": brief(exc)})
             unsettled = _settled(ctx, action, target, succeeded=False)
-            return result(Status.FAILED, _brief(exc) + unsettled, passing=faults.transient(exc))
+            return result(Status.FAILED, brief(exc) + unsettled, passing=faults.transient(exc))
         unsettled = _settled(ctx, action, target, succeeded=outcome.status is Status.SUCCEEDED)
         if unsettled:
             outcome = replace(outcome, detail=outcome.detail + unsettled)
@@ -824,8 +694,8 @@ class Responder:
             try:
                 outcome = _held(ctx.caps, _effect(action, target, ctx.incident), ctx.incident.id, outcome)
             except Exception as exc:  # noqa: BLE001 - the effect is made: its result and prior state are kept
-                logger.warning("hold not recorded", extra={"action": action.name, "error": _brief(exc)})
-                outcome = replace(outcome, detail=f"{outcome.detail}; not recorded as shared ({_brief(exc)}): "
+                logger.warning("hold not recorded", extra={"action": action.name, "error": brief(exc)})
+                outcome = replace(outcome, detail=f"{outcome.detail}; not recorded as shared ({brief(exc)}): "
                                                   "a release undoes it whatever other incidents rely on")  # fmt: skip
         if outcome.status is Status.SUCCEEDED and not action.reads_back and not outcome.already:
             outcome = replace(outcome, detail=f"{outcome.detail} (not read back)")
@@ -919,10 +789,10 @@ def _settle_held(pending: dict[Key, _Held], held: HeldWrites, results: list[Acti
                 held.send(key)
                 note = f" (sent on its own: step {hold.carrier_index} did not write it)"
             except Exception as exc:  # noqa: BLE001 - reported as this step's failure
-                logger.warning("held write failed", extra={"action": result.action, "error": _brief(exc)})
+                logger.warning("held write failed", extra={"action": result.action, "error": brief(exc)})
                 note = ""
                 result = replace(result, status=Status.FAILED, detail=f"{result.detail}; but the write failed: "
-                                 f"{_brief(exc)}")  # fmt: skip
+                                 f"{brief(exc)}")  # fmt: skip
         else:
             continue
         results[hold.result] = replace(result, detail=result.detail + note)
@@ -937,9 +807,9 @@ def _settled(ctx: ActionContext, action: Action, target: Target, *, succeeded: b
         guardrails.settle(ctx, action, target, succeeded=succeeded)
     except Exception as exc:  # noqa: BLE001 - the result of the step is what matters; the lease is bookkeeping
         logger.warning(
-            "cap slot not settled", extra={"action": action.name, "target": str(target), "error": _brief(exc)}
+            "cap slot not settled", extra={"action": action.name, "target": str(target), "error": brief(exc)}
         )
-        return f"; its blast-radius slot was not given back ({_brief(exc)}): it frees itself within the hour"
+        return f"; its blast-radius slot was not given back ({brief(exc)}): it frees itself within the hour"
     return ""
 
 
@@ -961,10 +831,10 @@ def _log_finished(incident: Incident, rule: str, mode: Mode, run: tuple[list[Act
                 continue
             numbered = replace(results[finished], step=finished + 1,
                                approval_required=planned[finished].approval_required)  # fmt: skip
-            _step_done(incident, rule, mode, numbered, progress)
+            step_done(incident, rule, mode, numbered, progress)
 
 
-def _step_done(incident: Incident, rule: str | None, mode: Mode, result: ActionResult,
+def step_done(incident: Incident, rule: str | None, mode: Mode, result: ActionResult,
                progress: Progress | None = None, *, what: str = "response", by: str | None = None) -> None:  # fmt: skip
     """A step finished: its audit line now, then (live) the progress record a redelivery resumes from."""
     audit.step(incident, rule, mode.value, result, what=what, by=by)
@@ -1015,6 +885,6 @@ def _nothing_to_do(action: Action) -> ActionResult:
     return ActionResult(action.name, "-", Status.SKIPPED, f"the finding names no {action.target_kind} to act on")
 
 
-def _brief(exc: Exception) -> str:
+def brief(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 500 else text[:497] + "..."  # noqa: PLR2004

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chalicelib import functions
-from chalicelib.actions.base import IAMStatement
+from chalicelib.interfaces import IAMStatement
 
 RETENTION_SECONDS = 14 * 86400  # the longest SQS keeps a message: two weeks to redrive
 # Lambda's own retries of a failed asynchronous invocation (0-2) and how long an event may wait in
