@@ -15,7 +15,6 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.identifiers import incident_from_state
 from chalicelib.incident import Incident, incident_state
 from chalicelib.interfaces import Target
 
@@ -155,6 +154,9 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
+        # Read back only where a plan is stored: the identifier patterns stay off the cold start.
+        from chalicelib.identifiers import incident_from_state
+
         return cls(
             incident=incident_from_state(data["incident"]),
             rule=str(data["rule"]),
