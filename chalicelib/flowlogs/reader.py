@@ -11,10 +11,13 @@ from typing import Any, BinaryIO, cast
 from chalicelib.errors import EventError
 from chalicelib.flowlogs.fields import DEFAULT, Layout, header_layout, sniffed
 
-# Compressed bytes read at a time; a block is what one chunk decompresses to (about 0.35 MB, 3,000
-# records): inflated and then scanned while it is still in the core's 1 MB L2 cache. On the bench's
-# machine 64 KB beat 128 KB by some 10 % (v2) and 40 % of the inflate (v5), and 32 KB lost to both.
+# Compressed bytes read at a time, and the most one inflate call writes: a block (at most BLOCK bytes,
+# about 2,000 records) is inflated and then scanned while it is still in the core's L2 cache, however
+# well the object compresses. By compressed size alone, one 64 KB chunk of v5 records inflated to more
+# than 1 MB (of repetitive records, 4 MB): bounding the output took the v5 scan from 0.86-0.90x to
+# 0.49-0.57x `gzip -dc` on the bench's machine (docs/performance.md); 128 KB blocks were no better.
 CHUNK = 1 << 16
+BLOCK = 1 << 18
 
 _inflate: types.ModuleType = zlib
 try:  # ISA-L's inflate (0.3 MB wheel) decompresses about three times faster than zlib, same format
@@ -43,22 +46,24 @@ def _bounded(leftover: bytes, expanded: int) -> None:
         raise ReadError(f"the object expands beyond {MAX_EXPANDED} bytes: read up to there, the rest not read")
 
 
-def gzip_blocks(stream: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:
+def gzip_blocks(stream: BinaryIO, chunk: int = CHUNK, block: int = BLOCK) -> Iterator[bytes]:
     """Whole lines of a gzip stream (several members allowed), block by block, in bounded memory."""
     inflate = _inflate.decompressobj(31)
     leftover = b""
+    pending = b""
     read = expanded = 0
     while True:
-        data = stream.read(chunk)
-        if not data:
-            break
-        read += len(data)
+        if not pending:
+            pending = stream.read(chunk)
+            if not pending:
+                break
+            read += len(pending)
         try:
-            out = inflate.decompress(data)
-            while inflate.unused_data:  # the next gzip member
-                rest = inflate.unused_data
+            out = inflate.decompress(pending, block)
+            pending = inflate.unconsumed_tail
+            if inflate.eof and inflate.unused_data:  # the next gzip member
+                pending = inflate.unused_data
                 inflate = _inflate.decompressobj(31)
-                out += inflate.decompress(rest)
         except _ERRORS as exc:
             if leftover:
                 yield leftover
@@ -69,11 +74,11 @@ def gzip_blocks(stream: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:
             leftover += out
             _bounded(leftover, expanded)
             continue
-        # One copy of what a chunk decompressed to, not two (a concatenation, then a slice of it).
-        block = b"".join((leftover, memoryview(out)[:cut]))
+        # One copy of what was inflated, not two (a concatenation, then a slice of it).
+        lines = b"".join((leftover, memoryview(out)[:cut]))
         leftover = out[cut + 1 :]
         _bounded(leftover, expanded)
-        yield block
+        yield lines
     if leftover:
         yield leftover
     if read and not inflate.eof:

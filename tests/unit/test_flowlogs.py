@@ -271,6 +271,21 @@ def test_a_decompression_bomb_in_an_object_is_refused_in_bounded_memory() -> Non
     assert "a line longer than 65536 bytes" in delivery.error
 
 
+def test_a_block_is_bounded_however_well_the_object_compresses() -> None:
+    """Each block is inflated to at most BLOCK bytes (then scanned while it is in the core's cache),
+    whatever one compressed chunk holds: one read of highly repetitive records (or of a hostile
+    object) never expands a whole chunk at once. The lines come out whole, in order, across members."""
+    from chalicelib.flowlogs import reader
+
+    lines = [b"2 123456789012 eni-1 10.0.0.1 10.0.0.2 443 40000 6 1 40 1 2 ACCEPT OK"] * 60_000
+    text = b"\n".join(lines) + b"\n"
+    members = gzip.compress(text[: len(text) // 2]) + gzip.compress(text[len(text) // 2 :])
+    blocks = list(gzip_blocks(io.BytesIO(members), chunk=1 << 16))
+    assert max(len(b) for b in blocks) <= reader.BLOCK + reader.MAX_LINE
+    assert len(blocks) > len(text) // reader.BLOCK
+    assert b"\n".join(blocks) + b"\n" == text
+
+
 def test_an_object_that_expands_beyond_the_bound_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib.flowlogs import reader
 
