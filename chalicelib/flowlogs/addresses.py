@@ -15,8 +15,8 @@ import struct
 from _socket import AF_INET, AF_INET6, inet_pton
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from functools import partial
+from typing import NamedTuple
 
 from chalicelib.errors import EventError
 
@@ -128,8 +128,7 @@ class Ranges:
 _PRIVATE = Ranges(_PRIVATE_V4 + _PRIVATE_V6)
 
 
-@dataclass(frozen=True)
-class Forbidden:
+class Forbidden(NamedTuple):
     """Destinations ours must never reach: the ranges (for the classifier), and per range the
     destination ports it forbids (none: every port)."""
 
@@ -244,15 +243,14 @@ def _known_table() -> bytearray:
     return table
 
 
-@dataclass
 class Classifier:
-    """Flags per address (bytes as they appear in the record), filled on first sight."""
+    """Flags per address (bytes as they appear in the record), filled on first sight. `internal`: also
+    ours (an IPv6 VPC's /56, say); `forbidden`: destinations ours must never reach."""
 
-    threats: Ranges
-    internal: Ranges = field(default_factory=lambda: Ranges(()))  # also ours: an IPv6 VPC's /56, say
-    forbidden: Ranges = field(default_factory=lambda: Ranges(()))  # destinations ours must never reach
-
-    def __post_init__(self) -> None:
+    def __init__(self, threats: Ranges, internal: Ranges | None = None, forbidden: Ranges | None = None) -> None:
+        self.threats = threats
+        self.internal = Ranges(()) if internal is None else internal
+        self.forbidden = Ranges(()) if forbidden is None else forbidden
         self.memo: dict[bytes, int] = {b"-": NO_ADDRESS}
         # The compiled pass's copy of what it read from the memo, and the addresses as bytes objects
         # (its own, made once): entries are only ever added to the memo, except by `mark`, which

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import heapq
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from chalicelib.flow_detectors import DETECTORS, MINING_PORTS
@@ -74,8 +73,7 @@ except ImportError:  # pragma: no cover - a machine without a C compiler, or a p
     _keep = None
 
 
-@dataclass(frozen=True)
-class DetectorSettings:
+class DetectorSettings(NamedTuple):
     enabled: frozenset[str] = frozenset(DETECTORS)
     mining_ports: tuple[int, ...] = MINING_PORTS
     admin_ports: tuple[int, ...] = ADMIN_PORTS
@@ -131,23 +129,38 @@ class Flow(NamedTuple):
         return f"{where} {self.size} B {self.action} ({self.interface})"
 
 
-@dataclass
 class Finding:
-    """Everything one detector saw about one address in one batch."""
+    """Everything one detector saw about one address in one batch. A plain class, not a dataclass:
+    the scanner's process never imports `dataclasses` (and with it `inspect`, some 17 ms)."""
 
-    detector: str
-    address: str  # ours (a pod or node address) or, for an internet scanner, theirs
-    remote: bool  # `address` is outside the VPC
-    records: int = 0
-    bytes: int = 0
-    remotes: set[str] = field(default_factory=set)
-    interfaces: set[str] = field(default_factory=set)
-    ports: set[int] = field(default_factory=set)
-    top: list[tuple[int, int, Flow]] = field(default_factory=list)  # heap of the biggest flows
-    established: set[str] = field(default_factory=set)  # remotes ours sent data to: safe to block
-    capped: bool = False  # counting stopped at a limit: `records` is a lower bound
-    first: int = 0  # the earliest start and latest end of its flows (Unix seconds), 0 when unknown
-    last: int = 0
+    __slots__ = ("address", "bytes", "capped", "detector", "established", "first", "interfaces", "last", "ports",
+                 "records", "remote", "remotes", "top")  # fmt: skip
+
+    def __init__(self, detector: str, address: str, remote: bool, records: int = 0) -> None:
+        self.detector = detector
+        self.address = address  # ours (a pod or node address) or, for an internet scanner, theirs
+        self.remote = remote  # `address` is outside the VPC
+        self.records = records
+        self.bytes = 0
+        self.remotes: set[str] = set()
+        self.interfaces: set[str] = set()
+        self.ports: set[int] = set()
+        self.top: list[tuple[int, int, Flow]] = []  # heap of the biggest flows
+        self.established: set[str] = set()  # remotes ours sent data to: safe to block
+        self.capped = False  # counting stopped at a limit: `records` is a lower bound
+        self.first = 0  # the earliest start and latest end of its flows (Unix seconds), 0 when unknown
+        self.last = 0
+
+    def _state(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Finding) and self._state() == other._state()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        return f"Finding({', '.join(f'{name}={getattr(self, name)!r}' for name in self.__slots__)})"
 
     def add(self, flow: Flow, remote: str | None, port: int | None = None) -> None:
         self.records += 1

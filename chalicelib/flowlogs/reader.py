@@ -5,8 +5,7 @@ from __future__ import annotations
 import types
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 
 from chalicelib.errors import EventError
 from chalicelib.flowlogs.fields import DEFAULT, Layout, header_layout, sniffed
@@ -127,8 +126,7 @@ def with_layout(blocks: Iterator[bytes], configured: Layout | None) -> Iterator[
 MAX_PAYLOAD_BYTES = 32 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class LogsPayload:
+class LogsPayload(NamedTuple):
     """A CloudWatch Logs subscription delivery, decoded."""
 
     log_group: str
