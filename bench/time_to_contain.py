@@ -32,7 +32,7 @@ EVENT = ROOT / "events" / "guardduty" / "execution-runtime-reverse-shell.json"
 ONE = """
 import json, sys, time
 started = float(sys.argv[2])
-from chalicelib import wiring
+from chalicelib.entry import wiring
 event = json.load(open(sys.argv[1]))
 result = wiring.handle_event(event)
 assert result.get("rule") == "compromised-pod", result
