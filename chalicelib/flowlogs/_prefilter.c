@@ -43,6 +43,7 @@
 #include <emmintrin.h>
 #endif
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -60,6 +61,40 @@ static const unsigned char CLASS[256] = {
 };
 
 #define UNKNOWN (-1L) /* an address the memo does not hold (flags are never negative) */
+
+/* What the classifier's memo said of an address, kept from one call to the next in a table the
+ * caller owns (the classifier's `known`, a bytearray it replaces whenever a value in its memo
+ * changes; entries are only ever added to the memo otherwise): most addresses of a block were seen
+ * in earlier blocks, and reading them from the memo means a bytes object and a dict lookup each. */
+#define KNOWN_LONGEST 42 /* an IPv6 address is 39 characters at most */
+typedef struct {
+    uint32_t hash; /* the hash's high half (never 0); 0: an empty entry */
+    int32_t key;   /* the address's bytes object, at this place in the table's list of them */
+    /* The scanner's egress entry of the address and its sets of probed ports and swept addresses,
+     * each 1 + its place in the list of links (see `Links`), or 0: not linked yet. */
+    int32_t egress;
+    int32_t ports;
+    int32_t targets;
+    uint8_t flags;
+    uint8_t len;
+    char at[KNOWN_LONGEST];
+} Known;
+/* addresses.py sizes the table (KNOWN_BYTES) in entries of 64 bytes, and a header of one. */
+_Static_assert(sizeof(Known) == 64, "a known entry is 64 bytes");
+
+typedef struct {
+    uint64_t used; /* entries filled; the table is at most half full */
+    /* The hash's secret, random per table (the classifier writes it): addresses come from packets
+     * anyone can send, and ones chosen to collide would make every lookup walk the whole table. */
+    uint64_t seed;
+    /* The scanner whose links the entries hold (its number, never 0), or 0: none yet. A scanner's
+     * egress counts and sets are values of its dicts that it never replaces or removes once made,
+     * so an address's are looked up in those dicts once per table, not once per block; the links
+     * list holds them (strong references), and the table holds only places in it. */
+    uint64_t owner;
+    char unused[sizeof(Known) - 3 * sizeof(uint64_t)];
+} KnownHeader;
+_Static_assert(sizeof(KnownHeader) == sizeof(Known), "the header is one entry");
 
 typedef struct {
     const char *at;
@@ -84,31 +119,9 @@ typedef struct {
     /* The address as a bytes object, made once: borrowed from the known table's list, or the slot's own. */
     PyObject *key;
     int own_key;
+    Known *known; /* its entry in the table of known addresses, or NULL */
 } Slot;
 
-/* What the classifier's memo said of an address, kept from one call to the next in a table the
- * caller owns (the classifier's `known`, a bytearray it replaces whenever a value in its memo
- * changes; entries are only ever added to the memo otherwise): most addresses of a block were seen
- * in earlier blocks, and reading them from the memo means a bytes object and a dict lookup each. */
-#define KNOWN_LONGEST 47
-typedef struct {
-    uint64_t hash; /* 0: an empty entry (a hash is never 0) */
-    int32_t flags;
-    int32_t key; /* the address's bytes object, at this place in the table's list of them */
-    uint8_t len;
-    char at[KNOWN_LONGEST];
-} Known;
-/* addresses.py sizes the table (KNOWN_BYTES) in entries of 64 bytes, and a header of one. */
-_Static_assert(sizeof(Known) == 64, "a known entry is 64 bytes");
-
-typedef struct {
-    uint64_t used; /* entries filled; the table is at most half full */
-    /* The hash's secret, random per table (the classifier writes it): addresses come from packets
-     * anyone can send, and ones chosen to collide would make every lookup walk the whole table. */
-    uint64_t seed;
-    char unused[sizeof(Known) - 2 * sizeof(uint64_t)];
-} KnownHeader;
-_Static_assert(sizeof(KnownHeader) == sizeof(Known), "the header is one entry");
 
 typedef struct {
     uint32_t *index; /* SLOTS: 16 bits of the hash and 1 + the slot's place in `slots`, or 0 */
@@ -123,6 +136,7 @@ typedef struct {
     Known *known;       /* the table of addresses known from earlier calls, or NULL */
     KnownHeader *known_header;
     PyObject *known_keys; /* a list, beside the table */
+    PyObject *links;      /* the scanner's list of what the table's entries link to, or NULL: no links */
     size_t known_mask;
     uint64_t seed; /* of every hash this call makes: the known table's, or a fixed one without it */
     Slot *touched[MAX_CACHED];
@@ -203,16 +217,23 @@ static inline int same(const char *a, const char *b, Py_ssize_t len)
     return 1;
 }
 
+static inline uint32_t known_tag(uint64_t hash)
+{
+    uint32_t tag = (uint32_t)(hash >> 32);
+    return tag ? tag : 1;
+}
+
 static Known *known_entry(const Cache *cache, uint64_t hash, const char *at, Py_ssize_t len, int *found)
 {
     size_t place = (size_t)(hash >> 20) & cache->known_mask;
+    uint32_t tag = known_tag(hash);
     for (;;) {
         Known *entry = &cache->known[place];
         if (entry->hash == 0) {
             *found = 0;
             return entry;
         }
-        if (entry->hash == hash && entry->len == len && same(entry->at, at, len)) {
+        if (entry->hash == tag && entry->len == len && same(entry->at, at, len)) {
             *found = 1;
             return entry;
         }
@@ -296,20 +317,22 @@ static int classify_ipv4(Cache *cache, PyObject *key, const char *at, Py_ssize_t
     return 1;
 }
 
-/* The address's flags from the memo (or the classifier), or UNKNOWN, and its bytes object when the
- * known table's list holds one (borrowed), else NULL: 0, or -1 with an error set. */
-static int memo_flags(Cache *cache, uint64_t hash, const char *at, Py_ssize_t len, long *flags, PyObject **held)
+/* The address's flags from the memo (or the classifier), or UNKNOWN, and its entry in the known
+ * table (NULL when it has none) with its bytes object when this call made it (borrowed from the
+ * table's list), else NULL (`key_of` reads it from the list when it is needed): 0, or -1 with an
+ * error set. */
+static int memo_flags(Cache *cache, uint64_t hash, const char *at, Py_ssize_t len, long *flags, PyObject **held,
+                      Known **known)
 {
     Known *entry = NULL;
     *held = NULL;
+    *known = NULL;
     if (cache->known != NULL && len <= KNOWN_LONGEST) {
         int found;
         entry = known_entry(cache, hash, at, len, &found);
         if (found) {
             *flags = entry->flags;
-            if (entry->key < PyList_Size(cache->known_keys)) {
-                *held = PyList_GetItem(cache->known_keys, entry->key);
-            }
+            *known = entry;
             return 0;
         }
     }
@@ -357,19 +380,21 @@ static int memo_flags(Cache *cache, uint64_t hash, const char *at, Py_ssize_t le
         }
     }
     Py_ssize_t place = entry != NULL ? PyList_Size(cache->known_keys) : -1;
-    if (entry != NULL && value != UNKNOWN && value <= INT32_MAX && cache->known_header->used * 2 < cache->known_mask
+    if (entry != NULL && value != UNKNOWN && value <= UINT8_MAX && cache->known_header->used * 2 < cache->known_mask
         && place >= 0 && place < INT32_MAX) {
         if (PyList_Append(cache->known_keys, key) < 0) {
             Py_DECREF(key);
             return -1;
         }
-        entry->hash = hash;
-        entry->flags = (int32_t)value;
+        entry->hash = known_tag(hash);
+        entry->flags = (uint8_t)value;
         entry->key = (int32_t)place;
+        entry->egress = entry->ports = entry->targets = 0;
         entry->len = (uint8_t)len;
         memcpy(entry->at, at, (size_t)len);
         cache->known_header->used++;
         *held = key; /* the list holds it now */
+        *known = entry;
     }
     Py_DECREF(key);
     *flags = value;
@@ -387,6 +412,12 @@ static void hold(Cache *cache, Slot *slot)
 /* The slot's address as a bytes object (borrowed), made once per call at most: NULL with an error set. */
 static PyObject *key_of(Cache *cache, Slot *slot)
 {
+    if (slot->key == NULL && slot->known != NULL && slot->known->key < PyList_Size(cache->known_keys)) {
+        PyObject *listed = PyList_GetItem(cache->known_keys, slot->known->key); /* borrowed: the list holds it */
+        if (listed != NULL && PyBytes_Check(listed)) {
+            slot->key = listed;
+        }
+    }
     if (slot->key == NULL) {
         slot->key = PyBytes_FromStringAndSize(slot->at, slot->len);
         if (slot->key == NULL) {
@@ -396,6 +427,36 @@ static PyObject *key_of(Cache *cache, Slot *slot)
         hold(cache, slot);
     }
     return slot->key;
+}
+
+/* The slot's link of the kind at `offset` in its known entry (Known's egress, ports or targets), or
+ * NULL: the address has no entry, or the links are not this scanner's. */
+static inline int32_t *link_of(const Cache *cache, const Slot *slot, size_t offset)
+{
+    return cache->links != NULL && slot->known != NULL ? (int32_t *)(void *)((char *)slot->known + offset) : NULL;
+}
+
+/* What `link` leads to (borrowed), or NULL: not linked. */
+static PyObject *linked(const Cache *cache, const int32_t *link)
+{
+    if (link == NULL || *link <= 0 || *link > PyList_Size(cache->links)) {
+        return NULL;
+    }
+    return PyList_GetItem(cache->links, *link - 1);
+}
+
+/* Link to `value` (a value of the scanner's dicts, never replaced): 0, or -1 with an error set. */
+static int link_to(const Cache *cache, int32_t *link, PyObject *value)
+{
+    Py_ssize_t place = link == NULL ? -1 : PyList_Size(cache->links);
+    if (place < 0 || place >= INT32_MAX - 1) { /* not linked: looked up again next block */
+        return 0;
+    }
+    if (PyList_Append(cache->links, value) < 0) {
+        return -1;
+    }
+    *link = (int32_t)place + 1;
+    return 0;
 }
 
 /* The address's flags, or UNKNOWN, and its slot in this call's cache (NULL when the cache is
@@ -424,7 +485,8 @@ static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, S
     }
     long value;
     PyObject *key;
-    if (memo_flags(cache, hash, at, len, &value, &key) < 0) {
+    Known *known;
+    if (memo_flags(cache, hash, at, len, &value, &key, &known) < 0) {
         return -1;
     }
     *cached = NULL;
@@ -439,6 +501,7 @@ static int flags_of(Cache *cache, const char *at, Py_ssize_t len, long *flags, S
         }
         slot->flags = value;
         slot->key = key;
+        slot->known = known;
         cache->used++;
         cache->index[index] = tag | (uint32_t)cache->used;
         *cached = slot;
@@ -628,13 +691,20 @@ static int count_egress(Pass *s, Slot *slot, const char *const *at, const Py_ssi
         value = digits_value(at[BYTES], len[BYTES]);
     }
     if (!slot->touched) {
-        PyObject *key = key_of(s->cache, slot);
-        if (key == NULL) {
-            return -1;
-        }
-        PyObject *sent = PyDict_GetItemWithError(s->egress, key); /* borrowed */
-        if (sent == NULL && PyErr_Occurred()) {
-            return -1;
+        int32_t *link = link_of(s->cache, slot, offsetof(Known, egress));
+        PyObject *sent = linked(s->cache, link); /* borrowed */
+        if (sent == NULL) {
+            PyObject *key = key_of(s->cache, slot);
+            if (key == NULL) {
+                return -1;
+            }
+            sent = PyDict_GetItemWithError(s->egress, key); /* borrowed */
+            if (sent == NULL && PyErr_Occurred()) {
+                return -1;
+            }
+            if (sent != NULL && link_to(s->cache, link, sent) < 0) {
+                return -1;
+            }
         }
         slot->fresh = sent == NULL;
         slot->entry = sent;
@@ -688,7 +758,8 @@ static int apply_egress(Pass *s)
         if (slot->fresh) {
             PyObject *key = key_of(s->cache, slot);
             PyObject *entry = key == NULL ? NULL : Py_BuildValue("[y#L]", slot->interface, slot->interface_len, slot->added);
-            int failed = entry == NULL || PyDict_SetItem(s->egress, key, entry) < 0;
+            int failed = entry == NULL || PyDict_SetItem(s->egress, key, entry) < 0
+                         || link_to(s->cache, link_of(s->cache, slot, offsetof(Known, egress)), entry) < 0;
             Py_XDECREF(entry);
             if (failed) {
                 return -1;
@@ -708,18 +779,25 @@ static char absent_mark;
 
 /* The scanner's set for the source in `sets` (looked up once per block, held), ABSENT, or NULL
  * with an error set. */
-static PyObject *set_of(Cache *cache, Slot *slot, PyObject **cached, PyObject *sets)
+static PyObject *set_of(Cache *cache, Slot *slot, PyObject **cached, PyObject *sets, size_t offset)
 {
     if (*cached != NULL) {
         return *cached;
     }
-    PyObject *key = key_of(cache, slot);
-    if (key == NULL) {
-        return NULL;
-    }
-    PyObject *found = PyDict_GetItemWithError(sets, key); /* borrowed */
-    if (found == NULL && PyErr_Occurred()) {
-        return NULL;
+    int32_t *link = link_of(cache, slot, offset);
+    PyObject *found = linked(cache, link); /* borrowed */
+    if (found == NULL) {
+        PyObject *key = key_of(cache, slot);
+        if (key == NULL) {
+            return NULL;
+        }
+        found = PyDict_GetItemWithError(sets, key); /* borrowed */
+        if (found == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (found != NULL && PySet_Check(found) && link_to(cache, link, found) < 0) {
+            return NULL;
+        }
     }
     if (found == NULL || !PySet_Check(found)) {
         *cached = ABSENT;
@@ -755,7 +833,7 @@ static int absorb_probe(Pass *s, Slot *source, const char *const *at, const Py_s
     if (len[DPORT] < 1 || !all_digits(at[DPORT], len[DPORT])) {
         return ABSORBED; /* bytes.isdigit() is false: never counted, and nothing else reads it */
     }
-    PyObject *ports = set_of(s->cache, source, &source->ports, s->ports);
+    PyObject *ports = set_of(s->cache, source, &source->ports, s->ports, offsetof(Known, ports));
     if (ports == NULL) {
         return -1;
     }
@@ -766,7 +844,7 @@ static int absorb_probe(Pass *s, Slot *source, const char *const *at, const Py_s
     if (s->sweeps != NULL && fs == 0 && fd == 0 && len[PROTOCOL] == 1 && at[PROTOCOL][0] == '6'
         && small_decimal(at[PACKETS], len[PACKETS], s->probe_packets) >= 1) {
         if (digits_value(at[BYTES], len[BYTES]) <= s->probe_bytes) {
-            PyObject *targets = set_of(s->cache, source, &source->targets, s->sweeps);
+            PyObject *targets = set_of(s->cache, source, &source->targets, s->sweeps, offsetof(Known, targets));
             if (targets == NULL) {
                 return -1;
             }
@@ -1026,11 +1104,13 @@ static PyObject *keep(PyObject *module, PyObject *args)
     PyObject *known_table;
     PyObject *known_keys;
     PyObject *tables;
-    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OLOOOnLLOOO", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
+    PyObject *links = Py_None;
+    unsigned long long owner = 0;
+    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OLOOOnLLOOO|OK", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
                           &returned, &PyDict_Type, &memo, &public, &PyTuple_Type, &mining_ports, &PyTuple_Type,
                           &admin_ports, &probe.probe_digits, &probe.max_bytes, &probe.max_port, &probe.port_digits,
                           &egress, &egress_limit, &classify, &probed, &swept, &sweep_cap, &probe_bytes,
-                          &probe_packets, &known_table, &known_keys, &tables)) {
+                          &probe_packets, &known_table, &known_keys, &tables, &links, &owner)) {
         return NULL;
     }
     if ((egress != Py_None && !PyDict_Check(egress)) || (probed != Py_None && !PyDict_Check(probed))
@@ -1121,6 +1201,22 @@ static PyObject *keep(PyObject *module, PyObject *args)
             cache->known_keys = known_keys;
             cache->seed = cache->known_header->seed;
         }
+    }
+    cache->links = NULL;
+    if (cache->known != NULL && owner != 0 && PyList_Check(links)) {
+        if (cache->known_header->owner == 0) { /* a new table: the scanner's links start again with it */
+            if (PyList_SetSlice(links, 0, PyList_Size(links), NULL) < 0) {
+                PyMem_Free(cache);
+                PyMem_Free(index);
+                PyMem_Free(slots);
+                PyMem_Free(pass);
+                Py_DECREF(out);
+                PyBuffer_Release(&known);
+                return NULL;
+            }
+            cache->known_header->owner = owner;
+        }
+        cache->links = cache->known_header->owner == owner ? links : NULL;
     }
     cache->used = 0;
     cache->memo = memo;

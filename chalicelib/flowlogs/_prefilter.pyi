@@ -24,6 +24,8 @@ def keep(
     known: bytearray | None,
     known_keys: list[bytes],
     tables: tuple[object, ...] | None,
+    links: list[object] | None = None,
+    owner: int = 0,
     /,
 ) -> tuple[int, list[bytes]] | None: ...
 def ipv4_ranges(text: bytes, /) -> tuple[list[int], list[int], list[bytes]] | None: ...

@@ -236,6 +236,9 @@ def _number(value: str | bytes) -> int:
         return 0
 
 
+_OWNERS = iter(range(1, 1 << 63))  # a number per scanner, for the compiled pass's links (never 0, never reused)
+
+
 class Scanner:
     """Feed it blocks of records (bytes) with their layout; read `findings()` at the end."""
 
@@ -253,11 +256,16 @@ class Scanner:
         self._block_first: dict[bytes, int] = {}
         self._starts: dict[int, list[int]] = {}
         self._found: dict[tuple[str, bytes], Finding] = {}
+        # A value of these three, once made, is never replaced or removed: the compiled pass links an
+        # address's to its entry in the classifier's known table (through `_links`, this scanner's,
+        # numbered `_owner`) and looks it up once a table, not once a block.
         self._ports: dict[bytes, set[bytes]] = {}
         self._egress: dict[bytes, list[Any]] = {}  # address -> [the interface counted, bytes sent]
+        self._sweeps: dict[bytes, set[bytes]] = {}  # internal source -> internal addresses it probed
+        self._links: list[object] = []
+        self._owner = next(_OWNERS)
         self._egress_flows: dict[bytes, Finding] = {}
         self._established: dict[bytes, set[str]] = {}  # ours -> remotes ours sent data to (flagged records)
-        self._sweeps: dict[bytes, set[bytes]] = {}  # internal source -> internal addresses it probed
         on = self.settings.enabled
         self._mining = {str(p).encode() for p in self.settings.mining_ports} if "mining-pool" in on else set()
         self._admin = {str(p).encode() for p in self.settings.admin_ports} if "admin-from-internet" in on else set()
@@ -351,7 +359,7 @@ class Scanner:
         decisive, wanted, reduced = plan
         classifier = self.classifier
         kept = self._keep(block, len(layout.fields), decisive, wanted, classifier.memo, *self._judge, classifier.known,
-                          classifier.known_keys, classifier.tables())  # fmt: skip
+                          classifier.known_keys, classifier.tables(), self._links, self._owner)  # fmt: skip
         return None if kept is None else (kept[0], kept[1], reduced)
 
     def _offsets(self, lines: int, width: int) -> list[int]:

@@ -160,6 +160,57 @@ def test_generated_traffic_gives_the_same_findings_with_most_records_dropped(
     assert {f.address for f in found if f.detector == "port-scan"} == truth.scanners
 
 
+def _outcome(scanner: Scanner) -> tuple[Any, ...]:
+    return (scanner.findings(), scanner.records, scanner.untracked, scanner._ports, scanner._sweeps, scanner._egress)
+
+
+def test_two_scanners_reading_through_one_classifier_count_each_its_own() -> None:
+    """The known table links an address to its egress count and probe sets in one scanner's dicts:
+    a second scanner on the same classifier must not add to the first one's."""
+    lines, _, threats, _ = flowgen.generate(12_000, seed=7)
+    layout = parse_format(lines[0])
+    blocks = [(layout, "\n".join(chunk).encode()) for chunk in flowgen.chunks(lines[1:], 1500)]
+    ranges = Ranges(threats[0] + threats[1])
+    shared = Classifier(ranges)
+    first, second, alone = Scanner(shared), Scanner(shared), Scanner(Classifier(ranges), compiled=False)
+    for scanner in (first, second, alone):
+        for block_layout, block in blocks:
+            scanner.scan(block, block_layout)
+    expected = _outcome(alone)
+    assert expected[3]  # probes were counted
+    assert expected[5]  # and egress
+    assert _outcome(first) == expected
+    assert _outcome(second) == expected
+    assert first._links  # the table's links are the first scanner's ...
+    assert not second._links  # ... and the second looked its own up, block by block
+
+
+def test_links_start_again_with_a_new_table() -> None:
+    """A port scanner marked mid-delivery replaces the classifier's table: the scanner's links to
+    the old one's entries are dropped with it, and the counts go on as Python's would."""
+    lines, truth, threats, _ = flowgen.generate(60_000, seed=3)
+    layout = parse_format(lines[0])
+    blocks = [(layout, "\n".join(chunk).encode()) for chunk in flowgen.chunks(lines[1:], 2000)]
+    classifier = Classifier(Ranges(threats[0] + threats[1]))
+    scanner = Scanner(classifier)
+    replaced, last = 0, classifier.known
+    for block_layout, block in blocks:
+        before, table = len(scanner._links), classifier.known
+        scanner.scan(block, block_layout)
+        if table is not last:  # the first block on a new table: the old links are gone, few new ones made
+            replaced += 1
+            assert len(scanner._links) < before
+        last = table
+        if classifier.known is table:  # (a table replaced at the block's end is claimed by the next block)
+            assert len(scanner._links) <= 3 * len(classifier.known_keys)  # an address's three links at most
+    assert replaced  # a table was replaced mid-way
+    pure = Scanner(Classifier(Ranges(threats[0] + threats[1])), compiled=False)
+    for block_layout, block in blocks:
+        pure.scan(block, block_layout)
+    assert _outcome(scanner) == _outcome(pure)
+    assert {f.address for f in scanner.findings() if f.detector == "port-scan"} == truth.scanners
+
+
 @pytest.mark.parametrize("name", sorted(flow_blocks.SETTINGS))
 def test_hostile_blocks_give_the_same_findings(name: str) -> None:
     """The short form of the `make fuzz` campaign (tests/fuzzing/flow_blocks.py)."""
