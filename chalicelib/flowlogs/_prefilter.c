@@ -116,6 +116,12 @@ typedef struct {
     PyObject *ports;
     PyObject *targets;
     int held; /* in the cache's list of slots holding references */
+    /* Sets made here (MADE_PORTS, MADE_TARGETS), put into the scanner's dicts when the block is done,
+     * and the interface of the probe that made its ports' set (the source's first). */
+    int made;
+    int placed;
+    const char *first_interface;
+    Py_ssize_t first_interface_len;
     /* The address as a bytes object, made once: borrowed from the known table's list, or the slot's own. */
     PyObject *key;
     int own_key;
@@ -659,6 +665,12 @@ typedef struct {
     PyObject *ports;       /* detect.py's probed ports per source (source -> set), or NULL: port scans off */
     PyObject *sweeps;      /* its swept addresses per source (source -> set), or NULL: sweeps off */
     Py_ssize_t sweep_cap;  /* addresses counted per sweeping source */
+    /* A source's first probe is counted here too (its set made), while the block cannot bring the
+     * scanner to the most sources it counts: the interface of each one's first probe goes into
+     * `firsts` (NULL: first probes are Python's), and `probers` is how many it counted before. */
+    PyObject *firsts;
+    Py_ssize_t probers;
+    Py_ssize_t max_probers;
     long long probe_bytes; /* a bare TCP probe's most bytes, and its most packets */
     long long probe_packets;
     Pending *pending; /* the probes counted here, applied in order when the block is done */
@@ -820,6 +832,61 @@ static long long small_decimal(const char *at, Py_ssize_t len, long long most)
 }
 
 enum { ABSORBED = 2 };
+enum { MADE_PORTS = 1, MADE_TARGETS = 2 };
+
+/* A new set for the source (held by its slot, put into the scanner's dict in `apply_probes`), as
+ * detect.py's loop makes one on a source's first probe, or on its first sweep: the set, ABSENT when
+ * it is Python's to make, or NULL with an error set. */
+static PyObject *new_set(Pass *s, Slot *source, PyObject **cached, int kind, const char *const *at,
+                         const Py_ssize_t *len)
+{
+    if (kind == MADE_PORTS) {
+        /* In the records' order Python would have made at most `records - 1` sets before this one. */
+        if (s->firsts == NULL || s->column[IFACE] < 0 || s->probers + s->records >= s->max_probers) {
+            return ABSENT;
+        }
+        source->first_interface = at[IFACE];
+        source->first_interface_len = len[IFACE];
+    }
+    PyObject *made = PySet_New(NULL);
+    if (made == NULL) {
+        return NULL;
+    }
+    *cached = made; /* the slot's reference, released with the others */
+    source->made |= kind;
+    hold(s->cache, source);
+    return made;
+}
+
+/* Put a set made here into the scanner's dict, and link it: 0, or -1 with an error set. */
+static int place(Pass *s, Slot *source, int kind)
+{
+    if (!(source->made & kind) || (source->placed & kind)) {
+        return 0;
+    }
+    source->placed |= kind;
+    PyObject *key = key_of(s->cache, source);
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *made = kind == MADE_PORTS ? source->ports : source->targets;
+    PyObject *sets = kind == MADE_PORTS ? s->ports : s->sweeps;
+    size_t offset = kind == MADE_PORTS ? offsetof(Known, ports) : offsetof(Known, targets);
+    if (PyDict_SetItem(sets, key, made) < 0 || link_to(s->cache, link_of(s->cache, source, offset), made) < 0) {
+        return -1;
+    }
+    if (kind != MADE_PORTS) {
+        return 0;
+    }
+    PyObject *known = PyDict_GetItemWithError(s->firsts, key); /* setdefault, as detect.py's `_note_first` */
+    if (known != NULL || PyErr_Occurred()) {
+        return known != NULL ? 0 : -1;
+    }
+    PyObject *interface = PyBytes_FromStringAndSize(source->first_interface, source->first_interface_len);
+    int failed = interface == NULL || PyDict_SetItem(s->firsts, key, interface) < 0;
+    Py_XDECREF(interface);
+    return failed ? -1 : 0;
+}
 
 /* A record that only the probe counts read (one the loop would otherwise ignore): decide it as
  * detect.py's loop does, ABSORBED (what it adds is pending), or UNSURE and it is kept: a byte count
@@ -834,6 +901,9 @@ static int absorb_probe(Pass *s, Slot *source, const char *const *at, const Py_s
         return ABSORBED; /* bytes.isdigit() is false: never counted, and nothing else reads it */
     }
     PyObject *ports = set_of(s->cache, source, &source->ports, s->ports, offsetof(Known, ports));
+    if (ports == ABSENT) {
+        ports = new_set(s, source, &source->ports, MADE_PORTS, at, len);
+    }
     if (ports == NULL) {
         return -1;
     }
@@ -845,6 +915,9 @@ static int absorb_probe(Pass *s, Slot *source, const char *const *at, const Py_s
         && small_decimal(at[PACKETS], len[PACKETS], s->probe_packets) >= 1) {
         if (digits_value(at[BYTES], len[BYTES]) <= s->probe_bytes) {
             PyObject *targets = set_of(s->cache, source, &source->targets, s->sweeps, offsetof(Known, targets));
+            if (targets == ABSENT) {
+                targets = new_set(s, source, &source->targets, MADE_TARGETS, at, len);
+            }
             if (targets == NULL) {
                 return -1;
             }
@@ -902,6 +975,9 @@ static int apply_probes(Pass *s)
 {
     for (Py_ssize_t i = 0; i < s->pendings; i++) {
         const Pending *p = &s->pending[i];
+        if (place(s, p->source, MADE_PORTS) < 0 || (p->dst != NULL && place(s, p->source, MADE_TARGETS) < 0)) {
+            return -1;
+        }
         PyObject *port = port_of(p->dport, p->dport_len);
         int failed = port == NULL || PySet_Add(p->source->ports, port) < 0;
         Py_XDECREF(port);
@@ -1106,16 +1182,18 @@ static PyObject *keep(PyObject *module, PyObject *args)
     PyObject *tables;
     PyObject *links = Py_None;
     unsigned long long owner = 0;
-    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OLOOOnLLOOO|OK", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
+    PyObject *firsts = Py_None;
+    Py_ssize_t max_probers = 0;
+    if (!PyArg_ParseTuple(args, "SnO!O!O!lO!O!nLy#OLOOOnLLOOO|OKOn", &data, &width, &PyTuple_Type, &decisive, &PyTuple_Type,
                           &returned, &PyDict_Type, &memo, &public, &PyTuple_Type, &mining_ports, &PyTuple_Type,
                           &admin_ports, &probe.probe_digits, &probe.max_bytes, &probe.max_port, &probe.port_digits,
                           &egress, &egress_limit, &classify, &probed, &swept, &sweep_cap, &probe_bytes,
-                          &probe_packets, &known_table, &known_keys, &tables, &links, &owner)) {
+                          &probe_packets, &known_table, &known_keys, &tables, &links, &owner, &firsts, &max_probers)) {
         return NULL;
     }
     if ((egress != Py_None && !PyDict_Check(egress)) || (probed != Py_None && !PyDict_Check(probed))
-        || (swept != Py_None && !PyDict_Check(swept))) {
-        PyErr_SetString(PyExc_TypeError, "egress, ports, sweeps: a dict or None");
+        || (swept != Py_None && !PyDict_Check(swept)) || (firsts != Py_None && !PyDict_Check(firsts))) {
+        PyErr_SetString(PyExc_TypeError, "egress, ports, sweeps, firsts: a dict or None");
         return NULL;
     }
     if (classify != Py_None && !PyCallable_Check(classify)) {
@@ -1255,6 +1333,9 @@ static PyObject *keep(PyObject *module, PyObject *args)
     pass->ports = probed == Py_None ? NULL : probed;
     pass->sweeps = swept == Py_None || column[PROTOCOL] < 0 || column[PACKETS] < 0 ? NULL : swept;
     pass->sweep_cap = sweep_cap;
+    pass->firsts = firsts == Py_None || pass->ports == NULL ? NULL : firsts;
+    pass->probers = pass->ports == NULL ? 0 : PyDict_Size(pass->ports);
+    pass->max_probers = max_probers;
     pass->probe_bytes = probe_bytes;
     pass->probe_packets = probe_packets;
     pass->pending = NULL;

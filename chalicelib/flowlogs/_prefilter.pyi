@@ -26,6 +26,8 @@ def keep(
     tables: tuple[object, ...] | None,
     links: list[object] | None = None,
     owner: int = 0,
+    firsts: dict[bytes, bytes] | None = None,
+    max_probers: int = 0,
     /,
 ) -> tuple[int, list[bytes]] | None: ...
 def ipv4_ranges(text: bytes, /) -> tuple[list[int], list[int], list[bytes]] | None: ...

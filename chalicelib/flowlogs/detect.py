@@ -359,7 +359,8 @@ class Scanner:
         decisive, wanted, reduced = plan
         classifier = self.classifier
         kept = self._keep(block, len(layout.fields), decisive, wanted, classifier.memo, *self._judge, classifier.known,
-                          classifier.known_keys, classifier.tables(), self._links, self._owner)  # fmt: skip
+                          classifier.known_keys, classifier.tables(), self._links, self._owner, self._first_interface,
+                          MAX_PROBING_SOURCES)  # fmt: skip
         return None if kept is None else (kept[0], kept[1], reduced)
 
     def _offsets(self, lines: int, width: int) -> list[int]:

@@ -313,7 +313,6 @@ def test_a_sweep_is_counted_in_order_up_to_its_cap() -> None:
 @pytest.mark.parametrize(
     ("line", "sweeps"),
     [
-        (probe("10.0.1.5", "10.0.2.9", 443), {}),  # a sweep with no set yet: Python makes it
         (probe("10.0.1.5", "10.0.2.9", 443, nbytes="6_0"), None),  # int() reads it: Python decides
         (probe("10.0.1.5", "10.0.2.9", 443, nbytes="-"), None),
     ],
@@ -322,6 +321,43 @@ def test_a_probe_it_cannot_count_exactly_is_left_to_python(line: bytes, sweeps: 
     ports = {OURS: {b"80"}}
     assert _probing(line, ports, sweeps) == (1, line.split())
     assert ports == {OURS: {b"80"}}
+
+
+def _first_probes(block: bytes, ports: dict[bytes, set[bytes]], sweeps: dict[bytes, set[bytes]],
+                  firsts: dict[bytes, bytes], most: int, memo: dict[bytes, int] = MEMO) -> Any:  # fmt: skip
+    assert detect._keep is not None
+    judge: tuple[Any, ...] = (*JUDGE[:8], None, ports, sweeps, 256, 300, 3, None, [], None, None, 0, firsts, most)
+    return detect._keep(block, 14, V2, ALL, memo, *judge)
+
+
+def test_a_sources_first_probe_and_first_sweep_make_their_sets_here_as_the_loop_makes_them() -> None:
+    memo = {**MEMO, b"10.0.2.10": 0, b"10.0.1.6": 0}
+    block = b"\n".join([probe("10.0.1.5", "10.0.2.9", 443), probe("10.0.1.5", "10.0.2.10", 22, packets=5)])
+    ports: dict[bytes, set[bytes]] = {}
+    sweeps: dict[bytes, set[bytes]] = {}
+    firsts: dict[bytes, bytes] = {}
+    assert _first_probes(block, ports, sweeps, firsts, 100, memo) == (2, [])
+    assert ports == {OURS: {b"443", b"22"}}
+    assert sweeps == {OURS: {b"10.0.2.9"}}  # the second is a request's packets: a probe, not a sweep
+    assert firsts == {OURS: b"eni-1"}
+    # A source counted already, whose probes were no sweeps so far: its first sweep's set is made here too.
+    ports, sweeps = {b"10.0.1.6": {b"80"}}, {}
+    assert _first_probes(probe("10.0.1.6", "10.0.2.9", 443), ports, sweeps, firsts, 100, memo) == (1, [])
+    assert sweeps == {b"10.0.1.6": {b"10.0.2.9"}}
+    assert firsts == {OURS: b"eni-1"}  # a source's first interface is its first probe's, made where its set was
+
+
+def test_a_block_that_could_reach_the_most_sources_counted_leaves_first_probes_to_python() -> None:
+    """Python counts MAX_PROBING_SOURCES sources and no more, in the records' order: a set is made
+    here only while the sources counted and the block's records so far could not reach it."""
+    memo = {**MEMO, **{b"10.0.7.%d" % i: 0 for i in range(4)}}
+    block = b"\n".join(probe(f"10.0.7.{i}", "10.0.2.9", 443) for i in range(4))
+    ports: dict[bytes, set[bytes]] = {b"10.0.9.9": set()}
+    records, kept = _first_probes(block, ports, {}, {}, 4, memo)
+    assert records == 4
+    assert kept == block.split()[2 * 14 :]  # 1 + 1 and 1 + 2 are below 4; the last two are Python's
+    assert set(ports) == {b"10.0.9.9", b"10.0.7.0", b"10.0.7.1"}
+    assert _first_probes(block, {}, {}, None, 100, memo)[1] == block.split()  # type: ignore[arg-type]  # no firsts
 
 
 def test_probes_after_a_kept_record_of_their_source_are_left_to_python() -> None:
