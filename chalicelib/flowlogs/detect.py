@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import gc
 import heapq
-from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
 
 from chalicelib.flow_detectors import DETECTORS, MINING_PORTS
 from chalicelib.flowlogs.addresses import FORBIDDEN, NO_ADDRESS, PUBLIC, THREAT, Classifier, Forbidden
 from chalicelib.flowlogs.fields import Layout
+
+TYPE_CHECKING = False  # no `typing` in the scanner's process (addresses.py says why)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 SCANNER = 8  # an address already seen scanning: its records are kept from then on
 ADMIN_PORTS = (22, 3389)
@@ -73,40 +76,100 @@ except ImportError:  # pragma: no cover - a machine without a C compiler, or a p
     _keep = None
 
 
-class DetectorSettings(NamedTuple):
-    enabled: frozenset[str] = frozenset(DETECTORS)
-    mining_ports: tuple[int, ...] = MINING_PORTS
-    admin_ports: tuple[int, ...] = ADMIN_PORTS
-    scan_min_ports: int = 100  # distinct destination ports below `scan_max_port` from one source
-    scan_max_port: int = 32767  # above: ephemeral ports, where servers answer (never a scan)
-    scan_max_bytes: int = 1000  # a probe is small; bigger flows are not counted as probes
-    egress_bytes: int = 1 << 30  # per source address (on one interface), to public addresses, per batch
-    # distinct internal addresses one internal source sent payload-less TCP probes to
-    sweep_min_addresses: int = 64
-    forbidden: Forbidden | None = None  # destinations ours must never reach
+class DetectorSettings:
+    """What the detectors look for (the deployment's settings, or these defaults)."""
+
+    __slots__ = ("admin_ports", "egress_bytes", "enabled", "forbidden", "mining_ports", "scan_max_bytes",
+                 "scan_max_port", "scan_min_ports", "sweep_min_addresses")  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        enabled: frozenset[str] = frozenset(DETECTORS),
+        mining_ports: tuple[int, ...] = MINING_PORTS,
+        admin_ports: tuple[int, ...] = ADMIN_PORTS,
+        scan_min_ports: int = 100,  # distinct destination ports below `scan_max_port` from one source
+        scan_max_port: int = 32767,  # above: ephemeral ports, where servers answer (never a scan)
+        scan_max_bytes: int = 1000,  # a probe is small; bigger flows are not counted as probes
+        egress_bytes: int = 1 << 30,  # per source address (on one interface), to public addresses, per batch
+        sweep_min_addresses: int = 64,  # distinct internal addresses one internal source sent bare TCP probes to
+        forbidden: Forbidden | None = None,  # destinations ours must never reach
+    ) -> None:
+        self.enabled = enabled
+        self.mining_ports = mining_ports
+        self.admin_ports = admin_ports
+        self.scan_min_ports = scan_min_ports
+        self.scan_max_port = scan_max_port
+        self.scan_max_bytes = scan_max_bytes
+        self.egress_bytes = egress_bytes
+        self.sweep_min_addresses = sweep_min_addresses
+        self.forbidden = forbidden
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DetectorSettings) and all(
+            getattr(self, name) == getattr(other, name) for name in self.__slots__
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"DetectorSettings({', '.join(f'{name}={getattr(self, name)!r}' for name in self.__slots__)})"
 
 
-class Flow(NamedTuple):
-    """One record, decoded (a named tuple: made for each record a detector reads, it costs a fifth of
-    a frozen dataclass)."""
+class Flow:
+    """One record, decoded (a slotted class: made for each record a detector reads, it costs a fifth
+    of a frozen dataclass)."""
 
-    interface: str
-    src: str
-    dst: str
-    src_port: str
-    dst_port: str
-    size: int  # bytes
-    action: str
-    protocol: str = "-"
-    packets: int = 0
-    start: int = 0  # the capture window's start and end (Unix seconds); 0 when the format lacks them
-    end: int = 0
+    __slots__ = ("action", "dst", "dst_port", "end", "interface", "packets", "protocol", "size", "src", "src_port",
+                 "start")  # fmt: skip
+
+    def __init__(
+        self,
+        interface: str,
+        src: str,
+        dst: str,
+        src_port: str,
+        dst_port: str,
+        size: int,  # bytes
+        action: str,
+        protocol: str = "-",
+        packets: int = 0,
+        start: int = 0,  # the capture window's start and end (Unix seconds); 0 when the format lacks them
+        end: int = 0,
+    ) -> None:
+        self.interface = interface
+        self.src = src
+        self.dst = dst
+        self.src_port = src_port
+        self.dst_port = dst_port
+        self.size = size
+        self.action = action
+        self.protocol = protocol
+        self.packets = packets
+        self.start = start
+        self.end = end
+
+    def _values(self) -> tuple[object, ...]:
+        return (self.interface, self.src, self.dst, self.src_port, self.dst_port, self.size, self.action,
+                self.protocol, self.packets, self.start, self.end)  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Flow) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"Flow{self._values()!r}"
 
     @classmethod
     def parse(cls, fields: list[bytes], at: int, layout: Layout) -> Flow:
-        """The record starting at `fields[at]`, every field the alerts show decoded."""
+        """The record starting at `fields[at]`, every field the alerts show decoded: in one decode
+        (fields hold no whitespace, so a space joins them and splits them apart again)."""
         interface, src, dst, sport, dport, size, action, protocol, packets, start, end = (
-            "-" if index is None else fields[at + index].decode("ascii", "replace") for index in _positions(layout)
+            b" ".join([b"-" if index is None else fields[at + index] for index in _positions(layout)])
+            .decode("ascii", "replace")
+            .split(" ")
         )
         return cls(interface, src, dst, sport, dport, _number(size), action, protocol, _number(packets),
                    _number(start), _number(end))  # fmt: skip

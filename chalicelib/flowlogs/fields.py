@@ -3,8 +3,6 @@ VPC Flow Logs (versions 2 to 11) and Transit Gateway Flow Logs (version 6)."""
 
 from __future__ import annotations
 
-import re
-
 from chalicelib.errors import EventError
 
 DEFAULT_FORMAT = (
@@ -44,8 +42,25 @@ KNOWN_FIELDS = frozenset((*VPC_FIELDS, *TGW_FIELDS))
 TGW_RESOURCE_TYPES = (b"TransitGateway", b"TransitGatewayAttachment")
 # What the detectors read; a layout without some of them is padded (those detectors see nothing).
 USED = ("srcaddr", "dstaddr", "srcport", "dstport", "bytes", "interface-id", "action")
-_TOKEN = re.compile(r"\$\{([a-z0-9-]+)\}")
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+# What a field's name is made of. Names are read without `re`: the scanner's process does not
+# import it (nor `enum` with it), some 2.5 ms of every scan.
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+_LONGEST_NAME = 64
+
+
+def _tokens(text: str) -> list[str]:
+    """The names in `${name}` tokens, in order (a name of lower-case letters, digits and dashes)."""
+    names = []
+    for piece in text.split("${")[1:]:
+        name, closed, _ = piece.partition("}")
+        if closed and name and _NAME_CHARACTERS.issuperset(name):
+            names.append(name)
+    return names
+
+
+def _is_name(word: str) -> bool:
+    """A header line's word that can be a field's name: a lower-case letter, then up to 63 more."""
+    return 0 < len(word) <= _LONGEST_NAME and "a" <= word[0] <= "z" and _NAME_CHARACTERS.issuperset(word)
 
 
 class Layout:
@@ -120,7 +135,7 @@ def parse_format(text: str, *, strict: bool = True) -> Layout:
     """`${version} ${srcaddr} ...` (the flow log's LogFormat) or the bare names of a header line.
     `strict`: every name must be a documented field (a format someone typed); a header line that
     AWS wrote may carry a field added since, which is kept and not read."""
-    names = _TOKEN.findall(text) or text.split()
+    names = _tokens(text) or text.split()
     unknown = [n for n in names if n not in KNOWN_FIELDS]
     if not names or (unknown and strict):
         raise EventError(f"not a flow-log format: unknown field(s) {', '.join(unknown) or '(none given)'}")
@@ -136,7 +151,7 @@ def header_layout(line: bytes) -> Layout | None:
     """The layout a header line names, or None when the line is a record (a record never holds
     the words srcaddr and dstaddr; every field of a header is a lower-case name)."""
     names = line.decode("ascii", "replace").split()
-    if "srcaddr" in names and "dstaddr" in names and all(_NAME.match(n) for n in names):
+    if "srcaddr" in names and "dstaddr" in names and all(_is_name(n) for n in names):
         return parse_format(" ".join(names), strict=False)
     return None
 

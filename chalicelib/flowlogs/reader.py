@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import types
 import zlib
-from collections.abc import Iterator
-from typing import Any, BinaryIO, NamedTuple, cast
 
 from chalicelib.errors import EventError
 from chalicelib.flowlogs.fields import DEFAULT, Layout, header_layout, sniffed
+
+TYPE_CHECKING = False  # no `typing` in the scanner's process (addresses.py says why)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, BinaryIO
 
 # Compressed bytes read at a time, and the most one inflate call writes: a block (at most BLOCK bytes,
 # about 2,000 records) is inflated and then scanned while it is still in the core's L2 cache, however
@@ -25,7 +28,7 @@ try:  # ISA-L's inflate (0.3 MB wheel) decompresses about three times faster tha
     _inflate = isal_zlib
 except ImportError:  # pragma: no cover - the packaged Lambda has it
     pass
-_ERRORS = cast("tuple[type[Exception], ...]", (zlib.error, _inflate.error))
+_ERRORS: tuple[type[Exception], ...] = (zlib.error, _inflate.error)
 
 
 class ReadError(EventError):
@@ -126,14 +129,17 @@ def with_layout(blocks: Iterator[bytes], configured: Layout | None) -> Iterator[
 MAX_PAYLOAD_BYTES = 32 * 1024 * 1024
 
 
-class LogsPayload(NamedTuple):
+class LogsPayload:
     """A CloudWatch Logs subscription delivery, decoded."""
 
-    log_group: str
-    log_stream: str
-    owner: str
-    control: bool  # CloudWatch Logs' own reachability check: no records
-    messages: list[bytes]
+    __slots__ = ("control", "log_group", "log_stream", "messages", "owner")
+
+    def __init__(self, *, log_group: str, log_stream: str, owner: str, control: bool, messages: list[bytes]) -> None:
+        self.log_group = log_group
+        self.log_stream = log_stream
+        self.owner = owner
+        self.control = control  # CloudWatch Logs' own reachability check: no records
+        self.messages = messages
 
 
 def logs_payload(event: Any) -> LogsPayload:

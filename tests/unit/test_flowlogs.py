@@ -101,6 +101,20 @@ def test_a_header_line_gives_the_layout(sample: Path, tmp_path: Path) -> None:
     assert _scan_file(log).records == len(records)
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="${}ab-9Z \n\u00e9", max_size=40))
+def test_names_are_read_as_the_documented_patterns_read_them(text: str) -> None:
+    """The format's `${name}` tokens and a header's names, read without `re` (the scanner's process
+    does not import it): the same as the patterns they replace."""
+    import re
+
+    from chalicelib.flowlogs import fields
+
+    assert fields._tokens(text) == re.findall(r"\$\{([a-z0-9-]+)\}", text)
+    for word in [*text.split(), text, "a" * 64, "a" * 65]:
+        assert fields._is_name(word) == bool(re.fullmatch(r"[a-z][a-z0-9-]{0,63}", word))
+
+
 def test_the_format_string_and_header_forms_agree_and_unknown_fields_are_named() -> None:
     assert parse_format("${version} ${srcaddr} ${dstaddr}") == parse_format("version srcaddr dstaddr")
     assert DEFAULT.fields[3:5] == ("srcaddr", "dstaddr")
