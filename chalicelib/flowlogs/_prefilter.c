@@ -640,13 +640,14 @@ static int keep_fields(PyObject *out, const char *const *starts, const Py_ssize_
 }
 
 /* A probe of a source the scanner already counts: the port to add to its set, and the address to
- * add to its sweep (when `dst` is not NULL). */
+ * add to its sweep (when `dst` is not NULL; `target` is its slot, or NULL when the cache is full). */
 typedef struct {
     Slot *source;
     const char *dport;
     Py_ssize_t dport_len;
     const char *dst;
     Py_ssize_t dst_len;
+    Slot *target;
 } Pending;
 
 typedef struct {
@@ -858,6 +859,36 @@ static PyObject *new_set(Pass *s, Slot *source, PyObject **cached, int kind, con
     return made;
 }
 
+/* Interfaces as bytes objects, one per interface for the whole process (the table is small, and an
+ * interface met past it gets an object of its own): a delivery's first probes come from tens of
+ * thousands of sources through a few hundred interfaces. */
+#define INTERFACES 512
+static PyObject *interfaces_made[INTERFACES];
+
+/* A new reference to the interface's bytes object, or NULL with an error set. */
+static PyObject *interface_of(const char *at, Py_ssize_t len)
+{
+    size_t place = (size_t)(hash_of(at, len, 0) >> 7) & (INTERFACES - 1);
+    for (int probe = 0; probe < 8; probe++, place = (place + 1) & (INTERFACES - 1)) {
+        PyObject *made = interfaces_made[place];
+        if (made == NULL) {
+            made = interfaces_made[place] = PyBytes_FromStringAndSize(at, len);
+            Py_XINCREF(made);
+            return made;
+        }
+        char *held;
+        Py_ssize_t held_len;
+        if (PyBytes_AsStringAndSize(made, &held, &held_len) < 0) {
+            return NULL;
+        }
+        if (held_len == len && memcmp(held, at, (size_t)len) == 0) {
+            Py_INCREF(made);
+            return made;
+        }
+    }
+    return PyBytes_FromStringAndSize(at, len);
+}
+
 /* Put a set made here into the scanner's dict, and link it: 0, or -1 with an error set. */
 static int place(Pass *s, Slot *source, int kind)
 {
@@ -882,7 +913,7 @@ static int place(Pass *s, Slot *source, int kind)
     if (known != NULL || PyErr_Occurred()) {
         return known != NULL ? 0 : -1;
     }
-    PyObject *interface = PyBytes_FromStringAndSize(source->first_interface, source->first_interface_len);
+    PyObject *interface = interface_of(source->first_interface, source->first_interface_len);
     int failed = interface == NULL || PyDict_SetItem(s->firsts, key, interface) < 0;
     Py_XDECREF(interface);
     return failed ? -1 : 0;
@@ -892,7 +923,8 @@ static int place(Pass *s, Slot *source, int kind)
  * detect.py's loop does, ABSORBED (what it adds is pending), or UNSURE and it is kept: a byte count
  * int() would have to read, a source the scanner does not count yet (its first probe, or one past
  * MAX_PROBING_SOURCES: Python's), a sweep with no set yet. -1 with an error set. */
-static int absorb_probe(Pass *s, Slot *source, const char *const *at, const Py_ssize_t *len, long fs, long fd)
+static int absorb_probe(Pass *s, Slot *source, Slot *destination, const char *const *at, const Py_ssize_t *len,
+                        long fs, long fd)
 {
     if (len[BYTES] > MAX_DIGITS || !all_digits(at[BYTES], len[BYTES])) {
         return UNSURE;
@@ -943,6 +975,7 @@ static int absorb_probe(Pass *s, Slot *source, const char *const *at, const Py_s
     p->dport_len = len[DPORT];
     p->dst = dst;
     p->dst_len = len[DST];
+    p->target = destination;
     return ABSORBED;
 }
 
@@ -985,7 +1018,14 @@ static int apply_probes(Pass *s)
             return -1;
         }
         if (p->dst != NULL && PySet_Size(p->source->targets) < s->sweep_cap) {
-            PyObject *target = PyBytes_FromStringAndSize(p->dst, p->dst_len);
+            /* The address's own bytes object where its slot has one (the memo's key): a sweep's
+             * targets are addresses the scanner holds already, not an object each. */
+            PyObject *target = p->target != NULL ? key_of(s->cache, p->target) : NULL;
+            if (target != NULL) {
+                Py_INCREF(target);
+            } else if (p->target == NULL) {
+                target = PyBytes_FromStringAndSize(p->dst, p->dst_len);
+            }
             failed = target == NULL || PySet_Add(p->source->targets, target) < 0;
             Py_XDECREF(target);
             if (failed) {
@@ -1049,7 +1089,7 @@ static int end_of_line(Pass *s)
     /* A probe the loop would only count: counted here while no record of its source was kept
      * earlier in the block (Python must see those first). */
     if (passive && s->ports != NULL && source != NULL && !source->kept) {
-        int absorbed = absorb_probe(s, source, at, len, fs, fd);
+        int absorbed = absorb_probe(s, source, destination, at, len, fs, fd);
         if (absorbed != UNSURE) {
             return absorbed == ABSORBED ? GO_ON : FAILED;
         }
