@@ -351,6 +351,12 @@ class Scanner:
                        self._sweeps if self._sweeping else None, sweep_limit(self.settings),
                        BARE_TCP_PACKET * PROBE_PACKETS, PROBE_PACKETS)  # fmt: skip
         self._plans: dict[Layout, tuple[tuple[int, ...], tuple[int, ...], Layout]] = {}
+        # What `_rows` reads of the settings and of each layout, worked out once, not once a block.
+        self._constants = (probe_digits, self.settings.scan_max_bytes, len(str(self.settings.scan_max_port)),
+                           str(self.settings.scan_max_port).encode(), self.settings.egress_bytes,
+                           sweep_limit(self.settings), {str(n).encode() for n in range(1, PROBE_PACKETS + 1)},
+                           BARE_TCP_PACKET * PROBE_PACKETS)  # fmt: skip
+        self._columns: dict[Layout, tuple[int, int, int, int | None, int | None]] = {}
         self._keep = _keep if compiled and _keep is not None and probe_digits <= MAX_PROBE_DIGITS else None
 
     @property
@@ -460,19 +466,18 @@ class Scanner:
         classify = self.classifier.classify
         flagged = self._flagged
         ports = self._ports
-        probe_digits = len(str(self.settings.scan_max_bytes)) if self._scans else 0
-        max_bytes = self.settings.scan_max_bytes
-        port_digits = len(str(self.settings.scan_max_port))
-        max_port = str(self.settings.scan_max_port).encode()
+        probe_digits, max_bytes, port_digits, max_port, egress_limit, sweep_cap, probe_packets, probe_bytes = (
+            self._constants
+        )
         mining, admin = self._mining, self._admin
         egress = self._egress if self._egress_on else None
-        egress_limit = self.settings.egress_bytes
-        sp, dp, ip = (layout.position(name) for name in ("srcport", "dstport", "interface-id"))
         sweeps = self._sweeps if self._sweeping else None
-        sweep_cap = sweep_limit(self.settings)
-        probe_packets = {str(n).encode() for n in range(1, PROBE_PACKETS + 1)}
-        probe_bytes = BARE_TCP_PACKET * PROBE_PACKETS
-        pr, pk = layout.index("protocol"), layout.index("packets")
+        columns = self._columns.get(layout)
+        if columns is None:
+            place, has = layout.position, layout.index
+            columns = (place("srcport"), place("dstport"), place("interface-id"), has("protocol"), has("packets"))
+            self._columns[layout] = columns
+        sp, dp, ip, pr, pk = columns
         if pr is None or pk is None:
             sweeps, pr, pk = None, 0, 0  # a layout without them cannot tell a bare probe from a request
         for src, dst, nbytes, at in rows:

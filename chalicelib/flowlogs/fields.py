@@ -67,7 +67,7 @@ class Layout:
     """A flow log's fields, in order. A plain value class, not a frozen dataclass: the scanner's
     process never imports `dataclasses` (and with it `inspect`, some 17 ms of every scan)."""
 
-    __slots__ = ("_indexes", "aliases", "fields", "fills")
+    __slots__ = ("_hash", "_indexes", "aliases", "fields", "fills")
 
     def __init__(
         self,
@@ -90,6 +90,7 @@ class Layout:
             if name not in found and used in found:
                 found[name] = found[used]
         self._indexes = found
+        self._hash = hash(self._key())  # the scanner looks its plans up by layout, once a block
 
     def _key(self) -> tuple[object, ...]:
         return self.fields, self.aliases, self.fills
@@ -98,7 +99,7 @@ class Layout:
         return isinstance(other, Layout) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return self._hash
 
     def __repr__(self) -> str:
         return f"Layout(fields={self.fields!r}, aliases={self.aliases!r}, fills={self.fills!r})"
