@@ -667,8 +667,9 @@ typedef struct {
     PyObject *sweeps;      /* its swept addresses per source (source -> set), or NULL: sweeps off */
     Py_ssize_t sweep_cap;  /* addresses counted per sweeping source */
     /* A source's first probe is counted here too (its set made), while the block cannot bring the
-     * scanner to the most sources it counts: the interface of each one's first probe goes into
-     * `firsts` (NULL: first probes are Python's), and `probers` is how many it counted before. */
+     * scanner to the most sources it counts: the interface of each one's first probe is appended to
+     * `firsts` (in the order the sets go into `ports`; NULL: first probes are Python's), and
+     * `probers` is how many it counted before. */
     PyObject *firsts;
     Py_ssize_t probers;
     Py_ssize_t max_probers;
@@ -909,12 +910,8 @@ static int place(Pass *s, Slot *source, int kind)
     if (kind != MADE_PORTS) {
         return 0;
     }
-    PyObject *known = PyDict_GetItemWithError(s->firsts, key); /* setdefault, as detect.py's `_note_first` */
-    if (known != NULL || PyErr_Occurred()) {
-        return known != NULL ? 0 : -1;
-    }
     PyObject *interface = interface_of(source->first_interface, source->first_interface_len);
-    int failed = interface == NULL || PyDict_SetItem(s->firsts, key, interface) < 0;
+    int failed = interface == NULL || PyList_Append(s->firsts, interface) < 0;
     Py_XDECREF(interface);
     return failed ? -1 : 0;
 }
@@ -1232,8 +1229,8 @@ static PyObject *keep(PyObject *module, PyObject *args)
         return NULL;
     }
     if ((egress != Py_None && !PyDict_Check(egress)) || (probed != Py_None && !PyDict_Check(probed))
-        || (swept != Py_None && !PyDict_Check(swept)) || (firsts != Py_None && !PyDict_Check(firsts))) {
-        PyErr_SetString(PyExc_TypeError, "egress, ports, sweeps, firsts: a dict or None");
+        || (swept != Py_None && !PyDict_Check(swept)) || (firsts != Py_None && !PyList_Check(firsts))) {
+        PyErr_SetString(PyExc_TypeError, "egress, ports, sweeps: a dict or None; firsts: a list or None");
         return NULL;
     }
     if (classify != Py_None && !PyCallable_Check(classify)) {

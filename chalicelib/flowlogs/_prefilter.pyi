@@ -26,7 +26,7 @@ def keep(
     tables: tuple[object, ...] | None,
     links: list[object] | None = None,
     owner: int = 0,
-    firsts: dict[bytes, bytes] | None = None,
+    firsts: list[bytes] | None = None,
     max_probers: int = 0,
     /,
 ) -> tuple[int, list[bytes]] | None: ...

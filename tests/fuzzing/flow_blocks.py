@@ -89,7 +89,7 @@ def both(blocks: list[tuple[Layout, bytes]], make: Callable[[bool], Scanner]) ->
             scanner.scan(block, layout)
         found = scanner.findings()
         counts = (scanner.records, scanner.skipped, scanner.malformed, scanner.untracked)
-        outcomes.append((found, counts, scanner._ports, scanner._sweeps, scanner._egress))
+        outcomes.append((found, counts, scanner._ports, scanner._sweeps, scanner._egress, scanner._first_interfaces()))
     if outcomes[0] != outcomes[1]:
         raise AssertionError(f"the compiled pass changed the outcome: {outcomes[0][1]} vs {outcomes[1][1]}")
     return outcomes[0]

@@ -161,7 +161,15 @@ def test_generated_traffic_gives_the_same_findings_with_most_records_dropped(
 
 
 def _outcome(scanner: Scanner) -> tuple[Any, ...]:
-    return (scanner.findings(), scanner.records, scanner.untracked, scanner._ports, scanner._sweeps, scanner._egress)
+    return (
+        scanner.findings(),
+        scanner.records,
+        scanner.untracked,
+        scanner._ports,
+        scanner._sweeps,
+        scanner._egress,
+        scanner._first_interfaces(),
+    )
 
 
 def test_two_scanners_reading_through_one_classifier_count_each_its_own() -> None:
@@ -324,7 +332,7 @@ def test_a_probe_it_cannot_count_exactly_is_left_to_python(line: bytes, sweeps: 
 
 
 def _first_probes(block: bytes, ports: dict[bytes, set[bytes]], sweeps: dict[bytes, set[bytes]],
-                  firsts: dict[bytes, bytes], most: int, memo: dict[bytes, int] = MEMO) -> Any:  # fmt: skip
+                  firsts: list[bytes], most: int, memo: dict[bytes, int] = MEMO) -> Any:  # fmt: skip
     assert detect._keep is not None
     judge: tuple[Any, ...] = (*JUDGE[:8], None, ports, sweeps, 256, 300, 3, None, [], None, None, 0, firsts, most)
     return detect._keep(block, 14, V2, ALL, memo, *judge)
@@ -335,16 +343,16 @@ def test_a_sources_first_probe_and_first_sweep_make_their_sets_here_as_the_loop_
     block = b"\n".join([probe("10.0.1.5", "10.0.2.9", 443), probe("10.0.1.5", "10.0.2.10", 22, packets=5)])
     ports: dict[bytes, set[bytes]] = {}
     sweeps: dict[bytes, set[bytes]] = {}
-    firsts: dict[bytes, bytes] = {}
+    firsts: list[bytes] = []
     assert _first_probes(block, ports, sweeps, firsts, 100, memo) == (2, [])
     assert ports == {OURS: {b"443", b"22"}}
     assert sweeps == {OURS: {b"10.0.2.9"}}  # the second is a request's packets: a probe, not a sweep
-    assert firsts == {OURS: b"eni-1"}
+    assert firsts == [b"eni-1"]  # in the order of the sources in `ports`
     # A source counted already, whose probes were no sweeps so far: its first sweep's set is made here too.
     ports, sweeps = {b"10.0.1.6": {b"80"}}, {}
     assert _first_probes(probe("10.0.1.6", "10.0.2.9", 443), ports, sweeps, firsts, 100, memo) == (1, [])
     assert sweeps == {b"10.0.1.6": {b"10.0.2.9"}}
-    assert firsts == {OURS: b"eni-1"}  # a source's first interface is its first probe's, made where its set was
+    assert firsts == [b"eni-1"]  # an interface only where a source's first probe made its set
 
 
 def test_a_block_that_could_reach_the_most_sources_counted_leaves_first_probes_to_python() -> None:
@@ -353,7 +361,7 @@ def test_a_block_that_could_reach_the_most_sources_counted_leaves_first_probes_t
     memo = {**MEMO, **{b"10.0.7.%d" % i: 0 for i in range(4)}}
     block = b"\n".join(probe(f"10.0.7.{i}", "10.0.2.9", 443) for i in range(4))
     ports: dict[bytes, set[bytes]] = {b"10.0.9.9": set()}
-    records, kept = _first_probes(block, ports, {}, {}, 4, memo)
+    records, kept = _first_probes(block, ports, {}, [], 4, memo)
     assert records == 4
     assert kept == block.split()[2 * 14 :]  # 1 + 1 and 1 + 2 are below 4; the last two are Python's
     assert set(ports) == {b"10.0.9.9", b"10.0.7.0", b"10.0.7.1"}
