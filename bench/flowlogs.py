@@ -14,8 +14,8 @@ Then the path a user runs: `eks-responder replay --json FILE` (detect, attribute
 incident, print), a whole process too, against `gzip -dc` the same way.
 
 Goals (1 M records): the scan at most 0.6x `gzip -dc`, v2 and v5; the replay at most 1.0x; peak
-memory flat from 100 k to 1 M to 5 M records (at 5 M at most 1.5x the 100 k figure: what grows is
-per distinct address).
+memory flat from 100 k to 1 M to 5 M records (at 5 M at most 10 MB above the 100 k figure: what
+grows is per distinct address).
 
     make bench        # or: .venv/bin/python bench/flowlogs.py --rounds 7
 """
@@ -41,9 +41,11 @@ sys.path.insert(0, str(ROOT))
 GOALS = {"v2": 0.6, "v5": 0.6}
 REPLAY_GOAL = 1.0
 MEMORY_SIZES = (100_000, 1_000_000, 5_000_000)
-# Peak RSS at 5 M records at most this times the peak at 100 k (50 times the records): what is kept
-# grows with the distinct addresses (capped: MEMO_LIMIT, MAX_PROBING_SOURCES), never with the records.
-MEMORY_GOAL = 1.5
+# Peak RSS at 5 M records at most this many MB above the peak at 100 k (50 times the records, 3.4
+# times the distinct addresses): what is kept grows with the distinct addresses (capped: MEMO_LIMIT,
+# MAX_PROBING_SOURCES), never with the records. The allowance the goal first had as a ratio (1.5x of
+# 20 MB), in megabytes: a ratio counted a lighter interpreter (fewer imports) against the scan.
+MEMORY_GOAL = 10
 CACHE = Path.home() / ".cache" / "eks-responder" / "bench"
 SEED = 9  # a new seed whenever the generator changes: the cached files are named by it
 
@@ -171,15 +173,15 @@ def main() -> int:
     for records in MEMORY_SIZES:
         run = _child(_files(records, ("v2",))["v2"])
         peaks[records], addresses[records] = run["max_rss_mb"], run["addresses"]
-    growth = peaks[MEMORY_SIZES[-1]] / peaks[MEMORY_SIZES[0]]
+    growth = peaks[MEMORY_SIZES[-1]] - peaks[MEMORY_SIZES[0]]
     flat = growth <= MEMORY_GOAL
     met = met and flat
     sizes = ", ".join(f"{mb:.0f} MB at {records / 1e6:g} M ({addresses[records]:,} addresses)"
                       for records, mb in peaks.items())  # fmt: skip
-    print(f"peak RSS of the scan process (v2): {sizes} records ({growth:.2f}x; goal flat, <= {MEMORY_GOAL}x: "
+    print(f"peak RSS of the scan process (v2): {sizes} records (+{growth:.1f} MB; goal flat, <= +{MEMORY_GOAL} MB: "
           f"{'met' if flat else 'NOT MET'})")  # fmt: skip
     goals.record("flow logs: peak RSS 100 k -> 5 M records", f"{peaks[MEMORY_SIZES[0]]:.0f} -> "
-                 f"{peaks[MEMORY_SIZES[-1]]:.0f} MB ({growth:.2f}x)", f"<= {MEMORY_GOAL}x", flat)  # fmt: skip
+                 f"{peaks[MEMORY_SIZES[-1]]:.0f} MB (+{growth:.1f} MB)", f"<= +{MEMORY_GOAL} MB", flat)  # fmt: skip
     print("goals met" if met else "GOALS NOT MET")
     return 0  # a goal missed is reported by bench/goals.py; only an error stops `make bench`
 
