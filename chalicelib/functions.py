@@ -8,13 +8,12 @@ never touch a cluster is not mapped into Kubernetes at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 APP_NAME = "eks-responder"
 
 
-@dataclass(frozen=True)
-class Function:
+class Function(msgspec.Struct, frozen=True):
     name: str
     sources: tuple[str, ...]  # the incident sources it handles; empty for the snapshot and the approvals API
     summary: str

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+
 
 class Severity(enum.IntEnum):
     """GuardDuty's severity bands; other sources map onto the same four."""
@@ -80,8 +82,7 @@ class PrincipalRole(enum.StrEnum):
     NODE = "node"  # the node's instance profile
 
 
-@dataclass(frozen=True)
-class WorkloadRef:
+class WorkloadRef(msgspec.Struct, frozen=True):
     kind: str  # Kubernetes kind: Pod, Deployment, DaemonSet, ...
     namespace: str
     name: str
@@ -90,8 +91,7 @@ class WorkloadRef:
         return f"{self.kind}/{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True)
-class PodRef:
+class PodRef(msgspec.Struct, frozen=True):
     namespace: str
     name: str
     node: str | None = None
@@ -137,8 +137,7 @@ def principal_from_arn(arn: str, involved_as: PrincipalRole, groups: tuple[str, 
     return Principal(principal_kind, name, arn, groups, involved_as)
 
 
-@dataclass(frozen=True)
-class ApiCall:
+class ApiCall(msgspec.Struct, frozen=True):
     """The Kubernetes API request an audit-log finding is about."""
 
     verb: str | None

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import msgspec
+
 from chalicelib.settings import MANAGED_BY
 
 if TYPE_CHECKING:
@@ -71,8 +73,7 @@ class IAMStatement:
     effect: Literal["Allow", "Deny"] = "Allow"
 
 
-@dataclass(frozen=True)
-class RBACRule:
+class RBACRule(msgspec.Struct, frozen=True):
     """A Kubernetes permission an action needs (one resource, its verbs)."""
 
     api_group: str
@@ -324,8 +325,7 @@ class CapStore(Protocol):
 _RANK = {"CRITICAL": 4, "HIGH": 3, "MEDIUM": 2, "LOW": 1}
 
 
-@dataclass(frozen=True)
-class Vulnerability:
+class Vulnerability(msgspec.Struct, frozen=True):
     id: str  # CVE-2021-3711, or the scanner's own id
     severity: str  # CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED
     score: float | None = None  # CVSS (v3 when given, else v2)

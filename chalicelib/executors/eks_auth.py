@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import base64
 import time
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from chalicelib.errors import ClusterAccessError
 from chalicelib.interfaces import IAMStatement
@@ -48,8 +49,7 @@ def bearer_token(session: Any, cluster: str, region: str) -> str:
     return f"k8s-aws-v1.{encoded}"
 
 
-@dataclass(frozen=True)
-class ClusterConfig:
+class ClusterConfig(msgspec.Struct, frozen=True):
     kubeconfig: dict[str, Any]
     expires_at: float
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import msgspec
 import urllib3
 
 from chalicelib.errors import ClusterAccessError
@@ -59,8 +60,7 @@ class TransportError(Exception):
     """No answer: the connection failed, was reset, or timed out."""
 
 
-@dataclass(frozen=True)
-class Kind:
+class Kind(msgspec.Struct, frozen=True):
     """Where a resource kind lives in the API."""
 
     group: str  # "" for the core API

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+import msgspec
 
 logger = logging.getLogger("eks_responder")
 
@@ -15,8 +16,7 @@ class Notifier(Protocol):
     def send(self, report: dict[str, Any]) -> None: ...
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True):
     notifier: str
     delivered: bool
     error: str | None = None

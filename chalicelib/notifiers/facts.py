@@ -8,8 +8,9 @@ markup: a value from an event stays a value.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from chalicelib import identifiers
 
@@ -25,8 +26,7 @@ MAX_STEPS = 100  # the most steps an output lists (a playbook has at most a few 
 VALUE_LIMIT = 1000
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(msgspec.Struct, frozen=True):
     index: int | None
     action: str
     target: str
@@ -42,8 +42,7 @@ class Step:
                 "detail": self.detail}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(msgspec.Struct, frozen=True):
     kind: str
     status: str
     incident_id: str | None  # None for a rejected event

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from fnmatch import fnmatchcase
+
+import msgspec
 
 from chalicelib.incident import Incident, Severity
 from chalicelib.policy.model import AcceptedRisk, Match, Rule, RulesFile
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True):
     rule: Rule | None
     reason: str | None  # why nothing is done, when nothing is
 

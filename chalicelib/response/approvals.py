@@ -7,14 +7,15 @@ that are still waiting can be decided; anything else is answered with what alrea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
+
+import msgspec
 
 from chalicelib.response.plan import Plan, PlannedStep, StepState
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True):
     plan: Plan  # with the decision applied
     changed: tuple[int, ...]  # steps whose state this decision changed (nothing to write when empty)
     message: str  # said to the human, and in the audit trail

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import msgspec
 
 from chalicelib import actions
 from chalicelib.actions import evidence_bundle
@@ -89,8 +91,7 @@ IDENTITY_KINDS = {"role", "user", "principal"}
 CLUSTER_KINDS = {"pod", "node", "binding", "principal", "instance"}
 
 
-@dataclass(frozen=True)
-class Connectors:
+class Connectors(msgspec.Struct, frozen=True):
     """What reaches one account: its clusters, EC2, IAM/EKS, KMS."""
 
     kube: KubeConnector | None
@@ -706,8 +707,7 @@ class Responder:
         return Report(incident, rule.name, None, mode, results)
 
 
-@dataclass(frozen=True)
-class _Session:
+class _Session(msgspec.Struct, frozen=True):
     ctx: ActionContext
     found: targets.Targets
     unreachable: str | None
@@ -765,8 +765,7 @@ def _key(target: Target) -> Key:
     return pod_key(target.namespace or "", target.name) if target.kind == "pod" else node_key(target.name)
 
 
-@dataclass(frozen=True)
-class _Held:
+class _Held(msgspec.Struct, frozen=True):
     result: int  # the holding step's place in the results (and the plan)
     carrier: int  # the position of the step meant to send it
     carrier_index: int  # that step's number, as the report shows it

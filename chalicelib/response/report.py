@@ -4,15 +4,16 @@ mode it ran in. The audit trail and every notifier read a report."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from chalicelib.interfaces import ActionResult, Status
 
-if TYPE_CHECKING:
-    from chalicelib.incident import Incident
-    from chalicelib.response.plan import Plan
+if TYPE_CHECKING:  # a report is never decoded: msgspec never reads its annotations
+    from chalicelib.incident import Incident  # noqa: TC004
+    from chalicelib.response.plan import Plan  # noqa: TC004
 
 
 class Mode(enum.StrEnum):
@@ -21,8 +22,7 @@ class Mode(enum.StrEnum):
     LIVE = "live"  # change things
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(msgspec.Struct, frozen=True):
     incident: Incident
     rule: str | None
     reason: str | None

@@ -8,8 +8,9 @@ instances to nodes by `spec.providerID` (`aws:///<az>/<instance-id>`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from chalicelib.actions.k8s import compute
 from chalicelib.incident import Incident, ResourceKind
@@ -21,15 +22,14 @@ FARGATE_LABEL = "eks.amazonaws.com/compute-type"
 FARGATE_REASON = "a Fargate pod has no node to cordon or EC2 instance to isolate"
 
 
-@dataclass
-class Targets:
-    pods: list[Target] = field(default_factory=list)
-    nodes: list[Target] = field(default_factory=list)
-    instances: list[Target] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+class Targets(msgspec.Struct):
+    pods: list[Target] = msgspec.field(default_factory=list)
+    nodes: list[Target] = msgspec.field(default_factory=list)
+    instances: list[Target] = msgspec.field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)
     # Identities and bindings are looked up only when a rule has an action for them.
-    lazy: dict[str, Callable[[], list[Target]]] = field(default_factory=dict)
-    _resolved: dict[str, list[Target]] = field(default_factory=dict)
+    lazy: dict[str, Callable[[], list[Target]]] = msgspec.field(default_factory=dict)
+    _resolved: dict[str, list[Target]] = msgspec.field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Target]:
         eager = {"pod": self.pods, "node": self.nodes, "instance": self.instances}
