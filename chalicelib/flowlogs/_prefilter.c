@@ -917,9 +917,9 @@ static int place(Pass *s, Slot *source, int kind)
 }
 
 /* A record that only the probe counts read (one the loop would otherwise ignore): decide it as
- * detect.py's loop does, ABSORBED (what it adds is pending), or UNSURE and it is kept: a byte count
- * int() would have to read, a source the scanner does not count yet (its first probe, or one past
- * MAX_PROBING_SOURCES: Python's), a sweep with no set yet. -1 with an error set. */
+ * detect.py's loop does, ABSORBED (what it adds is pending, a source's first probe or first sweep
+ * making its set), or UNSURE and it is kept: a byte count int() would have to read, a first probe
+ * the block could bring near MAX_PROBING_SOURCES (Python's, in order). -1 with an error set. */
 static int absorb_probe(Pass *s, Slot *source, Slot *destination, const char *const *at, const Py_ssize_t *len,
                         long fs, long fd)
 {

@@ -416,9 +416,9 @@ class Scanner:
         """The compiled first pass (`_prefilter.c`): the block's record count, and the fields this
         scanner reads of the records it could act on, in a layout of those fields alone; None where
         the pass does not apply (not built, a layout the scanner pads, a block that is not regular).
-        It counts the probes of sources the scanner counts already and hands on every other probe
-        (a source's first, one beyond MAX_PROBING_SOURCES), so the counts of probing sources (and
-        `untracked`) are the same either way."""
+        It counts probes (a source's first too, making its set, while the block cannot bring the
+        scanner to MAX_PROBING_SOURCES) and hands on every other probe, so the counts of probing
+        sources (and `untracked`) are the same either way."""
         if self._keep is None or layout.missing:
             return None
         plan = self._plans.get(layout)
