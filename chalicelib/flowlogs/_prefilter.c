@@ -1194,6 +1194,17 @@ static int read_columns(PyObject *tuple, Py_ssize_t *into, Py_ssize_t most, Py_s
     return 0;
 }
 
+/* What a call holds before it starts splitting, released when it cannot. */
+static void give_up(Cache *cache, uint32_t *index, Slot *slots, Pass *pass, PyObject *out, Py_buffer *known)
+{
+    PyMem_Free(cache);
+    PyMem_Free(index);
+    PyMem_Free(slots);
+    PyMem_Free(pass);
+    Py_DECREF(out);
+    PyBuffer_Release(known);
+}
+
 static PyObject *keep(PyObject *module, PyObject *args)
 {
     (void)module;
@@ -1293,12 +1304,7 @@ static PyObject *keep(PyObject *module, PyObject *args)
     Slot *slots = PyMem_Malloc(MAX_CACHED * sizeof(Slot));
     Pass *pass = PyMem_Malloc(sizeof(Pass));
     if (cache == NULL || index == NULL || slots == NULL || pass == NULL) {
-        PyMem_Free(cache);
-        PyMem_Free(index);
-        PyMem_Free(slots);
-        PyMem_Free(pass);
-        Py_DECREF(out);
-        PyBuffer_Release(&known);
+        give_up(cache, index, slots, pass, out, &known);
         return PyErr_NoMemory();
     }
     cache->index = index;
@@ -1321,12 +1327,7 @@ static PyObject *keep(PyObject *module, PyObject *args)
     if (cache->known != NULL && owner != 0 && PyList_Check(links)) {
         if (cache->known_header->owner == 0) { /* a new table: the scanner's links start again with it */
             if (PyList_SetSlice(links, 0, PyList_Size(links), NULL) < 0) {
-                PyMem_Free(cache);
-                PyMem_Free(index);
-                PyMem_Free(slots);
-                PyMem_Free(pass);
-                Py_DECREF(out);
-                PyBuffer_Release(&known);
+                give_up(cache, index, slots, pass, out, &known);
                 return NULL;
             }
             cache->known_header->owner = owner;
