@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import types
 import zlib
 
 from chalicelib.errors import EventError
@@ -10,7 +9,7 @@ from chalicelib.flowlogs.fields import DEFAULT, Layout, header_layout, sniffed
 
 TYPE_CHECKING = False  # no `typing` in the scanner's process (addresses.py says why)
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any, BinaryIO
 
 # Compressed bytes read at a time, and the most one inflate call writes: a block (at most BLOCK bytes,
@@ -21,14 +20,68 @@ if TYPE_CHECKING:
 CHUNK = 1 << 16
 BLOCK = 1 << 18
 
-_inflate: types.ModuleType = zlib
-try:  # ISA-L's inflate (0.3 MB wheel) decompresses about three times faster than zlib, same format
-    from isal import isal_zlib
 
-    _inflate = isal_zlib
+class _Read:
+    """What an inflater has read of a stream: bytes, and whether its last gzip member ended."""
+
+    __slots__ = ("compressed", "ended")
+
+    def __init__(self) -> None:
+        self.compressed = 0
+        self.ended = False
+
+
+def _zlib_inflated(stream: BinaryIO, chunk: int, block: int, read: _Read) -> Iterator[bytes]:
+    """A gzip stream (several members allowed) inflated at most `block` bytes at a time, by zlib."""
+    inflate = zlib.decompressobj(31)
+    pending = b""
+    while True:
+        if not pending:
+            pending = stream.read(chunk)
+            if not pending:
+                return
+            read.compressed += len(pending)
+        out = inflate.decompress(pending, block)
+        pending = inflate.unconsumed_tail
+        if inflate.eof and inflate.unused_data:  # the next gzip member
+            pending = inflate.unused_data
+            inflate = zlib.decompressobj(31)
+        read.ended = inflate.eof
+        yield out
+
+
+_inflate: Callable[[BinaryIO, int, int, _Read], Iterator[bytes]] = _zlib_inflated
+_ERRORS: tuple[type[Exception], ...] = (zlib.error,)
+try:  # ISA-L's inflate (0.3 MB wheel) decompresses about three times faster than zlib, same format
+    from isal import igzip_lib
+
+    def _isal_inflated(stream: BinaryIO, chunk: int, block: int, read: _Read) -> Iterator[bytes]:
+        """The same by ISA-L, through its decompressor that keeps what it has not inflated yet
+        (zlib's interface copies that tail out at every call: the v2 file's inflate 5 % faster)."""
+        inflate = igzip_lib.IgzipDecompressor(flag=igzip_lib.DECOMP_GZIP)
+        pending = b""
+        while True:
+            if inflate.eof:  # a member ended: what follows is the next one
+                if not pending:
+                    pending = stream.read(chunk)
+                    if not pending:
+                        return
+                    read.compressed += len(pending)
+                inflate = igzip_lib.IgzipDecompressor(flag=igzip_lib.DECOMP_GZIP)
+            if not pending and inflate.needs_input:
+                pending = stream.read(chunk)
+                if not pending:
+                    return
+                read.compressed += len(pending)
+            out = inflate.decompress(pending, block)
+            pending = inflate.unused_data if inflate.eof else b""
+            read.ended = inflate.eof
+            yield out
+
+    _inflate = _isal_inflated
+    _ERRORS = (zlib.error, igzip_lib.IsalError, EOFError)  # type: ignore[assignment]  # its stubs call the class an instance
 except ImportError:  # pragma: no cover - the packaged Lambda has it
     pass
-_ERRORS: tuple[type[Exception], ...] = (zlib.error, _inflate.error)
 
 
 class ReadError(EventError):
@@ -50,26 +103,19 @@ def _bounded(leftover: bytes, expanded: int) -> None:
 
 def gzip_blocks(stream: BinaryIO, chunk: int = CHUNK, block: int = BLOCK) -> Iterator[bytes]:
     """Whole lines of a gzip stream (several members allowed), block by block, in bounded memory."""
-    inflate = _inflate.decompressobj(31)
+    read = _Read()
+    inflated = _inflate(stream, chunk, block, read)
     leftover = b""
-    pending = b""
-    read = expanded = 0
+    expanded = 0
     while True:
-        if not pending:
-            pending = stream.read(chunk)
-            if not pending:
-                break
-            read += len(pending)
         try:
-            out = inflate.decompress(pending, block)
-            pending = inflate.unconsumed_tail
-            if inflate.eof and inflate.unused_data:  # the next gzip member
-                pending = inflate.unused_data
-                inflate = _inflate.decompressobj(31)
+            out = next(inflated, None)
         except _ERRORS as exc:
             if leftover:
                 yield leftover
-            raise ReadError(f"corrupt gzip data after {read} compressed bytes: {exc}") from None
+            raise ReadError(f"corrupt gzip data after {read.compressed} compressed bytes: {exc}") from None
+        if out is None:
+            break
         expanded += len(out)
         cut = out.rfind(b"\n")
         if cut < 0:
@@ -83,9 +129,9 @@ def gzip_blocks(stream: BinaryIO, chunk: int = CHUNK, block: int = BLOCK) -> Ite
         yield lines
     if leftover:
         yield leftover
-    if read and not inflate.eof:
-        raise ReadError(f"gzip data ends early (truncated after {read} compressed bytes)")
-    if not read:
+    if read.compressed and not read.ended:
+        raise ReadError(f"gzip data ends early (truncated after {read.compressed} compressed bytes)")
+    if not read.compressed:
         raise ReadError("empty object")
 
 
