@@ -15,6 +15,7 @@ from _socket import AF_INET, AF_INET6, inet_pton
 from bisect import bisect_right
 
 from chalicelib.errors import EventError
+from chalicelib.flowlogs.values import Value
 
 # The scanner's process imports neither `typing` nor `collections.abc` (with `re`, `enum` and
 # `contextlib`, some 6 ms of every scan): names for annotations only.
@@ -135,7 +136,7 @@ class Ranges:
 _PRIVATE = Ranges(_PRIVATE_V4 + _PRIVATE_V6)
 
 
-class Forbidden:
+class Forbidden(Value):
     """Destinations ours must never reach: the ranges (for the classifier), and per range the
     destination ports it forbids (none: every port)."""
 
@@ -144,14 +145,6 @@ class Forbidden:
     def __init__(self, ranges: Ranges, rules: tuple[tuple[Ranges, frozenset[int] | None], ...]) -> None:
         self.ranges = ranges
         self.rules = rules
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Forbidden) and (self.ranges, self.rules) == (other.ranges, other.rules)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Forbidden(ranges={self.ranges!r}, rules={self.rules!r})"
 
     def forbids(self, address: str, port: int) -> bool:
         parsed = _parse(address)

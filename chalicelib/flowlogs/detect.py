@@ -18,6 +18,7 @@ import heapq
 from chalicelib.flow_detectors import DETECTORS, MINING_PORTS
 from chalicelib.flowlogs.addresses import FORBIDDEN, NO_ADDRESS, PUBLIC, THREAT, Classifier, Forbidden
 from chalicelib.flowlogs.fields import Layout
+from chalicelib.flowlogs.values import Value
 
 TYPE_CHECKING = False  # no `typing` in the scanner's process (addresses.py says why)
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ except ImportError:  # pragma: no cover - a machine without a C compiler, or a p
     _keep = None
 
 
-class DetectorSettings:
+class DetectorSettings(Value):
     """What the detectors look for (the deployment's settings, or these defaults)."""
 
     __slots__ = ("admin_ports", "egress_bytes", "enabled", "forbidden", "mining_ports", "scan_max_bytes",
@@ -105,18 +106,8 @@ class DetectorSettings:
         self.sweep_min_addresses = sweep_min_addresses
         self.forbidden = forbidden
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, DetectorSettings) and all(
-            getattr(self, name) == getattr(other, name) for name in self.__slots__
-        )
 
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"DetectorSettings({', '.join(f'{name}={getattr(self, name)!r}' for name in self.__slots__)})"
-
-
-class Flow:
+class Flow(Value):
     """One record, decoded (a slotted class: made for each record a detector reads, it costs a fifth
     of a frozen dataclass)."""
 
@@ -149,18 +140,8 @@ class Flow:
         self.start = start
         self.end = end
 
-    def _values(self) -> tuple[object, ...]:
-        return (self.interface, self.src, self.dst, self.src_port, self.dst_port, self.size, self.action,
-                self.protocol, self.packets, self.start, self.end)  # fmt: skip
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Flow) and self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        return f"Flow{self._values()!r}"
+    def __hash__(self) -> int:  # a record, never changed once decoded
+        return hash(self._state())
 
     @classmethod
     def parse(cls, fields: list[bytes], at: int, layout: Layout) -> Flow:
@@ -192,9 +173,8 @@ class Flow:
         return f"{where} {self.size} B {self.action} ({self.interface})"
 
 
-class Finding:
-    """Everything one detector saw about one address in one batch. A plain class, not a dataclass:
-    the scanner's process never imports `dataclasses` (and with it `inspect`, some 17 ms)."""
+class Finding(Value):
+    """Everything one detector saw about one address in one batch."""
 
     __slots__ = ("address", "bytes", "capped", "detector", "established", "first", "interfaces", "last", "ports",
                  "records", "remote", "remotes", "top")  # fmt: skip
@@ -213,17 +193,6 @@ class Finding:
         self.capped = False  # counting stopped at a limit: `records` is a lower bound
         self.first = 0  # the earliest start and latest end of its flows (Unix seconds), 0 when unknown
         self.last = 0
-
-    def _state(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Finding) and self._state() == other._state()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
-
-    def __repr__(self) -> str:
-        return f"Finding({', '.join(f'{name}={getattr(self, name)!r}' for name in self.__slots__)})"
 
     def add(self, flow: Flow, remote: str | None, port: int | None = None) -> None:
         self.records += 1

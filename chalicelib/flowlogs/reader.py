@@ -6,6 +6,7 @@ import zlib
 
 from chalicelib.errors import EventError
 from chalicelib.flowlogs.fields import DEFAULT, Layout, header_layout, sniffed
+from chalicelib.flowlogs.values import Value
 
 TYPE_CHECKING = False  # no `typing` in the scanner's process (addresses.py says why)
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def with_layout(blocks: Iterator[bytes], configured: Layout | None) -> Iterator[
 MAX_PAYLOAD_BYTES = 32 * 1024 * 1024
 
 
-class LogsPayload:
+class LogsPayload(Value):
     """A CloudWatch Logs subscription delivery, decoded."""
 
     __slots__ = ("control", "log_group", "log_stream", "messages", "owner")
