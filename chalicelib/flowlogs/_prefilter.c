@@ -860,22 +860,31 @@ static PyObject *new_set(Pass *s, Slot *source, PyObject **cached, int kind, con
     return made;
 }
 
-/* Interfaces as bytes objects, one per interface for the whole process (the table is small, and an
- * interface met past it gets an object of its own): a delivery's first probes come from tens of
+/* Interfaces as bytes objects, one per interface, kept between calls in a small table (an entry
+ * another interface needs is given to it: the table holds only its own references, so an object a
+ * set or list holds is never freed under it): a delivery's first probes come from tens of
  * thousands of sources through a few hundred interfaces. */
 #define INTERFACES 512
+#define INTERFACE_WAYS 4
+/* Longer than any interface or attachment id (eni-, tgw-attach-: 21 and 29 characters): a hostile
+ * record's long field gets an object of its own, never held by the table. */
+#define INTERFACE_LONGEST 64
 static PyObject *interfaces_made[INTERFACES];
 
 /* A new reference to the interface's bytes object, or NULL with an error set. */
 static PyObject *interface_of(const char *at, Py_ssize_t len)
 {
-    size_t place = (size_t)(hash_of(at, len, 0) >> 7) & (INTERFACES - 1);
-    for (int probe = 0; probe < 8; probe++, place = (place + 1) & (INTERFACES - 1)) {
+    if (len > INTERFACE_LONGEST) {
+        return PyBytes_FromStringAndSize(at, len);
+    }
+    size_t first = (size_t)(hash_of(at, len, 0) >> 7) & (INTERFACES - 1);
+    size_t place = first;
+    size_t free_place = first; /* every way taken: the first gives its place */
+    for (int way = 0; way < INTERFACE_WAYS; way++, place = (place + 1) & (INTERFACES - 1)) {
         PyObject *made = interfaces_made[place];
         if (made == NULL) {
-            made = interfaces_made[place] = PyBytes_FromStringAndSize(at, len);
-            Py_XINCREF(made);
-            return made;
+            free_place = place;
+            break;
         }
         char *held;
         Py_ssize_t held_len;
@@ -887,7 +896,15 @@ static PyObject *interface_of(const char *at, Py_ssize_t len)
             return made;
         }
     }
-    return PyBytes_FromStringAndSize(at, len);
+    PyObject *made = PyBytes_FromStringAndSize(at, len);
+    if (made == NULL) {
+        return NULL;
+    }
+    PyObject *given_up = interfaces_made[free_place];
+    interfaces_made[free_place] = made;
+    Py_XDECREF(given_up);
+    Py_INCREF(made);
+    return made;
 }
 
 /* Put a set made here into the scanner's dict, and link it: 0, or -1 with an error set. */

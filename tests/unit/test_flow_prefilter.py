@@ -355,6 +355,20 @@ def test_a_sources_first_probe_and_first_sweep_make_their_sets_here_as_the_loop_
     assert firsts == [b"eni-1"]  # an interface only where a source's first probe made its set
 
 
+def test_a_first_probes_interface_is_one_object_per_interface_but_never_a_long_field_held_for_good() -> None:
+    """Interfaces are kept as one bytes object each for the process's life (a few hundred of them);
+    a hostile record's long "interface" gets an object of its own, freed with the scanner."""
+    memo = {**MEMO, **{b"10.0.7.%d" % i: 0 for i in range(4)}}
+    long = "eni-" + "f" * 200
+    lines = [probe(f"10.0.7.{i}", "10.0.2.9", 443).replace(b"eni-1", iface.encode())
+             for i, iface in enumerate(["eni-0abc", "eni-0abc", long, long])]  # fmt: skip
+    firsts: list[bytes] = []
+    assert _first_probes(b"\n".join(lines), {}, {}, firsts, 100, memo) == (4, [])
+    assert firsts == [b"eni-0abc", b"eni-0abc", long.encode(), long.encode()]
+    assert firsts[0] is firsts[1]
+    assert firsts[2] is not firsts[3]
+
+
 def test_a_block_that_could_reach_the_most_sources_counted_leaves_first_probes_to_python() -> None:
     """Python counts MAX_PROBING_SOURCES sources and no more, in the records' order: a set is made
     here only while the sources counted and the block's records so far could not reach it."""
